@@ -1,0 +1,28 @@
+// Reading and writing weight tensors and byte files for the udc tool: raw int8
+// files and NumPy .npy arrays (int8 or int16, C order). Errors throw
+// std::runtime_error naming the file and what was expected.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace udc::tool {
+
+std::vector<uint8_t> read_bytes(const std::string& path);
+
+/// Writes to a temporary file beside `path` and renames it, so a failed or
+/// interrupted write never leaves a half-written file.
+void write_bytes_atomically(const std::string& path, const uint8_t* data, size_t size);
+
+/// Weights from a .npy file (dtype int8 or int16) or, for any other extension,
+/// from a raw file of int8 values.
+std::vector<int16_t> read_weights(const std::string& path);
+
+/// Writes weights as .npy (int8 when every value fits, else int16) or, for any
+/// other extension, as raw int8 (fails naming the first value that does not fit).
+void write_weights(const std::string& path, const std::vector<int16_t>& weights);
+
+bool has_extension(const std::string& path, const std::string& extension);
+
+}  // namespace udc::tool
