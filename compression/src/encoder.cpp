@@ -55,22 +55,40 @@ SymbolStats symbol_stats(const uint16_t* indices, size_t count, const uint32_t* 
   SymbolStats stats;
   stats.symbols = count;
   stats.runs = run_count;
-  // Separate accumulators per shift keep the loop vectorisable.
-  std::array<uint32_t, kShiftSums> shift_sum{};
-  std::array<uint32_t, format::kMaxWdiv + 1> at_least{};
+  // Scalar accumulators (not arrays indexed in the loop) so that the compiler
+  // vectorises the loop; a block of kBlockSymbols 9-bit indices cannot overflow them.
+  uint32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0;
+  uint32_t c1 = 0, c2 = 0, c3 = 0, c4 = 0, c5 = 0, nonzero = 0;
   uint32_t max_index = 0;
   for (size_t i = 0; i < count; ++i) {
     const uint32_t index = indices[i];
     max_index = std::max(max_index, index);
-    for (int d = 0; d < kShiftSums; ++d) shift_sum[d] += index >> d;
-    for (int d = 0; d <= format::kMaxWdiv; ++d) at_least[d] += index >= (1u << d) ? 1u : 0u;
+    s0 += index;
+    s1 += index >> 1;
+    s2 += index >> 2;
+    s3 += index >> 3;
+    s4 += index >> 4;
+    s5 += index >> 5;
+    s6 += index >> 6;
+    nonzero += index != 0;
+    c1 += index >= 2;
+    c2 += index >= 4;
+    c3 += index >= 8;
+    c4 += index >= 16;
+    c5 += index >= 32;
   }
   stats.max_index = max_index;
-  for (int d = 0; d < kShiftSums; ++d) stats.index_shift_sum[d] = shift_sum[d];
-  for (int d = 0; d <= format::kMaxWdiv; ++d) stats.index_at_least[d] = at_least[d];
+  stats.index_shift_sum = {s0, s1, s2, s3, s4, s5, s6};
+  stats.index_at_least = {nonzero, c1, c2, c3, c4, c5};
+  uint64_t r0 = 0, r1 = 0, r2 = 0, r3 = 0;
   for (size_t i = 0; i < run_count; ++i) {
-    for (int d = 0; d < kZeroRunConfigs; ++d) stats.run_shift_sum[d] += runs[i] >> d;
+    const uint32_t run = runs[i];
+    r0 += run;
+    r1 += run >> 1;
+    r2 += run >> 2;
+    r3 += run >> 3;
   }
+  stats.run_shift_sum = {r0, r1, r2, r3};
   return stats;
 }
 
@@ -112,6 +130,22 @@ uint64_t zero_run_stream_bits(const SymbolStats& s, int zdiv, bool exact) {
 }
 
 int code_of(int weight) { return format::to_sign_magnitude(weight); }
+
+constexpr size_t kWeightValues = format::kMaxWeight - format::kMinWeight + 1;
+
+/// Weight index of every weight value (offset by -kMinWeight) under a palette.
+std::array<uint16_t, kWeightValues> index_table(const Palette& palette) {
+  std::array<uint16_t, kWeightValues> index_of{};
+  const int entries = static_cast<int>(palette.entries.size());
+  for (int weight = format::kMinWeight; weight <= format::kMaxWeight; ++weight) {
+    const int direct = code_of(weight) - palette.direct_offset + entries;
+    index_of[weight - format::kMinWeight] = static_cast<uint16_t>(std::clamp(direct, 0, format::kMaxIndex));
+  }
+  for (int i = 0; i < entries; ++i) {
+    index_of[format::from_sign_magnitude(palette.entries[i]) - format::kMinWeight] = static_cast<uint16_t>(i);
+  }
+  return index_of;
+}
 
 [[noreturn]] void throw_out_of_range(size_t index, int value) {
   throw std::out_of_range("weight " + std::to_string(index) + " is " + std::to_string(value) +
@@ -186,16 +220,43 @@ void write_slice(detail::BitWriter& out, const uint16_t* indices, const uint32_t
     const bool weight_enabled = balance < 8 && weights_done < weight_count;
     const bool run_enabled = zero_runs && balance >= 0 && runs_done < run_count;
 
-    uint32_t unary0 = 0, unary1 = 0;
+    uint32_t unary0 = 0, unary1 = 0, run_unary = 0;
     int unary1_bits = 0, weight_symbols = 0, run_symbols = 0;
     if (weight_enabled) {
-      for (int slot = 0; slot < weight_slots;) {
+      int slot = 0;
+      while (slot < weight_slots) {
         if (weight_quotient < 0) {
+          // Fast path: whole symbols that fit in the chunk. A quotient q takes
+          // floor(q/2)+1 slots (one with truncation); WUNARY0 gets a 1 for every
+          // slot but the last of an even q, WUNARY1 a 1 for every full pair.
+          while (weights_started < weight_count) {
+            const uint32_t index = indices[weights_started];
+            const uint32_t quotient = slice.uncompressed ? 0 : index >> weight_bits;
+            uint32_t slots, ones0, ones1;
+            if (slice.truncated) {
+              slots = 1;
+              ones0 = quotient > 0;
+              ones1 = quotient > 1;
+            } else {
+              slots = (quotient >> 1) + 1;
+              ones0 = (quotient + 1) >> 1;
+              ones1 = quotient >> 1;
+            }
+            if (slot + static_cast<int>(slots) > weight_slots) break;
+            unary0 |= ((1u << ones0) - 1) << slot;
+            unary1 |= ((1u << ones1) - 1) << unary1_bits;
+            unary1_bits += static_cast<int>(ones0);
+            slot += static_cast<int>(slots);
+            weight_remainders[weight_symbols++] = index & weight_mask;
+            ++weights_started;
+            ++weights_done;
+          }
+          if (slot == weight_slots) break;
+          // Slow path: a symbol that crosses into the next chunk, or padding.
           weight_padding = weights_started >= weight_count;
           const uint32_t index = weight_padding ? 0 : indices[weights_started++];
-          weight_quotient = static_cast<int>(index >> weight_bits);
+          weight_quotient = slice.uncompressed ? 0 : static_cast<int>(index >> weight_bits);
           weight_remainder = index & weight_mask;
-          if (slice.uncompressed) weight_quotient = 0;
         }
         while (weight_quotient >= 0 && slot < weight_slots) {
           if (weight_quotient > 0) {
@@ -212,10 +273,23 @@ void write_slice(detail::BitWriter& out, const uint16_t* indices, const uint32_t
         }
       }
     }
-    uint32_t run_unary = 0;
     if (run_enabled) {
-      for (int slot = 0; slot < zero_slots;) {
+      int slot = 0;
+      while (slot < zero_slots) {
         if (run_quotient < 0) {
+          // Fast path: whole runs that fit in the chunk (a quotient q takes q + 1
+          // slots: q ones and a zero).
+          while (runs_started < run_count) {
+            const uint32_t run = runs[runs_started];
+            const uint32_t quotient = run >> zero_bits;
+            if (slot + static_cast<int64_t>(quotient) + 1 > zero_slots) break;
+            run_unary |= ((1u << quotient) - 1) << slot;
+            slot += static_cast<int>(quotient) + 1;
+            run_remainders[run_symbols++] = run & zero_mask;
+            ++runs_started;
+            ++runs_done;
+          }
+          if (slot == zero_slots) break;
           run_padding = runs_started >= run_count;
           const uint32_t run = run_padding ? 0 : runs[runs_started++];
           run_quotient = run >> zero_bits;
@@ -282,6 +356,7 @@ const EncodingPlan& WeightEncoder::plan_impl(const Weight* weights, size_t count
 
 template <class Weight>
 void WeightEncoder::plan_section(const Weight* weights, size_t begin, size_t end) {
+  const size_t count = end - begin;
   detail::CodeHistogram histogram{};
   if constexpr (sizeof(Weight) == 1) {
     std::array<uint64_t, 256> byte_counts{};
@@ -296,88 +371,67 @@ void WeightEncoder::plan_section(const Weight* weights, size_t begin, size_t end
   // Zero-run mode pays one run symbol per non-zero weight and saves one weight
   // symbol per zero; compare both with the single best configuration of each.
   const detail::PaletteChoice plain = detail::choose_palette(histogram, false);
-  uint64_t plain_bits = plain.weight_bits;
   detail::PaletteChoice alternating;
   uint64_t alternating_bits = kImpossible;
+  size_t nonzero = 0;
   if (histogram[0] != 0) {
-    alternating = detail::choose_palette(histogram, true);
-    // Exact run statistics need the runs themselves.
-    std::array<uint64_t, kZeroRunConfigs> run_bits{};
+    // Runs before each non-zero weight, then the trailing run; written without
+    // branches (slot `nonzero` is overwritten until a non-zero weight claims it).
+    run_scratch_.resize(count + 1);
+    nonzero_scratch_.resize(count + 1);
+    uint32_t* runs = run_scratch_.data();
+    int16_t* values = nonzero_scratch_.data();
     uint32_t run = 0;
-    bool any_nonzero = false;
-    auto add_run = [&](uint32_t length) {
-      for (int d = 0; d < kZeroRunConfigs; ++d) run_bits[d] += (length >> d) + 1 + static_cast<uint64_t>(d);
-    };
     for (size_t i = begin; i < end; ++i) {
-      if (weights[i] == 0) {
-        ++run;
-      } else {
-        add_run(run);
-        run = 0;
-        any_nonzero = true;
-      }
+      const int16_t weight = weights[i];
+      runs[nonzero] = run;
+      values[nonzero] = weight;
+      const bool is_nonzero = weight != 0;
+      nonzero += is_nonzero;
+      run = is_nonzero ? 0 : run + 1;
     }
-    if (!any_nonzero) {
-      add_run(0);
-      add_run(run - 1);
-    } else {
-      add_run(run);
+    runs[nonzero] = run;
+    size_t run_count = nonzero + 1;
+    if (nonzero == 0) {
+      // All zeros: the first zero is sent as a weight to give the slice a symbol.
+      values[0] = 0;
+      runs[0] = 0;
+      runs[1] = static_cast<uint32_t>(count - 1);
+      nonzero = 1;
+      run_count = 2;
     }
-    alternating_bits = alternating.weight_bits + *std::min_element(run_bits.begin(), run_bits.end());
+    const SymbolStats stats = symbol_stats(nullptr, 0, runs, run_count);
+    uint64_t run_bits = kImpossible;
+    for (int d = 0; d < kZeroRunConfigs; ++d) {
+      run_bits = std::min(run_bits, zero_run_stream_bits(stats, d, false));
+    }
+    alternating = detail::choose_palette(histogram, true);
+    alternating_bits = alternating.weight_bits + run_bits;
   }
 
   SectionPlan section;
   section.first_weight = begin;
-  section.weights = end - begin;
-  section.palette = alternating_bits < plain_bits ? alternating.palette : plain.palette;
-  build_symbols(weights, begin, end, section.palette);
-  section.bits = plan_slices(section);
-  plan_.sections.push_back(std::move(section));
-}
-
-template <class Weight>
-void WeightEncoder::build_symbols(const Weight* weights, size_t begin, size_t end,
-                                  const Palette& palette) {
-  // Index of each weight value, offset by kMaxWeight.
-  std::array<uint16_t, format::kMaxWeight - format::kMinWeight + 1> index_of{};
-  const int entries = static_cast<int>(palette.entries.size());
-  for (int weight = format::kMinWeight; weight <= format::kMaxWeight; ++weight) {
-    const int code = code_of(weight);
-    const int direct = code - palette.direct_offset + entries;
-    index_of[weight - format::kMinWeight] = static_cast<uint16_t>(std::clamp(direct, 0, format::kMaxIndex));
-  }
-  for (int i = 0; i < entries; ++i) {
-    index_of[format::from_sign_magnitude(palette.entries[i]) - format::kMinWeight] = static_cast<uint16_t>(i);
-  }
-
+  section.weights = count;
+  section.palette = alternating_bits < plain.weight_bits ? alternating.palette : plain.palette;
+  const std::array<uint16_t, kWeightValues> index_of = index_table(section.palette);
   section_index_begin_.push_back(indices_.size());
   section_run_begin_.push_back(zero_runs_.size());
-  const size_t count = end - begin;
-  if (!palette.zero_runs) {
+  if (section.palette.zero_runs) {
+    const size_t base = indices_.size();
+    indices_.resize(base + nonzero);
+    for (size_t i = 0; i < nonzero; ++i) {
+      indices_[base + i] = index_of[nonzero_scratch_[i] - format::kMinWeight];
+    }
+    zero_runs_.insert(zero_runs_.end(), run_scratch_.begin(),
+                      run_scratch_.begin() + static_cast<long>(nonzero + 1));
+  } else {
     const size_t base = indices_.size();
     indices_.resize(base + count);
     uint16_t* out = indices_.data() + base;
     for (size_t i = 0; i < count; ++i) out[i] = index_of[weights[begin + i] - format::kMinWeight];
-    return;
   }
-  uint32_t run = 0;
-  for (size_t i = begin; i < end; ++i) {
-    if (weights[i] == 0) {
-      ++run;
-    } else {
-      zero_runs_.push_back(run);
-      indices_.push_back(index_of[weights[i] - format::kMinWeight]);
-      run = 0;
-    }
-  }
-  if (indices_.size() == section_index_begin_.back()) {
-    // All zeros: the first zero is sent as a weight (index 0) to give the slice a symbol.
-    indices_.push_back(0);
-    zero_runs_.push_back(0);
-    zero_runs_.push_back(run - 1);
-  } else {
-    zero_runs_.push_back(run);
-  }
+  section.bits = plan_slices(section);
+  plan_.sections.push_back(std::move(section));
 }
 
 uint64_t WeightEncoder::plan_slices(SectionPlan& section) {

@@ -83,8 +83,6 @@ class WeightEncoder {
   const EncodingPlan& plan_impl(const Weight* weights, size_t count);
   template <class Weight>
   void plan_section(const Weight* weights, size_t begin, size_t end);
-  template <class Weight>
-  void build_symbols(const Weight* weights, size_t begin, size_t end, const Palette& palette);
   uint64_t plan_slices(SectionPlan& section);
   void write(std::vector<uint8_t>& out) const;
 
@@ -94,6 +92,8 @@ class WeightEncoder {
   std::vector<uint32_t> zero_runs_;   // zeros after each symbol (+1 leading per section)
   std::vector<size_t> section_index_begin_;  // first symbol of each section in indices_
   std::vector<size_t> section_run_begin_;    // first run of each section in zero_runs_
+  std::vector<uint32_t> run_scratch_;        // zero runs of the section being planned
+  std::vector<int16_t> nonzero_scratch_;     // its non-zero weights, in order
 };
 
 /// Convenience wrappers around a temporary WeightEncoder.
