@@ -12,6 +12,40 @@ namespace {
 /// Unary quotients of weights never exceed the largest index; stopping there bounds
 /// the arithmetic on corrupt streams.
 constexpr uint32_t kMaxWeightCarry = format::kMaxIndex;
+/// Most bits one chunk can hold: both unary fields of the weights (12 + 12), the
+/// zero-run unary field (12), 12 weight remainders of up to 9 bits, 12 zero-run
+/// remainders of up to 3 bits.
+constexpr uint64_t kLargestChunkBits = 12 + 12 + 12 + 12 * 9 + 12 * 3;
+constexpr size_t kShortRun = 16;
+
+/// Bit tables for parsing unary fields six slots at a time: popcount, and
+/// "deposit" (the low bits of v placed at the set bits of mask m, like BMI2 pdep).
+struct UnaryTables {
+  std::array<uint8_t, 64> popcount{};
+  std::array<std::array<uint8_t, 64>, 64> deposit{};
+  constexpr UnaryTables() {
+    for (int m = 0; m < 64; ++m) {
+      int count = 0;
+      for (int b = 0; b < 6; ++b) count += (m >> b) & 1;
+      popcount[m] = static_cast<uint8_t>(count);
+      for (int v = 0; v < 64; ++v) {
+        int out = 0, next = 0;
+        for (int b = 0; b < 6; ++b) {
+          if ((m >> b) & 1) out |= ((v >> next++) & 1) << b;
+        }
+        deposit[m][v] = static_cast<uint8_t>(out);
+      }
+    }
+  }
+};
+constexpr UnaryTables kUnary{};
+
+/// WUNARY1's bits moved to the slots of WUNARY0 that carry them (12 slots).
+inline uint32_t spread_second_unary(uint32_t unary0, uint32_t unary1) {
+  const uint32_t low = unary0 & 63, high = (unary0 >> 6) & 63;
+  return kUnary.deposit[low][unary1 & 63] |
+         (uint32_t{kUnary.deposit[high][(unary1 >> kUnary.popcount[low]) & 63]} << 6);
+}
 
 uint64_t load_le64(const uint8_t* data, size_t size, size_t byte) {
   uint64_t word = 0;
@@ -60,6 +94,152 @@ bool StreamDecoder::read_bits(int bits, const char* field, uint32_t& value) {
   return true;
 }
 
+void StreamDecoder::build_value_table() {
+  const int palette_size = static_cast<int>(palette_.size());
+  for (int index = 0; index <= format::kMaxIndex; ++index) {
+    const int code = index < palette_size ? palette_[index] : index - palette_size + direct_offset_;
+    value_of_index_[index] = code <= format::kMaxIndex
+                                 ? static_cast<int16_t>(format::from_sign_magnitude(code))
+                                 : kInvalidValue;
+  }
+}
+
+template <bool kChecked>
+bool StreamDecoder::take(int bits, const char* field, uint32_t& value) {
+  if constexpr (kChecked) {
+    return read_bits(bits, field, value);
+  } else {
+    (void)field;
+    uint64_t word;
+    std::memcpy(&word, data_ + (position_ >> 3), 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    word = __builtin_bswap64(word);
+#endif
+    value = static_cast<uint32_t>((word >> (position_ & 7)) & ((uint64_t{1} << bits) - 1));
+    position_ += static_cast<uint64_t>(bits);
+    return true;
+  }
+}
+
+template <bool kChecked>
+bool StreamDecoder::decode_chunk(ChunkState& s) {
+  // Flow control: weights may run at most 8 symbols ahead of zero runs, and zero
+  // runs never ahead of weights. Positions count completed symbols, padding included.
+  const int64_t balance = s.zero_runs ? int64_t{s.weight_pos} - int64_t{s.run_pos} : 0;
+  const bool weight_enabled = balance < 8 && s.weight_pos < s.weight_count;
+  const bool run_enabled = s.zero_runs && balance >= 0 && s.run_pos < s.run_count;
+
+  uint32_t unary0 = 0;
+  if (weight_enabled && !s.uncompressed) {
+    if (!take<kChecked>(format::kWeightChunkSlots, "WUNARY0", unary0)) return false;
+  }
+  int run_symbols = 0;
+  if (run_enabled) {
+    const uint64_t field_start = position_;
+    uint32_t unary = 0;
+    if (!take<kChecked>(s.zero_slots, "ZUNARY", unary)) return false;
+    // A zero bit ends a run symbol; the ones before it (back to the previous end)
+    // are its quotient.
+    // A zero bit ends a run symbol; the ones before it (back to the previous end)
+    // are its quotient. Branch-free: the loop's trip count is fixed.
+    // Always 12 iterations (unrolled); slots past the chunk never end a symbol.
+    const uint32_t run_ends = ~unary & ((1u << s.zero_slots) - 1);
+    int start = 0;
+    for (int slot = 0; slot < format::kWeightChunkSlots; ++slot) {
+      const int end = static_cast<int>((run_ends >> slot) & 1);
+      s.run_q[run_symbols] = static_cast<uint64_t>(slot - start);
+      run_symbols += end;
+      start = end ? slot + 1 : start;
+    }
+    uint64_t carry = s.run_carry + static_cast<uint64_t>(s.zero_slots - start);
+    if (run_symbols > 0) {
+      s.run_q[0] += s.run_carry;
+      carry = static_cast<uint64_t>(s.zero_slots - start);
+    }
+    s.run_carry = carry;
+    if (s.run_carry > options_.max_weights) {
+      return fail(field_start, "ZUNARY", "zero run longer than the allowed weight count");
+    }
+    s.run_pos += static_cast<uint32_t>(run_symbols);
+  }
+  int weight_symbols = 0;
+  if (weight_enabled) {
+    const uint64_t field_start = position_;
+    uint32_t unary1 = 0;
+    const int unary1_bits = kUnary.popcount[unary0 & 63] + kUnary.popcount[(unary0 >> 6) & 63];
+    if (!take<kChecked>(unary1_bits, "WUNARY1", unary1)) return false;
+    // A slot codes 0, 1 or 2 (WUNARY0 bit plus the WUNARY1 bit it carries). A symbol
+    // ends at a slot coding less than 2, or at every slot when truncated, so every
+    // slot inside a symbol codes 2.
+    const uint32_t second = spread_second_unary(unary0, unary1);
+    const uint32_t slot_mask = (1u << s.weight_slots) - 1;
+    const uint32_t ends = s.truncated ? slot_mask : ~second & slot_mask;
+    int start = 0;
+    for (int slot = 0; slot < format::kWeightChunkSlots; ++slot) {  // unrolled; see above
+      const uint32_t code = ((unary0 >> slot) & 1) + ((second >> slot) & 1);
+      const int end = static_cast<int>((ends >> slot) & 1);
+      s.weight_q[weight_symbols] = 2 * static_cast<uint32_t>(slot - start) + code;
+      weight_symbols += end;
+      start = end ? slot + 1 : start;
+    }
+    uint32_t count = s.weight_carry + 2 * static_cast<uint32_t>(s.weight_slots - start);
+    if (weight_symbols > 0) {
+      s.weight_q[0] += s.weight_carry;
+      count = 2 * static_cast<uint32_t>(s.weight_slots - start);
+    }
+    s.weight_carry = count;
+    if (s.weight_carry > kMaxWeightCarry) {
+      return fail(field_start, "WUNARY1", "weight quotient exceeds the 9-bit index range");
+    }
+    s.weight_pos += static_cast<uint32_t>(weight_symbols);
+  }
+  if (s.prev_weight_enabled) {
+    const int count = static_cast<int>(
+        std::min<uint32_t>(static_cast<uint32_t>(s.prev_weight_symbols), s.weight_count - s.weight_prev_pos));
+    int16_t* out = slice_weights_.data() + s.weight_prev_pos;
+    for (int i = 0; i < count; ++i) {
+      const uint64_t field_start = position_;
+      uint32_t remainder = 0;
+      if (!take<kChecked>(s.weight_bits, "WREMAIN", remainder)) return false;
+      const uint32_t index = (s.prev_weight_q[i] << s.weight_bits) + remainder;
+      const int16_t value = index <= format::kMaxIndex ? value_of_index_[index] : kInvalidValue;
+      if (value == kInvalidValue) {
+        return fail(field_start, "WREMAIN",
+                    "weight index " + std::to_string(index) +
+                        (index > format::kMaxIndex ? " exceeds 511" : " decodes to a magnitude above 255"));
+      }
+      out[i] = value;
+    }
+    s.weight_prev_pos += static_cast<uint32_t>(count);
+  }
+  if (s.prev_run_enabled) {
+    const int count = static_cast<int>(
+        std::min<uint32_t>(static_cast<uint32_t>(s.prev_run_symbols), s.run_count - s.run_prev_pos));
+    uint64_t* out = slice_runs_.data() + s.run_prev_pos;
+    for (int i = 0; i < count; ++i) {
+      const uint64_t field_start = position_;
+      uint32_t remainder = 0;
+      if (!take<kChecked>(s.zero_bits, "ZREMAIN", remainder)) return false;
+      const uint64_t run = (s.prev_run_q[i] << s.zero_bits) + remainder;
+      s.zeros += run;
+      if (weights_decoded_ + s.weight_count + s.zeros > options_.max_weights) {
+        return fail(field_start, "ZREMAIN",
+                    "stream holds more than the allowed " + std::to_string(options_.max_weights) +
+                        " weights");
+      }
+      out[i] = run;
+    }
+    s.run_prev_pos += static_cast<uint32_t>(count);
+  }
+  s.prev_weight_enabled = weight_enabled;
+  s.prev_weight_symbols = weight_symbols;
+  s.prev_weight_q = s.weight_q;
+  s.prev_run_enabled = run_enabled;
+  s.prev_run_symbols = run_symbols;
+  s.prev_run_q = s.run_q;
+  return true;
+}
+
 size_t StreamDecoder::read(int16_t* out, size_t capacity) {
   size_t produced = 0;
   while (produced < capacity) {
@@ -79,9 +259,22 @@ size_t StreamDecoder::read(int16_t* out, size_t capacity) {
         next_symbol_ += static_cast<uint32_t>(count);
         continue;
       }
-      out[produced++] = slice_weights_[next_symbol_];
-      pending_zeros_ = slice_runs_[next_symbol_ + run_offset_];
-      ++next_symbol_;
+      // Weights with the zero runs after them; short runs are written with one
+      // fixed-size store when the buffer has room for it.
+      static constexpr int16_t kZeros[kShortRun] = {};
+      while (next_symbol_ < slice_symbols_ && produced < capacity) {
+        out[produced++] = slice_weights_[next_symbol_];
+        const uint64_t run = slice_runs_[next_symbol_ + run_offset_];
+        ++next_symbol_;
+        const size_t room = capacity - produced;
+        if (run <= kShortRun && room >= kShortRun) {
+          std::memcpy(out + produced, kZeros, sizeof(kZeros));
+          produced += static_cast<size_t>(run);
+        } else {
+          pending_zeros_ = run;
+          break;
+        }
+      }
       continue;
     }
     if (finished_ || error_ || !decode_slice()) break;
@@ -145,6 +338,7 @@ bool StreamDecoder::decode_slice() {
       entry = static_cast<uint16_t>(value);
     }
   }
+  if (new_palette) build_value_table();
   need_palette_ = false;
   section_zero_runs_ = zero_runs;
 
@@ -154,12 +348,8 @@ bool StreamDecoder::decode_slice() {
   const int weight_bits =
       uncompressed ? (palette_size > 0 ? format::ceil_log2(palette_size) : palette_bits_)
                    : static_cast<int>(wdiv);
-  const bool is_truncated = truncated != 0;
   const int zero_bits = zero_runs ? static_cast<int>(zdiv) : 0;
-  const int zero_slots = format::zero_run_chunk_slots(zero_bits);
   const uint32_t run_count = zero_runs ? weight_count + (new_palette ? 1 : 0) : 0;
-  const int weight_slots = uncompressed ? format::uncompressed_chunk_symbols(weight_bits)
-                                        : format::kWeightChunkSlots;
 
   if (weights_decoded_ + weight_count > options_.max_weights) {
     return fail(header_start, "SLICELEN",
@@ -169,112 +359,25 @@ bool StreamDecoder::decode_slice() {
   slice_weights_.resize(weight_count);
   slice_runs_.resize(run_count);
 
-  // Chunk loop, mirroring the encoder's flow control. Positions count completed
-  // symbols, padding included; remainders of a chunk arrive in the next one.
-  uint32_t weight_pos = 0, run_pos = 0, weight_prev_pos = 0, run_prev_pos = 0;
-  uint32_t weight_carry = 0;
-  uint64_t run_carry = 0;
-  std::array<uint32_t, format::kWeightChunkSlots> weight_q{}, prev_weight_q{};
-  std::array<uint64_t, format::kWeightChunkSlots> run_q{}, prev_run_q{};
-  int weight_symbols = 0, run_symbols = 0, prev_weight_symbols = 0, prev_run_symbols = 0;
-  bool prev_weight_enabled = false, prev_run_enabled = false;
-  uint64_t zeros = 0;
-
+  ChunkState state;
+  state.weight_count = weight_count;
+  state.run_count = run_count;
+  state.weight_bits = weight_bits;
+  state.zero_bits = zero_bits;
+  state.zero_slots = format::zero_run_chunk_slots(zero_bits);
+  state.weight_slots = uncompressed ? format::uncompressed_chunk_symbols(weight_bits)
+                                    : format::kWeightChunkSlots;
+  state.zero_runs = zero_runs;
+  state.uncompressed = uncompressed;
+  state.truncated = truncated != 0;
   do {
-    const int64_t balance = zero_runs ? int64_t{weight_pos} - int64_t{run_pos} : 0;
-    const bool weight_enabled = balance < 8 && weight_pos < weight_count;
-    const bool run_enabled = zero_runs && balance >= 0 && run_pos < run_count;
-
-    uint32_t unary0 = 0;
-    if (weight_enabled && !uncompressed) {
-      if (!read_bits(format::kWeightChunkSlots, "WUNARY0", unary0)) return false;
-    }
-    if (run_enabled) {
-      const uint64_t field_start = position_;
-      uint32_t unary = 0;
-      if (!read_bits(zero_slots, "ZUNARY", unary)) return false;
-      run_symbols = 0;
-      for (int slot = 0; slot < zero_slots; ++slot) {
-        if ((unary >> slot) & 1) {
-          ++run_carry;
-        } else {
-          run_q[run_symbols++] = run_carry;
-          run_carry = 0;
-        }
-      }
-      if (run_carry > options_.max_weights) {
-        return fail(field_start, "ZUNARY", "zero run longer than the allowed weight count");
-      }
-      run_pos += static_cast<uint32_t>(run_symbols);
-    }
-    if (weight_enabled) {
-      const uint64_t field_start = position_;
-      uint32_t unary1 = 0;
-      if (!read_bits(__builtin_popcount(unary0), "WUNARY1", unary1)) return false;
-      weight_symbols = 0;
-      uint32_t count = weight_carry;
-      for (int slot = 0; slot < weight_slots; ++slot) {
-        uint32_t code = 0;
-        if ((unary0 >> slot) & 1) {
-          code = 1 + (unary1 & 1);
-          unary1 >>= 1;
-        }
-        count += code;
-        if (code < 2 || is_truncated) {
-          weight_q[weight_symbols++] = count;
-          count = 0;
-        }
-      }
-      weight_carry = count;
-      if (weight_carry > kMaxWeightCarry) {
-        return fail(field_start, "WUNARY1", "weight quotient exceeds the 9-bit index range");
-      }
-      weight_pos += static_cast<uint32_t>(weight_symbols);
-    }
-    if (prev_weight_enabled) {
-      for (int i = 0; i < prev_weight_symbols && weight_prev_pos < weight_count; ++i) {
-        const uint64_t field_start = position_;
-        uint32_t remainder = 0;
-        if (!read_bits(weight_bits, "WREMAIN", remainder)) return false;
-        const uint32_t index = (prev_weight_q[i] << weight_bits) + remainder;
-        if (index > format::kMaxIndex) {
-          return fail(field_start, "WREMAIN",
-                      "weight index " + std::to_string(index) + " exceeds 511");
-        }
-        const uint32_t code = static_cast<int>(index) < palette_size
-                                  ? palette_[index]
-                                  : index - static_cast<uint32_t>(palette_size) +
-                                        static_cast<uint32_t>(direct_offset_);
-        if (code > format::kMaxIndex) {
-          return fail(field_start, "WREMAIN",
-                      "weight index " + std::to_string(index) +
-                          " decodes to a magnitude above 255");
-        }
-        slice_weights_[weight_prev_pos++] = static_cast<int16_t>(format::from_sign_magnitude(static_cast<int>(code)));
-      }
-    }
-    if (prev_run_enabled) {
-      for (int i = 0; i < prev_run_symbols && run_prev_pos < run_count; ++i) {
-        uint32_t remainder = 0;
-        const uint64_t field_start = position_;
-        if (!read_bits(zero_bits, "ZREMAIN", remainder)) return false;
-        const uint64_t run = (prev_run_q[i] << zero_bits) + remainder;
-        zeros += run;
-        if (weights_decoded_ + weight_count + zeros > options_.max_weights) {
-          return fail(field_start, "ZREMAIN",
-                      "stream holds more than the allowed " +
-                          std::to_string(options_.max_weights) + " weights");
-        }
-        slice_runs_[run_prev_pos++] = run;
-      }
-    }
-    prev_weight_enabled = weight_enabled;
-    prev_weight_symbols = weight_symbols;
-    prev_weight_q = weight_q;
-    prev_run_enabled = run_enabled;
-    prev_run_symbols = run_symbols;
-    prev_run_q = run_q;
-  } while (prev_weight_enabled || prev_run_enabled);
+    // Unchecked reads while even the largest chunk cannot run past the input (with
+    // room for the 8-byte loads); checked, field-naming reads near the end.
+    const bool ok = position_ + kLargestChunkBits + 64 <= size_bits_ ? decode_chunk<false>(state)
+                                                                    : decode_chunk<true>(state);
+    if (!ok) return false;
+  } while (state.prev_weight_enabled || state.prev_run_enabled);
+  const uint64_t zeros = state.zeros;
 
   weights_decoded_ += weight_count + zeros;
   slice_symbols_ = weight_count;
@@ -293,7 +396,7 @@ bool StreamDecoder::decode_slice() {
     info.zero_run_divisor = zero_bits;
     info.uncompressed = uncompressed;
     info.weight_divisor = weight_bits;
-    info.truncated = is_truncated;
+    info.truncated = truncated != 0;
     info.new_palette = new_palette != 0;
     info.palette_size = palette_size;
     info.palette_bits = palette_bits_;

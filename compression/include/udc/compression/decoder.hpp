@@ -6,6 +6,7 @@
 // naming the bit offset and the field being read.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -68,7 +69,28 @@ class StreamDecoder {
   const std::vector<SliceInfo>& slices() const { return slices_; }
 
  private:
+  /// Chunk-loop state of the slice being decoded.
+  struct ChunkState {
+    uint32_t weight_count = 0, run_count = 0;
+    int weight_bits = 0, zero_bits = 0, weight_slots = 0, zero_slots = 0;
+    bool zero_runs = false, uncompressed = false, truncated = false;
+    uint32_t weight_pos = 0, run_pos = 0, weight_prev_pos = 0, run_prev_pos = 0;
+    uint32_t weight_carry = 0;
+    uint64_t run_carry = 0;
+    std::array<uint32_t, 12> weight_q{}, prev_weight_q{};
+    std::array<uint64_t, 12> run_q{}, prev_run_q{};
+    int prev_weight_symbols = 0, prev_run_symbols = 0;
+    bool prev_weight_enabled = false, prev_run_enabled = false;
+    uint64_t zeros = 0;
+  };
+  static constexpr int16_t kInvalidValue = -32768;
+
   bool decode_slice();
+  template <bool kChecked>
+  bool decode_chunk(ChunkState& state);
+  template <bool kChecked>
+  bool take(int bits, const char* field, uint32_t& value);
+  void build_value_table();
   bool read_bits(int bits, const char* field, uint32_t& value);
   bool fail(uint64_t bit_offset, const char* field, std::string message);
 
@@ -84,6 +106,7 @@ class StreamDecoder {
   std::vector<uint16_t> palette_;
   int palette_bits_ = 0;
   int direct_offset_ = 0;
+  std::array<int16_t, 512> value_of_index_{};  // weight of each index, or kInvalidValue
 
   // The decoded slice waiting to be handed out.
   std::vector<int16_t> slice_weights_;
