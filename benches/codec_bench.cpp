@@ -13,7 +13,8 @@ namespace codec = udc::compression;
 constexpr size_t kWeights = size_t{1} << 20;
 constexpr uint64_t kSeed = 42;
 
-void set_counters(benchmark::State& state, const std::vector<int8_t>& weights, size_t stream_bytes) {
+void set_counters(benchmark::State& state, const std::vector<int8_t>& weights,
+                  size_t stream_bytes) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * weights.size()));
   state.counters["bits_per_weight"] = 8.0 * static_cast<double>(stream_bytes) / weights.size();
 }
@@ -56,7 +57,8 @@ void BM_ExactSize(benchmark::State& state, const std::string& distribution) {
 
 void BM_HistogramEstimate(benchmark::State& state, const std::string& distribution) {
   const std::vector<int8_t> weights = codec::synthetic_weights(distribution, kWeights, kSeed);
-  const codec::WeightHistogram histogram = codec::WeightHistogram::of(weights.data(), weights.size());
+  const codec::WeightHistogram histogram =
+      codec::WeightHistogram::of(weights.data(), weights.size());
   uint64_t bytes = 0;
   for (auto _ : state) {
     bytes = codec::estimate_stream_size(histogram).stream_bytes;
@@ -67,10 +69,14 @@ void BM_HistogramEstimate(benchmark::State& state, const std::string& distributi
 
 int register_all() {
   for (const std::string& name : codec::standard_distributions()) {
-    benchmark::RegisterBenchmark(("encode/" + name).c_str(), BM_Encode, name)->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("decode/" + name).c_str(), BM_Decode, name)->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("exact_size/" + name).c_str(), BM_ExactSize, name)->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("estimate/" + name).c_str(), BM_HistogramEstimate, name)->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("encode/" + name).c_str(), BM_Encode, name)
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("decode/" + name).c_str(), BM_Decode, name)
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("exact_size/" + name).c_str(), BM_ExactSize, name)
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("estimate/" + name).c_str(), BM_HistogramEstimate, name)
+        ->Unit(benchmark::kMicrosecond);
   }
   return 0;
 }

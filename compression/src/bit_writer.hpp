@@ -20,9 +20,11 @@ class BitWriter {
     pending_bits_ += bits;
     written_bits_ += static_cast<uint64_t>(bits);
     if (pending_bits_ >= 32) {
-      if (size_ + 4 > out_.size()) out_.resize(out_.capacity() >= size_ + 4 ? out_.capacity() : 2 * size_ + 64);
+      if (size_ + 4 > out_.size())
+        out_.resize(out_.capacity() >= size_ + 4 ? out_.capacity() : 2 * size_ + 64);
       const uint8_t bytes[4] = {static_cast<uint8_t>(pending_), static_cast<uint8_t>(pending_ >> 8),
-                                static_cast<uint8_t>(pending_ >> 16), static_cast<uint8_t>(pending_ >> 24)};
+                                static_cast<uint8_t>(pending_ >> 16),
+                                static_cast<uint8_t>(pending_ >> 24)};
       std::memcpy(out_.data() + size_, bytes, 4);
       size_ += 4;
       pending_ >>= 32;

@@ -194,8 +194,8 @@ bool StreamDecoder::decode_chunk(ChunkState& s) {
     s.weight_pos += static_cast<uint32_t>(weight_symbols);
   }
   if (s.prev_weight_enabled) {
-    const int count = static_cast<int>(
-        std::min<uint32_t>(static_cast<uint32_t>(s.prev_weight_symbols), s.weight_count - s.weight_prev_pos));
+    const int count = static_cast<int>(std::min<uint32_t>(
+        static_cast<uint32_t>(s.prev_weight_symbols), s.weight_count - s.weight_prev_pos));
     int16_t* out = slice_weights_.data() + s.weight_prev_pos;
     for (int i = 0; i < count; ++i) {
       const uint64_t field_start = position_;
@@ -204,17 +204,18 @@ bool StreamDecoder::decode_chunk(ChunkState& s) {
       const uint32_t index = (s.prev_weight_q[i] << s.weight_bits) + remainder;
       const int16_t value = index <= format::kMaxIndex ? value_of_index_[index] : kInvalidValue;
       if (value == kInvalidValue) {
-        return fail(field_start, "WREMAIN",
-                    "weight index " + std::to_string(index) +
-                        (index > format::kMaxIndex ? " exceeds 511" : " decodes to a magnitude above 255"));
+        return fail(
+            field_start, "WREMAIN",
+            "weight index " + std::to_string(index) +
+                (index > format::kMaxIndex ? " exceeds 511" : " decodes to a magnitude above 255"));
       }
       out[i] = value;
     }
     s.weight_prev_pos += static_cast<uint32_t>(count);
   }
   if (s.prev_run_enabled) {
-    const int count = static_cast<int>(
-        std::min<uint32_t>(static_cast<uint32_t>(s.prev_run_symbols), s.run_count - s.run_prev_pos));
+    const int count = static_cast<int>(std::min<uint32_t>(static_cast<uint32_t>(s.prev_run_symbols),
+                                                          s.run_count - s.run_prev_pos));
     uint64_t* out = slice_runs_.data() + s.run_prev_pos;
     for (int i = 0; i < count; ++i) {
       const uint64_t field_start = position_;
@@ -244,7 +245,8 @@ size_t StreamDecoder::read(int16_t* out, size_t capacity) {
   size_t produced = 0;
   while (produced < capacity) {
     if (pending_zeros_ > 0) {
-      const size_t count = static_cast<size_t>(std::min<uint64_t>(pending_zeros_, capacity - produced));
+      const size_t count =
+          static_cast<size_t>(std::min<uint64_t>(pending_zeros_, capacity - produced));
       std::fill_n(out + produced, count, int16_t{0});
       produced += count;
       pending_zeros_ -= count;
@@ -290,7 +292,8 @@ bool StreamDecoder::decode_slice() {
     if (zdiv != format::kZdivEndOfStream) break;
     // End of stream: skip to the byte boundary; another stream may follow.
     uint32_t ignored = 0;
-    if (!read_bits(static_cast<int>((8 - (position_ & 7)) & 7), "end-of-stream alignment", ignored)) {
+    if (!read_bits(static_cast<int>((8 - (position_ & 7)) & 7), "end-of-stream alignment",
+                   ignored)) {
       return false;
     }
     need_palette_ = true;
@@ -345,16 +348,16 @@ bool StreamDecoder::decode_slice() {
   const uint32_t weight_count = length_field + 1;
   const bool uncompressed = wdiv == format::kWdivUncompressed;
   const int palette_size = static_cast<int>(palette_.size());
-  const int weight_bits =
-      uncompressed ? (palette_size > 0 ? format::ceil_log2(palette_size) : palette_bits_)
-                   : static_cast<int>(wdiv);
+  const int weight_bits = uncompressed
+                              ? (palette_size > 0 ? format::ceil_log2(palette_size) : palette_bits_)
+                              : static_cast<int>(wdiv);
   const int zero_bits = zero_runs ? static_cast<int>(zdiv) : 0;
   const uint32_t run_count = zero_runs ? weight_count + (new_palette ? 1 : 0) : 0;
 
   if (weights_decoded_ + weight_count > options_.max_weights) {
-    return fail(header_start, "SLICELEN",
-                "stream holds more than the allowed " + std::to_string(options_.max_weights) +
-                    " weights");
+    return fail(
+        header_start, "SLICELEN",
+        "stream holds more than the allowed " + std::to_string(options_.max_weights) + " weights");
   }
   slice_weights_.resize(weight_count);
   slice_runs_.resize(run_count);
@@ -365,8 +368,8 @@ bool StreamDecoder::decode_slice() {
   state.weight_bits = weight_bits;
   state.zero_bits = zero_bits;
   state.zero_slots = format::zero_run_chunk_slots(zero_bits);
-  state.weight_slots = uncompressed ? format::uncompressed_chunk_symbols(weight_bits)
-                                    : format::kWeightChunkSlots;
+  state.weight_slots =
+      uncompressed ? format::uncompressed_chunk_symbols(weight_bits) : format::kWeightChunkSlots;
   state.zero_runs = zero_runs;
   state.uncompressed = uncompressed;
   state.truncated = truncated != 0;
@@ -374,7 +377,7 @@ bool StreamDecoder::decode_slice() {
     // Unchecked reads while even the largest chunk cannot run past the input (with
     // room for the 8-byte loads); checked, field-naming reads near the end.
     const bool ok = position_ + kLargestChunkBits + 64 <= size_bits_ ? decode_chunk<false>(state)
-                                                                    : decode_chunk<true>(state);
+                                                                     : decode_chunk<true>(state);
     if (!ok) return false;
   } while (state.prev_weight_enabled || state.prev_run_enabled);
   const uint64_t zeros = state.zeros;

@@ -36,15 +36,16 @@ struct SymbolStats {
   uint64_t symbols = 0;
   uint64_t runs = 0;
   uint32_t max_index = 0;
-  std::array<uint64_t, kShiftSums> index_shift_sum{};            // sum of index >> d
-  std::array<uint64_t, format::kMaxWdiv + 1> index_at_least{};   // count of index >= 2^d
-  std::array<uint64_t, kZeroRunConfigs> run_shift_sum{};         // sum of run >> d
+  std::array<uint64_t, kShiftSums> index_shift_sum{};           // sum of index >> d
+  std::array<uint64_t, format::kMaxWdiv + 1> index_at_least{};  // count of index >= 2^d
+  std::array<uint64_t, kZeroRunConfigs> run_shift_sum{};        // sum of run >> d
 
   void add(const SymbolStats& other) {
     symbols += other.symbols;
     runs += other.runs;
     max_index = std::max(max_index, other.max_index);
-    for (size_t d = 0; d < index_shift_sum.size(); ++d) index_shift_sum[d] += other.index_shift_sum[d];
+    for (size_t d = 0; d < index_shift_sum.size(); ++d)
+      index_shift_sum[d] += other.index_shift_sum[d];
     for (size_t d = 0; d < index_at_least.size(); ++d) index_at_least[d] += other.index_at_least[d];
     for (size_t d = 0; d < run_shift_sum.size(); ++d) run_shift_sum[d] += other.run_shift_sum[d];
   }
@@ -92,7 +93,9 @@ SymbolStats symbol_stats(const uint16_t* indices, size_t count, const uint32_t* 
   return stats;
 }
 
-uint64_t div_round_up(uint64_t value, uint64_t divisor) { return (value + divisor - 1) / divisor; }
+uint64_t div_round_up(uint64_t value, uint64_t divisor) {
+  return (value + divisor - 1) / divisor;
+}
 
 /// Weight-stream bits of a slice under a configuration, or kImpossible. With
 /// `exact`, includes the padding of the last chunk's unary field.
@@ -129,7 +132,9 @@ uint64_t zero_run_stream_bits(const SymbolStats& s, int zdiv, bool exact) {
   return unary_bits + s.runs * static_cast<uint64_t>(zdiv);
 }
 
-int code_of(int weight) { return format::to_sign_magnitude(weight); }
+int code_of(int weight) {
+  return format::to_sign_magnitude(weight);
+}
 
 constexpr size_t kWeightValues = format::kMaxWeight - format::kMinWeight + 1;
 
@@ -139,10 +144,12 @@ std::array<uint16_t, kWeightValues> index_table(const Palette& palette) {
   const int entries = static_cast<int>(palette.entries.size());
   for (int weight = format::kMinWeight; weight <= format::kMaxWeight; ++weight) {
     const int direct = code_of(weight) - palette.direct_offset + entries;
-    index_of[weight - format::kMinWeight] = static_cast<uint16_t>(std::clamp(direct, 0, format::kMaxIndex));
+    index_of[weight - format::kMinWeight] =
+        static_cast<uint16_t>(std::clamp(direct, 0, format::kMaxIndex));
   }
   for (int i = 0; i < entries; ++i) {
-    index_of[format::from_sign_magnitude(palette.entries[i]) - format::kMinWeight] = static_cast<uint16_t>(i);
+    index_of[format::from_sign_magnitude(palette.entries[i]) - format::kMinWeight] =
+        static_cast<uint16_t>(i);
   }
   return index_of;
 }
@@ -437,7 +444,8 @@ void WeightEncoder::plan_section(const Weight* weights, size_t begin, size_t end
 uint64_t WeightEncoder::plan_slices(SectionPlan& section) {
   const size_t section_id = section_index_begin_.size() - 1;
   const uint16_t* indices = indices_.data() + section_index_begin_[section_id];
-  const uint32_t* runs = zero_runs_.data() + section_run_begin_[section_id];
+  const uint32_t* runs =
+      section.palette.zero_runs ? zero_runs_.data() + section_run_begin_[section_id] : nullptr;
   const size_t symbol_count = indices_.size() - section_index_begin_[section_id];
   const bool zero_runs = section.palette.zero_runs;
   const int uncompressed_bits = detail::uncompressed_index_bits(section.palette);
@@ -453,7 +461,8 @@ uint64_t WeightEncoder::plan_slices(SectionPlan& section) {
     const size_t count = std::min<size_t>(kBlockSymbols, symbol_count - first);
     const size_t run_first = zero_runs ? (b == 0 ? 0 : first + 1) : 0;
     const size_t run_count = zero_runs ? count + (b == 0 ? 1 : 0) : 0;
-    block_stats[b] = symbol_stats(indices + first, count, runs + run_first, run_count);
+    block_stats[b] =
+        symbol_stats(indices + first, count, zero_runs ? runs + run_first : nullptr, run_count);
   }
 
   // Dynamic programme over blocks: state = (weight config, zero-run config) of the
@@ -546,12 +555,14 @@ void WeightEncoder::write(std::vector<uint8_t>& out) const {
   for (size_t id = 0; id < plan_.sections.size(); ++id) {
     const SectionPlan& section = plan_.sections[id];
     const uint16_t* indices = indices_.data() + section_index_begin_[id];
-    const uint32_t* runs = zero_runs_.data() + section_run_begin_[id];
+    const bool zero_runs = section.palette.zero_runs;
     for (size_t k = 0; k < section.slices.size(); ++k) {
       const SliceParams& slice = section.slices[k];
       const bool loads_palette = k == 0;
       // The first slice carries the leading run; later ones start after a weight.
-      const uint32_t* slice_runs = runs + (loads_palette ? 0 : slice.first_symbol + 1);
+      const uint32_t* slice_runs = zero_runs ? zero_runs_.data() + section_run_begin_[id] +
+                                                   (loads_palette ? 0 : slice.first_symbol + 1)
+                                             : nullptr;
       write_slice(writer, indices + slice.first_symbol, slice_runs, slice, section.palette,
                   loads_palette);
     }

@@ -60,13 +60,14 @@ SizeEstimate estimate_stream_size(const WeightHistogram& histogram) {
       if (nonzero == 0) {
         // One explicit zero, then a single run of the rest at the largest divisor.
         alternating = static_cast<double>(detail::choose_palette(codes, true).weight_bits) +
-                      format::kSliceHeaderBits + static_cast<double>(total - 1) / 8.0 + 2 * (1 + 3) +
-                      kExpectedChunkPadding;
+                      format::kSliceHeaderBits + static_cast<double>(total - 1) / 8.0 +
+                      2 * (1 + 3) + kExpectedChunkPadding;
       } else {
-        alternating = static_cast<double>(detail::choose_palette(codes, true).weight_bits) +
-                      static_cast<double>(slice_count(nonzero) * format::kSliceHeaderBits) +
-                      kExpectedChunkPadding +
-                      geometric_run_bits(nonzero, static_cast<double>(zeros) / static_cast<double>(total));
+        alternating =
+            static_cast<double>(detail::choose_palette(codes, true).weight_bits) +
+            static_cast<double>(slice_count(nonzero) * format::kSliceHeaderBits) +
+            kExpectedChunkPadding +
+            geometric_run_bits(nonzero, static_cast<double>(zeros) / static_cast<double>(total));
       }
       if (alternating < plain) {
         estimate.payload_bits = alternating;
@@ -76,8 +77,8 @@ SizeEstimate estimate_stream_size(const WeightHistogram& histogram) {
   }
   const uint64_t bits = static_cast<uint64_t>(std::ceil(estimate.payload_bits)) + format::kZdivBits;
   const uint64_t bytes = (bits + 7) / 8;
-  estimate.stream_bytes = (bytes + format::kStreamAlignmentBytes - 1) / format::kStreamAlignmentBytes *
-                          format::kStreamAlignmentBytes;
+  estimate.stream_bytes = (bytes + format::kStreamAlignmentBytes - 1) /
+                          format::kStreamAlignmentBytes * format::kStreamAlignmentBytes;
   return estimate;
 }
 

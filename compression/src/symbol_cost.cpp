@@ -71,16 +71,16 @@ PaletteChoice choose_palette(const CodeHistogram& histogram, bool zero_runs) {
       min_direct = std::min(min_direct, c.code);
       max_direct = std::max(max_direct, c.code);
     }
-    const int direct_offset =
-        max_direct < 0 ? 0 : std::min(min_direct, format::kMaxDirectOffset);
+    const int direct_offset = max_direct < 0 ? 0 : std::min(min_direct, format::kMaxDirectOffset);
     const int max_index = max_direct < 0 ? entries - 1 : max_direct - direct_offset + entries;
     if (max_index > format::kMaxIndex) continue;
 
     int palette_max_code = 0;
-    for (int i = 0; i < entries; ++i) palette_max_code = std::max(palette_max_code, by_frequency[i].code);
-    const int entry_bits = entries > 0
-                               ? std::max(format::kMinPaletteBits, format::bit_width(palette_max_code))
-                               : std::max(format::kMinPaletteBits, format::bit_width(max_index));
+    for (int i = 0; i < entries; ++i)
+      palette_max_code = std::max(palette_max_code, by_frequency[i].code);
+    const int entry_bits =
+        entries > 0 ? std::max(format::kMinPaletteBits, format::bit_width(palette_max_code))
+                    : std::max(format::kMinPaletteBits, format::bit_width(max_index));
 
     // Sum symbol costs over the histogram for every configuration at once.
     std::array<uint64_t, kUncompressedConfig> config_bits{};
@@ -112,7 +112,8 @@ PaletteChoice choose_palette(const CodeHistogram& histogram, bool zero_runs) {
     palette.direct_offset = direct_offset;
     palette.entry_bits = entry_bits;
     palette.entries.reserve(entries);
-    for (int i = 0; i < entries; ++i) palette.entries.push_back(static_cast<uint16_t>(by_frequency[i].code));
+    for (int i = 0; i < entries; ++i)
+      palette.entries.push_back(static_cast<uint16_t>(by_frequency[i].code));
 
     uint64_t symbol_bits = std::numeric_limits<uint64_t>::max();
     for (int config = 0; config < kUncompressedConfig; ++config) {
@@ -124,7 +125,8 @@ PaletteChoice choose_palette(const CodeHistogram& histogram, bool zero_runs) {
     }
     if (symbol_bits == std::numeric_limits<uint64_t>::max()) continue;
 
-    const uint64_t total = symbol_bits + slice_header_bits(palette, true) - format::kSliceHeaderBits;
+    const uint64_t total =
+        symbol_bits + slice_header_bits(palette, true) - format::kSliceHeaderBits;
     if (total < best.weight_bits) {
       best.weight_bits = total;
       best.palette = std::move(palette);

@@ -62,8 +62,8 @@ inline int uncompressed_index_bits(const Palette& palette) {
 inline uint64_t slice_header_bits(const Palette& palette, bool loads_palette) {
   uint64_t bits = format::kSliceHeaderBits;
   if (loads_palette) {
-    bits += format::kPaletteHeaderBits +
-            static_cast<uint64_t>(palette.entries.size()) * static_cast<uint64_t>(palette.entry_bits);
+    bits += format::kPaletteHeaderBits + static_cast<uint64_t>(palette.entries.size()) *
+                                             static_cast<uint64_t>(palette.entry_bits);
   }
   return bits;
 }

@@ -17,20 +17,21 @@ namespace {
 }  // namespace
 
 const std::vector<std::string>& standard_distributions() {
-  static const std::vector<std::string> names = {"gauss8_0",  "gauss8_50", "gauss8_90",
-                                                 "gauss4_0",  "gauss4_70", "gauss2_50",
-                                                 "uniform8",  "runs",      "pal4x"};
+  static const std::vector<std::string> names = {"gauss8_0", "gauss8_50", "gauss8_90",
+                                                 "gauss4_0", "gauss4_70", "gauss2_50",
+                                                 "uniform8", "runs",      "pal4x"};
   return names;
 }
 
-std::vector<int8_t> synthetic_weights(const std::string& distribution, size_t count, uint64_t seed) {
+std::vector<int8_t> synthetic_weights(const std::string& distribution, size_t count,
+                                      uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<int8_t> weights(count, 0);
   if (distribution.rfind("gauss", 0) == 0) {
     int bits = 0, sparsity = 0;
     char tail = 0;
-    if (std::sscanf(distribution.c_str(), "gauss%d_%d%c", &bits, &sparsity, &tail) != 2 || bits < 2 ||
-        bits > 8 || sparsity < 0 || sparsity > 100) {
+    if (std::sscanf(distribution.c_str(), "gauss%d_%d%c", &bits, &sparsity, &tail) != 2 ||
+        bits < 2 || bits > 8 || sparsity < 0 || sparsity > 100) {
       unknown(distribution);
     }
     const int qmax = (1 << (bits - 1)) - 1;
@@ -47,7 +48,8 @@ std::vector<int8_t> synthetic_weights(const std::string& distribution, size_t co
     std::geometric_distribution<int> run(1.0 / 33.0);
     static constexpr int8_t kValues[] = {-1, 1, 127, -128};
     std::uniform_int_distribution<int> pick(0, 3);
-    for (size_t i = static_cast<size_t>(run(rng)); i < count; i += 1 + static_cast<size_t>(run(rng))) {
+    for (size_t i = static_cast<size_t>(run(rng)); i < count;
+         i += 1 + static_cast<size_t>(run(rng))) {
       weights[i] = kValues[pick(rng)];
     }
   } else if (distribution == "pal4x") {

@@ -114,9 +114,15 @@ TEST(CorruptStream, MutatedStreamsTerminate) {
     const int flips = 1 + static_cast<int>(rng() % 8);
     for (int f = 0; f < flips; ++f) {
       switch (rng() % 3) {
-        case 0: stream[rng() % stream.size()] ^= static_cast<uint8_t>(1u << (rng() % 8)); break;
-        case 1: stream[rng() % stream.size()] = static_cast<uint8_t>(rng()); break;
-        default: stream.resize(1 + rng() % stream.size()); break;
+        case 0:
+          stream[rng() % stream.size()] ^= static_cast<uint8_t>(1u << (rng() % 8));
+          break;
+        case 1:
+          stream[rng() % stream.size()] = static_cast<uint8_t>(rng());
+          break;
+        default:
+          stream.resize(1 + rng() % stream.size());
+          break;
       }
     }
     const DecodeResult result = decode(stream, 1u << 20);

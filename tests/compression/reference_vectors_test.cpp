@@ -37,9 +37,10 @@ TEST_P(ReferenceVectorTest, OurStreamRoundTripsAndIsNoLarger) {
   EXPECT_LE(ours.size(), reference_.size());
   const uint64_t our_bits = test::decoded_payload_bits(ours);
   const uint64_t reference_bits = test::decoded_payload_bits(reference_);
-  std::printf("[ size     ] %-24s ours %7zu B (%8llu payload bits)  reference %7zu B (%8llu bits)\n",
-              GetParam().c_str(), ours.size(), static_cast<unsigned long long>(our_bits),
-              reference_.size(), static_cast<unsigned long long>(reference_bits));
+  std::printf(
+      "[ size     ] %-24s ours %7zu B (%8llu payload bits)  reference %7zu B (%8llu bits)\n",
+      GetParam().c_str(), ours.size(), static_cast<unsigned long long>(our_bits), reference_.size(),
+      static_cast<unsigned long long>(reference_bits));
 }
 
 TEST_P(ReferenceVectorTest, PlanPredictsTheExactStream) {

@@ -25,10 +25,11 @@ void expect_round_trip(const std::vector<Weight>& weights, const std::string& wh
 }
 
 TEST(RoundTrip, EveryDistributionAtSliceAndChunkEdges) {
-  const std::vector<std::string> names = {"gauss8_0", "gauss8_50", "gauss8_90", "gauss4_0",
-                                          "gauss4_70", "gauss2_50", "uniform8", "runs",
-                                          "pal4x", "zeros", "const"};
-  const std::vector<size_t> sizes = {0, 1, 2, 7, 11, 12, 13, 127, 128, 129, 32767, 32768, 32769, 70001};
+  const std::vector<std::string> names = {"gauss8_0",  "gauss8_50", "gauss8_90", "gauss4_0",
+                                          "gauss4_70", "gauss2_50", "uniform8",  "runs",
+                                          "pal4x",     "zeros",     "const"};
+  const std::vector<size_t> sizes = {0,   1,   2,   7,     11,    12,    13,
+                                     127, 128, 129, 32767, 32768, 32769, 70001};
   uint64_t seed = 1;
   for (const std::string& name : names) {
     for (size_t size : sizes) {

@@ -17,10 +17,12 @@ TEST(SizeEstimate, WithinFivePercentOfExactOnShuffledDistributions) {
     if (name == "runs") continue;  // runs are not i.i.d.; checked below
     const std::vector<int8_t> weights = synthetic_weights(name, 65536, 17);
     const double exact = static_cast<double>(encoder.encoded_bytes(weights.data(), weights.size()));
-    const SizeEstimate estimate = estimate_stream_size(WeightHistogram::of(weights.data(), weights.size()));
+    const SizeEstimate estimate =
+        estimate_stream_size(WeightHistogram::of(weights.data(), weights.size()));
     const double error = (static_cast<double>(estimate.stream_bytes) - exact) / exact;
-    std::printf("[ estimate ] %-10s exact %7.0f B  estimate %7llu B  error %+6.2f %%\n", name.c_str(),
-                exact, static_cast<unsigned long long>(estimate.stream_bytes), 100 * error);
+    std::printf("[ estimate ] %-10s exact %7.0f B  estimate %7llu B  error %+6.2f %%\n",
+                name.c_str(), exact, static_cast<unsigned long long>(estimate.stream_bytes),
+                100 * error);
     EXPECT_LT(std::fabs(error), 0.05) << name;
   }
 }

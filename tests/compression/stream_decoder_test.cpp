@@ -23,8 +23,8 @@ std::vector<int16_t> read_in_pieces(const std::vector<uint8_t>& stream, size_t p
 }
 
 TEST(StreamDecoder, PieceSizeDoesNotChangeOutput) {
-  for (const std::string name : {"runs_65536_s12", "gauss8_50_65536_s7", "zeros_4096_s3",
-                                 "gauss8_20_33_s15"}) {
+  for (const std::string name :
+       {"runs_65536_s12", "gauss8_50_65536_s7", "zeros_4096_s3", "gauss8_20_33_s15"}) {
     const std::vector<uint8_t> stream = test::read_file(test::data_path(name + ".mlw"));
     const std::vector<uint8_t> raw = test::read_file(test::data_path(name + ".bin"));
     const std::vector<int8_t> expected(raw.begin(), raw.end());

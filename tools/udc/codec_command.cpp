@@ -22,9 +22,10 @@ constexpr size_t kDemoWeights = 65536;
 constexpr uint64_t kDemoSeed = 2022;
 
 std::string describe_coding(const codec::SliceInfo& slice) {
-  std::string weights = slice.uncompressed
-                            ? fmt::format("uncompressed {}b", slice.weight_divisor)
-                            : fmt::format("{}GR k={}", slice.truncated ? "trunc " : "", slice.weight_divisor);
+  std::string weights =
+      slice.uncompressed
+          ? fmt::format("uncompressed {}b", slice.weight_divisor)
+          : fmt::format("{}GR k={}", slice.truncated ? "trunc " : "", slice.weight_divisor);
   std::string zeros = slice.zero_runs ? fmt::format("runs k={}", slice.zero_run_divisor) : "inline";
   std::string palette = slice.palette_size > 0
                             ? fmt::format("{} x {}b", slice.palette_size, slice.palette_bits)
@@ -41,10 +42,11 @@ void print_stream_report(const std::vector<int16_t>& weights, const std::vector<
   fmt::print("zeros            {} ({:.1f} %)\n", zeros, n > 0 ? 100.0 * zeros / n : 0.0);
   fmt::print("stream bytes     {}\n", stream.size());
   fmt::print("bits per weight  {:.3f}\n", n > 0 ? 8.0 * stream.size() / n : 0.0);
-  fmt::print("ratio vs int8    {:.2f}x\n", stream.empty() ? 0.0 : n / static_cast<double>(stream.size()));
+  fmt::print("ratio vs int8    {:.2f}x\n",
+             stream.empty() ? 0.0 : n / static_cast<double>(stream.size()));
   fmt::print("slices           {}\n\n", slices.size());
-  fmt::print("{:>5} {:>10} {:>8} {:>9} {:<16} {:<10} {:<10} {:>6} {:>9}\n", "slice", "bit", "weights",
-             "zeros", "weight coding", "zeros", "palette", "dirofs", "bits");
+  fmt::print("{:>5} {:>10} {:>8} {:>9} {:<16} {:<10} {:<10} {:>6} {:>9}\n", "slice", "bit",
+             "weights", "zeros", "weight coding", "zeros", "palette", "dirofs", "bits");
   for (size_t i = 0; i < slices.size(); ++i) {
     const codec::SliceInfo& s = slices[i];
     fmt::print("{:>5} {:>10} {:>8} {:>9} {} {:>9}\n", i, s.bit_offset, s.weight_symbols,
@@ -56,7 +58,8 @@ codec::DecodeResult decode_or_throw(const std::string& path, const std::vector<u
   codec::DecodeOptions options;
   options.record_slices = true;
   codec::DecodeResult result = codec::decode_stream(stream.data(), stream.size(), options);
-  if (!result.ok()) throw std::runtime_error(path + ": corrupt weight stream at " + result.error->to_string());
+  if (!result.ok())
+    throw std::runtime_error(path + ": corrupt weight stream at " + result.error->to_string());
   return result;
 }
 
@@ -102,8 +105,8 @@ void run_stats(const std::string& input) {
 }
 
 void run_demo() {
-  fmt::print("udc codec demo: {} synthetic int8 weights per distribution, seed {}\n\n", kDemoWeights,
-             kDemoSeed);
+  fmt::print("udc codec demo: {} synthetic int8 weights per distribution, seed {}\n\n",
+             kDemoWeights, kDemoSeed);
   fmt::print("{:<12} {:>7} {:>8} {:>9} {:>9} {:>9} {:>7} {:>10}\n", "weights", "zeros%", "bytes",
              "bits/w", "ratio", "estimate", "slices", "roundtrip");
   codec::WeightEncoder encoder;
@@ -133,9 +136,11 @@ void add_codec_command(CLI::App& app) {
   CLI::App* codec = app.add_subcommand("codec", "Ethos-U weight stream codec");
   codec->require_subcommand(1);
 
-  auto* encode = codec->add_subcommand("encode", "encode int8 weights (raw file or .npy) to a stream");
+  auto* encode =
+      codec->add_subcommand("encode", "encode int8 weights (raw file or .npy) to a stream");
   static std::string encode_in, encode_out;
-  encode->add_option("input", encode_in, "weights: raw int8 file, or .npy of int8/int16")->required();
+  encode->add_option("input", encode_in, "weights: raw int8 file, or .npy of int8/int16")
+      ->required();
   encode->add_option("output", encode_out, "weight stream to write")->required();
   encode->callback([] { run_encode(encode_in, encode_out); });
 
@@ -146,13 +151,15 @@ void add_codec_command(CLI::App& app) {
   decode->callback([] { run_decode(decode_in, decode_out); });
 
   auto* stats = codec->add_subcommand(
-      "stats", "size, bits per weight, ratio and per-slice modes of a stream (.mlw) or of the "
-               "stream our encoder makes for a weights file");
+      "stats",
+      "size, bits per weight, ratio and per-slice modes of a stream (.mlw) or of the "
+      "stream our encoder makes for a weights file");
   static std::string stats_in;
   stats->add_option("input", stats_in, ".mlw stream, or weights (raw int8 / .npy)")->required();
   stats->callback([] { run_stats(stats_in); });
 
-  auto* demo = codec->add_subcommand("demo", "encode the built-in example tensors and report sizes");
+  auto* demo =
+      codec->add_subcommand("demo", "encode the built-in example tensors and report sizes");
   demo->callback([] { run_demo(); });
 }
 

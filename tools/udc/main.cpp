@@ -1,6 +1,6 @@
 // udc: command-line front end of the suite.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <exception>
 

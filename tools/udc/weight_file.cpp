@@ -21,7 +21,8 @@ constexpr size_t kNpyMagicBytes = 6;
 }
 
 /// Value of `key` in a .npy header dictionary, e.g. 'descr': '<i2' gives <i2.
-std::string header_value(const std::string& path, const std::string& header, const std::string& key) {
+std::string header_value(const std::string& path, const std::string& header,
+                         const std::string& key) {
   const size_t at = header.find("'" + key + "'");
   if (at == std::string::npos) fail(path, "npy header has no '" + key + "' entry");
   size_t begin = header.find(':', at);
@@ -54,24 +55,29 @@ std::vector<int16_t> parse_npy(const std::string& path, const std::vector<uint8_
     header_start = 10;
   } else if (major == 2 || major == 3) {
     if (bytes.size() < 12) fail(path, "truncated .npy header at offset 8");
-    header_length = bytes[8] | (size_t{bytes[9]} << 8) | (size_t{bytes[10]} << 16) | (size_t{bytes[11]} << 24);
+    header_length =
+        bytes[8] | (size_t{bytes[9]} << 8) | (size_t{bytes[10]} << 16) | (size_t{bytes[11]} << 24);
     header_start = 12;
   } else {
-    fail(path, "unsupported .npy version " + std::to_string(major) + " at offset 6 (expected 1, 2 or 3)");
+    fail(path,
+         "unsupported .npy version " + std::to_string(major) + " at offset 6 (expected 1, 2 or 3)");
   }
   if (header_start + header_length > bytes.size()) {
-    fail(path, "truncated .npy header: " + std::to_string(header_length) + " bytes declared at offset 8");
+    fail(path,
+         "truncated .npy header: " + std::to_string(header_length) + " bytes declared at offset 8");
   }
   const std::string header(bytes.begin() + static_cast<long>(header_start),
                            bytes.begin() + static_cast<long>(header_start + header_length));
   const std::string descr = header_value(path, header, "descr");
   const std::string fortran = header_value(path, header, "fortran_order");
-  if (fortran.find("False") == std::string::npos) fail(path, "fortran_order arrays are not supported (expected False)");
+  if (fortran.find("False") == std::string::npos)
+    fail(path, "fortran_order arrays are not supported (expected False)");
   size_t elements = 1;
   const std::string shape = header_value(path, header, "shape");
   for (size_t pos = 0; pos < shape.size();) {
     const size_t next = shape.find(',', pos);
-    const std::string dim = shape.substr(pos, next == std::string::npos ? std::string::npos : next - pos);
+    const std::string dim =
+        shape.substr(pos, next == std::string::npos ? std::string::npos : next - pos);
     if (dim.find_first_not_of(' ') != std::string::npos) elements *= std::stoull(dim);
     if (next == std::string::npos) break;
     pos = next + 1;
@@ -82,26 +88,27 @@ std::vector<int16_t> parse_npy(const std::string& path, const std::vector<uint8_
   } else if (descr == "<i2") {
     element_bytes = 2;
   } else {
-    fail(path, "dtype '" + descr + "' is not supported (expected int8 '|i1' or little-endian int16 '<i2')");
+    fail(path, "dtype '" + descr +
+                   "' is not supported (expected int8 '|i1' or little-endian int16 '<i2')");
   }
   const size_t data_start = header_start + header_length;
   if (bytes.size() - data_start != elements * element_bytes) {
     fail(path, "shape (" + shape + ") needs " + std::to_string(elements * element_bytes) +
-                   " data bytes after offset " + std::to_string(data_start) + " but the file holds " +
-                   std::to_string(bytes.size() - data_start));
+                   " data bytes after offset " + std::to_string(data_start) +
+                   " but the file holds " + std::to_string(bytes.size() - data_start));
   }
   std::vector<int16_t> weights(elements);
   for (size_t i = 0; i < elements; ++i) {
     const uint8_t* p = bytes.data() + data_start + i * element_bytes;
-    weights[i] = element_bytes == 1 ? static_cast<int8_t>(p[0])
-                                    : static_cast<int16_t>(p[0] | (p[1] << 8));
+    weights[i] =
+        element_bytes == 1 ? static_cast<int8_t>(p[0]) : static_cast<int16_t>(p[0] | (p[1] << 8));
   }
   return weights;
 }
 
 std::vector<uint8_t> to_npy(const std::vector<int16_t>& weights) {
-  const bool fits_int8 = std::all_of(weights.begin(), weights.end(),
-                                     [](int16_t w) { return w >= -128 && w <= 127; });
+  const bool fits_int8 =
+      std::all_of(weights.begin(), weights.end(), [](int16_t w) { return w >= -128 && w <= 127; });
   std::string header = std::string("{'descr': '") + (fits_int8 ? "|i1" : "<i2") +
                        "', 'fortran_order': False, 'shape': (" + std::to_string(weights.size()) +
                        ",), }";
@@ -132,7 +139,8 @@ bool has_extension(const std::string& path, const std::string& extension) {
 std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, std::string("cannot open for reading: ") + std::strerror(errno));
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
   if (in.bad()) fail(path, "read error");
   return bytes;
 }

@@ -25,19 +25,19 @@ struct DecodeError {
 
 /// Header and size of one decoded slice.
 struct SliceInfo {
-  uint64_t bit_offset = 0;     ///< where the slice header starts
-  uint64_t bits = 0;           ///< header, palette and symbols
-  uint32_t weight_symbols = 0; ///< SLICELEN + 1
+  uint64_t bit_offset = 0;      ///< where the slice header starts
+  uint64_t bits = 0;            ///< header, palette and symbols
+  uint32_t weight_symbols = 0;  ///< SLICELEN + 1
   uint64_t zeros_from_runs = 0;
   bool zero_runs = false;
-  int zero_run_divisor = 0;    ///< log2, when zero_runs
+  int zero_run_divisor = 0;  ///< log2, when zero_runs
   bool uncompressed = false;
-  int weight_divisor = 0;      ///< log2; for uncompressed slices the index width
+  int weight_divisor = 0;  ///< log2; for uncompressed slices the index width
   bool truncated = false;
   bool new_palette = false;
-  int palette_size = 0;        ///< entries of the palette in force
-  int palette_bits = 0;        ///< PALBITS in force
-  int direct_offset = 0;       ///< DIROFS in force
+  int palette_size = 0;   ///< entries of the palette in force
+  int palette_bits = 0;   ///< PALBITS in force
+  int direct_offset = 0;  ///< DIROFS in force
 };
 
 struct DecodeOptions {
@@ -60,7 +60,9 @@ class StreamDecoder {
 
   /// The end-of-stream marker was reached at the end of the input and every weight
   /// has been read.
-  bool finished() const { return finished_ && pending_zeros_ == 0 && next_symbol_ >= slice_symbols_; }
+  bool finished() const {
+    return finished_ && pending_zeros_ == 0 && next_symbol_ >= slice_symbols_;
+  }
   const std::optional<DecodeError>& error() const { return error_; }
   /// Weights handed out so far.
   uint64_t weights_read() const { return weights_read_; }

@@ -27,11 +27,11 @@ struct Palette {
 
 /// One slice: a header and its interleaved weight and zero-run symbols.
 struct SliceParams {
-  uint32_t first_symbol = 0;  ///< first weight symbol of the slice, within its section
-  uint32_t symbols = 0;       ///< weight symbols in the slice (SLICELEN + 1)
-  uint8_t weight_divisor = 0; ///< log2 of the weight Golomb-Rice divisor, 0..5
-  bool truncated = false;     ///< weight quotients limited to 0..2, coded in at most 2 bits
-  bool uncompressed = false;  ///< weight indices written as fixed-width remainders only
+  uint32_t first_symbol = 0;     ///< first weight symbol of the slice, within its section
+  uint32_t symbols = 0;          ///< weight symbols in the slice (SLICELEN + 1)
+  uint8_t weight_divisor = 0;    ///< log2 of the weight Golomb-Rice divisor, 0..5
+  bool truncated = false;        ///< weight quotients limited to 0..2, coded in at most 2 bits
+  bool uncompressed = false;     ///< weight indices written as fixed-width remainders only
   uint8_t zero_run_divisor = 0;  ///< log2 of the zero-run divisor, 0..3 (zero-run mode only)
 };
 
@@ -88,8 +88,8 @@ class WeightEncoder {
 
   EncodingPlan plan_;
   // Symbols of every section, concatenated in section order.
-  std::vector<uint16_t> indices_;     // weight index per weight symbol
-  std::vector<uint32_t> zero_runs_;   // zeros after each symbol (+1 leading per section)
+  std::vector<uint16_t> indices_;            // weight index per weight symbol
+  std::vector<uint32_t> zero_runs_;          // zeros after each symbol (+1 leading per section)
   std::vector<size_t> section_index_begin_;  // first symbol of each section in indices_
   std::vector<size_t> section_run_begin_;    // first run of each section in zero_runs_
   std::vector<uint32_t> run_scratch_;        // zero runs of the section being planned

@@ -22,7 +22,8 @@ constexpr int kPaletteSizeBits = 5;
 constexpr int kPaletteBitsBits = 3;
 
 /// Bits of a slice header without palette.
-constexpr int kSliceHeaderBits = kZdivBits + kSliceLengthBits + kWdivBits + kTruncBits + kNewPaletteBits;
+constexpr int kSliceHeaderBits =
+    kZdivBits + kSliceLengthBits + kWdivBits + kTruncBits + kNewPaletteBits;
 /// Extra header bits of a slice that loads a palette, before its entries.
 constexpr int kPaletteHeaderBits = kDirectOffsetBits + kPaletteSizeBits + kPaletteBitsBits;
 
@@ -49,15 +50,21 @@ constexpr int kWeightChunkSlots = 12;
 constexpr int kStreamAlignmentBytes = 16;
 
 /// Unary bits per zero-run chunk for a zero-run divisor.
-constexpr int zero_run_chunk_slots(int zdiv) { return zdiv < 3 ? 12 : 8; }
+constexpr int zero_run_chunk_slots(int zdiv) {
+  return zdiv < 3 ? 12 : 8;
+}
 /// Symbols per weight chunk in uncompressed mode for a remainder width.
-constexpr int uncompressed_chunk_symbols(int bits) { return bits > 5 ? 8 : 12; }
+constexpr int uncompressed_chunk_symbols(int bits) {
+  return bits > 5 ? 8 : 12;
+}
 
 /// Sign-magnitude code of a weight: magnitude << 1 | sign.
 constexpr int to_sign_magnitude(int weight) {
   return weight < 0 ? ((-weight) << 1) | 1 : weight << 1;
 }
-constexpr int from_sign_magnitude(int code) { return (code & 1) ? -(code >> 1) : (code >> 1); }
+constexpr int from_sign_magnitude(int code) {
+  return (code & 1) ? -(code >> 1) : (code >> 1);
+}
 
 /// Smallest b with 2^b >= n (0 for n <= 1).
 constexpr int ceil_log2(int n) {

@@ -18,7 +18,9 @@ class WeightHistogram {
     counts_[static_cast<size_t>(weight - format::kMinWeight)] += count;
     total_ += count;
   }
-  uint64_t count(int weight) const { return counts_[static_cast<size_t>(weight - format::kMinWeight)]; }
+  uint64_t count(int weight) const {
+    return counts_[static_cast<size_t>(weight - format::kMinWeight)];
+  }
   uint64_t total() const { return total_; }
 
   static WeightHistogram of(const int8_t* weights, size_t count);
@@ -29,9 +31,9 @@ class WeightHistogram {
 };
 
 struct SizeEstimate {
-  double payload_bits = 0;   ///< slices, before end marker and padding
-  uint64_t stream_bytes = 0; ///< with end marker and 16-byte padding
-  bool zero_runs = false;    ///< whether the estimate codes zeros as runs
+  double payload_bits = 0;    ///< slices, before end marker and padding
+  uint64_t stream_bytes = 0;  ///< with end marker and 16-byte padding
+  bool zero_runs = false;     ///< whether the estimate codes zeros as runs
 };
 
 /// Estimates the stream for weights with this histogram, assuming they occur in
