@@ -59,9 +59,9 @@ PaletteChoice choose_palette(const CodeHistogram& histogram, bool zero_runs) {
   best.weight_bits = std::numeric_limits<uint64_t>::max();
 
   for (int entries = 0; entries <= max_entries; ++entries) {
-    if (entries == 1) continue;  // the format cannot express a palette of one entry
+    // Each candidate palette is the previous one plus the next most frequent code.
     if (entries > 0) in_palette[by_frequency[entries - 1].code] = true;
-    if (entries == 1 + 1) in_palette[by_frequency[0].code] = true;
+    if (entries == 1) continue;  // the format cannot express a palette of one entry
 
     // Direct codes: everything outside the palette, shifted down by DIROFS.
     int min_direct = format::kMaxIndex + 1;
