@@ -12,6 +12,7 @@ cd "$(dirname "$0")"
 packages=(
   cmake ninja-build g++ pkg-config
   libgtest-dev libbenchmark-dev libcli11-dev libfmt-dev
+  libsystemc-dev libyaml-cpp-dev nlohmann-json3-dev
 )
 
 missing=()

@@ -1,0 +1,103 @@
+// NPU and system configuration: an immutable specs struct, the declaration of every
+// parameter (default, unit, help, range) and the YAML loader that validates against it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace udc::npu_sim {
+
+/// Timing and capacity of one memory as the NPU sees it. Cycles are NPU core cycles:
+/// a memory clocked at `scale` times the core clock with an AXI port of W bytes has
+/// bytes_per_cycle = W * scale.
+struct MemoryConfig {
+  uint64_t size_bytes = 0;          ///< capacity [bytes]
+  double bytes_per_cycle = 8;       ///< sustained bandwidth [bytes / core cycle]
+  uint32_t burst_bytes = 32;        ///< transfer granularity; transfers round up to it [bytes]
+  uint32_t read_latency_cycles = 32;   ///< request to first data, reads [core cycles]
+  uint32_t write_latency_cycles = 32;  ///< request to acknowledge, writes [core cycles]
+};
+
+/// Output micro-block: the outputs the MAC array produces in one step [elements].
+struct MicroBlock {
+  uint32_t h = 1, w = 1, c = 8;
+  uint32_t volume() const { return h * w * c; }
+};
+
+/// Everything the simulator reads about the hardware. Plain data, kept apart from any
+/// simulation state; a job reads it at its start, so one process can simulate many.
+struct NpuConfig {
+  std::string npu_name = "ethos-u55-128";
+  std::string system_name = "u55-deep-embedded";
+
+  // --- NPU ---
+  uint32_t macs_per_cycle = 128;  ///< int8 MACs per cycle per core [MAC / cycle]
+  uint32_t cores = 1;             ///< cores; each has its own MAC array and decoders [count]
+  MicroBlock micro_block{2, 1, 8};
+  uint64_t shared_buffer_bytes = 24 * 1024;  ///< SHRAM holding input and weights [bytes]
+  uint32_t weight_decoders = 1;  ///< weight decompression engines per core [count]
+  double decoder_weights_per_cycle = 1.0;  ///< decode rate of one engine [weights / cycle]
+  uint32_t weight_buffers = 2;   ///< decoded-weight block buffers per engine [blocks]
+  uint32_t output_buffers = 2;   ///< accumulator block buffers ahead of the output unit [blocks]
+  uint32_t command_cycles = 4;   ///< command processor cost per command [cycles]
+  uint32_t op_setup_cycles = 64;  ///< fixed cost to start a kernel operation [cycles]
+  uint32_t dma_chunk_bytes = 512;  ///< DMA and weight fetch transaction size [bytes]
+
+  // --- System ---
+  double core_clock_hz = 200e6;  ///< NPU core clock [Hz]
+  MemoryConfig sram{4u << 20, 8.0, 32, 32, 32};
+  MemoryConfig offchip{8u << 20, 0.5, 128, 64, 64};
+  std::string weights_memory = "offchip";  ///< where the compiler places weights
+
+  /// MACs per cycle of the whole NPU.
+  uint64_t total_macs_per_cycle() const { return uint64_t{macs_per_cycle} * cores; }
+  /// Input channels consumed per step by one core (MACs spread over the micro-block).
+  uint32_t input_depth_per_step() const;
+};
+
+/// How a parameter is typed in YAML.
+enum class ParamKind { Integer, Real, Text };
+
+/// Declaration of one parameter: its YAML key (dotted path), unit, help, default and
+/// accepted range. Each parameter is declared once, in config.cpp.
+struct ParamInfo {
+  std::string key;
+  ParamKind kind;
+  std::string unit;
+  std::string help;
+  std::string default_text;
+  double min = 0, max = 0;            ///< inclusive range (numbers)
+  std::vector<std::string> choices;  ///< accepted values (text), empty = any non-empty
+};
+
+/// All declared parameters, in documentation order.
+const std::vector<ParamInfo>& npu_params();
+
+/// Loads a configuration file. Accepted forms:
+///  - a file with `npu:` and/or `system:` maps (missing keys take defaults);
+///  - `npu:` or `system:` given as a string: a path, relative to this file, of a file
+///    holding that section (an NPU file plus a system file composed by name);
+///  - an `overrides:` map of dotted keys applied last.
+/// Throws std::runtime_error naming the file, the key and the reason on unknown keys,
+/// wrong types, out-of-range or inconsistent values.
+NpuConfig load_npu_config(const std::string& path);
+/// Loads several files in order onto the defaults (e.g. an NPU file, then a system file).
+NpuConfig load_npu_config(const std::vector<std::string>& paths);
+
+/// Applies `key=value` overrides (dotted keys as in npu_params()); throws on bad input
+/// naming `origin` (e.g. "--set").
+void apply_overrides(NpuConfig& config, const std::vector<std::string>& assignments,
+                     const std::string& origin);
+
+/// Reads one parameter as a number (Integer/Real) for sweeps and reports.
+double param_value(const NpuConfig& config, const std::string& key);
+/// Sets one parameter from its text form; throws naming `origin` and the key.
+void set_param(NpuConfig& config, const std::string& key, const std::string& value,
+               const std::string& origin);
+
+/// Consistency checks across parameters; returns the first problem, empty if none.
+std::string check_consistency(const NpuConfig& config);
+
+}  // namespace udc::npu_sim

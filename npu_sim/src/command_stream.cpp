@@ -1,0 +1,493 @@
+#include "udc/npu_sim/command_stream.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace udc::npu_sim {
+
+using nlohmann::json;
+
+const char* memory_name(MemoryId id) { return id == MemoryId::Sram ? "sram" : "offchip"; }
+
+const char* command_name(CommandKind kind) {
+  switch (kind) {
+    case CommandKind::Dma: return "dma";
+    case CommandKind::WaitDma: return "wait_dma";
+    case CommandKind::Conv2d: return "conv2d";
+    case CommandKind::DepthwiseConv2d: return "depthwise_conv2d";
+    case CommandKind::FullyConnected: return "fully_connected";
+    case CommandKind::Add: return "add";
+    case CommandKind::MaxPool: return "max_pool";
+    case CommandKind::AvgPool: return "avg_pool";
+  }
+  return "?";
+}
+
+bool has_weights(CommandKind kind) {
+  return kind == CommandKind::Conv2d || kind == CommandKind::DepthwiseConv2d ||
+         kind == CommandKind::FullyConnected;
+}
+
+uint64_t TensorRef::end_address() const {
+  if (elements() == 0) return address;
+  return address + (shape[0] - 1) * row_step() + (shape[1] - 1) * col_step() + shape[2];
+}
+
+uint32_t Command::block_channels(uint32_t block) const {
+  const uint32_t first = block * ofm_block_depth;
+  return std::min(ofm_block_depth, ofm.shape[2] - first);
+}
+
+uint64_t Command::weights_per_channel() const {
+  switch (kind) {
+    case CommandKind::Conv2d: return uint64_t{kernel_h} * kernel_w * ifm.shape[2];
+    case CommandKind::DepthwiseConv2d: return uint64_t{kernel_h} * kernel_w;
+    case CommandKind::FullyConnected: return ifm.elements();
+    default: return 0;
+  }
+}
+
+uint64_t Command::macs() const {
+  const uint64_t outputs = ofm.elements();
+  switch (kind) {
+    case CommandKind::Conv2d:
+    case CommandKind::DepthwiseConv2d:
+    case CommandKind::FullyConnected: return outputs * weights_per_channel();
+    case CommandKind::Add: return outputs;
+    case CommandKind::MaxPool:
+    case CommandKind::AvgPool: return outputs * kernel_h * kernel_w;
+    default: return 0;
+  }
+}
+
+namespace {
+
+constexpr const char* kFormatName = "udc-command-stream";
+constexpr int kFormatVersion = 1;
+
+/// Error context: "<file>: command 3 (conv2d): ifm.shape".
+struct Where {
+  std::string prefix;
+  [[noreturn]] void fail(const std::string& key, const std::string& what) const {
+    throw std::runtime_error(prefix + key + ": " + what);
+  }
+};
+
+const json& member(const json& object, const char* key, const Where& where) {
+  if (!object.is_object()) where.fail(key, "expected an object holding it");
+  auto it = object.find(key);
+  if (it == object.end()) where.fail(key, "missing");
+  return *it;
+}
+
+template <typename T>
+T integer(const json& value, const std::string& key, const Where& where) {
+  if (!value.is_number_integer()) where.fail(key, "expected an integer, found " + value.dump());
+  if (value.is_number_unsigned()) {
+    const uint64_t v = value.get<uint64_t>();
+    if (v > static_cast<uint64_t>(std::numeric_limits<T>::max())) where.fail(key, "out of range");
+    return static_cast<T>(v);
+  }
+  const int64_t v = value.get<int64_t>();
+  if (v < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+      (v > 0 && static_cast<uint64_t>(v) > static_cast<uint64_t>(std::numeric_limits<T>::max()))) {
+    where.fail(key, "out of range: " + std::to_string(v));
+  }
+  return static_cast<T>(v);
+}
+
+template <typename T>
+void optional(const json& object, const char* key, T& out, const Where& where) {
+  auto it = object.find(key);
+  if (it != object.end()) out = integer<T>(*it, key, where);
+}
+
+MemoryId memory_id(const json& value, const std::string& key, const Where& where) {
+  if (value == "sram") return MemoryId::Sram;
+  if (value == "offchip") return MemoryId::Offchip;
+  where.fail(key, "expected \"sram\" or \"offchip\", found " + value.dump());
+}
+
+void check_keys(const json& object, std::initializer_list<const char*> allowed, const Where& where) {
+  for (auto it = object.begin(); it != object.end(); ++it) {
+    bool known = false;
+    for (const char* key : allowed) known |= it.key() == key;
+    if (!known) where.fail(it.key(), "unknown key");
+  }
+}
+
+TensorRef tensor_from(const json& value, const std::string& name, const Where& outer) {
+  const Where where{outer.prefix + name + "."};
+  if (!value.is_object()) outer.fail(name, "expected a tensor object");
+  check_keys(value, {"memory", "address", "shape", "row_stride", "column_stride"}, where);
+  TensorRef t;
+  t.memory = memory_id(member(value, "memory", where), "memory", where);
+  t.address = integer<uint64_t>(member(value, "address", where), "address", where);
+  const json& shape = member(value, "shape", where);
+  if (!shape.is_array() || shape.size() != 3) where.fail("shape", "expected [height, width, channels]");
+  for (int i = 0; i < 3; ++i) t.shape[i] = integer<uint32_t>(shape[i], "shape", where);
+  optional(value, "row_stride", t.row_stride, where);
+  optional(value, "column_stride", t.column_stride, where);
+  return t;
+}
+
+json tensor_to(const TensorRef& t) {
+  json j{{"memory", memory_name(t.memory)},
+         {"address", t.address},
+         {"shape", {t.shape[0], t.shape[1], t.shape[2]}}};
+  if (t.row_stride) j["row_stride"] = t.row_stride;
+  if (t.column_stride) j["column_stride"] = t.column_stride;
+  return j;
+}
+
+CommandKind kind_from(const json& value, const Where& where) {
+  for (int k = 0; k <= static_cast<int>(CommandKind::AvgPool); ++k) {
+    if (value == command_name(static_cast<CommandKind>(k))) return static_cast<CommandKind>(k);
+  }
+  where.fail("op", "unknown operation " + value.dump() +
+                       " (expected dma, wait_dma, conv2d, depthwise_conv2d, fully_connected, "
+                       "add, max_pool or avg_pool)");
+}
+
+Command command_from(const json& j, const Where& outer) {
+  if (!j.is_object()) outer.fail("", "expected an object");
+  Command c;
+  c.kind = kind_from(member(j, "op", outer), outer);
+  const Where where{outer.prefix.substr(0, outer.prefix.size() - 2) + " (" + command_name(c.kind) +
+                    "): "};
+  if (c.kind == CommandKind::Dma) {
+    check_keys(j, {"op", "src", "dst", "bytes"}, where);
+    const json& src = member(j, "src", where);
+    const json& dst = member(j, "dst", where);
+    c.dma_src_memory = memory_id(member(src, "memory", where), "src.memory", where);
+    c.dma_src_address = integer<uint64_t>(member(src, "address", where), "src.address", where);
+    c.dma_dst_memory = memory_id(member(dst, "memory", where), "dst.memory", where);
+    c.dma_dst_address = integer<uint64_t>(member(dst, "address", where), "dst.address", where);
+    c.dma_bytes = integer<uint64_t>(member(j, "bytes", where), "bytes", where);
+    return c;
+  }
+  if (c.kind == CommandKind::WaitDma) {
+    check_keys(j, {"op", "max_pending"}, where);
+    optional(j, "max_pending", c.max_pending_dma, where);
+    return c;
+  }
+  check_keys(j,
+             {"op", "ifm", "ifm2", "ofm", "kernel", "stride", "padding", "input_zero_point",
+              "input2_zero_point", "output_zero_point", "activation", "ofm_block_depth", "weights",
+              "scales", "add_scaling"},
+             where);
+  c.ifm = tensor_from(member(j, "ifm", where), "ifm", where);
+  c.ofm = tensor_from(member(j, "ofm", where), "ofm", where);
+  if (c.kind == CommandKind::Add) c.ifm2 = tensor_from(member(j, "ifm2", where), "ifm2", where);
+  auto pair = [&](const char* key, uint32_t& a, uint32_t& b) {
+    auto it = j.find(key);
+    if (it == j.end()) return;
+    if (!it->is_array() || it->size() != 2) where.fail(key, "expected [height, width]");
+    a = integer<uint32_t>((*it)[0], key, where);
+    b = integer<uint32_t>((*it)[1], key, where);
+  };
+  pair("kernel", c.kernel_h, c.kernel_w);
+  pair("stride", c.stride_h, c.stride_w);
+  if (auto it = j.find("padding"); it != j.end()) {
+    if (!it->is_array() || it->size() != 4) where.fail("padding", "expected [top, bottom, left, right]");
+    c.pad_top = integer<uint32_t>((*it)[0], "padding", where);
+    c.pad_bottom = integer<uint32_t>((*it)[1], "padding", where);
+    c.pad_left = integer<uint32_t>((*it)[2], "padding", where);
+    c.pad_right = integer<uint32_t>((*it)[3], "padding", where);
+  }
+  optional(j, "input_zero_point", c.input_zero_point, where);
+  optional(j, "input2_zero_point", c.input2_zero_point, where);
+  optional(j, "output_zero_point", c.output_zero_point, where);
+  if (auto it = j.find("activation"); it != j.end()) {
+    if (!it->is_array() || it->size() != 2) where.fail("activation", "expected [min, max]");
+    c.activation_min = integer<int32_t>((*it)[0], "activation", where);
+    c.activation_max = integer<int32_t>((*it)[1], "activation", where);
+  }
+  optional(j, "ofm_block_depth", c.ofm_block_depth, where);
+  if (has_weights(c.kind)) {
+    const json& weights = member(j, "weights", where);
+    const Where wwhere{where.prefix + "weights."};
+    check_keys(weights, {"memory", "streams"}, wwhere);
+    c.weight_memory = memory_id(member(weights, "memory", wwhere), "memory", wwhere);
+    const json& streams = member(weights, "streams", wwhere);
+    if (!streams.is_array()) wwhere.fail("streams", "expected an array of {address, bytes}");
+    for (const json& s : streams) {
+      if (!s.is_array() || s.size() != 2) wwhere.fail("streams", "expected [address, bytes] pairs");
+      c.weight_streams.push_back(WeightStreamRef{integer<uint64_t>(s[0], "streams", wwhere),
+                                                 integer<uint32_t>(s[1], "streams", wwhere)});
+    }
+    c.scale_address = integer<uint64_t>(member(j, "scales", where), "scales", where);
+  }
+  if (c.kind == CommandKind::Add) {
+    const json& s = member(j, "add_scaling", where);
+    const Where swhere{where.prefix + "add_scaling."};
+    check_keys(s, {"input1_multiplier", "input1_shift", "input2_multiplier", "input2_shift",
+                   "output_multiplier", "output_shift", "left_shift"},
+               swhere);
+    optional(s, "input1_multiplier", c.add.input1_multiplier, swhere);
+    optional(s, "input1_shift", c.add.input1_shift, swhere);
+    optional(s, "input2_multiplier", c.add.input2_multiplier, swhere);
+    optional(s, "input2_shift", c.add.input2_shift, swhere);
+    optional(s, "output_multiplier", c.add.output_multiplier, swhere);
+    optional(s, "output_shift", c.add.output_shift, swhere);
+    optional(s, "left_shift", c.add.left_shift, swhere);
+  }
+  return c;
+}
+
+json command_to(const Command& c) {
+  json j{{"op", command_name(c.kind)}};
+  if (c.kind == CommandKind::Dma) {
+    j["src"] = {{"memory", memory_name(c.dma_src_memory)}, {"address", c.dma_src_address}};
+    j["dst"] = {{"memory", memory_name(c.dma_dst_memory)}, {"address", c.dma_dst_address}};
+    j["bytes"] = c.dma_bytes;
+    return j;
+  }
+  if (c.kind == CommandKind::WaitDma) {
+    j["max_pending"] = c.max_pending_dma;
+    return j;
+  }
+  j["ifm"] = tensor_to(c.ifm);
+  if (c.kind == CommandKind::Add) j["ifm2"] = tensor_to(c.ifm2);
+  j["ofm"] = tensor_to(c.ofm);
+  j["kernel"] = {c.kernel_h, c.kernel_w};
+  j["stride"] = {c.stride_h, c.stride_w};
+  j["padding"] = {c.pad_top, c.pad_bottom, c.pad_left, c.pad_right};
+  j["input_zero_point"] = c.input_zero_point;
+  if (c.kind == CommandKind::Add) j["input2_zero_point"] = c.input2_zero_point;
+  j["output_zero_point"] = c.output_zero_point;
+  j["activation"] = {c.activation_min, c.activation_max};
+  j["ofm_block_depth"] = c.ofm_block_depth;
+  if (has_weights(c.kind)) {
+    json streams = json::array();
+    for (const WeightStreamRef& s : c.weight_streams) streams.push_back({s.address, s.bytes});
+    j["weights"] = {{"memory", memory_name(c.weight_memory)}, {"streams", streams}};
+    j["scales"] = c.scale_address;
+  }
+  if (c.kind == CommandKind::Add) {
+    j["add_scaling"] = {{"input1_multiplier", c.add.input1_multiplier},
+                        {"input1_shift", c.add.input1_shift},
+                        {"input2_multiplier", c.add.input2_multiplier},
+                        {"input2_shift", c.add.input2_shift},
+                        {"output_multiplier", c.add.output_multiplier},
+                        {"output_shift", c.add.output_shift},
+                        {"left_shift", c.add.left_shift}};
+  }
+  return j;
+}
+
+std::string to_hex(const std::vector<uint8_t>& bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (uint8_t b : bytes) {
+    out += digits[b >> 4];
+    out += digits[b & 15];
+  }
+  return out;
+}
+
+std::vector<uint8_t> from_hex(const std::string& text, const std::string& key, const Where& where) {
+  if (text.size() % 2) where.fail(key, "odd number of hex digits");
+  std::vector<uint8_t> out(text.size() / 2);
+  auto digit = [&](char ch, size_t pos) -> int {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    where.fail(key, "not a hex digit at character " + std::to_string(pos));
+  };
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = static_cast<uint8_t>(digit(text[2 * i], 2 * i) * 16 + digit(text[2 * i + 1], 2 * i + 1));
+  }
+  return out;
+}
+
+std::vector<uint8_t> read_file_bytes(const std::string& path, const std::string& origin) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(origin + ": cannot open image file '" + path + "'");
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+void write_atomically(const std::string& path, const std::string& text) {
+  const std::string temp = path + ".tmp";
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out.flush()) throw std::runtime_error(path + ": cannot write");
+  }
+  std::filesystem::rename(temp, path);
+}
+
+}  // namespace
+
+CommandStream read_command_stream(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error(path + ": cannot open command stream");
+  json root;
+  try {
+    root = json::parse(in);
+  } catch (const json::parse_error& e) {
+    throw std::runtime_error(path + ": malformed JSON at byte " + std::to_string(e.byte) + ": " +
+                             e.what());
+  }
+  const Where top{path + ": "};
+  if (!root.is_object()) top.fail("", "expected a JSON object");
+  check_keys(root, {"format", "version", "images", "commands", "outputs"}, top);
+  if (member(root, "format", top) != kFormatName) top.fail("format", "expected \"udc-command-stream\"");
+  if (integer<int>(member(root, "version", top), "version", top) != kFormatVersion) {
+    top.fail("version", "unsupported version (this build reads version 1)");
+  }
+  CommandStream stream;
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  if (auto it = root.find("images"); it != root.end()) {
+    if (!it->is_array()) top.fail("images", "expected an array");
+    for (size_t i = 0; i < it->size(); ++i) {
+      const json& image = (*it)[i];
+      const Where where{path + ": images[" + std::to_string(i) + "]."};
+      check_keys(image, {"memory", "address", "hex", "file"}, where);
+      MemoryImage m;
+      m.memory = memory_id(member(image, "memory", where), "memory", where);
+      m.address = integer<uint64_t>(member(image, "address", where), "address", where);
+      if (auto hex = image.find("hex"); hex != image.end()) {
+        if (!hex->is_string()) where.fail("hex", "expected a string of hex digits");
+        m.bytes = from_hex(hex->get<std::string>(), "hex", where);
+      } else if (auto file = image.find("file"); file != image.end()) {
+        if (!file->is_string()) where.fail("file", "expected a path");
+        m.bytes = read_file_bytes((dir / file->get<std::string>()).string(), where.prefix + "file");
+      } else {
+        where.fail("hex", "an image needs hex or file");
+      }
+      stream.images.push_back(std::move(m));
+    }
+  }
+  const json& commands = member(root, "commands", top);
+  if (!commands.is_array()) top.fail("commands", "expected an array");
+  for (size_t i = 0; i < commands.size(); ++i) {
+    stream.commands.push_back(
+        command_from(commands[i], Where{path + ": command " + std::to_string(i) + ": "}));
+  }
+  if (auto it = root.find("outputs"); it != root.end()) {
+    if (!it->is_array()) top.fail("outputs", "expected an array");
+    for (size_t i = 0; i < it->size(); ++i) {
+      const json& o = (*it)[i];
+      const Where where{path + ": outputs[" + std::to_string(i) + "]."};
+      check_keys(o, {"name", "memory", "address", "bytes"}, where);
+      OutputRegion r;
+      const json& name = member(o, "name", where);
+      if (!name.is_string()) where.fail("name", "expected a string");
+      r.name = name.get<std::string>();
+      r.memory = memory_id(member(o, "memory", where), "memory", where);
+      r.address = integer<uint64_t>(member(o, "address", where), "address", where);
+      r.bytes = integer<uint64_t>(member(o, "bytes", where), "bytes", where);
+      stream.outputs.push_back(r);
+    }
+  }
+  if (const std::string problem = validate(stream); !problem.empty()) {
+    throw std::runtime_error(path + ": " + problem);
+  }
+  return stream;
+}
+
+void write_command_stream(const CommandStream& stream, const std::string& path,
+                          size_t inline_limit) {
+  json root{{"format", kFormatName}, {"version", kFormatVersion}};
+  json images = json::array();
+  const std::filesystem::path target(path);
+  std::vector<std::pair<std::string, const std::vector<uint8_t>*>> files;
+  for (size_t i = 0; i < stream.images.size(); ++i) {
+    const MemoryImage& m = stream.images[i];
+    json image{{"memory", memory_name(m.memory)}, {"address", m.address}};
+    if (m.bytes.size() <= inline_limit) {
+      image["hex"] = to_hex(m.bytes);
+    } else {
+      const std::string name = target.stem().string() + ".image" + std::to_string(i) + ".bin";
+      image["file"] = name;
+      files.emplace_back((target.parent_path() / name).string(), &m.bytes);
+    }
+    images.push_back(image);
+  }
+  root["images"] = images;
+  json commands = json::array();
+  for (const Command& c : stream.commands) commands.push_back(command_to(c));
+  root["commands"] = commands;
+  json outputs = json::array();
+  for (const OutputRegion& r : stream.outputs) {
+    outputs.push_back({{"name", r.name},
+                       {"memory", memory_name(r.memory)},
+                       {"address", r.address},
+                       {"bytes", r.bytes}});
+  }
+  root["outputs"] = outputs;
+  for (const auto& [file, bytes] : files) {
+    write_atomically(file, std::string(bytes->begin(), bytes->end()));
+  }
+  write_atomically(path, root.dump(1) + "\n");
+}
+
+std::string validate(const CommandStream& stream) {
+  for (size_t i = 0; i < stream.commands.size(); ++i) {
+    const Command& c = stream.commands[i];
+    const std::string where = "command " + std::to_string(i) + " (" + command_name(c.kind) + "): ";
+    if (c.kind == CommandKind::Dma || c.kind == CommandKind::WaitDma) continue;
+    auto empty = [](const TensorRef& t) { return t.elements() == 0; };
+    if (empty(c.ifm) || empty(c.ofm)) return where + "ifm and ofm shapes must be non-zero";
+    if (c.kernel_h == 0 || c.kernel_w == 0 || c.stride_h == 0 || c.stride_w == 0) {
+      return where + "kernel and stride must be at least 1";
+    }
+    if (c.kernel_h > 64 || c.kernel_w > 64 || c.pad_top >= c.kernel_h + 64 ||
+        c.pad_left >= c.kernel_w + 64) {
+      return where + "kernel larger than 64 or padding out of range";
+    }
+    if (c.activation_min > c.activation_max || c.activation_min < -128 || c.activation_max > 127) {
+      return where + "activation must satisfy -128 <= min <= max <= 127";
+    }
+    if (c.input_zero_point < -128 || c.input_zero_point > 127 || c.output_zero_point < -128 ||
+        c.output_zero_point > 127 || c.input2_zero_point < -128 || c.input2_zero_point > 127) {
+      return where + "zero points must be in -128..127";
+    }
+    if (c.ofm_block_depth == 0) return where + "ofm_block_depth must be at least 1";
+    const bool windowed = c.kind == CommandKind::Conv2d || c.kind == CommandKind::DepthwiseConv2d ||
+                          c.kind == CommandKind::MaxPool || c.kind == CommandKind::AvgPool;
+    if (windowed) {
+      const int64_t padded_h = int64_t{c.ifm.shape[0]} + c.pad_top + c.pad_bottom;
+      const int64_t padded_w = int64_t{c.ifm.shape[1]} + c.pad_left + c.pad_right;
+      if (padded_h < c.kernel_h || padded_w < c.kernel_w) {
+        return where + "kernel larger than the padded input";
+      }
+      const uint32_t out_h = static_cast<uint32_t>((padded_h - c.kernel_h) / c.stride_h + 1);
+      const uint32_t out_w = static_cast<uint32_t>((padded_w - c.kernel_w) / c.stride_w + 1);
+      if (out_h != c.ofm.shape[0] || out_w != c.ofm.shape[1]) {
+        return where + "ofm is " + std::to_string(c.ofm.shape[0]) + "x" +
+               std::to_string(c.ofm.shape[1]) + " but the input, kernel, stride and padding give " +
+               std::to_string(out_h) + "x" + std::to_string(out_w);
+      }
+      if (c.kind != CommandKind::Conv2d && c.ifm.shape[2] != c.ofm.shape[2]) {
+        return where + "input and output depths differ";
+      }
+    }
+    if (c.kind == CommandKind::FullyConnected && (c.ofm.shape[0] != 1 || c.ofm.shape[1] != 1)) {
+      return where + "ofm of fully_connected must be 1x1xN";
+    }
+    if (c.kind == CommandKind::Add && (c.ifm.shape != c.ofm.shape || c.ifm2.shape != c.ofm.shape)) {
+      return where + "add needs equal input and output shapes";
+    }
+    if (c.kind == CommandKind::Add && (c.add.left_shift < 0 || c.add.left_shift > 20)) {
+      return where + "add_scaling.left_shift must be in 0..20";
+    }
+    if (c.kind == CommandKind::AvgPool && uint64_t{c.kernel_h} * c.kernel_w > 65536) {
+      return where + "avg_pool window too large";
+    }
+    if (has_weights(c.kind) && c.weight_streams.size() != c.ofm_blocks()) {
+      return where + "has " + std::to_string(c.weight_streams.size()) + " weight streams, expected " +
+             std::to_string(c.ofm_blocks()) + " (one per block of " +
+             std::to_string(c.ofm_block_depth) + " output channels)";
+    }
+  }
+  return {};
+}
+
+}  // namespace udc::npu_sim

@@ -1,0 +1,511 @@
+// SystemC model of the NPU. Units are SC_THREADs that advance by whole transactions or
+// blocks (annotated delays), never per clock: command processor, DMA engine, weight
+// decompression engines, MAC array, output unit. Memories are shared channels with
+// first-come first-served arbitration per transaction. Time base: 1 ns = 1 core cycle.
+#define SC_INCLUDE_DYNAMIC_PROCESSES
+#include <systemc>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <stdexcept>
+
+#include "kernels.hpp"
+#include "udc/compression/decoder.hpp"
+#include "udc/npu_sim/simulator.hpp"
+#include "udc/npu_sim/timing.hpp"
+
+namespace udc::npu_sim {
+namespace {
+
+using sc_core::SC_NS;
+using sc_core::sc_event;
+using sc_core::sc_time;
+
+double now_cycles() { return sc_core::sc_time_stamp().to_seconds() * 1e9; }
+void wait_cycles(double cycles) {
+  if (cycles > 0) sc_core::wait(sc_time(cycles, SC_NS));
+}
+void wait_until(double cycle) { wait_cycles(cycle - now_cycles()); }
+
+constexpr int kMaxEngines = 32;  ///< cores (<= 4) x decoders per core (<= 8)
+
+/// A memory: storage plus a data channel shared by all masters.
+struct Memory {
+  const MemoryConfig* config = nullptr;
+  std::vector<uint8_t> storage;
+  double free_at = 0;  ///< cycle the data channel becomes free
+};
+
+struct DmaRequest {
+  size_t command = 0;
+};
+
+}  // namespace
+
+class NpuModel : public sc_core::sc_module {
+ public:
+  explicit NpuModel(sc_core::sc_module_name name) : sc_module(name) {
+    sc_core::sc_spawn(sc_bind(&NpuModel::command_thread, this));
+    sc_core::sc_spawn(sc_bind(&NpuModel::dma_thread, this));
+    sc_core::sc_spawn(sc_bind(&NpuModel::mac_thread, this));
+    sc_core::sc_spawn(sc_bind(&NpuModel::output_thread, this));
+    for (int e = 0; e < kMaxEngines; ++e) sc_core::sc_spawn(sc_bind(&NpuModel::decoder_thread, this, e));
+  }
+
+  JobReport run(const CommandStream& stream, const NpuConfig& config, const RunOptions& options);
+
+ private:
+  // --- job state (reset per job) ---
+  const CommandStream* stream_ = nullptr;
+  NpuConfig config_;
+  RunOptions options_;
+  Memory memories_[kMemoryCount];
+  JobReport report_;
+  double job_start_ = 0;
+  bool job_done_ = false;
+  sc_event job_start_event_;
+
+  // DMA queue
+  std::deque<DmaRequest> dma_queue_;
+  size_t dma_pending_ = 0;
+  sc_event dma_queued_, dma_done_;
+
+  // Current kernel operation
+  struct Op {
+    const Command* command = nullptr;
+    size_t index = 0;
+    uint32_t blocks = 0;
+    int engines = 0;
+    std::vector<std::deque<uint32_t>> ready;       ///< per engine: decoded blocks in order
+    std::vector<std::vector<int16_t>> weights;      ///< per block, while buffered
+    std::vector<std::vector<ChannelScale>> scales;  ///< per block
+    std::deque<uint32_t> computed;                  ///< blocks waiting for the output unit
+    std::unique_ptr<KernelContext> kernel;
+  } op_;
+  sc_event op_start_, op_done_, weights_ready_, weight_buffer_freed_, block_computed_,
+      output_buffer_freed_;
+
+  void command_thread();
+  void dma_thread();
+  void decoder_thread(int engine);
+  void mac_thread();
+  void output_thread();
+
+  // --- helpers ---
+  CommandReport& row(size_t command) { return report_.commands[command]; }
+  double job_cycle() const { return now_cycles() - job_start_; }
+  void trace(const char* track, std::string name, double start, double end, size_t command) {
+    if (options_.trace && end > start) {
+      report_.trace.push_back(
+          TraceEvent{track, std::move(name), start - job_start_, end - start, command});
+    }
+  }
+  void trace(const std::string& track, std::string name, double start, double end, size_t command) {
+    if (options_.trace && end > start) {
+      report_.trace.push_back(
+          TraceEvent{track, std::move(name), start - job_start_, end - start, command});
+    }
+  }
+  void fail(size_t command, const std::string& message) {
+    if (report_.error.empty()) {
+      report_.error = "command " + std::to_string(command) + " (" +
+                      command_name(stream_->commands[command].kind) + "): " + message;
+    }
+  }
+  /// Moves `bytes` over one memory's channel in transactions, waiting for each data
+  /// phase (other masters interleave between transactions). Returns the cycle the last
+  /// data arrived; the caller adds the latency.
+  double transfer(MemoryId id, uint64_t bytes, bool write, size_t command);
+  bool in_bounds(MemoryId id, uint64_t address, uint64_t bytes) const {
+    const uint64_t size = memories_[static_cast<int>(id)].config->size_bytes;
+    return address <= size && bytes <= size - address;
+  }
+  std::string check_command_bounds(const Command& c) const;
+};
+
+double NpuModel::transfer(MemoryId id, uint64_t bytes, bool write, size_t command) {
+  Memory& m = memories_[static_cast<int>(id)];
+  MemoryTraffic& t = row(command).traffic[static_cast<int>(id)];
+  (write ? t.write_bytes : t.read_bytes) += bytes;
+  double end = now_cycles();
+  for (uint64_t done = 0; done < bytes; done += config_.dma_chunk_bytes) {
+    const uint64_t chunk = std::min<uint64_t>(config_.dma_chunk_bytes, bytes - done);
+    const double start = std::max(now_cycles(), m.free_at);
+    end = start + data_cycles(*m.config, chunk);
+    m.free_at = end;
+    wait_until(end);
+  }
+  return end;
+}
+
+std::string NpuModel::check_command_bounds(const Command& c) const {
+  auto tensor = [&](const TensorRef& t, const char* name) -> std::string {
+    if (!in_bounds(t.memory, t.address, t.end_address() - t.address)) {
+      return std::string(name) + " spans bytes " + std::to_string(t.address) + ".." +
+             std::to_string(t.end_address()) + " beyond " + memory_name(t.memory) + " (" +
+             std::to_string(memories_[static_cast<int>(t.memory)].config->size_bytes) + " bytes)";
+    }
+    return {};
+  };
+  if (c.kind == CommandKind::Dma) {
+    if (!in_bounds(c.dma_src_memory, c.dma_src_address, c.dma_bytes)) {
+      return "source " + std::to_string(c.dma_src_address) + "+" + std::to_string(c.dma_bytes) +
+             " lies outside " + memory_name(c.dma_src_memory);
+    }
+    if (!in_bounds(c.dma_dst_memory, c.dma_dst_address, c.dma_bytes)) {
+      return "destination " + std::to_string(c.dma_dst_address) + "+" +
+             std::to_string(c.dma_bytes) + " lies outside " + memory_name(c.dma_dst_memory);
+    }
+    return {};
+  }
+  if (c.kind == CommandKind::WaitDma) return {};
+  if (auto e = tensor(c.ifm, "ifm"); !e.empty()) return e;
+  if (auto e = tensor(c.ofm, "ofm"); !e.empty()) return e;
+  if (c.kind == CommandKind::Add) {
+    if (auto e = tensor(c.ifm2, "ifm2"); !e.empty()) return e;
+  }
+  if (has_weights(c.kind)) {
+    for (size_t b = 0; b < c.weight_streams.size(); ++b) {
+      if (!in_bounds(c.weight_memory, c.weight_streams[b].address, c.weight_streams[b].bytes)) {
+        return "weight stream " + std::to_string(b) + " lies outside " + memory_name(c.weight_memory);
+      }
+    }
+    if (!in_bounds(c.weight_memory, c.scale_address, uint64_t{c.ofm.shape[2]} * kScaleRecordBytes)) {
+      return "scale records lie outside " + std::string(memory_name(c.weight_memory));
+    }
+  }
+  return {};
+}
+
+void NpuModel::command_thread() {
+  for (;;) {
+    sc_core::wait(job_start_event_);
+    const auto& commands = stream_->commands;
+    for (size_t i = 0; i < commands.size() && report_.error.empty(); ++i) {
+      const Command& c = commands[i];
+      CommandReport& r = row(i);
+      const double start = now_cycles();
+      r.start_cycle = start - job_start_;
+      wait_cycles(config_.command_cycles);
+      r.overhead_cycles = config_.command_cycles;
+      if (const std::string problem = check_command_bounds(c); !problem.empty()) {
+        fail(i, problem);
+        r.end_cycle = job_cycle();
+        break;
+      }
+      if (c.kind == CommandKind::Dma) {
+        ++dma_pending_;
+        dma_queue_.push_back(DmaRequest{i});
+        dma_queued_.notify(sc_core::SC_ZERO_TIME);
+        r.end_cycle = job_cycle();  // until the DMA engine takes it
+        trace("command processor", "dma issue", start, now_cycles(), i);
+        continue;
+      }
+      if (c.kind == CommandKind::WaitDma) {
+        const double wait_start = now_cycles();
+        while (dma_pending_ > c.max_pending_dma) sc_core::wait(dma_done_);
+        r.dma_wait_cycles = now_cycles() - wait_start;
+        r.end_cycle = job_cycle();
+        trace("command processor", "wait_dma", start, now_cycles(), i);
+        continue;
+      }
+      // Kernel operation: hand it to the decoders, MAC array and output unit.
+      op_ = Op{};
+      op_.command = &c;
+      op_.index = i;
+      op_.blocks = c.ofm_blocks();
+      op_.engines = static_cast<int>(config_.cores * config_.weight_decoders);
+      op_.ready.assign(static_cast<size_t>(op_.engines), {});
+      op_.weights.assign(op_.blocks, {});
+      op_.scales.assign(op_.blocks, {});
+      r.macs = c.macs();
+      r.decoder_utilisation.assign(has_weights(c.kind) ? static_cast<size_t>(op_.engines) : 0, 0.0);
+      if (!options_.timing_only) {
+        MemoryArrays arrays;
+        for (int m = 0; m < kMemoryCount; ++m) {
+          arrays.base[m] = memories_[m].storage.data();
+          arrays.size[m] = memories_[m].storage.size();
+        }
+        op_.kernel = std::make_unique<KernelContext>(c, arrays);
+      }
+      op_start_.notify(sc_core::SC_ZERO_TIME);
+      sc_core::wait(op_done_);
+      r.end_cycle = job_cycle();
+      const double cycles = r.cycles();
+      if (cycles > 0) {
+        r.mac_utilisation = static_cast<double>(r.macs) /
+                            (cycles * static_cast<double>(config_.total_macs_per_cycle()));
+        for (double& u : r.decoder_utilisation) u /= cycles;
+      }
+      trace("command processor", command_name(c.kind), start, now_cycles(), i);
+      op_.kernel.reset();
+    }
+    // The job ends when every DMA has landed.
+    while (dma_pending_ > 0) sc_core::wait(dma_done_);
+    job_done_ = true;
+  }
+}
+
+void NpuModel::dma_thread() {
+  for (;;) {
+    while (dma_queue_.empty()) sc_core::wait(dma_queued_);
+    const DmaRequest request = dma_queue_.front();
+    dma_queue_.pop_front();
+    const Command& c = stream_->commands[request.command];
+    CommandReport& r = row(request.command);
+    const double start = now_cycles();
+    Memory& src = memories_[static_cast<int>(c.dma_src_memory)];
+    Memory& dst = memories_[static_cast<int>(c.dma_dst_memory)];
+    r.traffic[static_cast<int>(c.dma_src_memory)].read_bytes += c.dma_bytes;
+    r.traffic[static_cast<int>(c.dma_dst_memory)].write_bytes += c.dma_bytes;
+    for (uint64_t done = 0; done < c.dma_bytes; done += config_.dma_chunk_bytes) {
+      const uint64_t chunk = std::min<uint64_t>(config_.dma_chunk_bytes, c.dma_bytes - done);
+      const double chunk_start = std::max({now_cycles(), src.free_at, dst.free_at});
+      const double end =
+          chunk_start + std::max(data_cycles(*src.config, chunk), data_cycles(*dst.config, chunk));
+      src.free_at = dst.free_at = end;
+      wait_until(end);
+    }
+    wait_cycles(src.config->read_latency_cycles + dst.config->write_latency_cycles);
+    if (!options_.timing_only && c.dma_bytes > 0) {
+      std::memmove(dst.storage.data() + c.dma_dst_address, src.storage.data() + c.dma_src_address,
+                   c.dma_bytes);
+    }
+    r.end_cycle = job_cycle();
+    trace("dma", "dma " + std::to_string(c.dma_bytes) + " B", start, now_cycles(), request.command);
+    --dma_pending_;
+    dma_done_.notify(sc_core::SC_ZERO_TIME);
+  }
+}
+
+void NpuModel::decoder_thread(int engine) {
+  for (;;) {
+    sc_core::wait(op_start_);
+    if (engine >= op_.engines || !has_weights(op_.command->kind)) continue;
+    const Command& c = *op_.command;
+    const size_t index = op_.index;
+    CommandReport& r = row(index);
+    const std::string track = "decoder " + std::to_string(engine);
+    for (uint32_t block = static_cast<uint32_t>(engine); block < op_.blocks;
+         block += static_cast<uint32_t>(op_.engines)) {
+      while (op_.ready[engine].size() >= config_.weight_buffers) sc_core::wait(weight_buffer_freed_);
+      const double start = now_cycles();
+      const uint32_t channels = c.block_channels(block);
+      const WeightStreamRef& stream = c.weight_streams[block];
+      const uint64_t scale_bytes = uint64_t{channels} * kScaleRecordBytes;
+      const double first_data =
+          start + memories_[static_cast<int>(c.weight_memory)].config->read_latency_cycles;
+      const double fetched = transfer(c.weight_memory, stream.bytes + scale_bytes, false, index) +
+                             memories_[static_cast<int>(c.weight_memory)].config->read_latency_cycles;
+      const uint64_t weights = channels * c.weights_per_channel();
+      const double work = decode_cycles(weights, config_);
+      wait_until(std::max(fetched, first_data + work));
+      r.weights_decoded += weights;
+      r.weight_stream_bytes += stream.bytes;
+      r.decoder_utilisation[static_cast<size_t>(engine)] += work;
+      if (!options_.timing_only) {
+        const Memory& m = memories_[static_cast<int>(c.weight_memory)];
+        compression::DecodeOptions decode_options;
+        decode_options.max_weights = weights;
+        const compression::DecodeResult decoded =
+            compression::decode_stream(m.storage.data() + stream.address, stream.bytes, decode_options);
+        if (decoded.error) {
+          fail(index, "weight stream of block " + std::to_string(block) + " at " +
+                          memory_name(c.weight_memory) + " " + std::to_string(stream.address) +
+                          ": " + decoded.error->to_string());
+        } else if (decoded.weights.size() != weights) {
+          fail(index, "weight stream of block " + std::to_string(block) + " decodes to " +
+                          std::to_string(decoded.weights.size()) + " weights, expected " +
+                          std::to_string(weights));
+        }
+        op_.weights[block] = decoded.weights;
+        op_.weights[block].resize(weights, 0);
+        auto& scales = op_.scales[block];
+        scales.resize(channels);
+        const uint64_t first_record =
+            c.scale_address + uint64_t{block} * c.ofm_block_depth * kScaleRecordBytes;
+        for (uint32_t k = 0; k < channels; ++k) {
+          scales[k] = read_scale_record(m.storage.data() + first_record + k * kScaleRecordBytes);
+          if (scales[k].shift < -31 || scales[k].shift > 30) {
+            fail(index, "scale record of channel " + std::to_string(block * c.ofm_block_depth + k) +
+                            " has shift " + std::to_string(scales[k].shift) + " (expected -31..30)");
+            scales[k].shift = 0;
+          }
+        }
+      }
+      trace(track, "block " + std::to_string(block), start, now_cycles(), index);
+      op_.ready[engine].push_back(block);
+      weights_ready_.notify(sc_core::SC_ZERO_TIME);
+    }
+  }
+}
+
+void NpuModel::mac_thread() {
+  for (;;) {
+    sc_core::wait(op_start_);
+    const Command& c = *op_.command;
+    const size_t index = op_.index;
+    CommandReport& r = row(index);
+    const double setup_start = now_cycles();
+    wait_cycles(config_.op_setup_cycles);
+    r.overhead_cycles += config_.op_setup_cycles;
+    trace("mac array", "setup", setup_start, now_cycles(), index);
+    const uint64_t input_bytes = ifm_bytes(c);
+    const bool input_fits = input_bytes <= config_.shared_buffer_bytes;
+    auto read_input = [&] {
+      const double start = now_cycles();
+      double end = transfer(c.ifm.memory, c.ifm.elements(), false, index);
+      if (c.kind == CommandKind::Add) end = transfer(c.ifm2.memory, c.ifm2.elements(), false, index);
+      wait_until(end + memories_[static_cast<int>(c.ifm.memory)].config->read_latency_cycles);
+      r.input_wait_cycles += now_cycles() - start;
+      trace("mac array", "read input", start, now_cycles(), index);
+    };
+    if (input_fits) read_input();
+    const bool weighted = has_weights(c.kind);
+    for (uint32_t block = 0; block < op_.blocks; ++block) {
+      if (!input_fits) read_input();
+      if (weighted) {
+        auto& queue = op_.ready[block % static_cast<uint32_t>(op_.engines)];
+        const double wait_start = now_cycles();
+        while (queue.empty() || queue.front() != block) sc_core::wait(weights_ready_);
+        r.weight_wait_cycles += now_cycles() - wait_start;
+        trace("mac array", "wait weights", wait_start, now_cycles(), index);
+      }
+      const double start = now_cycles();
+      const double cycles = static_cast<double>(compute_cycles(c, block, config_));
+      wait_cycles(cycles);
+      r.compute_cycles += cycles;
+      if (op_.kernel && report_.error.empty()) {
+        op_.kernel->run_block(block, op_.weights[block].data(), op_.scales[block].data());
+      }
+      trace("mac array", "block " + std::to_string(block), start, now_cycles(), index);
+      if (weighted) {
+        op_.ready[block % static_cast<uint32_t>(op_.engines)].pop_front();
+        op_.weights[block] = {};
+        weight_buffer_freed_.notify(sc_core::SC_ZERO_TIME);
+      }
+      const double stall_start = now_cycles();
+      while (op_.computed.size() >= config_.output_buffers) sc_core::wait(output_buffer_freed_);
+      r.output_wait_cycles += now_cycles() - stall_start;
+      op_.computed.push_back(block);
+      block_computed_.notify(sc_core::SC_ZERO_TIME);
+    }
+  }
+}
+
+void NpuModel::output_thread() {
+  for (;;) {
+    sc_core::wait(op_start_);
+    const Command& c = *op_.command;
+    const size_t index = op_.index;
+    CommandReport& r = row(index);
+    double last_end = now_cycles();
+    for (uint32_t block = 0; block < op_.blocks; ++block) {
+      while (op_.computed.empty()) sc_core::wait(block_computed_);
+      const double start = now_cycles();
+      const uint64_t bytes = uint64_t{c.ofm.shape[0]} * c.ofm.shape[1] * c.block_channels(block);
+      last_end = transfer(c.ofm.memory, bytes, true, index);
+      trace("output unit", "block " + std::to_string(block), start, now_cycles(), index);
+      op_.computed.pop_front();
+      output_buffer_freed_.notify(sc_core::SC_ZERO_TIME);
+    }
+    // The operation ends when its last write is acknowledged; the MAC array's view of
+    // this drain is output wait.
+    const double mac_done = now_cycles();
+    wait_until(last_end + memories_[static_cast<int>(c.ofm.memory)].config->write_latency_cycles);
+    r.output_wait_cycles += now_cycles() - mac_done;
+    op_done_.notify(sc_core::SC_ZERO_TIME);
+  }
+}
+
+JobReport NpuModel::run(const CommandStream& stream, const NpuConfig& config,
+                        const RunOptions& options) {
+  if (const std::string problem = check_consistency(config); !problem.empty()) {
+    throw std::invalid_argument("inconsistent NPU configuration: " + problem);
+  }
+  if (const std::string problem = validate(stream); !problem.empty()) {
+    throw std::invalid_argument(problem);
+  }
+  stream_ = &stream;
+  config_ = config;
+  options_ = options;
+  report_ = JobReport{};
+  report_.core_clock_hz = config.core_clock_hz;
+  report_.timing_only = options.timing_only;
+  report_.commands.resize(stream.commands.size());
+  for (size_t i = 0; i < stream.commands.size(); ++i) {
+    report_.commands[i].index = i;
+    report_.commands[i].kind = stream.commands[i].kind;
+  }
+  memories_[0].config = &config_.sram;
+  memories_[1].config = &config_.offchip;
+  for (Memory& m : memories_) {
+    // Timing-only jobs keep no data; bounds are checked against the configured sizes.
+    if (options.timing_only) {
+      m.storage = {};
+    } else {
+      m.storage.assign(m.config->size_bytes, 0);
+    }
+  }
+  for (size_t i = 0; i < stream.images.size(); ++i) {
+    const MemoryImage& image = stream.images[i];
+    Memory& m = memories_[static_cast<int>(image.memory)];
+    if (image.address > m.config->size_bytes || image.bytes.size() > m.config->size_bytes - image.address) {
+      throw std::invalid_argument("image " + std::to_string(i) + " (" +
+                                  std::to_string(image.bytes.size()) + " bytes at " +
+                                  std::to_string(image.address) + ") does not fit " +
+                                  memory_name(image.memory) + " (" +
+                                  std::to_string(m.config->size_bytes) + " bytes)");
+    }
+    if (!options.timing_only) {
+      std::copy(image.bytes.begin(), image.bytes.end(), m.storage.begin() + image.address);
+    }
+  }
+  job_start_ = now_cycles();
+  for (Memory& m : memories_) m.free_at = job_start_;
+  job_done_ = false;
+  job_start_event_.notify(sc_core::SC_ZERO_TIME);
+  sc_core::sc_start();
+  if (!job_done_) throw std::logic_error("NPU model stopped before the job finished (deadlock)");
+
+  report_.total_cycles = job_cycle();
+  for (const CommandReport& r : report_.commands) {
+    for (int m = 0; m < kMemoryCount; ++m) {
+      report_.traffic[m].read_bytes += r.traffic[m].read_bytes;
+      report_.traffic[m].write_bytes += r.traffic[m].write_bytes;
+    }
+    report_.macs += r.macs;
+  }
+  if (report_.total_cycles > 0) {
+    report_.mac_utilisation = static_cast<double>(report_.macs) /
+                              (report_.total_cycles * static_cast<double>(config_.total_macs_per_cycle()));
+  }
+  if (!options.timing_only) {
+    for (const OutputRegion& o : stream.outputs) {
+      const Memory& m = memories_[static_cast<int>(o.memory)];
+      if (o.address > m.storage.size() || o.bytes > m.storage.size() - o.address) {
+        throw std::invalid_argument("output '" + o.name + "' lies outside " + memory_name(o.memory));
+      }
+      report_.outputs.emplace_back(m.storage.begin() + o.address,
+                                   m.storage.begin() + o.address + o.bytes);
+    }
+  }
+  stream_ = nullptr;
+  return std::move(report_);
+}
+
+Simulator& Simulator::instance() {
+  static Simulator simulator;
+  return simulator;
+}
+
+Simulator::Simulator() : model_(new NpuModel("npu")) {}
+Simulator::~Simulator() = default;  // SystemC owns the module until the process exits
+
+JobReport Simulator::run(const CommandStream& stream, const NpuConfig& config,
+                         const RunOptions& options) {
+  return model_->run(stream, config, options);
+}
+
+}  // namespace udc::npu_sim

@@ -1,0 +1,102 @@
+#include "sim_command.hpp"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+#include "udc/npu_sim/command_stream.hpp"
+#include "udc/npu_sim/config.hpp"
+#include "udc/npu_sim/simulator.hpp"
+#include "weight_file.hpp"
+
+namespace udc::tool {
+namespace {
+
+struct SimOptions {
+  std::string stream;
+  std::vector<std::string> configs;
+  std::vector<std::string> overrides;
+  bool list_params = false;
+  bool timing_only = false;
+  std::string json_path, trace_path, outputs_dir;
+};
+
+void write_text(const std::string& path, const std::string& text) {
+  write_bytes_atomically(path, reinterpret_cast<const uint8_t*>(text.data()), text.size());
+}
+
+void list_params(const npu_sim::NpuConfig& config) {
+  fmt::print("{:<38} {:>14} {:<14} {}\n", "parameter", "value", "unit", "help");
+  for (const npu_sim::ParamInfo& p : npu_sim::npu_params()) {
+    std::string value;
+    if (p.kind == npu_sim::ParamKind::Text) {
+      value = p.key == "npu.name"           ? config.npu_name
+              : p.key == "system.name"      ? config.system_name
+                                            : config.weights_memory;
+    } else {
+      value = fmt::format("{:.15g}", npu_sim::param_value(config, p.key));
+    }
+    std::string help = p.help;
+    if (p.kind != npu_sim::ParamKind::Text) help += fmt::format(" [{:.15g} .. {:.15g}]", p.min, p.max);
+    if (!p.choices.empty()) {
+      help += " [";
+      for (size_t i = 0; i < p.choices.size(); ++i) help += (i ? "|" : "") + p.choices[i];
+      help += "]";
+    }
+    fmt::print("{:<38} {:>14} {:<14} {} (default {})\n", p.key, value, p.unit, help,
+               p.default_text);
+  }
+}
+
+void run_sim(const SimOptions& options) {
+  npu_sim::NpuConfig config = npu_sim::load_npu_config(options.configs);
+  npu_sim::apply_overrides(config, options.overrides, "--set");
+  if (options.list_params) {
+    list_params(config);
+    return;
+  }
+  if (options.stream.empty()) throw std::runtime_error("sim: a command stream file is required");
+  const npu_sim::CommandStream stream = npu_sim::read_command_stream(options.stream);
+  npu_sim::RunOptions run_options;
+  run_options.timing_only = options.timing_only;
+  run_options.trace = !options.trace_path.empty();
+  const npu_sim::JobReport report =
+      npu_sim::Simulator::instance().run(stream, config, run_options);
+  fmt::print("{} on {} + {}\n", options.stream, config.npu_name, config.system_name);
+  fmt::print("{}", npu_sim::format_table(report));
+  if (!options.json_path.empty()) write_text(options.json_path, npu_sim::to_json(report) + "\n");
+  if (!options.trace_path.empty()) write_text(options.trace_path, npu_sim::to_chrome_trace(report));
+  if (!options.outputs_dir.empty() && report.error.empty()) {
+    std::filesystem::create_directories(options.outputs_dir);
+    for (size_t i = 0; i < stream.outputs.size() && i < report.outputs.size(); ++i) {
+      const std::string path =
+          (std::filesystem::path(options.outputs_dir) / (stream.outputs[i].name + ".bin")).string();
+      write_bytes_atomically(path, report.outputs[i].data(), report.outputs[i].size());
+    }
+  }
+  if (!report.error.empty()) throw std::runtime_error(options.stream + ": " + report.error);
+}
+
+}  // namespace
+
+void add_sim_command(CLI::App& app) {
+  auto options = std::make_shared<SimOptions>();
+  CLI::App* sim = app.add_subcommand("sim", "Run a command stream on the simulated NPU");
+  sim->add_option("stream", options->stream, "command stream (JSON, see npu_sim/COMMANDS.md)");
+  sim->add_option("--npu", options->configs,
+                  "NPU/system YAML file(s), applied in order (e.g. an NPU file then a system "
+                  "file); default: built-in Ethos-U55-128 on the deep-embedded system")
+      ->check(CLI::ExistingFile);
+  sim->add_option("--set", options->overrides, "override a parameter: KEY=VALUE (repeatable)");
+  sim->add_flag("--list-params", options->list_params,
+                "print every parameter with its value, unit, range and help, then exit");
+  sim->add_flag("--timing-only", options->timing_only, "skip the arithmetic (fast cost query)");
+  sim->add_option("--json", options->json_path, "write the report as JSON");
+  sim->add_option("--trace", options->trace_path, "write a Chrome trace-event timeline (Perfetto)");
+  sim->add_option("--outputs", options->outputs_dir, "write the stream's outputs to DIR/NAME.bin");
+  sim->callback([options] { run_sim(*options); });
+}
+
+}  // namespace udc::tool
