@@ -7,23 +7,6 @@
 
 namespace udc::npu_sim {
 
-ChannelScale read_scale_record(const uint8_t* r) {
-  auto le32 = [](const uint8_t* p) {
-    return static_cast<int32_t>(uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 |
-                                uint32_t{p[3]} << 24);
-  };
-  return ChannelScale{le32(r), le32(r + 4), static_cast<int8_t>(r[8])};
-}
-
-void write_scale_record(const ChannelScale& s, uint8_t* r) {
-  for (int i = 0; i < 4; ++i) {
-    r[i] = static_cast<uint8_t>(static_cast<uint32_t>(s.bias) >> (8 * i));
-    r[4 + i] = static_cast<uint8_t>(static_cast<uint32_t>(s.multiplier) >> (8 * i));
-  }
-  r[8] = static_cast<uint8_t>(static_cast<int8_t>(s.shift));
-  r[9] = 0;
-}
-
 namespace {
 
 inline int8_t load(const MemoryArrays& m, const TensorRef& t, uint32_t y, uint32_t x, uint32_t c) {

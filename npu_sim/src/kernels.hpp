@@ -16,16 +16,6 @@ struct MemoryArrays {
   uint64_t size[kMemoryCount] = {};
 };
 
-/// One output channel's output-unit parameters (a scale record in memory).
-struct ChannelScale {
-  int32_t bias = 0;
-  int32_t multiplier = 0;
-  int32_t shift = 0;  ///< > 0: left
-};
-
-ChannelScale read_scale_record(const uint8_t* record);
-void write_scale_record(const ChannelScale& scale, uint8_t* record);
-
 /// Per-command state kept across its blocks (the input converted once).
 class KernelContext {
  public:

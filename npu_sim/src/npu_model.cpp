@@ -64,6 +64,7 @@ class NpuModel : public sc_core::sc_module {
   JobReport report_;
   double job_start_ = 0;
   bool job_done_ = false;
+  bool started_ = false;  ///< simulation initialised (units waiting for work)
   sc_event job_start_event_;
 
   // DMA queue
@@ -461,6 +462,11 @@ JobReport NpuModel::run(const CommandStream& stream, const NpuConfig& config,
     if (!options.timing_only) {
       std::copy(image.bytes.begin(), image.bytes.end(), m.storage.begin() + image.address);
     }
+  }
+  if (!started_) {
+    // Let every unit run to its first wait; a notification before that would be lost.
+    sc_core::sc_start(sc_core::SC_ZERO_TIME);
+    started_ = true;
   }
   job_start_ = now_cycles();
   for (Memory& m : memories_) m.free_at = job_start_;

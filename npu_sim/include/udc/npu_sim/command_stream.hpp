@@ -98,6 +98,15 @@ struct Command {
 
 constexpr uint32_t kScaleRecordBytes = 10;
 
+/// One output channel's output-unit parameters (a scale record in memory).
+struct ChannelScale {
+  int32_t bias = 0;
+  int32_t multiplier = 0;
+  int32_t shift = 0;  ///< > 0: left; -31..30
+};
+ChannelScale read_scale_record(const uint8_t* record);
+void write_scale_record(const ChannelScale& scale, uint8_t* record);
+
 /// Bytes placed in a memory before the job starts.
 struct MemoryImage {
   MemoryId memory = MemoryId::Sram;
