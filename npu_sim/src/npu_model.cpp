@@ -6,6 +6,7 @@
 #include <systemc>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <deque>
 #include <stdexcept>
@@ -22,7 +23,8 @@ using sc_core::SC_NS;
 using sc_core::sc_event;
 using sc_core::sc_time;
 
-double now_cycles() { return sc_core::sc_time_stamp().to_seconds() * 1e9; }
+/// Exact for whole cycles (integer division of picosecond counts below 2^53).
+double now_cycles() { return sc_core::sc_time_stamp() / sc_time(1, SC_NS); }
 void wait_cycles(double cycles) {
   if (cycles > 0) sc_core::wait(sc_time(cycles, SC_NS));
 }
@@ -83,8 +85,10 @@ class NpuModel : public sc_core::sc_module {
     std::vector<std::vector<ChannelScale>> scales;  ///< per block
     std::deque<uint32_t> computed;                  ///< blocks waiting for the output unit
     std::unique_ptr<KernelContext> kernel;
+    double mac_finished_at = 0;  ///< cycle the MAC array handed over its last block
+    uint32_t next_fetch = 0;     ///< weight fetches are issued in block order
   } op_;
-  sc_event op_start_, op_done_, weights_ready_, weight_buffer_freed_, block_computed_,
+  sc_event op_start_, op_done_, fetch_turn_, weights_ready_, weight_buffer_freed_, block_computed_,
       output_buffer_freed_;
 
   void command_thread();
@@ -291,6 +295,9 @@ void NpuModel::decoder_thread(int engine) {
     for (uint32_t block = static_cast<uint32_t>(engine); block < op_.blocks;
          block += static_cast<uint32_t>(op_.engines)) {
       while (op_.ready[engine].size() >= config_.weight_buffers) sc_core::wait(weight_buffer_freed_);
+      // Fetches go out in block order (one weight-stream reader), so extra engines add
+      // decode parallelism without letting a later block's fetch delay an earlier one.
+      while (op_.next_fetch != block) sc_core::wait(fetch_turn_);
       const double start = now_cycles();
       const uint32_t channels = c.block_channels(block);
       const WeightStreamRef& stream = c.weight_streams[block];
@@ -299,6 +306,8 @@ void NpuModel::decoder_thread(int engine) {
           start + memories_[static_cast<int>(c.weight_memory)].config->read_latency_cycles;
       const double fetched = transfer(c.weight_memory, stream.bytes + scale_bytes, false, index) +
                              memories_[static_cast<int>(c.weight_memory)].config->read_latency_cycles;
+      ++op_.next_fetch;
+      fetch_turn_.notify(sc_core::SC_ZERO_TIME);
       const uint64_t weights = channels * c.weights_per_channel();
       const double work = decode_cycles(weights, config_);
       wait_until(std::max(fetched, first_data + work));
@@ -392,6 +401,7 @@ void NpuModel::mac_thread() {
       op_.computed.push_back(block);
       block_computed_.notify(sc_core::SC_ZERO_TIME);
     }
+    op_.mac_finished_at = now_cycles();
   }
 }
 
@@ -413,9 +423,8 @@ void NpuModel::output_thread() {
     }
     // The operation ends when its last write is acknowledged; the MAC array's view of
     // this drain is output wait.
-    const double mac_done = now_cycles();
     wait_until(last_end + memories_[static_cast<int>(c.ofm.memory)].config->write_latency_cycles);
-    r.output_wait_cycles += now_cycles() - mac_done;
+    r.output_wait_cycles += now_cycles() - op_.mac_finished_at;
     op_done_.notify(sc_core::SC_ZERO_TIME);
   }
 }
@@ -468,6 +477,10 @@ JobReport NpuModel::run(const CommandStream& stream, const NpuConfig& config,
     sc_core::sc_start(sc_core::SC_ZERO_TIME);
     started_ = true;
   }
+  // Jobs start on a whole cycle, so a job's timing never depends on the fractional
+  // cycles (rounded to 1 ps) that earlier jobs left behind.
+  const double aligned = std::ceil(now_cycles());
+  if (aligned > now_cycles()) sc_core::sc_start(sc_time(aligned - now_cycles(), SC_NS));
   job_start_ = now_cycles();
   for (Memory& m : memories_) m.free_at = job_start_;
   job_done_ = false;
