@@ -17,17 +17,6 @@ NpuConfig default_config() {
   return load_npu_config(std::string(UDC_CONFIG_DIR) + "/npu/u55-128-deep-embedded.yaml");
 }
 
-Command dma(MemoryId src, uint64_t src_address, MemoryId dst, uint64_t dst_address, uint64_t bytes) {
-  Command c;
-  c.kind = CommandKind::Dma;
-  c.dma_src_memory = src;
-  c.dma_src_address = src_address;
-  c.dma_dst_memory = dst;
-  c.dma_dst_address = dst_address;
-  c.dma_bytes = bytes;
-  return c;
-}
-
 TEST(NpuTiming, DmaCostsLatencyPlusBurstsAtBandwidth) {
   const NpuConfig config = default_config();
   for (uint64_t bytes : {1ull, 128ull, 1000ull, 4096ull, 100000ull}) {
@@ -62,34 +51,6 @@ TEST(NpuTiming, DmaCopiesDataAndWaitBlocksOnIt) {
   // The wait ends exactly when the DMA lands.
   EXPECT_DOUBLE_EQ(report.commands[1].end_cycle, report.commands[0].end_cycle);
   EXPECT_GT(report.commands[1].dma_wait_cycles, 0);
-}
-
-/// A conv whose dimensions fill the U55-128 micro-block (2x1x8, 8 input channels per
-/// step) exactly, with weights in fast SRAM and fast decoders: compute-bound.
-struct ConvJob {
-  CommandStream stream;
-  Command command;
-};
-
-ConvJob make_conv(int out_h, int out_w, int in_c, int out_c, int k, double sparsity, uint32_t block,
-                  std::mt19937& rng, int stride = 1) {
-  ConvJob job;
-  const int pad = k / 2;
-  const Tensor input = random_tensor((out_h - 1) * stride + 1, (out_w - 1) * stride + 1, in_c, rng);
-  RefWindow win{k, k, stride, stride, pad, pad, out_h, out_w};
-  Command& c = job.command;
-  c.kind = CommandKind::Conv2d;
-  set_window(c, win, pad, pad);
-  c.ifm = tensor_ref(kIfmAddress, input);
-  c.ofm = tensor_ref(kOfmAddress, Tensor(out_h, out_w, out_c));
-  c.ofm_block_depth = block;
-  const RefQuant q = random_quant(out_c, rng);
-  c.input_zero_point = q.input_zp;
-  c.output_zero_point = q.output_zp;
-  attach_weights(job.stream, c, random_weights(size_t(out_c) * k * k * in_c, 127, sparsity, rng), q);
-  place_input(job.stream, kIfmAddress, input);
-  job.stream.commands.push_back(c);
-  return job;
 }
 
 TEST(NpuTiming, ComputeBoundConvCostsMacsOverMacRate) {
@@ -181,53 +142,9 @@ TEST(NpuTiming, LayerCyclesLieBetweenTheirBounds) {
   }
 }
 
-/// A small network: DMA of the second layer's weights into SRAM overlapping the first
-/// layer, then depthwise, conv and fully connected layers.
-CommandStream small_network(std::mt19937& rng) {
-  ConvJob first = make_conv(16, 16, 8, 32, 3, 0.5, 8, rng);
-  CommandStream stream = first.stream;
-  // Layer 2: depthwise 3x3 stride 2 on the 16x16x32 output, weights DMA'd to SRAM.
-  Command dw;
-  dw.kind = CommandKind::DepthwiseConv2d;
-  set_window(dw, RefWindow{3, 3, 2, 2, 1, 1, 8, 8}, 1, 1);
-  dw.ifm = first.command.ofm;
-  dw.ofm = tensor_ref(0x100000, Tensor(8, 8, 32));
-  dw.ofm_block_depth = 16;
-  const RefQuant q2 = random_quant(32, rng);
-  attach_weights(stream, dw, random_weights(32 * 9, 127, 0.3, rng), q2, 0x20000);
-  const uint64_t image_bytes = stream.images.back().bytes.size();
-  stream.commands.insert(stream.commands.begin(),
-                         dma(MemoryId::Offchip, 0x20000, MemoryId::Sram, 0x200000, image_bytes));
-  for (WeightStreamRef& s : dw.weight_streams) s.address += 0x200000 - 0x20000;
-  dw.scale_address += 0x200000 - 0x20000;
-  dw.weight_memory = MemoryId::Sram;
-  Command wait;
-  wait.kind = CommandKind::WaitDma;
-  stream.commands.push_back(wait);
-  stream.commands.push_back(dw);
-  // Layer 3: 1x1 conv to 64 channels; layer 4: fully connected to 10.
-  Command pw;
-  pw.kind = CommandKind::Conv2d;
-  pw.ifm = dw.ofm;
-  pw.ofm = tensor_ref(0x110000, Tensor(8, 8, 64));
-  pw.ofm_block_depth = 16;
-  attach_weights(stream, pw, random_weights(64 * 32, 7, 0.7, rng), random_quant(64, rng), 0x40000);
-  stream.commands.push_back(pw);
-  Command fc;
-  fc.kind = CommandKind::FullyConnected;
-  fc.ifm = pw.ofm;
-  fc.ofm = tensor_ref(0x120000, Tensor(1, 1, 10));
-  fc.ofm_block_depth = 8;
-  attach_weights(stream, fc, random_weights(10 * 8 * 8 * 64, 3, 0.8, rng), random_quant(10, rng), 0x60000);
-  stream.commands.push_back(fc);
-  stream.outputs.push_back({"logits", MemoryId::Sram, 0x120000, 10});
-  EXPECT_EQ(validate(stream), "");
-  return stream;
-}
-
 TEST(NpuTiming, MoreHardwareNeverMakesAJobSlower) {
   std::mt19937 rng(9);
-  const CommandStream stream = small_network(rng);
+  const CommandStream stream = example_network(rng);
   RunOptions timing;
   timing.timing_only = true;
   const NpuConfig base = default_config();
@@ -277,7 +194,7 @@ TEST(NpuTiming, MoreHardwareNeverMakesAJobSlower) {
 
 TEST(NpuTiming, OneProcessRunsManyJobsDeterministically) {
   std::mt19937 rng(10);
-  const CommandStream stream = small_network(rng);
+  const CommandStream stream = example_network(rng);
   NpuConfig fast = default_config();
   fast.macs_per_cycle = 256;
   fast.micro_block = {2, 2, 8};

@@ -1,0 +1,209 @@
+// NPU configuration files: every shipped file loads with the public figures, files
+// compose, and bad input is rejected naming file, key and reason.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
+
+#include "udc/npu_sim/command_stream.hpp"
+#include "udc/npu_sim/config.hpp"
+
+namespace udc::npu_sim::test {
+namespace {
+
+const std::string kNpuDir = std::string(UDC_CONFIG_DIR) + "/npu/";
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("udc_config_test." + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / name).string();
+  std::ofstream(path) << text;
+  return path;
+}
+
+std::string load_error(const std::string& text) {
+  const std::string path = write_temp("bad.yaml", text);
+  try {
+    load_npu_config(path);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(NpuConfig, ShippedNpuFilesCarryThePublicFigures) {
+  struct Expect {
+    const char* file;
+    uint32_t macs, cores, h, w, c;
+    uint64_t shram;
+  };
+  for (const Expect& e : {Expect{"ethos-u55-32", 32, 1, 1, 1, 4, 16384},
+                          Expect{"ethos-u55-64", 64, 1, 1, 1, 8, 16384},
+                          Expect{"ethos-u55-128", 128, 1, 2, 1, 8, 24576},
+                          Expect{"ethos-u55-256", 256, 1, 2, 2, 8, 49152},
+                          Expect{"ethos-u65-256", 256, 1, 2, 2, 8, 49152},
+                          Expect{"ethos-u65-512", 256, 2, 2, 2, 8, 49152}}) {
+    const NpuConfig c = load_npu_config(kNpuDir + e.file + ".yaml");
+    EXPECT_EQ(c.npu_name, e.file);
+    EXPECT_EQ(c.macs_per_cycle, e.macs);
+    EXPECT_EQ(c.cores, e.cores);
+    EXPECT_EQ(c.micro_block.h, e.h);
+    EXPECT_EQ(c.micro_block.w, e.w);
+    EXPECT_EQ(c.micro_block.c, e.c);
+    EXPECT_EQ(c.shared_buffer_bytes, e.shram);
+  }
+}
+
+TEST(NpuConfig, SystemsComposeWithNpuFiles) {
+  // One file naming both equals an NPU file then a system file.
+  const NpuConfig combined = load_npu_config(kNpuDir + "u65-512-mid-end.yaml");
+  const NpuConfig pair =
+      load_npu_config({kNpuDir + "ethos-u65-512.yaml", kNpuDir + "systems/u65-mid-end.yaml"});
+  for (const ParamInfo& p : npu_params()) {
+    if (p.kind != ParamKind::Text) {
+      EXPECT_EQ(param_value(combined, p.key), param_value(pair, p.key)) << p.key;
+    }
+  }
+  // U65 mid-end: 128-bit AXI, DRAM at 0.46875 of a 500 MHz clock.
+  EXPECT_EQ(combined.core_clock_hz, 500e6);
+  EXPECT_EQ(combined.sram.bytes_per_cycle, 16);
+  EXPECT_EQ(combined.offchip.bytes_per_cycle, 16 * 0.46875);
+  EXPECT_EQ(combined.offchip.read_latency_cycles, 500u);
+  EXPECT_EQ(combined.offchip.write_latency_cycles, 250u);
+  // U55 deep embedded: 200 MHz, flash at 1/16 of the 64-bit AXI.
+  const NpuConfig deep = load_npu_config(kNpuDir + "u55-128-deep-embedded.yaml");
+  EXPECT_EQ(deep.core_clock_hz, 200e6);
+  EXPECT_EQ(deep.offchip.bytes_per_cycle, 8 * 0.0625);
+  EXPECT_EQ(deep.sram.bytes_per_cycle * deep.core_clock_hz, 1.6e9);
+  EXPECT_EQ(deep.offchip.bytes_per_cycle * deep.core_clock_hz, 0.1e9);
+}
+
+TEST(NpuConfig, EveryParameterIsDeclaredWithUnitAndHelp) {
+  for (const ParamInfo& p : npu_params()) {
+    EXPECT_FALSE(p.help.empty()) << p.key;
+    EXPECT_FALSE(p.default_text.empty()) << p.key;
+    if (p.kind != ParamKind::Text) {
+      EXPECT_FALSE(p.unit.empty()) << p.key;
+      EXPECT_LE(p.min, p.max) << p.key;
+      const double value = param_value(NpuConfig{}, p.key);
+      EXPECT_GE(value, p.min) << p.key << ": default out of its own range";
+      EXPECT_LE(value, p.max) << p.key;
+    }
+  }
+  EXPECT_EQ(check_consistency(NpuConfig{}), "");
+}
+
+TEST(NpuConfig, BadInputNamesFileKeyAndReason) {
+  auto expect = [](const std::string& text, std::initializer_list<const char*> parts) {
+    const std::string error = load_error(text);
+    for (const char* part : parts) {
+      EXPECT_NE(error.find(part), std::string::npos) << "'" << part << "' missing in: " << error;
+    }
+  };
+  expect("npu:\n  macs_per_cyle: 64\n", {"bad.yaml:2", "npu.macs_per_cyle", "unknown parameter"});
+  expect("npu:\n  macs_per_cycle: many\n", {"bad.yaml:2", "npu.macs_per_cycle", "not a number"});
+  expect("npu:\n  macs_per_cycle: 12.5\n", {"npu.macs_per_cycle", "not an integer"});
+  expect("npu:\n  macs_per_cycle: 1\n", {"npu.macs_per_cycle", "out of range"});
+  expect("system:\n  offchip: {bytes_per_cycle: -1}\n", {"system.offchip.bytes_per_cycle", "out of range"});
+  expect("system:\n  weights_memory: rom\n", {"system.weights_memory", "not one of offchip, sram"});
+  expect("npu:\n  macs_per_cycle: 32\n  micro_block: {h: 2, w: 2, c: 16}\n",
+         {"inconsistent", "micro_block", "macs_per_cycle"});
+  expect("npu: [1, 2\n", {"bad.yaml", "malformed YAML"});
+  expect("gpu: {}\n", {"bad.yaml:1", "unknown key 'gpu'"});
+  expect("npu: missing.yaml\n", {"missing.yaml", "no such configuration file"});
+  expect("overrides:\n  npu.cores: 9\n", {"npu.cores", "out of range"});
+}
+
+TEST(NpuConfig, OverridesApplyAndAreChecked) {
+  NpuConfig c = load_npu_config(kNpuDir + "u55-128-deep-embedded.yaml");
+  apply_overrides(c, {"npu.weight_decoders=4", "system.offchip.bytes_per_cycle=2"}, "--set");
+  EXPECT_EQ(c.weight_decoders, 4u);
+  EXPECT_EQ(c.offchip.bytes_per_cycle, 2);
+  EXPECT_THROW(apply_overrides(c, {"npu.weight_decoders"}, "--set"), std::runtime_error);
+  EXPECT_THROW(apply_overrides(c, {"npu.nothing=1"}, "--set"), std::runtime_error);
+}
+
+TEST(CommandStreamFile, RoundTripsThroughJson) {
+  CommandStream s;
+  s.images.push_back({MemoryId::Offchip, 16, std::vector<uint8_t>(5000, 7)});  // goes to a file
+  s.images.push_back({MemoryId::Sram, 0, {1, 2, 255}});
+  Command dma;
+  dma.kind = CommandKind::Dma;
+  dma.dma_bytes = 100;
+  dma.dma_dst_address = 64;
+  s.commands.push_back(dma);
+  Command conv;
+  conv.kind = CommandKind::Conv2d;
+  conv.ifm.shape = {5, 5, 3};
+  conv.ifm.row_stride = 40;
+  conv.ofm.shape = {3, 3, 20};
+  conv.ofm.address = 1000;
+  conv.kernel_h = conv.kernel_w = 3;
+  conv.pad_top = conv.pad_left = 1;
+  conv.pad_bottom = conv.pad_right = 1;
+  conv.stride_h = conv.stride_w = 2;
+  conv.input_zero_point = -5;
+  conv.activation_min = 0;
+  conv.ofm_block_depth = 8;
+  conv.weight_streams = {{0, 32}, {32, 48}, {80, 16}};
+  conv.scale_address = 96;
+  s.commands.push_back(conv);
+  s.outputs.push_back({"out", MemoryId::Sram, 1000, 180});
+  const std::string path = write_temp("stream.json", "");
+  write_command_stream(s, path);
+  const CommandStream back = read_command_stream(path);
+  ASSERT_EQ(back.images.size(), 2u);
+  EXPECT_EQ(back.images[0].bytes, s.images[0].bytes);
+  EXPECT_EQ(back.images[1].bytes, s.images[1].bytes);
+  ASSERT_EQ(back.commands.size(), 2u);
+  const Command& c = back.commands[1];
+  EXPECT_EQ(c.kind, CommandKind::Conv2d);
+  EXPECT_EQ(c.ifm.shape, conv.ifm.shape);
+  EXPECT_EQ(c.ifm.row_stride, 40u);
+  EXPECT_EQ(c.pad_bottom, 1u);
+  EXPECT_EQ(c.stride_w, 2u);
+  EXPECT_EQ(c.input_zero_point, -5);
+  EXPECT_EQ(c.activation_min, 0);
+  EXPECT_EQ(c.weight_streams.size(), 3u);
+  EXPECT_EQ(c.weight_streams[1].bytes, 48u);
+  EXPECT_EQ(c.scale_address, 96u);
+  EXPECT_EQ(back.commands[0].dma_bytes, 100u);
+  EXPECT_EQ(back.outputs[0].name, "out");
+}
+
+TEST(CommandStreamFile, BadStreamsNameCommandAndKey) {
+  auto error_of = [](const std::string& text) -> std::string {
+    const std::string path = write_temp("bad.json", text);
+    try {
+      read_command_stream(path);
+    } catch (const std::runtime_error& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  const std::string head = R"({"format": "udc-command-stream", "version": 1, "commands": [)";
+  EXPECT_NE(error_of(head + R"({"op": "fft"}]})").find("command 0: op: unknown operation"),
+            std::string::npos);
+  EXPECT_NE(error_of(head + R"({"op": "dma", "src": {"memory": "sram", "address": 0}}]})")
+                .find("command 0 (dma): dst: missing"),
+            std::string::npos);
+  const std::string conv =
+      R"({"op": "conv2d", "ifm": {"memory": "sram", "address": 0, "shape": [4, 4, 3]},
+          "ofm": {"memory": "sram", "address": 64, "shape": [4, 4, 20]}, "kernel": [1, 1],
+          "ofm_block_depth": 8, "weights": {"memory": "offchip", "streams": [[0, 16]]}, "scales": 0}]})";
+  EXPECT_NE(error_of(head + conv).find("command 0 (conv2d): has 1 weight streams, expected 3"),
+            std::string::npos)
+      << error_of(head + conv);
+  EXPECT_NE(error_of(R"({"format": "udc-command-stream", "version": 1, "commands": [)")
+                .find("malformed JSON"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"format": "udc-command-stream", "version": 2, "commands": []})")
+                .find("version"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace udc::npu_sim::test
