@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <stdexcept>
 
 #include "kernels.hpp"
@@ -32,11 +33,27 @@ void wait_until(double cycle) { wait_cycles(cycle - now_cycles()); }
 
 constexpr int kMaxEngines = 32;  ///< cores (<= 4) x decoders per core (<= 8)
 
-/// A memory: storage plus a data channel shared by all masters.
+/// A memory: storage plus a data channel shared by all masters. The channel keeps a
+/// calendar of reserved data phases; a transaction takes the earliest gap that fits at
+/// or after the time it may start (first come, first served, without blocking an
+/// earlier request behind a reservation made for later).
 struct Memory {
   const MemoryConfig* config = nullptr;
   std::vector<uint8_t> storage;
-  double free_at = 0;  ///< cycle the data channel becomes free
+  std::map<double, double> busy;  ///< reserved data phases: start cycle -> end cycle
+
+  /// Reserves `cycles` of the channel starting no earlier than `earliest`; returns the
+  /// start. Phases ending before `now` are forgotten.
+  double reserve(double earliest, double cycles, double now) {
+    while (!busy.empty() && busy.begin()->second <= now) busy.erase(busy.begin());
+    double start = earliest;
+    for (const auto& [phase_start, phase_end] : busy) {
+      if (phase_start >= start + cycles) break;
+      if (phase_end > start) start = phase_end;
+    }
+    if (cycles > 0) busy.emplace(start, start + cycles);
+    return start;
+  }
 };
 
 struct DmaRequest {
@@ -136,9 +153,8 @@ double NpuModel::transfer(MemoryId id, uint64_t bytes, bool write, size_t comman
   double end = now_cycles();
   for (uint64_t done = 0; done < bytes; done += config_.dma_chunk_bytes) {
     const uint64_t chunk = std::min<uint64_t>(config_.dma_chunk_bytes, bytes - done);
-    const double start = std::max(now_cycles(), m.free_at);
-    end = start + data_cycles(*m.config, chunk);
-    m.free_at = end;
+    const double cycles = data_cycles(*m.config, chunk);
+    end = m.reserve(now_cycles(), cycles, now_cycles()) + cycles;
     wait_until(end);
   }
   return end;
@@ -266,10 +282,15 @@ void NpuModel::dma_thread() {
     r.traffic[static_cast<int>(c.dma_dst_memory)].write_bytes += c.dma_bytes;
     for (uint64_t done = 0; done < c.dma_bytes; done += config_.dma_chunk_bytes) {
       const uint64_t chunk = std::min<uint64_t>(config_.dma_chunk_bytes, c.dma_bytes - done);
-      const double chunk_start = std::max({now_cycles(), src.free_at, dst.free_at});
-      const double end =
-          chunk_start + std::max(data_cycles(*src.config, chunk), data_cycles(*dst.config, chunk));
-      src.free_at = dst.free_at = end;
+      // Cut-through: the chunk is written as it arrives, so each channel is busy only
+      // for its own data cycles and the slower side sets the pace.
+      const double now = now_cycles();
+      const double read_cycles = data_cycles(*src.config, chunk);
+      const double read_end = src.reserve(now, read_cycles, now) + read_cycles;
+      const double write_cycles = data_cycles(*dst.config, chunk);
+      const double write_end =
+          dst.reserve(std::max(read_end - write_cycles, now), write_cycles, now) + write_cycles;
+      const double end = std::max(read_end, write_end);
       wait_until(end);
     }
     wait_cycles(src.config->read_latency_cycles + dst.config->write_latency_cycles);
@@ -482,7 +503,7 @@ JobReport NpuModel::run(const CommandStream& stream, const NpuConfig& config,
   const double aligned = std::ceil(now_cycles());
   if (aligned > now_cycles()) sc_core::sc_start(sc_time(aligned - now_cycles(), SC_NS));
   job_start_ = now_cycles();
-  for (Memory& m : memories_) m.free_at = job_start_;
+  for (Memory& m : memories_) m.busy.clear();
   job_done_ = false;
   job_start_event_.notify(sc_core::SC_ZERO_TIME);
   sc_core::sc_start();
