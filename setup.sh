@@ -37,7 +37,11 @@ cmake --build "$build_dir" -j"$(nproc)"
 
 case "${1:-}" in
   "") ;;
-  run) "$build_dir/udc" codec demo ;;
+  run)
+    "$build_dir/udc" codec demo
+    echo
+    "$build_dir/udc" sim npu_sim/examples/small_network.json
+    ;;
   test) ctest --test-dir "$build_dir" -j"$(nproc)" --output-on-failure ;;
   *) echo "setup.sh: unknown command '$1' (expected: run, test, or nothing)" >&2; exit 2 ;;
 esac

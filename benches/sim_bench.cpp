@@ -30,8 +30,8 @@ CommandStream mobilenet_like() {
   place_input(stream, current.address, input);
   auto add_weighted = [&](Command c, int limit, double sparsity) {
     const size_t n = size_t(c.ofm.shape[2]) * c.weights_per_channel();
-    attach_weights(stream, c, random_weights(n, limit, sparsity, rng), random_quant(int(c.ofm.shape[2]), rng),
-                   flash_next);
+    attach_weights(stream, c, random_weights(n, limit, sparsity, rng),
+                   random_quant(int(c.ofm.shape[2]), rng), flash_next);
     flash_next += (stream.images.back().bytes.size() + 15) / 16 * 16;
     stream.commands.push_back(c);
     current = c.ofm;
@@ -50,13 +50,15 @@ CommandStream mobilenet_like() {
     c.pad_left = pad_w / 2;
     c.pad_right = pad_w - pad_w / 2;
     c.ifm = current;
-    c.ofm = tensor_ref(alloc(uint64_t(out_h) * out_w * out_c), Tensor(int(out_h), int(out_w), int(out_c)));
+    c.ofm = tensor_ref(alloc(uint64_t(out_h) * out_w * out_c),
+                       Tensor(int(out_h), int(out_w), int(out_c)));
     c.ofm_block_depth = 16;
     c.activation_min = 0;
     add_weighted(c, depthwise ? 127 : 7, depthwise ? 0.0 : 0.5);
   };
   conv(3, 2, 32, false);
-  const std::pair<uint32_t, uint32_t> blocks[] = {{1, 64}, {2, 128}, {1, 128}, {2, 256}, {2, 256}, {1, 256}};
+  const std::pair<uint32_t, uint32_t> blocks[] = {{1, 64},  {2, 128}, {1, 128},
+                                                  {2, 256}, {2, 256}, {1, 256}};
   for (auto [stride, channels] : blocks) {
     conv(3, stride, current.shape[2], true);
     conv(1, 1, channels, false);
@@ -103,8 +105,12 @@ void run_bench(benchmark::State& state, bool timing_only) {
   state.counters["commands"] = double(stream.commands.size());
 }
 
-void BM_TimingOnly(benchmark::State& state) { run_bench(state, true); }
-void BM_Functional(benchmark::State& state) { run_bench(state, false); }
+void BM_TimingOnly(benchmark::State& state) {
+  run_bench(state, true);
+}
+void BM_Functional(benchmark::State& state) {
+  run_bench(state, false);
+}
 BENCHMARK(BM_TimingOnly)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Functional)->Unit(benchmark::kMillisecond);
 

@@ -11,18 +11,28 @@ namespace udc::npu_sim {
 
 using nlohmann::json;
 
-const char* memory_name(MemoryId id) { return id == MemoryId::Sram ? "sram" : "offchip"; }
+const char* memory_name(MemoryId id) {
+  return id == MemoryId::Sram ? "sram" : "offchip";
+}
 
 const char* command_name(CommandKind kind) {
   switch (kind) {
-    case CommandKind::Dma: return "dma";
-    case CommandKind::WaitDma: return "wait_dma";
-    case CommandKind::Conv2d: return "conv2d";
-    case CommandKind::DepthwiseConv2d: return "depthwise_conv2d";
-    case CommandKind::FullyConnected: return "fully_connected";
-    case CommandKind::Add: return "add";
-    case CommandKind::MaxPool: return "max_pool";
-    case CommandKind::AvgPool: return "avg_pool";
+    case CommandKind::Dma:
+      return "dma";
+    case CommandKind::WaitDma:
+      return "wait_dma";
+    case CommandKind::Conv2d:
+      return "conv2d";
+    case CommandKind::DepthwiseConv2d:
+      return "depthwise_conv2d";
+    case CommandKind::FullyConnected:
+      return "fully_connected";
+    case CommandKind::Add:
+      return "add";
+    case CommandKind::MaxPool:
+      return "max_pool";
+    case CommandKind::AvgPool:
+      return "avg_pool";
   }
   return "?";
 }
@@ -44,10 +54,14 @@ uint32_t Command::block_channels(uint32_t block) const {
 
 uint64_t Command::weights_per_channel() const {
   switch (kind) {
-    case CommandKind::Conv2d: return uint64_t{kernel_h} * kernel_w * ifm.shape[2];
-    case CommandKind::DepthwiseConv2d: return uint64_t{kernel_h} * kernel_w;
-    case CommandKind::FullyConnected: return ifm.elements();
-    default: return 0;
+    case CommandKind::Conv2d:
+      return uint64_t{kernel_h} * kernel_w * ifm.shape[2];
+    case CommandKind::DepthwiseConv2d:
+      return uint64_t{kernel_h} * kernel_w;
+    case CommandKind::FullyConnected:
+      return ifm.elements();
+    default:
+      return 0;
   }
 }
 
@@ -56,11 +70,15 @@ uint64_t Command::macs() const {
   switch (kind) {
     case CommandKind::Conv2d:
     case CommandKind::DepthwiseConv2d:
-    case CommandKind::FullyConnected: return outputs * weights_per_channel();
-    case CommandKind::Add: return outputs;
+    case CommandKind::FullyConnected:
+      return outputs * weights_per_channel();
+    case CommandKind::Add:
+      return outputs;
     case CommandKind::MaxPool:
-    case CommandKind::AvgPool: return outputs * kernel_h * kernel_w;
-    default: return 0;
+    case CommandKind::AvgPool:
+      return outputs * kernel_h * kernel_w;
+    default:
+      return 0;
   }
 }
 
@@ -129,7 +147,8 @@ MemoryId memory_id(const json& value, const std::string& key, const Where& where
   where.fail(key, "expected \"sram\" or \"offchip\", found " + value.dump());
 }
 
-void check_keys(const json& object, std::initializer_list<const char*> allowed, const Where& where) {
+void check_keys(const json& object, std::initializer_list<const char*> allowed,
+                const Where& where) {
   for (auto it = object.begin(); it != object.end(); ++it) {
     bool known = false;
     for (const char* key : allowed) known |= it.key() == key;
@@ -145,7 +164,8 @@ TensorRef tensor_from(const json& value, const std::string& name, const Where& o
   t.memory = memory_id(member(value, "memory", where), "memory", where);
   t.address = integer<uint64_t>(member(value, "address", where), "address", where);
   const json& shape = member(value, "shape", where);
-  if (!shape.is_array() || shape.size() != 3) where.fail("shape", "expected [height, width, channels]");
+  if (!shape.is_array() || shape.size() != 3)
+    where.fail("shape", "expected [height, width, channels]");
   for (int i = 0; i < 3; ++i) t.shape[i] = integer<uint32_t>(shape[i], "shape", where);
   optional(value, "row_stride", t.row_stride, where);
   optional(value, "column_stride", t.column_stride, where);
@@ -210,7 +230,8 @@ Command command_from(const json& j, const Where& outer) {
   pair("kernel", c.kernel_h, c.kernel_w);
   pair("stride", c.stride_h, c.stride_w);
   if (auto it = j.find("padding"); it != j.end()) {
-    if (!it->is_array() || it->size() != 4) where.fail("padding", "expected [top, bottom, left, right]");
+    if (!it->is_array() || it->size() != 4)
+      where.fail("padding", "expected [top, bottom, left, right]");
     c.pad_top = integer<uint32_t>((*it)[0], "padding", where);
     c.pad_bottom = integer<uint32_t>((*it)[1], "padding", where);
     c.pad_left = integer<uint32_t>((*it)[2], "padding", where);
@@ -242,8 +263,9 @@ Command command_from(const json& j, const Where& outer) {
   if (c.kind == CommandKind::Add) {
     const json& s = member(j, "add_scaling", where);
     const Where swhere{where.prefix + "add_scaling."};
-    check_keys(s, {"input1_multiplier", "input1_shift", "input2_multiplier", "input2_shift",
-                   "output_multiplier", "output_shift", "left_shift"},
+    check_keys(s,
+               {"input1_multiplier", "input1_shift", "input2_multiplier", "input2_shift",
+                "output_multiplier", "output_shift", "left_shift"},
                swhere);
     optional(s, "input1_multiplier", c.add.input1_multiplier, swhere);
     optional(s, "input1_shift", c.add.input1_shift, swhere);
@@ -318,7 +340,8 @@ std::vector<uint8_t> from_hex(const std::string& text, const std::string& key, c
     where.fail(key, "not a hex digit at character " + std::to_string(pos));
   };
   for (size_t i = 0; i < out.size(); ++i) {
-    out[i] = static_cast<uint8_t>(digit(text[2 * i], 2 * i) * 16 + digit(text[2 * i + 1], 2 * i + 1));
+    out[i] =
+        static_cast<uint8_t>(digit(text[2 * i], 2 * i) * 16 + digit(text[2 * i + 1], 2 * i + 1));
   }
   return out;
 }
@@ -354,7 +377,8 @@ CommandStream read_command_stream(const std::string& path) {
   const Where top{path + ": "};
   if (!root.is_object()) top.fail("", "expected a JSON object");
   check_keys(root, {"format", "version", "images", "commands", "outputs"}, top);
-  if (member(root, "format", top) != kFormatName) top.fail("format", "expected \"udc-command-stream\"");
+  if (member(root, "format", top) != kFormatName)
+    top.fail("format", "expected \"udc-command-stream\"");
   if (integer<int>(member(root, "version", top), "version", top) != kFormatVersion) {
     top.fail("version", "unsupported version (this build reads version 1)");
   }
@@ -499,8 +523,8 @@ std::string validate(const CommandStream& stream) {
       return where + "avg_pool window too large";
     }
     if (has_weights(c.kind) && c.weight_streams.size() != c.ofm_blocks()) {
-      return where + "has " + std::to_string(c.weight_streams.size()) + " weight streams, expected " +
-             std::to_string(c.ofm_blocks()) + " (one per block of " +
+      return where + "has " + std::to_string(c.weight_streams.size()) +
+             " weight streams, expected " + std::to_string(c.ofm_blocks()) + " (one per block of " +
              std::to_string(c.ofm_block_depth) + " output channels)";
     }
   }

@@ -36,7 +36,8 @@ Param number_param(std::string key, ParamKind kind, std::string unit, std::strin
   const T default_value = field(const_cast<NpuConfig&>(defaults));
   std::ostringstream text;
   text << default_value;
-  p.info = ParamInfo{std::move(key), kind, std::move(unit), std::move(help), text.str(), min, max, {}};
+  p.info =
+      ParamInfo{std::move(key), kind, std::move(unit), std::move(help), text.str(), min, max, {}};
   p.number = [field](const NpuConfig& c) {
     return static_cast<double>(field(const_cast<NpuConfig&>(c)));
   };
@@ -53,8 +54,14 @@ Param text_param(std::string key, std::string help, std::vector<std::string> cho
                  std::string& (*field)(NpuConfig&)) {
   Param p;
   const NpuConfig defaults;
-  p.info = ParamInfo{std::move(key), ParamKind::Text, "", std::move(help),
-                     field(const_cast<NpuConfig&>(defaults)), 0, 0, std::move(choices)};
+  p.info = ParamInfo{std::move(key),
+                     ParamKind::Text,
+                     "",
+                     std::move(help),
+                     field(const_cast<NpuConfig&>(defaults)),
+                     0,
+                     0,
+                     std::move(choices)};
   p.text = [field](const NpuConfig& c) { return field(const_cast<NpuConfig&>(c)); };
   p.set_text = [field](NpuConfig& c, const std::string& v) { field(c) = v; };
   return p;
@@ -67,8 +74,10 @@ void add_memory_params(std::vector<Param>& params, const std::string& name, cons
   const std::string prefix = "system." + name + ".";
   const bool sram = name == "sram";
   auto size = sram ? UDC_FIELD(uint64_t, sram.size_bytes) : UDC_FIELD(uint64_t, offchip.size_bytes);
-  auto bw = sram ? UDC_FIELD(double, sram.bytes_per_cycle) : UDC_FIELD(double, offchip.bytes_per_cycle);
-  auto burst = sram ? UDC_FIELD(uint32_t, sram.burst_bytes) : UDC_FIELD(uint32_t, offchip.burst_bytes);
+  auto bw =
+      sram ? UDC_FIELD(double, sram.bytes_per_cycle) : UDC_FIELD(double, offchip.bytes_per_cycle);
+  auto burst =
+      sram ? UDC_FIELD(uint32_t, sram.burst_bytes) : UDC_FIELD(uint32_t, offchip.burst_bytes);
   auto rl = sram ? UDC_FIELD(uint32_t, sram.read_latency_cycles)
                  : UDC_FIELD(uint32_t, offchip.read_latency_cycles);
   auto wl = sram ? UDC_FIELD(uint32_t, sram.write_latency_cycles)
@@ -80,8 +89,8 @@ void add_memory_params(std::vector<Param>& params, const std::string& name, cons
                                     " in NPU core cycles (AXI width x clock scale)",
                                 1.0 / 1024, 1024, bw));
   params.push_back(number_param(prefix + "burst_bytes", K::Integer, "bytes",
-                                std::string("burst length; transfers round up to whole bursts"),
-                                1, 1 << 16, burst));
+                                std::string("burst length; transfers round up to whole bursts"), 1,
+                                1 << 16, burst));
   params.push_back(number_param(prefix + "read_latency_cycles", K::Integer, "cycles",
                                 "read request to first data", 0, 1 << 20, rl));
   params.push_back(number_param(prefix + "write_latency_cycles", K::Integer, "cycles",
@@ -102,11 +111,14 @@ const std::vector<Param>& registry() {
                              "operation's output depth is split between them",
                              1, 4, UDC_FIELD(uint32_t, cores)));
     p.push_back(number_param("npu.micro_block.h", K::Integer, "elements",
-                             "output micro-block height", 1, 16, UDC_FIELD(uint32_t, micro_block.h)));
+                             "output micro-block height", 1, 16,
+                             UDC_FIELD(uint32_t, micro_block.h)));
     p.push_back(number_param("npu.micro_block.w", K::Integer, "elements",
-                             "output micro-block width", 1, 16, UDC_FIELD(uint32_t, micro_block.w)));
+                             "output micro-block width", 1, 16,
+                             UDC_FIELD(uint32_t, micro_block.w)));
     p.push_back(number_param("npu.micro_block.c", K::Integer, "elements",
-                             "output micro-block depth", 1, 64, UDC_FIELD(uint32_t, micro_block.c)));
+                             "output micro-block depth", 1, 64,
+                             UDC_FIELD(uint32_t, micro_block.c)));
     p.push_back(number_param("npu.shared_buffer_bytes", K::Integer, "bytes",
                              "shared buffer (SHRAM) for input feature maps; an input that fits "
                              "is read once per operation, otherwise once per output-depth block",
@@ -139,9 +151,8 @@ const std::vector<Param>& registry() {
                              UDC_FIELD(double, core_clock_hz)));
     add_memory_params(p, "sram", "on-chip SRAM (activations, and weights in SRAM-only systems)");
     add_memory_params(p, "offchip", "off-chip flash or DRAM (weights)");
-    p.push_back(text_param("system.weights_memory",
-                           "memory the compiler places weight streams in", {"offchip", "sram"},
-                           UDC_FIELD(std::string, weights_memory)));
+    p.push_back(text_param("system.weights_memory", "memory the compiler places weight streams in",
+                           {"offchip", "sram"}, UDC_FIELD(std::string, weights_memory)));
     return p;
   }();
   return params;
@@ -170,8 +181,8 @@ void set_checked(NpuConfig& config, const Param& param, const std::string& value
         list += (list.empty() ? "" : ", ") + choice;
       }
       if (!known) {
-        throw std::runtime_error(origin + ": " + info.key + ": '" + value +
-                                 "' is not one of " + list);
+        throw std::runtime_error(origin + ": " + info.key + ": '" + value + "' is not one of " +
+                                 list);
       }
     }
     param.set_text(config, value);
@@ -180,12 +191,12 @@ void set_checked(NpuConfig& config, const Param& param, const std::string& value
   errno = 0;
   char* end = nullptr;
   const double number = std::strtod(value.c_str(), &end);
-  if (value.empty() || end != value.c_str() + value.size() || errno != 0 || !std::isfinite(number)) {
+  if (value.empty() || end != value.c_str() + value.size() || errno != 0 ||
+      !std::isfinite(number)) {
     throw std::runtime_error(origin + ": " + info.key + ": '" + value + "' is not a number");
   }
   if (info.kind == ParamKind::Integer && number != std::floor(number)) {
-    throw std::runtime_error(origin + ": " + info.key + ": '" + value +
-                             "' is not an integer");
+    throw std::runtime_error(origin + ": " + info.key + ": '" + value + "' is not an integer");
   }
   if (number < info.min || number > info.max) {
     std::ostringstream range;
@@ -206,7 +217,8 @@ std::string location(const std::string& file, const YAML::Node& node) {
 void apply_map(NpuConfig& config, const YAML::Node& map, const std::string& prefix,
                const std::string& file) {
   if (!map.IsMap()) {
-    throw std::runtime_error(location(file, map) + ": " + prefix + ": expected a map of parameters");
+    throw std::runtime_error(location(file, map) + ": " + prefix +
+                             ": expected a map of parameters");
   }
   for (const auto& entry : map) {
     const std::string key = prefix + "." + entry.first.as<std::string>();
@@ -289,7 +301,8 @@ std::string check_consistency(const NpuConfig& c) {
            ") is not a multiple of the micro-block volume (" +
            std::to_string(c.micro_block.volume()) + ")";
   }
-  if (c.dma_chunk_bytes % c.sram.burst_bytes != 0 || c.dma_chunk_bytes % c.offchip.burst_bytes != 0) {
+  if (c.dma_chunk_bytes % c.sram.burst_bytes != 0 ||
+      c.dma_chunk_bytes % c.offchip.burst_bytes != 0) {
     return "npu.dma_chunk_bytes (" + std::to_string(c.dma_chunk_bytes) +
            ") must be a multiple of both memories' burst_bytes";
   }

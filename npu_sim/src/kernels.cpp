@@ -51,11 +51,11 @@ KernelContext::KernelContext(const Command& command, const MemoryArrays& memorie
 void KernelContext::store(uint32_t y, uint32_t x, uint32_t channel, int32_t acc,
                           const ChannelScale& s) {
   const Command& c = command_;
-  int32_t value = multiply_by_quantized_multiplier(acc + s.bias, s.multiplier, s.shift) +
-                  c.output_zero_point;
+  int32_t value =
+      multiply_by_quantized_multiplier(acc + s.bias, s.multiplier, s.shift) + c.output_zero_point;
   value = std::clamp(value, c.activation_min, c.activation_max);
-  memories_.base[static_cast<int>(c.ofm.memory)][c.ofm.address + y * c.ofm.row_step() +
-                                                 x * c.ofm.col_step() + channel] =
+  memories_.base[static_cast<int>(c.ofm.memory)]
+                [c.ofm.address + y * c.ofm.row_step() + x * c.ofm.col_step() + channel] =
       static_cast<uint8_t>(static_cast<int8_t>(value));
 }
 
@@ -63,13 +63,24 @@ void KernelContext::run_block(uint32_t block, const int16_t* weights, const Chan
   const uint32_t first = block * command_.ofm_block_depth;
   const uint32_t count = command_.block_channels(block);
   switch (command_.kind) {
-    case CommandKind::Conv2d: conv_block(first, count, weights, scales); break;
-    case CommandKind::DepthwiseConv2d: depthwise_block(first, count, weights, scales); break;
-    case CommandKind::FullyConnected: fully_connected_block(first, count, weights, scales); break;
-    case CommandKind::Add: add_block(first, count); break;
+    case CommandKind::Conv2d:
+      conv_block(first, count, weights, scales);
+      break;
+    case CommandKind::DepthwiseConv2d:
+      depthwise_block(first, count, weights, scales);
+      break;
+    case CommandKind::FullyConnected:
+      fully_connected_block(first, count, weights, scales);
+      break;
+    case CommandKind::Add:
+      add_block(first, count);
+      break;
     case CommandKind::MaxPool:
-    case CommandKind::AvgPool: pool_block(first, count); break;
-    default: break;
+    case CommandKind::AvgPool:
+      pool_block(first, count);
+      break;
+    default:
+      break;
   }
 }
 
@@ -110,8 +121,10 @@ void KernelContext::depthwise_block(uint32_t first, uint32_t count, const int16_
       std::fill(acc.begin(), acc.end(), 0);
       for (uint32_t ky = 0; ky < kh; ++ky) {
         for (uint32_t kx = 0; kx < kw; ++kx) {
-          const int16_t* in = &padded_input_[(size_t{oy * c.stride_h + ky} * padded_w_ +
-                                              (ox * c.stride_w + kx)) * ch + first];
+          const int16_t* in =
+              &padded_input_[(size_t{oy * c.stride_h + ky} * padded_w_ + (ox * c.stride_w + kx)) *
+                                 ch +
+                             first];
           const int16_t* w = &scratch_[(ky * kw + kx) * count];
           for (uint32_t k = 0; k < count; ++k) acc[k] += int32_t{in[k]} * int32_t{w[k]};
         }
@@ -135,16 +148,18 @@ void KernelContext::add_block(uint32_t first, uint32_t count) {
   for (uint32_t y = 0; y < c.ofm.shape[0]; ++y) {
     for (uint32_t x = 0; x < c.ofm.shape[1]; ++x) {
       for (uint32_t k = first; k < first + count; ++k) {
-        const int32_t a = (load(memories_, c.ifm, y, x, k) - c.input_zero_point) * (1 << s.left_shift);
+        const int32_t a =
+            (load(memories_, c.ifm, y, x, k) - c.input_zero_point) * (1 << s.left_shift);
         const int32_t b =
             (load(memories_, c.ifm2, y, x, k) - c.input2_zero_point) * (1 << s.left_shift);
-        const int32_t sum = multiply_by_quantized_multiplier(a, s.input1_multiplier, s.input1_shift) +
-                            multiply_by_quantized_multiplier(b, s.input2_multiplier, s.input2_shift);
+        const int32_t sum =
+            multiply_by_quantized_multiplier(a, s.input1_multiplier, s.input1_shift) +
+            multiply_by_quantized_multiplier(b, s.input2_multiplier, s.input2_shift);
         int32_t value = multiply_by_quantized_multiplier(sum, s.output_multiplier, s.output_shift) +
                         c.output_zero_point;
         value = std::clamp(value, c.activation_min, c.activation_max);
-        memories_.base[static_cast<int>(c.ofm.memory)][c.ofm.address + y * c.ofm.row_step() +
-                                                       x * c.ofm.col_step() + k] =
+        memories_.base[static_cast<int>(c.ofm.memory)]
+                      [c.ofm.address + y * c.ofm.row_step() + x * c.ofm.col_step() + k] =
             static_cast<uint8_t>(static_cast<int8_t>(value));
       }
     }
@@ -183,8 +198,8 @@ void KernelContext::pool_block(uint32_t first, uint32_t count) {
           value = n == 0 ? 0 : (sum > 0 ? (sum + n / 2) / n : (sum - n / 2) / n);
         }
         value = std::clamp(value, c.activation_min, c.activation_max);
-        memories_.base[static_cast<int>(c.ofm.memory)][c.ofm.address + oy * c.ofm.row_step() +
-                                                       ox * c.ofm.col_step() + k] =
+        memories_.base[static_cast<int>(c.ofm.memory)]
+                      [c.ofm.address + oy * c.ofm.row_step() + ox * c.ofm.col_step() + k] =
             static_cast<uint8_t>(static_cast<int8_t>(value));
       }
     }

@@ -28,7 +28,8 @@ class KernelContext {
   void run_block(uint32_t block, const int16_t* weights, const ChannelScale* scales);
 
  private:
-  void conv_block(uint32_t first, uint32_t count, const int16_t* weights, const ChannelScale* scales);
+  void conv_block(uint32_t first, uint32_t count, const int16_t* weights,
+                  const ChannelScale* scales);
   void depthwise_block(uint32_t first, uint32_t count, const int16_t* weights,
                        const ChannelScale* scales);
   void fully_connected_block(uint32_t first, uint32_t count, const int16_t* weights,

@@ -20,16 +20,20 @@
 namespace udc::npu_sim {
 namespace {
 
-using sc_core::SC_NS;
 using sc_core::sc_event;
+using sc_core::SC_NS;
 using sc_core::sc_time;
 
 /// Exact for whole cycles (integer division of picosecond counts below 2^53).
-double now_cycles() { return sc_core::sc_time_stamp() / sc_time(1, SC_NS); }
+double now_cycles() {
+  return sc_core::sc_time_stamp() / sc_time(1, SC_NS);
+}
 void wait_cycles(double cycles) {
   if (cycles > 0) sc_core::wait(sc_time(cycles, SC_NS));
 }
-void wait_until(double cycle) { wait_cycles(cycle - now_cycles()); }
+void wait_until(double cycle) {
+  wait_cycles(cycle - now_cycles());
+}
 
 constexpr int kMaxEngines = 32;  ///< cores (<= 4) x decoders per core (<= 8)
 
@@ -69,7 +73,8 @@ class NpuModel : public sc_core::sc_module {
     sc_core::sc_spawn(sc_bind(&NpuModel::dma_thread, this));
     sc_core::sc_spawn(sc_bind(&NpuModel::mac_thread, this));
     sc_core::sc_spawn(sc_bind(&NpuModel::output_thread, this));
-    for (int e = 0; e < kMaxEngines; ++e) sc_core::sc_spawn(sc_bind(&NpuModel::decoder_thread, this, e));
+    for (int e = 0; e < kMaxEngines; ++e)
+      sc_core::sc_spawn(sc_bind(&NpuModel::decoder_thread, this, e));
   }
 
   JobReport run(const CommandStream& stream, const NpuConfig& config, const RunOptions& options);
@@ -97,7 +102,7 @@ class NpuModel : public sc_core::sc_module {
     size_t index = 0;
     uint32_t blocks = 0;
     int engines = 0;
-    std::vector<std::deque<uint32_t>> ready;       ///< per engine: decoded blocks in order
+    std::vector<std::deque<uint32_t>> ready;        ///< per engine: decoded blocks in order
     std::vector<std::vector<int16_t>> weights;      ///< per block, while buffered
     std::vector<std::vector<ChannelScale>> scales;  ///< per block
     std::deque<uint32_t> computed;                  ///< blocks waiting for the output unit
@@ -189,10 +194,12 @@ std::string NpuModel::check_command_bounds(const Command& c) const {
   if (has_weights(c.kind)) {
     for (size_t b = 0; b < c.weight_streams.size(); ++b) {
       if (!in_bounds(c.weight_memory, c.weight_streams[b].address, c.weight_streams[b].bytes)) {
-        return "weight stream " + std::to_string(b) + " lies outside " + memory_name(c.weight_memory);
+        return "weight stream " + std::to_string(b) + " lies outside " +
+               memory_name(c.weight_memory);
       }
     }
-    if (!in_bounds(c.weight_memory, c.scale_address, uint64_t{c.ofm.shape[2]} * kScaleRecordBytes)) {
+    if (!in_bounds(c.weight_memory, c.scale_address,
+                   uint64_t{c.ofm.shape[2]} * kScaleRecordBytes)) {
       return "scale records lie outside " + std::string(memory_name(c.weight_memory));
     }
   }
@@ -315,7 +322,8 @@ void NpuModel::decoder_thread(int engine) {
     const std::string track = "decoder " + std::to_string(engine);
     for (uint32_t block = static_cast<uint32_t>(engine); block < op_.blocks;
          block += static_cast<uint32_t>(op_.engines)) {
-      while (op_.ready[engine].size() >= config_.weight_buffers) sc_core::wait(weight_buffer_freed_);
+      while (op_.ready[engine].size() >= config_.weight_buffers)
+        sc_core::wait(weight_buffer_freed_);
       // Fetches go out in block order (one weight-stream reader), so extra engines add
       // decode parallelism without letting a later block's fetch delay an earlier one.
       while (op_.next_fetch != block) sc_core::wait(fetch_turn_);
@@ -325,8 +333,9 @@ void NpuModel::decoder_thread(int engine) {
       const uint64_t scale_bytes = uint64_t{channels} * kScaleRecordBytes;
       const double first_data =
           start + memories_[static_cast<int>(c.weight_memory)].config->read_latency_cycles;
-      const double fetched = transfer(c.weight_memory, stream.bytes + scale_bytes, false, index) +
-                             memories_[static_cast<int>(c.weight_memory)].config->read_latency_cycles;
+      const double fetched =
+          transfer(c.weight_memory, stream.bytes + scale_bytes, false, index) +
+          memories_[static_cast<int>(c.weight_memory)].config->read_latency_cycles;
       ++op_.next_fetch;
       fetch_turn_.notify(sc_core::SC_ZERO_TIME);
       const uint64_t weights = channels * c.weights_per_channel();
@@ -339,8 +348,8 @@ void NpuModel::decoder_thread(int engine) {
         const Memory& m = memories_[static_cast<int>(c.weight_memory)];
         compression::DecodeOptions decode_options;
         decode_options.max_weights = weights;
-        const compression::DecodeResult decoded =
-            compression::decode_stream(m.storage.data() + stream.address, stream.bytes, decode_options);
+        const compression::DecodeResult decoded = compression::decode_stream(
+            m.storage.data() + stream.address, stream.bytes, decode_options);
         if (decoded.error) {
           fail(index, "weight stream of block " + std::to_string(block) + " at " +
                           memory_name(c.weight_memory) + " " + std::to_string(stream.address) +
@@ -360,7 +369,8 @@ void NpuModel::decoder_thread(int engine) {
           scales[k] = read_scale_record(m.storage.data() + first_record + k * kScaleRecordBytes);
           if (scales[k].shift < -31 || scales[k].shift > 30) {
             fail(index, "scale record of channel " + std::to_string(block * c.ofm_block_depth + k) +
-                            " has shift " + std::to_string(scales[k].shift) + " (expected -31..30)");
+                            " has shift " + std::to_string(scales[k].shift) +
+                            " (expected -31..30)");
             scales[k].shift = 0;
           }
         }
@@ -387,7 +397,8 @@ void NpuModel::mac_thread() {
     auto read_input = [&] {
       const double start = now_cycles();
       double end = transfer(c.ifm.memory, c.ifm.elements(), false, index);
-      if (c.kind == CommandKind::Add) end = transfer(c.ifm2.memory, c.ifm2.elements(), false, index);
+      if (c.kind == CommandKind::Add)
+        end = transfer(c.ifm2.memory, c.ifm2.elements(), false, index);
       wait_until(end + memories_[static_cast<int>(c.ifm.memory)].config->read_latency_cycles);
       r.input_wait_cycles += now_cycles() - start;
       trace("mac array", "read input", start, now_cycles(), index);
@@ -482,12 +493,12 @@ JobReport NpuModel::run(const CommandStream& stream, const NpuConfig& config,
   for (size_t i = 0; i < stream.images.size(); ++i) {
     const MemoryImage& image = stream.images[i];
     Memory& m = memories_[static_cast<int>(image.memory)];
-    if (image.address > m.config->size_bytes || image.bytes.size() > m.config->size_bytes - image.address) {
-      throw std::invalid_argument("image " + std::to_string(i) + " (" +
-                                  std::to_string(image.bytes.size()) + " bytes at " +
-                                  std::to_string(image.address) + ") does not fit " +
-                                  memory_name(image.memory) + " (" +
-                                  std::to_string(m.config->size_bytes) + " bytes)");
+    if (image.address > m.config->size_bytes ||
+        image.bytes.size() > m.config->size_bytes - image.address) {
+      throw std::invalid_argument(
+          "image " + std::to_string(i) + " (" + std::to_string(image.bytes.size()) + " bytes at " +
+          std::to_string(image.address) + ") does not fit " + memory_name(image.memory) + " (" +
+          std::to_string(m.config->size_bytes) + " bytes)");
     }
     if (!options.timing_only) {
       std::copy(image.bytes.begin(), image.bytes.end(), m.storage.begin() + image.address);
@@ -518,14 +529,16 @@ JobReport NpuModel::run(const CommandStream& stream, const NpuConfig& config,
     report_.macs += r.macs;
   }
   if (report_.total_cycles > 0) {
-    report_.mac_utilisation = static_cast<double>(report_.macs) /
-                              (report_.total_cycles * static_cast<double>(config_.total_macs_per_cycle()));
+    report_.mac_utilisation =
+        static_cast<double>(report_.macs) /
+        (report_.total_cycles * static_cast<double>(config_.total_macs_per_cycle()));
   }
   if (!options.timing_only) {
     for (const OutputRegion& o : stream.outputs) {
       const Memory& m = memories_[static_cast<int>(o.memory)];
       if (o.address > m.storage.size() || o.bytes > m.storage.size() - o.address) {
-        throw std::invalid_argument("output '" + o.name + "' lies outside " + memory_name(o.memory));
+        throw std::invalid_argument("output '" + o.name + "' lies outside " +
+                                    memory_name(o.memory));
       }
       report_.outputs.emplace_back(m.storage.begin() + o.address,
                                    m.storage.begin() + o.address + o.bytes);

@@ -15,16 +15,18 @@ std::string CommandReport::bottleneck() const {
                                                   {input_wait_cycles, "input"},
                                                   {output_wait_cycles, "output"},
                                                   {dma_wait_cycles, "dma"}};
-  const auto* best = std::max_element(std::begin(parts), std::end(parts),
-                                      [](const auto& a, const auto& b) { return a.first < b.first; });
+  const auto* best =
+      std::max_element(std::begin(parts), std::end(parts),
+                       [](const auto& a, const auto& b) { return a.first < b.first; });
   if (best->first <= 0) return kind == CommandKind::Dma ? "transfer" : "overhead";
   return best->second;
 }
 
 std::string format_table(const JobReport& r) {
-  std::string out = fmt::format("{:>4} {:<17} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>9} {:>9} {:>9}\n",
-                                "#", "command", "start", "cycles", "compute", "weights", "input",
-                                "output", "dma", "MAC%", "sram rd", "sram wr", "offchip rd");
+  std::string out = fmt::format(
+      "{:>4} {:<17} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>9} {:>9} {:>9}\n", "#",
+      "command", "start", "cycles", "compute", "weights", "input", "output", "dma", "MAC%",
+      "sram rd", "sram wr", "offchip rd");
   for (const CommandReport& c : r.commands) {
     out += fmt::format(
         "{:>4} {:<17} {:>11.0f} {:>11.0f} {:>9.0f} {:>9.0f} {:>9.0f} {:>9.0f} {:>9.0f} {:>6.1f} "
@@ -32,9 +34,8 @@ std::string format_table(const JobReport& r) {
         c.index, command_name(c.kind), c.start_cycle, c.cycles(), c.compute_cycles,
         c.weight_wait_cycles, c.input_wait_cycles, c.output_wait_cycles, c.dma_wait_cycles,
         100 * c.mac_utilisation, c.traffic[0].read_bytes, c.traffic[0].write_bytes,
-        c.traffic[1].read_bytes, c.kind == CommandKind::Dma || c.kind == CommandKind::WaitDma
-                                     ? ""
-                                     : c.bottleneck());
+        c.traffic[1].read_bytes,
+        c.kind == CommandKind::Dma || c.kind == CommandKind::WaitDma ? "" : c.bottleneck());
   }
   out += fmt::format(
       "total: {:.0f} cycles = {:.4f} ms at {:.0f} MHz ({:.1f} inferences/s); {} MACs, MAC "
@@ -53,7 +54,7 @@ nlohmann::json traffic_json(const std::array<MemoryTraffic, kMemoryCount>& t) {
   nlohmann::json j;
   for (int m = 0; m < kMemoryCount; ++m) {
     j[memory_name(static_cast<MemoryId>(m))] = {{"read_bytes", t[m].read_bytes},
-                                                 {"write_bytes", t[m].write_bytes}};
+                                                {"write_bytes", t[m].write_bytes}};
   }
   return j;
 }
@@ -80,14 +81,10 @@ std::string to_json(const JobReport& r) {
                         {"decoder_utilisation", c.decoder_utilisation},
                         {"traffic", traffic_json(c.traffic)}});
   }
-  nlohmann::json j{{"total_cycles", r.total_cycles},
-                   {"milliseconds", r.milliseconds()},
-                   {"core_clock_hz", r.core_clock_hz},
-                   {"macs", r.macs},
-                   {"mac_utilisation", r.mac_utilisation},
-                   {"timing_only", r.timing_only},
-                   {"traffic", traffic_json(r.traffic)},
-                   {"commands", commands}};
+  nlohmann::json j{{"total_cycles", r.total_cycles},       {"milliseconds", r.milliseconds()},
+                   {"core_clock_hz", r.core_clock_hz},     {"macs", r.macs},
+                   {"mac_utilisation", r.mac_utilisation}, {"timing_only", r.timing_only},
+                   {"traffic", traffic_json(r.traffic)},   {"commands", commands}};
   if (!r.error.empty()) j["error"] = r.error;
   return j.dump(1);
 }
@@ -110,16 +107,21 @@ std::string to_chrome_trace(const JobReport& r) {
                       {"args", {{"command", e.command}}}});
   }
   for (const auto& [name, tid] : tracks) {
-    events.push_back(
-        {{"name", "thread_name"}, {"ph", "M"}, {"pid", 1}, {"tid", tid}, {"args", {{"name", name}}}});
+    events.push_back({{"name", "thread_name"},
+                      {"ph", "M"},
+                      {"pid", 1},
+                      {"tid", tid},
+                      {"args", {{"name", name}}}});
     events.push_back({{"name", "thread_sort_index"},
                       {"ph", "M"},
                       {"pid", 1},
                       {"tid", tid},
                       {"args", {{"sort_index", tid}}}});
   }
-  events.push_back(
-      {{"name", "process_name"}, {"ph", "M"}, {"pid", 1}, {"args", {{"name", "NPU (1 us = 1 cycle)"}}}});
+  events.push_back({{"name", "process_name"},
+                    {"ph", "M"},
+                    {"pid", 1},
+                    {"args", {{"name", "NPU (1 us = 1 cycle)"}}}});
   return nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ns"}}.dump();
 }
 

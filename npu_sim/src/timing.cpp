@@ -4,7 +4,9 @@
 
 namespace udc::npu_sim {
 namespace {
-uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+uint64_t ceil_div(uint64_t a, uint64_t b) {
+  return (a + b - 1) / b;
+}
 }  // namespace
 
 double data_cycles(const MemoryConfig& memory, uint64_t bytes) {
@@ -35,9 +37,12 @@ uint64_t compute_cycles(const Command& c, uint32_t block, const NpuConfig& confi
       return depth_steps * ceil_div(c.ifm.elements(), config.input_depth_per_step());
     case CommandKind::DepthwiseConv2d:
     case CommandKind::MaxPool:
-    case CommandKind::AvgPool: return spatial_steps * depth_steps * taps;
-    case CommandKind::Add: return spatial_steps * depth_steps;
-    default: return 0;
+    case CommandKind::AvgPool:
+      return spatial_steps * depth_steps * taps;
+    case CommandKind::Add:
+      return spatial_steps * depth_steps;
+    default:
+      return 0;
   }
 }
 

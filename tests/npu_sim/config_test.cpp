@@ -16,8 +16,8 @@ namespace {
 const std::string kNpuDir = std::string(UDC_CONFIG_DIR) + "/npu/";
 
 std::string write_temp(const std::string& name, const std::string& text) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("udc_config_test." + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("udc_config_test." + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::string path = (dir / name).string();
   std::ofstream(path) << text;
@@ -107,7 +107,8 @@ TEST(NpuConfig, BadInputNamesFileKeyAndReason) {
   expect("npu:\n  macs_per_cycle: many\n", {"bad.yaml:2", "npu.macs_per_cycle", "not a number"});
   expect("npu:\n  macs_per_cycle: 12.5\n", {"npu.macs_per_cycle", "not an integer"});
   expect("npu:\n  macs_per_cycle: 1\n", {"npu.macs_per_cycle", "out of range"});
-  expect("system:\n  offchip: {bytes_per_cycle: -1}\n", {"system.offchip.bytes_per_cycle", "out of range"});
+  expect("system:\n  offchip: {bytes_per_cycle: -1}\n",
+         {"system.offchip.bytes_per_cycle", "out of range"});
   expect("system:\n  weights_memory: rom\n", {"system.weights_memory", "not one of offchip, sram"});
   expect("npu:\n  macs_per_cycle: 32\n  micro_block: {h: 2, w: 2, c: 16}\n",
          {"inconsistent", "micro_block", "macs_per_cycle"});
@@ -200,9 +201,9 @@ TEST(CommandStreamFile, BadStreamsNameCommandAndKey) {
   EXPECT_NE(error_of(R"({"format": "udc-command-stream", "version": 1, "commands": [)")
                 .find("malformed JSON"),
             std::string::npos);
-  EXPECT_NE(error_of(R"({"format": "udc-command-stream", "version": 2, "commands": []})")
-                .find("version"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of(R"({"format": "udc-command-stream", "version": 2, "commands": []})").find("version"),
+      std::string::npos);
 }
 
 }  // namespace

@@ -70,8 +70,11 @@ void set_quant(Command& c, const RefQuant& q) {
 
 void random_activation(RefQuant& q, std::mt19937& rng) {
   switch (std::uniform_int_distribution<int>(0, 2)(rng)) {
-    case 0: break;                                   // none
-    case 1: q.act_min = std::max(q.output_zp, -128); break;  // ReLU
+    case 0:
+      break;  // none
+    case 1:
+      q.act_min = std::max(q.output_zp, -128);
+      break;  // ReLU
     default:
       q.act_min = std::max(q.output_zp, -128);  // ReLU6-like window
       q.act_max = std::min(q.output_zp + 60, 127);
@@ -86,8 +89,9 @@ TEST(NpuFunctional, Conv2dMatchesScalarReference) {
       const int out_c = std::uniform_int_distribution<int>(1, 21)(rng);
       RefQuant q = random_quant(out_c, rng);
       random_activation(q, rng);
-      const auto weights = random_weights(size_t(out_c) * w.win.kh * w.win.kw * w.input.c,
-                                          std::uniform_int_distribution<int>(1, 127)(rng), 0.3, rng);
+      const auto weights =
+          random_weights(size_t(out_c) * w.win.kh * w.win.kw * w.input.c,
+                         std::uniform_int_distribution<int>(1, 127)(rng), 0.3, rng);
       CommandStream stream;
       Command c = window_command(CommandKind::Conv2d, w, out_c, rng);
       set_quant(c, q);
@@ -97,7 +101,8 @@ TEST(NpuFunctional, Conv2dMatchesScalarReference) {
       stream.outputs.push_back({"ofm", MemoryId::Sram, kOfmAddress, c.ofm.elements()});
       const JobReport report = run(stream, config);
       const Tensor expected = ref_conv(w.input, weights, out_c, w.win, q);
-      ASSERT_EQ(report.outputs.at(0), std::vector<uint8_t>(expected.data.begin(), expected.data.end()))
+      ASSERT_EQ(report.outputs.at(0),
+                std::vector<uint8_t>(expected.data.begin(), expected.data.end()))
           << config.npu_name << " trial " << trial;
     }
   }
@@ -120,7 +125,8 @@ TEST(NpuFunctional, DepthwiseMatchesScalarReference) {
       stream.outputs.push_back({"ofm", MemoryId::Sram, kOfmAddress, c.ofm.elements()});
       const JobReport report = run(stream, config);
       const Tensor expected = ref_depthwise(w.input, weights, w.win, q);
-      ASSERT_EQ(report.outputs.at(0), std::vector<uint8_t>(expected.data.begin(), expected.data.end()))
+      ASSERT_EQ(report.outputs.at(0),
+                std::vector<uint8_t>(expected.data.begin(), expected.data.end()))
           << config.npu_name << " trial " << trial;
     }
   }
@@ -148,7 +154,8 @@ TEST(NpuFunctional, FullyConnectedMatchesScalarReference) {
       stream.outputs.push_back({"ofm", MemoryId::Sram, kOfmAddress, uint64_t(out_c)});
       const JobReport report = run(stream, config);
       const Tensor expected = ref_fully_connected(input, weights, out_c, q);
-      ASSERT_EQ(report.outputs.at(0), std::vector<uint8_t>(expected.data.begin(), expected.data.end()))
+      ASSERT_EQ(report.outputs.at(0),
+                std::vector<uint8_t>(expected.data.begin(), expected.data.end()))
           << config.npu_name << " trial " << trial;
     }
   }
@@ -190,7 +197,8 @@ TEST(NpuFunctional, AddMatchesScalarReference) {
     stream.outputs.push_back({"ofm", MemoryId::Sram, kOfmAddress, c.ofm.elements()});
     const JobReport report = run(stream, config_named("u55-128-deep-embedded"));
     const Tensor expected = ref_add(a, b, p);
-    ASSERT_EQ(report.outputs.at(0), std::vector<uint8_t>(expected.data.begin(), expected.data.end()))
+    ASSERT_EQ(report.outputs.at(0),
+              std::vector<uint8_t>(expected.data.begin(), expected.data.end()))
         << "trial " << trial;
   }
 }
@@ -203,8 +211,8 @@ TEST(NpuFunctional, PoolingMatchesScalarReference) {
     int act_min = -128, act_max = 127;
     if (trial % 5 == 0) act_min = -20, act_max = 40;
     CommandStream stream;
-    Command c = window_command(max_pool ? CommandKind::MaxPool : CommandKind::AvgPool, w,
-                               w.input.c, rng);
+    Command c =
+        window_command(max_pool ? CommandKind::MaxPool : CommandKind::AvgPool, w, w.input.c, rng);
     c.activation_min = act_min;
     c.activation_max = act_max;
     place_input(stream, kIfmAddress, w.input);
@@ -212,7 +220,8 @@ TEST(NpuFunctional, PoolingMatchesScalarReference) {
     stream.outputs.push_back({"ofm", MemoryId::Sram, kOfmAddress, c.ofm.elements()});
     const JobReport report = run(stream, config_named("u55-128-deep-embedded"));
     const Tensor expected = ref_pool(w.input, max_pool, w.win, act_min, act_max);
-    ASSERT_EQ(report.outputs.at(0), std::vector<uint8_t>(expected.data.begin(), expected.data.end()))
+    ASSERT_EQ(report.outputs.at(0),
+              std::vector<uint8_t>(expected.data.begin(), expected.data.end()))
         << "trial " << trial << (max_pool ? " max" : " avg");
   }
 }

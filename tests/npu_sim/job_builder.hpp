@@ -66,7 +66,8 @@ inline void attach_weights(CommandStream& stream, Command& c, const std::vector<
     const size_t first = size_t(b) * c.ofm_block_depth * per_channel;
     const size_t count = size_t(c.block_channels(b)) * per_channel;
     std::vector<uint8_t> encoded = compression::encode_weights(weights.data() + first, count);
-    c.weight_streams.push_back(WeightStreamRef{base + image.bytes.size(), uint32_t(encoded.size())});
+    c.weight_streams.push_back(
+        WeightStreamRef{base + image.bytes.size(), uint32_t(encoded.size())});
     image.bytes.insert(image.bytes.end(), encoded.begin(), encoded.end());
   }
   c.scale_address = base + image.bytes.size();
@@ -104,7 +105,8 @@ inline Tensor output_tensor(const std::vector<uint8_t>& bytes, int h, int w, int
   return t;
 }
 
-inline Command dma(MemoryId src, uint64_t src_address, MemoryId dst, uint64_t dst_address, uint64_t bytes) {
+inline Command dma(MemoryId src, uint64_t src_address, MemoryId dst, uint64_t dst_address,
+                   uint64_t bytes) {
   Command c;
   c.kind = CommandKind::Dma;
   c.dma_src_memory = src;
@@ -122,8 +124,8 @@ struct ConvJob {
   Command command;
 };
 
-inline ConvJob make_conv(int out_h, int out_w, int in_c, int out_c, int k, double sparsity, uint32_t block,
-                  std::mt19937& rng, int stride = 1) {
+inline ConvJob make_conv(int out_h, int out_w, int in_c, int out_c, int k, double sparsity,
+                         uint32_t block, std::mt19937& rng, int stride = 1) {
   ConvJob job;
   const int pad = k / 2;
   const Tensor input = random_tensor((out_h - 1) * stride + 1, (out_w - 1) * stride + 1, in_c, rng);
@@ -137,7 +139,8 @@ inline ConvJob make_conv(int out_h, int out_w, int in_c, int out_c, int k, doubl
   const RefQuant q = random_quant(out_c, rng);
   c.input_zero_point = q.input_zp;
   c.output_zero_point = q.output_zp;
-  attach_weights(job.stream, c, random_weights(size_t(out_c) * k * k * in_c, 127, sparsity, rng), q);
+  attach_weights(job.stream, c, random_weights(size_t(out_c) * k * k * in_c, 127, sparsity, rng),
+                 q);
   place_input(job.stream, kIfmAddress, input);
   job.stream.commands.push_back(c);
   return job;
@@ -180,7 +183,8 @@ inline CommandStream example_network(std::mt19937& rng) {
   fc.ifm = pw.ofm;
   fc.ofm = tensor_ref(0x120000, Tensor(1, 1, 10));
   fc.ofm_block_depth = 8;
-  attach_weights(stream, fc, random_weights(10 * 8 * 8 * 64, 3, 0.8, rng), random_quant(10, rng), 0x60000);
+  attach_weights(stream, fc, random_weights(10 * 8 * 8 * 64, 3, 0.8, rng), random_quant(10, rng),
+                 0x60000);
   stream.commands.push_back(fc);
   stream.outputs.push_back({"logits", MemoryId::Sram, 0x120000, 10});
   return stream;

@@ -27,7 +27,8 @@ inline int64_t floor_div(int64_t a, int64_t b) {  // b > 0
 
 /// floor(a*b / 2^31 + 1/2), saturated: the doubling high multiply with ties upward.
 inline int32_t ref_high_mul(int32_t a, int32_t b) {
-  if (a == std::numeric_limits<int32_t>::min() && b == a) return std::numeric_limits<int32_t>::max();
+  if (a == std::numeric_limits<int32_t>::min() && b == a)
+    return std::numeric_limits<int32_t>::max();
   const int64_t product = int64_t(a) * b;
   return int32_t(floor_div(product + (int64_t(1) << 30), int64_t(1) << 31));
 }
@@ -57,7 +58,8 @@ struct RefWindow {
 };
 
 inline int8_t ref_output(int64_t acc, int channel, const RefQuant& q) {
-  int32_t v = ref_requantize(int32_t(acc + q.bias[channel]), q.multiplier[channel], q.shift[channel]);
+  int32_t v =
+      ref_requantize(int32_t(acc + q.bias[channel]), q.multiplier[channel], q.shift[channel]);
   v += q.output_zp;
   return int8_t(std::clamp(v, q.act_min, q.act_max));
 }
@@ -96,7 +98,8 @@ inline Tensor ref_depthwise(const Tensor& in, const std::vector<int8_t>& weights
           for (int kx = 0; kx < win.kw; ++kx) {
             const int y = oy * win.sh - win.pad_top + ky, x = ox * win.sw - win.pad_left + kx;
             if (y < 0 || y >= in.h || x < 0 || x >= in.w) continue;
-            acc += int64_t(in.at(y, x, k) - q.input_zp) * weights[(size_t(k) * win.kh + ky) * win.kw + kx];
+            acc += int64_t(in.at(y, x, k) - q.input_zp) *
+                   weights[(size_t(k) * win.kh + ky) * win.kw + kx];
           }
         out.at(oy, ox, k) = ref_output(acc, k, q);
       }
@@ -128,12 +131,14 @@ inline Tensor ref_add(const Tensor& a, const Tensor& b, const RefAdd& p) {
     const int32_t x = (a.data[i] - p.zp1) * (1 << p.left_shift);
     const int32_t y = (b.data[i] - p.zp2) * (1 << p.left_shift);
     const int32_t sum = ref_requantize(x, p.m1, p.s1) + ref_requantize(y, p.m2, p.s2);
-    out.data[i] = int8_t(std::clamp(ref_requantize(sum, p.mo, p.so) + p.out_zp, p.act_min, p.act_max));
+    out.data[i] =
+        int8_t(std::clamp(ref_requantize(sum, p.mo, p.so) + p.out_zp, p.act_min, p.act_max));
   }
   return out;
 }
 
-inline Tensor ref_pool(const Tensor& in, bool max_pool, const RefWindow& win, int act_min, int act_max) {
+inline Tensor ref_pool(const Tensor& in, bool max_pool, const RefWindow& win, int act_min,
+                       int act_max) {
   Tensor out(win.out_h, win.out_w, in.c);
   for (int oy = 0; oy < win.out_h; ++oy)
     for (int ox = 0; ox < win.out_w; ++ox)

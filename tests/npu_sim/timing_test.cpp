@@ -76,7 +76,8 @@ TEST(NpuTiming, ComputeBoundConvCostsMacsOverMacRate) {
     const JobReport report = Simulator::instance().run(job.stream, config);
     const CommandReport& r = report.commands[0];
     EXPECT_DOUBLE_EQ(r.compute_cycles, 4.0 * 7 * 2 * 9 * 2);
-    EXPECT_DOUBLE_EQ(double(r.macs) / 128 / r.compute_cycles, (7.0 * 7 * 12 * 12) / (8 * 7 * 16 * 16));
+    EXPECT_DOUBLE_EQ(double(r.macs) / 128 / r.compute_cycles,
+                     (7.0 * 7 * 12 * 12) / (8 * 7 * 16 * 16));
   }
 }
 
@@ -90,20 +91,23 @@ void check_bounds(const Command& c, const CommandReport& r, const NpuConfig& con
   for (uint32_t b = 0; b < c.ofm_blocks(); ++b) {
     compute += double(compute_cycles(c, b, config));
     if (has_weights(c.kind)) {
-      const uint64_t bytes = c.weight_streams[b].bytes + uint64_t(c.block_channels(b)) * kScaleRecordBytes;
+      const uint64_t bytes =
+          c.weight_streams[b].bytes + uint64_t(c.block_channels(b)) * kScaleRecordBytes;
       fetch += data_cycles(wm, bytes) + wm.read_latency_cycles;
       per_engine[b % per_engine.size()] +=
           double(c.block_channels(b) * c.weights_per_channel()) / config.decoder_weights_per_cycle;
     }
-    output += data_cycles(config.sram, uint64_t(c.ofm.shape[0]) * c.ofm.shape[1] * c.block_channels(b));
+    output +=
+        data_cycles(config.sram, uint64_t(c.ofm.shape[0]) * c.ofm.shape[1] * c.block_channels(b));
   }
   for (double e : per_engine) decode = std::max(decode, e);
   double decode_sum = 0;
   for (double e : per_engine) decode_sum += e;
   const bool fits = ifm_bytes(c) <= config.shared_buffer_bytes;
-  const double input = (fits ? 1 : c.ofm_blocks()) *
-                       (data_cycles(config.sram, c.ifm.elements()) + config.sram.read_latency_cycles);
-  const double overhead = config.command_cycles + config.op_setup_cycles + config.sram.write_latency_cycles;
+  const double input = (fits ? 1 : c.ofm_blocks()) * (data_cycles(config.sram, c.ifm.elements()) +
+                                                      config.sram.read_latency_cycles);
+  const double overhead =
+      config.command_cycles + config.op_setup_cycles + config.sram.write_latency_cycles;
   const double lower = std::max({compute, fetch - wm.read_latency_cycles * c.ofm_blocks(), decode});
   const double upper = compute + fetch + decode_sum + input + output + overhead;
   EXPECT_GE(r.cycles(), lower);
@@ -121,15 +125,17 @@ void check_bounds(const Command& c, const CommandReport& r, const NpuConfig& con
 TEST(NpuTiming, LayerCyclesLieBetweenTheirBounds) {
   std::mt19937 rng(8);
   const std::string dir = std::string(UDC_CONFIG_DIR) + "/npu/";
-  for (const char* name : {"u55-128-deep-embedded", "u55-256-high-end-embedded", "u65-512-mid-end"}) {
+  for (const char* name :
+       {"u55-128-deep-embedded", "u55-256-high-end-embedded", "u65-512-mid-end"}) {
     NpuConfig config = load_npu_config(dir + name + ".yaml");
     for (int trial = 0; trial < 12; ++trial) {
       auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
       config.weight_decoders = uint32_t(pick(1, 3));
       config.shared_buffer_bytes = trial % 3 == 0 ? 1024 : 49152;
       const int out_c = pick(4, 48);
-      const ConvJob job = make_conv(pick(1, 12), pick(1, 12), pick(1, 48), out_c, 1 + 2 * pick(0, 1),
-                                    0.1 * pick(0, 9), uint32_t(pick(1, out_c)), rng, pick(1, 2));
+      const ConvJob job =
+          make_conv(pick(1, 12), pick(1, 12), pick(1, 48), out_c, 1 + 2 * pick(0, 1),
+                    0.1 * pick(0, 9), uint32_t(pick(1, out_c)), rng, pick(1, 2));
       for (bool timing_only : {false, true}) {
         RunOptions options;
         options.timing_only = timing_only;
@@ -233,7 +239,8 @@ TEST(NpuTiming, SparseLowBitWeightsFetchFewerBytesAndFinishSooner) {
     fc.ifm = tensor_ref(kIfmAddress, input);
     fc.ofm = tensor_ref(kOfmAddress, Tensor(1, 1, 64));
     fc.ofm_block_depth = 16;
-    attach_weights(stream, fc, random_weights(64 * 256, limit, sparsity, rng), random_quant(64, rng));
+    attach_weights(stream, fc, random_weights(64 * 256, limit, sparsity, rng),
+                   random_quant(64, rng));
     place_input(stream, kIfmAddress, input);
     stream.commands.push_back(fc);
     const JobReport report = Simulator::instance().run(stream, config);

@@ -32,14 +32,15 @@ void list_params(const npu_sim::NpuConfig& config) {
   for (const npu_sim::ParamInfo& p : npu_sim::npu_params()) {
     std::string value;
     if (p.kind == npu_sim::ParamKind::Text) {
-      value = p.key == "npu.name"           ? config.npu_name
-              : p.key == "system.name"      ? config.system_name
-                                            : config.weights_memory;
+      value = p.key == "npu.name"      ? config.npu_name
+              : p.key == "system.name" ? config.system_name
+                                       : config.weights_memory;
     } else {
       value = fmt::format("{:.15g}", npu_sim::param_value(config, p.key));
     }
     std::string help = p.help;
-    if (p.kind != npu_sim::ParamKind::Text) help += fmt::format(" [{:.15g} .. {:.15g}]", p.min, p.max);
+    if (p.kind != npu_sim::ParamKind::Text)
+      help += fmt::format(" [{:.15g} .. {:.15g}]", p.min, p.max);
     if (!p.choices.empty()) {
       help += " [";
       for (size_t i = 0; i < p.choices.size(); ++i) help += (i ? "|" : "") + p.choices[i];
@@ -62,8 +63,7 @@ void run_sim(const SimOptions& options) {
   npu_sim::RunOptions run_options;
   run_options.timing_only = options.timing_only;
   run_options.trace = !options.trace_path.empty();
-  const npu_sim::JobReport report =
-      npu_sim::Simulator::instance().run(stream, config, run_options);
+  const npu_sim::JobReport report = npu_sim::Simulator::instance().run(stream, config, run_options);
   fmt::print("{} on {} + {}\n", options.stream, config.npu_name, config.system_name);
   fmt::print("{}", npu_sim::format_table(report));
   if (!options.json_path.empty()) write_text(options.json_path, npu_sim::to_json(report) + "\n");

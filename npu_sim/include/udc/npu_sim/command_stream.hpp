@@ -19,10 +19,10 @@ const char* memory_name(MemoryId id);
 /// or a channel slice of a larger tensor.
 struct TensorRef {
   MemoryId memory = MemoryId::Sram;
-  uint64_t address = 0;  ///< byte address of element (0, 0, 0)
+  uint64_t address = 0;                    ///< byte address of element (0, 0, 0)
   std::array<uint32_t, 3> shape{1, 1, 1};  ///< height, width, channels [elements]
-  uint64_t row_stride = 0;     ///< bytes between rows; 0 = dense (width * col_stride)
-  uint64_t column_stride = 0;  ///< bytes between columns; 0 = dense (channels)
+  uint64_t row_stride = 0;                 ///< bytes between rows; 0 = dense (width * col_stride)
+  uint64_t column_stride = 0;              ///< bytes between columns; 0 = dense (channels)
 
   uint64_t col_step() const { return column_stride ? column_stride : shape[2]; }
   uint64_t row_step() const { return row_stride ? row_stride : shape[1] * col_step(); }
@@ -32,8 +32,8 @@ struct TensorRef {
 };
 
 enum class CommandKind : uint8_t {
-  Dma,         ///< copy bytes between memories, asynchronously
-  WaitDma,     ///< stall the command processor until at most `max_pending_dma` are in flight
+  Dma,      ///< copy bytes between memories, asynchronously
+  WaitDma,  ///< stall the command processor until at most `max_pending_dma` are in flight
   Conv2d,
   DepthwiseConv2d,
   FullyConnected,

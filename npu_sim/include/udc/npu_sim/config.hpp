@@ -13,9 +13,9 @@ namespace udc::npu_sim {
 /// a memory clocked at `scale` times the core clock with an AXI port of W bytes has
 /// bytes_per_cycle = W * scale.
 struct MemoryConfig {
-  uint64_t size_bytes = 0;          ///< capacity [bytes]
-  double bytes_per_cycle = 8;       ///< sustained bandwidth [bytes / core cycle]
-  uint32_t burst_bytes = 32;        ///< transfer granularity; transfers round up to it [bytes]
+  uint64_t size_bytes = 0;             ///< capacity [bytes]
+  double bytes_per_cycle = 8;          ///< sustained bandwidth [bytes / core cycle]
+  uint32_t burst_bytes = 32;           ///< transfer granularity; transfers round up to it [bytes]
   uint32_t read_latency_cycles = 32;   ///< request to first data, reads [core cycles]
   uint32_t write_latency_cycles = 32;  ///< request to acknowledge, writes [core cycles]
 };
@@ -37,12 +37,12 @@ struct NpuConfig {
   uint32_t cores = 1;             ///< cores; each has its own MAC array and decoders [count]
   MicroBlock micro_block{2, 1, 8};
   uint64_t shared_buffer_bytes = 24 * 1024;  ///< SHRAM holding input and weights [bytes]
-  uint32_t weight_decoders = 1;  ///< weight decompression engines per core [count]
-  double decoder_weights_per_cycle = 1.0;  ///< decode rate of one engine [weights / cycle]
-  uint32_t weight_buffers = 2;   ///< decoded-weight block buffers per engine [blocks]
-  uint32_t output_buffers = 2;   ///< accumulator block buffers ahead of the output unit [blocks]
-  uint32_t command_cycles = 4;   ///< command processor cost per command [cycles]
-  uint32_t op_setup_cycles = 64;  ///< fixed cost to start a kernel operation [cycles]
+  uint32_t weight_decoders = 1;              ///< weight decompression engines per core [count]
+  double decoder_weights_per_cycle = 1.0;    ///< decode rate of one engine [weights / cycle]
+  uint32_t weight_buffers = 2;               ///< decoded-weight block buffers per engine [blocks]
+  uint32_t output_buffers = 2;     ///< accumulator block buffers ahead of the output unit [blocks]
+  uint32_t command_cycles = 4;     ///< command processor cost per command [cycles]
+  uint32_t op_setup_cycles = 64;   ///< fixed cost to start a kernel operation [cycles]
   uint32_t dma_chunk_bytes = 512;  ///< DMA and weight fetch transaction size [bytes]
 
   // --- System ---
@@ -68,7 +68,7 @@ struct ParamInfo {
   std::string unit;
   std::string help;
   std::string default_text;
-  double min = 0, max = 0;            ///< inclusive range (numbers)
+  double min = 0, max = 0;           ///< inclusive range (numbers)
   std::vector<std::string> choices;  ///< accepted values (text), empty = any non-empty
 };
 

@@ -10,7 +10,8 @@ namespace udc::npu_sim {
 /// round(a * b / 2^31) with ties toward +infinity, saturating the one overflow case
 /// (a = b = INT32_MIN).
 inline int32_t saturating_rounding_doubling_high_mul(int32_t a, int32_t b) {
-  if (a == b && a == std::numeric_limits<int32_t>::min()) return std::numeric_limits<int32_t>::max();
+  if (a == b && a == std::numeric_limits<int32_t>::min())
+    return std::numeric_limits<int32_t>::max();
   const int64_t ab = int64_t{a} * int64_t{b};
   const int64_t nudge = ab >= 0 ? (int64_t{1} << 30) : (1 - (int64_t{1} << 30));
   return static_cast<int32_t>((ab + nudge) / (int64_t{1} << 31));

@@ -26,19 +26,19 @@ struct CommandReport {
   double cycles() const { return end_cycle - start_cycle; }
 
   // Where an operation's cycles went, seen from the MAC array (they add up to cycles()).
-  double overhead_cycles = 0;      ///< command fetch and operation set-up
-  double compute_cycles = 0;       ///< MAC array busy
-  double weight_wait_cycles = 0;   ///< MAC array idle, waiting for decoded weights
-  double input_wait_cycles = 0;    ///< MAC array idle, waiting for the input feature map
-  double output_wait_cycles = 0;   ///< MAC array stalled on full output buffers, and the drain
-  double dma_wait_cycles = 0;      ///< wait_dma: command processor blocked on DMA
+  double overhead_cycles = 0;     ///< command fetch and operation set-up
+  double compute_cycles = 0;      ///< MAC array busy
+  double weight_wait_cycles = 0;  ///< MAC array idle, waiting for decoded weights
+  double input_wait_cycles = 0;   ///< MAC array idle, waiting for the input feature map
+  double output_wait_cycles = 0;  ///< MAC array stalled on full output buffers, and the drain
+  double dma_wait_cycles = 0;     ///< wait_dma: command processor blocked on DMA
 
   std::array<MemoryTraffic, kMemoryCount> traffic{};  ///< by MemoryId
   uint64_t macs = 0;
   uint64_t weights_decoded = 0;
   uint64_t weight_stream_bytes = 0;
-  double mac_utilisation = 0;                  ///< macs / (cycles * total MAC rate)
-  std::vector<double> decoder_utilisation;     ///< per engine: decode work / cycles
+  double mac_utilisation = 0;               ///< macs / (cycles * total MAC rate)
+  std::vector<double> decoder_utilisation;  ///< per engine: decode work / cycles
   /// The largest of compute, weights, input, output and DMA waits, by name.
   std::string bottleneck() const;
 };

@@ -29,7 +29,8 @@ class Simulator {
 
   /// Runs `stream` on an NPU described by `config`. Problems with the job (addresses
   /// outside a memory, corrupt weight streams) end it early with report.error set.
-  JobReport run(const CommandStream& stream, const NpuConfig& config, const RunOptions& options = {});
+  JobReport run(const CommandStream& stream, const NpuConfig& config,
+                const RunOptions& options = {});
 
  private:
   Simulator();
