@@ -1,5 +1,7 @@
 #include "udc/npu_sim/command_stream.hpp"
 
+#include "udc/common/file_io.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -346,22 +348,6 @@ std::vector<uint8_t> from_hex(const std::string& text, const std::string& key, c
   return out;
 }
 
-std::vector<uint8_t> read_file_bytes(const std::string& path, const std::string& origin) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(origin + ": cannot open image file '" + path + "'");
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_atomically(const std::string& path, const std::string& text) {
-  const std::string temp = path + ".tmp";
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out.flush()) throw std::runtime_error(path + ": cannot write");
-  }
-  std::filesystem::rename(temp, path);
-}
-
 }  // namespace
 
 CommandStream read_command_stream(const std::string& path) {
@@ -398,7 +384,11 @@ CommandStream read_command_stream(const std::string& path) {
         m.bytes = from_hex(hex->get<std::string>(), "hex", where);
       } else if (auto file = image.find("file"); file != image.end()) {
         if (!file->is_string()) where.fail("file", "expected a path");
-        m.bytes = read_file_bytes((dir / file->get<std::string>()).string(), where.prefix + "file");
+        try {
+          m.bytes = common::read_file((dir / file->get<std::string>()).string());
+        } catch (const std::runtime_error& e) {
+          where.fail("file", e.what());
+        }
       } else {
         where.fail("hex", "an image needs hex or file");
       }
@@ -464,9 +454,9 @@ void write_command_stream(const CommandStream& stream, const std::string& path,
   }
   root["outputs"] = outputs;
   for (const auto& [file, bytes] : files) {
-    write_atomically(file, std::string(bytes->begin(), bytes->end()));
+    common::write_file_atomically(file, bytes->data(), bytes->size());
   }
-  write_atomically(path, root.dump(1) + "\n");
+  common::write_file_atomically(path, root.dump(1) + "\n");
 }
 
 std::string validate(const CommandStream& stream) {

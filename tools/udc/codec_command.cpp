@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "udc/common/file_io.hpp"
 #include "udc/compression/decoder.hpp"
 #include "udc/compression/encoder.hpp"
 #include "udc/compression/size_estimate.hpp"
@@ -72,13 +73,13 @@ void run_encode(const std::string& input, const std::string& output) {
   } catch (const std::out_of_range& e) {
     throw std::runtime_error(input + ": " + e.what());
   }
-  write_bytes_atomically(output, stream.data(), stream.size());
+  common::write_file_atomically(output, stream.data(), stream.size());
   fmt::print("{}: {} weights -> {} bytes ({:.3f} bits per weight)\n", output, weights.size(),
              stream.size(), weights.empty() ? 0.0 : 8.0 * stream.size() / weights.size());
 }
 
 void run_decode(const std::string& input, const std::string& output) {
-  const std::vector<uint8_t> stream = read_bytes(input);
+  const std::vector<uint8_t> stream = common::read_file(input);
   const codec::DecodeResult result = decode_or_throw(input, stream);
   write_weights(output, result.weights);
   fmt::print("{}: {} bytes -> {} weights\n", output, stream.size(), result.weights.size());
@@ -86,7 +87,7 @@ void run_decode(const std::string& input, const std::string& output) {
 
 void run_stats(const std::string& input) {
   if (has_extension(input, ".mlw")) {
-    const std::vector<uint8_t> stream = read_bytes(input);
+    const std::vector<uint8_t> stream = common::read_file(input);
     const codec::DecodeResult result = decode_or_throw(input, stream);
     fmt::print("stream           {}\n", input);
     print_stream_report(result.weights, stream, result.slices);

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "udc/common/file_io.hpp"
 #include "udc/npu_sim/command_stream.hpp"
 #include "udc/npu_sim/config.hpp"
 #include "udc/npu_sim/simulator.hpp"
@@ -24,7 +25,7 @@ struct SimOptions {
 };
 
 void write_text(const std::string& path, const std::string& text) {
-  write_bytes_atomically(path, reinterpret_cast<const uint8_t*>(text.data()), text.size());
+  common::write_file_atomically(path, text);
 }
 
 void list_params(const npu_sim::NpuConfig& config) {
@@ -73,7 +74,7 @@ void run_sim(const SimOptions& options) {
     for (size_t i = 0; i < stream.outputs.size() && i < report.outputs.size(); ++i) {
       const std::string path =
           (std::filesystem::path(options.outputs_dir) / (stream.outputs[i].name + ".bin")).string();
-      write_bytes_atomically(path, report.outputs[i].data(), report.outputs[i].size());
+      common::write_file_atomically(path, report.outputs[i].data(), report.outputs[i].size());
     }
   }
   if (!report.error.empty()) throw std::runtime_error(options.stream + ": " + report.error);

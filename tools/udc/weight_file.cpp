@@ -1,7 +1,5 @@
 #include "weight_file.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -9,6 +7,8 @@
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
+
+#include "udc/common/file_io.hpp"
 
 namespace udc::tool {
 namespace {
@@ -136,36 +136,8 @@ bool has_extension(const std::string& path, const std::string& extension) {
          path.compare(path.size() - extension.size(), extension.size(), extension) == 0;
 }
 
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, std::string("cannot open for reading: ") + std::strerror(errno));
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                             std::istreambuf_iterator<char>());
-  if (in.bad()) fail(path, "read error");
-  return bytes;
-}
-
-void write_bytes_atomically(const std::string& path, const uint8_t* data, size_t size) {
-  const std::string temporary = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) fail(temporary, std::string("cannot open for writing: ") + std::strerror(errno));
-    out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
-    out.flush();
-    if (!out) {
-      std::remove(temporary.c_str());
-      fail(temporary, "write error (disk full?)");
-    }
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    const std::string reason = std::strerror(errno);
-    std::remove(temporary.c_str());
-    fail(path, "cannot replace with " + temporary + ": " + reason);
-  }
-}
-
 std::vector<int16_t> read_weights(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_bytes(path);
+  const std::vector<uint8_t> bytes = common::read_file(path);
   if (has_extension(path, ".npy")) return parse_npy(path, bytes);
   std::vector<int16_t> weights(bytes.size());
   std::transform(bytes.begin(), bytes.end(), weights.begin(),
@@ -187,7 +159,7 @@ void write_weights(const std::string& path, const std::vector<int16_t>& weights)
       bytes[i] = static_cast<uint8_t>(weights[i]);
     }
   }
-  write_bytes_atomically(path, bytes.data(), bytes.size());
+  common::write_file_atomically(path, bytes.data(), bytes.size());
 }
 
 }  // namespace udc::tool

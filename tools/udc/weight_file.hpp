@@ -9,12 +9,6 @@
 
 namespace udc::tool {
 
-std::vector<uint8_t> read_bytes(const std::string& path);
-
-/// Writes to a temporary file beside `path` and renames it, so a failed or
-/// interrupted write never leaves a half-written file.
-void write_bytes_atomically(const std::string& path, const uint8_t* data, size_t size);
-
 /// Weights from a .npy file (dtype int8 or int16) or, for any other extension,
 /// from a raw file of int8 values.
 std::vector<int16_t> read_weights(const std::string& path);

@@ -1,0 +1,101 @@
+// Lowers a Model to an NPU command stream for one NpuConfig: encodes each weight block
+// with the codec and places the streams in flash (or SRAM), plans the activation arena
+// in SRAM with liveness, splits operations whose weights do not fit the weight buffers,
+// schedules weight DMA with double buffering and emits the commands. A model that cannot
+// fit is reported as a value (DoesNotFit), never thrown: the search relies on it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "udc/firmware_model/model.hpp"
+#include "udc/npu_sim/command_stream.hpp"
+#include "udc/npu_sim/config.hpp"
+
+namespace udc::firmware_model {
+
+/// How weight streams reach the decoders.
+enum class WeightPlacement {
+  Auto,      ///< Prefetch when weights live off-chip and the buffers fit in SRAM, else Stream
+  Stream,    ///< decoders read the streams where they are stored (flash or SRAM)
+  Prefetch,  ///< DMA each tile's streams into one of two SRAM buffers ahead of its use
+};
+const char* weight_placement_name(WeightPlacement placement);
+
+struct CompileOptions {
+  WeightPlacement weights = WeightPlacement::Auto;
+  /// Output channels per weight block; 0: chosen per operation (see compiler.cpp).
+  uint32_t ofm_block_depth = 0;
+  /// Bytes of each of the two prefetch buffers; 0: the largest operation's weights,
+  /// limited by the SRAM the arena leaves free.
+  uint64_t weight_buffer_bytes = 0;
+  /// false: every tensor keeps its own SRAM region and is read back after the job, so a
+  /// verification can compare every layer (costs SRAM; used by `udc verify`).
+  bool reuse_memory = true;
+};
+
+/// Bytes are aligned to this in SRAM and flash (the NPU's burst-friendly alignment).
+constexpr uint64_t kPlacementAlignment = 16;
+
+/// Where a tensor lives and when. Steps are operation indices; model inputs are live from
+/// step 0, model outputs to the last step.
+struct TensorPlacement {
+  uint64_t address = 0;  ///< SRAM byte address
+  uint64_t bytes = 0;
+  uint32_t first_step = 0, last_step = 0;  ///< inclusive
+  int32_t alias_of = -1;                   ///< a Reshape output shares its input's region
+};
+
+struct MemoryPlan {
+  std::vector<TensorPlacement> tensors;  ///< indexed like Model::tensors
+  uint64_t arena_bytes = 0;              ///< peak SRAM of activations (end of the arena)
+  uint64_t weight_buffer_address = 0;    ///< first of two prefetch buffers (0 bytes: none)
+  uint64_t weight_buffer_bytes = 0;      ///< each
+  uint64_t sram_weights_bytes = 0;       ///< weights stored in SRAM (weights_memory: sram)
+  uint64_t sram_bytes = 0;               ///< everything placed in SRAM
+  uint64_t flash_bytes = 0;              ///< weight streams and scale records off-chip
+  /// Live activation bytes during each step (the arena's lower bound at that step).
+  std::vector<uint64_t> live_bytes;
+};
+
+/// Which commands carry out one model operation.
+struct LayerCommands {
+  size_t operation = 0;
+  size_t first_command = 0, end_command = 0;  ///< [first, end) in the stream
+  uint64_t weight_stream_bytes = 0;           ///< encoded weights (scale records excluded)
+  uint64_t scale_bytes = 0;
+  uint32_t tiles = 0;        ///< kernel commands the operation was split into
+  uint32_t block_depth = 0;  ///< output channels per weight block
+};
+
+struct CompiledModel {
+  npu_sim::CommandStream stream;  ///< weight images, commands, outputs; no input images
+  MemoryPlan plan;
+  WeightPlacement weights = WeightPlacement::Stream;  ///< what Auto resolved to
+  std::vector<LayerCommands> layers;                  ///< one per model operation
+  std::vector<int32_t> output_tensors;                ///< tensor of each stream output
+};
+
+/// Why a model does not fit: the resource, what it needs and what there is.
+struct DoesNotFit {
+  std::string resource;                ///< "sram", "flash", "weight buffer", "operation"
+  uint64_t needed = 0, available = 0;  ///< [bytes] (operation: limits of the op)
+  std::string reason;                  ///< one line with the numbers
+};
+
+struct CompileResult {
+  std::optional<DoesNotFit> does_not_fit;
+  CompiledModel compiled;  ///< valid only when it fits
+  bool fits() const { return !does_not_fit.has_value(); }
+};
+
+/// The model must be valid (validate()). Throws std::invalid_argument otherwise.
+CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
+                      const CompileOptions& options = {});
+
+/// The arena, buffers and weights as a table (`udc compile`).
+std::string format_memory_plan(const Model& model, const CompiledModel& compiled);
+
+}  // namespace udc::firmware_model

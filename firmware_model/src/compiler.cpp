@@ -1,0 +1,609 @@
+#include "udc/firmware_model/compiler.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "udc/compression/encoder.hpp"
+
+namespace udc::firmware_model {
+
+const char* weight_placement_name(WeightPlacement placement) {
+  switch (placement) {
+    case WeightPlacement::Auto:
+      return "auto";
+    case WeightPlacement::Stream:
+      return "stream";
+    case WeightPlacement::Prefetch:
+      return "prefetch";
+  }
+  return "unknown";
+}
+
+namespace {
+
+using npu_sim::Command;
+using npu_sim::CommandKind;
+using npu_sim::MemoryId;
+using npu_sim::TensorRef;
+
+uint64_t align_up(uint64_t value, uint64_t alignment) {
+  return (value + alignment - 1) / alignment * alignment;
+}
+
+// --- Arena planning ---
+
+/// Lifetimes and sizes per tensor; Reshape outputs become aliases of their input's root.
+MemoryPlan liveness(const Model& model) {
+  MemoryPlan plan;
+  const size_t n = model.tensors.size();
+  const uint32_t last_step = model.operations.empty() ? 0 : uint32_t(model.operations.size() - 1);
+  plan.tensors.resize(n);
+  std::vector<bool> defined(n, false);
+  for (int32_t t : model.inputs) defined[size_t(t)] = true;
+  for (size_t i = 0; i < model.operations.size(); ++i) {
+    const Operation& op = model.operations[i];
+    TensorPlacement& out = plan.tensors[size_t(op.output)];
+    out.first_step = out.last_step = uint32_t(i);
+    if (op.type == OpType::Reshape) {
+      const int32_t root = plan.tensors[size_t(op.inputs[0])].alias_of;
+      out.alias_of = root >= 0 ? root : op.inputs[0];
+    }
+    for (int32_t t : op.inputs) {
+      TensorPlacement& in = plan.tensors[size_t(t)];
+      in.last_step = std::max(in.last_step, uint32_t(i));
+    }
+  }
+  for (int32_t t : model.outputs) plan.tensors[size_t(t)].last_step = last_step;
+  for (size_t t = 0; t < n; ++t) {
+    plan.tensors[t].bytes = model.tensors[t].bytes();
+    const int32_t root = plan.tensors[t].alias_of;
+    if (root >= 0) {
+      TensorPlacement& r = plan.tensors[size_t(root)];
+      r.last_step = std::max(r.last_step, plan.tensors[t].last_step);
+    }
+  }
+  return plan;
+}
+
+bool overlaps_in_time(const TensorPlacement& a, const TensorPlacement& b) {
+  return a.first_step <= b.last_step && b.first_step <= a.last_step;
+}
+
+/// Greedy by size: the largest region first, each at the lowest address that no
+/// region live at the same time occupies (TFLite's arena planner uses the same idea).
+void place_arena(MemoryPlan& plan, bool reuse, size_t steps) {
+  std::vector<size_t> roots;
+  for (size_t t = 0; t < plan.tensors.size(); ++t) {
+    if (plan.tensors[t].alias_of < 0) roots.push_back(t);
+  }
+  std::stable_sort(roots.begin(), roots.end(), [&](size_t a, size_t b) {
+    return plan.tensors[a].bytes > plan.tensors[b].bytes;
+  });
+  std::vector<size_t> placed;
+  uint64_t end = 0;
+  for (size_t t : roots) {
+    TensorPlacement& p = plan.tensors[t];
+    const uint64_t size = align_up(p.bytes, kPlacementAlignment);
+    if (!reuse) {
+      p.address = end;
+      end += size;
+      continue;
+    }
+    std::vector<std::pair<uint64_t, uint64_t>> busy;  // [begin, end) of conflicting regions
+    for (size_t other : placed) {
+      const TensorPlacement& o = plan.tensors[other];
+      if (overlaps_in_time(p, o)) {
+        busy.emplace_back(o.address, o.address + align_up(o.bytes, kPlacementAlignment));
+      }
+    }
+    std::sort(busy.begin(), busy.end());
+    uint64_t candidate = 0;
+    for (const auto& [begin, finish] : busy) {
+      if (candidate + size <= begin) break;
+      candidate = std::max(candidate, finish);
+    }
+    p.address = candidate;
+    placed.push_back(t);
+    end = std::max(end, candidate + size);
+  }
+  for (TensorPlacement& p : plan.tensors) {
+    if (p.alias_of >= 0) p.address = plan.tensors[size_t(p.alias_of)].address;
+  }
+  plan.arena_bytes = end;
+  plan.live_bytes.assign(std::max<size_t>(steps, 1), 0);
+  for (size_t t : roots) {
+    const TensorPlacement& p = plan.tensors[t];
+    for (uint32_t s = p.first_step; s <= p.last_step && s < plan.live_bytes.size(); ++s) {
+      plan.live_bytes[s] += align_up(p.bytes, kPlacementAlignment);
+    }
+  }
+}
+
+// --- Weights ---
+
+/// Output channels the MAC array produces per step: blocks are multiples of it.
+uint32_t channel_step(const npu_sim::NpuConfig& config) {
+  return config.micro_block.c * config.cores;
+}
+
+uint64_t weights_per_channel(const Model& model, const Operation& op) {
+  return op.weights.size() / model.tensors[size_t(op.output)].shape[2];
+}
+
+/// Output channels per block. A block's decoded weights must fit one weight buffer of
+/// the shared buffer (half of it holds weights, split over the engines' buffers); within
+/// that, aim for two blocks per decoder engine so that decoding overlaps compute, but
+/// keep blocks at least one MAC step deep (short streams waste bits).
+uint32_t choose_block_depth(const Model& model, const Operation& op,
+                            const npu_sim::NpuConfig& config, uint32_t requested) {
+  const uint32_t channels = model.tensors[size_t(op.output)].shape[2];
+  if (requested > 0) return std::min(requested, channels);
+  const uint32_t step = channel_step(config);
+  const uint32_t engines = config.cores * config.weight_decoders;
+  uint32_t depth = uint32_t(align_up((channels + 2 * engines - 1) / (2 * engines), step));
+  if (has_weights(op.type)) {
+    const uint64_t per_channel = std::max<uint64_t>(weights_per_channel(model, op), 1);
+    const uint64_t buffer = config.shared_buffer_bytes / 2 / (engines * config.weight_buffers);
+    const uint64_t fit = std::max<uint64_t>(buffer / per_channel, 1);
+    if (depth > fit) depth = fit >= step ? uint32_t(fit / step * step) : uint32_t(fit);
+  }
+  return std::clamp<uint32_t>(depth, 1, channels);
+}
+
+struct EncodedBlock {
+  uint32_t first_channel = 0, channels = 0;
+  std::vector<uint8_t> stream;
+};
+
+/// Consecutive blocks that one command (and, when prefetching, one DMA) covers.
+struct Tile {
+  size_t first_block = 0, end_block = 0;
+  uint32_t first_channel = 0, channels = 0;
+  uint64_t bytes = 0;  ///< streams and scale records, each aligned [bytes]
+};
+
+uint64_t tile_bytes(const std::vector<EncodedBlock>& blocks, size_t first, size_t end) {
+  uint64_t bytes = 0;
+  uint32_t channels = 0;
+  for (size_t b = first; b < end; ++b) {
+    bytes += align_up(blocks[b].stream.size(), kPlacementAlignment);
+    channels += blocks[b].channels;
+  }
+  return bytes + align_up(uint64_t{channels} * npu_sim::kScaleRecordBytes, kPlacementAlignment);
+}
+
+/// Groups blocks into tiles of at most `limit` bytes (0: one tile).
+std::vector<Tile> make_tiles(const std::vector<EncodedBlock>& blocks, uint64_t limit) {
+  std::vector<Tile> tiles;
+  size_t first = 0;
+  while (first < blocks.size()) {
+    size_t end = first + 1;
+    while (end < blocks.size() && (limit == 0 || tile_bytes(blocks, first, end + 1) <= limit)) {
+      ++end;
+    }
+    Tile tile;
+    tile.first_block = first;
+    tile.end_block = end;
+    tile.first_channel = blocks[first].first_channel;
+    for (size_t b = first; b < end; ++b) tile.channels += blocks[b].channels;
+    tile.bytes = tile_bytes(blocks, first, end);
+    tiles.push_back(tile);
+    first = end;
+  }
+  return tiles;
+}
+
+struct OpWeights {
+  uint32_t block_depth = 0;
+  std::vector<EncodedBlock> blocks;
+  uint64_t stream_bytes = 0;
+  uint64_t whole_bytes = 0;  ///< as one tile
+  uint64_t largest_block_tile = 0;
+};
+
+OpWeights encode_operation(const Model& model, const Operation& op,
+                           const npu_sim::NpuConfig& config, uint32_t requested_depth) {
+  OpWeights w;
+  w.block_depth = choose_block_depth(model, op, config, requested_depth);
+  const uint32_t channels = model.tensors[size_t(op.output)].shape[2];
+  const uint64_t per_channel = weights_per_channel(model, op);
+  for (uint32_t first = 0; first < channels; first += w.block_depth) {
+    EncodedBlock block;
+    block.first_channel = first;
+    block.channels = std::min(w.block_depth, channels - first);
+    block.stream = compression::encode_weights(op.weights.data() + first * per_channel,
+                                               size_t(block.channels * per_channel));
+    w.stream_bytes += block.stream.size();
+    w.blocks.push_back(std::move(block));
+  }
+  w.whole_bytes = tile_bytes(w.blocks, 0, w.blocks.size());
+  for (size_t b = 0; b < w.blocks.size(); ++b) {
+    w.largest_block_tile = std::max(w.largest_block_tile, tile_bytes(w.blocks, b, b + 1));
+  }
+  return w;
+}
+
+/// Appends a tile's streams and scale records to `image` (aligned), and points the
+/// command at them, `relocation` being added to every address (prefetch buffers).
+void emit_tile_weights(const Operation& op, const OpWeights& w, const Tile& tile,
+                       std::vector<uint8_t>& image, uint64_t image_base, Command& c) {
+  c.weight_streams.clear();
+  for (size_t b = tile.first_block; b < tile.end_block; ++b) {
+    image.resize(align_up(image.size(), kPlacementAlignment), 0);
+    const std::vector<uint8_t>& s = w.blocks[b].stream;
+    c.weight_streams.push_back({image_base + image.size(), uint32_t(s.size())});
+    image.insert(image.end(), s.begin(), s.end());
+  }
+  image.resize(align_up(image.size(), kPlacementAlignment), 0);
+  c.scale_address = image_base + image.size();
+  for (uint32_t ch = tile.first_channel; ch < tile.first_channel + tile.channels; ++ch) {
+    uint8_t record[npu_sim::kScaleRecordBytes];
+    npu_sim::write_scale_record({op.bias[ch], op.multiplier[ch], op.shift[ch]}, record);
+    image.insert(image.end(), record, record + npu_sim::kScaleRecordBytes);
+  }
+  image.resize(align_up(image.size(), kPlacementAlignment), 0);
+}
+
+// --- Commands ---
+
+TensorRef tensor_ref(const Model& model, const MemoryPlan& plan, int32_t tensor) {
+  TensorRef r;
+  r.memory = MemoryId::Sram;
+  r.address = plan.tensors[size_t(tensor)].address;
+  r.shape = model.tensors[size_t(tensor)].shape;
+  return r;
+}
+
+/// The channels [first, first + count) of a tensor, as a strided view.
+TensorRef channel_slice(TensorRef whole, uint32_t first, uint32_t count) {
+  whole.column_stride = whole.shape[2];
+  whole.row_stride = uint64_t{whole.shape[1]} * whole.shape[2];
+  whole.address += first;
+  whole.shape[2] = count;
+  return whole;
+}
+
+Command kernel_command(const Model& model, const MemoryPlan& plan, const Operation& op) {
+  Command c;
+  const TensorInfo& in = model.tensors[size_t(op.inputs[0])];
+  const TensorInfo& out = model.tensors[size_t(op.output)];
+  c.ifm = tensor_ref(model, plan, op.inputs[0]);
+  c.ofm = tensor_ref(model, plan, op.output);
+  c.input_zero_point = in.zero_point;
+  c.output_zero_point = out.zero_point;
+  c.activation_min = op.activation_min;
+  c.activation_max = op.activation_max;
+  const bool windowed = op.type == OpType::Conv2d || op.type == OpType::DepthwiseConv2d ||
+                        op.type == OpType::MaxPool || op.type == OpType::AvgPool;
+  if (windowed) {
+    const WindowAxis y = window_axis(in.shape[0], op.kernel_h, op.stride_h, op.padding);
+    const WindowAxis x = window_axis(in.shape[1], op.kernel_w, op.stride_w, op.padding);
+    c.kernel_h = op.kernel_h;
+    c.kernel_w = op.kernel_w;
+    c.stride_h = op.stride_h;
+    c.stride_w = op.stride_w;
+    c.pad_top = y.pad_before;
+    c.pad_bottom = y.pad_after;
+    c.pad_left = x.pad_before;
+    c.pad_right = x.pad_after;
+  }
+  switch (op.type) {
+    case OpType::Conv2d:
+      c.kind = CommandKind::Conv2d;
+      break;
+    case OpType::DepthwiseConv2d:
+      c.kind = CommandKind::DepthwiseConv2d;
+      break;
+    case OpType::FullyConnected:
+      c.kind = CommandKind::FullyConnected;
+      break;
+    case OpType::MaxPool:
+      c.kind = CommandKind::MaxPool;
+      break;
+    case OpType::AvgPool:
+      c.kind = CommandKind::AvgPool;
+      break;
+    case OpType::GlobalAvgPool:
+      c.kind = CommandKind::AvgPool;
+      c.kernel_h = in.shape[0];
+      c.kernel_w = in.shape[1];
+      break;
+    case OpType::Add: {
+      c.kind = CommandKind::Add;
+      c.ifm2 = tensor_ref(model, plan, op.inputs[1]);
+      c.input2_zero_point = model.tensors[size_t(op.inputs[1])].zero_point;
+      const AddParams& a = op.add;
+      c.add = npu_sim::AddScaling{a.input1_multiplier, a.input2_multiplier, a.output_multiplier,
+                                  a.input1_shift,      a.input2_shift,      a.output_shift,
+                                  a.left_shift};
+      break;
+    }
+    case OpType::Reshape:
+    case OpType::DepthToSpace:
+      break;  // lowered by the caller
+  }
+  return c;
+}
+
+Command dma_command(uint64_t src, uint64_t dst, uint64_t bytes) {
+  Command c;
+  c.kind = CommandKind::Dma;
+  c.dma_src_memory = MemoryId::Offchip;
+  c.dma_src_address = src;
+  c.dma_dst_memory = MemoryId::Sram;
+  c.dma_dst_address = dst;
+  c.dma_bytes = bytes;
+  return c;
+}
+
+Command wait_command(uint32_t max_pending) {
+  Command c;
+  c.kind = CommandKind::WaitDma;
+  c.max_pending_dma = max_pending;
+  return c;
+}
+
+/// Depth-to-space as block^2 identity copies (1x1 max pools with the full clamp), each
+/// moving one channel group of the input into its strided place in the output.
+void emit_depth_to_space(const Model& model, const MemoryPlan& plan, const Operation& op,
+                         uint32_t block_depth, std::vector<Command>& commands) {
+  const TensorInfo& in = model.tensors[size_t(op.inputs[0])];
+  const TensorInfo& out = model.tensors[size_t(op.output)];
+  const uint32_t b = op.block_size, depth = out.shape[2];
+  for (uint32_t i = 0; i < b; ++i) {
+    for (uint32_t j = 0; j < b; ++j) {
+      Command c;
+      c.kind = CommandKind::MaxPool;
+      c.ifm = channel_slice(tensor_ref(model, plan, op.inputs[0]), (i * b + j) * depth, depth);
+      c.ofm.memory = MemoryId::Sram;
+      c.ofm.address =
+          plan.tensors[size_t(op.output)].address + (uint64_t{i} * out.shape[1] + j) * depth;
+      c.ofm.shape = {in.shape[0], in.shape[1], depth};
+      c.ofm.column_stride = uint64_t{b} * depth;
+      c.ofm.row_stride = uint64_t{b} * out.shape[1] * depth;
+      c.input_zero_point = c.output_zero_point = in.zero_point;
+      c.ofm_block_depth = std::min(block_depth, depth);
+      commands.push_back(c);
+    }
+  }
+}
+
+std::string kib(uint64_t bytes) {
+  return fmt::format("{:.1f} KiB", double(bytes) / 1024.0);
+}
+
+}  // namespace
+
+CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
+                      const CompileOptions& options) {
+  const std::string problem = validate(model);
+  if (!problem.empty()) throw std::invalid_argument("model " + model.name + ": " + problem);
+  CompileResult result;
+  CompiledModel& out = result.compiled;
+  auto does_not_fit = [&](std::string resource, uint64_t needed, uint64_t available,
+                          std::string reason) {
+    result.does_not_fit = DoesNotFit{std::move(resource), needed, available, std::move(reason)};
+    return result;
+  };
+
+  // Operations the NPU cannot run in one command.
+  for (const Operation& op : model.operations) {
+    if (op.type != OpType::GlobalAvgPool) continue;
+    const Shape& s = model.tensors[size_t(op.inputs[0])].shape;
+    if (s[0] > 64 || s[1] > 64) {
+      return does_not_fit("operation", std::max(s[0], s[1]), 64,
+                          fmt::format("{}: global average pool over {}x{}, the NPU's pooling "
+                                      "window is at most 64x64",
+                                      op.name, s[0], s[1]));
+    }
+  }
+
+  // 1. The activation arena.
+  out.plan = liveness(model);
+  place_arena(out.plan, options.reuse_memory, model.operations.size());
+  MemoryPlan& plan = out.plan;
+
+  // 2. Weights: encode each block, then decide where the streams go.
+  std::vector<OpWeights> weights(model.operations.size());
+  uint64_t largest_op = 0, largest_block = 0;
+  for (size_t i = 0; i < model.operations.size(); ++i) {
+    const Operation& op = model.operations[i];
+    if (!has_weights(op.type)) continue;
+    weights[i] = encode_operation(model, op, config, options.ofm_block_depth);
+    largest_op = std::max(largest_op, weights[i].whole_bytes);
+    largest_block = std::max(largest_block, weights[i].largest_block_tile);
+  }
+  const bool weights_in_sram = config.weights_memory == "sram";
+  out.weights = WeightPlacement::Stream;
+  if (!weights_in_sram && largest_op > 0 && options.weights != WeightPlacement::Stream) {
+    const uint64_t free_sram = config.sram.size_bytes > plan.arena_bytes
+                                   ? (config.sram.size_bytes - plan.arena_bytes) / 2
+                                   : 0;
+    uint64_t buffer =
+        options.weight_buffer_bytes
+            ? options.weight_buffer_bytes
+            : std::min(largest_op, free_sram / kPlacementAlignment * kPlacementAlignment);
+    buffer = align_up(buffer, kPlacementAlignment);
+    if (buffer >= largest_block && plan.arena_bytes + 2 * buffer <= config.sram.size_bytes) {
+      out.weights = WeightPlacement::Prefetch;
+      plan.weight_buffer_address = align_up(plan.arena_bytes, kPlacementAlignment);
+      plan.weight_buffer_bytes = buffer;
+    } else if (options.weights == WeightPlacement::Prefetch) {
+      return does_not_fit(
+          "weight buffer", largest_block, buffer,
+          fmt::format("prefetch needs two weight buffers of at least {} ({} bytes, the largest "
+                      "block), but {} of SRAM are free beside the {} arena",
+                      kib(largest_block), largest_block,
+                      kib(config.sram.size_bytes > plan.arena_bytes
+                              ? config.sram.size_bytes - plan.arena_bytes
+                              : 0),
+                      kib(plan.arena_bytes)));
+    }
+  }
+  const uint64_t sram_weights_base =
+      align_up(plan.arena_bytes + 2 * plan.weight_buffer_bytes, kPlacementAlignment);
+
+  // 3. Commands, in model order. Prefetch keeps the DMA of tile k+2 behind the compute of
+  // tile k, which uses the same buffer; tile k+1 streams in meanwhile.
+  npu_sim::MemoryImage weight_image;
+  weight_image.memory = weights_in_sram ? MemoryId::Sram : MemoryId::Offchip;
+  weight_image.address = weights_in_sram ? sram_weights_base : 0;
+  std::vector<std::vector<Tile>> op_tiles(model.operations.size());
+  for (size_t i = 0; i < model.operations.size(); ++i) {
+    if (!has_weights(model.operations[i].type)) continue;
+    op_tiles[i] = make_tiles(
+        weights[i].blocks, out.weights == WeightPlacement::Prefetch ? plan.weight_buffer_bytes : 0);
+  }
+  std::vector<Command>& commands = out.stream.commands;
+  size_t next_dma = 0, tile_index = 0;
+  std::vector<uint64_t> tile_flash;  // flash address of each tile, in order
+  std::vector<uint64_t> tile_size;
+  // Tiles are laid out in flash first, so DMAs can be issued ahead of their commands.
+  std::vector<std::vector<Command>> tile_commands(model.operations.size());
+  for (size_t i = 0; i < model.operations.size(); ++i) {
+    const Operation& op = model.operations[i];
+    if (!has_weights(op.type)) continue;
+    for (const Tile& tile : op_tiles[i]) {
+      Command c = kernel_command(model, plan, op);
+      c.ofm_block_depth = weights[i].block_depth;
+      if (tile.channels != model.tensors[size_t(op.output)].shape[2]) {
+        c.ofm = channel_slice(c.ofm, tile.first_channel, tile.channels);
+        if (op.type == OpType::DepthwiseConv2d) {
+          c.ifm = channel_slice(c.ifm, tile.first_channel, tile.channels);
+        }
+      }
+      weight_image.bytes.resize(align_up(weight_image.bytes.size(), kPlacementAlignment), 0);
+      const uint64_t tile_start = weight_image.bytes.size();
+      emit_tile_weights(op, weights[i], tile, weight_image.bytes, weight_image.address, c);
+      c.weight_memory = weight_image.memory;
+      if (out.weights == WeightPlacement::Prefetch) {
+        const uint64_t buffer =
+            plan.weight_buffer_address + (tile_flash.size() % 2) * plan.weight_buffer_bytes;
+        for (npu_sim::WeightStreamRef& s : c.weight_streams) s.address += buffer - tile_start;
+        c.scale_address += buffer - tile_start;
+        c.weight_memory = MemoryId::Sram;
+      }
+      tile_flash.push_back(tile_start);
+      tile_size.push_back(weight_image.bytes.size() - tile_start);
+      tile_commands[i].push_back(c);
+    }
+  }
+  const size_t tile_count = tile_flash.size();
+  auto issue_dma = [&] {
+    const uint64_t buffer = plan.weight_buffer_address + (next_dma % 2) * plan.weight_buffer_bytes;
+    commands.push_back(dma_command(tile_flash[next_dma], buffer, tile_size[next_dma]));
+    ++next_dma;
+  };
+  const bool prefetch = out.weights == WeightPlacement::Prefetch;
+  if (prefetch) {
+    while (next_dma < std::min<size_t>(2, tile_count)) issue_dma();
+  }
+  for (size_t i = 0; i < model.operations.size(); ++i) {
+    const Operation& op = model.operations[i];
+    LayerCommands layer;
+    layer.operation = i;
+    layer.first_command = commands.size();
+    if (has_weights(op.type)) {
+      layer.weight_stream_bytes = weights[i].stream_bytes;
+      layer.scale_bytes =
+          uint64_t{model.tensors[size_t(op.output)].shape[2]} * npu_sim::kScaleRecordBytes;
+      layer.block_depth = weights[i].block_depth;
+      for (const Command& c : tile_commands[i]) {
+        if (prefetch) {
+          // The tile's DMA is done when at most the next one is still in flight.
+          commands.push_back(wait_command(next_dma > tile_index + 1 ? 1 : 0));
+        }
+        commands.push_back(c);
+        ++tile_index;
+        if (prefetch && next_dma < tile_count) issue_dma();
+      }
+      layer.tiles = uint32_t(tile_commands[i].size());
+    } else if (op.type == OpType::DepthToSpace) {
+      layer.block_depth = std::min(channel_step(config), model.tensors[size_t(op.output)].shape[2]);
+      emit_depth_to_space(model, plan, op, layer.block_depth, commands);
+      layer.tiles = op.block_size * op.block_size;
+    } else if (op.type != OpType::Reshape) {
+      Command c = kernel_command(model, plan, op);
+      c.ofm_block_depth = choose_block_depth(model, op, config, options.ofm_block_depth);
+      layer.block_depth = c.ofm_block_depth;
+      commands.push_back(c);
+      layer.tiles = 1;
+    }
+    layer.end_command = commands.size();
+    out.layers.push_back(layer);
+  }
+  if (!weight_image.bytes.empty()) out.stream.images.push_back(weight_image);
+
+  // 4. Sizes and what the job reads back.
+  if (weights_in_sram) {
+    plan.sram_weights_bytes = weight_image.bytes.size();
+  } else {
+    plan.flash_bytes = weight_image.bytes.size();
+  }
+  plan.sram_bytes = weights_in_sram ? sram_weights_base + plan.sram_weights_bytes
+                                    : plan.arena_bytes + 2 * plan.weight_buffer_bytes;
+  if (plan.sram_bytes > config.sram.size_bytes) {
+    return does_not_fit(
+        "sram", plan.sram_bytes, config.sram.size_bytes,
+        fmt::format("needs {} of SRAM ({} activations at peak{}{}), {} available",
+                    kib(plan.sram_bytes), kib(plan.arena_bytes),
+                    plan.weight_buffer_bytes
+                        ? fmt::format(" + 2 x {} weight buffers", kib(plan.weight_buffer_bytes))
+                        : "",
+                    plan.sram_weights_bytes
+                        ? fmt::format(" + {} weights", kib(plan.sram_weights_bytes))
+                        : "",
+                    kib(config.sram.size_bytes)));
+  }
+  if (plan.flash_bytes > config.offchip.size_bytes) {
+    return does_not_fit("flash", plan.flash_bytes, config.offchip.size_bytes,
+                        fmt::format("weights need {} of flash, {} available", kib(plan.flash_bytes),
+                                    kib(config.offchip.size_bytes)));
+  }
+  std::vector<int32_t> read_back = model.outputs;
+  if (!options.reuse_memory) {
+    read_back.clear();
+    for (size_t t = 0; t < model.tensors.size(); ++t) read_back.push_back(int32_t(t));
+  }
+  for (int32_t t : read_back) {
+    out.stream.outputs.push_back({model.tensors[size_t(t)].name, MemoryId::Sram,
+                                  plan.tensors[size_t(t)].address, plan.tensors[size_t(t)].bytes});
+    out.output_tensors.push_back(t);
+  }
+  const std::string invalid = npu_sim::validate(out.stream);
+  if (!invalid.empty()) {
+    throw std::logic_error("compiler produced an invalid command stream: " + invalid);
+  }
+  return result;
+}
+
+std::string format_memory_plan(const Model& model, const CompiledModel& compiled) {
+  const MemoryPlan& plan = compiled.plan;
+  std::string text = fmt::format(
+      "SRAM: {} bytes ({}): activation arena {} bytes at peak{}{}\n", plan.sram_bytes,
+      kib(plan.sram_bytes), plan.arena_bytes,
+      plan.weight_buffer_bytes ? fmt::format(", 2 weight buffers of {} bytes at 0x{:x}",
+                                             plan.weight_buffer_bytes, plan.weight_buffer_address)
+                               : "",
+      plan.sram_weights_bytes ? fmt::format(", {} bytes of weights", plan.sram_weights_bytes) : "");
+  text +=
+      fmt::format("flash: {} bytes ({}) of weight streams and scale records; weights {}\n",
+                  plan.flash_bytes, kib(plan.flash_bytes), weight_placement_name(compiled.weights));
+  text += fmt::format("{:<4} {:<20} {:>10} {:>10} {:>7} {:>11}\n", "#", "tensor", "address",
+                      "bytes", "steps", "live (step)");
+  for (size_t t = 0; t < model.tensors.size(); ++t) {
+    const TensorPlacement& p = plan.tensors[t];
+    text += fmt::format("{:<4} {:<20} {:>#10x} {:>10} {:>3}..{:<3}{}\n", t, model.tensors[t].name,
+                        p.address, p.bytes, p.first_step, p.last_step,
+                        p.alias_of >= 0 ? fmt::format(" alias of {}", p.alias_of) : "");
+  }
+  text += "live activation bytes per step:";
+  for (size_t s = 0; s < plan.live_bytes.size(); ++s)
+    text += fmt::format(" {}", plan.live_bytes[s]);
+  text += "\n";
+  return text;
+}
+
+}  // namespace udc::firmware_model

@@ -1,0 +1,129 @@
+// End to end: random valid models compile, run on the simulated NPU and match the
+// reference interpreter bit for bit, under every NPU configuration the project ships and
+// with every weight placement.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+
+#include "udc/firmware_model/compiler.hpp"
+#include "udc/firmware_model/driver.hpp"
+#include "udc/firmware_model/model_generator.hpp"
+#include "udc/firmware_model/reference_interpreter.hpp"
+#include "udc/npu_sim/config.hpp"
+
+namespace udc::firmware_model {
+namespace {
+
+std::vector<TensorValues> random_inputs(const Model& model, std::mt19937& rng) {
+  std::vector<TensorValues> inputs;
+  std::uniform_int_distribution<int> byte(-128, 127);
+  for (int32_t t : model.inputs) {
+    TensorValues v(model.tensors[size_t(t)].elements());
+    for (int8_t& x : v) x = int8_t(byte(rng));
+    inputs.push_back(std::move(v));
+  }
+  return inputs;
+}
+
+std::vector<std::string> shipped_configs() {
+  std::vector<std::string> paths;
+  for (const auto& entry : std::filesystem::directory_iterator(UDC_CONFIG_DIR "/npu")) {
+    if (entry.path().extension() == ".yaml") paths.push_back(entry.path().string());
+  }
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+/// Compiles, runs and compares every model output; returns the run for further checks.
+NpuRun expect_matches_reference(const Model& model, const npu_sim::NpuConfig& config,
+                                const CompileOptions& options, std::mt19937& rng,
+                                const std::string& label) {
+  const CompileResult result = compile(model, config, options);
+  EXPECT_TRUE(result.fits()) << label << ": " << result.does_not_fit->reason;
+  if (!result.fits()) return {};
+  const std::vector<TensorValues> inputs = random_inputs(model, rng);
+  const std::vector<TensorValues> expected = run_reference(model, inputs);
+  NpuRun run = run_on_npu(model, result.compiled, config, inputs);
+  EXPECT_EQ(run.outputs.size(), result.compiled.output_tensors.size());
+  for (size_t i = 0; i < run.outputs.size(); ++i) {
+    const int32_t t = result.compiled.output_tensors[i];
+    const TensorValues& want = expected[size_t(t)];
+    const TensorValues& got = run.outputs[i];
+    EXPECT_EQ(got.size(), want.size());
+    const auto diff = std::mismatch(got.begin(), got.end(), want.begin(), want.end());
+    EXPECT_TRUE(diff.first == got.end())
+        << label << ": tensor " << model.tensors[size_t(t)].name << " differs at byte "
+        << (diff.first - got.begin()) << ": npu " << int(*diff.first) << ", reference "
+        << int(*diff.second);
+  }
+  return run;
+}
+
+TEST(CompileRun, RandomModelsMatchReferenceOnEveryShippedConfig) {
+  const std::vector<std::string> configs = shipped_configs();
+  ASSERT_GE(configs.size(), 9u);
+  std::mt19937 rng(2024);
+  for (int trial = 0; trial < 20; ++trial) {
+    const Model model = random_model(rng);
+    for (const std::string& path : configs) {
+      const npu_sim::NpuConfig config = npu_sim::load_npu_config(path);
+      expect_matches_reference(model, config, {}, rng,
+                               "trial " + std::to_string(trial) + " on " + path);
+    }
+  }
+}
+
+TEST(CompileRun, EveryPlacementAndTilingMatchesReference) {
+  std::mt19937 rng(7);
+  npu_sim::NpuConfig config;
+  for (int trial = 0; trial < 16; ++trial) {
+    const Model model = random_model(rng);
+    const std::string label = "trial " + std::to_string(trial);
+    CompileOptions stream;
+    stream.weights = WeightPlacement::Stream;
+    expect_matches_reference(model, config, stream, rng, label + " stream");
+    CompileOptions prefetch;
+    prefetch.weights = WeightPlacement::Prefetch;
+    expect_matches_reference(model, config, prefetch, rng, label + " prefetch");
+    // Blocks of 3 channels and buffers that hold about one block force many tiles.
+    CompileOptions small_blocks = stream;
+    small_blocks.ofm_block_depth = 3;
+    const CompileResult probe = compile(model, config, small_blocks);
+    uint64_t largest_block = 0;
+    for (const npu_sim::Command& c : probe.compiled.stream.commands) {
+      for (uint32_t block = 0; block < c.weight_streams.size(); ++block) {
+        largest_block = std::max<uint64_t>(
+            largest_block,
+            (c.weight_streams[block].bytes + 15) / 16 * 16 +
+                (c.block_channels(block) * npu_sim::kScaleRecordBytes + 15) / 16 * 16);
+      }
+    }
+    if (largest_block > 0) {
+      CompileOptions tiled = prefetch;
+      tiled.ofm_block_depth = 3;
+      tiled.weight_buffer_bytes = largest_block;
+      expect_matches_reference(model, config, tiled, rng, label + " tiled");
+      uint32_t most_tiles = 0;
+      for (const LayerCommands& layer : compile(model, config, tiled).compiled.layers) {
+        most_tiles = std::max(most_tiles, layer.tiles);
+      }
+      bool multi_block = false;
+      for (const Operation& op : model.operations) {
+        multi_block |= has_weights(op.type) && model.tensors[size_t(op.output)].shape[2] > 3;
+      }
+      if (multi_block) {
+        EXPECT_GT(most_tiles, 1u) << label;
+      }
+    }
+    CompileOptions separate = stream;
+    separate.reuse_memory = false;
+    expect_matches_reference(model, config, separate, rng, label + " separate tensors");
+    npu_sim::NpuConfig in_sram = config;
+    in_sram.weights_memory = "sram";
+    expect_matches_reference(model, in_sram, {}, rng, label + " weights in sram");
+  }
+}
+
+}  // namespace
+}  // namespace udc::firmware_model
