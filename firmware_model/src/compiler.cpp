@@ -71,47 +71,58 @@ bool overlaps_in_time(const TensorPlacement& a, const TensorPlacement& b) {
   return a.first_step <= b.last_step && b.first_step <= a.last_step;
 }
 
-/// Greedy by size: the largest region first, each at the lowest address that no
-/// region live at the same time occupies (TFLite's arena planner uses the same idea).
+/// One way to place the arena: regions in `order`, each at the lowest free address, or,
+/// for every other region when `alternate` is set, at the highest free address below
+/// `ceiling` (falling back to the lowest). Returns the arena's end.
+uint64_t first_fit(const std::vector<TensorPlacement>& tensors, const std::vector<size_t>& order,
+                   bool alternate, uint64_t ceiling, std::vector<uint64_t>& address) {
+  std::vector<size_t> placed;
+  uint64_t end = 0;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const size_t t = order[k];
+    const uint64_t size = align_up(tensors[t].bytes, kPlacementAlignment);
+    std::vector<std::pair<uint64_t, uint64_t>> busy;  // [begin, end) of conflicting regions
+    for (size_t other : placed) {
+      if (overlaps_in_time(tensors[t], tensors[other])) {
+        busy.emplace_back(address[other],
+                          address[other] + align_up(tensors[other].bytes, kPlacementAlignment));
+      }
+    }
+    std::sort(busy.begin(), busy.end());
+    uint64_t lowest = 0;
+    for (const auto& [begin, finish] : busy) {
+      if (lowest + size <= begin) break;
+      lowest = std::max(lowest, finish);
+    }
+    uint64_t chosen = lowest;
+    if (alternate && k % 2 == 1 && size <= ceiling) {
+      // Highest aligned start <= ceiling - size clear of every conflicting region.
+      uint64_t top = ceiling - size;
+      for (auto it = busy.rbegin(); it != busy.rend(); ++it) {
+        if (top >= it->second || top + size <= it->first) continue;
+        top = it->first >= size ? it->first - size : 0;
+        top = top / kPlacementAlignment * kPlacementAlignment;
+      }
+      bool clear = true;
+      for (const auto& [begin, finish] : busy) clear &= top >= finish || top + size <= begin;
+      if (clear) chosen = top;
+    }
+    address[t] = chosen;
+    placed.push_back(t);
+    end = std::max(end, chosen + size);
+  }
+  return end;
+}
+
+/// Places every root region so that regions live at the same step never overlap, trying
+/// three orders and keeping the smallest arena: largest first (TFLite's planner), in
+/// execution order, and in execution order alternating bottom and top below the liveness
+/// bound (which meets the bound exactly on chains of layers).
 void place_arena(MemoryPlan& plan, bool reuse, size_t steps) {
   std::vector<size_t> roots;
   for (size_t t = 0; t < plan.tensors.size(); ++t) {
     if (plan.tensors[t].alias_of < 0) roots.push_back(t);
   }
-  std::stable_sort(roots.begin(), roots.end(), [&](size_t a, size_t b) {
-    return plan.tensors[a].bytes > plan.tensors[b].bytes;
-  });
-  std::vector<size_t> placed;
-  uint64_t end = 0;
-  for (size_t t : roots) {
-    TensorPlacement& p = plan.tensors[t];
-    const uint64_t size = align_up(p.bytes, kPlacementAlignment);
-    if (!reuse) {
-      p.address = end;
-      end += size;
-      continue;
-    }
-    std::vector<std::pair<uint64_t, uint64_t>> busy;  // [begin, end) of conflicting regions
-    for (size_t other : placed) {
-      const TensorPlacement& o = plan.tensors[other];
-      if (overlaps_in_time(p, o)) {
-        busy.emplace_back(o.address, o.address + align_up(o.bytes, kPlacementAlignment));
-      }
-    }
-    std::sort(busy.begin(), busy.end());
-    uint64_t candidate = 0;
-    for (const auto& [begin, finish] : busy) {
-      if (candidate + size <= begin) break;
-      candidate = std::max(candidate, finish);
-    }
-    p.address = candidate;
-    placed.push_back(t);
-    end = std::max(end, candidate + size);
-  }
-  for (TensorPlacement& p : plan.tensors) {
-    if (p.alias_of >= 0) p.address = plan.tensors[size_t(p.alias_of)].address;
-  }
-  plan.arena_bytes = end;
   plan.live_bytes.assign(std::max<size_t>(steps, 1), 0);
   for (size_t t : roots) {
     const TensorPlacement& p = plan.tensors[t];
@@ -119,6 +130,39 @@ void place_arena(MemoryPlan& plan, bool reuse, size_t steps) {
       plan.live_bytes[s] += align_up(p.bytes, kPlacementAlignment);
     }
   }
+  const uint64_t bound = *std::max_element(plan.live_bytes.begin(), plan.live_bytes.end());
+  std::vector<uint64_t> best(plan.tensors.size(), 0);
+  uint64_t best_end = 0;
+  if (!reuse) {
+    for (size_t t : roots) {
+      best[t] = best_end;
+      best_end += align_up(plan.tensors[t].bytes, kPlacementAlignment);
+    }
+  } else {
+    std::vector<size_t> by_size = roots, by_start = roots;
+    std::stable_sort(by_size.begin(), by_size.end(), [&](size_t a, size_t b) {
+      return plan.tensors[a].bytes > plan.tensors[b].bytes;
+    });
+    std::stable_sort(by_start.begin(), by_start.end(), [&](size_t a, size_t b) {
+      return plan.tensors[a].first_step < plan.tensors[b].first_step;
+    });
+    best_end = UINT64_MAX;
+    std::vector<uint64_t> address(plan.tensors.size(), 0);
+    const std::pair<const std::vector<size_t>*, bool> strategies[] = {
+        {&by_size, false}, {&by_start, false}, {&by_start, true}};
+    for (const auto& [order, alternate] : strategies) {
+      const uint64_t end = first_fit(plan.tensors, *order, alternate, bound, address);
+      if (end < best_end) {
+        best_end = end;
+        best = address;
+      }
+    }
+  }
+  for (size_t t : roots) plan.tensors[t].address = best[t];
+  for (TensorPlacement& p : plan.tensors) {
+    if (p.alias_of >= 0) p.address = plan.tensors[size_t(p.alias_of)].address;
+  }
+  plan.arena_bytes = roots.empty() ? 0 : best_end;
 }
 
 // --- Weights ---
