@@ -125,5 +125,95 @@ TEST(CompileRun, EveryPlacementAndTilingMatchesReference) {
   }
 }
 
+TEST(CompileRun, MobileNetMatchesReference) {
+  std::mt19937 rng(1);
+  MobileNetOptions options;
+  options.input_side = 32;
+  options.weight_bits = 4;
+  options.sparsity = 0.5;
+  const Model model = mobilenet_like(options);
+  expect_matches_reference(model, npu_sim::NpuConfig{}, {}, rng, "mobilenet 32x32");
+}
+
+TEST(CompileRun, DoesNotFitIsAValueWithTheNumbers) {
+  const Model model = mobilenet_like();  // 96x96x3 input: 147,456-byte first activation
+  npu_sim::NpuConfig small_sram;
+  small_sram.sram.size_bytes = 64 * 1024;
+  CompileResult r = compile(model, small_sram);
+  ASSERT_FALSE(r.fits());
+  EXPECT_EQ(r.does_not_fit->resource, "sram");
+  EXPECT_GT(r.does_not_fit->needed, r.does_not_fit->available);
+  EXPECT_EQ(r.does_not_fit->available, 64u * 1024);
+  EXPECT_NE(r.does_not_fit->reason.find("64.0 KiB available"), std::string::npos)
+      << r.does_not_fit->reason;
+
+  npu_sim::NpuConfig small_flash;
+  small_flash.offchip.size_bytes = 4096;
+  CompileOptions stream;
+  stream.weights = WeightPlacement::Stream;
+  r = compile(model, small_flash, stream);
+  ASSERT_FALSE(r.fits());
+  EXPECT_EQ(r.does_not_fit->resource, "flash");
+  EXPECT_GT(r.does_not_fit->needed, 4096u);
+
+  // Prefetch demanded where the arena leaves too little SRAM for two buffers.
+  npu_sim::NpuConfig tight = npu_sim::NpuConfig{};
+  CompileOptions prefetch;
+  prefetch.weights = WeightPlacement::Prefetch;
+  const uint64_t arena = compile(model, tight, stream).compiled.plan.arena_bytes;
+  tight.sram.size_bytes = arena + 64;
+  r = compile(model, tight, prefetch);
+  ASSERT_FALSE(r.fits());
+  EXPECT_EQ(r.does_not_fit->resource, "weight buffer");
+  // Auto falls back to streaming from flash instead.
+  r = compile(model, tight, {});
+  ASSERT_TRUE(r.fits());
+  EXPECT_EQ(r.compiled.weights, WeightPlacement::Stream);
+
+  ModelBuilder b("wide_pool");
+  const int32_t x = b.add_input("in", Shape{80, 80, 4}, 0.1f, 0);
+  b.mark_output(b.global_avg_pool("gap", x));
+  r = compile(b.finish(), npu_sim::NpuConfig{});
+  ASSERT_FALSE(r.fits());
+  EXPECT_EQ(r.does_not_fit->resource, "operation");
+}
+
+/// Weight stream bytes and simulated cycles of the MobileNet-like model with weights
+/// streamed from the deep-embedded system's flash (0.5 bytes per cycle).
+std::pair<uint64_t, double> stream_bytes_and_cycles(uint32_t bits, double sparsity) {
+  MobileNetOptions options;
+  options.weight_bits = bits;
+  options.sparsity = sparsity;
+  options.input_side = 48;
+  const Model model = mobilenet_like(options);
+  CompileOptions stream;
+  stream.weights = WeightPlacement::Stream;
+  const npu_sim::NpuConfig config;
+  const CompileResult r = compile(model, config, stream);
+  uint64_t bytes = 0;
+  for (const LayerCommands& l : r.compiled.layers) bytes += l.weight_stream_bytes;
+  std::vector<TensorValues> inputs{TensorValues(model.tensors[0].elements(), 0)};
+  npu_sim::RunOptions timing;
+  timing.timing_only = true;
+  return {bytes, run_on_npu(model, r.compiled, config, inputs, timing).job.total_cycles};
+}
+
+TEST(CompileRun, SparseAndLowBitWeightsShrinkStreamsAndWeightBoundCycles) {
+  const auto [dense8, dense8_cycles] = stream_bytes_and_cycles(8, 0.0);
+  const auto [dense4, dense4_cycles] = stream_bytes_and_cycles(4, 0.0);
+  const auto [sparse8, sparse8_cycles] = stream_bytes_and_cycles(8, 0.75);
+  const auto [low2, low2_cycles] = stream_bytes_and_cycles(2, 0.5);
+  // Streams shrink about in proportion to the information per weight (the first layer
+  // stays 8-bit and dense): 4 of 8 bits, a quarter of the weights left.
+  EXPECT_LT(double(dense4) / double(dense8), 0.6);
+  EXPECT_GT(double(dense4) / double(dense8), 0.35);
+  EXPECT_LT(double(sparse8) / double(dense8), 0.45);
+  EXPECT_LT(low2, sparse8);
+  // Streaming from flash is weight-fetch bound here, so fewer bytes mean fewer cycles.
+  EXPECT_LT(dense4_cycles, dense8_cycles * 0.8);
+  EXPECT_LT(sparse8_cycles, dense8_cycles * 0.7);
+  EXPECT_LT(low2_cycles, dense4_cycles);
+}
+
 }  // namespace
 }  // namespace udc::firmware_model
