@@ -9,13 +9,17 @@
 #include <exception>
 
 #include "codec_command.hpp"
+#include "model_commands.hpp"
 #include "sim_command.hpp"
+#include "sweep_command.hpp"
 
 int sc_main(int argc, char* argv[]) {
   CLI::App app{"udc: co-design of compressible tiny neural networks and the NPU that runs them"};
   app.require_subcommand(1);
   udc::tool::add_codec_command(app);
   udc::tool::add_sim_command(app);
+  udc::tool::add_model_commands(app);
+  udc::tool::add_sweep_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "npu_options.hpp"
 #include "udc/common/file_io.hpp"
 #include "udc/npu_sim/command_stream.hpp"
 #include "udc/npu_sim/config.hpp"
@@ -17,8 +18,7 @@ namespace {
 
 struct SimOptions {
   std::string stream;
-  std::vector<std::string> configs;
-  std::vector<std::string> overrides;
+  NpuOptions npu;
   bool list_params = false;
   bool timing_only = false;
   std::string json_path, trace_path, outputs_dir;
@@ -53,8 +53,7 @@ void list_params(const npu_sim::NpuConfig& config) {
 }
 
 void run_sim(const SimOptions& options) {
-  npu_sim::NpuConfig config = npu_sim::load_npu_config(options.configs);
-  npu_sim::apply_overrides(config, options.overrides, "--set");
+  const npu_sim::NpuConfig config = load_config(options.npu);
   if (options.list_params) {
     list_params(config);
     return;
@@ -86,11 +85,7 @@ void add_sim_command(CLI::App& app) {
   auto options = std::make_shared<SimOptions>();
   CLI::App* sim = app.add_subcommand("sim", "Run a command stream on the simulated NPU");
   sim->add_option("stream", options->stream, "command stream (JSON, see npu_sim/COMMANDS.md)");
-  sim->add_option("--npu", options->configs,
-                  "NPU/system YAML file(s), applied in order (e.g. an NPU file then a system "
-                  "file); default: built-in Ethos-U55-128 on the deep-embedded system")
-      ->check(CLI::ExistingFile);
-  sim->add_option("--set", options->overrides, "override a parameter: KEY=VALUE (repeatable)");
+  add_npu_options(sim, options->npu);
   sim->add_flag("--list-params", options->list_params,
                 "print every parameter with its value, unit, range and help, then exit");
   sim->add_flag("--timing-only", options->timing_only, "skip the arithmetic (fast cost query)");

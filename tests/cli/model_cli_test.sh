@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# End-to-end checks of `udc model`, `compile`, `run`, `verify` and `sweep` on generated
+# models, and of their errors: corrupt models, impossible budgets, bad sweep files.
+set -euo pipefail
+udc=$1
+root=$(realpath "$2")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+"$udc" model --generate mobilenet --side 32 --bits 4 --sparsity 0.5 -o "$work/m.udcm" >"$work/gen.txt"
+grep -q "total: .* MACs" "$work/gen.txt"
+"$udc" model "$work/m.udcm" >"$work/summary.txt"
+grep -q "block4_add .* add" "$work/summary.txt"
+
+"$udc" compile "$work/m.udcm" --npu "$root/configs/npu/u55-128-deep-embedded.yaml" \
+  -o "$work/m.json" >"$work/plan.txt"
+grep -q "activation arena" "$work/plan.txt"
+# The written stream runs under `udc sim` and gives the cycles `udc run` reports.
+sim_cycles=$("$udc" sim "$work/m.json" --npu "$root/configs/npu/u55-128-deep-embedded.yaml" | sed -n 's/^total: \([0-9]*\) cycles.*/\1/p')
+"$udc" run "$work/m.udcm" --npu "$root/configs/npu/u55-128-deep-embedded.yaml" \
+  --json "$work/run.json" --trace "$work/trace.json" --outputs "$work/out" >"$work/run.txt"
+run_cycles=$(sed -n 's/^total: \([0-9]*\) cycles.*/\1/p' "$work/run.txt")
+test -n "$run_cycles"
+test "$sim_cycles" = "$run_cycles"
+grep -q "inferences/s" "$work/run.txt"
+grep -q '"layers"' "$work/run.json"
+grep -q '"traceEvents"' "$work/trace.json"
+test "$(stat -c %s "$work/out/classifier.bin")" = 10
+
+# Verify with random inputs and with a data folder; the run's own output is a valid input
+# for nothing, so write a raw input file of the right size.
+"$udc" verify "$work/m.udcm" --inputs 2 >"$work/verify.txt"
+grep -q "all equal to the reference" "$work/verify.txt"
+mkdir "$work/data"
+head -c 3072 /dev/urandom >"$work/data/a.bin"
+"$udc" verify "$work/m.udcm" --data "$work/data" --npu "$root/configs/npu/ethos-u65-512.yaml" >"$work/verify.txt"
+grep -q "1 inputs" "$work/verify.txt"
+
+# Sweep over a small grid, two processes.
+cat >"$work/space.yaml" <<'YAML'
+npu: PLACEHOLDER
+parameters:
+  npu.macs_per_cycle: [64, 256]
+  system.offchip.bytes_per_cycle: [0.5, 2]
+YAML
+sed -i "s#PLACEHOLDER#$root/configs/npu/u55-128-deep-embedded.yaml#" "$work/space.yaml"
+"$udc" sweep "$work/m.udcm" --space "$work/space.yaml" -j 2 --csv "$work/s.csv" --plot "$work/s.svg" >"$work/sweep.txt"
+test "$(wc -l <"$work/s.csv")" = 5
+grep -q "<svg" "$work/s.svg"
+grep -q "Pareto front" "$work/sweep.txt"
+# The largest, fastest configuration is on the front.
+grep -q "^256,2,256,1,.*,1,$" "$work/s.csv"
+
+# Errors: a non-zero exit and a message naming the file, offset, key or resource.
+head -c 100 "$work/m.udcm" >"$work/truncated.udcm"
+if "$udc" run "$work/truncated.udcm" 2>"$work/err"; then exit 1; fi
+grep -q "truncated.udcm: offset 8: header says" "$work/err"
+cp "$work/m.udcm" "$work/corrupt.udcm"
+printf '\x55' | dd of="$work/corrupt.udcm" bs=1 seek=500 conv=notrunc 2>/dev/null
+if "$udc" verify "$work/corrupt.udcm" 2>"$work/err"; then exit 1; fi
+grep -q "corrupt.udcm: offset 16: checksum mismatch" "$work/err"
+if "$udc" run "$work/m.udcm" --set system.sram.size_bytes=8192 --json "$work/nofit.json" 2>"$work/err"; then exit 1; fi
+grep -q "does not fit .*: sram: needs .* of SRAM" "$work/err"
+test ! -e "$work/nofit.json"
+printf 'parameters:\n  npu.macs: [1]\n' >"$work/bad.yaml"
+if "$udc" sweep "$work/m.udcm" --space "$work/bad.yaml" 2>"$work/err"; then exit 1; fi
+grep -q "bad.yaml:2: parameters: unknown NPU parameter 'npu.macs'" "$work/err"
+printf 'parameters: {npu.cores: [1]}\nsizes: 3\n' >"$work/bad.yaml"
+if "$udc" sweep "$work/m.udcm" --space "$work/bad.yaml" 2>"$work/err"; then exit 1; fi
+grep -q "bad.yaml:2: unknown key 'sizes'" "$work/err"
+echo "model CLI: ok"

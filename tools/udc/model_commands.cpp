@@ -1,0 +1,351 @@
+#include "model_commands.hpp"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <random>
+#include <stdexcept>
+
+#include "npu_options.hpp"
+#include "udc/common/file_io.hpp"
+#include "udc/firmware_model/compiler.hpp"
+#include "udc/firmware_model/driver.hpp"
+#include "udc/firmware_model/model_generator.hpp"
+#include "udc/firmware_model/model_io.hpp"
+#include "udc/firmware_model/reference_interpreter.hpp"
+
+namespace udc::tool {
+namespace {
+
+namespace fm = udc::firmware_model;
+
+struct CompileFlags {
+  std::string weights = "auto";
+  uint32_t block_depth = 0;
+  uint64_t weight_buffer_bytes = 0;
+};
+
+void add_compile_flags(CLI::App* command, CompileFlags& flags) {
+  command
+      ->add_option("--weights", flags.weights,
+                   "how weights reach the decoders: auto, stream (read in place) or prefetch "
+                   "(DMA into two SRAM buffers ahead of use)")
+      ->check(CLI::IsMember({"auto", "stream", "prefetch"}));
+  command->add_option("--block-depth", flags.block_depth,
+                      "output channels per weight block (0: chosen per layer)");
+  command->add_option("--weight-buffer", flags.weight_buffer_bytes,
+                      "bytes of each prefetch buffer (0: as large as the largest layer needs)");
+}
+
+fm::CompileOptions compile_options(const CompileFlags& flags) {
+  fm::CompileOptions options;
+  options.weights = flags.weights == "stream"     ? fm::WeightPlacement::Stream
+                    : flags.weights == "prefetch" ? fm::WeightPlacement::Prefetch
+                                                  : fm::WeightPlacement::Auto;
+  options.ofm_block_depth = flags.block_depth;
+  options.weight_buffer_bytes = flags.weight_buffer_bytes;
+  return options;
+}
+
+/// Compiles or throws "does not fit" with the reason, naming the model and the NPU.
+fm::CompiledModel compile_or_fail(const std::string& path, const fm::Model& model,
+                                  const npu_sim::NpuConfig& config,
+                                  const fm::CompileOptions& options) {
+  fm::CompileResult result = fm::compile(model, config, options);
+  if (!result.fits()) {
+    throw std::runtime_error(fmt::format("{}: does not fit {} + {}: {}: {}", path, config.npu_name,
+                                         config.system_name, result.does_not_fit->resource,
+                                         result.does_not_fit->reason));
+  }
+  return std::move(result.compiled);
+}
+
+/// Reproducible pseudo-random inputs (seeded), one per model input.
+std::vector<fm::TensorValues> random_inputs(const fm::Model& model, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<fm::TensorValues> inputs;
+  for (int32_t t : model.inputs) {
+    fm::TensorValues v(model.tensors[size_t(t)].elements());
+    for (int8_t& x : v) x = int8_t(int(rng() % 256) - 128);
+    inputs.push_back(std::move(v));
+  }
+  return inputs;
+}
+
+/// A raw int8 NHWC file for a single-input model.
+std::vector<fm::TensorValues> read_input(const std::string& path, const fm::Model& model) {
+  if (model.inputs.size() != 1) {
+    throw std::runtime_error(path + ": --input needs a model with one input, this one has " +
+                             std::to_string(model.inputs.size()));
+  }
+  const std::vector<uint8_t> bytes = common::read_file(path);
+  const fm::TensorInfo& info = model.tensors[size_t(model.inputs[0])];
+  if (bytes.size() != info.elements()) {
+    throw std::runtime_error(fmt::format(
+        "{}: {} bytes, but input {} is {}x{}x{} = {} int8 values (raw NHWC expected)", path,
+        bytes.size(), info.name, info.shape[0], info.shape[1], info.shape[2], info.elements()));
+  }
+  return {fm::TensorValues(bytes.begin(), bytes.end())};
+}
+
+// --- udc model ---
+
+struct ModelFlags {
+  std::string path;
+  std::string generate;
+  std::string output;
+  uint32_t side = 96, bits = 8, seed = 1, classes = 10;
+  double sparsity = 0.0;
+};
+
+void run_model(const ModelFlags& f) {
+  if (!f.generate.empty()) {
+    if (f.output.empty()) throw std::runtime_error("model --generate needs -o FILE.udcm");
+    fm::Model model;
+    if (f.generate == "mobilenet") {
+      fm::MobileNetOptions options;
+      options.input_side = f.side;
+      options.weight_bits = f.bits;
+      options.sparsity = f.sparsity;
+      options.seed = f.seed;
+      options.classes = f.classes;
+      model = fm::mobilenet_like(options);
+    } else {
+      std::mt19937 rng(f.seed);
+      model = fm::random_model(rng);
+    }
+    fm::write_model(model, f.output);
+    fmt::print("wrote {}\n", f.output);
+    fmt::print("{}", fm::format_summary(model, fm::summarize(model)));
+    return;
+  }
+  if (f.path.empty()) throw std::runtime_error("model: a .udcm file or --generate is required");
+  const fm::Model model = fm::read_model(f.path);
+  fmt::print("{}", fm::format_summary(model, fm::summarize(model)));
+}
+
+// --- udc compile ---
+
+struct CompileCommandFlags {
+  std::string model;
+  NpuOptions npu;
+  CompileFlags compile;
+  std::string output;
+  std::string input;
+};
+
+void run_compile(const CompileCommandFlags& f) {
+  const fm::Model model = fm::read_model(f.model);
+  const npu_sim::NpuConfig config = load_config(f.npu);
+  const fm::CompiledModel compiled =
+      compile_or_fail(f.model, model, config, compile_options(f.compile));
+  fmt::print("{} for {} + {}\n", model.name, config.npu_name, config.system_name);
+  fmt::print("{}", fm::format_memory_plan(model, compiled));
+  fmt::print("{} commands\n", compiled.stream.commands.size());
+  if (!f.output.empty()) {
+    const std::vector<fm::TensorValues> inputs =
+        f.input.empty() ? random_inputs(model, 0) : read_input(f.input, model);
+    npu_sim::write_command_stream(fm::stream_with_inputs(model, compiled, inputs), f.output);
+    fmt::print("wrote {} (weights and {} input in its images)\n", f.output,
+               f.input.empty() ? "a seeded random" : "the given");
+  }
+}
+
+// --- udc run ---
+
+struct RunFlags {
+  std::string model;
+  NpuOptions npu;
+  CompileFlags compile;
+  std::string input, trace, json, output;
+  bool timing_only = false;
+};
+
+void run_run(const RunFlags& f) {
+  const fm::Model model = fm::read_model(f.model);
+  const npu_sim::NpuConfig config = load_config(f.npu);
+  const fm::CompiledModel compiled =
+      compile_or_fail(f.model, model, config, compile_options(f.compile));
+  const std::vector<fm::TensorValues> inputs =
+      f.input.empty() ? random_inputs(model, 0) : read_input(f.input, model);
+  npu_sim::RunOptions options;
+  options.trace = !f.trace.empty();
+  options.timing_only = f.timing_only;
+  const fm::NpuRun run = fm::run_on_npu(model, compiled, config, inputs, options);
+  fmt::print("{}", fm::format_layer_report(model, compiled, config, run));
+  if (!f.json.empty()) {
+    common::write_file_atomically(f.json,
+                                  fm::layer_report_json(model, compiled, config, run) + "\n");
+  }
+  if (!f.trace.empty()) common::write_file_atomically(f.trace, npu_sim::to_chrome_trace(run.job));
+  if (!f.output.empty() && !f.timing_only) {
+    std::filesystem::create_directories(f.output);
+    for (size_t i = 0; i < run.outputs.size(); ++i) {
+      const std::string path =
+          (std::filesystem::path(f.output) / (compiled.stream.outputs[i].name + ".bin")).string();
+      common::write_file_atomically(path, reinterpret_cast<const uint8_t*>(run.outputs[i].data()),
+                                    run.outputs[i].size());
+    }
+  }
+}
+
+// --- udc verify ---
+
+struct VerifyFlags {
+  std::string model;
+  NpuOptions npu;
+  CompileFlags compile;
+  uint32_t inputs = 3;
+  std::string data;
+  uint32_t seed = 0;
+};
+
+std::string position_text(const fm::TensorInfo& info, size_t index) {
+  const size_t c = index % info.shape[2], x = index / info.shape[2] % info.shape[1],
+               y = index / info.shape[2] / info.shape[1];
+  return fmt::format("byte {} (y {}, x {}, channel {})", index, y, x, c);
+}
+
+/// The first difference between NPU and reference values of the tensors the run read
+/// back, in execution order; empty if none.
+std::string first_difference(const fm::Model& model, const fm::CompiledModel& compiled,
+                             const fm::NpuRun& run, const std::vector<fm::TensorValues>& golden) {
+  // Order the read-back tensors by the operation that produced them.
+  std::vector<int32_t> producer(model.tensors.size(), -1);
+  for (size_t i = 0; i < model.operations.size(); ++i) {
+    producer[size_t(model.operations[i].output)] = int32_t(i);
+  }
+  std::vector<size_t> order(compiled.output_tensors.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return producer[size_t(compiled.output_tensors[a])] <
+           producer[size_t(compiled.output_tensors[b])];
+  });
+  for (size_t i : order) {
+    const int32_t t = compiled.output_tensors[i];
+    const fm::TensorValues& want = golden[size_t(t)];
+    const fm::TensorValues& got = run.outputs[i];
+    for (size_t k = 0; k < want.size(); ++k) {
+      if (got[k] == want[k]) continue;
+      const int32_t op = producer[size_t(t)];
+      return fmt::format("layer {} ({}, {}) output {}: {}: NPU {} != reference {}", op,
+                         op >= 0 ? model.operations[size_t(op)].name : "input",
+                         op >= 0 ? fm::op_type_name(model.operations[size_t(op)].type) : "-",
+                         model.tensors[size_t(t)].name, position_text(model.tensors[size_t(t)], k),
+                         int(got[k]), int(want[k]));
+    }
+  }
+  return {};
+}
+
+void run_verify(const VerifyFlags& f) {
+  const fm::Model model = fm::read_model(f.model);
+  const npu_sim::NpuConfig config = load_config(f.npu);
+  fm::CompileOptions options = compile_options(f.compile);
+  const fm::CompiledModel compiled = compile_or_fail(f.model, model, config, options);
+  std::vector<std::vector<fm::TensorValues>> cases;
+  std::vector<std::string> names;
+  if (!f.data.empty()) {
+    std::vector<std::string> files;
+    for (const auto& entry : std::filesystem::directory_iterator(f.data)) {
+      if (entry.is_regular_file()) files.push_back(entry.path().string());
+    }
+    std::sort(files.begin(), files.end());
+    if (files.empty()) throw std::runtime_error(f.data + ": no input files (raw int8 NHWC)");
+    for (const std::string& file : files) {
+      cases.push_back(read_input(file, model));
+      names.push_back(file);
+    }
+  } else {
+    for (uint32_t i = 0; i < f.inputs; ++i) {
+      cases.push_back(random_inputs(model, f.seed + i));
+      names.push_back(fmt::format("random input {} (seed {})", i, f.seed + i));
+    }
+  }
+  uint64_t compared = 0;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::vector<fm::TensorValues> golden = fm::run_reference(model, cases[i]);
+    const fm::NpuRun run = fm::run_on_npu(model, compiled, config, cases[i]);
+    std::string difference = first_difference(model, compiled, run, golden);
+    if (!difference.empty()) {
+      // Rerun with every tensor kept apart to name the first layer that differs.
+      fm::CompileOptions separate = options;
+      separate.reuse_memory = false;
+      const fm::CompileResult debug = fm::compile(model, config, separate);
+      if (debug.fits()) {
+        const fm::NpuRun all = fm::run_on_npu(model, debug.compiled, config, cases[i]);
+        const std::string first = first_difference(model, debug.compiled, all, golden);
+        if (!first.empty()) difference = first;
+      }
+      throw std::runtime_error(
+          fmt::format("{}: MISMATCH on {}: {}", f.model, names[i], difference));
+    }
+    for (const fm::TensorValues& v : run.outputs) compared += v.size();
+    fmt::print("{}: {} equal ({:.0f} cycles)\n", names[i],
+               run.outputs.size() == 1 ? "output" : "outputs", run.job.total_cycles);
+  }
+  fmt::print("verified {} on {} + {}: {} inputs, {} output bytes, all equal to the reference\n",
+             f.model, config.npu_name, config.system_name, cases.size(), compared);
+}
+
+}  // namespace
+
+void add_model_commands(CLI::App& app) {
+  auto model = std::make_shared<ModelFlags>();
+  CLI::App* m = app.add_subcommand("model", "Print a .udcm model's summary, or generate one");
+  m->add_option("model", model->path, ".udcm model file");
+  m->add_option("--generate", model->generate, "generate a model: mobilenet or random")
+      ->check(CLI::IsMember({"mobilenet", "random"}));
+  m->add_option("-o,--output", model->output, "where --generate writes the model");
+  m->add_option("--side", model->side, "mobilenet: input height and width [pixels]")
+      ->check(CLI::Range(8u, 1024u));
+  m->add_option("--bits", model->bits, "mobilenet: weight bits of all layers but the first")
+      ->check(CLI::Range(2u, 8u));
+  m->add_option("--sparsity", model->sparsity, "mobilenet: fraction of zero weights")
+      ->check(CLI::Range(0.0, 0.99));
+  m->add_option("--classes", model->classes, "mobilenet: classifier outputs")
+      ->check(CLI::Range(1u, 10000u));
+  m->add_option("--seed", model->seed, "random seed of the weights (or of the random model)");
+  m->callback([model] { run_model(*model); });
+
+  auto compile = std::make_shared<CompileCommandFlags>();
+  CLI::App* c = app.add_subcommand(
+      "compile", "Lower a model to a command stream for an NPU and print the memory plan");
+  c->add_option("model", compile->model, ".udcm model file")->required();
+  add_npu_options(c, compile->npu);
+  add_compile_flags(c, compile->compile);
+  c->add_option("-o,--output", compile->output,
+                "write the command stream (JSON, for `udc sim`) with weights and an input");
+  c->add_option("--input", compile->input, "raw int8 NHWC input placed in the stream");
+  c->callback([compile] { run_compile(*compile); });
+
+  auto run = std::make_shared<RunFlags>();
+  CLI::App* r = app.add_subcommand(
+      "run", "Compile and run a model on the simulated NPU; print the per-layer report");
+  r->add_option("model", run->model, ".udcm model file")->required();
+  add_npu_options(r, run->npu);
+  add_compile_flags(r, run->compile);
+  r->add_option("--input", run->input, "raw int8 NHWC input (default: seeded random)");
+  r->add_option("--trace", run->trace, "write a Chrome trace-event timeline (Perfetto)");
+  r->add_option("--json", run->json, "write the per-layer report as JSON");
+  r->add_option("--outputs", run->output, "write the model outputs to DIR/NAME.bin");
+  r->add_flag("--timing-only", run->timing_only, "skip the arithmetic (same cycles, faster)");
+  r->callback([run] { run_run(*run); });
+
+  auto verify = std::make_shared<VerifyFlags>();
+  CLI::App* v = app.add_subcommand(
+      "verify",
+      "Run reference interpreter and simulated NPU on the same inputs; fail on the "
+      "first differing byte, naming layer and position");
+  v->add_option("model", verify->model, ".udcm model file")->required();
+  add_npu_options(v, verify->npu);
+  add_compile_flags(v, verify->compile);
+  v->add_option("--inputs", verify->inputs, "number of seeded random inputs")
+      ->check(CLI::Range(1u, 100000u));
+  v->add_option("--data", verify->data, "folder of raw int8 NHWC input files instead")
+      ->check(CLI::ExistingDirectory);
+  v->add_option("--seed", verify->seed, "seed of the first random input");
+  v->callback([verify] { run_verify(*verify); });
+}
+
+}  // namespace udc::tool
