@@ -38,9 +38,12 @@ cmake --build "$build_dir" -j"$(nproc)"
 case "${1:-}" in
   "") ;;
   run)
-    "$build_dir/udc" codec demo
+    model="$build_dir/mobilenet_like.udcm"
+    "$build_dir/udc" model --generate mobilenet --bits 4 --sparsity 0.5 -o "$model"
     echo
-    "$build_dir/udc" sim npu_sim/examples/small_network.json
+    "$build_dir/udc" run "$model" --npu configs/npu/u55-128-deep-embedded.yaml
+    echo
+    "$build_dir/udc" verify "$model" --npu configs/npu/u55-128-deep-embedded.yaml --inputs 3
     ;;
   test) ctest --test-dir "$build_dir" -j"$(nproc)" --output-on-failure ;;
   *) echo "setup.sh: unknown command '$1' (expected: run, test, or nothing)" >&2; exit 2 ;;

@@ -461,30 +461,28 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
   }
   const bool weights_in_sram = config.weights_memory == "sram";
   out.weights = WeightPlacement::Stream;
-  if (!weights_in_sram && largest_op > 0 && options.weights != WeightPlacement::Stream) {
-    const uint64_t free_sram = config.sram.size_bytes > plan.arena_bytes
-                                   ? (config.sram.size_bytes - plan.arena_bytes) / 2
-                                   : 0;
+  if (!weights_in_sram && largest_op > 0 && options.weights == WeightPlacement::Prefetch) {
+    const uint64_t free_sram =
+        config.sram.size_bytes > plan.arena_bytes ? config.sram.size_bytes - plan.arena_bytes : 0;
     uint64_t buffer =
         options.weight_buffer_bytes
             ? options.weight_buffer_bytes
-            : std::min(largest_op, free_sram / kPlacementAlignment * kPlacementAlignment);
+            : std::min(largest_op, free_sram / 2 / kPlacementAlignment * kPlacementAlignment);
     buffer = align_up(buffer, kPlacementAlignment);
-    if (buffer >= largest_block && plan.arena_bytes + 2 * buffer <= config.sram.size_bytes) {
-      out.weights = WeightPlacement::Prefetch;
-      plan.weight_buffer_address = align_up(plan.arena_bytes, kPlacementAlignment);
-      plan.weight_buffer_bytes = buffer;
-    } else if (options.weights == WeightPlacement::Prefetch) {
+    if (buffer < largest_block) {
       return does_not_fit(
           "weight buffer", largest_block, buffer,
-          fmt::format("prefetch needs two weight buffers of at least {} ({} bytes, the largest "
-                      "block), but {} of SRAM are free beside the {} arena",
-                      kib(largest_block), largest_block,
-                      kib(config.sram.size_bytes > plan.arena_bytes
-                              ? config.sram.size_bytes - plan.arena_bytes
-                              : 0),
-                      kib(plan.arena_bytes)));
+          options.weight_buffer_bytes
+              ? fmt::format("the requested weight buffer of {} bytes is smaller than the largest "
+                            "block's streams and scales ({} bytes)",
+                            buffer, largest_block)
+              : fmt::format("prefetch needs two weight buffers of at least {} bytes (the largest "
+                            "block), but only {} of SRAM are free beside the {} arena",
+                            largest_block, kib(free_sram), kib(plan.arena_bytes)));
     }
+    out.weights = WeightPlacement::Prefetch;
+    plan.weight_buffer_address = align_up(plan.arena_bytes, kPlacementAlignment);
+    plan.weight_buffer_bytes = buffer;
   }
   const uint64_t sram_weights_base =
       align_up(plan.arena_bytes + 2 * plan.weight_buffer_bytes, kPlacementAlignment);

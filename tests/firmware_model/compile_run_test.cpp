@@ -165,7 +165,7 @@ TEST(CompileRun, DoesNotFitIsAValueWithTheNumbers) {
   r = compile(model, tight, prefetch);
   ASSERT_FALSE(r.fits());
   EXPECT_EQ(r.does_not_fit->resource, "weight buffer");
-  // Auto falls back to streaming from flash instead.
+  // Auto streams from flash, which needs no buffers.
   r = compile(model, tight, {});
   ASSERT_TRUE(r.fits());
   EXPECT_EQ(r.compiled.weights, WeightPlacement::Stream);
