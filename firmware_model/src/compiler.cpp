@@ -414,6 +414,71 @@ void emit_depth_to_space(const Model& model, const MemoryPlan& plan, const Opera
   }
 }
 
+/// Output rows per stripe for a windowed command, or 0 for no striping. The NPU keeps
+/// an input that fits the shared buffer for the whole operation and re-reads it for
+/// every output block otherwise; stripes of output rows whose input fits avoid the
+/// re-reads but fetch the weights once per stripe. Stripe only when the estimate of
+/// what that saves exceeds what it adds.
+uint32_t choose_stripe_rows(const Command& c, const npu_sim::NpuConfig& config,
+                            uint32_t requested) {
+  const bool windowed = c.kind == CommandKind::Conv2d || c.kind == CommandKind::DepthwiseConv2d ||
+                        c.kind == CommandKind::MaxPool || c.kind == CommandKind::AvgPool;
+  if (!windowed) return 0;
+  const uint32_t out_rows = c.ofm.shape[0];
+  if (requested > 0) return requested < out_rows ? requested : 0;
+  const uint64_t row_bytes = uint64_t{c.ifm.shape[1]} * c.ifm.shape[2];
+  if (c.ifm.elements() <= config.shared_buffer_bytes || out_rows < 2) return 0;
+  uint32_t rows = 0;  // largest stripe whose input rows fit
+  while (rows < out_rows &&
+         (uint64_t{rows} * c.stride_h + c.kernel_h) * row_bytes <= config.shared_buffer_bytes) {
+    ++rows;
+  }
+  if (rows == 0) return 0;
+  const uint64_t stripes = (out_rows + rows - 1) / rows;
+  const npu_sim::MemoryConfig& weight_memory =
+      c.weight_memory == MemoryId::Sram ? config.sram : config.offchip;
+  uint64_t weight_bytes = 0;
+  for (const npu_sim::WeightStreamRef& w : c.weight_streams) weight_bytes += w.bytes;
+  weight_bytes += uint64_t{c.ofm.shape[2]} * npu_sim::kScaleRecordBytes;
+  const double saved =
+      double(c.ofm_blocks() - 1) * double(c.ifm.elements()) / config.sram.bytes_per_cycle;
+  const double halo_rows =
+      double(stripes - 1) * (c.kernel_h > c.stride_h ? c.kernel_h - c.stride_h : 0);
+  const double added = double(stripes - 1) * (double(weight_bytes) / weight_memory.bytes_per_cycle +
+                                              config.op_setup_cycles + config.command_cycles) +
+                       halo_rows * double(row_bytes) / config.sram.bytes_per_cycle;
+  return saved > added ? rows : 0;
+}
+
+/// Appends `c` as stripes of `rows` output rows (all of it when rows is 0), each reading
+/// the input rows its window needs, with the padding of the stripe's own edges.
+void emit_striped(const Command& c, uint32_t rows, std::vector<Command>& commands) {
+  const uint32_t out_rows = c.ofm.shape[0];
+  if (rows == 0 || rows >= out_rows) {
+    commands.push_back(c);
+    return;
+  }
+  const int64_t in_rows = c.ifm.shape[0];
+  for (uint32_t first = 0; first < out_rows; first += rows) {
+    const uint32_t count = std::min(rows, out_rows - first);
+    const int64_t begin = int64_t{first} * c.stride_h - c.pad_top;
+    const int64_t end = int64_t{first + count - 1} * c.stride_h - c.pad_top + c.kernel_h;
+    Command s = c;
+    s.pad_top = uint32_t(begin < 0 ? -begin : 0);
+    s.pad_bottom = uint32_t(end > in_rows ? end - in_rows : 0);
+    const int64_t ifm_first = std::max<int64_t>(begin, 0);
+    s.ifm.row_stride = c.ifm.row_step();
+    s.ifm.column_stride = c.ifm.col_step();
+    s.ifm.address += uint64_t(ifm_first) * c.ifm.row_step();
+    s.ifm.shape[0] = uint32_t(std::min(end, in_rows) - ifm_first);
+    s.ofm.row_stride = c.ofm.row_step();
+    s.ofm.column_stride = c.ofm.col_step();
+    s.ofm.address += uint64_t{first} * c.ofm.row_step();
+    s.ofm.shape[0] = count;
+    commands.push_back(s);
+  }
+}
+
 std::string kib(uint64_t bytes) {
   return fmt::format("{:.1f} KiB", double(bytes) / 1024.0);
 }
@@ -557,11 +622,12 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
           // The tile's DMA is done when at most the next one is still in flight.
           commands.push_back(wait_command(next_dma > tile_index + 1 ? 1 : 0));
         }
-        commands.push_back(c);
+        const size_t before = commands.size();
+        emit_striped(c, choose_stripe_rows(c, config, options.stripe_rows), commands);
+        layer.tiles += uint32_t(commands.size() - before);
         ++tile_index;
         if (prefetch && next_dma < tile_count) issue_dma();
       }
-      layer.tiles = uint32_t(tile_commands[i].size());
     } else if (op.type == OpType::DepthToSpace) {
       layer.block_depth = std::min(channel_step(config), model.tensors[size_t(op.output)].shape[2]);
       emit_depth_to_space(model, plan, op, layer.block_depth, commands);
@@ -570,8 +636,9 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
       Command c = kernel_command(model, plan, op);
       c.ofm_block_depth = choose_block_depth(model, op, config, options.ofm_block_depth);
       layer.block_depth = c.ofm_block_depth;
-      commands.push_back(c);
-      layer.tiles = 1;
+      const size_t before = commands.size();
+      emit_striped(c, choose_stripe_rows(c, config, options.stripe_rows), commands);
+      layer.tiles = uint32_t(commands.size() - before);
     }
     layer.end_command = commands.size();
     out.layers.push_back(layer);

@@ -103,6 +103,7 @@ TEST(CompileRun, EveryPlacementAndTilingMatchesReference) {
       CompileOptions tiled = prefetch;
       tiled.ofm_block_depth = 3;
       tiled.weight_buffer_bytes = largest_block;
+      tiled.stripe_rows = 2;  // stripes inside each prefetched tile
       expect_matches_reference(model, config, tiled, rng, label + " tiled");
       uint32_t most_tiles = 0;
       for (const LayerCommands& layer : compile(model, config, tiled).compiled.layers) {
@@ -116,6 +117,9 @@ TEST(CompileRun, EveryPlacementAndTilingMatchesReference) {
         EXPECT_GT(most_tiles, 1u) << label;
       }
     }
+    CompileOptions striped = stream;
+    striped.stripe_rows = 1 + uint32_t(trial % 3);
+    expect_matches_reference(model, config, striped, rng, label + " striped");
     CompileOptions separate = stream;
     separate.reuse_memory = false;
     expect_matches_reference(model, config, separate, rng, label + " separate tensors");
@@ -213,6 +217,26 @@ TEST(CompileRun, SparseAndLowBitWeightsShrinkStreamsAndWeightBoundCycles) {
   EXPECT_LT(dense4_cycles, dense8_cycles * 0.8);
   EXPECT_LT(sparse8_cycles, dense8_cycles * 0.7);
   EXPECT_LT(low2_cycles, dense4_cycles);
+}
+
+TEST(CompileRun, StripesSaveInputRereadsWhereTheInputExceedsTheSharedBuffer) {
+  const Model model = mobilenet_like();  // 48x48x16 inputs exceed U55-128's 24 KiB buffer
+  const npu_sim::NpuConfig config;
+  CompileOptions never;
+  never.stripe_rows = UINT32_MAX;
+  const CompileResult whole = compile(model, config, never);
+  const CompileResult striped = compile(model, config);
+  ASSERT_TRUE(whole.fits() && striped.fits());
+  uint32_t whole_commands = 0, striped_commands = 0;
+  for (const LayerCommands& l : whole.compiled.layers) whole_commands += l.tiles;
+  for (const LayerCommands& l : striped.compiled.layers) striped_commands += l.tiles;
+  EXPECT_GT(striped_commands, whole_commands);
+  const std::vector<TensorValues> inputs{TensorValues(model.tensors[0].elements(), 3)};
+  const NpuRun a = run_on_npu(model, whole.compiled, config, inputs);
+  const NpuRun b = run_on_npu(model, striped.compiled, config, inputs);
+  EXPECT_EQ(a.outputs, b.outputs);
+  EXPECT_LT(b.job.total_cycles, a.job.total_cycles);
+  EXPECT_LT(b.job.traffic[0].read_bytes, a.job.traffic[0].read_bytes);  // fewer SRAM re-reads
 }
 
 }  // namespace

@@ -23,6 +23,7 @@ struct CompileFlags {
   std::string weights = "auto";
   uint32_t block_depth = 0;
   uint64_t weight_buffer_bytes = 0;
+  uint32_t stripe_rows = 0;
 };
 
 void add_compile_flags(CLI::App* command, CompileFlags& flags) {
@@ -35,6 +36,8 @@ void add_compile_flags(CLI::App* command, CompileFlags& flags) {
                       "output channels per weight block (0: chosen per layer)");
   command->add_option("--weight-buffer", flags.weight_buffer_bytes,
                       "bytes of each prefetch buffer (0: as large as the largest layer needs)");
+  command->add_option("--stripe-rows", flags.stripe_rows,
+                      "output rows per stripe of windowed layers (0: where it saves cycles)");
 }
 
 fm::CompileOptions compile_options(const CompileFlags& flags) {
@@ -44,6 +47,7 @@ fm::CompileOptions compile_options(const CompileFlags& flags) {
                                                   : fm::WeightPlacement::Auto;
   options.ofm_block_depth = flags.block_depth;
   options.weight_buffer_bytes = flags.weight_buffer_bytes;
+  options.stripe_rows = flags.stripe_rows;
   return options;
 }
 

@@ -34,6 +34,10 @@ struct CompileOptions {
   /// Bytes of each of the two prefetch buffers; 0: the largest operation's weights,
   /// limited by the SRAM the arena leaves free.
   uint64_t weight_buffer_bytes = 0;
+  /// Output rows per stripe of windowed operations; 0: striped only where the input does
+  /// not fit the shared buffer and striping is estimated to save cycles; at least the
+  /// output height: never.
+  uint32_t stripe_rows = 0;
   /// false: every tensor keeps its own SRAM region and is read back after the job, so a
   /// verification can compare every layer (costs SRAM; used by `udc verify`).
   bool reuse_memory = true;
