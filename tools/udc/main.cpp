@@ -5,10 +5,17 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
 #include <cstdlib>
+#include <cstring>
 #include <exception>
+#include <filesystem>
+#include <string>
+#include <vector>
 
 #include "codec_command.hpp"
+#include "eval_command.hpp"
 #include "model_commands.hpp"
 #include "sim_command.hpp"
 #include "sweep_command.hpp"
@@ -20,6 +27,10 @@ int sc_main(int argc, char* argv[]) {
   udc::tool::add_sim_command(app);
   udc::tool::add_model_commands(app);
   udc::tool::add_sweep_command(app);
+  udc::tool::add_eval_command(app);
+  // Listed for --help; main() hands it to udc-torch before sc_main runs.
+  app.add_subcommand("train",
+                     "Compression-aware training of a fixed architecture (see udc train --help)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -31,7 +42,31 @@ int sc_main(int argc, char* argv[]) {
   return 0;
 }
 
+namespace {
+
+/// Commands that need LibTorch live in udc-torch, beside this binary.
+bool is_torch_command(const char* name) {
+  return std::strcmp(name, "train") == 0;
+}
+
+[[noreturn]] void exec_torch_binary(char* argv[]) {
+  std::error_code error;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+  const std::filesystem::path torch_binary =
+      (error ? std::filesystem::path(argv[0]) : self).parent_path() / "udc-torch";
+  std::vector<char*> args{const_cast<char*>(torch_binary.c_str())};
+  for (char** a = argv + 1; *a != nullptr; ++a) args.push_back(*a);
+  args.push_back(nullptr);
+  execv(torch_binary.c_str(), args.data());
+  fmt::print(stderr, "udc: error: cannot run {} for '{}': {}\n", torch_binary.string(), argv[1],
+             std::strerror(errno));
+  std::exit(1);
+}
+
+}  // namespace
+
 int main(int argc, char* argv[]) {
+  if (argc > 1 && is_torch_command(argv[1])) exec_torch_binary(argv);
   setenv("SYSTEMC_DISABLE_COPYRIGHT_MESSAGE", "1", 0);
   return sc_core::sc_elab_and_sim(argc, argv);
 }

@@ -1,0 +1,79 @@
+// Image data sets for training and evaluation, read by real loaders from the files their
+// publishers ship (DESIGN.md section 7). No Torch: the loaders, augmentation and batching
+// are plain C++ so that `udc eval` and the tests run without LibTorch's start-up cost.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace udc::data {
+
+/// A data set that is missing, unreadable or not in the expected format. The message names
+/// the file (and offset or entry) and what was expected.
+class DataError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class Split { Train, Test };
+const char* split_name(Split split);
+
+/// Labelled 8-bit images of one size, stored HWC per image, images back to back.
+struct ImageDataset {
+  std::string name;  ///< e.g. "fashion-mnist/test", for messages and reports
+  uint32_t height = 0, width = 0, channels = 0;  ///< [pixels], [pixels], [1 or 3]
+  uint32_t classes = 0;
+  std::vector<std::string> class_names;  ///< classes entries
+  std::vector<uint8_t> pixels;           ///< size() * image_bytes()
+  std::vector<uint16_t> labels;          ///< size() entries, each < classes
+
+  size_t size() const { return labels.size(); }
+  size_t image_bytes() const { return size_t{height} * width * channels; }
+  const uint8_t* image(size_t index) const { return pixels.data() + index * image_bytes(); }
+  /// Keeps the first `count` images (all if count is 0 or larger than the set).
+  void truncate(size_t count);
+};
+
+/// Fashion-MNIST from its IDX files (gzip-compressed or not) in `dir`:
+/// {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]. 28x28x1, 10 classes.
+ImageDataset load_fashion_mnist(const std::string& dir, Split split);
+/// The directory Debian's dataset-fashion-mnist package installs.
+constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+
+/// CIFAR-100, binary version: `dir`/{train,test}.bin, records of 1 coarse label byte, 1 fine
+/// label byte and 3,072 channel-planar pixel bytes (32x32, R then G then B). Labels are the
+/// 100 fine classes, or the 20 coarse ones when `coarse_labels`. Class names come from
+/// fine_label_names.txt / coarse_label_names.txt when present.
+ImageDataset load_cifar100(const std::string& dir, Split split, bool coarse_labels = false);
+
+/// ImageNet-style folder: `dir`/<split>/<class>/*.{jpg,jpeg,png} when `dir`/train or
+/// `dir`/val (test split) exists, else `dir`/<class>/...; classes sorted by name. Each image
+/// is scaled so that its shorter side is `side`, centre-cropped to side x side and converted
+/// to `channels` (1 or 3).
+ImageDataset load_image_folder(const std::string& dir, Split split, uint32_t side,
+                               uint32_t channels);
+
+/// One 8-bit image, HWC.
+struct Image {
+  uint32_t height = 0, width = 0, channels = 0;
+  std::vector<uint8_t> pixels;
+};
+/// Reads a PNG or JPEG file as `channels` (1 or 3) channels; throws DataError naming it.
+Image read_image(const std::string& path, uint32_t channels);
+/// Bicubic (Catmull-Rom, as MATLAB's imresize) resampling to height x width.
+Image resize_bicubic(const Image& image, uint32_t height, uint32_t width);
+
+/// Super-resolution pairs in the DIV2K layout: high-resolution PNGs in `dir` (e.g.
+/// DIV2K_train_HR), each cropped to a multiple of `scale` and bicubically downscaled by
+/// `scale` (2, 3 or 4) to form its low-resolution input. `max_images` 0 reads all.
+struct SuperResolutionSet {
+  std::string name;
+  uint32_t scale = 2;
+  std::vector<Image> high, low;  ///< pairs, same index
+};
+SuperResolutionSet load_div2k(const std::string& dir, uint32_t scale, uint32_t channels,
+                              size_t max_images = 0);
+
+}  // namespace udc::data

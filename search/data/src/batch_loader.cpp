@@ -1,0 +1,133 @@
+#include "udc/data/batch_loader.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace udc::data {
+
+int32_t Normalization::mean_level() const {
+  return int32_t(std::lround(255.0 * mean));
+}
+float Normalization::input_scale() const {
+  return float(1.0 / (255.0 * double(std)));
+}
+float Normalization::normalize(uint8_t pixel) const {
+  return float(double(int32_t{pixel} - mean_level()) / (255.0 * double(std)));
+}
+
+void make_batch(const ImageDataset& data, const std::vector<uint32_t>& indices,
+                const Normalization& normalization, const Augmentation& augmentation,
+                std::mt19937_64& rng, Batch& batch) {
+  const uint32_t h = data.height, w = data.width, c = data.channels;
+  batch.size = uint32_t(indices.size());
+  batch.channels = c;
+  batch.height = h;
+  batch.width = w;
+  batch.images.resize(size_t{batch.size} * c * h * w);
+  batch.labels.resize(batch.size);
+  batch.indices = indices;
+  // Padding pixels are black (pixel 0), as the zero padding of the usual crop augmentation
+  // on raw images.
+  const float padding_value = normalization.normalize(0);
+  float lookup[256];
+  for (int p = 0; p < 256; ++p) lookup[p] = normalization.normalize(uint8_t(p));
+  const int32_t pad = int32_t(augmentation.crop_padding);
+  for (uint32_t b = 0; b < batch.size; ++b) {
+    const uint8_t* image = data.image(indices[b]);
+    batch.labels[b] = data.labels[indices[b]];
+    int32_t dy = 0, dx = 0;
+    bool flip = false;
+    if (pad > 0) {
+      std::uniform_int_distribution<int32_t> offset(-pad, pad);
+      dy = offset(rng);
+      dx = offset(rng);
+    }
+    if (augmentation.horizontal_flip) flip = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
+    float* out = batch.images.data() + size_t{b} * c * h * w;
+    for (uint32_t y = 0; y < h; ++y) {
+      const int32_t sy = int32_t(y) + dy;
+      for (uint32_t x = 0; x < w; ++x) {
+        const int32_t sx0 = int32_t(flip ? w - 1 - x : x) + dx;
+        const bool inside = sy >= 0 && sy < int32_t(h) && sx0 >= 0 && sx0 < int32_t(w);
+        for (uint32_t ch = 0; ch < c; ++ch) {
+          out[(size_t{ch} * h + y) * w + x] =
+              inside ? lookup[image[(size_t(sy) * w + size_t(sx0)) * c + ch]] : padding_value;
+        }
+      }
+    }
+  }
+}
+
+BatchLoader::BatchLoader(const ImageDataset& data, Normalization normalization,
+                         Augmentation augmentation, Options options)
+    : data_(data), normalization_(normalization), augmentation_(augmentation), options_(options) {
+  if (options_.batch_size == 0) throw std::invalid_argument("BatchLoader: batch size 0");
+  options_.prefetch = std::max<size_t>(options_.prefetch, 1);
+}
+
+BatchLoader::~BatchLoader() {
+  stop_worker();
+}
+
+size_t BatchLoader::batches_per_epoch() const {
+  const size_t n = data_.size(), b = options_.batch_size;
+  return options_.drop_last ? n / b : (n + b - 1) / b;
+}
+
+void BatchLoader::stop_worker() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  if (worker_.joinable()) worker_.join();
+  std::lock_guard<std::mutex> lock(mutex_);
+  stopping_ = false;
+  ready_.clear();
+  produced_ = consumed_ = 0;
+}
+
+void BatchLoader::start_epoch(uint64_t epoch) {
+  stop_worker();
+  worker_ = std::thread([this, epoch] { produce(epoch); });
+}
+
+void BatchLoader::produce(uint64_t epoch) {
+  std::vector<uint32_t> order(data_.size());
+  std::iota(order.begin(), order.end(), 0u);
+  // Seed sequence of (seed, epoch): each epoch's order is fixed, whatever came before.
+  std::seed_seq order_seed{uint32_t(options_.seed), uint32_t(options_.seed >> 32), uint32_t(epoch),
+                           uint32_t(epoch >> 32), 0x5eedu};
+  std::mt19937_64 order_rng(order_seed);
+  if (options_.shuffle) std::shuffle(order.begin(), order.end(), order_rng);
+  const size_t batches = batches_per_epoch();
+  for (size_t k = 0; k < batches; ++k) {
+    const size_t begin = k * options_.batch_size;
+    const size_t end = std::min(order.size(), begin + options_.batch_size);
+    std::vector<uint32_t> indices(order.begin() + long(begin), order.begin() + long(end));
+    std::seed_seq batch_seed{uint32_t(options_.seed), uint32_t(epoch), uint32_t(k), 0xa09u};
+    std::mt19937_64 rng(batch_seed);
+    Batch batch;
+    make_batch(data_, indices, normalization_, augmentation_, rng, batch);
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [&] { return stopping_ || ready_.size() < options_.prefetch; });
+    if (stopping_) return;
+    ready_.push_back(std::move(batch));
+    ++produced_;
+    changed_.notify_all();
+  }
+}
+
+bool BatchLoader::next(Batch& batch) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (!worker_.joinable() || consumed_ == batches_per_epoch()) return false;
+  changed_.wait(lock, [&] { return !ready_.empty(); });
+  batch = std::move(ready_.front());
+  ready_.pop_front();
+  ++consumed_;
+  changed_.notify_all();
+  return true;
+}
+
+}  // namespace udc::data

@@ -1,0 +1,96 @@
+// The configuration of `udc train`: a fixed architecture with per-layer operator, width,
+// weight bitwidth and sparsity, the data set, and the three training phases. Torch-free,
+// so that the CLI and tests can read and check configs without LibTorch.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "udc/data/batch_loader.hpp"
+#include "udc/data/dataset.hpp"
+
+namespace udc::search {
+
+/// Layer kinds of a fixed architecture. Conv, Depthwise and InvertedResidual carry batch
+/// norm (folded before quantisation); FullyConnected has a bias.
+enum class LayerKind {
+  Conv,              ///< kxk convolution, "same" padding
+  Depthwise,         ///< kxk depthwise convolution, "same" padding
+  InvertedResidual,  ///< 1x1 expand (x expansion), kxk depthwise, 1x1 project, + input when
+                     ///< stride 1 and width unchanged (MobileNetV2)
+  MaxPool,           ///< kxk window, stride, valid padding
+  AvgPool,           ///< kxk window, stride, valid padding
+  GlobalAvgPool,
+  FullyConnected,  ///< flattens its input (HWC order)
+};
+const char* layer_kind_name(LayerKind kind);
+
+enum class ActivationKind { None, Relu, Relu6 };
+
+struct LayerSpec {
+  LayerKind kind = LayerKind::Conv;
+  std::string name;           ///< unique; derived ("conv0", ...) if not given
+  uint32_t out_channels = 0;  ///< Conv, InvertedResidual, FullyConnected
+  uint32_t kernel = 3;        ///< [pixels]
+  uint32_t stride = 1;
+  uint32_t expansion = 1;    ///< InvertedResidual: hidden width = expansion x input width
+  uint32_t weight_bits = 8;  ///< 2..8, symmetric: +-(2^(bits-1) - 1)
+  double sparsity = 0.0;     ///< fraction of weights pruned to exact zeros, 0..0.99
+  ActivationKind activation = ActivationKind::Relu;  ///< FullyConnected defaults to None
+};
+
+struct ArchitectureSpec {
+  std::string name = "model";
+  uint32_t height = 28, width = 28, channels = 1;  ///< input [pixels, pixels, channels]
+  uint32_t classes = 10;
+  std::vector<LayerSpec> layers;
+};
+
+/// Where the images come from and how they are prepared.
+struct DataSpec {
+  std::string set = "fashion-mnist";  ///< fashion-mnist | cifar100 | image-folder
+  std::string dir;                    ///< default: Debian's Fashion-MNIST directory
+  uint32_t image_side = 32;           ///< image-folder: images are resized to side x side
+  size_t train_subset = 0;            ///< first N training images (0: all)
+  size_t test_subset = 0;             ///< first N test images (0: all)
+  data::Normalization normalization{0.286f, 0.353f};
+  data::Augmentation augmentation;
+};
+
+/// One training phase. Phases: warmup (float), compress (quantisation and pruning ramp),
+/// finetune (masks and activation ranges frozen).
+struct PhaseSpec {
+  uint32_t epochs = 1;
+  double learning_rate = 1e-3;  ///< initial; cosine decay to 5 % over the phase
+};
+
+struct TrainSpec {
+  uint32_t batch_size = 128;
+  PhaseSpec warmup{2, 2e-3}, compress{2, 1e-3}, finetune{1, 2e-4};
+  double weight_decay = 1e-4;  ///< decoupled (AdamW-style), weights only
+  uint64_t seed = 1;
+  uint32_t threads = 2;               ///< Torch intra-op threads
+  uint32_t prune_interval = 50;       ///< steps between mask updates in the compress phase
+  double ramp_fraction = 0.7;         ///< part of the compress phase over which sparsity ramps up
+  double activation_momentum = 0.99;  ///< EMA of observed activation ranges [per step]
+  size_t max_steps_per_epoch = 0;     ///< 0: whole epoch (tests use a few)
+};
+
+struct TrainConfig {
+  std::string file;  ///< where it was read from
+  ArchitectureSpec architecture;
+  DataSpec data;
+  TrainSpec train;
+  std::string npu_config;        ///< NPU for the report's SRAM and cycles; empty: none
+  uint32_t verify_images = 100;  ///< test images also run on interpreter and simulator
+};
+
+/// Reads and checks a training configuration; throws common::ConfigError naming the file,
+/// line and key. Relative paths in it are resolved against the file's directory.
+TrainConfig load_train_config(const std::string& path);
+
+/// Loads the configured split (with its subset) of the configured data set.
+data::ImageDataset load_data(const DataSpec& spec, data::Split split);
+
+}  // namespace udc::search

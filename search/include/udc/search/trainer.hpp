@@ -1,0 +1,47 @@
+// `udc train`: compression-aware training of a fixed architecture in three phases (float
+// warm-up; quantisation with the pruning ramp; fine-tuning with masks and activation ranges
+// frozen), checkpointed every epoch, then export to .udcm, verification on the reference
+// interpreter and the simulator, and a JSON report. Torch-free interface.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "udc/search/train_config.hpp"
+
+namespace udc::search {
+
+struct TrainOptions {
+  std::string output_dir;       ///< model.udcm, report.json, checkpoint.pt
+  bool restart = false;         ///< ignore an existing checkpoint
+  std::ostream* log = nullptr;  ///< progress; nullptr: silent
+};
+
+/// One finished epoch.
+struct EpochRecord {
+  uint32_t epoch = 0;                            ///< 0-based over all phases
+  std::string phase;                             ///< warmup | compress | finetune
+  double loss = 0;                               ///< mean training loss
+  double train_accuracy = 0, test_accuracy = 0;  ///< [fraction]
+  uint64_t compressed_bytes = 0;  ///< weight streams of the integer model (0 in warm-up)
+  double seconds = 0;             ///< wall time of the epoch, evaluation included
+  double step_milliseconds = 0;   ///< mean training step
+};
+
+struct TrainResult {
+  std::string model_path, report_path;
+  double test_accuracy = 0;       ///< integer model on the configured test set
+  uint64_t compressed_bytes = 0;  ///< weight streams (our codec)
+  uint64_t verified_images = 0;   ///< equal on LibTorch, interpreter and simulator
+  std::vector<EpochRecord> history;
+  bool resumed = false;
+  uint32_t first_epoch = 0;  ///< where this run started (after a resume)
+};
+
+/// Trains, exports and verifies. Throws std::runtime_error (data, config, does-not-fit and
+/// verification errors with their reasons).
+TrainResult train(const TrainConfig& config, const TrainOptions& options);
+
+}  // namespace udc::search

@@ -1,0 +1,562 @@
+#include "qnet.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+
+namespace udc::search {
+
+namespace fm = firmware_model;
+
+// ---------------------------------------------------------------- quantisation helpers
+
+ActQuant act_quant_from_range(double lo, double hi) {
+  lo = std::min(lo, 0.0);
+  hi = std::max(hi, 0.0);
+  // A degenerate range still needs a positive step.
+  if (hi - lo < 1e-6) hi = lo + 1e-6;
+  ActQuant quant;
+  quant.scale = float((hi - lo) / 255.0);
+  const double zero = -128.0 - lo / double(quant.scale);
+  quant.zero_point = int32_t(std::clamp<long>(std::lround(zero), -128, 127));
+  return quant;
+}
+
+torch::Tensor recover_integers(const torch::Tensor& real, ActQuant quant) {
+  return torch::round(real / quant.scale) + quant.zero_point;
+}
+
+torch::Tensor dequantize(const torch::Tensor& q, ActQuant quant) {
+  return (q - quant.zero_point) * quant.scale;
+}
+
+torch::Tensor straight_through(const torch::Tensor& differentiable, const torch::Tensor& value) {
+  return differentiable + (value - differentiable).detach();
+}
+
+namespace {
+
+/// int64 tensor of `values`, shaped to broadcast along `channel_dim` of a `rank`-D tensor.
+torch::Tensor per_channel(const std::vector<int64_t>& values, int64_t channel_dim, int64_t rank) {
+  torch::Tensor t = torch::tensor(values, torch::kLong);
+  if (values.size() == 1) return t.reshape({});
+  std::vector<int64_t> shape(size_t(rank), 1);
+  shape[size_t(channel_dim)] = int64_t(values.size());
+  return t.reshape(shape);
+}
+
+}  // namespace
+
+torch::Tensor multiply_by_quantized_multiplier(const torch::Tensor& x,
+                                               const std::vector<int32_t>& multiplier,
+                                               const std::vector<int32_t>& shift,
+                                               int64_t channel_dim) {
+  std::vector<int64_t> left_scale, right_scale, mult;
+  for (size_t c = 0; c < multiplier.size(); ++c) {
+    left_scale.push_back(int64_t{1} << std::max(shift[c], 0));
+    right_scale.push_back(int64_t{1} << std::max(-shift[c], 0));
+    mult.push_back(multiplier[c]);
+  }
+  const int64_t rank = x.dim();
+  const torch::Tensor right = per_channel(right_scale, channel_dim, rank);
+  // Left shift, saturated to int32 as the reference does.
+  torch::Tensor shifted =
+      (x * per_channel(left_scale, channel_dim, rank))
+          .clamp(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max());
+  // Saturating rounding doubling high multiply (the saturating case needs a negative
+  // multiplier, which never occurs).
+  const torch::Tensor ab = shifted * per_channel(mult, channel_dim, rank);
+  const int64_t half = int64_t{1} << 30;
+  const torch::Tensor nudge = torch::where(ab >= 0, torch::full({}, half, torch::kLong),
+                                           torch::full({}, 1 - half, torch::kLong));
+  const torch::Tensor high = torch::div(ab + nudge, int64_t{1} << 31, "trunc");
+  // Rounding divide by a power of two: ties away from zero.
+  const torch::Tensor mask = right - 1;
+  const torch::Tensor remainder = torch::bitwise_and(high, mask);
+  const torch::Tensor threshold = torch::div(mask, 2, "floor") + (high < 0).to(torch::kLong);
+  return torch::div(high, right, "floor") + (remainder > threshold).to(torch::kLong);
+}
+
+torch::Tensor rounded_average(const torch::Tensor& sum, int64_t count) {
+  const int64_t half = count / 2;
+  const torch::Tensor magnitude = torch::div(sum.abs() + half, count, "floor");
+  return torch::where(sum >= 0, magnitude, -magnitude);
+}
+
+int32_t weight_limit(uint32_t bits) {
+  return (1 << (bits - 1)) - 1;
+}
+
+torch::Tensor magnitude_mask(const torch::Tensor& weights, double sparsity) {
+  torch::NoGradGuard no_grad;
+  const int64_t n = weights.numel();
+  const int64_t zeros = std::clamp<int64_t>(std::llround(sparsity * double(n)), 0, n);
+  torch::Tensor mask = torch::ones_like(weights);
+  if (zeros == 0) return mask;
+  // Stable order: ties broken by position, so the count is exact.
+  const torch::Tensor order = std::get<1>(weights.abs().flatten().sort(/*stable=*/true, 0, false));
+  mask.view(-1).index_fill_(0, order.slice(0, 0, zeros), 0.0);
+  return mask;
+}
+
+// ---------------------------------------------------------------- RangeObserver
+
+RangeObserver::RangeObserver(torch::nn::Module& owner, const std::string& name) {
+  range_ = owner.register_buffer(name, torch::zeros({3}, torch::kDouble));
+}
+
+void RangeObserver::observe(const torch::Tensor& values, double momentum) {
+  torch::NoGradGuard no_grad;
+  const double lo = values.min().item<double>(), hi = values.max().item<double>();
+  auto r = range_.accessor<double, 1>();
+  if (r[2] == 0.0) {
+    r[0] = lo;
+    r[1] = hi;
+    r[2] = 1.0;
+  } else {
+    r[0] = momentum * r[0] + (1 - momentum) * lo;
+    r[1] = momentum * r[1] + (1 - momentum) * hi;
+  }
+}
+
+bool RangeObserver::initialized() const {
+  return range_[2].item<double>() != 0.0;
+}
+
+ActQuant RangeObserver::quant() const {
+  auto r = range_.accessor<double, 1>();
+  return act_quant_from_range(r[0], r[1]);
+}
+
+// ---------------------------------------------------------------- QWeighted
+
+namespace {
+
+fm::Activation to_model_activation(ActivationKind kind) {
+  switch (kind) {
+    case ActivationKind::None:
+      return fm::Activation::None;
+    case ActivationKind::Relu:
+      return fm::Activation::Relu;
+    case ActivationKind::Relu6:
+      return fm::Activation::Relu6;
+  }
+  return fm::Activation::None;
+}
+
+/// Largest |sum| a float32 accumulation stays exact for [integers].
+constexpr double kFloatExactLimit = double(1 << 24);
+
+}  // namespace
+
+QWeighted::QWeighted(std::string name, Kind kind, uint32_t in_channels, uint32_t in_height,
+                     uint32_t in_width, uint32_t out_channels, uint32_t kernel, uint32_t stride,
+                     uint32_t bits, double sparsity, ActivationKind activation)
+    : name_(std::move(name)),
+      kind_(kind),
+      in_channels_(in_channels),
+      out_channels_(kind == Kind::Depthwise ? in_channels : out_channels),
+      kernel_(kind == Kind::FullyConnected ? 1 : kernel),
+      stride_(kind == Kind::FullyConnected ? 1 : stride),
+      bits_(bits),
+      sparsity_(sparsity),
+      activation_(activation) {
+  std::vector<int64_t> shape;
+  double fan_in = 0;
+  if (kind_ == Kind::FullyConnected) {
+    const int64_t inputs = int64_t(in_channels) * in_height * in_width;
+    shape = {int64_t(out_channels_), inputs};
+    fan_in = double(inputs);
+    bias_ = register_parameter("bias", torch::zeros({int64_t(out_channels_)}));
+  } else {
+    const fm::WindowAxis y = fm::window_axis(in_height, kernel_, stride_, fm::Padding::Same);
+    const fm::WindowAxis x = fm::window_axis(in_width, kernel_, stride_, fm::Padding::Same);
+    out_height_ = y.out;
+    out_width_ = x.out;
+    pad_top_ = y.pad_before;
+    pad_bottom_ = y.pad_after;
+    pad_left_ = x.pad_before;
+    pad_right_ = x.pad_after;
+    const int64_t per_output = kind_ == Kind::Depthwise ? 1 : int64_t(in_channels);
+    shape = {int64_t(out_channels_), per_output, int64_t(kernel_), int64_t(kernel_)};
+    fan_in = double(per_output) * kernel_ * kernel_;
+    batch_norm_ = register_module("batch_norm", torch::nn::BatchNorm2d(out_channels_));
+  }
+  // He initialisation.
+  weight_ = register_parameter("weight", torch::randn(shape) * std::sqrt(2.0 / fan_in));
+  step_ = register_parameter("step", torch::ones({int64_t(out_channels_)}));
+  mask_ = register_buffer("mask", torch::ones(shape));
+  output_range_ = std::make_unique<RangeObserver>(*this, "output_range");
+}
+
+torch::Tensor QWeighted::padded(const torch::Tensor& x) const {
+  if (pad_top_ == 0 && pad_bottom_ == 0 && pad_left_ == 0 && pad_right_ == 0) return x;
+  return torch::constant_pad_nd(x, {pad_left_, pad_right_, pad_top_, pad_bottom_}, 0.0);
+}
+
+torch::Tensor QWeighted::apply(const torch::Tensor& x, const torch::Tensor& w) const {
+  if (kind_ == Kind::FullyConnected) {
+    // HWC flattening, the layout of the integer model.
+    const torch::Tensor flat = x.permute({0, 2, 3, 1}).reshape({x.size(0), -1});
+    return torch::matmul(flat, w.t()).reshape({x.size(0), -1, 1, 1});
+  }
+  const int64_t stride = stride_;
+  return torch::conv2d(padded(x), w, torch::Tensor(), torch::IntArrayRef{stride, stride},
+                       torch::IntArrayRef{0, 0}, torch::IntArrayRef{1, 1},
+                       kind_ == Kind::Depthwise ? int64_t(in_channels_) : 1);
+}
+
+torch::Tensor QWeighted::activation(const torch::Tensor& x) const {
+  switch (activation_) {
+    case ActivationKind::None:
+      return x;
+    case ActivationKind::Relu:
+      return torch::relu(x);
+    case ActivationKind::Relu6:
+      return torch::clamp(x, 0.0, 6.0);
+  }
+  return x;
+}
+
+std::pair<torch::Tensor, torch::Tensor> QWeighted::folded() const {
+  if (kind_ == Kind::FullyConnected) return {weight_, bias_};
+  const torch::Tensor inv_std = torch::rsqrt(batch_norm_->running_var + batch_norm_->options.eps());
+  const torch::Tensor scale = batch_norm_->weight * inv_std;
+  return {weight_ * scale.reshape({-1, 1, 1, 1}),
+          batch_norm_->bias - batch_norm_->running_mean * scale};
+}
+
+void QWeighted::update_mask(double sparsity) {
+  torch::NoGradGuard no_grad;
+  mask_.copy_(magnitude_mask(folded().first, sparsity));
+}
+
+void QWeighted::initialize_step() {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor w = (folded().first * mask_).reshape({int64_t(out_channels_), -1}).abs();
+  const double limit = weight_limit(bits_);
+  // LSQ's initial step 2 E|w| / sqrt(Q) for low bitwidths; for 8 bits the range max/Q
+  // loses less.
+  const torch::Tensor step =
+      bits_ >= 8 ? std::get<0>(w.max(1)) / limit : 2.0 * w.mean(1) / std::sqrt(limit);
+  step_.copy_(step.clamp_min(1e-6));
+}
+
+torch::Tensor QWeighted::effective_step() const {
+  // LSQ gradient scale 1 / sqrt(weights per channel * Q), applied to the gradient only.
+  const double per_channel = double(weight_.numel()) / double(out_channels_);
+  const double gradient_scale = 1.0 / std::sqrt(per_channel * weight_limit(bits_));
+  const torch::Tensor step = step_.clamp_min(1e-6);
+  return straight_through(step * gradient_scale, step);
+}
+
+LayerIntegers QWeighted::integers(ActQuant input) const {
+  torch::NoGradGuard no_grad;
+  const auto [w, b] = folded();
+  const torch::Tensor step = step_.clamp_min(1e-6).to(torch::kFloat);
+  const std::vector<int64_t> channel_shape = kind_ == Kind::FullyConnected
+                                                 ? std::vector<int64_t>{-1, 1}
+                                                 : std::vector<int64_t>{-1, 1, 1, 1};
+  const int32_t limit = weight_limit(bits_);
+  LayerIntegers li;
+  li.weights = torch::clamp(torch::round(w * mask_ / step.reshape(channel_shape)), -limit, limit);
+  li.out = output_range_->quant();
+  const auto clamp =
+      fm::activation_range(to_model_activation(activation_), li.out.scale, li.out.zero_point);
+  li.clamp_min = clamp.first;
+  li.clamp_max = clamp.second;
+  const auto steps = step.contiguous();
+  const auto biases = b.to(torch::kDouble).contiguous();
+  for (int64_t c = 0; c < int64_t(out_channels_); ++c) {
+    const double weight_scale = double(steps[c].item<float>());
+    const double accumulator_scale = double(input.scale) * weight_scale;
+    const double bias = std::round(biases[c].item<double>() / accumulator_scale);
+    li.bias.push_back(int32_t(std::clamp<double>(bias, -(1 << 30), 1 << 30)));
+    double real = accumulator_scale / double(li.out.scale);
+    // Below 2^-32 a channel contributes nothing representable.
+    if (real < std::ldexp(1.0, -32)) real = 0.0;
+    const auto [m, s] = fm::quantize_multiplier(real);
+    li.multiplier.push_back(m);
+    li.shift.push_back(s);
+  }
+  return li;
+}
+
+QTensor QWeighted::forward(const QTensor& input, const ForwardContext& context) {
+  if (context.mode == Mode::Float) {
+    torch::Tensor y = apply(input.x, weight_);
+    if (kind_ == Kind::FullyConnected) {
+      y = y + bias_.reshape({1, -1, 1, 1});
+    } else {
+      y = batch_norm_->forward(y);
+    }
+    return {activation(y), {}};
+  }
+  // Float path (carries the gradient) with the fake-quantised folded weights.
+  const auto [w, b] = folded();
+  const torch::Tensor step = effective_step();
+  const std::vector<int64_t> channel_shape = kind_ == Kind::FullyConnected
+                                                 ? std::vector<int64_t>{-1, 1}
+                                                 : std::vector<int64_t>{-1, 1, 1, 1};
+  const int32_t limit = weight_limit(bits_);
+  const torch::Tensor scaled = torch::clamp(w * mask_ / step.reshape(channel_shape), -limit, limit);
+  const torch::Tensor fake =
+      straight_through(scaled, torch::round(scaled)) * step.reshape(channel_shape);
+  const torch::Tensor y = activation(apply(input.x, fake) + b.reshape({1, -1, 1, 1}));
+  if (context.observe) output_range_->observe(y.detach(), context.momentum);
+
+  // Integer path (the values).
+  torch::NoGradGuard no_grad;
+  const LayerIntegers li = integers(input.quant);
+  const torch::Tensor centered =
+      recover_integers(input.x.detach(), input.quant) - input.quant.zero_point;
+  const double per_output = double(li.weights[0].numel());
+  const double bound = per_output * 255.0 * li.weights.abs().max().item<double>();
+  // float32 sums integers exactly below 2^24; beyond, accumulate in double.
+  const torch::Dtype dtype = bound < kFloatExactLimit ? torch::kFloat : torch::kDouble;
+  const torch::Tensor accumulator =
+      torch::round(apply(centered.to(dtype), li.weights.to(dtype))).to(torch::kLong) +
+      torch::tensor(std::vector<int64_t>(li.bias.begin(), li.bias.end()), torch::kLong)
+          .reshape({1, -1, 1, 1});
+  const torch::Tensor q =
+      (multiply_by_quantized_multiplier(accumulator, li.multiplier, li.shift, 1) +
+       li.out.zero_point)
+          .clamp(li.clamp_min, li.clamp_max)
+          .to(torch::kFloat);
+  torch::AutoGradMode enable_grad(true);
+  return {straight_through(y, dequantize(q, li.out)), li.out};
+}
+
+ExportedTensor QWeighted::export_to(fm::ModelBuilder& builder, const ExportedTensor& input) {
+  const LayerIntegers li = integers(input.quant);
+  // Torch [oc][ic][kh][kw] (conv), [c][1][kh][kw] (depthwise), [out][in] (fc) to the
+  // model's [oc][kh][kw][ic], [c][kh][kw], [out][in].
+  const torch::Tensor ordered =
+      kind_ == Kind::Conv ? li.weights.permute({0, 2, 3, 1}).contiguous() : li.weights.contiguous();
+  const torch::Tensor as_int = ordered.to(torch::kInt8).flatten();
+  std::vector<int8_t> weights(as_int.data_ptr<int8_t>(),
+                              as_int.data_ptr<int8_t>() + as_int.numel());
+  fm::ModelBuilder::Requant requant{li.bias, li.multiplier, li.shift};
+  const fm::ModelBuilder::Quant out{li.out.scale, li.out.zero_point};
+  const fm::Activation act = to_model_activation(activation_);
+  int32_t index = -1;
+  switch (kind_) {
+    case Kind::Conv:
+      index = builder.conv2d(name_, input.index, out_channels_, kernel_, stride_, fm::Padding::Same,
+                             std::move(weights), bits_, std::move(requant), out, act);
+      break;
+    case Kind::Depthwise:
+      index = builder.depthwise_conv2d(name_, input.index, kernel_, stride_, fm::Padding::Same,
+                                       std::move(weights), bits_, std::move(requant), out, act);
+      break;
+    case Kind::FullyConnected:
+      index = builder.fully_connected(name_, input.index, out_channels_, std::move(weights), bits_,
+                                      std::move(requant), out, act);
+      break;
+  }
+  return {index, li.out};
+}
+
+// ---------------------------------------------------------------- QPool
+
+QPool::QPool(std::string name, Kind kind, uint32_t kernel, uint32_t stride)
+    : name_(std::move(name)), kind_(kind), kernel_(kernel), stride_(stride) {}
+
+QTensor QPool::forward(const QTensor& input, const ForwardContext& context) {
+  const torch::Tensor& x = input.x;
+  const int64_t k = kernel_, s = stride_;
+  torch::Tensor y;
+  switch (kind_) {
+    case Kind::Max:
+      y = torch::max_pool2d(x, {k, k}, {s, s});
+      break;
+    case Kind::Average:
+      y = torch::avg_pool2d(x, {k, k}, {s, s});
+      break;
+    case Kind::GlobalAverage:
+      y = x.mean({2, 3}, /*keepdim=*/true);
+      break;
+  }
+  // Max pooling of exactly quantised values is exact; averages round as the integer pool.
+  if (context.mode == Mode::Float || kind_ == Kind::Max) return {y, input.quant};
+  torch::NoGradGuard no_grad;
+  const torch::Tensor q = recover_integers(x.detach(), input.quant).to(torch::kDouble);
+  torch::Tensor sum;
+  int64_t count = 0;
+  if (kind_ == Kind::Average) {
+    sum = torch::avg_pool2d(q, {k, k}, {s, s}, 0, false, true, /*divisor_override=*/1);
+    count = k * k;
+  } else {
+    sum = q.sum({2, 3}, /*keepdim=*/true);
+    count = x.size(2) * x.size(3);
+  }
+  const torch::Tensor average =
+      rounded_average(torch::round(sum).to(torch::kLong), count).to(torch::kFloat);
+  torch::AutoGradMode enable_grad(true);
+  return {straight_through(y, dequantize(average, input.quant)), input.quant};
+}
+
+ExportedTensor QPool::export_to(fm::ModelBuilder& builder, const ExportedTensor& input) {
+  switch (kind_) {
+    case Kind::Max:
+      return {builder.max_pool(name_, input.index, kernel_, stride_, fm::Padding::Valid),
+              input.quant};
+    case Kind::Average:
+      return {builder.avg_pool(name_, input.index, kernel_, stride_, fm::Padding::Valid),
+              input.quant};
+    case Kind::GlobalAverage:
+      return {builder.global_avg_pool(name_, input.index), input.quant};
+  }
+  return input;
+}
+
+// ---------------------------------------------------------------- QInvertedResidual
+
+QInvertedResidual::QInvertedResidual(const LayerSpec& spec, uint32_t in_channels,
+                                     uint32_t in_height, uint32_t in_width)
+    : name_(spec.name) {
+  const uint32_t hidden = in_channels * spec.expansion;
+  if (spec.expansion > 1) {
+    expand_ = register_module(
+        "expand", std::make_shared<QWeighted>(spec.name + "_expand", QWeighted::Kind::Conv,
+                                              in_channels, in_height, in_width, hidden, 1, 1,
+                                              spec.weight_bits, spec.sparsity, spec.activation));
+  }
+  depthwise_ = register_module(
+      "depthwise",
+      std::make_shared<QWeighted>(spec.name + "_dw", QWeighted::Kind::Depthwise, hidden, in_height,
+                                  in_width, hidden, spec.kernel, spec.stride, spec.weight_bits,
+                                  spec.sparsity, spec.activation));
+  project_ = register_module(
+      "project", std::make_shared<QWeighted>(spec.name + "_project", QWeighted::Kind::Conv, hidden,
+                                             depthwise_->out_height(), depthwise_->out_width(),
+                                             spec.out_channels, 1, 1, spec.weight_bits,
+                                             spec.sparsity, ActivationKind::None));
+  residual_ = spec.stride == 1 && spec.out_channels == in_channels;
+  if (residual_) sum_range_ = std::make_unique<RangeObserver>(*this, "sum_range");
+}
+
+std::vector<std::shared_ptr<QWeighted>> QInvertedResidual::weighted() const {
+  std::vector<std::shared_ptr<QWeighted>> layers;
+  if (expand_) layers.push_back(expand_);
+  layers.push_back(depthwise_);
+  layers.push_back(project_);
+  return layers;
+}
+
+QTensor QInvertedResidual::forward(const QTensor& input, const ForwardContext& context) {
+  QTensor h = input;
+  if (expand_) h = expand_->forward(h, context);
+  h = project_->forward(depthwise_->forward(h, context), context);
+  if (!residual_) return h;
+  const torch::Tensor y = input.x + h.x;
+  if (context.mode == Mode::Float) return {y, {}};
+  if (context.observe) sum_range_->observe(y.detach(), context.momentum);
+  // TFLite int8 ADD.
+  torch::NoGradGuard no_grad;
+  const ActQuant out = sum_range_->quant();
+  const fm::AddParams p = fm::add_params(input.quant.scale, h.quant.scale, out.scale);
+  auto scaled = [&](const QTensor& t, int32_t multiplier, int32_t shift) {
+    const torch::Tensor centered =
+        (recover_integers(t.x.detach(), t.quant) - t.quant.zero_point).to(torch::kLong);
+    return multiply_by_quantized_multiplier(centered * (int64_t{1} << p.left_shift), {multiplier},
+                                            {shift}, 1);
+  };
+  const torch::Tensor sum = scaled(input, p.input1_multiplier, p.input1_shift) +
+                            scaled(h, p.input2_multiplier, p.input2_shift);
+  const torch::Tensor q =
+      (multiply_by_quantized_multiplier(sum, {p.output_multiplier}, {p.output_shift}, 1) +
+       out.zero_point)
+          .clamp(-128, 127)
+          .to(torch::kFloat);
+  torch::AutoGradMode enable_grad(true);
+  return {straight_through(y, dequantize(q, out)), out};
+}
+
+ExportedTensor QInvertedResidual::export_to(fm::ModelBuilder& builder,
+                                            const ExportedTensor& input) {
+  ExportedTensor h = input;
+  if (expand_) h = expand_->export_to(builder, h);
+  h = project_->export_to(builder, depthwise_->export_to(builder, h));
+  if (!residual_) return h;
+  const ActQuant out = sum_range_->quant();
+  const fm::AddParams p = fm::add_params(input.quant.scale, h.quant.scale, out.scale);
+  return {builder.add(name_ + "_add", input.index, h.index, p, {out.scale, out.zero_point},
+                      fm::Activation::None),
+          out};
+}
+
+// ---------------------------------------------------------------- QNet
+
+QNet::QNet(const ArchitectureSpec& spec, const data::Normalization& normalization) : spec_(spec) {
+  input_quant_ = {normalization.input_scale(), normalization.input_zero_point()};
+  uint32_t c = spec.channels, h = spec.height, w = spec.width;
+  for (const LayerSpec& layer : spec.layers) {
+    std::shared_ptr<QLayer> module;
+    switch (layer.kind) {
+      case LayerKind::Conv:
+      case LayerKind::Depthwise:
+      case LayerKind::FullyConnected: {
+        const QWeighted::Kind kind = layer.kind == LayerKind::Conv ? QWeighted::Kind::Conv
+                                     : layer.kind == LayerKind::Depthwise
+                                         ? QWeighted::Kind::Depthwise
+                                         : QWeighted::Kind::FullyConnected;
+        auto weighted = std::make_shared<QWeighted>(layer.name, kind, c, h, w, layer.out_channels,
+                                                    layer.kernel, layer.stride, layer.weight_bits,
+                                                    layer.sparsity, layer.activation);
+        c = weighted->out_channels();
+        h = weighted->out_height();
+        w = weighted->out_width();
+        weighted_.push_back(weighted);
+        module = weighted;
+        break;
+      }
+      case LayerKind::InvertedResidual: {
+        auto block = std::make_shared<QInvertedResidual>(layer, c, h, w);
+        for (const auto& l : block->weighted()) weighted_.push_back(l);
+        c = layer.out_channels;
+        h = block->out_height();
+        w = block->out_width();
+        module = block;
+        break;
+      }
+      case LayerKind::MaxPool:
+      case LayerKind::AvgPool:
+        if (layer.kernel > h || layer.kernel > w) {
+          throw std::invalid_argument(fmt::format("layer {}: {}x{} window on a {}x{} input",
+                                                  layer.name, layer.kernel, layer.kernel, h, w));
+        }
+        module = std::make_shared<QPool>(
+            layer.name, layer.kind == LayerKind::MaxPool ? QPool::Kind::Max : QPool::Kind::Average,
+            layer.kernel, layer.stride);
+        h = (h - layer.kernel) / layer.stride + 1;
+        w = (w - layer.kernel) / layer.stride + 1;
+        break;
+      case LayerKind::GlobalAvgPool:
+        module = std::make_shared<QPool>(layer.name, QPool::Kind::GlobalAverage, 1, 1);
+        h = w = 1;
+        break;
+    }
+    layers_.push_back(register_module(layer.name, module));
+  }
+}
+
+QTensor QNet::forward(const torch::Tensor& images, const ForwardContext& context) {
+  QTensor t{images, input_quant_};
+  for (const auto& layer : layers_) t = layer->forward(t, context);
+  return {t.x.reshape({t.x.size(0), -1}), t.quant};
+}
+
+fm::Model QNet::export_model() const {
+  fm::ModelBuilder builder(spec_.name);
+  ExportedTensor t{builder.add_input("input", {spec_.height, spec_.width, spec_.channels},
+                                     input_quant_.scale, input_quant_.zero_point),
+                   input_quant_};
+  for (const auto& layer : layers_) t = layer->export_to(builder, t);
+  builder.mark_output(t.index);
+  return builder.finish();
+}
+
+}  // namespace udc::search

@@ -1,0 +1,207 @@
+// Quantisation-aware network of fixed architecture (internal to search/: includes Torch).
+//
+// Every layer runs in one of two modes. Float: plain convolutions with batch norm (the
+// warm-up). Quantized: batch norm folded into the weights, weights fake-quantised per output
+// channel with a learned step (LSQ) and masked to their sparsity, activations quantised to
+// int8 with ranges calibrated by a moving min/max. In quantised mode the value of every
+// layer's output is computed by the integer pipeline itself (int8 inputs, integer weights,
+// int32 accumulators and bias, TFLite fixed-point requantisation, clamps) and the float
+// computation only carries the gradient (straight-through): the values LibTorch sees are
+// exactly the integers the exported .udcm model produces on the reference interpreter and
+// the simulator.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "udc/firmware_model/model.hpp"
+#include "udc/search/train_config.hpp"
+
+namespace udc::search {
+
+/// Asymmetric int8 quantisation of an activation: real = scale * (q - zero_point).
+struct ActQuant {
+  float scale = 1.0f;
+  int32_t zero_point = 0;
+};
+
+/// int8 quantisation of the range [lo, hi] widened to contain 0 (so that 0 is exact).
+ActQuant act_quant_from_range(double lo, double hi);
+/// Integers q of a tensor holding exactly representable reals (as floats).
+torch::Tensor recover_integers(const torch::Tensor& real, ActQuant quant);
+torch::Tensor dequantize(const torch::Tensor& q, ActQuant quant);
+/// `differentiable` in the backward pass, `value` in the forward pass.
+torch::Tensor straight_through(const torch::Tensor& differentiable, const torch::Tensor& value);
+
+/// TFLite's MultiplyByQuantizedMultiplier on an int64 tensor holding int32 values, with one
+/// (multiplier, shift) per index of dimension `channel_dim`, or one for all if the vectors
+/// have a single entry. Bit-exact with npu_sim/int_arith.hpp.
+torch::Tensor multiply_by_quantized_multiplier(const torch::Tensor& x,
+                                               const std::vector<int32_t>& multiplier,
+                                               const std::vector<int32_t>& shift,
+                                               int64_t channel_dim);
+/// sum / count rounded half away from zero, as the integer average pool (int64 in and out).
+torch::Tensor rounded_average(const torch::Tensor& sum, int64_t count);
+
+/// Largest weight magnitude of a b-bit layer: 2^(b-1) - 1.
+int32_t weight_limit(uint32_t bits);
+/// Mask of `weights` with exactly round(sparsity * numel) zeros at the smallest magnitudes.
+torch::Tensor magnitude_mask(const torch::Tensor& weights, double sparsity);
+
+enum class Mode { Float, Quantized };
+struct ForwardContext {
+  Mode mode = Mode::Float;
+  bool observe = false;  ///< Quantized: update activation ranges from this batch
+  double momentum = 0.99;
+};
+
+/// A tensor between layers: NCHW values and, in quantised mode, their quantisation.
+struct QTensor {
+  torch::Tensor x;
+  ActQuant quant;
+};
+
+/// Integer form of a weighted layer for a given input quantisation: what the exact path
+/// computes with and what export writes.
+struct LayerIntegers {
+  torch::Tensor weights;  ///< integers (float dtype), Torch layout
+  std::vector<int32_t> bias, multiplier, shift;
+  ActQuant out;
+  int32_t clamp_min = -128, clamp_max = 127;
+};
+
+/// A tensor index in a ModelBuilder with its quantisation (for export).
+struct ExportedTensor {
+  int32_t index = -1;
+  ActQuant quant;
+};
+
+/// One layer or block of the network.
+class QLayer : public torch::nn::Module {
+ public:
+  virtual QTensor forward(const QTensor& input, const ForwardContext& context) = 0;
+  virtual ExportedTensor export_to(firmware_model::ModelBuilder& builder,
+                                   const ExportedTensor& input) = 0;
+};
+
+/// Running min/max of an activation in module buffers (so checkpoints carry it).
+class RangeObserver {
+ public:
+  explicit RangeObserver(torch::nn::Module& owner, const std::string& name);
+  void observe(const torch::Tensor& values, double momentum);
+  bool initialized() const;
+  ActQuant quant() const;
+
+ private:
+  torch::Tensor range_;  ///< [lo, hi, initialised]
+};
+
+/// Conv, depthwise conv or fully connected, with folded batch norm (conv kinds) or bias (fc),
+/// LSQ weight quantiser, magnitude mask and output range observer.
+class QWeighted : public QLayer {
+ public:
+  enum class Kind { Conv, Depthwise, FullyConnected };
+  /// Input [in_channels, in_height, in_width]; "same" padding for convolutions.
+  QWeighted(std::string name, Kind kind, uint32_t in_channels, uint32_t in_height,
+            uint32_t in_width, uint32_t out_channels, uint32_t kernel, uint32_t stride,
+            uint32_t bits, double sparsity, ActivationKind activation);
+
+  QTensor forward(const QTensor& input, const ForwardContext& context) override;
+  ExportedTensor export_to(firmware_model::ModelBuilder& builder,
+                           const ExportedTensor& input) override;
+
+  /// Folded weight and bias: batch norm's running statistics folded in (conv kinds).
+  std::pair<torch::Tensor, torch::Tensor> folded() const;
+  /// Sets the mask to `sparsity` of the folded weights' smallest magnitudes.
+  void update_mask(double sparsity);
+  /// LSQ step initialisation from the current folded, masked weights.
+  void initialize_step();
+  LayerIntegers integers(ActQuant input) const;
+
+  const std::string& layer_name() const { return name_; }
+  double target_sparsity() const { return sparsity_; }
+  uint32_t bits() const { return bits_; }
+  const torch::Tensor& mask() const { return mask_; }
+  uint32_t out_channels() const { return out_channels_; }
+  uint32_t out_height() const { return out_height_; }
+  uint32_t out_width() const { return out_width_; }
+  /// Parameters that take weight decay.
+  std::vector<torch::Tensor> decayed_parameters() const { return {weight_}; }
+
+ private:
+  torch::Tensor padded(const torch::Tensor& x) const;
+  torch::Tensor apply(const torch::Tensor& x, const torch::Tensor& w) const;
+  torch::Tensor activation(const torch::Tensor& x) const;
+  torch::Tensor effective_step() const;
+
+  std::string name_;
+  Kind kind_;
+  uint32_t in_channels_, out_channels_, kernel_, stride_, bits_;
+  double sparsity_;
+  ActivationKind activation_;
+  uint32_t out_height_ = 1, out_width_ = 1;
+  int64_t pad_top_ = 0, pad_bottom_ = 0, pad_left_ = 0, pad_right_ = 0;
+  torch::Tensor weight_, bias_, step_, mask_;
+  torch::nn::BatchNorm2d batch_norm_{nullptr};
+  std::unique_ptr<RangeObserver> output_range_;
+};
+
+/// Max or average pooling (valid padding) or global average pooling: output quantisation
+/// equals the input's.
+class QPool : public QLayer {
+ public:
+  enum class Kind { Max, Average, GlobalAverage };
+  QPool(std::string name, Kind kind, uint32_t kernel, uint32_t stride);
+  QTensor forward(const QTensor& input, const ForwardContext& context) override;
+  ExportedTensor export_to(firmware_model::ModelBuilder& builder,
+                           const ExportedTensor& input) override;
+
+ private:
+  std::string name_;
+  Kind kind_;
+  uint32_t kernel_, stride_;
+};
+
+/// MobileNetV2 block: optional 1x1 expansion, kxk depthwise, 1x1 projection, and the
+/// residual add when the stride is 1 and the width unchanged.
+class QInvertedResidual : public QLayer {
+ public:
+  QInvertedResidual(const LayerSpec& spec, uint32_t in_channels, uint32_t in_height,
+                    uint32_t in_width);
+  QTensor forward(const QTensor& input, const ForwardContext& context) override;
+  ExportedTensor export_to(firmware_model::ModelBuilder& builder,
+                           const ExportedTensor& input) override;
+  std::vector<std::shared_ptr<QWeighted>> weighted() const;
+  uint32_t out_height() const { return project_->out_height(); }
+  uint32_t out_width() const { return project_->out_width(); }
+
+ private:
+  std::string name_;
+  std::shared_ptr<QWeighted> expand_, depthwise_, project_;
+  bool residual_ = false;
+  std::unique_ptr<RangeObserver> sum_range_;
+};
+
+/// The network of an ArchitectureSpec. forward() returns logits [N, classes] (and their
+/// quantisation in quantised mode).
+class QNet : public torch::nn::Module {
+ public:
+  QNet(const ArchitectureSpec& spec, const data::Normalization& normalization);
+  QTensor forward(const torch::Tensor& images, const ForwardContext& context);
+  /// Every weighted layer, blocks expanded, in execution order.
+  const std::vector<std::shared_ptr<QWeighted>>& weighted() const { return weighted_; }
+  /// The integer model (weights, requantisation, activation quantisation) as of now.
+  firmware_model::Model export_model() const;
+  ActQuant input_quant() const { return input_quant_; }
+
+ private:
+  ArchitectureSpec spec_;
+  ActQuant input_quant_;
+  std::vector<std::shared_ptr<QLayer>> layers_;
+  std::vector<std::shared_ptr<QWeighted>> weighted_;
+};
+
+}  // namespace udc::search

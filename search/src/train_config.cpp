@@ -1,0 +1,187 @@
+#include "udc/search/train_config.hpp"
+
+#include <filesystem>
+#include <set>
+
+#include "udc/common/yaml_section.hpp"
+
+namespace udc::search {
+
+using common::YamlSection;
+
+const char* layer_kind_name(LayerKind kind) {
+  switch (kind) {
+    case LayerKind::Conv:
+      return "conv";
+    case LayerKind::Depthwise:
+      return "depthwise";
+    case LayerKind::InvertedResidual:
+      return "inverted_residual";
+    case LayerKind::MaxPool:
+      return "max_pool";
+    case LayerKind::AvgPool:
+      return "avg_pool";
+    case LayerKind::GlobalAvgPool:
+      return "global_avg_pool";
+    case LayerKind::FullyConnected:
+      return "fc";
+  }
+  return "?";
+}
+
+namespace {
+
+LayerKind parse_kind(YamlSection& layer) {
+  const std::string op = layer.choice(
+      "op", "",
+      {"conv", "depthwise", "inverted_residual", "max_pool", "avg_pool", "global_avg_pool", "fc"});
+  for (LayerKind kind :
+       {LayerKind::Conv, LayerKind::Depthwise, LayerKind::InvertedResidual, LayerKind::MaxPool,
+        LayerKind::AvgPool, LayerKind::GlobalAvgPool, LayerKind::FullyConnected}) {
+    if (op == layer_kind_name(kind)) return kind;
+  }
+  layer.fail("op", "missing (required)");
+}
+
+ActivationKind parse_activation(YamlSection& layer, ActivationKind fallback) {
+  const char* names[] = {"none", "relu", "relu6"};
+  const std::string value =
+      layer.choice("activation", names[int(fallback)], {"none", "relu", "relu6"});
+  return value == "relu"    ? ActivationKind::Relu
+         : value == "relu6" ? ActivationKind::Relu6
+                            : ActivationKind::None;
+}
+
+void read_architecture(YamlSection model, ArchitectureSpec& arch) {
+  arch.name = model.string("name", arch.name);
+  const std::vector<int64_t> input = model.integers("input", {28, 28, 1}, 1, 4096);
+  if (input.size() != 3) model.fail("input", "expected [height, width, channels]");
+  arch.height = uint32_t(input[0]);
+  arch.width = uint32_t(input[1]);
+  arch.channels = uint32_t(input[2]);
+  arch.classes = uint32_t(model.integer("classes", arch.classes, 2, 100000));
+  YamlSection defaults = model.section("defaults");
+  const uint32_t default_bits = uint32_t(defaults.integer("bits", 8, 2, 8));
+  const double default_sparsity = defaults.number("sparsity", 0.0, 0.0, 0.99);
+  defaults.finish();
+  std::vector<YamlSection> layers = model.sections("layers");
+  if (layers.empty()) model.fail("layers", "expected a non-empty list of layers");
+  std::set<std::string> names;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    YamlSection& layer = layers[i];
+    LayerSpec spec;
+    spec.kind = parse_kind(layer);
+    spec.name = layer.string("name", std::string(layer_kind_name(spec.kind)) + std::to_string(i));
+    if (!names.insert(spec.name).second) layer.fail("name", "'" + spec.name + "' used twice");
+    const bool weighted = spec.kind == LayerKind::Conv || spec.kind == LayerKind::Depthwise ||
+                          spec.kind == LayerKind::InvertedResidual ||
+                          spec.kind == LayerKind::FullyConnected;
+    const bool windowed =
+        spec.kind != LayerKind::GlobalAvgPool && spec.kind != LayerKind::FullyConnected;
+    if (spec.kind == LayerKind::Conv || spec.kind == LayerKind::InvertedResidual ||
+        spec.kind == LayerKind::FullyConnected) {
+      const bool last = i + 1 == layers.size();
+      const int64_t fallback = spec.kind == LayerKind::FullyConnected && last ? arch.classes : 0;
+      spec.out_channels = uint32_t(layer.integer("out", fallback, 1, 65536));
+      if (spec.out_channels == 0) layer.fail("out", "missing (required for this op)");
+    }
+    if (windowed) {
+      const bool pool = spec.kind == LayerKind::MaxPool || spec.kind == LayerKind::AvgPool;
+      spec.kernel = uint32_t(layer.integer("kernel", pool ? 2 : 3, 1, 15));
+      spec.stride = uint32_t(layer.integer("stride", pool ? spec.kernel : 1, 1, 8));
+    }
+    if (spec.kind == LayerKind::InvertedResidual) {
+      spec.expansion = uint32_t(layer.integer("expansion", 4, 1, 16));
+    }
+    if (weighted) {
+      spec.weight_bits = uint32_t(layer.integer("bits", default_bits, 2, 8));
+      spec.sparsity = layer.number("sparsity", default_sparsity, 0.0, 0.99);
+      spec.activation =
+          parse_activation(layer, spec.kind == LayerKind::FullyConnected ? ActivationKind::None
+                                                                         : ActivationKind::Relu);
+    } else {
+      spec.activation = ActivationKind::None;
+    }
+    layer.finish();
+    arch.layers.push_back(spec);
+  }
+  if (arch.layers.back().kind != LayerKind::FullyConnected ||
+      arch.layers.back().out_channels != arch.classes) {
+    model.fail("layers", "the last layer must be fc with out = classes (" +
+                             std::to_string(arch.classes) + ")");
+  }
+  model.finish();
+}
+
+std::string resolve(const std::string& file, const std::string& path) {
+  if (path.empty() || std::filesystem::path(path).is_absolute()) return path;
+  return (std::filesystem::path(file).parent_path() / path).lexically_normal().string();
+}
+
+void read_phase(YamlSection phase, PhaseSpec& spec) {
+  spec.epochs = uint32_t(phase.integer("epochs", spec.epochs, 0, 10000));
+  spec.learning_rate = phase.number("lr", spec.learning_rate, 0.0, 10.0);
+  phase.finish();
+}
+
+}  // namespace
+
+TrainConfig load_train_config(const std::string& path) {
+  TrainConfig config;
+  config.file = path;
+  YamlSection root(path, common::load_yaml_file(path), "");
+  read_architecture(root.section("model"), config.architecture);
+
+  YamlSection data = root.section("data");
+  DataSpec& d = config.data;
+  d.set = data.choice("set", d.set, {"fashion-mnist", "cifar100", "image-folder"});
+  d.dir = resolve(path, data.string("dir", d.set == "fashion-mnist" ? data::kFashionMnistDir : ""));
+  if (d.dir.empty()) data.fail("dir", "missing (required for " + d.set + ")");
+  d.image_side = uint32_t(data.integer("image_side", d.image_side, 4, 1024));
+  d.train_subset = size_t(data.integer("train_subset", 0, 0, int64_t{1} << 40));
+  d.test_subset = size_t(data.integer("test_subset", 0, 0, int64_t{1} << 40));
+  YamlSection normalize = data.section("normalize");
+  d.normalization.mean = float(normalize.number("mean", d.normalization.mean, 0.0, 1.0));
+  d.normalization.std = float(normalize.number("std", d.normalization.std, 1e-3, 10.0));
+  normalize.finish();
+  YamlSection augment = data.section("augment");
+  d.augmentation.crop_padding = uint32_t(augment.integer("crop_padding", 0, 0, 64));
+  d.augmentation.horizontal_flip = augment.boolean("flip", false);
+  augment.finish();
+  data.finish();
+
+  YamlSection train = root.section("train");
+  TrainSpec& t = config.train;
+  t.batch_size = uint32_t(train.integer("batch_size", t.batch_size, 1, 65536));
+  read_phase(train.section("warmup"), t.warmup);
+  read_phase(train.section("compress"), t.compress);
+  read_phase(train.section("finetune"), t.finetune);
+  t.weight_decay = train.number("weight_decay", t.weight_decay, 0.0, 1.0);
+  t.seed = uint64_t(train.integer("seed", int64_t(t.seed), 0, int64_t{1} << 62));
+  t.threads = uint32_t(train.integer("threads", t.threads, 1, 256));
+  t.prune_interval = uint32_t(train.integer("prune_interval", t.prune_interval, 1, 1000000));
+  t.ramp_fraction = train.number("ramp_fraction", t.ramp_fraction, 0.0, 1.0);
+  t.activation_momentum = train.number("activation_momentum", t.activation_momentum, 0.0, 0.999999);
+  t.max_steps_per_epoch = size_t(train.integer("max_steps_per_epoch", 0, 0, int64_t{1} << 40));
+  train.finish();
+
+  config.npu_config = resolve(path, root.string("npu", ""));
+  config.verify_images = uint32_t(root.integer("verify_images", config.verify_images, 0, 1 << 20));
+  root.finish();
+  return config;
+}
+
+data::ImageDataset load_data(const DataSpec& spec, data::Split split) {
+  data::ImageDataset set;
+  if (spec.set == "fashion-mnist") {
+    set = data::load_fashion_mnist(spec.dir, split);
+  } else if (spec.set == "cifar100") {
+    set = data::load_cifar100(spec.dir, split);
+  } else {
+    set = data::load_image_folder(spec.dir, split, spec.image_side, 3);
+  }
+  set.truncate(split == data::Split::Train ? spec.train_subset : spec.test_subset);
+  return set;
+}
+
+}  // namespace udc::search

@@ -1,0 +1,516 @@
+#include "udc/search/trainer.hpp"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <ostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "qnet.hpp"
+#include "training.hpp"
+#include "udc/common/file_io.hpp"
+#include "udc/firmware_model/compiler.hpp"
+#include "udc/firmware_model/driver.hpp"
+#include "udc/firmware_model/model_io.hpp"
+#include "udc/firmware_model/reference_interpreter.hpp"
+#include "udc/npu_sim/config.hpp"
+#include "udc/npu_sim/simulator.hpp"
+
+namespace udc::search {
+
+namespace fm = firmware_model;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+enum class Phase { Warmup, Compress, Finetune };
+const char* phase_name(Phase phase) {
+  return phase == Phase::Warmup ? "warmup" : phase == Phase::Compress ? "compress" : "finetune";
+}
+
+std::string format_duration(double seconds) {
+  const long s = std::lround(seconds);
+  if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, s / 60 % 60);
+  if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
+}
+
+nlohmann::json epoch_json(const EpochRecord& r) {
+  return {{"epoch", r.epoch},
+          {"phase", r.phase},
+          {"loss", r.loss},
+          {"train_accuracy", r.train_accuracy},
+          {"test_accuracy", r.test_accuracy},
+          {"compressed_bytes", r.compressed_bytes},
+          {"seconds", r.seconds},
+          {"step_ms", r.step_milliseconds}};
+}
+
+EpochRecord epoch_from_json(const nlohmann::json& j) {
+  EpochRecord r;
+  r.epoch = j.at("epoch");
+  r.phase = j.at("phase");
+  r.loss = j.at("loss");
+  r.train_accuracy = j.at("train_accuracy");
+  r.test_accuracy = j.at("test_accuracy");
+  r.compressed_bytes = j.at("compressed_bytes");
+  r.seconds = j.at("seconds");
+  r.step_milliseconds = j.at("step_ms");
+  return r;
+}
+
+/// Everything a resumed run needs besides the network: the epochs done and their records.
+struct Checkpoint {
+  uint32_t epochs_done = 0;
+  std::vector<EpochRecord> history;
+};
+
+void save_checkpoint(const std::string& path, QNet& net, torch::optim::Optimizer& optimizer,
+                     const Checkpoint& state) {
+  torch::serialize::OutputArchive archive;
+  torch::serialize::OutputArchive net_archive, optimizer_archive;
+  net.save(net_archive);
+  optimizer.save(optimizer_archive);
+  archive.write("net", net_archive);
+  archive.write("optimizer", optimizer_archive);
+  nlohmann::json history = nlohmann::json::array();
+  for (const EpochRecord& r : state.history) history.push_back(epoch_json(r));
+  archive.write(
+      "state",
+      c10::IValue(nlohmann::json{{"epochs_done", state.epochs_done}, {"history", history}}.dump()));
+  const std::string temporary = path + ".tmp." + std::to_string(::getpid());
+  archive.save_to(temporary);
+  fs::rename(temporary, path);
+}
+
+/// Reads the state; the network and optimizer are restored by load_weights.
+Checkpoint read_checkpoint_state(torch::serialize::InputArchive& archive, const std::string& path) {
+  c10::IValue value;
+  archive.read("state", value);
+  if (!value.isString()) throw std::runtime_error(path + ": checkpoint without a state record");
+  const nlohmann::json j = nlohmann::json::parse(value.toStringRef());
+  Checkpoint state;
+  state.epochs_done = j.at("epochs_done");
+  for (const auto& r : j.at("history")) state.history.push_back(epoch_from_json(r));
+  return state;
+}
+
+/// Learning rate at `step` of `steps` in a phase: cosine from `base` to 5 % of it.
+double cosine_rate(double base, size_t step, size_t steps) {
+  const double t = steps <= 1 ? 0.0 : double(step) / double(steps - 1);
+  return base * (0.05 + 0.95 * 0.5 * (1.0 + std::cos(M_PI * t)));
+}
+
+/// Sparsity reached at `progress` (0..1) of the compress phase: cubic ramp (Zhu & Gupta),
+/// complete after `ramp_fraction` of the phase.
+double ramp_sparsity(double target, double progress, double ramp_fraction) {
+  const double t = ramp_fraction <= 0 ? 1.0 : std::min(1.0, progress / ramp_fraction);
+  return target * (1.0 - std::pow(1.0 - t, 3.0));
+}
+
+std::unique_ptr<torch::optim::AdamW> make_optimizer(QNet& net, double rate, double decay) {
+  std::vector<torch::Tensor> decayed, plain;
+  for (const auto& item : net.named_parameters()) {
+    const std::string& name = item.key();
+    const bool weight = name.size() >= 7 && name.compare(name.size() - 7, 7, ".weight") == 0 &&
+                        name.find("batch_norm") == std::string::npos;
+    (weight ? decayed : plain).push_back(item.value());
+  }
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decayed, std::make_unique<torch::optim::AdamWOptions>(
+                                   torch::optim::AdamWOptions(rate).weight_decay(decay)));
+  groups.emplace_back(plain, std::make_unique<torch::optim::AdamWOptions>(
+                                 torch::optim::AdamWOptions(rate).weight_decay(0.0)));
+  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(rate));
+}
+
+void set_rate(torch::optim::AdamW& optimizer, double rate) {
+  for (auto& group : optimizer.param_groups()) {
+    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(rate);
+  }
+}
+
+torch::Tensor images_tensor(data::Batch& batch) {
+  return torch::from_blob(
+      batch.images.data(),
+      {int64_t(batch.size), int64_t(batch.channels), int64_t(batch.height), int64_t(batch.width)},
+      torch::kFloat);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- shared with the search
+
+void prepare_quantization(QNet& net, const data::ImageDataset& train_set,
+                          const data::Normalization& normalization, uint32_t batch_size,
+                          uint64_t seed) {
+  for (const auto& layer : net.weighted()) layer->initialize_step();
+  // Calibrate the activation ranges on a few batches before the first quantised step.
+  data::BatchLoader loader(train_set, normalization, {},
+                           {batch_size, true, false, seed ^ 0xca1u, 2});
+  loader.start_epoch(0);
+  torch::NoGradGuard no_grad;
+  net.eval();
+  data::Batch batch;
+  ForwardContext context{Mode::Quantized, true, 0.9};
+  for (int k = 0; k < 8 && loader.next(batch); ++k) net.forward(images_tensor(batch), context);
+}
+
+Evaluation evaluate(QNet& net, const data::ImageDataset& set,
+                    const data::Normalization& normalization, Mode mode, size_t batch_size,
+                    size_t keep_logits) {
+  torch::NoGradGuard no_grad;
+  net.eval();
+  data::BatchLoader loader(set, normalization, {}, {batch_size, false, false, 0, 2});
+  loader.start_epoch(0);
+  Evaluation result;
+  data::Batch batch;
+  size_t correct = 0, seen = 0;
+  while (loader.next(batch)) {
+    const QTensor logits = net.forward(images_tensor(batch), {mode, false, 0.0});
+    // Ties go to the first class, as in `udc eval`.
+    const torch::Tensor predicted = logits.x.argmax(1);
+    correct += size_t(
+        (predicted == torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong))
+            .sum()
+            .item<int64_t>());
+    if (mode == Mode::Quantized && result.logits.size() < keep_logits) {
+      const torch::Tensor q =
+          recover_integers(logits.x, logits.quant).to(torch::kInt8).contiguous();
+      for (int64_t i = 0; i < q.size(0) && result.logits.size() < keep_logits; ++i) {
+        const int8_t* row = q[i].data_ptr<int8_t>();
+        result.logits.emplace_back(row, row + q.size(1));
+      }
+    }
+    seen += batch.size;
+  }
+  result.accuracy = seen == 0 ? 0.0 : double(correct) / double(seen);
+  return result;
+}
+
+uint64_t compressed_weight_bytes(const fm::Model& model) {
+  return fm::summarize(model).compressed_bytes;
+}
+
+// ---------------------------------------------------------------- train
+
+TrainResult train(const TrainConfig& config, const TrainOptions& options) {
+  std::ostream* log = options.log;
+  auto say = [&](const std::string& line) {
+    if (log) *log << line << std::endl;
+  };
+  const TrainSpec& spec = config.train;
+  const ArchitectureSpec& arch = config.architecture;
+  torch::set_num_threads(int(spec.threads));
+  torch::manual_seed(spec.seed);
+
+  const data::ImageDataset train_set = load_data(config.data, data::Split::Train);
+  const data::ImageDataset test_set = load_data(config.data, data::Split::Test);
+  if (train_set.height != arch.height || train_set.width != arch.width ||
+      train_set.channels != arch.channels) {
+    throw std::runtime_error(fmt::format("{}: model.input is {}x{}x{} but {} images are {}x{}x{}",
+                                         config.file, arch.height, arch.width, arch.channels,
+                                         train_set.name, train_set.height, train_set.width,
+                                         train_set.channels));
+  }
+  if (train_set.classes != arch.classes) {
+    throw std::runtime_error(fmt::format("{}: model.classes is {} but {} has {} classes",
+                                         config.file, arch.classes, train_set.name,
+                                         train_set.classes));
+  }
+
+  fs::create_directories(options.output_dir);
+  const std::string checkpoint_path = (fs::path(options.output_dir) / "checkpoint.pt").string();
+  auto net = std::make_shared<QNet>(arch, config.data.normalization);
+
+  const uint32_t warmup_end = spec.warmup.epochs;
+  const uint32_t compress_end = warmup_end + spec.compress.epochs;
+  const uint32_t total_epochs = compress_end + spec.finetune.epochs;
+  auto phase_of = [&](uint32_t epoch) {
+    return epoch < warmup_end     ? Phase::Warmup
+           : epoch < compress_end ? Phase::Compress
+                                  : Phase::Finetune;
+  };
+  auto phase_spec = [&](Phase phase) -> const PhaseSpec& {
+    return phase == Phase::Warmup     ? spec.warmup
+           : phase == Phase::Compress ? spec.compress
+                                      : spec.finetune;
+  };
+  auto phase_first_epoch = [&](Phase phase) {
+    return phase == Phase::Warmup ? 0u : phase == Phase::Compress ? warmup_end : compress_end;
+  };
+
+  TrainResult result;
+  Checkpoint state;
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  bool load_optimizer = false;
+  torch::serialize::InputArchive resume_archive;
+  if (!options.restart && fs::exists(checkpoint_path)) {
+    try {
+      resume_archive.load_from(checkpoint_path);
+      state = read_checkpoint_state(resume_archive, checkpoint_path);
+      torch::serialize::InputArchive net_archive;
+      resume_archive.read("net", net_archive);
+      net->load(net_archive);
+    } catch (const c10::Error& e) {
+      throw std::runtime_error(
+          fmt::format("{}: unreadable checkpoint ({}); use --restart to "
+                      "start over",
+                      checkpoint_path, e.what_without_backtrace()));
+    }
+    if (state.epochs_done > total_epochs) {
+      throw std::runtime_error(
+          fmt::format("{}: checkpoint has {} epochs, the config only {}; use "
+                      "--restart",
+                      checkpoint_path, state.epochs_done, total_epochs));
+    }
+    result.resumed = true;
+    load_optimizer = true;
+    say(fmt::format("resuming from {} after epoch {}/{}", checkpoint_path, state.epochs_done,
+                    total_epochs));
+  }
+  result.first_epoch = state.epochs_done;
+
+  data::BatchLoader loader(train_set, config.data.normalization, config.data.augmentation,
+                           {spec.batch_size, true, true, spec.seed, 2});
+  if (loader.batches_per_epoch() == 0) {
+    throw std::runtime_error(fmt::format("{}: {} training images, fewer than one batch of {}",
+                                         config.file, train_set.size(), spec.batch_size));
+  }
+  const size_t steps_per_epoch =
+      spec.max_steps_per_epoch == 0
+          ? loader.batches_per_epoch()
+          : std::min(loader.batches_per_epoch(), spec.max_steps_per_epoch);
+  say(
+      fmt::format("train {}: {} layers, {} training and {} test images of {}, {} epochs ({} "
+                  "warm-up, {} compress, {} fine-tune) of {} steps at batch {}",
+                  arch.name, arch.layers.size(), train_set.size(), test_set.size(), train_set.name,
+                  total_epochs, spec.warmup.epochs, spec.compress.epochs, spec.finetune.epochs,
+                  steps_per_epoch, spec.batch_size));
+
+  const Clock::time_point run_start = Clock::now();
+  double run_seconds = 0;
+  for (uint32_t epoch = state.epochs_done; epoch < total_epochs; ++epoch) {
+    const Clock::time_point epoch_start = Clock::now();
+    const Phase phase = phase_of(epoch);
+    const PhaseSpec& ps = phase_spec(phase);
+    const bool phase_start = epoch == phase_first_epoch(phase);
+    if (phase_start && phase != Phase::Warmup) {
+      if (phase == Phase::Compress || spec.compress.epochs == 0) {
+        prepare_quantization(*net, train_set, config.data.normalization, spec.batch_size,
+                             spec.seed);
+      }
+      if (phase == Phase::Finetune) {
+        for (const auto& layer : net->weighted()) layer->update_mask(layer->target_sparsity());
+      }
+    }
+    if (!optimizer || phase_start) {
+      optimizer = make_optimizer(*net, ps.learning_rate, spec.weight_decay);
+      if (load_optimizer && !phase_start) {
+        torch::serialize::InputArchive optimizer_archive;
+        resume_archive.read("optimizer", optimizer_archive);
+        optimizer->load(optimizer_archive);
+      }
+      load_optimizer = false;
+    }
+
+    const size_t phase_steps = size_t(ps.epochs) * steps_per_epoch;
+    const size_t phase_step0 = size_t(epoch - phase_first_epoch(phase)) * steps_per_epoch;
+    const ForwardContext context{phase == Phase::Warmup ? Mode::Float : Mode::Quantized,
+                                 phase == Phase::Compress, spec.activation_momentum};
+    net->train();
+    loader.start_epoch(epoch);
+    data::Batch batch;
+    double loss_sum = 0;
+    size_t correct = 0, seen = 0;
+    const Clock::time_point steps_start = Clock::now();
+    size_t step = 0;
+    for (; step < steps_per_epoch && loader.next(batch); ++step) {
+      const size_t phase_step = phase_step0 + step;
+      set_rate(*optimizer, cosine_rate(ps.learning_rate, phase_step, phase_steps));
+      if (phase == Phase::Compress &&
+          (phase_step % spec.prune_interval == 0 || phase_step + 1 == phase_steps)) {
+        const double progress = double(phase_step + 1) / double(phase_steps);
+        for (const auto& layer : net->weighted()) {
+          layer->update_mask(ramp_sparsity(layer->target_sparsity(), progress, spec.ramp_fraction));
+        }
+      }
+      const torch::Tensor labels =
+          torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong);
+      const QTensor logits = net->forward(images_tensor(batch), context);
+      const torch::Tensor loss = torch::cross_entropy_loss(logits.x, labels);
+      optimizer->zero_grad();
+      loss.backward();
+      optimizer->step();
+      loss_sum += loss.item<double>() * batch.size;
+      correct += size_t((logits.x.argmax(1) == labels).sum().item<int64_t>());
+      seen += batch.size;
+      if (log && (step + 1) % std::max<size_t>(1, steps_per_epoch / 4) == 0 &&
+          step + 1 < steps_per_epoch) {
+        const double per_step =
+            std::chrono::duration<double>(Clock::now() - steps_start).count() / double(step + 1);
+        const double remaining =
+            per_step * double((total_epochs - epoch) * steps_per_epoch - (step + 1));
+        say(
+            fmt::format("  epoch {}/{} [{}] step {}/{}: loss {:.4f}, accuracy {:.2f}%, "
+                        "{:.0f} ms/step, ETA {}",
+                        epoch + 1, total_epochs, phase_name(phase), step + 1, steps_per_epoch,
+                        loss_sum / double(seen), 100.0 * double(correct) / double(seen),
+                        1e3 * per_step, format_duration(remaining)));
+      }
+    }
+    const double step_ms =
+        1e3 * std::chrono::duration<double>(Clock::now() - steps_start).count() / double(step);
+
+    EpochRecord record;
+    record.epoch = epoch;
+    record.phase = phase_name(phase);
+    record.loss = loss_sum / double(std::max<size_t>(seen, 1));
+    record.train_accuracy = double(correct) / double(std::max<size_t>(seen, 1));
+    record.test_accuracy =
+        evaluate(*net, test_set, config.data.normalization, context.mode, 500, 0).accuracy;
+    if (phase != Phase::Warmup)
+      record.compressed_bytes = compressed_weight_bytes(net->export_model());
+    record.step_milliseconds = step_ms;
+    record.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    state.history.push_back(record);
+    state.epochs_done = epoch + 1;
+    save_checkpoint(checkpoint_path, *net, *optimizer, state);
+    run_seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
+    const double eta =
+        run_seconds / double(epoch + 1 - result.first_epoch) * double(total_epochs - epoch - 1);
+    say(
+        fmt::format("epoch {}/{} [{}]: loss {:.4f}, train {:.2f}%, test {:.2f}%{}, {:.0f} ms/step, "
+                    "{}, ETA {}",
+                    epoch + 1, total_epochs, phase_name(phase), record.loss,
+                    100 * record.train_accuracy, 100 * record.test_accuracy,
+                    phase == Phase::Warmup ? std::string()
+                                           : fmt::format(", weights {} B", record.compressed_bytes),
+                    step_ms, format_duration(record.seconds), format_duration(eta)));
+  }
+  if (spec.compress.epochs == 0 && spec.finetune.epochs == 0) {
+    // Post-training quantisation only.
+    prepare_quantization(*net, train_set, config.data.normalization, spec.batch_size, spec.seed);
+    for (const auto& layer : net->weighted()) layer->update_mask(layer->target_sparsity());
+  }
+
+  // Export, verify, measure.
+  const fm::Model model = net->export_model();
+  const Evaluation final_eval = evaluate(*net, test_set, config.data.normalization, Mode::Quantized,
+                                         500, config.verify_images);
+  result.test_accuracy = final_eval.accuracy;
+  const fm::ModelSummary summary = fm::summarize(model);
+  result.compressed_bytes = summary.compressed_bytes;
+  result.history = state.history;
+
+  // The same integers on the reference interpreter and on the simulator.
+  nlohmann::json hardware = nullptr;
+  npu_sim::NpuConfig npu;
+  std::optional<fm::CompiledModel> compiled;
+  if (!config.npu_config.empty()) {
+    npu = npu_sim::load_npu_config(config.npu_config);
+    fm::CompileResult compile_result = fm::compile(model, npu);
+    if (!compile_result.fits()) {
+      throw std::runtime_error(fmt::format("{}: the trained model does not fit {}: {}", config.file,
+                                           config.npu_config, compile_result.does_not_fit->reason));
+    }
+    compiled = std::move(compile_result.compiled);
+  }
+  for (size_t i = 0; i < final_eval.logits.size(); ++i) {
+    std::vector<int8_t> input(test_set.image_bytes());
+    const uint8_t* image = test_set.image(i);
+    for (size_t k = 0; k < input.size(); ++k) input[k] = data::quantize_pixel(image[k]);
+    const auto values = fm::run_reference(model, {input});
+    const auto& reference = values[size_t(model.outputs[0])];
+    if (reference != final_eval.logits[i]) {
+      throw std::runtime_error(fmt::format(
+          "verification failed: test image {}: the reference interpreter's logits differ from "
+          "LibTorch's integer forward pass",
+          i));
+    }
+    if (compiled) {
+      const fm::NpuRun run = fm::run_on_npu(model, *compiled, npu, {input});
+      if (!run.job.error.empty() || run.outputs.at(0) != reference) {
+        throw std::runtime_error(fmt::format(
+            "verification failed: test image {}: the simulator's logits differ from the "
+            "reference interpreter's{}",
+            i, run.job.error.empty() ? "" : " (" + run.job.error + ")"));
+      }
+    }
+    ++result.verified_images;
+  }
+
+  nlohmann::json layers = nlohmann::json::array();
+  for (const fm::LayerSummary& l : summary.layers) {
+    if (l.weights == 0) continue;
+    layers.push_back({{"name", l.name},
+                      {"op", fm::op_type_name(l.type)},
+                      {"bits", l.weight_bits},
+                      {"weights", l.weights},
+                      {"nonzero", l.nonzero},
+                      {"sparsity", 1.0 - double(l.nonzero) / double(l.weights)},
+                      {"compressed_bytes", l.compressed_bytes}});
+  }
+  if (compiled) {
+    npu_sim::RunOptions timing;
+    timing.timing_only = true;
+    const fm::NpuRun run = fm::run_on_npu(model, *compiled, npu,
+                                          {std::vector<int8_t>(test_set.image_bytes(), 0)}, timing);
+    hardware = {
+        {"npu_config", config.npu_config},         {"sram_peak_bytes", compiled->plan.arena_bytes},
+        {"sram_bytes", compiled->plan.sram_bytes}, {"flash_bytes", compiled->plan.flash_bytes},
+        {"cycles", run.job.total_cycles},          {"milliseconds", run.job.milliseconds()}};
+  }
+  double wall = 0, step_ms_sum = 0;
+  size_t step_epochs = 0;
+  for (const EpochRecord& r : result.history) {
+    wall += r.seconds;
+    if (r.phase != "warmup") continue;
+    step_ms_sum += r.step_milliseconds;
+    ++step_epochs;
+  }
+  nlohmann::json history = nlohmann::json::array();
+  for (const EpochRecord& r : result.history) history.push_back(epoch_json(r));
+  const nlohmann::json report = {
+      {"config", config.file},
+      {"model", arch.name},
+      {"data",
+       {{"set", config.data.set},
+        {"train_images", train_set.size()},
+        {"test_images", test_set.size()}}},
+      {"test_accuracy", result.test_accuracy},
+      {"weights", summary.weights},
+      {"nonzero_weights", summary.nonzero},
+      {"macs", summary.macs},
+      {"compressed_weight_bytes", summary.compressed_bytes},
+      {"bias_and_scale_bytes", summary.bias_and_scale_bytes},
+      {"hardware", hardware},
+      {"verified_images", result.verified_images},
+      {"layers", layers},
+      {"history", history},
+      {"training_seconds", wall},
+      {"float_step_ms", step_epochs ? step_ms_sum / double(step_epochs) : 0.0}};
+  result.model_path = (fs::path(options.output_dir) / "model.udcm").string();
+  result.report_path = (fs::path(options.output_dir) / "report.json").string();
+  fm::write_model(model, result.model_path);
+  common::write_file_atomically(result.report_path, report.dump(2) + "\n");
+  say(fmt::format(
+      "test accuracy {:.2f}% (integer model), weights {} B compressed ({} weights, "
+      "{} non-zero){}; {} test images equal on LibTorch, interpreter{}",
+      100 * result.test_accuracy, summary.compressed_bytes, summary.weights, summary.nonzero,
+      hardware.is_null()
+          ? std::string()
+          : fmt::format(", SRAM peak {} B, {:.0f} cycles = {:.3f} ms",
+                        hardware["sram_peak_bytes"].get<uint64_t>(),
+                        hardware["cycles"].get<double>(), hardware["milliseconds"].get<double>()),
+      result.verified_images, compiled ? " and simulator" : ""));
+  say("wrote " + result.model_path + " and " + result.report_path);
+  return result;
+}
+
+}  // namespace udc::search

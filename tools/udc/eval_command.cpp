@@ -1,0 +1,149 @@
+#include "eval_command.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+
+#include "npu_options.hpp"
+#include "udc/data/batch_loader.hpp"
+#include "udc/data/dataset.hpp"
+#include "udc/firmware_model/compiler.hpp"
+#include "udc/firmware_model/driver.hpp"
+#include "udc/firmware_model/model_io.hpp"
+#include "udc/firmware_model/reference_interpreter.hpp"
+
+namespace udc::tool {
+
+namespace fm = firmware_model;
+
+namespace {
+
+struct EvalArgs {
+  std::string model, set = "fashion-mnist", dir, split = "test", on = "interpreter";
+  size_t limit = 0;
+  uint32_t side = 32;
+  NpuOptions npu;
+};
+
+/// Index of the largest logit; ties go to the first (as the trainer's argmax).
+size_t top1(const std::vector<int8_t>& logits) {
+  return size_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+void run_eval(const EvalArgs& args) {
+  const fm::Model model = fm::read_model(args.model);
+  const data::Split split = args.split == "train" ? data::Split::Train : data::Split::Test;
+  data::ImageDataset set;
+  if (args.set == "fashion-mnist") {
+    set = data::load_fashion_mnist(args.dir.empty() ? data::kFashionMnistDir : args.dir, split);
+  } else if (args.set == "cifar100") {
+    set = data::load_cifar100(args.dir, split);
+  } else {
+    set = data::load_image_folder(args.dir, split, args.side,
+                                  model.tensors[size_t(model.inputs.at(0))].shape[2]);
+  }
+  set.truncate(args.limit);
+  const fm::TensorInfo& input = model.tensors[size_t(model.inputs.at(0))];
+  if (input.shape != fm::Shape{set.height, set.width, set.channels}) {
+    throw std::runtime_error(fmt::format("{}: input {} is {}x{}x{}, but {} images are {}x{}x{}",
+                                         args.model, input.name, input.shape[0], input.shape[1],
+                                         input.shape[2], set.name, set.height, set.width,
+                                         set.channels));
+  }
+  const fm::TensorInfo& output = model.tensors[size_t(model.outputs.at(0))];
+  if (output.elements() != set.classes) {
+    throw std::runtime_error(fmt::format("{}: output {} has {} values, but {} has {} classes",
+                                         args.model, output.name, output.elements(), set.name,
+                                         set.classes));
+  }
+  const bool on_npu = args.on == "simulator";
+  npu_sim::NpuConfig config;
+  std::unique_ptr<fm::CompiledModel> compiled;
+  if (on_npu) {
+    config = load_config(args.npu);
+    fm::CompileResult result = fm::compile(model, config);
+    if (!result.fits()) {
+      throw std::runtime_error(
+          fmt::format("{}: does not fit: {}", args.model, result.does_not_fit->reason));
+    }
+    compiled = std::make_unique<fm::CompiledModel>(std::move(result.compiled));
+  }
+  fmt::print("eval {} on {} ({} images of {})\n", args.model, args.on, set.size(), set.name);
+  const auto start = std::chrono::steady_clock::now();
+  size_t correct = 0;
+  double cycles = 0;
+  std::vector<size_t> class_total(set.classes, 0), class_correct(set.classes, 0);
+  const size_t report_every = std::max<size_t>(1, set.size() / 10);
+  for (size_t i = 0; i < set.size(); ++i) {
+    std::vector<int8_t> pixels(set.image_bytes());
+    const uint8_t* image = set.image(i);
+    for (size_t k = 0; k < pixels.size(); ++k) pixels[k] = data::quantize_pixel(image[k]);
+    std::vector<int8_t> logits;
+    if (on_npu) {
+      fm::NpuRun run = fm::run_on_npu(model, *compiled, config, {pixels});
+      if (!run.job.error.empty()) throw std::runtime_error("simulation failed: " + run.job.error);
+      cycles += run.job.total_cycles;
+      logits = std::move(run.outputs.at(0));
+    } else {
+      logits = fm::run_reference(model, {pixels})[size_t(model.outputs[0])];
+    }
+    const size_t label = set.labels[i];
+    ++class_total[label];
+    if (top1(logits) == label) {
+      ++correct;
+      ++class_correct[label];
+    }
+    if ((i + 1) % report_every == 0 && i + 1 < set.size()) {
+      const double elapsed =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      fmt::print("  {}/{} images, top-1 {:.2f}%, ETA {:.0f} s\n", i + 1, set.size(),
+                 100.0 * double(correct) / double(i + 1),
+                 elapsed / double(i + 1) * double(set.size() - i - 1));
+    }
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (uint32_t c = 0; c < set.classes && set.classes <= 20; ++c) {
+    if (class_total[c] == 0) continue;
+    fmt::print("  class {:>2} {:<14} {:6.2f}% of {}\n", c,
+               c < set.class_names.size() ? set.class_names[c] : "",
+               100.0 * double(class_correct[c]) / double(class_total[c]), class_total[c]);
+  }
+  fmt::print("top-1 accuracy {:.2f}% ({} of {}) in {:.1f} s",
+             set.size() ? 100.0 * double(correct) / double(set.size()) : 0.0, correct, set.size(),
+             seconds);
+  if (on_npu && set.size() > 0) {
+    fmt::print("; {:.0f} NPU cycles per inference", cycles / double(set.size()));
+  }
+  fmt::print("\n");
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  auto args = std::make_shared<EvalArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "eval", "Top-1 accuracy of an integer model on a data set (interpreter or simulator)");
+  cmd->add_option("model", args->model, "integer model (.udcm)")->required();
+  cmd->add_option("--data", args->set, "data set")
+      ->check(CLI::IsMember({"fashion-mnist", "cifar100", "image-folder"}))
+      ->capture_default_str();
+  cmd->add_option(
+      "--dir", args->dir,
+      fmt::format("data directory (default for fashion-mnist: {})", data::kFashionMnistDir));
+  cmd->add_option("--split", args->split, "split")
+      ->check(CLI::IsMember({"test", "train"}))
+      ->capture_default_str();
+  cmd->add_option("--limit", args->limit, "first N images only (0: all)");
+  cmd->add_option("--side", args->side, "image-folder: square side images are resized to")
+      ->capture_default_str();
+  cmd->add_option("--on", args->on, "where to run the model")
+      ->check(CLI::IsMember({"interpreter", "simulator"}))
+      ->capture_default_str();
+  add_npu_options(cmd, args->npu);
+  cmd->callback([args] { run_eval(*args); });
+}
+
+}  // namespace udc::tool
