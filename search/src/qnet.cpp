@@ -1,10 +1,14 @@
 #include "qnet.hpp"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include <fmt/format.h>
+
+#include "udc/npu_sim/int_arith.hpp"
 
 namespace udc::search {
 
@@ -38,45 +42,65 @@ torch::Tensor straight_through(const torch::Tensor& differentiable, const torch:
 
 namespace {
 
-/// int64 tensor of `values`, shaped to broadcast along `channel_dim` of a `rank`-D tensor.
-torch::Tensor per_channel(const std::vector<int64_t>& values, int64_t channel_dim, int64_t rank) {
-  torch::Tensor t = torch::tensor(values, torch::kLong);
-  if (values.size() == 1) return t.reshape({});
-  std::vector<int64_t> shape(size_t(rank), 1);
-  shape[size_t(channel_dim)] = int64_t(values.size());
-  return t.reshape(shape);
+template <typename Scalar>
+void requantize_loop(const torch::Tensor& acc, torch::Tensor& out,
+                     const std::vector<int32_t>& bias, const std::vector<int32_t>& multiplier,
+                     const std::vector<int32_t>& shift, int32_t zero_point, int32_t clamp_min,
+                     int32_t clamp_max) {
+  const int64_t batch = acc.size(0), channels = acc.size(1);
+  const int64_t plane = acc.numel() / std::max<int64_t>(1, batch * channels);
+  const Scalar* in = acc.data_ptr<Scalar>();
+  float* q = out.data_ptr<float>();
+  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      for (int64_t c = 0; c < channels; ++c) {
+        const size_t ci = size_t(c);
+        const int64_t base = (n * channels + c) * plane;
+        for (int64_t i = base; i < base + plane; ++i) {
+          // Accumulators are exact integers (see kFloatExactLimit): the cast is exact.
+          const int32_t value = npu_sim::multiply_by_quantized_multiplier(
+              int32_t(in[i]) + bias[ci], multiplier[ci], shift[ci]);
+          q[i] = float(std::clamp(value + zero_point, clamp_min, clamp_max));
+        }
+      }
+    }
+  });
 }
 
 }  // namespace
 
-torch::Tensor multiply_by_quantized_multiplier(const torch::Tensor& x,
-                                               const std::vector<int32_t>& multiplier,
-                                               const std::vector<int32_t>& shift,
-                                               int64_t channel_dim) {
-  std::vector<int64_t> left_scale, right_scale, mult;
-  for (size_t c = 0; c < multiplier.size(); ++c) {
-    left_scale.push_back(int64_t{1} << std::max(shift[c], 0));
-    right_scale.push_back(int64_t{1} << std::max(-shift[c], 0));
-    mult.push_back(multiplier[c]);
+torch::Tensor requantize(const torch::Tensor& accumulators, const std::vector<int32_t>& bias,
+                         const std::vector<int32_t>& multiplier, const std::vector<int32_t>& shift,
+                         int32_t zero_point, int32_t clamp_min, int32_t clamp_max) {
+  const torch::Tensor acc = accumulators.contiguous();
+  torch::Tensor out = torch::empty(acc.sizes(), torch::kFloat);
+  if (acc.scalar_type() == torch::kFloat) {
+    requantize_loop<float>(acc, out, bias, multiplier, shift, zero_point, clamp_min, clamp_max);
+  } else {
+    requantize_loop<double>(acc.to(torch::kDouble), out, bias, multiplier, shift, zero_point,
+                            clamp_min, clamp_max);
   }
-  const int64_t rank = x.dim();
-  const torch::Tensor right = per_channel(right_scale, channel_dim, rank);
-  // Left shift, saturated to int32 as the reference does.
-  torch::Tensor shifted =
-      (x * per_channel(left_scale, channel_dim, rank))
-          .clamp(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max());
-  // Saturating rounding doubling high multiply (the saturating case needs a negative
-  // multiplier, which never occurs).
-  const torch::Tensor ab = shifted * per_channel(mult, channel_dim, rank);
-  const int64_t half = int64_t{1} << 30;
-  const torch::Tensor nudge = torch::where(ab >= 0, torch::full({}, half, torch::kLong),
-                                           torch::full({}, 1 - half, torch::kLong));
-  const torch::Tensor high = torch::div(ab + nudge, int64_t{1} << 31, "trunc");
-  // Rounding divide by a power of two: ties away from zero.
-  const torch::Tensor mask = right - 1;
-  const torch::Tensor remainder = torch::bitwise_and(high, mask);
-  const torch::Tensor threshold = torch::div(mask, 2, "floor") + (high < 0).to(torch::kLong);
-  return torch::div(high, right, "floor") + (remainder > threshold).to(torch::kLong);
+  return out;
+}
+
+torch::Tensor add_integers(const torch::Tensor& a, int32_t za, const torch::Tensor& b, int32_t zb,
+                           const fm::AddParams& p, int32_t zero_point) {
+  const torch::Tensor ca = a.to(torch::kFloat).contiguous(), cb = b.to(torch::kFloat).contiguous();
+  torch::Tensor out = torch::empty(ca.sizes(), torch::kFloat);
+  const float *pa = ca.data_ptr<float>(), *pb = cb.data_ptr<float>();
+  float* q = out.data_ptr<float>();
+  at::parallel_for(0, ca.numel(), 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int32_t sa = npu_sim::multiply_by_quantized_multiplier(
+          (int32_t(pa[i]) - za) * (1 << p.left_shift), p.input1_multiplier, p.input1_shift);
+      const int32_t sb = npu_sim::multiply_by_quantized_multiplier(
+          (int32_t(pb[i]) - zb) * (1 << p.left_shift), p.input2_multiplier, p.input2_shift);
+      const int32_t sum =
+          npu_sim::multiply_by_quantized_multiplier(sa + sb, p.output_multiplier, p.output_shift);
+      q[i] = float(std::clamp(sum + zero_point, -128, 127));
+    }
+  });
+  return out;
 }
 
 torch::Tensor rounded_average(const torch::Tensor& sum, int64_t count) {
@@ -316,15 +340,9 @@ QTensor QWeighted::forward(const QTensor& input, const ForwardContext& context) 
   const double bound = per_output * 255.0 * li.weights.abs().max().item<double>();
   // float32 sums integers exactly below 2^24; beyond, accumulate in double.
   const torch::Dtype dtype = bound < kFloatExactLimit ? torch::kFloat : torch::kDouble;
-  const torch::Tensor accumulator =
-      torch::round(apply(centered.to(dtype), li.weights.to(dtype))).to(torch::kLong) +
-      torch::tensor(std::vector<int64_t>(li.bias.begin(), li.bias.end()), torch::kLong)
-          .reshape({1, -1, 1, 1});
-  const torch::Tensor q =
-      (multiply_by_quantized_multiplier(accumulator, li.multiplier, li.shift, 1) +
-       li.out.zero_point)
-          .clamp(li.clamp_min, li.clamp_max)
-          .to(torch::kFloat);
+  const torch::Tensor accumulator = apply(centered.to(dtype), li.weights.to(dtype));
+  const torch::Tensor q = requantize(accumulator, li.bias, li.multiplier, li.shift,
+                                     li.out.zero_point, li.clamp_min, li.clamp_max);
   torch::AutoGradMode enable_grad(true);
   return {straight_through(y, dequantize(q, li.out)), li.out};
 }
@@ -458,19 +476,9 @@ QTensor QInvertedResidual::forward(const QTensor& input, const ForwardContext& c
   torch::NoGradGuard no_grad;
   const ActQuant out = sum_range_->quant();
   const fm::AddParams p = fm::add_params(input.quant.scale, h.quant.scale, out.scale);
-  auto scaled = [&](const QTensor& t, int32_t multiplier, int32_t shift) {
-    const torch::Tensor centered =
-        (recover_integers(t.x.detach(), t.quant) - t.quant.zero_point).to(torch::kLong);
-    return multiply_by_quantized_multiplier(centered * (int64_t{1} << p.left_shift), {multiplier},
-                                            {shift}, 1);
-  };
-  const torch::Tensor sum = scaled(input, p.input1_multiplier, p.input1_shift) +
-                            scaled(h, p.input2_multiplier, p.input2_shift);
   const torch::Tensor q =
-      (multiply_by_quantized_multiplier(sum, {p.output_multiplier}, {p.output_shift}, 1) +
-       out.zero_point)
-          .clamp(-128, 127)
-          .to(torch::kFloat);
+      add_integers(recover_integers(input.x.detach(), input.quant), input.quant.zero_point,
+                   recover_integers(h.x.detach(), h.quant), h.quant.zero_point, p, out.zero_point);
   torch::AutoGradMode enable_grad(true);
   return {straight_through(y, dequantize(q, out)), out};
 }

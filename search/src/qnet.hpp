@@ -36,13 +36,16 @@ torch::Tensor dequantize(const torch::Tensor& q, ActQuant quant);
 /// `differentiable` in the backward pass, `value` in the forward pass.
 torch::Tensor straight_through(const torch::Tensor& differentiable, const torch::Tensor& value);
 
-/// TFLite's MultiplyByQuantizedMultiplier on an int64 tensor holding int32 values, with one
-/// (multiplier, shift) per index of dimension `channel_dim`, or one for all if the vectors
-/// have a single entry. Bit-exact with npu_sim/int_arith.hpp.
-torch::Tensor multiply_by_quantized_multiplier(const torch::Tensor& x,
-                                               const std::vector<int32_t>& multiplier,
-                                               const std::vector<int32_t>& shift,
-                                               int64_t channel_dim);
+/// Output integers of a weighted layer: clamp(zero_point + MultiplyByQuantizedMultiplier(
+/// acc + bias[c], multiplier[c], shift[c])) for accumulators `accumulators` (integer values
+/// in a float or double tensor, channel dimension 1). Runs the specification itself
+/// (npu_sim/int_arith.hpp) over the elements, in parallel over the batch.
+torch::Tensor requantize(const torch::Tensor& accumulators, const std::vector<int32_t>& bias,
+                         const std::vector<int32_t>& multiplier, const std::vector<int32_t>& shift,
+                         int32_t zero_point, int32_t clamp_min, int32_t clamp_max);
+/// TFLite int8 ADD of integer tensors `a` and `b` (float dtype) with zero points za, zb.
+torch::Tensor add_integers(const torch::Tensor& a, int32_t za, const torch::Tensor& b, int32_t zb,
+                           const firmware_model::AddParams& params, int32_t zero_point);
 /// sum / count rounded half away from zero, as the integer average pool (int64 in and out).
 torch::Tensor rounded_average(const torch::Tensor& sum, int64_t count);
 

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# `udc train` and `udc eval` end to end on a Fashion-MNIST subset: progress, a kill in the
+# middle and a resume from the checkpoint, the files written, `udc eval` reproducing the
+# trainer's integer accuracy on the interpreter and the simulator, and the errors.
+set -euo pipefail
+udc=$1
+root=$(realpath "$2")
+work=$(mktemp -d)
+trap 'kill %1 2>/dev/null || true; rm -rf "$work"' EXIT
+
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+  echo "skip: dataset-fashion-mnist not installed"
+  exit 0
+fi
+
+cat >"$work/tiny.yaml" <<YAML
+model:
+  name: tiny
+  defaults: {bits: 4, sparsity: 0.5}
+  layers:
+    - {op: conv, out: 8, stride: 2}
+    - {op: inverted_residual, out: 8, expansion: 2}
+    - {op: max_pool}
+    - {op: global_avg_pool}
+    - {op: fc, bits: 8}
+data: {train_subset: 2048, test_subset: 300, augment: {crop_padding: 2, flip: true}}
+train:
+  batch_size: 64
+  warmup: {epochs: 2}
+  compress: {epochs: 2}
+  finetune: {epochs: 1}
+npu: $root/configs/npu/u55-128-deep-embedded.yaml
+verify_images: 30
+YAML
+
+# Kill the run once its first checkpoint is written, then resume it.
+"$udc" train --config "$work/tiny.yaml" -o "$work/run" >"$work/first.txt" 2>&1 &
+for _ in $(seq 600); do
+  [ -f "$work/run/checkpoint.pt" ] && break
+  sleep 0.1
+done
+test -f "$work/run/checkpoint.pt"
+kill -9 %1
+wait %1 2>/dev/null || true
+grep -q "epoch 1/5 \[warmup\]: loss" "$work/first.txt"
+test ! -f "$work/run/model.udcm"
+
+"$udc" train --config "$work/tiny.yaml" -o "$work/run" >"$work/second.txt"
+grep -q "resuming from .*checkpoint.pt after epoch [1-4]/5" "$work/second.txt"
+grep -q "epoch 5/5 \[finetune\]: .*weights [0-9]* B" "$work/second.txt"
+grep -q "30 test images equal on LibTorch, interpreter and simulator" "$work/second.txt"
+test -f "$work/run/model.udcm"
+grep -q '"test_accuracy"' "$work/run/report.json"
+"$udc" model "$work/run/model.udcm" | grep -q "tiny_add\|add"
+
+# udc eval gives the trainer's accuracy (same integers), on both back ends.
+expected=$(sed -n 's/^test accuracy \([0-9.]*\)% (integer model).*/\1/p' "$work/second.txt")
+test -n "$expected"
+"$udc" eval "$work/run/model.udcm" --limit 300 >"$work/eval.txt"
+grep -q "top-1 accuracy $expected% " "$work/eval.txt"
+"$udc" eval "$work/run/model.udcm" --limit 40 --on simulator >"$work/eval_sim.txt"
+"$udc" eval "$work/run/model.udcm" --limit 40 >"$work/eval_ref.txt"
+test "$(grep -o 'top-1 accuracy [0-9.]*%' "$work/eval_sim.txt")" = \
+     "$(grep -o 'top-1 accuracy [0-9.]*%' "$work/eval_ref.txt")"
+grep -q "NPU cycles per inference" "$work/eval_sim.txt"
+
+# Errors: bad config, missing data, wrong data for the model.
+sed 's/bits: 4/bits: 12/' "$work/tiny.yaml" >"$work/bad.yaml"
+if "$udc" train --config "$work/bad.yaml" -o "$work/bad" 2>"$work/err.txt"; then exit 1; fi
+grep -q "bad.yaml:3: model.defaults.bits: expected an integer 2..8, got '12'" "$work/err.txt"
+if "$udc" eval "$work/run/model.udcm" --dir "$work/nowhere" 2>"$work/err.txt"; then exit 1; fi
+grep -q "nowhere: Fashion-MNIST directory not found" "$work/err.txt"
+mkdir -p "$work/cifar"
+head -c 30740 /dev/zero >"$work/cifar/test.bin"
+if "$udc" eval "$work/run/model.udcm" --data cifar100 --dir "$work/cifar" 2>"$work/err.txt"; then exit 1; fi
+grep -q "input input is 28x28x1, but cifar100/test images are 32x32x3" "$work/err.txt"
+echo "train CLI: ok"

@@ -1,0 +1,297 @@
+// The quantisation-aware network: its integer helpers against the specification
+// (npu_sim/int_arith.hpp, the interpreter's pooling), exact masks, and the central claim:
+// the exported .udcm model gives, on the reference interpreter and on the simulator, the
+// same integers as LibTorch's quantised forward pass, for several architectures and
+// bitwidths.
+#include <systemc>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "qnet.hpp"
+#include "training.hpp"
+#include "udc/common/file_io.hpp"
+#include "udc/firmware_model/compiler.hpp"
+#include "udc/firmware_model/driver.hpp"
+#include "udc/firmware_model/model_io.hpp"
+#include "udc/firmware_model/reference_interpreter.hpp"
+#include "udc/search/trainer.hpp"
+
+namespace fs = std::filesystem;
+namespace fm = udc::firmware_model;
+using namespace udc::search;
+
+TEST(IntegerOps, RoundedAverageRoundsHalfAwayFromZero) {
+  for (int64_t count = 1; count < 50; ++count) {
+    std::vector<int64_t> sums;
+    for (int64_t s = -3000; s <= 3000; s += 7) sums.push_back(s);
+    const torch::Tensor avg = rounded_average(torch::tensor(sums, torch::kLong), count);
+    for (size_t i = 0; i < sums.size(); ++i) {
+      const int64_t s = sums[i];
+      const int64_t expected = s >= 0 ? (s + count / 2) / count : (s - count / 2) / count;
+      ASSERT_EQ(avg[int64_t(i)].item<int64_t>(), expected) << s << "/" << count;
+    }
+  }
+}
+
+TEST(Pruning, MagnitudeMaskHasExactCountAtSmallestMagnitudes) {
+  torch::manual_seed(1);
+  const torch::Tensor w = torch::randn({16, 8, 3, 3});
+  w.view(-1).slice(0, 0, 40).fill_(0.25f);  // ties
+  for (double sparsity : {0.0, 0.3, 0.5, 0.75, 0.9}) {
+    const torch::Tensor mask = magnitude_mask(w, sparsity);
+    const int64_t zeros = (mask == 0).sum().item<int64_t>();
+    EXPECT_EQ(zeros, std::llround(sparsity * double(w.numel())));
+    if (zeros > 0 && zeros < w.numel()) {
+      const float largest_pruned = (w.abs() * (1 - mask)).max().item<float>();
+      const float smallest_kept = (w.abs() + (1 - mask) * 1e9).min().item<float>();
+      EXPECT_LE(largest_pruned, smallest_kept);
+    }
+  }
+}
+
+namespace {
+
+/// Random images with random labels: enough to move weights and activation ranges.
+udc::data::ImageDataset synthetic_set(uint32_t side, uint32_t channels, size_t count,
+                                      uint32_t seed) {
+  udc::data::ImageDataset set;
+  set.name = "synthetic";
+  set.height = set.width = side;
+  set.channels = channels;
+  set.classes = 10;
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> pixel(0, 255), label(0, 9);
+  for (size_t i = 0; i < count * set.image_bytes(); ++i) set.pixels.push_back(uint8_t(pixel(rng)));
+  for (size_t i = 0; i < count; ++i) set.labels.push_back(uint16_t(label(rng)));
+  return set;
+}
+
+LayerSpec layer(LayerKind kind, uint32_t out, uint32_t kernel, uint32_t stride, uint32_t bits,
+                double sparsity, ActivationKind act = ActivationKind::Relu, uint32_t expansion = 1) {
+  LayerSpec spec;
+  spec.kind = kind;
+  spec.out_channels = out;
+  spec.kernel = kernel;
+  spec.stride = stride;
+  spec.weight_bits = bits;
+  spec.sparsity = sparsity;
+  spec.activation = act;
+  spec.expansion = expansion;
+  return spec;
+}
+
+ArchitectureSpec architecture(const std::string& name, uint32_t side, uint32_t channels,
+                              std::vector<LayerSpec> layers) {
+  ArchitectureSpec arch;
+  arch.name = name;
+  arch.height = arch.width = side;
+  arch.channels = channels;
+  arch.classes = 10;
+  for (size_t i = 0; i < layers.size(); ++i) layers[i].name = name + "_l" + std::to_string(i);
+  arch.layers = std::move(layers);
+  return arch;
+}
+
+std::vector<ArchitectureSpec> test_architectures() {
+  using K = LayerKind;
+  const auto none = ActivationKind::None, relu6 = ActivationKind::Relu6;
+  return {
+      // Plain CNN, max pool, fc on a spatial input (HWC flattening); 8, 4 and 2 bits.
+      architecture("plain", 15, 1,
+                   {layer(K::Conv, 8, 3, 1, 8, 0.0), layer(K::MaxPool, 0, 2, 2, 8, 0),
+                    layer(K::Conv, 12, 3, 2, 4, 0.5), layer(K::FullyConnected, 10, 1, 1, 2, 0.0, none)}),
+      // MobileNetV2 blocks with residual adds, ReLU6, global average pool.
+      architecture("mbv2", 12, 3,
+                   {layer(K::Conv, 8, 3, 2, 8, 0.0, relu6),
+                    layer(K::InvertedResidual, 8, 3, 1, 4, 0.75, relu6, 3),
+                    layer(K::InvertedResidual, 16, 3, 2, 6, 0.5, relu6, 2),
+                    layer(K::InvertedResidual, 16, 5, 1, 3, 0.0, ActivationKind::Relu, 2),
+                    layer(K::GlobalAvgPool, 0, 1, 1, 8, 0),
+                    layer(K::FullyConnected, 10, 1, 1, 8, 0.9, none)}),
+      // Depthwise first, 1x1 conv, average pool, 5x5 windows, 2-bit fc.
+      architecture("separable", 14, 3,
+                   {layer(K::Depthwise, 0, 5, 1, 5, 0.0), layer(K::Conv, 24, 1, 1, 2, 0.3),
+                    layer(K::AvgPool, 0, 3, 2, 8, 0), layer(K::Conv, 16, 3, 1, 7, 0.6),
+                    layer(K::GlobalAvgPool, 0, 1, 1, 8, 0),
+                    layer(K::FullyConnected, 10, 1, 1, 2, 0.0, none)}),
+  };
+}
+
+torch::Tensor images_of(udc::data::Batch& batch) {
+  return torch::from_blob(batch.images.data(),
+                          {int64_t(batch.size), int64_t(batch.channels), int64_t(batch.height),
+                           int64_t(batch.width)},
+                          torch::kFloat);
+}
+
+/// A few float steps, quantisation set-up, a few quantised steps with full sparsity.
+void short_training(QNet& net, const udc::data::ImageDataset& set,
+                    const udc::data::Normalization& normalization) {
+  torch::optim::Adam optimizer(net.parameters(), torch::optim::AdamOptions(3e-3));
+  udc::data::BatchLoader loader(set, normalization, {1, true}, {32, true, false, 5, 2});
+  for (Mode mode : {Mode::Float, Mode::Quantized}) {
+    if (mode == Mode::Quantized) {
+      for (const auto& l : net.weighted()) l->update_mask(l->target_sparsity());
+      prepare_quantization(net, set, normalization, 32, 5);
+    }
+    net.train();
+    loader.start_epoch(mode == Mode::Float ? 0 : 1);
+    udc::data::Batch batch;
+    for (int step = 0; step < 4 && loader.next(batch); ++step) {
+      const QTensor logits = net.forward(images_of(batch), {mode, true, 0.9});
+      const torch::Tensor loss = torch::cross_entropy_loss(
+          logits.x, torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong));
+      optimizer.zero_grad();
+      loss.backward();
+      optimizer.step();
+    }
+  }
+}
+
+std::vector<int8_t> model_input(const udc::data::ImageDataset& set, size_t index) {
+  std::vector<int8_t> input(set.image_bytes());
+  for (size_t k = 0; k < input.size(); ++k) input[k] = udc::data::quantize_pixel(set.image(index)[k]);
+  return input;
+}
+
+}  // namespace
+
+TEST(Export, IntegerModelEqualsLibTorchOnInterpreterAndSimulator) {
+  torch::set_num_threads(2);
+  const udc::data::Normalization normalization{0.4f, 0.3f};
+  const udc::npu_sim::NpuConfig npu;  // Ethos-U55-128, deep embedded
+  for (const ArchitectureSpec& arch : test_architectures()) {
+    SCOPED_TRACE(arch.name);
+    torch::manual_seed(11);
+    const auto set = synthetic_set(arch.height, arch.channels, 96, 2);
+    QNet net(arch, normalization);
+    short_training(net, set, normalization);
+    const fm::Model model = net.export_model();
+    // Round trip through the file format, as a user would.
+    const fs::path path = fs::temp_directory_path() / (arch.name + std::to_string(::getpid()) + ".udcm");
+    fm::write_model(model, path.string());
+    const fm::Model loaded = fm::read_model(path.string());
+    fs::remove(path);
+    const Evaluation eval = evaluate(net, set, normalization, Mode::Quantized, 32, set.size());
+    ASSERT_EQ(eval.logits.size(), set.size());
+    const fm::CompileResult compiled = fm::compile(loaded, npu);
+    ASSERT_TRUE(compiled.fits());
+    size_t distinct_outputs = 0;
+    for (size_t i = 0; i < set.size(); ++i) {
+      const std::vector<int8_t> input = model_input(set, i);
+      const auto values = fm::run_reference(loaded, {input});
+      const auto& reference = values[size_t(loaded.outputs[0])];
+      ASSERT_EQ(reference, eval.logits[i]) << "image " << i;
+      if (i < 24) {
+        const fm::NpuRun run = fm::run_on_npu(loaded, compiled.compiled, npu, {input});
+        ASSERT_EQ(run.job.error, "");
+        ASSERT_EQ(run.outputs.at(0), reference) << "image " << i;
+      }
+      distinct_outputs += i > 0 && eval.logits[i] != eval.logits[i - 1];
+    }
+    // The check means something only if the outputs vary with the input.
+    EXPECT_GT(distinct_outputs, set.size() / 2);
+    // Weights: b-bit range and at least the target sparsity, exact zeros.
+    size_t weighted = 0;
+    for (const fm::Operation& op : loaded.operations) {
+      if (op.weights.empty()) continue;
+      const auto& layer = net.weighted()[weighted++];
+      const int limit = weight_limit(layer->bits());
+      EXPECT_EQ(op.weight_bits, layer->bits());
+      for (int8_t w : op.weights) ASSERT_LE(std::abs(int(w)), limit) << op.name;
+      const uint64_t zeros = op.weights.size() - op.nonzero_weights();
+      EXPECT_GE(zeros, uint64_t(std::llround(layer->target_sparsity() * double(op.weights.size()))))
+          << op.name;
+    }
+    EXPECT_EQ(weighted, net.weighted().size());
+  }
+}
+
+TEST(QuantizedForward, GradientsReachWeightsAndStepsThroughIntegerValues) {
+  torch::manual_seed(4);
+  const udc::data::Normalization normalization{0.5f, 0.5f};
+  const ArchitectureSpec arch = test_architectures()[1];
+  const auto set = synthetic_set(arch.height, arch.channels, 64, 9);
+  QNet net(arch, normalization);
+  prepare_quantization(net, set, normalization, 32, 1);
+  udc::data::BatchLoader loader(set, normalization, {}, {32, false, false, 1, 1});
+  loader.start_epoch(0);
+  udc::data::Batch batch;
+  ASSERT_TRUE(loader.next(batch));
+  net.train();
+  const QTensor logits = net.forward(images_of(batch), {Mode::Quantized, false, 0.9});
+  // Values on the integer grid of the output quantisation.
+  const torch::Tensor q = logits.x / logits.quant.scale + logits.quant.zero_point;
+  EXPECT_LT((q - q.round()).abs().max().item<float>(), 1e-3f);
+  torch::cross_entropy_loss(logits.x, torch::from_blob(batch.labels.data(), {32}, torch::kLong))
+      .backward();
+  for (const auto& item : net.named_parameters()) {
+    if (item.key().find("batch_norm") != std::string::npos) continue;
+    ASSERT_TRUE(item.value().grad().defined()) << item.key();
+    EXPECT_GT(item.value().grad().abs().sum().item<double>(), 0.0) << item.key();
+  }
+}
+
+namespace {
+
+/// A tiny configuration on a subset of the real Fashion-MNIST.
+TrainConfig tiny_config(uint32_t finetune_epochs) {
+  TrainConfig config;
+  config.file = "tiny";
+  config.architecture = architecture(
+      "tiny", 28, 1,
+      {layer(LayerKind::Conv, 8, 3, 2, 4, 0.5), layer(LayerKind::Conv, 16, 3, 2, 8, 0.8),
+       layer(LayerKind::GlobalAvgPool, 0, 1, 1, 8, 0),
+       layer(LayerKind::FullyConnected, 10, 1, 1, 4, 0.0, ActivationKind::None)});
+  config.data.train_subset = 512;
+  config.data.test_subset = 200;
+  config.data.augmentation = {2, true};
+  config.train.batch_size = 64;
+  config.train.warmup = {1, 3e-3};
+  config.train.compress = {1, 1e-3};
+  config.train.finetune = {finetune_epochs, 3e-4};
+  config.train.max_steps_per_epoch = 4;
+  config.train.prune_interval = 2;
+  config.npu_config = std::string(UDC_CONFIG_DIR) + "/npu/u55-128-deep-embedded.yaml";
+  config.verify_images = 20;
+  return config;
+}
+
+}  // namespace
+
+TEST(Trainer, TrainsExportsVerifiesAndResumesIdentically) {
+  if (!fs::is_directory(udc::data::kFashionMnistDir)) GTEST_SKIP() << "no Fashion-MNIST";
+  const fs::path root = fs::temp_directory_path() / ("udc_train_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  // Uninterrupted: 3 epochs.
+  TrainOptions options;
+  options.output_dir = (root / "full").string();
+  const TrainResult full = train(tiny_config(1), options);
+  EXPECT_EQ(full.verified_images, 20u);
+  EXPECT_EQ(full.history.size(), 3u);
+  EXPECT_FALSE(full.resumed);
+  const auto report = nlohmann::json::parse(udc::common::read_file(full.report_path));
+  EXPECT_EQ(report["test_accuracy"].get<double>(), full.test_accuracy);
+  EXPECT_GT(report["hardware"]["cycles"].get<double>(), 0.0);
+  EXPECT_GT(report["hardware"]["sram_peak_bytes"].get<uint64_t>(), 28u * 28u);
+  EXPECT_EQ(report["compressed_weight_bytes"].get<uint64_t>(), full.compressed_bytes);
+  const fm::Model model = fm::read_model(full.model_path);
+  EXPECT_EQ(fm::summarize(model).compressed_bytes, full.compressed_bytes);
+
+  // Interrupted after 2 epochs (a run that stops there), then resumed to 3.
+  options.output_dir = (root / "resumed").string();
+  train(tiny_config(0), options);
+  const TrainResult resumed = train(tiny_config(1), options);
+  EXPECT_TRUE(resumed.resumed);
+  EXPECT_EQ(resumed.first_epoch, 2u);
+  EXPECT_EQ(udc::common::read_file(resumed.model_path), udc::common::read_file(full.model_path));
+  EXPECT_EQ(resumed.test_accuracy, full.test_accuracy);
+  fs::remove_all(root);
+}

@@ -1,0 +1,73 @@
+// Training configurations: the shipped baselines parse; bad input names file, line and key.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "udc/common/yaml_section.hpp"
+#include "udc/search/train_config.hpp"
+
+namespace fs = std::filesystem;
+using namespace udc::search;
+
+namespace {
+
+std::string error_for(const std::string& yaml) {
+  const fs::path path = fs::temp_directory_path() / ("udc_cfg_" + std::to_string(::getpid()) + ".yaml");
+  std::ofstream(path) << yaml;
+  try {
+    load_train_config(path.string());
+  } catch (const udc::common::ConfigError& e) {
+    fs::remove(path);
+    return e.what();
+  }
+  fs::remove(path);
+  return "";
+}
+
+const char* kMinimal = "model:\n  layers:\n    - {op: conv, out: 4}\n    - {op: fc}\n";
+
+}  // namespace
+
+TEST(TrainConfig, ShippedBaselinesParse) {
+  int count = 0;
+  for (const auto& entry : fs::directory_iterator(fs::path(UDC_CONFIG_DIR) / "train")) {
+    const TrainConfig config = load_train_config(entry.path().string());
+    EXPECT_EQ(config.architecture.layers.back().kind, LayerKind::FullyConnected);
+    EXPECT_TRUE(fs::exists(config.npu_config)) << config.npu_config;
+    ++count;
+  }
+  EXPECT_GE(count, 4);
+}
+
+TEST(TrainConfig, DefaultsAndDerivedValues) {
+  const fs::path path = fs::temp_directory_path() / "udc_cfg_min.yaml";
+  std::ofstream(path) << kMinimal << "npu: ../npu/x.yaml\n";
+  const TrainConfig config = load_train_config(path.string());
+  ASSERT_EQ(config.architecture.layers.size(), 2u);
+  EXPECT_EQ(config.architecture.layers[1].out_channels, 10u);  // fc: classes
+  EXPECT_EQ(config.architecture.layers[1].activation, ActivationKind::None);
+  EXPECT_EQ(config.architecture.layers[0].activation, ActivationKind::Relu);
+  EXPECT_EQ(config.data.dir, "/usr/share/datasets/fashion-mnist");
+  EXPECT_EQ(config.npu_config, (path.parent_path().parent_path() / "npu/x.yaml").string());
+  fs::remove(path);
+}
+
+TEST(TrainConfig, ErrorsNameLineAndKey) {
+  EXPECT_NE(error_for(std::string(kMinimal) + "trian: {}\n").find(":5: trian: unknown key"),
+            std::string::npos);
+  EXPECT_NE(error_for("model:\n  layers:\n    - {op: conv, out: 4, bits: 9}\n    - {op: fc}\n")
+                .find(":3: model.layers[0].bits: expected an integer 2..8, got '9'"),
+            std::string::npos);
+  EXPECT_NE(error_for("model:\n  layers:\n    - {op: conv, out: 4}\n    - {op: fc, out: 3}\n")
+                .find("the last layer must be fc with out = classes"),
+            std::string::npos);
+  EXPECT_NE(error_for("model:\n  layers:\n    - {op: convolution}\n").find("'convolution' is not one of"),
+            std::string::npos);
+  EXPECT_NE(error_for(std::string(kMinimal) + "train: {warmup: {epochs: -1}}\n")
+                .find("train.warmup.epochs"),
+            std::string::npos);
+  EXPECT_NE(error_for("model: [1, 2\n").find("malformed YAML"), std::string::npos);
+  EXPECT_NE(error_for(std::string(kMinimal) + "data: {set: cifar100}\n").find("data.dir: missing"),
+            std::string::npos);
+}
