@@ -13,6 +13,7 @@ packages=(
   cmake ninja-build g++ pkg-config
   libgtest-dev libbenchmark-dev libcli11-dev libfmt-dev
   libsystemc-dev libyaml-cpp-dev nlohmann-json3-dev
+  libtorch-dev libstb-dev zlib1g-dev dataset-fashion-mnist
 )
 
 missing=()
@@ -38,12 +39,15 @@ cmake --build "$build_dir" -j"$(nproc)"
 case "${1:-}" in
   "") ;;
   run)
-    model="$build_dir/mobilenet_like.udcm"
-    "$build_dir/udc" model --generate mobilenet --bits 4 --sparsity 0.5 -o "$model"
+    # Train the 4-bit baseline CNN on Fashion-MNIST (resumes if interrupted), then run the
+    # trained integer model on the simulated NPU and measure its accuracy there.
+    npu=configs/npu/u55-128-deep-embedded.yaml
+    out="$build_dir/runs/fmnist-cnn-w4"
+    "$build_dir/udc" train --config configs/train/fmnist-cnn-w4.yaml -o "$out"
     echo
-    "$build_dir/udc" run "$model" --npu configs/npu/u55-128-deep-embedded.yaml
+    "$build_dir/udc" run "$out/model.udcm" --npu "$npu"
     echo
-    "$build_dir/udc" verify "$model" --npu configs/npu/u55-128-deep-embedded.yaml --inputs 3
+    "$build_dir/udc" eval "$out/model.udcm" --on simulator --npu "$npu" --limit 1000
     ;;
   test) ctest --test-dir "$build_dir" -j"$(nproc)" --output-on-failure ;;
   *) echo "setup.sh: unknown command '$1' (expected: run, test, or nothing)" >&2; exit 2 ;;

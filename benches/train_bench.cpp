@@ -59,15 +59,20 @@ void train_steps(benchmark::State& state, Mode mode) {
       benchmark::Counter(double(state.iterations()) * 128, benchmark::Counter::kIsRate);
 }
 
-void BM_TrainStepFloat(benchmark::State& state) { train_steps(state, Mode::Float); }
-void BM_TrainStepQuantized(benchmark::State& state) { train_steps(state, Mode::Quantized); }
+void BM_TrainStepFloat(benchmark::State& state) {
+  train_steps(state, Mode::Float);
+}
+void BM_TrainStepQuantized(benchmark::State& state) {
+  train_steps(state, Mode::Quantized);
+}
 
 void BM_IntegerForward(benchmark::State& state) {
   Fixture f(int(state.range(0)));
   prepare_quantization(*f.net, f.set, f.config.data.normalization, 128, 1);
   f.net->eval();
   torch::NoGradGuard no_grad;
-  for (auto _ : state) benchmark::DoNotOptimize(f.net->forward(f.images, {Mode::Quantized, false, 0}));
+  for (auto _ : state)
+    benchmark::DoNotOptimize(f.net->forward(f.images, {Mode::Quantized, false, 0}));
   state.counters["images/s"] =
       benchmark::Counter(double(state.iterations()) * 128, benchmark::Counter::kIsRate);
 }

@@ -43,10 +43,9 @@ torch::Tensor straight_through(const torch::Tensor& differentiable, const torch:
 namespace {
 
 template <typename Scalar>
-void requantize_loop(const torch::Tensor& acc, torch::Tensor& out,
-                     const std::vector<int32_t>& bias, const std::vector<int32_t>& multiplier,
-                     const std::vector<int32_t>& shift, int32_t zero_point, int32_t clamp_min,
-                     int32_t clamp_max) {
+void requantize_loop(const torch::Tensor& acc, torch::Tensor& out, const std::vector<int32_t>& bias,
+                     const std::vector<int32_t>& multiplier, const std::vector<int32_t>& shift,
+                     int32_t zero_point, int32_t clamp_min, int32_t clamp_max) {
   const int64_t batch = acc.size(0), channels = acc.size(1);
   const int64_t plane = acc.numel() / std::max<int64_t>(1, batch * channels);
   const Scalar* in = acc.data_ptr<Scalar>();
@@ -337,10 +336,22 @@ QTensor QWeighted::forward(const QTensor& input, const ForwardContext& context) 
   const torch::Tensor centered =
       recover_integers(input.x.detach(), input.quant) - input.quant.zero_point;
   const double per_output = double(li.weights[0].numel());
-  const double bound = per_output * 255.0 * li.weights.abs().max().item<double>();
-  // float32 sums integers exactly below 2^24; beyond, accumulate in double.
-  const torch::Dtype dtype = bound < kFloatExactLimit ? torch::kFloat : torch::kDouble;
-  const torch::Tensor accumulator = apply(centered.to(dtype), li.weights.to(dtype));
+  const double max_weight = li.weights.abs().max().item<double>();
+  // float32 sums integers exactly while every partial sum stays below 2^24 (inputs centred
+  // on their zero point span at most 255). Wider layers split each weight as 16 hi + lo,
+  // both small enough for exact float sums, and combine in double; only if even that is
+  // not exact does the accumulation run in double (slow: no oneDNN kernel).
+  torch::Tensor accumulator;
+  if (per_output * 255.0 * max_weight < kFloatExactLimit) {
+    accumulator = apply(centered, li.weights);
+  } else if (per_output * 255.0 * 8.0 < kFloatExactLimit) {
+    const torch::Tensor high = torch::floor((li.weights + 8.0) / 16.0);
+    const torch::Tensor low = li.weights - 16.0 * high;
+    accumulator =
+        apply(centered, high).to(torch::kDouble) * 16.0 + apply(centered, low).to(torch::kDouble);
+  } else {
+    accumulator = apply(centered.to(torch::kDouble), li.weights.to(torch::kDouble));
+  }
   const torch::Tensor q = requantize(accumulator, li.bias, li.multiplier, li.shift,
                                      li.out.zero_point, li.clamp_min, li.clamp_max);
   torch::AutoGradMode enable_grad(true);

@@ -20,8 +20,8 @@ using namespace udc::data;
 namespace {
 
 fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() /
-                       ("udc_data_test_" + name + "_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("udc_data_test_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
@@ -94,11 +94,13 @@ TEST(FashionMnist, ReadsGzipAndPlainIdx) {
 
 TEST(FashionMnist, ErrorsNameFileAndExpectation) {
   const fs::path dir = fresh_dir("idxbad");
-  EXPECT_NE(error_of([&] { load_fashion_mnist((dir / "nope").string(), Split::Test); })
-                .find("dataset-fashion-mnist"),
+  EXPECT_NE(error_of([&] {
+              load_fashion_mnist((dir / "nope").string(), Split::Test);
+            }).find("dataset-fashion-mnist"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { load_fashion_mnist(dir.string(), Split::Train); })
-                .find("train-images-idx3-ubyte"),
+  EXPECT_NE(error_of([&] {
+              load_fashion_mnist(dir.string(), Split::Train);
+            }).find("train-images-idx3-ubyte"),
             std::string::npos);
   write_idx(dir, "t10k", 4, true, /*bad_label=*/12);
   const std::string label_error = error_of([&] { load_fashion_mnist(dir.string(), Split::Test); });
@@ -115,8 +117,9 @@ TEST(FashionMnist, ErrorsNameFileAndExpectation) {
             std::string::npos);
   short_images[3] = 0x01;
   write_bytes(dir / "t10k-images-idx3-ubyte.gz", short_images, true);
-  EXPECT_NE(error_of([&] { load_fashion_mnist(dir.string(), Split::Test); })
-                .find("offset 0: expected IDX magic 0x00000803"),
+  EXPECT_NE(error_of([&] {
+              load_fashion_mnist(dir.string(), Split::Test);
+            }).find("offset 0: expected IDX magic 0x00000803"),
             std::string::npos);
   fs::remove_all(dir);
 }
@@ -135,8 +138,8 @@ TEST(Cifar100, PlanarRecordsBecomeHwcImages) {
   const fs::path dir = fresh_dir("cifar");
   std::vector<uint8_t> bytes;
   for (int r = 0; r < 3; ++r) {
-    bytes.push_back(uint8_t(r + 1));       // coarse
-    bytes.push_back(uint8_t(50 + r));      // fine
+    bytes.push_back(uint8_t(r + 1));   // coarse
+    bytes.push_back(uint8_t(50 + r));  // fine
     for (int c = 0; c < 3; ++c) {
       for (int p = 0; p < 1024; ++p) bytes.push_back(uint8_t((r * 31 + c * 100 + p) % 256));
     }
@@ -169,7 +172,8 @@ TEST(ImageFolder, ClassFoldersOfPngAndJpeg) {
     fs::create_directories(class_dir);
     // A uniform image of 40x24 in each format: resizing keeps a constant colour.
     std::vector<uint8_t> pixels;
-    for (int p = 0; p < 40 * 24; ++p) pixels.insert(pixels.end(), colours[size_t(k)].begin(), colours[size_t(k)].end());
+    for (int p = 0; p < 40 * 24; ++p)
+      pixels.insert(pixels.end(), colours[size_t(k)].begin(), colours[size_t(k)].end());
     ASSERT_TRUE(stbi_write_png((class_dir / "one.png").c_str(), 40, 24, 3, pixels.data(), 40 * 3));
     ASSERT_TRUE(stbi_write_jpg((class_dir / "two.JPG").c_str(), 40, 24, 3, pixels.data(), 95));
   }
@@ -181,17 +185,20 @@ TEST(ImageFolder, ClassFoldersOfPngAndJpeg) {
   for (size_t i = 0; i < set.size(); ++i) {
     const auto& colour = colours[set.labels[i] == 0 ? 1 : 0];
     for (size_t p = 0; p < 16 * 16; ++p) {
-      for (int c = 0; c < 3; ++c) EXPECT_NEAR(set.image(i)[p * 3 + size_t(c)], colour[size_t(c)], 3);
+      for (int c = 0; c < 3; ++c)
+        EXPECT_NEAR(set.image(i)[p * 3 + size_t(c)], colour[size_t(c)], 3);
     }
   }
   const ImageDataset grey = load_image_folder(dir.string(), Split::Test, 8, 1);
   EXPECT_EQ(grey.channels, 1u);
-  EXPECT_NE(error_of([&] { load_image_folder((dir / "none").string(), Split::Test, 8, 3); })
-                .find("one sub-folder per class"),
+  EXPECT_NE(error_of([&] {
+              load_image_folder((dir / "none").string(), Split::Test, 8, 3);
+            }).find("one sub-folder per class"),
             std::string::npos);
   std::ofstream(dir / "val" / "a_first" / "broken.png") << "not a png";
-  EXPECT_NE(error_of([&] { load_image_folder(dir.string(), Split::Test, 8, 3); }).find("broken.png"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { load_image_folder(dir.string(), Split::Test, 8, 3); }).find("broken.png"),
+      std::string::npos);
   fs::remove_all(dir);
 }
 
@@ -269,7 +276,8 @@ TEST(BatchLoader, EveryImageOncePerEpochInDeterministicOrder) {
   std::iota(all.begin(), all.end(), 0u);
   EXPECT_EQ(sorted, all);
   a.start_epoch(4);
-  while (a.next(batch)) order_next.insert(order_next.end(), batch.indices.begin(), batch.indices.end());
+  while (a.next(batch))
+    order_next.insert(order_next.end(), batch.indices.begin(), batch.indices.end());
   EXPECT_NE(order_next, order_a);
   // Abandoning an epoch half-way and restarting it gives the same batches.
   a.start_epoch(3);
@@ -291,7 +299,8 @@ TEST(BatchLoader, AugmentedImagesAreShiftedOrMirroredOriginals) {
   // Without augmentation: NCHW of the normalised pixels.
   for (uint32_t i = 0; i < 20; ++i) {
     for (uint32_t c = 0; c < 2; ++c) {
-      EXPECT_EQ(batch.images[((i * 2 + c) * 8 + 3) * 8 + 5], n.normalize(set.image(i)[(3 * 8 + 5) * 2 + c]));
+      EXPECT_EQ(batch.images[((i * 2 + c) * 8 + 3) * 8 + 5],
+                n.normalize(set.image(i)[(3 * 8 + 5) * 2 + c]));
     }
   }
   make_batch(set, indices, n, {pad, true}, rng, batch);
@@ -306,10 +315,12 @@ TEST(BatchLoader, AugmentedImagesAreShiftedOrMirroredOriginals) {
             for (int x = 0; x < 8 && all; ++x) {
               const int sy = y + dy, sx = (flip ? 7 - x : x) + dx;
               for (int c = 0; c < 2 && all; ++c) {
-                const float expected = sy >= 0 && sy < 8 && sx >= 0 && sx < 8
-                                           ? n.normalize(set.image(i)[(size_t(sy) * 8 + size_t(sx)) * 2 + size_t(c)])
-                                           : n.normalize(0);
-                all = batch.images[((size_t(i) * 2 + size_t(c)) * 8 + size_t(y)) * 8 + size_t(x)] == expected;
+                const float expected =
+                    sy >= 0 && sy < 8 && sx >= 0 && sx < 8
+                        ? n.normalize(set.image(i)[(size_t(sy) * 8 + size_t(sx)) * 2 + size_t(c)])
+                        : n.normalize(0);
+                all = batch.images[((size_t(i) * 2 + size_t(c)) * 8 + size_t(y)) * 8 + size_t(x)] ==
+                      expected;
               }
             }
           }

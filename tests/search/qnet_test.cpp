@@ -74,7 +74,8 @@ udc::data::ImageDataset synthetic_set(uint32_t side, uint32_t channels, size_t c
 }
 
 LayerSpec layer(LayerKind kind, uint32_t out, uint32_t kernel, uint32_t stride, uint32_t bits,
-                double sparsity, ActivationKind act = ActivationKind::Relu, uint32_t expansion = 1) {
+                double sparsity, ActivationKind act = ActivationKind::Relu,
+                uint32_t expansion = 1) {
   LayerSpec spec;
   spec.kind = kind;
   spec.out_channels = out;
@@ -104,9 +105,10 @@ std::vector<ArchitectureSpec> test_architectures() {
   const auto none = ActivationKind::None, relu6 = ActivationKind::Relu6;
   return {
       // Plain CNN, max pool, fc on a spatial input (HWC flattening); 8, 4 and 2 bits.
-      architecture("plain", 15, 1,
-                   {layer(K::Conv, 8, 3, 1, 8, 0.0), layer(K::MaxPool, 0, 2, 2, 8, 0),
-                    layer(K::Conv, 12, 3, 2, 4, 0.5), layer(K::FullyConnected, 10, 1, 1, 2, 0.0, none)}),
+      architecture(
+          "plain", 15, 1,
+          {layer(K::Conv, 8, 3, 1, 8, 0.0), layer(K::MaxPool, 0, 2, 2, 8, 0),
+           layer(K::Conv, 12, 3, 2, 4, 0.5), layer(K::FullyConnected, 10, 1, 1, 2, 0.0, none)}),
       // MobileNetV2 blocks with residual adds, ReLU6, global average pool.
       architecture("mbv2", 12, 3,
                    {layer(K::Conv, 8, 3, 2, 8, 0.0, relu6),
@@ -121,14 +123,19 @@ std::vector<ArchitectureSpec> test_architectures() {
                     layer(K::AvgPool, 0, 3, 2, 8, 0), layer(K::Conv, 16, 3, 1, 7, 0.6),
                     layer(K::GlobalAvgPool, 0, 1, 1, 8, 0),
                     layer(K::FullyConnected, 10, 1, 1, 2, 0.0, none)}),
+      // Wide 8-bit layers: 576 products per output (split float accumulation) and 9,216
+      // (double accumulation).
+      architecture("wide", 12, 1,
+                   {layer(K::Conv, 64, 3, 1, 8, 0.0), layer(K::Conv, 64, 3, 1, 8, 0.2),
+                    layer(K::FullyConnected, 10, 1, 1, 8, 0.0, none)}),
   };
 }
 
 torch::Tensor images_of(udc::data::Batch& batch) {
-  return torch::from_blob(batch.images.data(),
-                          {int64_t(batch.size), int64_t(batch.channels), int64_t(batch.height),
-                           int64_t(batch.width)},
-                          torch::kFloat);
+  return torch::from_blob(
+      batch.images.data(),
+      {int64_t(batch.size), int64_t(batch.channels), int64_t(batch.height), int64_t(batch.width)},
+      torch::kFloat);
 }
 
 /// A few float steps, quantisation set-up, a few quantised steps with full sparsity.
@@ -157,7 +164,8 @@ void short_training(QNet& net, const udc::data::ImageDataset& set,
 
 std::vector<int8_t> model_input(const udc::data::ImageDataset& set, size_t index) {
   std::vector<int8_t> input(set.image_bytes());
-  for (size_t k = 0; k < input.size(); ++k) input[k] = udc::data::quantize_pixel(set.image(index)[k]);
+  for (size_t k = 0; k < input.size(); ++k)
+    input[k] = udc::data::quantize_pixel(set.image(index)[k]);
   return input;
 }
 
@@ -175,7 +183,8 @@ TEST(Export, IntegerModelEqualsLibTorchOnInterpreterAndSimulator) {
     short_training(net, set, normalization);
     const fm::Model model = net.export_model();
     // Round trip through the file format, as a user would.
-    const fs::path path = fs::temp_directory_path() / (arch.name + std::to_string(::getpid()) + ".udcm");
+    const fs::path path =
+        fs::temp_directory_path() / (arch.name + std::to_string(::getpid()) + ".udcm");
     fm::write_model(model, path.string());
     const fm::Model loaded = fm::read_model(path.string());
     fs::remove(path);

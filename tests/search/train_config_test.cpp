@@ -13,7 +13,8 @@ using namespace udc::search;
 namespace {
 
 std::string error_for(const std::string& yaml) {
-  const fs::path path = fs::temp_directory_path() / ("udc_cfg_" + std::to_string(::getpid()) + ".yaml");
+  const fs::path path =
+      fs::temp_directory_path() / ("udc_cfg_" + std::to_string(::getpid()) + ".yaml");
   std::ofstream(path) << yaml;
   try {
     load_train_config(path.string());
@@ -62,8 +63,9 @@ TEST(TrainConfig, ErrorsNameLineAndKey) {
   EXPECT_NE(error_for("model:\n  layers:\n    - {op: conv, out: 4}\n    - {op: fc, out: 3}\n")
                 .find("the last layer must be fc with out = classes"),
             std::string::npos);
-  EXPECT_NE(error_for("model:\n  layers:\n    - {op: convolution}\n").find("'convolution' is not one of"),
-            std::string::npos);
+  EXPECT_NE(
+      error_for("model:\n  layers:\n    - {op: convolution}\n").find("'convolution' is not one of"),
+      std::string::npos);
   EXPECT_NE(error_for(std::string(kMinimal) + "train: {warmup: {epochs: -1}}\n")
                 .find("train.warmup.epochs"),
             std::string::npos);
