@@ -134,6 +134,43 @@ std::vector<int64_t> YamlSection::integers(const std::string& key,
   return numbers;
 }
 
+std::vector<double> YamlSection::numbers(const std::string& key, const std::vector<double>& fallback,
+                                         double min, double max) {
+  read_.insert(key);
+  if (!has(key)) return fallback;
+  const YAML::Node value = node_[key];
+  if (value.IsScalar()) return {number(key, 0.0, min, max)};
+  if (!value.IsSequence() || value.size() == 0) fail_at(value, key, "expected a list of numbers");
+  std::vector<double> numbers;
+  for (size_t i = 0; i < value.size(); ++i) {
+    std::istringstream in(value[i].IsScalar() ? value[i].Scalar() : "");
+    double number = 0;
+    if (!value[i].IsScalar() || !(in >> number) || !(in >> std::ws).eof() ||
+        !std::isfinite(number) || number < min || number > max) {
+      std::ostringstream range;
+      range << min << ".." << max;
+      fail_at(value[i], key + "[" + std::to_string(i) + "]", "expected a number " + range.str());
+    }
+    numbers.push_back(number);
+  }
+  return numbers;
+}
+
+std::vector<std::string> YamlSection::strings(const std::string& key,
+                                              const std::vector<std::string>& fallback) {
+  read_.insert(key);
+  if (!has(key)) return fallback;
+  const YAML::Node value = node_[key];
+  if (value.IsScalar()) return {value.Scalar()};
+  if (!value.IsSequence() || value.size() == 0) fail_at(value, key, "expected a list of strings");
+  std::vector<std::string> list;
+  for (size_t i = 0; i < value.size(); ++i) {
+    if (!value[i].IsScalar()) fail_at(value[i], key + "[" + std::to_string(i) + "]", "expected a string");
+    list.push_back(value[i].Scalar());
+  }
+  return list;
+}
+
 YamlSection YamlSection::section(const std::string& key) {
   read_.insert(key);
   if (!has(key)) return YamlSection(file_, YAML::Node(), key_path(key));

@@ -256,15 +256,42 @@ void QWeighted::update_mask(double sparsity) {
   mask_.copy_(magnitude_mask(folded().first, sparsity));
 }
 
-void QWeighted::initialize_step() {
+torch::Tensor initial_weight_step(const torch::Tensor& masked_weights, uint32_t bits) {
   torch::NoGradGuard no_grad;
-  const torch::Tensor w = (folded().first * mask_).reshape({int64_t(out_channels_), -1}).abs();
-  const double limit = weight_limit(bits_);
+  const torch::Tensor w = masked_weights.reshape({masked_weights.size(0), -1}).abs();
+  const double limit = weight_limit(bits);
   // LSQ's initial step 2 E|w| / sqrt(Q) for low bitwidths; for 8 bits the range max/Q
   // loses less.
   const torch::Tensor step =
-      bits_ >= 8 ? std::get<0>(w.max(1)) / limit : 2.0 * w.mean(1) / std::sqrt(limit);
-  step_.copy_(step.clamp_min(1e-6));
+      bits >= 8 ? std::get<0>(w.max(1)) / limit : 2.0 * w.mean(1) / std::sqrt(limit);
+  return step.clamp_min(1e-6);
+}
+
+torch::Tensor weight_integers(const torch::Tensor& masked_weights, const torch::Tensor& step,
+                              uint32_t bits) {
+  std::vector<int64_t> channel_shape(size_t(masked_weights.dim()), 1);
+  channel_shape[0] = -1;
+  const int32_t limit = weight_limit(bits);
+  return torch::clamp(torch::round(masked_weights / step.reshape(channel_shape)), -limit, limit);
+}
+
+void QWeighted::initialize_step() {
+  torch::NoGradGuard no_grad;
+  step_.copy_(initial_weight_step(folded().first * mask_, bits_));
+}
+
+void QWeighted::assign_float_state(const torch::Tensor& weight, const torch::Tensor& bias,
+                                   const torch::nn::BatchNorm2d& batch_norm, int64_t channels) {
+  torch::NoGradGuard no_grad;
+  weight_.copy_(weight);
+  if (kind_ == Kind::FullyConnected) {
+    bias_.copy_(bias);
+    return;
+  }
+  batch_norm_->weight.copy_(batch_norm->weight.slice(0, 0, channels));
+  batch_norm_->bias.copy_(batch_norm->bias.slice(0, 0, channels));
+  batch_norm_->running_mean.copy_(batch_norm->running_mean.slice(0, 0, channels));
+  batch_norm_->running_var.copy_(batch_norm->running_var.slice(0, 0, channels));
 }
 
 torch::Tensor QWeighted::effective_step() const {
@@ -279,12 +306,8 @@ LayerIntegers QWeighted::integers(ActQuant input) const {
   torch::NoGradGuard no_grad;
   const auto [w, b] = folded();
   const torch::Tensor step = step_.clamp_min(1e-6).to(torch::kFloat);
-  const std::vector<int64_t> channel_shape = kind_ == Kind::FullyConnected
-                                                 ? std::vector<int64_t>{-1, 1}
-                                                 : std::vector<int64_t>{-1, 1, 1, 1};
-  const int32_t limit = weight_limit(bits_);
   LayerIntegers li;
-  li.weights = torch::clamp(torch::round(w * mask_ / step.reshape(channel_shape)), -limit, limit);
+  li.weights = weight_integers(w * mask_, step, bits_);
   li.out = output_range_->quant();
   const auto clamp =
       fm::activation_range(to_model_activation(activation_), li.out.scale, li.out.zero_point);

@@ -51,6 +51,11 @@ torch::Tensor rounded_average(const torch::Tensor& sum, int64_t count);
 
 /// Largest weight magnitude of a b-bit layer: 2^(b-1) - 1.
 int32_t weight_limit(uint32_t bits);
+/// LSQ's initial per-output-channel step of b-bit weights (dimension 0: output channels).
+torch::Tensor initial_weight_step(const torch::Tensor& masked_weights, uint32_t bits);
+/// clamp(round(w / step[c]), +-(2^(b-1) - 1)): the integer weights (float dtype).
+torch::Tensor weight_integers(const torch::Tensor& masked_weights, const torch::Tensor& step,
+                              uint32_t bits);
 /// Mask of `weights` with exactly round(sparsity * numel) zeros at the smallest magnitudes.
 torch::Tensor magnitude_mask(const torch::Tensor& weights, double sparsity);
 
@@ -123,6 +128,10 @@ class QWeighted : public QLayer {
   /// LSQ step initialisation from the current folded, masked weights.
   void initialize_step();
   LayerIntegers integers(ActQuant input) const;
+  /// Float weights and batch norm (its first `channels` channels) or bias (fully connected)
+  /// from another network, e.g. the supernet a searched architecture inherits from.
+  void assign_float_state(const torch::Tensor& weight, const torch::Tensor& bias,
+                          const torch::nn::BatchNorm2d& batch_norm, int64_t channels);
 
   const std::string& layer_name() const { return name_; }
   double target_sparsity() const { return sparsity_; }

@@ -113,7 +113,9 @@ void read_architecture(YamlSection model, ArchitectureSpec& arch) {
   model.finish();
 }
 
-std::string resolve(const std::string& file, const std::string& path) {
+}  // namespace
+
+std::string resolve_path(const std::string& file, const std::string& path) {
   if (path.empty() || std::filesystem::path(path).is_absolute()) return path;
   return (std::filesystem::path(file).parent_path() / path).lexically_normal().string();
 }
@@ -124,18 +126,11 @@ void read_phase(YamlSection phase, PhaseSpec& spec) {
   phase.finish();
 }
 
-}  // namespace
-
-TrainConfig load_train_config(const std::string& path) {
-  TrainConfig config;
-  config.file = path;
-  YamlSection root(path, common::load_yaml_file(path), "");
-  read_architecture(root.section("model"), config.architecture);
-
-  YamlSection data = root.section("data");
-  DataSpec& d = config.data;
+DataSpec read_data_spec(YamlSection data) {
+  DataSpec d;
   d.set = data.choice("set", d.set, {"fashion-mnist", "cifar100", "image-folder"});
-  d.dir = resolve(path, data.string("dir", d.set == "fashion-mnist" ? data::kFashionMnistDir : ""));
+  d.dir = resolve_path(data.file(),
+                       data.string("dir", d.set == "fashion-mnist" ? data::kFashionMnistDir : ""));
   if (d.dir.empty()) data.fail("dir", "missing (required for " + d.set + ")");
   d.image_side = uint32_t(data.integer("image_side", d.image_side, 4, 1024));
   d.train_subset = size_t(data.integer("train_subset", 0, 0, int64_t{1} << 40));
@@ -149,9 +144,11 @@ TrainConfig load_train_config(const std::string& path) {
   d.augmentation.horizontal_flip = augment.boolean("flip", false);
   augment.finish();
   data.finish();
+  return d;
+}
 
-  YamlSection train = root.section("train");
-  TrainSpec& t = config.train;
+TrainSpec read_train_spec(YamlSection train) {
+  TrainSpec t;
   t.batch_size = uint32_t(train.integer("batch_size", t.batch_size, 1, 65536));
   read_phase(train.section("warmup"), t.warmup);
   read_phase(train.section("compress"), t.compress);
@@ -164,8 +161,17 @@ TrainConfig load_train_config(const std::string& path) {
   t.activation_momentum = train.number("activation_momentum", t.activation_momentum, 0.0, 0.999999);
   t.max_steps_per_epoch = size_t(train.integer("max_steps_per_epoch", 0, 0, int64_t{1} << 40));
   train.finish();
+  return t;
+}
 
-  config.npu_config = resolve(path, root.string("npu", ""));
+TrainConfig load_train_config(const std::string& path) {
+  TrainConfig config;
+  config.file = path;
+  YamlSection root(path, common::load_yaml_file(path), "");
+  read_architecture(root.section("model"), config.architecture);
+  config.data = read_data_spec(root.section("data"));
+  config.train = read_train_spec(root.section("train"));
+  config.npu_config = resolve_path(path, root.string("npu", ""));
   config.verify_images = uint32_t(root.integer("verify_images", config.verify_images, 0, 1 << 20));
   root.finish();
   return config;

@@ -33,13 +33,6 @@ const char* phase_name(Phase phase) {
   return phase == Phase::Warmup ? "warmup" : phase == Phase::Compress ? "compress" : "finetune";
 }
 
-std::string format_duration(double seconds) {
-  const long s = std::lround(seconds);
-  if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, s / 60 % 60);
-  if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
-  return fmt::format("{}s", s);
-}
-
 nlohmann::json epoch_json(const EpochRecord& r) {
   return {{"epoch", r.epoch},
           {"phase", r.phase},
@@ -83,9 +76,7 @@ void save_checkpoint(const std::string& path, QNet& net, torch::optim::Optimizer
   archive.write(
       "state",
       c10::IValue(nlohmann::json{{"epochs_done", state.epochs_done}, {"history", history}}.dump()));
-  const std::string temporary = path + ".tmp." + std::to_string(::getpid());
-  archive.save_to(temporary);
-  fs::rename(temporary, path);
+  save_archive_atomically(archive, path);
 }
 
 /// Reads the state; the network and optimizer are restored by load_weights.
@@ -100,11 +91,6 @@ Checkpoint read_checkpoint_state(torch::serialize::InputArchive& archive, const 
   return state;
 }
 
-/// Learning rate at `step` of `steps` in a phase: cosine from `base` to 5 % of it.
-double cosine_rate(double base, size_t step, size_t steps) {
-  const double t = steps <= 1 ? 0.0 : double(step) / double(steps - 1);
-  return base * (0.05 + 0.95 * 0.5 * (1.0 + std::cos(M_PI * t)));
-}
 
 /// Sparsity reached at `progress` (0..1) of the compress phase: cubic ramp (Zhu & Gupta),
 /// complete after `ramp_fraction` of the phase.
@@ -135,14 +121,32 @@ void set_rate(torch::optim::AdamW& optimizer, double rate) {
   }
 }
 
+}  // namespace
+
+double cosine_rate(double base, size_t step, size_t steps) {
+  const double t = steps <= 1 ? 0.0 : double(step) / double(steps - 1);
+  return base * (0.05 + 0.95 * 0.5 * (1.0 + std::cos(M_PI * t)));
+}
+
+std::string format_duration(double seconds) {
+  const long s = std::lround(seconds);
+  if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, s / 60 % 60);
+  if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
+}
+
+void save_archive_atomically(torch::serialize::OutputArchive& archive, const std::string& path) {
+  const std::string temporary = path + ".tmp." + std::to_string(::getpid());
+  archive.save_to(temporary);
+  fs::rename(temporary, path);
+}
+
 torch::Tensor images_tensor(data::Batch& batch) {
   return torch::from_blob(
       batch.images.data(),
       {int64_t(batch.size), int64_t(batch.channels), int64_t(batch.height), int64_t(batch.width)},
       torch::kFloat);
 }
-
-}  // namespace
 
 // ---------------------------------------------------------------- shared with the search
 
@@ -200,6 +204,11 @@ uint64_t compressed_weight_bytes(const fm::Model& model) {
 // ---------------------------------------------------------------- train
 
 TrainResult train(const TrainConfig& config, const TrainOptions& options) {
+  return train_network(config, options, {});
+}
+
+TrainResult train_network(const TrainConfig& config, const TrainOptions& options,
+                          const NetInitializer& initialize) {
   std::ostream* log = options.log;
   auto say = [&](const std::string& line) {
     if (log) *log << line << std::endl;
@@ -275,6 +284,7 @@ TrainResult train(const TrainConfig& config, const TrainOptions& options) {
                     total_epochs));
   }
   result.first_epoch = state.epochs_done;
+  if (!result.resumed && initialize) initialize(*net);
 
   data::BatchLoader loader(train_set, config.data.normalization, config.data.augmentation,
                            {spec.batch_size, true, true, spec.seed, 2});
@@ -461,6 +471,10 @@ TrainResult train(const TrainConfig& config, const TrainOptions& options) {
     timing.timing_only = true;
     const fm::NpuRun run = fm::run_on_npu(model, *compiled, npu,
                                           {std::vector<int8_t>(test_set.image_bytes(), 0)}, timing);
+    result.hardware_measured = true;
+    result.sram_peak_bytes = compiled->plan.arena_bytes;
+    result.cycles = run.job.total_cycles;
+    result.milliseconds = run.job.milliseconds();
     hardware = {
         {"npu_config", config.npu_config},         {"sram_peak_bytes", compiled->plan.arena_bytes},
         {"sram_bytes", compiled->plan.sram_bytes}, {"flash_bytes", compiled->plan.flash_bytes},

@@ -2,10 +2,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "qnet.hpp"
 #include "udc/data/batch_loader.hpp"
+#include "udc/search/trainer.hpp"
 
 namespace udc::search {
 
@@ -23,6 +26,21 @@ struct Evaluation {
 Evaluation evaluate(QNet& net, const data::ImageDataset& set,
                     const data::Normalization& normalization, Mode mode, size_t batch_size,
                     size_t keep_logits);
+
+/// Sets up a freshly built network before its first epoch (e.g. weights inherited from the
+/// supernet); not called when training resumes from a checkpoint.
+using NetInitializer = std::function<void(QNet&)>;
+/// train() with an initializer.
+TrainResult train_network(const TrainConfig& config, const TrainOptions& options,
+                          const NetInitializer& initialize);
+
+/// Writes a checkpoint archive through a temporary file and a rename.
+void save_archive_atomically(torch::serialize::OutputArchive& archive, const std::string& path);
+/// Batch images as an NCHW tensor (no copy: valid while `batch` lives).
+torch::Tensor images_tensor(data::Batch& batch);
+std::string format_duration(double seconds);
+/// Learning rate at `step` of `steps` in a phase: cosine from `base` to 5 % of it.
+double cosine_rate(double base, size_t step, size_t steps);
 
 /// Weight stream bytes of a model, by our encoder.
 uint64_t compressed_weight_bytes(const firmware_model::Model& model);

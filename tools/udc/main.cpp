@@ -28,9 +28,11 @@ int sc_main(int argc, char* argv[]) {
   udc::tool::add_model_commands(app);
   udc::tool::add_sweep_command(app);
   udc::tool::add_eval_command(app);
-  // Listed for --help; main() hands it to udc-torch before sc_main runs.
+  // Listed for --help; main() hands them to udc-torch before sc_main runs.
   app.add_subcommand("train",
                      "Compression-aware training of a fixed architecture (see udc train --help)");
+  app.add_subcommand("search",
+                     "Hardware-aware DNAS under flash/SRAM/latency budgets (see udc search --help)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -46,7 +48,7 @@ namespace {
 
 /// Commands that need LibTorch live in udc-torch, beside this binary.
 bool is_torch_command(const char* name) {
-  return std::strcmp(name, "train") == 0;
+  return std::strcmp(name, "train") == 0 || std::strcmp(name, "search") == 0;
 }
 
 [[noreturn]] void exec_torch_binary(char* argv[]) {

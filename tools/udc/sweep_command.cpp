@@ -15,6 +15,7 @@
 
 #include "npu_options.hpp"
 #include "udc/common/file_io.hpp"
+#include "udc/common/svg_plot.hpp"
 #include "udc/firmware_model/compiler.hpp"
 #include "udc/firmware_model/driver.hpp"
 #include "udc/firmware_model/model_io.hpp"
@@ -186,65 +187,16 @@ void mark_pareto(std::vector<Point>& points) {
 /// A scatter plot of latency against hardware size, the Pareto front joined.
 std::string svg_plot(const std::vector<Point>& points, const std::string& title,
                      const std::string& size_label) {
-  constexpr double W = 760, H = 500, left = 80, right = 30, top = 50, bottom = 60;
-  double x0 = INFINITY, x1 = -INFINITY, y0 = 0, y1 = -INFINITY;
+  common::PlotSeries others{"other fitting configurations", "#999", 3, false, false, {}};
+  common::PlotSeries front{"", "#d62728", 5, true, false, {}};
   for (const Point& p : points) {
     if (!p.fits) continue;
-    x0 = std::min(x0, p.size);
-    x1 = std::max(x1, p.size);
-    y1 = std::max(y1, p.milliseconds);
+    (p.pareto ? front : others)
+        .points.push_back({p.size, p.milliseconds, fmt::format("{} ms, size {}", p.milliseconds, p.size)});
   }
-  std::string svg = fmt::format(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" "
-      "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" "
-      "fill=\"white\"/>\n<text x=\"{}\" y=\"25\" font-size=\"15\">{}</text>\n",
-      W, H, left, title);
-  if (!(x1 >= x0)) return svg + "<text x=\"80\" y=\"80\">no configuration fits</text>\n</svg>\n";
-  if (x1 == x0) x1 = x0 + 1;
-  y1 *= 1.05;
-  auto sx = [&](double v) { return left + (v - x0) / (x1 - x0) * (W - left - right); };
-  auto sy = [&](double v) { return H - bottom - (v - y0) / (y1 - y0) * (H - top - bottom); };
-  svg += fmt::format(
-      "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"black\"/>\n"
-      "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{3}\" stroke=\"black\"/>\n",
-      left, H - bottom, W - right, top);
-  for (int i = 0; i <= 5; ++i) {
-    const double xv = x0 + (x1 - x0) * i / 5, yv = y0 + (y1 - y0) * i / 5;
-    svg += fmt::format(
-        "<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:.4g}</text>\n"
-        "<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{:.3g}</text>\n"
-        "<line x1=\"{}\" y1=\"{:.1f}\" x2=\"{}\" y2=\"{:.1f}\" stroke=\"#ddd\"/>\n",
-        sx(xv), H - bottom + 18, xv, left - 6, sy(yv) + 4, yv, left, sy(yv), W - right, sy(yv));
-  }
-  svg += fmt::format(
-      "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n"
-      "<text transform=\"translate(20 {}) rotate(-90)\" text-anchor=\"middle\">latency "
-      "(ms)</text>\n",
-      (left + W - right) / 2, H - 15, size_label, (top + H - bottom) / 2);
-  std::vector<const Point*> front;
-  for (const Point& p : points) {
-    if (!p.fits) continue;
-    if (p.pareto) front.push_back(&p);
-    svg += fmt::format(
-        "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"{}\" fill=\"{}\"><title>{} ms, size {}</title>"
-        "</circle>\n",
-        sx(p.size), sy(p.milliseconds), p.pareto ? 5 : 3, p.pareto ? "#d62728" : "#999",
-        p.milliseconds, p.size);
-  }
-  std::sort(front.begin(), front.end(),
-            [](const Point* a, const Point* b) { return a->size < b->size; });
-  if (front.size() > 1) {
-    svg += "<polyline fill=\"none\" stroke=\"#d62728\" points=\"";
-    for (const Point* p : front)
-      svg += fmt::format("{:.1f},{:.1f} ", sx(p->size), sy(p->milliseconds));
-    svg += "\"/>\n";
-  }
-  svg += fmt::format(
-      "<text x=\"{}\" y=\"{}\" fill=\"#d62728\">red: Pareto front ({} of {} fitting "
-      "configurations)</text>\n</svg>\n",
-      W - right - 330, top + 5, front.size(),
-      std::count_if(points.begin(), points.end(), [](const Point& p) { return p.fits; }));
-  return svg;
+  front.name = fmt::format("Pareto front ({} of {} fitting configurations)", front.points.size(),
+                           front.points.size() + others.points.size());
+  return common::svg_scatter_plot({title, size_label, "latency (ms)", {others, front}, true});
 }
 
 void run_sweep(const SweepFlags& f) {

@@ -43,6 +43,12 @@ class YamlSection {
   /// A list of integers (a scalar is a list of one).
   std::vector<int64_t> integers(const std::string& key, const std::vector<int64_t>& fallback,
                                 int64_t min, int64_t max);
+  /// A list of numbers in [min, max] (a scalar is a list of one).
+  std::vector<double> numbers(const std::string& key, const std::vector<double>& fallback,
+                              double min, double max);
+  /// A list of strings (a scalar is a list of one).
+  std::vector<std::string> strings(const std::string& key,
+                                   const std::vector<std::string>& fallback);
   /// A sub-map (empty section if absent).
   YamlSection section(const std::string& key);
   /// A list of maps; each becomes a section "key[i]".

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "udc/common/yaml_section.hpp"
 #include "udc/data/batch_loader.hpp"
 #include "udc/data/dataset.hpp"
 
@@ -89,6 +90,13 @@ struct TrainConfig {
 /// Reads and checks a training configuration; throws common::ConfigError naming the file,
 /// line and key. Relative paths in it are resolved against the file's directory.
 TrainConfig load_train_config(const std::string& path);
+
+/// Readers of the sections that `udc train` and `udc search` configs share.
+DataSpec read_data_spec(common::YamlSection data);
+TrainSpec read_train_spec(common::YamlSection train);
+void read_phase(common::YamlSection phase, PhaseSpec& spec);
+/// `path` relative to the directory of `file` (absolute and empty paths unchanged).
+std::string resolve_path(const std::string& file, const std::string& path);
 
 /// Loads the configured split (with its subset) of the configured data set.
 data::ImageDataset load_data(const DataSpec& spec, data::Split split);

@@ -38,6 +38,11 @@ struct TrainResult {
   std::vector<EpochRecord> history;
   bool resumed = false;
   uint32_t first_epoch = 0;  ///< where this run started (after a resume)
+  /// Measured on the config's NPU (when it has one): compiler's arena and the simulator's
+  /// timing-only run of one inference.
+  bool hardware_measured = false;
+  uint64_t sram_peak_bytes = 0;
+  double cycles = 0, milliseconds = 0;
 };
 
 /// Trains, exports and verifies. Throws std::runtime_error (data, config, does-not-fit and

@@ -1,0 +1,44 @@
+// `udc search`: the unified DNAS. Warm-up of the supernet's shared weights, joint search of
+// weights and architecture under the hardware budgets (expected costs from the codec and
+// simulator tables, Lagrange multipliers), derivation of the most probable architecture
+// repaired until the real codec, compiler and simulator say it fits, fine-tuning with the
+// weights inherited (the `udc train` machinery), export and verification. Torch-free
+// interface.
+#pragma once
+
+#include <iosfwd>
+#include <stdexcept>
+#include <string>
+
+#include "udc/search/search_config.hpp"
+
+namespace udc::search {
+
+/// A budget that no architecture of the space can meet, or a derivation that cannot be
+/// repaired into one that fits; what() names the budget and the numbers.
+class BudgetError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct SearchOptions {
+  std::string output_dir;       ///< results folder (see README: model, report, plot, ...)
+  bool restart = false;         ///< ignore existing checkpoints in the folder
+  std::ostream* log = nullptr;  ///< progress; nullptr: silent
+};
+
+struct SearchResult {
+  std::string model_path, report_path, plot_path, evolution_path;
+  std::string architecture;  ///< short description of the found model
+  double test_accuracy = 0;  ///< the integer model on the test set
+  uint64_t flash_bytes = 0;  ///< weight streams by our encoder
+  uint64_t sram_bytes = 0;   ///< compiler's arena
+  double cycles = 0, milliseconds = 0;
+  bool fits = false;  ///< every budget met by the measured model
+};
+
+/// Runs the whole search. Throws BudgetError for impossible budgets (before any training)
+/// and std::runtime_error for data, config and verification errors.
+SearchResult run_search(const SearchConfig& config, const SearchOptions& options);
+
+}  // namespace udc::search

@@ -1,0 +1,102 @@
+// The configuration of `udc search`: the search space (blocks with operator, width, weight
+// bitwidth and sparsity choices), the hardware budgets, the search schedule and the
+// fine-tuning of the derived model. Torch-free, so that the CLI and tests read and check
+// configs without LibTorch.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "udc/search/train_config.hpp"
+
+namespace udc::search {
+
+/// Operator choices of a searchable block.
+enum class BlockOp {
+  Conv,              ///< kxk convolution + batch norm + ReLU
+  Separable,         ///< kxk depthwise + ReLU, then 1x1 convolution + ReLU
+  InvertedResidual,  ///< MobileNetV2 block with an expansion factor
+  Skip,              ///< identity (removes the block: the depth choice)
+  Classifier,        ///< global average pool + fully connected (the fixed last block)
+};
+
+struct OpChoice {
+  BlockOp op = BlockOp::Conv;
+  uint32_t expansion = 1;  ///< InvertedResidual only
+  /// "conv", "separable", "ir<e>", "skip", "classifier": the YAML spelling.
+  std::string name() const;
+};
+
+/// One block of the supernet. The block's output width is one of `widths`; its input width
+/// is the previous block's output width (the image channels for the first block).
+struct BlockSpace {
+  std::string name;
+  std::vector<OpChoice> ops;
+  std::vector<uint32_t> widths;  ///< output channel choices, ascending
+  uint32_t kernel = 3;           ///< [pixels]
+  uint32_t stride = 1;
+};
+
+struct SearchSpace {
+  std::string name = "dnas";
+  uint32_t height = 28, width = 28, channels = 1;  ///< input [pixels, pixels, channels]
+  uint32_t classes = 10;
+  std::vector<uint32_t> bits{2, 4, 8};             ///< weight bitwidth choices, every block
+  std::vector<double> sparsity{0.0, 0.5, 0.75, 0.9};  ///< sparsity choices, every block
+  /// Searchable blocks in order, then the classifier block (appended by the reader).
+  std::vector<BlockSpace> blocks;
+};
+
+/// Hard limits on the found model, each optional. Flash is the weight streams' bytes by our
+/// encoder; SRAM the compiler's activation arena; latency from the simulator.
+struct Budgets {
+  std::optional<uint64_t> flash_bytes;
+  std::optional<uint64_t> sram_bytes;
+  std::optional<double> cycles;
+  std::optional<double> milliseconds;  ///< converted to cycles at the NPU's clock
+  bool any() const { return flash_bytes || sram_bytes || cycles || milliseconds; }
+};
+
+/// The supernet's training: warm-up of the shared weights under uniformly sampled
+/// architectures, then the joint search of weights and architecture.
+struct SearchStageSpec {
+  uint32_t batch_size = 128;
+  PhaseSpec warmup{1, 3e-3}, search{2, 2e-3};
+  double architecture_learning_rate = 1e-2;  ///< Adam on the choice logits
+  double weight_decay = 1e-4;
+  /// Gumbel-softmax temperature, exponential from initial to final over the search stage.
+  double temperature_initial = 5.0, temperature_final = 0.5;
+  /// Scale of the Gumbel noise, linear from initial to final over the search: 1 samples
+  /// architectures from the distribution (exploration), 0 always follows the current
+  /// probabilities (exploitation).
+  double noise_initial = 1.0, noise_final = 0.2;
+  double lagrange_rate = 0.05;  ///< multiplier growth per step per unit of relative excess
+  /// The search aims below each budget by this fraction, so that the derived model fits
+  /// after fine-tuning moves its weights.
+  double budget_margin = 0.05;
+  uint32_t flash_refresh_steps = 100;  ///< re-measure the flash table every N search steps
+  uint32_t prune_interval = 50;        ///< steps between magnitude-mask updates
+  uint64_t seed = 1;
+  uint32_t threads = 2;
+  size_t max_steps_per_epoch = 0;  ///< 0: whole epochs (tests use a few)
+};
+
+struct SearchConfig {
+  std::string file;  ///< where it was read from
+  SearchSpace space;
+  Budgets budgets;
+  DataSpec data;
+  SearchStageSpec search;
+  TrainSpec finetune;  ///< phases of the derived model's training (weights inherited)
+  std::string npu_config;
+  uint32_t verify_images = 100;
+  std::string baselines;  ///< JSON file of baseline results for the plot; empty: none
+};
+
+/// Reads and checks a search configuration; throws common::ConfigError naming the file,
+/// line and key.
+SearchConfig load_search_config(const std::string& path);
+
+}  // namespace udc::search

@@ -1,0 +1,226 @@
+#include "hardware_tables.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "udc/common/file_io.hpp"
+#include "udc/compression/synthetic_weights.hpp"
+#include "udc/firmware_model/compiler.hpp"
+#include "udc/firmware_model/driver.hpp"
+#include "udc/firmware_model/model.hpp"
+
+namespace udc::search {
+
+namespace fm = firmware_model;
+
+std::vector<BlockGeometry> block_geometry(const SearchSpace& space) {
+  std::vector<BlockGeometry> geometry;
+  uint32_t h = space.height, w = space.width;
+  std::vector<uint32_t> widths{space.channels};
+  for (const BlockSpace& block : space.blocks) {
+    BlockGeometry g;
+    g.in_height = h;
+    g.in_width = w;
+    g.in_widths = widths;
+    if (block.ops.front().op == BlockOp::Classifier) {
+      g.out_height = g.out_width = 1;
+    } else {
+      g.out_height = fm::window_axis(h, block.kernel, block.stride, fm::Padding::Same).out;
+      g.out_width = fm::window_axis(w, block.kernel, block.stride, fm::Padding::Same).out;
+    }
+    geometry.push_back(g);
+    h = g.out_height;
+    w = g.out_width;
+    widths = block.widths;
+  }
+  return geometry;
+}
+
+TableShape table_shape(const SearchSpace& space, size_t block) {
+  const std::vector<BlockGeometry> geometry = block_geometry(space);
+  return {space.blocks[block].ops.size(), geometry[block].in_widths.size(),
+          space.blocks[block].widths.size(), space.bits.size(), space.sparsity.size()};
+}
+
+namespace {
+
+/// A one-block model of candidate (op, in width, out width, bits, sparsity).
+fm::Model candidate_model(const BlockSpace& block, const BlockGeometry& g, const OpChoice& op,
+                          uint32_t in_c, uint32_t out_c, uint32_t bits, double sparsity) {
+  const std::string distribution =
+      fmt::format("gauss{}_{}", bits, int(std::lround(100.0 * sparsity)));
+  uint64_t seed = 1;
+  auto weights = [&](size_t count) {
+    return compression::synthetic_weights(distribution, count, seed++);
+  };
+  const auto [multiplier, shift] = fm::quantize_multiplier(0.01);
+  auto requant = [&, m = multiplier, s = shift](uint32_t channels) {
+    return fm::ModelBuilder::Requant{std::vector<int32_t>(channels, 0),
+                                     std::vector<int32_t>(channels, m),
+                                     std::vector<int32_t>(channels, s)};
+  };
+  const fm::ModelBuilder::Quant quant{0.05f, -128};
+  fm::ModelBuilder builder(block.name + "_" + op.name());
+  const int32_t input = builder.add_input("input", {g.in_height, g.in_width, in_c}, 0.05f, -128);
+  int32_t t = input;
+  const uint32_t k = block.kernel;
+  switch (op.op) {
+    case BlockOp::Conv:
+      t = builder.conv2d("conv", t, out_c, k, block.stride, fm::Padding::Same,
+                         weights(size_t(out_c) * k * k * in_c), bits, requant(out_c), quant,
+                         fm::Activation::Relu);
+      break;
+    case BlockOp::Separable:
+      t = builder.depthwise_conv2d("dw", t, k, block.stride, fm::Padding::Same,
+                                   weights(size_t(in_c) * k * k), bits, requant(in_c), quant,
+                                   fm::Activation::Relu);
+      t = builder.conv2d("pw", t, out_c, 1, 1, fm::Padding::Same, weights(size_t(out_c) * in_c),
+                         bits, requant(out_c), quant, fm::Activation::Relu);
+      break;
+    case BlockOp::InvertedResidual: {
+      const uint32_t hidden = in_c * op.expansion;
+      if (op.expansion > 1) {
+        t = builder.conv2d("expand", t, hidden, 1, 1, fm::Padding::Same,
+                           weights(size_t(hidden) * in_c), bits, requant(hidden), quant,
+                           fm::Activation::Relu);
+      }
+      t = builder.depthwise_conv2d("dw", t, k, block.stride, fm::Padding::Same,
+                                   weights(size_t(hidden) * k * k), bits, requant(hidden), quant,
+                                   fm::Activation::Relu);
+      t = builder.conv2d("project", t, out_c, 1, 1, fm::Padding::Same,
+                         weights(size_t(out_c) * hidden), bits, requant(out_c), quant,
+                         fm::Activation::None);
+      if (block.stride == 1 && in_c == out_c) {
+        t = builder.add("add", input, t, fm::add_params(0.05, 0.05, 0.05), quant,
+                        fm::Activation::None);
+      }
+      break;
+    }
+    case BlockOp::Classifier:
+      t = builder.global_avg_pool("pool", t);
+      t = builder.fully_connected("fc", t, out_c, weights(size_t(out_c) * in_c), bits,
+                                  requant(out_c), quant, fm::Activation::None);
+      break;
+    case BlockOp::Skip:
+      break;
+  }
+  builder.mark_output(t);
+  return builder.finish();
+}
+
+/// Identifies the NPU parameters and the space the tables were measured for.
+std::string fingerprint(const SearchSpace& space, const npu_sim::NpuConfig& npu) {
+  std::ostringstream text;
+  text << "v1 " << npu.npu_name << ' ' << npu.system_name << ' ' << npu.weights_memory;
+  for (const npu_sim::ParamInfo& p : npu_sim::npu_params()) {
+    if (p.kind != npu_sim::ParamKind::Text) text << ' ' << p.key << '=' << npu_sim::param_value(npu, p.key);
+  }
+  text << " | " << space.height << 'x' << space.width << 'x' << space.channels << ' '
+       << space.classes << " bits";
+  for (uint32_t b : space.bits) text << ' ' << b;
+  text << " sparsity";
+  for (double s : space.sparsity) text << ' ' << s;
+  for (const BlockSpace& b : space.blocks) {
+    text << " | " << b.name << " k" << b.kernel << " s" << b.stride << " ops";
+    for (const OpChoice& o : b.ops) text << ' ' << o.name();
+    text << " widths";
+    for (uint32_t w : b.widths) text << ' ' << w;
+  }
+  return text.str();
+}
+
+}  // namespace
+
+HardwareTables measure_hardware_tables(const SearchSpace& space, const npu_sim::NpuConfig& npu,
+                                       const std::string& cache_path) {
+  const std::string key = fingerprint(space, npu);
+  HardwareTables tables;
+  tables.core_clock_hz = npu.core_clock_hz;
+  if (!cache_path.empty() && std::filesystem::exists(cache_path)) {
+    try {
+      const std::vector<uint8_t> bytes = common::read_file(cache_path);
+      const nlohmann::json j = nlohmann::json::parse(bytes.begin(), bytes.end());
+      if (j.at("fingerprint") == key) {
+        for (const auto& b : j.at("blocks")) {
+          BlockHardwareTable t;
+          t.cycles = b.at("cycles").get<std::vector<double>>();
+          t.sram_bytes = b.at("sram_bytes").get<std::vector<double>>();
+          t.fits = b.at("fits").get<std::vector<uint8_t>>();
+          tables.blocks.push_back(std::move(t));
+        }
+        bool complete = tables.blocks.size() == space.blocks.size();
+        for (size_t k = 0; complete && k < tables.blocks.size(); ++k) {
+          const size_t n = table_shape(space, k).size();
+          complete = tables.blocks[k].cycles.size() == n && tables.blocks[k].sram_bytes.size() == n &&
+                     tables.blocks[k].fits.size() == n;
+        }
+        if (complete) {
+          tables.from_cache = true;
+          return tables;
+        }
+      }
+    } catch (const std::exception&) {
+      // A stale or damaged cache is measured again and overwritten.
+    }
+    tables.blocks.clear();
+  }
+
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<BlockGeometry> geometry = block_geometry(space);
+  npu_sim::RunOptions timing;
+  timing.timing_only = true;
+  for (size_t k = 0; k < space.blocks.size(); ++k) {
+    const BlockSpace& block = space.blocks[k];
+    const BlockGeometry& g = geometry[k];
+    const TableShape shape = table_shape(space, k);
+    BlockHardwareTable t;
+    t.cycles.assign(shape.size(), 0.0);
+    t.sram_bytes.assign(shape.size(), 0.0);
+    t.fits.assign(shape.size(), 1);
+    for (size_t o = 0; o < shape.ops; ++o) {
+      if (block.ops[o].op == BlockOp::Skip) continue;
+      for (size_t i = 0; i < shape.in_widths; ++i) {
+        for (size_t j = 0; j < shape.out_widths; ++j) {
+          for (size_t b = 0; b < shape.bits; ++b) {
+            for (size_t s = 0; s < shape.sparsity; ++s) {
+              const size_t n = shape.index(o, i, j, b, s);
+              const fm::Model model =
+                  candidate_model(block, g, block.ops[o], g.in_widths[i], block.widths[j],
+                                  space.bits[b], space.sparsity[s]);
+              const fm::CompileResult compiled = fm::compile(model, npu);
+              if (!compiled.fits()) {
+                t.fits[n] = 0;
+                t.sram_bytes[n] = double(compiled.does_not_fit->needed);
+                t.cycles[n] = 0;
+                continue;
+              }
+              const std::vector<int8_t> input(size_t(g.in_height) * g.in_width * g.in_widths[i], 0);
+              const fm::NpuRun run =
+                  fm::run_on_npu(model, compiled.compiled, npu, {input}, timing);
+              t.cycles[n] = run.job.total_cycles;
+              t.sram_bytes[n] = double(compiled.compiled.plan.arena_bytes);
+            }
+          }
+        }
+      }
+    }
+    tables.blocks.push_back(std::move(t));
+  }
+  tables.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!cache_path.empty()) {
+    nlohmann::json blocks = nlohmann::json::array();
+    for (const BlockHardwareTable& t : tables.blocks) {
+      blocks.push_back({{"cycles", t.cycles}, {"sram_bytes", t.sram_bytes}, {"fits", t.fits}});
+    }
+    common::write_file_atomically(cache_path,
+                                  nlohmann::json{{"fingerprint", key}, {"blocks", blocks}}.dump());
+  }
+  return tables;
+}
+
+}  // namespace udc::search

@@ -1,0 +1,808 @@
+#include "udc/search/search.hpp"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <ostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "hardware_tables.hpp"
+#include "supernet.hpp"
+#include "training.hpp"
+#include "udc/common/file_io.hpp"
+#include "udc/common/svg_plot.hpp"
+#include "udc/firmware_model/compiler.hpp"
+#include "udc/firmware_model/driver.hpp"
+#include "udc/firmware_model/model_io.hpp"
+#include "udc/npu_sim/config.hpp"
+
+namespace udc::search {
+
+namespace fm = firmware_model;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+/// The three resources, in this order everywhere below.
+enum Resource { Flash = 0, Sram = 1, Cycles = 2 };
+constexpr const char* kResourceNames[] = {"flash_bytes", "sram_bytes", "cycles"};
+using Costs = std::array<double, 3>;
+/// Budget per resource; infinity where none is set.
+using Limits = std::array<double, 3>;
+
+Limits limits_of(const Budgets& budgets, double clock_hz) {
+  const double none = std::numeric_limits<double>::infinity();
+  Limits l{none, none, none};
+  if (budgets.flash_bytes) l[Flash] = double(*budgets.flash_bytes);
+  if (budgets.sram_bytes) l[Sram] = double(*budgets.sram_bytes);
+  if (budgets.cycles) l[Cycles] = *budgets.cycles;
+  if (budgets.milliseconds) l[Cycles] = std::min(l[Cycles], *budgets.milliseconds * 1e-3 * clock_hz);
+  return l;
+}
+
+std::string format_cost(Resource r, double value) {
+  if (r == Cycles) return fmt::format("{:.0f} cycles", value);
+  return fmt::format("{:.0f} B", value);
+}
+
+/// Lowest cost of each budgeted resource over the whole space (dynamic programming over the
+/// blocks, the state being the current width); throws BudgetError when one exceeds its budget.
+void check_budgets_reachable(const Supernet& net, const Limits& limits, double clock_hz) {
+  const SearchSpace& space = net.space();
+  for (Resource r : {Flash, Sram, Cycles}) {
+    if (!std::isfinite(limits[r])) continue;
+    std::vector<double> best{0.0};
+    for (size_t k = 0; k < space.blocks.size(); ++k) {
+      const BlockSpace& bs = space.blocks[k];
+      const TableShape shape = table_shape(space, k);
+      const BlockHardwareTable& hw = net.hardware_tables().blocks[k];
+      std::vector<double> next(shape.out_widths, std::numeric_limits<double>::infinity());
+      for (size_t o = 0; o < shape.ops; ++o) {
+        if (bs.ops[o].op == BlockOp::Skip) {
+          for (size_t j = 0; j < shape.out_widths; ++j) next[j] = std::min(next[j], best[j]);
+          continue;
+        }
+        for (size_t i = 0; i < shape.in_widths; ++i) {
+          for (size_t j = 0; j < shape.out_widths; ++j) {
+            for (size_t b = 0; b < shape.bits; ++b) {
+              for (size_t s = 0; s < shape.sparsity; ++s) {
+                const size_t n = shape.index(o, i, j, b, s);
+                if (!hw.fits[n]) continue;
+                const double cost = r == Flash  ? net.flash_table()[k][n]
+                                    : r == Sram ? hw.sram_bytes[n]
+                                                : hw.cycles[n];
+                const double total = r == Sram ? std::max(best[i], cost) : best[i] + cost;
+                next[j] = std::min(next[j], total);
+              }
+            }
+          }
+        }
+      }
+      best = next;
+    }
+    const double lowest = *std::min_element(best.begin(), best.end());
+    if (lowest > limits[r]) {
+      const std::string what =
+          r == Flash  ? "compressed weights"
+          : r == Sram ? "activation SRAM"
+                      : fmt::format("latency ({:.4f} ms at {:.0f} MHz)", lowest / clock_hz * 1e3,
+                                    clock_hz / 1e6);
+      throw BudgetError(fmt::format(
+          "budget {} = {:.0f} cannot be met: the cheapest architecture of the search space "
+          "needs {} of {} (narrowest widths, fewest bits, highest sparsity, skips); widen the "
+          "budget or the space",
+          kResourceNames[r], limits[r], format_cost(r, lowest), what));
+    }
+  }
+}
+
+/// Real costs of an exported model: our encoder, the compiler's arena, the simulator.
+struct Measured {
+  Costs costs{};
+  double milliseconds = 0;
+  bool compiles = true;
+  std::string reason;  ///< why it does not compile
+};
+
+Measured measure_model(const fm::Model& model, const npu_sim::NpuConfig& npu) {
+  Measured m;
+  m.costs[Flash] = double(fm::summarize(model).compressed_bytes);
+  const fm::CompileResult compiled = fm::compile(model, npu);
+  if (!compiled.fits()) {
+    m.compiles = false;
+    m.reason = compiled.does_not_fit->reason;
+    m.costs[Sram] = double(compiled.does_not_fit->needed);
+    return m;
+  }
+  m.costs[Sram] = double(compiled.compiled.plan.arena_bytes);
+  npu_sim::RunOptions timing;
+  timing.timing_only = true;
+  const auto& shape = model.tensors.at(size_t(model.inputs.at(0))).shape;
+  const size_t volume = size_t(shape[0]) * shape[1] * shape[2];
+  const std::vector<fm::TensorValues> inputs{std::vector<int8_t>(volume, 0)};
+  const fm::NpuRun run = fm::run_on_npu(model, compiled.compiled, npu, inputs, timing);
+  m.costs[Cycles] = run.job.total_cycles;
+  m.milliseconds = run.job.milliseconds();
+  return m;
+}
+
+bool within(const Costs& costs, const Limits& limits, double fraction) {
+  for (int r = 0; r < 3; ++r) {
+    if (costs[size_t(r)] > limits[size_t(r)] * fraction) return false;
+  }
+  return true;
+}
+
+/// Sum of relative excesses over the targets (0: fits).
+double excess(const Costs& costs, const Limits& limits, const Costs& scale, double fraction) {
+  double total = 0;
+  for (size_t r = 0; r < 3; ++r) {
+    if (!std::isfinite(limits[r])) continue;
+    total += std::max(0.0, costs[r] * scale[r] / (limits[r] * fraction) - 1.0);
+  }
+  return total;
+}
+
+Costs costs_of(const TableCosts& t) {
+  return {t.flash_bytes, t.sram_bytes, t.cycles};
+}
+
+/// Candidate repairs of a choice: one step cheaper in one block.
+std::vector<ArchitectureChoice> repair_moves(const SearchSpace& space,
+                                             const ArchitectureChoice& choice, bool shapes_fixed) {
+  std::vector<ArchitectureChoice> moves;
+  for (size_t k = 0; k < choice.size(); ++k) {
+    const BlockChoice& c = choice[k];
+    if (space.blocks[k].ops[c.op].op == BlockOp::Skip) continue;
+    auto add = [&](auto change) {
+      ArchitectureChoice m = choice;
+      change(m[k]);
+      moves.push_back(m);
+    };
+    if (c.sparsity + 1 < space.sparsity.size()) add([](BlockChoice& b) { ++b.sparsity; });
+    if (c.bits > 0) add([](BlockChoice& b) { --b.bits; });
+    if (shapes_fixed) continue;
+    if (c.width > 0) add([](BlockChoice& b) { --b.width; });
+    for (size_t o = 0; o < space.blocks[k].ops.size(); ++o) {
+      if (o != c.op) add([o](BlockChoice& b) { b.op = o; });
+    }
+  }
+  return moves;
+}
+
+/// The cheapest repair in lost log-probability per unit of excess removed (table costs).
+std::optional<ArchitectureChoice> best_repair(const Supernet& net, const ArchitectureChoice& choice,
+                                              const Limits& limits, const Costs& scale,
+                                              double fraction, bool shapes_fixed) {
+  const TableCosts now = net.table_costs(choice);
+  const double before = excess(costs_of(now), limits, scale, fraction) + (now.fits ? 0 : 1e6);
+  const double log_p = net.log_probability(choice);
+  std::optional<ArchitectureChoice> best;
+  double best_score = 0;
+  for (const ArchitectureChoice& m : repair_moves(net.space(), choice, shapes_fixed)) {
+    const TableCosts t = net.table_costs(m);
+    const double after = excess(costs_of(t), limits, scale, fraction) + (t.fits ? 0 : 1e6);
+    const double gain = before - after;
+    if (gain <= 1e-12) continue;
+    const double score = gain / std::max(1e-3, log_p - net.log_probability(m));
+    if (score > best_score) {
+      best_score = score;
+      best = m;
+    }
+  }
+  return best;
+}
+
+/// Batch-norm statistics of the derived network re-estimated on training batches (the
+/// supernet's were averaged over many sub-networks).
+void recalibrate_batch_norm(QNet& net, const data::ImageDataset& set,
+                            const data::Normalization& normalization, uint32_t batch_size,
+                            uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  net.train();
+  data::BatchLoader loader(set, normalization, {}, {batch_size, true, false, seed ^ 0xb7u, 2});
+  loader.start_epoch(0);
+  data::Batch batch;
+  for (int k = 0; k < 20 && loader.next(batch); ++k) {
+    net.forward(images_tensor(batch), {Mode::Float, false, 0.0});
+  }
+}
+
+nlohmann::json choice_json(const Supernet& net, const ArchitectureChoice& choice) {
+  nlohmann::json blocks = nlohmann::json::array();
+  const SearchSpace& space = net.space();
+  for (size_t k = 0; k < choice.size(); ++k) {
+    const BlockSpace& bs = space.blocks[k];
+    const BlockChoice& c = choice[k];
+    nlohmann::json b = {{"block", bs.name}, {"op", bs.ops[c.op].name()}};
+    if (bs.ops[c.op].op != BlockOp::Skip) {
+      b["width"] = bs.widths[c.width];
+      b["bits"] = space.bits[c.bits];
+      b["sparsity"] = space.sparsity[c.sparsity];
+    }
+    blocks.push_back(b);
+  }
+  return blocks;
+}
+
+ArchitectureChoice choice_from_json(const nlohmann::json& j) {
+  ArchitectureChoice choice;
+  for (const auto& b : j) {
+    choice.push_back({b.at("op").get<size_t>(), b.at("width").get<size_t>(),
+                      b.at("bits").get<size_t>(), b.at("sparsity").get<size_t>()});
+  }
+  return choice;
+}
+
+nlohmann::json choice_indices_json(const ArchitectureChoice& choice) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const BlockChoice& c : choice) {
+    j.push_back({{"op", c.op}, {"width", c.width}, {"bits", c.bits}, {"sparsity", c.sparsity}});
+  }
+  return j;
+}
+
+/// `udc train` configuration text of a derived architecture, so a user can train it again.
+std::string train_config_yaml(const TrainConfig& c) {
+  std::string y = fmt::format(
+      "# Derived by udc search from {}.\nmodel:\n  name: {}\n  input: [{}, {}, {}]\n  classes: "
+      "{}\n  layers:\n",
+      c.file, c.architecture.name, c.architecture.height, c.architecture.width,
+      c.architecture.channels, c.architecture.classes);
+  for (const LayerSpec& l : c.architecture.layers) {
+    y += fmt::format("    - {{op: {}, name: {}", layer_kind_name(l.kind), l.name);
+    if (l.kind == LayerKind::Conv || l.kind == LayerKind::InvertedResidual ||
+        l.kind == LayerKind::FullyConnected) {
+      y += fmt::format(", out: {}", l.out_channels);
+    }
+    if (l.kind == LayerKind::Conv || l.kind == LayerKind::Depthwise ||
+        l.kind == LayerKind::InvertedResidual) {
+      y += fmt::format(", kernel: {}, stride: {}", l.kernel, l.stride);
+    }
+    if (l.kind == LayerKind::InvertedResidual) y += fmt::format(", expansion: {}", l.expansion);
+    if (l.kind != LayerKind::GlobalAvgPool) {
+      y += fmt::format(", bits: {}, sparsity: {}", l.weight_bits, l.sparsity);
+    }
+    y += "}\n";
+  }
+  const DataSpec& d = c.data;
+  const TrainSpec& t = c.train;
+  y += fmt::format(
+      "data:\n  set: {}\n  dir: {}\n  image_side: {}\n  train_subset: {}\n  test_subset: {}\n"
+      "  normalize: {{mean: {}, std: {}}}\n  augment: {{crop_padding: {}, flip: {}}}\n",
+      d.set, fs::absolute(d.dir).string(), d.image_side, d.train_subset, d.test_subset,
+      d.normalization.mean, d.normalization.std, d.augmentation.crop_padding,
+      d.augmentation.horizontal_flip);
+  y += fmt::format(
+      "train:\n  batch_size: {}\n  warmup: {{epochs: {}, lr: {}}}\n  compress: {{epochs: {}, lr: "
+      "{}}}\n  finetune: {{epochs: {}, lr: {}}}\n  weight_decay: {}\n  seed: {}\n  threads: {}\n"
+      "  prune_interval: {}\n  ramp_fraction: {}\n  activation_momentum: {}\n",
+      t.batch_size, t.warmup.epochs, t.warmup.learning_rate, t.compress.epochs,
+      t.compress.learning_rate, t.finetune.epochs, t.finetune.learning_rate, t.weight_decay, t.seed,
+      t.threads, t.prune_interval, t.ramp_fraction, t.activation_momentum);
+  y += fmt::format("npu: {}\nverify_images: {}\n", fs::absolute(c.npu_config).string(),
+                   c.verify_images);
+  return y;
+}
+
+std::string plot_svg(const SearchConfig& config, const SearchResult& found, std::ostream* log) {
+  common::PlotSeries baselines{"baselines (udc train)", "#1f77b4", 5, false, true, {}};
+  if (!config.baselines.empty()) {
+    try {
+      const std::vector<uint8_t> bytes = common::read_file(config.baselines);
+      const nlohmann::json j = nlohmann::json::parse(bytes.begin(), bytes.end());
+      for (const auto& b : j.at("baselines")) {
+        baselines.points.push_back({b.at("compressed_weight_bytes").get<double>() / 1024.0,
+                                    100.0 * b.at("test_accuracy").get<double>(),
+                                    b.at("name").get<std::string>()});
+      }
+    } catch (const std::exception& e) {
+      if (log) *log << "warning: baselines not plotted: " << config.baselines << ": " << e.what() << "\n";
+    }
+  }
+  common::PlotSeries model{"found by udc search", "#d62728", 6, false, true, {}};
+  model.points.push_back({double(found.flash_bytes) / 1024.0, 100.0 * found.test_accuracy,
+                          config.space.name});
+  common::PlotSpec spec{fmt::format("{}: test accuracy against compressed weights",
+                                    config.space.name),
+                        "compressed weight streams (KiB, our encoder)", "top-1 test accuracy (%)",
+                        {baselines, model}, false};
+  return common::svg_scatter_plot(spec);
+}
+
+}  // namespace
+
+SearchResult run_search(const SearchConfig& config, const SearchOptions& options) {
+  std::ostream* log = options.log;
+  auto say = [&](const std::string& line) {
+    if (log) *log << line << std::endl;
+  };
+  const Clock::time_point run_start = Clock::now();
+  const SearchStageSpec& spec = config.search;
+  const SearchSpace& space = config.space;
+  torch::set_num_threads(int(spec.threads));
+  torch::manual_seed(spec.seed);
+
+  const npu_sim::NpuConfig npu = npu_sim::load_npu_config(config.npu_config);
+  const Limits limits = limits_of(config.budgets, npu.core_clock_hz);
+  fs::create_directories(options.output_dir);
+  const fs::path out(options.output_dir);
+
+  // Tables first, so that impossible budgets are reported before any data is read.
+  auto supernet = std::make_shared<Supernet>(space);
+  HardwareTables hardware =
+      measure_hardware_tables(space, npu, (out / "hardware_tables.json").string());
+  say(hardware.from_cache
+          ? fmt::format("latency and SRAM tables of {} read from {}", npu.npu_name,
+                        (out / "hardware_tables.json").string())
+          : fmt::format("latency and SRAM tables of {} candidates measured on the simulator ({}, "
+                        "{:.1f} s)",
+                        [&] {
+                          size_t n = 0;
+                          for (size_t k = 0; k < space.blocks.size(); ++k)
+                            n += table_shape(space, k).size();
+                          return n;
+                        }(),
+                        npu.npu_name, hardware.seconds));
+  supernet->set_hardware_tables(std::move(hardware));
+  supernet->refresh_flash_table();
+  check_budgets_reachable(*supernet, limits, npu.core_clock_hz);
+
+  const data::ImageDataset train_set = load_data(config.data, data::Split::Train);
+  const data::ImageDataset test_set = load_data(config.data, data::Split::Test);
+  if (train_set.height != space.height || train_set.width != space.width ||
+      train_set.channels != space.channels || train_set.classes != space.classes) {
+    throw std::runtime_error(fmt::format(
+        "{}: input [{}, {}, {}] with {} classes, but {} images are {}x{}x{} in {} classes",
+        config.file, space.height, space.width, space.channels, space.classes, train_set.name,
+        train_set.height, train_set.width, train_set.channels, train_set.classes));
+  }
+
+  // ---------------------------------------------------------------- warm-up and search
+  const std::string checkpoint_path = (out / "search_checkpoint.pt").string();
+  auto weight_optimizer = std::make_unique<torch::optim::AdamW>(
+      supernet->weight_parameters(),
+      torch::optim::AdamWOptions(spec.warmup.learning_rate).weight_decay(spec.weight_decay));
+  auto arch_optimizer = std::make_unique<torch::optim::Adam>(
+      supernet->architecture_parameters(),
+      torch::optim::AdamOptions(spec.architecture_learning_rate).betas({0.5, 0.999}));
+  uint32_t epochs_done = 0;
+  std::array<double, 3> lambda{0, 0, 0};
+  nlohmann::json history = nlohmann::json::array(), evolution = nlohmann::json::array();
+  if (!options.restart && fs::exists(checkpoint_path)) {
+    try {
+      torch::serialize::InputArchive archive, net_archive, weights_archive, arch_archive;
+      archive.load_from(checkpoint_path);
+      archive.read("supernet", net_archive);
+      archive.read("weight_optimizer", weights_archive);
+      archive.read("arch_optimizer", arch_archive);
+      supernet->load(net_archive);
+      weight_optimizer->load(weights_archive);
+      arch_optimizer->load(arch_archive);
+      c10::IValue value;
+      archive.read("state", value);
+      const nlohmann::json state = nlohmann::json::parse(value.toStringRef());
+      epochs_done = state.at("epochs_done");
+      lambda = state.at("lambda").get<std::array<double, 3>>();
+      history = state.at("history");
+      evolution = state.at("evolution");
+    } catch (const std::exception& e) {
+      throw std::runtime_error(fmt::format(
+          "{}: unreadable search checkpoint ({}); use --restart to start over", checkpoint_path,
+          e.what()));
+    }
+    supernet->refresh_masks();
+    supernet->refresh_flash_table();
+    say(fmt::format("resuming the search from {} after epoch {}", checkpoint_path, epochs_done));
+  }
+
+  data::BatchLoader loader(train_set, config.data.normalization, config.data.augmentation,
+                           {spec.batch_size, true, true, spec.seed, 2});
+  if (loader.batches_per_epoch() == 0) {
+    throw std::runtime_error(fmt::format("{}: {} training images, fewer than one batch of {}",
+                                         config.file, train_set.size(), spec.batch_size));
+  }
+  const size_t steps_per_epoch =
+      spec.max_steps_per_epoch == 0
+          ? loader.batches_per_epoch()
+          : std::min(loader.batches_per_epoch(), spec.max_steps_per_epoch);
+  const uint32_t total_epochs = spec.warmup.epochs + spec.search.epochs;
+  const size_t search_steps = size_t(spec.search.epochs) * steps_per_epoch;
+  say(fmt::format(
+      "search {}: {} blocks, {} training images, {} warm-up + {} search epochs of {} steps; "
+      "budgets: {}",
+      space.name, space.blocks.size(), train_set.size(), spec.warmup.epochs, spec.search.epochs,
+      steps_per_epoch, [&] {
+        std::string b;
+        for (size_t r = 0; r < 3; ++r) {
+          if (std::isfinite(limits[r])) {
+            b += (b.empty() ? "" : ", ") + format_cost(Resource(r), limits[r]);
+          }
+        }
+        return b;
+      }()));
+
+  auto record_evolution = [&](uint32_t epoch, double temperature, const ExpectedCosts& expected) {
+    const ArchitectureChoice best = supernet->most_probable();
+    const TableCosts t = supernet->table_costs(best);
+    nlohmann::json blocks = nlohmann::json::array();
+    for (size_t k = 0; k < space.blocks.size(); ++k) {
+      blocks.push_back({{"block", space.blocks[k].name},
+                        {"op", supernet->probabilities(k, "op")},
+                        {"width", supernet->probabilities(k, "width")},
+                        {"bits", supernet->probabilities(k, "bits")},
+                        {"sparsity", supernet->probabilities(k, "sparsity")}});
+    }
+    evolution.push_back({{"epoch", epoch},
+                         {"temperature", temperature},
+                         {"expected", {expected.flash_bytes.item<double>(),
+                                       expected.sram_bytes.item<double>(),
+                                       expected.cycles.item<double>()}},
+                         {"lambda", lambda},
+                         {"most_probable", supernet->describe(best)},
+                         {"most_probable_costs", {t.flash_bytes, t.sram_bytes, t.cycles}},
+                         {"probabilities", blocks}});
+  };
+
+  const Clock::time_point search_start = Clock::now();
+  for (uint32_t epoch = epochs_done; epoch < total_epochs; ++epoch) {
+    const Clock::time_point epoch_start = Clock::now();
+    const bool searching = epoch >= spec.warmup.epochs;
+    const PhaseSpec& phase = searching ? spec.search : spec.warmup;
+    const size_t phase_step0 =
+        size_t(epoch - (searching ? spec.warmup.epochs : 0)) * steps_per_epoch;
+    supernet->train();
+    loader.start_epoch(epoch);
+    data::Batch batch;
+    double loss_sum = 0, temperature = spec.temperature_initial;
+    size_t correct = 0, seen = 0, step = 0;
+    ExpectedCosts expected;
+    for (; step < steps_per_epoch && loader.next(batch); ++step) {
+      const size_t phase_step = phase_step0 + step;
+      const double progress =
+          searching ? double(phase_step) / double(std::max<size_t>(1, search_steps - 1)) : 0.0;
+      temperature = spec.temperature_initial *
+                    std::pow(spec.temperature_final / spec.temperature_initial, progress);
+      const double noise = searching
+                               ? spec.noise_initial + (spec.noise_final - spec.noise_initial) * progress
+                               : 1.0;
+      for (auto& group : weight_optimizer->param_groups()) {
+        static_cast<torch::optim::AdamWOptions&>(group.options())
+            .lr(cosine_rate(phase.learning_rate, phase_step, size_t(phase.epochs) * steps_per_epoch));
+      }
+      if (phase_step % spec.prune_interval == 0) supernet->refresh_masks();
+      if (searching && phase_step % spec.flash_refresh_steps == 0) supernet->refresh_flash_table();
+
+      const torch::Tensor labels =
+          torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong);
+      // Warm-up: uniformly sampled one-hot architectures train the shared weights.
+      SamplingSettings sampling{searching ? temperature : 1.0, 1.0, !searching, nullptr};
+      if (searching) sampling.noise = noise;
+      const torch::Tensor logits = supernet->forward(images_tensor(batch), sampling);
+      const torch::Tensor task_loss = torch::cross_entropy_loss(logits, labels);
+      torch::Tensor loss = task_loss;
+      expected = supernet->expected_costs();
+      const std::array<torch::Tensor, 3> cost_terms{expected.flash_bytes, expected.sram_bytes,
+                                                    expected.cycles};
+      if (searching) {
+        for (size_t r = 0; r < 3; ++r) {
+          if (!std::isfinite(limits[r])) continue;
+          const torch::Tensor relative = cost_terms[r] / (limits[r] * (1.0 - spec.budget_margin));
+          loss = loss + lambda[r] * relative.to(torch::kFloat);
+          // Lagrange multiplier: grows while the expected cost exceeds its target.
+          lambda[r] = std::max(0.0, lambda[r] + spec.lagrange_rate * (relative.item<double>() - 1.0));
+        }
+      }
+      weight_optimizer->zero_grad();
+      arch_optimizer->zero_grad();
+      loss.backward();
+      weight_optimizer->step();
+      if (searching) arch_optimizer->step();
+      loss_sum += task_loss.item<double>() * batch.size;
+      correct += size_t((logits.argmax(1) == labels).sum().item<int64_t>());
+      seen += batch.size;
+      if (log && (step + 1) % std::max<size_t>(1, steps_per_epoch / 4) == 0 &&
+          step + 1 < steps_per_epoch) {
+        const double per_step = seconds_since(epoch_start) / double(step + 1);
+        say(fmt::format(
+            "  epoch {}/{} [{}] step {}/{}: loss {:.4f}, accuracy {:.2f}%, E[flash] {:.0f} B, "
+            "E[SRAM] {:.0f} B, E[cycles] {:.0f}, temperature {:.2f}, {:.0f} ms/step, ETA {}",
+            epoch + 1, total_epochs, searching ? "search" : "warmup", step + 1, steps_per_epoch,
+            loss_sum / double(seen), 100.0 * double(correct) / double(seen),
+            expected.flash_bytes.item<double>(), expected.sram_bytes.item<double>(),
+            expected.cycles.item<double>(), temperature, 1e3 * per_step,
+            format_duration(per_step *
+                            double((total_epochs - epoch) * steps_per_epoch - (step + 1)))));
+      }
+    }
+    supernet->refresh_flash_table();
+    torch::NoGradGuard no_grad;
+    expected = supernet->expected_costs();
+    record_evolution(epoch + 1, temperature, expected);
+    const nlohmann::json& e = evolution.back();
+    history.push_back({{"epoch", epoch + 1},
+                       {"phase", searching ? "search" : "warmup"},
+                       {"loss", loss_sum / double(std::max<size_t>(seen, 1))},
+                       {"train_accuracy", double(correct) / double(std::max<size_t>(seen, 1))},
+                       {"seconds", seconds_since(epoch_start)}});
+    epochs_done = epoch + 1;
+    {
+      torch::serialize::OutputArchive archive, net_archive, weights_archive, arch_archive;
+      supernet->save(net_archive);
+      weight_optimizer->save(weights_archive);
+      arch_optimizer->save(arch_archive);
+      archive.write("supernet", net_archive);
+      archive.write("weight_optimizer", weights_archive);
+      archive.write("arch_optimizer", arch_archive);
+      archive.write("state", c10::IValue(nlohmann::json{{"epochs_done", epochs_done},
+                                                        {"lambda", lambda},
+                                                        {"history", history},
+                                                        {"evolution", evolution}}
+                                             .dump()));
+      save_archive_atomically(archive, checkpoint_path);
+    }
+    const double elapsed = seconds_since(search_start);
+    say(fmt::format(
+        "epoch {}/{} [{}]: loss {:.4f}, train {:.2f}%, E[flash] {:.0f} B, E[SRAM] {:.0f} B, "
+        "E[cycles] {:.0f}, lambda {:.3g}/{:.3g}/{:.3g}; most probable: {} ({:.0f} B, {:.0f} B "
+        "SRAM, {:.0f} cycles); {}, ETA {}",
+        epoch + 1, total_epochs, searching ? "search" : "warmup",
+        history.back()["loss"].get<double>(), 100 * history.back()["train_accuracy"].get<double>(),
+        e["expected"][0].get<double>(), e["expected"][1].get<double>(),
+        e["expected"][2].get<double>(), lambda[0], lambda[1], lambda[2],
+        e["most_probable"].get<std::string>(), e["most_probable_costs"][0].get<double>(),
+        e["most_probable_costs"][1].get<double>(), e["most_probable_costs"][2].get<double>(),
+        format_duration(history.back()["seconds"].get<double>()),
+        format_duration(elapsed / double(epoch + 1 - std::min(epoch, epochs_done - 1)) *
+                        double(total_epochs - epoch - 1))));
+  }
+  double search_seconds = 0;
+  for (const auto& h : history) search_seconds += h["seconds"].get<double>();
+
+  // ---------------------------------------------------------------- derivation
+  const std::string derivation_path = (out / "derivation.json").string();
+  ArchitectureChoice choice;
+  nlohmann::json derivation;
+  Costs derived_costs{};
+  auto prepare_derived = [&](const ArchitectureChoice& c, QNet& net) {
+    supernet->inherit(c, net);
+    recalibrate_batch_norm(net, train_set, config.data.normalization, spec.batch_size, spec.seed);
+  };
+  if (!options.restart && fs::exists(derivation_path)) {
+    const std::vector<uint8_t> bytes = common::read_file(derivation_path);
+    derivation = nlohmann::json::parse(bytes.begin(), bytes.end());
+    choice = choice_from_json(derivation.at("indices"));
+    say("derivation read from " + derivation_path);
+  } else {
+    const Clock::time_point derive_start = Clock::now();
+    supernet->refresh_flash_table();
+    choice = supernet->most_probable();
+    const std::string initial = supernet->describe(choice);
+    const double fraction = 1.0 - spec.budget_margin / 2;
+    Costs scale{1.0, 1.0, 1.0};
+    nlohmann::json steps = nlohmann::json::array();
+    for (int round = 0;; ++round) {
+      if (round > 200) throw BudgetError("derivation: no fitting architecture after 200 repairs");
+      const TableCosts estimate = supernet->table_costs(choice);
+      Costs scaled = costs_of(estimate);
+      for (size_t r = 0; r < 3; ++r) scaled[r] *= scale[r];
+      if (estimate.fits && within(scaled, limits, fraction)) {
+        // Measure the real thing: the derived network with inherited weights, exported.
+        QNet net(supernet->derive(choice), config.data.normalization);
+        prepare_derived(choice, net);
+        for (const auto& layer : net.weighted()) layer->update_mask(layer->target_sparsity());
+        prepare_quantization(net, train_set, config.data.normalization, spec.batch_size,
+                             spec.seed);
+        const Measured m = measure_model(net.export_model(), npu);
+        steps.push_back({{"architecture", supernet->describe(choice)},
+                         {"table", costs_of(estimate)},
+                         {"measured", m.costs},
+                         {"compiles", m.compiles}});
+        if (m.compiles && within(m.costs, limits, fraction)) {
+          derived_costs = m.costs;
+          break;
+        }
+        // The tables under-estimated: correct them by the measured ratio and go on.
+        for (size_t r = 0; r < 3; ++r) {
+          const double table = costs_of(estimate)[r];
+          if (table > 0 && m.costs[r] > limits[r] * fraction) {
+            scale[r] = std::max(scale[r] * 1.02, m.costs[r] / table);
+          }
+        }
+        if (!m.compiles) scale[Sram] *= 1.1;
+      }
+      const std::optional<ArchitectureChoice> next =
+          best_repair(*supernet, choice, limits, scale, fraction, false);
+      if (!next) {
+        throw BudgetError(fmt::format(
+            "derivation: {} does not fit the budgets and no cheaper choice helps",
+            supernet->describe(choice)));
+      }
+      steps.push_back({{"repair", supernet->describe(*next)}});
+      choice = *next;
+    }
+    derivation = {{"most_probable", initial},
+                  {"derived", supernet->describe(choice)},
+                  {"indices", choice_indices_json(choice)},
+                  {"choices", choice_json(*supernet, choice)},
+                  {"log_probability", supernet->log_probability(choice)},
+                  {"measured_with_inherited_weights", derived_costs},
+                  {"steps", steps},
+                  {"seconds", seconds_since(derive_start)}};
+    common::write_file_atomically(derivation_path, derivation.dump(2) + "\n");
+    say(fmt::format("derived {} (most probable: {}); with inherited weights {:.0f} B flash, {:.0f} "
+                    "B SRAM, {:.0f} cycles",
+                    supernet->describe(choice), initial, derived_costs[Flash],
+                    derived_costs[Sram], derived_costs[Cycles]));
+  }
+
+  // ---------------------------------------------------------------- fine-tune, export, verify
+  TrainConfig train_config;
+  train_config.file = config.file;
+  train_config.architecture = supernet->derive(choice);
+  train_config.data = config.data;
+  train_config.train = config.finetune;
+  train_config.npu_config = config.npu_config;
+  train_config.verify_images = config.verify_images;
+  common::write_file_atomically((out / "derived.yaml").string(), train_config_yaml(train_config));
+  TrainOptions train_options{(out / "finetune").string(), options.restart, log};
+  const Clock::time_point finetune_start = Clock::now();
+  say("fine-tuning the derived model (" + train_options.output_dir + ")");
+  TrainResult trained = train_network(train_config, train_options,
+                                      [&](QNet& net) { prepare_derived(choice, net); });
+  // Fine-tuning moves the weights and so the compressed size: repair what still exceeds a
+  // budget by raising sparsity or lowering bits, with a short fine-tune each time.
+  auto measured_of = [](const TrainResult& t) {
+    return Costs{double(t.compressed_bytes), double(t.sram_peak_bytes), t.cycles};
+  };
+  nlohmann::json repairs = nlohmann::json::array();
+  for (int round = 1; !within(measured_of(trained), limits, 1.0); ++round) {
+    if (round > 4) {
+      throw BudgetError(fmt::format(
+          "the fine-tuned model exceeds its budgets after {} repairs: {:.0f} B flash, {:.0f} B "
+          "SRAM, {:.0f} cycles",
+          round - 1, measured_of(trained)[Flash], measured_of(trained)[Sram],
+          measured_of(trained)[Cycles]));
+    }
+    Costs scale{1.0, 1.0, 1.0};
+    const Costs table = costs_of(supernet->table_costs(choice));
+    for (size_t r = 0; r < 3; ++r) {
+      if (table[r] > 0) scale[r] = measured_of(trained)[r] / table[r];
+    }
+    ArchitectureChoice repaired = choice;
+    while (!within([&] {
+      Costs c = costs_of(supernet->table_costs(repaired));
+      for (size_t r = 0; r < 3; ++r) c[r] *= scale[r];
+      return c;
+    }(), limits, 1.0 - spec.budget_margin / 2)) {
+      const auto next = best_repair(*supernet, repaired, limits, scale, 1.0 - spec.budget_margin / 2,
+                                    /*shapes_fixed=*/true);
+      if (!next) throw BudgetError("the fine-tuned model exceeds its budgets and cannot be repaired");
+      repaired = *next;
+    }
+    say(fmt::format("repair {}: the fine-tuned model exceeds a budget; {} with a short fine-tune",
+                    round, supernet->describe(repaired)));
+    const std::string previous = train_options.output_dir + "/checkpoint.pt";
+    choice = repaired;
+    train_config.architecture = supernet->derive(choice);
+    train_config.train.warmup.epochs = 0;
+    train_config.train.compress.epochs = 1;
+    train_config.train.finetune.epochs = 1;
+    train_options.output_dir = (out / fmt::format("repair{}", round)).string();
+    trained = train_network(train_config, train_options, [&](QNet& net) {
+      torch::serialize::InputArchive archive, net_archive;
+      archive.load_from(previous);
+      archive.read("net", net_archive);
+      net.load(net_archive);
+    });
+    repairs.push_back({{"architecture", supernet->describe(choice)},
+                       {"measured", measured_of(trained)}});
+    common::write_file_atomically((out / "derived.yaml").string(), train_config_yaml(train_config));
+  }
+  const double finetune_seconds = seconds_since(finetune_start);
+
+  // ---------------------------------------------------------------- results
+  SearchResult result;
+  result.architecture = supernet->describe(choice);
+  result.test_accuracy = trained.test_accuracy;
+  result.flash_bytes = trained.compressed_bytes;
+  result.sram_bytes = trained.sram_peak_bytes;
+  result.cycles = trained.cycles;
+  result.milliseconds = trained.milliseconds;
+  result.fits = within(measured_of(trained), limits, 1.0);
+  result.model_path = (out / "model.udcm").string();
+  result.report_path = (out / "report.json").string();
+  result.plot_path = (out / "accuracy_vs_size.svg").string();
+  result.evolution_path = (out / "evolution.csv").string();
+  common::write_file_atomically(result.model_path, common::read_file(trained.model_path).data(),
+                                common::read_file(trained.model_path).size());
+
+  std::string csv = "epoch,block,choice,option,probability\n";
+  for (const auto& e : evolution) {
+    for (const auto& b : e["probabilities"]) {
+      const std::string block = b["block"];
+      const size_t k = size_t(&b - &e["probabilities"][0]);
+      const BlockSpace& bs = space.blocks.at(k);
+      auto rows = [&](const char* kind, const std::vector<std::string>& names) {
+        const auto& p = b[kind];
+        for (size_t i = 0; i < names.size(); ++i) {
+          csv += fmt::format("{},{},{},{},{:.6f}\n", e["epoch"].get<int>(), block, kind, names[i],
+                             p[i].get<double>());
+        }
+      };
+      std::vector<std::string> ops, widths, bits, sparsity;
+      for (const OpChoice& o : bs.ops) ops.push_back(o.name());
+      for (uint32_t w : bs.widths) widths.push_back(std::to_string(w));
+      for (uint32_t w : space.bits) bits.push_back(std::to_string(w));
+      for (double s : space.sparsity) sparsity.push_back(fmt::format("{}", s));
+      rows("op", ops);
+      rows("width", widths);
+      rows("bits", bits);
+      rows("sparsity", sparsity);
+    }
+  }
+  common::write_file_atomically(result.evolution_path, csv);
+
+  nlohmann::json budgets = nlohmann::json::object();
+  const Costs final_costs = measured_of(trained);
+  for (size_t r = 0; r < 3; ++r) {
+    if (!std::isfinite(limits[r])) continue;
+    budgets[kResourceNames[r]] = {
+        {"budget", limits[r]}, {"measured", final_costs[r]}, {"fits", final_costs[r] <= limits[r]}};
+  }
+  if (config.budgets.milliseconds) {
+    budgets["milliseconds"] = {{"budget", *config.budgets.milliseconds},
+                               {"measured", result.milliseconds},
+                               {"fits", result.milliseconds <= *config.budgets.milliseconds}};
+  }
+  const std::vector<uint8_t> train_report_bytes = common::read_file(trained.report_path);
+  const nlohmann::json train_report =
+      nlohmann::json::parse(train_report_bytes.begin(), train_report_bytes.end());
+  const nlohmann::json report = {
+      {"config", config.file},
+      {"space", space.name},
+      {"npu_config", config.npu_config},
+      {"test_accuracy", result.test_accuracy},
+      {"architecture", result.architecture},
+      {"choices", choice_json(*supernet, choice)},
+      {"budgets", budgets},
+      {"fits", result.fits},
+      {"compressed_weight_bytes", result.flash_bytes},
+      {"sram_peak_bytes", result.sram_bytes},
+      {"cycles", result.cycles},
+      {"milliseconds", result.milliseconds},
+      {"verified_images", trained.verified_images},
+      {"layers", train_report.at("layers")},
+      {"search_history", history},
+      {"evolution", evolution},
+      {"derivation", derivation},
+      {"repairs", repairs},
+      {"finetune_history", train_report.at("history")},
+      {"seconds",
+       {{"search", search_seconds},
+        {"finetune", finetune_seconds},
+        {"total_this_run", seconds_since(run_start)}}}};
+  common::write_file_atomically(result.report_path, report.dump(2) + "\n");
+  common::write_file_atomically(result.plot_path, plot_svg(config, result, log));
+  say(fmt::format(
+      "found {}: test accuracy {:.2f}%, {} B compressed weights, {} B SRAM, {:.0f} cycles = "
+      "{:.3f} ms; budgets {}",
+      result.architecture, 100 * result.test_accuracy, result.flash_bytes, result.sram_bytes,
+      result.cycles, result.milliseconds, result.fits ? "met" : "NOT met"));
+  say(fmt::format("wrote {}, {}, {}, {}", result.model_path, result.report_path, result.plot_path,
+                  result.evolution_path));
+  return result;
+}
+
+}  // namespace udc::search

@@ -1,0 +1,147 @@
+// The DNAS supernet (internal to search/: includes Torch).
+//
+// Every block holds one set of weights per operator at its widest shape; narrower widths,
+// lower bitwidths and sparsity levels are views of those weights (channel masks, fake
+// quantisation, magnitude masks), so the supernet costs one network's memory per operator.
+// Each block has four categorical choices (operator, output width, weight bitwidth,
+// sparsity), each a vector of logits relaxed with Gumbel-softmax. The operator is sampled
+// hard (one operator runs per step, the gradient reaches all logits through the
+// straight-through softmax, as in GDAS); width, bitwidth and sparsity are soft mixtures,
+// cheap because they only mix weights and channel masks.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hardware_tables.hpp"
+#include "qnet.hpp"
+#include "udc/search/search_config.hpp"
+
+namespace udc::search {
+
+/// One candidate per block: indices into its ops, widths, and the space's bits and sparsity.
+struct BlockChoice {
+  size_t op = 0, width = 0, bits = 0, sparsity = 0;
+};
+using ArchitectureChoice = std::vector<BlockChoice>;
+
+/// How choices are drawn in a forward pass.
+struct SamplingSettings {
+  double temperature = 1.0;  ///< Gumbel-softmax temperature
+  double noise = 1.0;        ///< scale of the Gumbel noise (0: the plain softmax)
+  bool hard = false;         ///< every choice one-hot (warm-up); else only the operator
+  /// A fixed architecture instead of sampling (one-hot everywhere).
+  const ArchitectureChoice* fixed = nullptr;
+};
+
+/// Expected costs under the architecture distribution (differentiable scalars).
+struct ExpectedCosts {
+  torch::Tensor flash_bytes, sram_bytes, cycles;
+};
+
+/// Exact costs of one architecture from the tables.
+struct TableCosts {
+  double flash_bytes = 0, sram_bytes = 0, cycles = 0;
+  bool fits = true;  ///< every candidate fits the NPU on its own
+};
+
+/// A convolution, depthwise convolution or fully connected layer at its widest shape, with
+/// batch norm (convolutions) or bias (fully connected).
+class SharedLayer : public torch::nn::Module {
+ public:
+  enum class Kind { Conv, Depthwise, FullyConnected };
+  SharedLayer(Kind kind, uint32_t in_channels, uint32_t out_channels, uint32_t kernel,
+              uint32_t stride, uint32_t in_height, uint32_t in_width, bool relu);
+
+  /// y = activation(bn(op(x, mixed weights))): weights mixed over sparsity levels
+  /// (probabilities `sparsity`) then over bitwidths (`bits`), each fake-quantised.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& bits,
+                        const torch::Tensor& sparsity, const std::vector<uint32_t>& bit_choices);
+  /// Magnitude masks of the weights for each sparsity level (whole tensor).
+  void refresh_masks(const std::vector<double>& levels);
+  /// Folded (batch norm, running statistics) weights of the first `out` outputs and `in`
+  /// inputs, as QWeighted folds them.
+  torch::Tensor folded_slice(int64_t out, int64_t in) const;
+  /// Encoded bytes of the slice at `bits` and `sparsity`, with the integers QWeighted
+  /// would export (mask and LSQ initial step on the slice), in the model's weight order.
+  uint64_t encoded_bytes(int64_t out, int64_t in, uint32_t bits, double sparsity) const;
+  /// Copies the slice into a derived layer.
+  void copy_to(QWeighted& layer, int64_t out, int64_t in) const;
+
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
+  uint32_t in_channels_, out_channels_, kernel_, stride_;
+  bool relu_;
+  int64_t pad_top_ = 0, pad_bottom_ = 0, pad_left_ = 0, pad_right_ = 0;
+  torch::Tensor weight_, bias_;
+  torch::nn::BatchNorm2d batch_norm_{nullptr};
+  std::vector<torch::Tensor> masks_;  ///< per sparsity level; not saved (recomputed)
+};
+
+/// A block's tensors between blocks: values at the widest width, the soft channel mask
+/// and the probabilities of the width choices (over the producing block's widths).
+struct SuperTensor {
+  torch::Tensor x, mask, width_probabilities;
+};
+
+class Supernet : public torch::nn::Module {
+ public:
+  explicit Supernet(const SearchSpace& space);
+
+  /// Logits [N, classes] of `images` (NCHW) under sampled (or fixed) choices.
+  torch::Tensor forward(const torch::Tensor& images, const SamplingSettings& settings);
+
+  /// Re-measures the flash table (bytes per candidate) on the current weights.
+  void refresh_flash_table();
+  void refresh_masks();
+  const std::vector<std::vector<double>>& flash_table() const { return flash_table_; }
+  void set_hardware_tables(HardwareTables tables) { hardware_ = std::move(tables); }
+  const HardwareTables& hardware_tables() const { return hardware_; }
+
+  /// Expected costs under softmax(logits) (no noise), differentiable in the logits.
+  ExpectedCosts expected_costs() const;
+  /// Costs of one architecture from the tables.
+  TableCosts table_costs(const ArchitectureChoice& choice) const;
+  /// The most probable candidate of every block.
+  ArchitectureChoice most_probable() const;
+  /// log-probability of a choice under the current distribution.
+  double log_probability(const ArchitectureChoice& choice) const;
+  /// Probabilities of each choice kind of block k ("op", "width", "bits", "sparsity").
+  std::vector<double> probabilities(size_t block, const std::string& kind) const;
+
+  /// The fixed architecture of a choice, named after the space.
+  ArchitectureSpec derive(const ArchitectureChoice& choice) const;
+  /// Copies the chosen slices of the shared weights into `net` (built from derive(choice)).
+  void inherit(const ArchitectureChoice& choice, QNet& net) const;
+  /// Short text of a choice: "stem:conv/16/w4/s50 b1:skip ...".
+  std::string describe(const ArchitectureChoice& choice) const;
+
+  /// The weights (not the architecture logits).
+  std::vector<torch::Tensor> weight_parameters() const;
+  std::vector<torch::Tensor> architecture_parameters() const;
+  const SearchSpace& space() const { return space_; }
+
+ private:
+  struct Block {
+    std::vector<std::vector<std::shared_ptr<SharedLayer>>> op_layers;  ///< layers per op
+    torch::Tensor op_logits, width_logits, bits_logits, sparsity_logits;
+  };
+  SuperTensor run_block(size_t k, const SuperTensor& in, const SamplingSettings& settings);
+  /// Effective input width index of each block under `choice` (skips pass widths on).
+  std::vector<size_t> input_width_indices(const ArchitectureChoice& choice) const;
+
+  SearchSpace space_;
+  std::vector<BlockGeometry> geometry_;
+  std::vector<Block> blocks_;
+  std::vector<std::vector<double>> flash_table_;  ///< per block, TableShape layout
+  HardwareTables hardware_;
+};
+
+}  // namespace udc::search
