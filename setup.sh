@@ -39,11 +39,12 @@ cmake --build "$build_dir" -j"$(nproc)"
 case "${1:-}" in
   "") ;;
   run)
-    # Train the 4-bit baseline CNN on Fashion-MNIST (resumes if interrupted), then run the
-    # trained integer model on the simulated NPU and measure its accuracy there.
+    # The quick preset of the hardware-aware search on Fashion-MNIST (resumes if
+    # interrupted): warm-up, search, derivation, fine-tune, export, verification; then the
+    # found model on the simulated NPU and its accuracy there.
     npu=configs/npu/u55-128-deep-embedded.yaml
-    out="$build_dir/runs/fmnist-cnn-w4"
-    "$build_dir/udc" train --config configs/train/fmnist-cnn-w4.yaml -o "$out"
+    out="$build_dir/runs/fmnist-quick"
+    "$build_dir/udc" search --config configs/search/fmnist-quick.yaml -o "$out"
     echo
     "$build_dir/udc" run "$out/model.udcm" --npu "$npu"
     echo

@@ -134,8 +134,9 @@ std::vector<int64_t> YamlSection::integers(const std::string& key,
   return numbers;
 }
 
-std::vector<double> YamlSection::numbers(const std::string& key, const std::vector<double>& fallback,
-                                         double min, double max) {
+std::vector<double> YamlSection::numbers(const std::string& key,
+                                         const std::vector<double>& fallback, double min,
+                                         double max) {
   read_.insert(key);
   if (!has(key)) return fallback;
   const YAML::Node value = node_[key];
@@ -165,7 +166,8 @@ std::vector<std::string> YamlSection::strings(const std::string& key,
   if (!value.IsSequence() || value.size() == 0) fail_at(value, key, "expected a list of strings");
   std::vector<std::string> list;
   for (size_t i = 0; i < value.size(); ++i) {
-    if (!value[i].IsScalar()) fail_at(value[i], key + "[" + std::to_string(i) + "]", "expected a string");
+    if (!value[i].IsScalar())
+      fail_at(value[i], key + "[" + std::to_string(i) + "]", "expected a string");
     list.push_back(value[i].Scalar());
   }
   return list;

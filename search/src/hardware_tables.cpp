@@ -118,7 +118,8 @@ std::string fingerprint(const SearchSpace& space, const npu_sim::NpuConfig& npu)
   std::ostringstream text;
   text << "v1 " << npu.npu_name << ' ' << npu.system_name << ' ' << npu.weights_memory;
   for (const npu_sim::ParamInfo& p : npu_sim::npu_params()) {
-    if (p.kind != npu_sim::ParamKind::Text) text << ' ' << p.key << '=' << npu_sim::param_value(npu, p.key);
+    if (p.kind != npu_sim::ParamKind::Text)
+      text << ' ' << p.key << '=' << npu_sim::param_value(npu, p.key);
   }
   text << " | " << space.height << 'x' << space.width << 'x' << space.channels << ' '
        << space.classes << " bits";
@@ -156,8 +157,8 @@ HardwareTables measure_hardware_tables(const SearchSpace& space, const npu_sim::
         bool complete = tables.blocks.size() == space.blocks.size();
         for (size_t k = 0; complete && k < tables.blocks.size(); ++k) {
           const size_t n = table_shape(space, k).size();
-          complete = tables.blocks[k].cycles.size() == n && tables.blocks[k].sram_bytes.size() == n &&
-                     tables.blocks[k].fits.size() == n;
+          complete = tables.blocks[k].cycles.size() == n &&
+                     tables.blocks[k].sram_bytes.size() == n && tables.blocks[k].fits.size() == n;
         }
         if (complete) {
           tables.from_cache = true;
@@ -200,8 +201,7 @@ HardwareTables measure_hardware_tables(const SearchSpace& space, const npu_sim::
                 continue;
               }
               const std::vector<int8_t> input(size_t(g.in_height) * g.in_width * g.in_widths[i], 0);
-              const fm::NpuRun run =
-                  fm::run_on_npu(model, compiled.compiled, npu, {input}, timing);
+              const fm::NpuRun run = fm::run_on_npu(model, compiled.compiled, npu, {input}, timing);
               t.cycles[n] = run.job.total_cycles;
               t.sram_bytes[n] = double(compiled.compiled.plan.arena_bytes);
             }

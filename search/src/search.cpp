@@ -47,7 +47,8 @@ Limits limits_of(const Budgets& budgets, double clock_hz) {
   if (budgets.flash_bytes) l[Flash] = double(*budgets.flash_bytes);
   if (budgets.sram_bytes) l[Sram] = double(*budgets.sram_bytes);
   if (budgets.cycles) l[Cycles] = *budgets.cycles;
-  if (budgets.milliseconds) l[Cycles] = std::min(l[Cycles], *budgets.milliseconds * 1e-3 * clock_hz);
+  if (budgets.milliseconds)
+    l[Cycles] = std::min(l[Cycles], *budgets.milliseconds * 1e-3 * clock_hz);
   return l;
 }
 
@@ -93,11 +94,10 @@ void check_budgets_reachable(const Supernet& net, const Limits& limits, double c
     }
     const double lowest = *std::min_element(best.begin(), best.end());
     if (lowest > limits[r]) {
-      const std::string what =
-          r == Flash  ? "compressed weights"
-          : r == Sram ? "activation SRAM"
-                      : fmt::format("latency ({:.4f} ms at {:.0f} MHz)", lowest / clock_hz * 1e3,
-                                    clock_hz / 1e6);
+      const std::string what = r == Flash  ? "compressed weights"
+                               : r == Sram ? "activation SRAM"
+                                           : fmt::format("latency ({:.4f} ms at {:.0f} MHz)",
+                                                         lowest / clock_hz * 1e3, clock_hz / 1e6);
       throw BudgetError(fmt::format(
           "budget {} = {:.0f} cannot be met: the cheapest architecture of the search space "
           "needs {} of {} (narrowest widths, fewest bits, highest sparsity, skips); widen the "
@@ -308,16 +308,19 @@ std::string plot_svg(const SearchConfig& config, const SearchResult& found, std:
                                     b.at("name").get<std::string>()});
       }
     } catch (const std::exception& e) {
-      if (log) *log << "warning: baselines not plotted: " << config.baselines << ": " << e.what() << "\n";
+      if (log)
+        *log << "warning: baselines not plotted: " << config.baselines << ": " << e.what() << "\n";
     }
   }
   common::PlotSeries model{"found by udc search", "#d62728", 6, false, true, {}};
-  model.points.push_back({double(found.flash_bytes) / 1024.0, 100.0 * found.test_accuracy,
-                          config.space.name});
-  common::PlotSpec spec{fmt::format("{}: test accuracy against compressed weights",
-                                    config.space.name),
-                        "compressed weight streams (KiB, our encoder)", "top-1 test accuracy (%)",
-                        {baselines, model}, false};
+  model.points.push_back(
+      {double(found.flash_bytes) / 1024.0, 100.0 * found.test_accuracy, config.space.name});
+  common::PlotSpec spec{
+      fmt::format("{}: test accuracy against compressed weights", config.space.name),
+      "compressed weight streams (KiB, our encoder)",
+      "top-1 test accuracy (%)",
+      {baselines, model},
+      false};
   return common::svg_scatter_plot(spec);
 }
 
@@ -346,15 +349,16 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   say(hardware.from_cache
           ? fmt::format("latency and SRAM tables of {} read from {}", npu.npu_name,
                         (out / "hardware_tables.json").string())
-          : fmt::format("latency and SRAM tables of {} candidates measured on the simulator ({}, "
-                        "{:.1f} s)",
-                        [&] {
-                          size_t n = 0;
-                          for (size_t k = 0; k < space.blocks.size(); ++k)
-                            n += table_shape(space, k).size();
-                          return n;
-                        }(),
-                        npu.npu_name, hardware.seconds));
+          : fmt::format(
+                "latency and SRAM tables of {} candidates measured on the simulator ({}, "
+                "{:.1f} s)",
+                [&] {
+                  size_t n = 0;
+                  for (size_t k = 0; k < space.blocks.size(); ++k)
+                    n += table_shape(space, k).size();
+                  return n;
+                }(),
+                npu.npu_name, hardware.seconds));
   supernet->set_hardware_tables(std::move(hardware));
   supernet->refresh_flash_table();
   check_budgets_reachable(*supernet, limits, npu.core_clock_hz);
@@ -398,9 +402,9 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
       history = state.at("history");
       evolution = state.at("evolution");
     } catch (const std::exception& e) {
-      throw std::runtime_error(fmt::format(
-          "{}: unreadable search checkpoint ({}); use --restart to start over", checkpoint_path,
-          e.what()));
+      throw std::runtime_error(
+          fmt::format("{}: unreadable search checkpoint ({}); use --restart to start over",
+                      checkpoint_path, e.what()));
     }
     supernet->refresh_masks();
     supernet->refresh_flash_table();
@@ -446,9 +450,9 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
     }
     evolution.push_back({{"epoch", epoch},
                          {"temperature", temperature},
-                         {"expected", {expected.flash_bytes.item<double>(),
-                                       expected.sram_bytes.item<double>(),
-                                       expected.cycles.item<double>()}},
+                         {"expected",
+                          {expected.flash_bytes.item<double>(), expected.sram_bytes.item<double>(),
+                           expected.cycles.item<double>()}},
                          {"lambda", lambda},
                          {"most_probable", supernet->describe(best)},
                          {"most_probable_costs", {t.flash_bytes, t.sram_bytes, t.cycles}},
@@ -474,21 +478,22 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
           searching ? double(phase_step) / double(std::max<size_t>(1, search_steps - 1)) : 0.0;
       temperature = spec.temperature_initial *
                     std::pow(spec.temperature_final / spec.temperature_initial, progress);
-      const double noise = searching
-                               ? spec.noise_initial + (spec.noise_final - spec.noise_initial) * progress
-                               : 1.0;
+      const double noise =
+          searching ? spec.noise_initial + (spec.noise_final - spec.noise_initial) * progress : 1.0;
       for (auto& group : weight_optimizer->param_groups()) {
         static_cast<torch::optim::AdamWOptions&>(group.options())
-            .lr(cosine_rate(phase.learning_rate, phase_step, size_t(phase.epochs) * steps_per_epoch));
+            .lr(cosine_rate(phase.learning_rate, phase_step,
+                            size_t(phase.epochs) * steps_per_epoch));
       }
       if (phase_step % spec.prune_interval == 0) supernet->refresh_masks();
       if (searching && phase_step % spec.flash_refresh_steps == 0) supernet->refresh_flash_table();
 
       const torch::Tensor labels =
           torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong);
-      // Warm-up: uniformly sampled one-hot architectures train the shared weights.
-      SamplingSettings sampling{searching ? temperature : 1.0, 1.0, !searching, nullptr};
-      if (searching) sampling.noise = noise;
+      // Warm-up: operators sampled uniformly, widths, bitwidths and sparsity as noisy uniform
+      // mixtures (one-hot samples of all four stall the shared weights: most draws are 2-bit
+      // or 90 % sparse).
+      const SamplingSettings sampling{temperature, noise, false, nullptr};
       const torch::Tensor logits = supernet->forward(images_tensor(batch), sampling);
       const torch::Tensor task_loss = torch::cross_entropy_loss(logits, labels);
       torch::Tensor loss = task_loss;
@@ -501,7 +506,8 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
           const torch::Tensor relative = cost_terms[r] / (limits[r] * (1.0 - spec.budget_margin));
           loss = loss + lambda[r] * relative.to(torch::kFloat);
           // Lagrange multiplier: grows while the expected cost exceeds its target.
-          lambda[r] = std::max(0.0, lambda[r] + spec.lagrange_rate * (relative.item<double>() - 1.0));
+          lambda[r] =
+              std::max(0.0, lambda[r] + spec.lagrange_rate * (relative.item<double>() - 1.0));
         }
       }
       weight_optimizer->zero_grad();
@@ -545,11 +551,12 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
       archive.write("supernet", net_archive);
       archive.write("weight_optimizer", weights_archive);
       archive.write("arch_optimizer", arch_archive);
-      archive.write("state", c10::IValue(nlohmann::json{{"epochs_done", epochs_done},
-                                                        {"lambda", lambda},
-                                                        {"history", history},
-                                                        {"evolution", evolution}}
-                                             .dump()));
+      archive.write("state", c10::IValue(nlohmann::json{
+                                 {"epochs_done", epochs_done},
+                                 {"lambda", lambda},
+                                 {"history", history},
+                                 {"evolution",
+                                  evolution}}.dump()));
       save_archive_atomically(archive, checkpoint_path);
     }
     const double elapsed = seconds_since(search_start);
@@ -602,8 +609,7 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
         QNet net(supernet->derive(choice), config.data.normalization);
         prepare_derived(choice, net);
         for (const auto& layer : net.weighted()) layer->update_mask(layer->target_sparsity());
-        prepare_quantization(net, train_set, config.data.normalization, spec.batch_size,
-                             spec.seed);
+        prepare_quantization(net, train_set, config.data.normalization, spec.batch_size, spec.seed);
         const Measured m = measure_model(net.export_model(), npu);
         steps.push_back({{"architecture", supernet->describe(choice)},
                          {"table", costs_of(estimate)},
@@ -625,9 +631,9 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
       const std::optional<ArchitectureChoice> next =
           best_repair(*supernet, choice, limits, scale, fraction, false);
       if (!next) {
-        throw BudgetError(fmt::format(
-            "derivation: {} does not fit the budgets and no cheaper choice helps",
-            supernet->describe(choice)));
+        throw BudgetError(
+            fmt::format("derivation: {} does not fit the budgets and no cheaper choice helps",
+                        supernet->describe(choice)));
       }
       steps.push_back({{"repair", supernet->describe(*next)}});
       choice = *next;
@@ -641,10 +647,11 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
                   {"steps", steps},
                   {"seconds", seconds_since(derive_start)}};
     common::write_file_atomically(derivation_path, derivation.dump(2) + "\n");
-    say(fmt::format("derived {} (most probable: {}); with inherited weights {:.0f} B flash, {:.0f} "
+    say(
+        fmt::format("derived {} (most probable: {}); with inherited weights {:.0f} B flash, {:.0f} "
                     "B SRAM, {:.0f} cycles",
-                    supernet->describe(choice), initial, derived_costs[Flash],
-                    derived_costs[Sram], derived_costs[Cycles]));
+                    supernet->describe(choice), initial, derived_costs[Flash], derived_costs[Sram],
+                    derived_costs[Cycles]));
   }
 
   // ---------------------------------------------------------------- fine-tune, export, verify
@@ -659,8 +666,8 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   TrainOptions train_options{(out / "finetune").string(), options.restart, log};
   const Clock::time_point finetune_start = Clock::now();
   say("fine-tuning the derived model (" + train_options.output_dir + ")");
-  TrainResult trained = train_network(train_config, train_options,
-                                      [&](QNet& net) { prepare_derived(choice, net); });
+  TrainResult trained =
+      train_network(train_config, train_options, [&](QNet& net) { prepare_derived(choice, net); });
   // Fine-tuning moves the weights and so the compressed size: repair what still exceeds a
   // budget by raising sparsity or lowering bits, with a short fine-tune each time.
   auto measured_of = [](const TrainResult& t) {
@@ -681,14 +688,18 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
       if (table[r] > 0) scale[r] = measured_of(trained)[r] / table[r];
     }
     ArchitectureChoice repaired = choice;
-    while (!within([&] {
-      Costs c = costs_of(supernet->table_costs(repaired));
-      for (size_t r = 0; r < 3; ++r) c[r] *= scale[r];
-      return c;
-    }(), limits, 1.0 - spec.budget_margin / 2)) {
-      const auto next = best_repair(*supernet, repaired, limits, scale, 1.0 - spec.budget_margin / 2,
-                                    /*shapes_fixed=*/true);
-      if (!next) throw BudgetError("the fine-tuned model exceeds its budgets and cannot be repaired");
+    while (!within(
+        [&] {
+          Costs c = costs_of(supernet->table_costs(repaired));
+          for (size_t r = 0; r < 3; ++r) c[r] *= scale[r];
+          return c;
+        }(),
+        limits, 1.0 - spec.budget_margin / 2)) {
+      const auto next =
+          best_repair(*supernet, repaired, limits, scale, 1.0 - spec.budget_margin / 2,
+                      /*shapes_fixed=*/true);
+      if (!next)
+        throw BudgetError("the fine-tuned model exceeds its budgets and cannot be repaired");
       repaired = *next;
     }
     say(fmt::format("repair {}: the fine-tuned model exceeds a budget; {} with a short fine-tune",
@@ -706,8 +717,8 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
       archive.read("net", net_archive);
       net.load(net_archive);
     });
-    repairs.push_back({{"architecture", supernet->describe(choice)},
-                       {"measured", measured_of(trained)}});
+    repairs.push_back(
+        {{"architecture", supernet->describe(choice)}, {"measured", measured_of(trained)}});
     common::write_file_atomically((out / "derived.yaml").string(), train_config_yaml(train_config));
   }
   const double finetune_seconds = seconds_since(finetune_start);
@@ -769,30 +780,29 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   const std::vector<uint8_t> train_report_bytes = common::read_file(trained.report_path);
   const nlohmann::json train_report =
       nlohmann::json::parse(train_report_bytes.begin(), train_report_bytes.end());
-  const nlohmann::json report = {
-      {"config", config.file},
-      {"space", space.name},
-      {"npu_config", config.npu_config},
-      {"test_accuracy", result.test_accuracy},
-      {"architecture", result.architecture},
-      {"choices", choice_json(*supernet, choice)},
-      {"budgets", budgets},
-      {"fits", result.fits},
-      {"compressed_weight_bytes", result.flash_bytes},
-      {"sram_peak_bytes", result.sram_bytes},
-      {"cycles", result.cycles},
-      {"milliseconds", result.milliseconds},
-      {"verified_images", trained.verified_images},
-      {"layers", train_report.at("layers")},
-      {"search_history", history},
-      {"evolution", evolution},
-      {"derivation", derivation},
-      {"repairs", repairs},
-      {"finetune_history", train_report.at("history")},
-      {"seconds",
-       {{"search", search_seconds},
-        {"finetune", finetune_seconds},
-        {"total_this_run", seconds_since(run_start)}}}};
+  const nlohmann::json report = {{"config", config.file},
+                                 {"space", space.name},
+                                 {"npu_config", config.npu_config},
+                                 {"test_accuracy", result.test_accuracy},
+                                 {"architecture", result.architecture},
+                                 {"choices", choice_json(*supernet, choice)},
+                                 {"budgets", budgets},
+                                 {"fits", result.fits},
+                                 {"compressed_weight_bytes", result.flash_bytes},
+                                 {"sram_peak_bytes", result.sram_bytes},
+                                 {"cycles", result.cycles},
+                                 {"milliseconds", result.milliseconds},
+                                 {"verified_images", trained.verified_images},
+                                 {"layers", train_report.at("layers")},
+                                 {"search_history", history},
+                                 {"evolution", evolution},
+                                 {"derivation", derivation},
+                                 {"repairs", repairs},
+                                 {"finetune_history", train_report.at("history")},
+                                 {"seconds",
+                                  {{"search", search_seconds},
+                                   {"finetune", finetune_seconds},
+                                   {"total_this_run", seconds_since(run_start)}}}};
   common::write_file_atomically(result.report_path, report.dump(2) + "\n");
   common::write_file_atomically(result.plot_path, plot_svg(config, result, log));
   say(fmt::format(

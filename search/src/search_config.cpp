@@ -102,7 +102,8 @@ void read_space(YamlSection space, SearchSpace& s) {
 
 void read_budgets(YamlSection budgets, Budgets& b) {
   const int64_t big = int64_t{1} << 50;
-  if (budgets.has("flash_bytes")) b.flash_bytes = uint64_t(budgets.integer("flash_bytes", 0, 1, big));
+  if (budgets.has("flash_bytes"))
+    b.flash_bytes = uint64_t(budgets.integer("flash_bytes", 0, 1, big));
   if (budgets.has("sram_bytes")) b.sram_bytes = uint64_t(budgets.integer("sram_bytes", 0, 1, big));
   if (budgets.has("cycles")) b.cycles = budgets.number("cycles", 0, 1, 1e15);
   if (budgets.has("milliseconds")) b.milliseconds = budgets.number("milliseconds", 0, 1e-6, 1e9);

@@ -101,15 +101,13 @@ torch::Tensor SharedLayer::forward(const torch::Tensor& x, const torch::Tensor& 
 torch::Tensor SharedLayer::folded_slice(int64_t out, int64_t in) const {
   torch::NoGradGuard no_grad;
   if (kind_ == Kind::FullyConnected) return weight_.slice(0, 0, out).slice(1, 0, in);
-  const torch::Tensor inv_std =
-      torch::rsqrt(batch_norm_->running_var + batch_norm_->options.eps());
+  const torch::Tensor inv_std = torch::rsqrt(batch_norm_->running_var + batch_norm_->options.eps());
   const torch::Tensor folded = weight_ * (batch_norm_->weight * inv_std).reshape({-1, 1, 1, 1});
   if (kind_ == Kind::Depthwise) return folded.slice(0, 0, out);
   return folded.slice(0, 0, out).slice(1, 0, in);
 }
 
-uint64_t SharedLayer::encoded_bytes(int64_t out, int64_t in, uint32_t bits,
-                                    double sparsity) const {
+uint64_t SharedLayer::encoded_bytes(int64_t out, int64_t in, uint32_t bits, double sparsity) const {
   torch::NoGradGuard no_grad;
   const torch::Tensor folded = folded_slice(out, in);
   const torch::Tensor masked = folded * magnitude_mask(folded, sparsity);
@@ -181,8 +179,8 @@ Supernet::Supernet(const SearchSpace& space) : space_(space), geometry_(block_ge
                                                          bs.stride, g.in_height, g.in_width, true));
           break;
         case BlockOp::Separable:
-          layers.push_back(std::make_shared<SharedLayer>(
-              K::Depthwise, max_in, max_in, bs.kernel, bs.stride, g.in_height, g.in_width, true));
+          layers.push_back(std::make_shared<SharedLayer>(K::Depthwise, max_in, max_in, bs.kernel,
+                                                         bs.stride, g.in_height, g.in_width, true));
           layers.push_back(std::make_shared<SharedLayer>(K::Conv, max_in, max_out, 1, 1,
                                                          g.out_height, g.out_width, true));
           break;
@@ -192,8 +190,8 @@ Supernet::Supernet(const SearchSpace& space) : space_(space), geometry_(block_ge
             layers.push_back(std::make_shared<SharedLayer>(K::Conv, max_in, hidden, 1, 1,
                                                            g.in_height, g.in_width, true));
           }
-          layers.push_back(std::make_shared<SharedLayer>(
-              K::Depthwise, hidden, hidden, bs.kernel, bs.stride, g.in_height, g.in_width, true));
+          layers.push_back(std::make_shared<SharedLayer>(K::Depthwise, hidden, hidden, bs.kernel,
+                                                         bs.stride, g.in_height, g.in_width, true));
           layers.push_back(std::make_shared<SharedLayer>(K::Conv, hidden, max_out, 1, 1,
                                                          g.out_height, g.out_width, false));
           break;
@@ -251,8 +249,7 @@ std::vector<torch::Tensor> Supernet::weight_parameters() const {
   return list;
 }
 
-SuperTensor Supernet::run_block(size_t k, const SuperTensor& in,
-                                const SamplingSettings& settings) {
+SuperTensor Supernet::run_block(size_t k, const SuperTensor& in, const SamplingSettings& settings) {
   const Block& block = blocks_[k];
   const BlockSpace& bs = space_.blocks[k];
   torch::Tensor op_p, width_p, bits_p, sparsity_p;
@@ -311,7 +308,8 @@ SuperTensor Supernet::run_block(size_t k, const SuperTensor& in,
         }
         torch::Tensor x = in.x;
         if (x.size(1) > max_out) x = x.slice(1, 0, max_out);
-        if (x.size(1) < max_out) x = torch::constant_pad_nd(x, {0, 0, 0, 0, 0, max_out - x.size(1)});
+        if (x.size(1) < max_out)
+          x = torch::constant_pad_nd(x, {0, 0, 0, 0, 0, max_out - x.size(1)});
         y = y + same * x;
       }
       break;

@@ -91,7 +91,6 @@ Checkpoint read_checkpoint_state(torch::serialize::InputArchive& archive, const 
   return state;
 }
 
-
 /// Sparsity reached at `progress` (0..1) of the compress phase: cubic ramp (Zhu & Gupta),
 /// complete after `ramp_fraction` of the phase.
 double ramp_sparsity(double target, double progress, double ramp_fraction) {

@@ -31,8 +31,8 @@ int sc_main(int argc, char* argv[]) {
   // Listed for --help; main() hands them to udc-torch before sc_main runs.
   app.add_subcommand("train",
                      "Compression-aware training of a fixed architecture (see udc train --help)");
-  app.add_subcommand("search",
-                     "Hardware-aware DNAS under flash/SRAM/latency budgets (see udc search --help)");
+  app.add_subcommand(
+      "search", "Hardware-aware DNAS under flash/SRAM/latency budgets (see udc search --help)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

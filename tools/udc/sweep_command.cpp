@@ -192,7 +192,8 @@ std::string svg_plot(const std::vector<Point>& points, const std::string& title,
   for (const Point& p : points) {
     if (!p.fits) continue;
     (p.pareto ? front : others)
-        .points.push_back({p.size, p.milliseconds, fmt::format("{} ms, size {}", p.milliseconds, p.size)});
+        .points.push_back(
+            {p.size, p.milliseconds, fmt::format("{} ms, size {}", p.milliseconds, p.size)});
   }
   front.name = fmt::format("Pareto front ({} of {} fitting configurations)", front.points.size(),
                            front.points.size() + others.points.size());

@@ -1,6 +1,6 @@
-// udc-torch: the commands that need LibTorch (`udc train`, `udc search`), kept in their own binary so
-// that the rest of `udc` starts without LibTorch's half-second of initialisation. `udc`
-// hands these commands over with execv; the binary also runs on its own.
+// udc-torch: the commands that need LibTorch (`udc train`, `udc search`), kept in their own binary
+// so that the rest of `udc` starts without LibTorch's half-second of initialisation. `udc` hands
+// these commands over with execv; the binary also runs on its own.
 #include <systemc>
 
 #include <fmt/format.h>

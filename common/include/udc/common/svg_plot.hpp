@@ -15,8 +15,8 @@ struct PlotPoint {
 struct PlotSeries {
   std::string name;  ///< legend entry
   std::string color = "#999";
-  double radius = 3;       ///< [px]
-  bool connect = false;    ///< join the points in order of x
+  double radius = 3;     ///< [px]
+  bool connect = false;  ///< join the points in order of x
   bool show_labels = false;
   std::vector<PlotPoint> points;
 };

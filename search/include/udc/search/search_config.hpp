@@ -43,7 +43,7 @@ struct SearchSpace {
   std::string name = "dnas";
   uint32_t height = 28, width = 28, channels = 1;  ///< input [pixels, pixels, channels]
   uint32_t classes = 10;
-  std::vector<uint32_t> bits{2, 4, 8};             ///< weight bitwidth choices, every block
+  std::vector<uint32_t> bits{2, 4, 8};                ///< weight bitwidth choices, every block
   std::vector<double> sparsity{0.0, 0.5, 0.75, 0.9};  ///< sparsity choices, every block
   /// Searchable blocks in order, then the classifier block (appended by the reader).
   std::vector<BlockSpace> blocks;

@@ -50,11 +50,11 @@ struct ArchitectureSpec {
 
 /// Where the images come from and how they are prepared.
 struct DataSpec {
-  std::string set = "fashion-mnist";  ///< fashion-mnist | cifar100 | image-folder
+  std::string set = "fashion-mnist";         ///< fashion-mnist | cifar100 | image-folder
   std::string dir = data::kFashionMnistDir;  ///< required for the other sets
-  uint32_t image_side = 32;           ///< image-folder: images are resized to side x side
-  size_t train_subset = 0;            ///< first N training images (0: all)
-  size_t test_subset = 0;             ///< first N test images (0: all)
+  uint32_t image_side = 32;                  ///< image-folder: images are resized to side x side
+  size_t train_subset = 0;                   ///< first N training images (0: all)
+  size_t test_subset = 0;                    ///< first N test images (0: all)
   data::Normalization normalization{0.286f, 0.353f};
   data::Augmentation augmentation;
 };

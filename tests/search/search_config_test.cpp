@@ -1,0 +1,102 @@
+// Search configurations: the shipped presets parse; bad spaces and budgets are rejected
+// with the file, line and key.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "udc/common/yaml_section.hpp"
+#include "udc/search/search_config.hpp"
+
+namespace fs = std::filesystem;
+using namespace udc::search;
+
+namespace {
+
+std::string error_for(const std::string& yaml) {
+  const fs::path path =
+      fs::temp_directory_path() / ("udc_search_cfg_" + std::to_string(::getpid()) + ".yaml");
+  std::ofstream(path) << yaml;
+  try {
+    load_search_config(path.string());
+  } catch (const udc::common::ConfigError& e) {
+    fs::remove(path);
+    return e.what();
+  }
+  fs::remove(path);
+  return "";
+}
+
+std::string with_blocks(const std::string& blocks,
+                        const std::string& budgets = "{flash_bytes: 1000}") {
+  return "space:\n  blocks:\n" + blocks + "budgets: " + budgets + "\nnpu: x.yaml\n";
+}
+
+}  // namespace
+
+TEST(SearchConfig, ShippedPresetsParse) {
+  int count = 0;
+  for (const auto& entry : fs::directory_iterator(fs::path(UDC_CONFIG_DIR) / "search")) {
+    if (entry.path().extension() != ".yaml") continue;
+    const SearchConfig config = load_search_config(entry.path().string());
+    EXPECT_TRUE(fs::exists(config.npu_config)) << config.npu_config;
+    EXPECT_TRUE(config.budgets.any());
+    EXPECT_EQ(config.space.blocks.back().ops.front().op, BlockOp::Classifier);
+    EXPECT_EQ(config.space.blocks.back().widths, std::vector<uint32_t>{config.space.classes});
+    if (!config.baselines.empty()) {
+      EXPECT_TRUE(fs::exists(config.baselines)) << config.baselines;
+    }
+    ++count;
+  }
+  EXPECT_GE(count, 2);
+}
+
+TEST(SearchConfig, ReadsChoicesSorted) {
+  const fs::path path = fs::temp_directory_path() / "udc_search_cfg_ok.yaml";
+  std::ofstream(path) << "space:\n  bits: [8, 2]\n  sparsity: [0.5, 0]\n  blocks:\n"
+                         "    - {name: a, ops: [conv, ir6], widths: [16, 8], stride: 2}\n"
+                         "    - {name: b, ops: [separable, skip], widths: [8, 16]}\n"
+                         "budgets: {milliseconds: 0.5}\nnpu: n.yaml\n";
+  const SearchConfig c = load_search_config(path.string());
+  fs::remove(path);
+  EXPECT_EQ(c.space.bits, (std::vector<uint32_t>{2, 8}));
+  EXPECT_EQ(c.space.sparsity, (std::vector<double>{0.0, 0.5}));
+  ASSERT_EQ(c.space.blocks.size(), 3u);
+  EXPECT_EQ(c.space.blocks[0].widths, (std::vector<uint32_t>{8, 16}));
+  EXPECT_EQ(c.space.blocks[0].ops[1].op, BlockOp::InvertedResidual);
+  EXPECT_EQ(c.space.blocks[0].ops[1].expansion, 6u);
+  EXPECT_EQ(c.space.blocks[1].ops[1].name(), "skip");
+  EXPECT_DOUBLE_EQ(*c.budgets.milliseconds, 0.5);
+  EXPECT_FALSE(c.budgets.flash_bytes.has_value());
+}
+
+TEST(SearchConfig, BadInputNamesKeyAndReason) {
+  EXPECT_NE(error_for(with_blocks("    - {ops: [conv, pool], widths: [8]}\n"))
+                .find("space.blocks[0].ops[1]: 'pool' is not an operator"),
+            std::string::npos);
+  EXPECT_NE(error_for(with_blocks("    - {ops: [conv, skip], widths: [8], stride: 2}\n"))
+                .find("skip needs stride 1"),
+            std::string::npos);
+  EXPECT_NE(error_for(with_blocks("    - {ops: [conv], widths: [8]}\n"
+                                  "    - {ops: [conv, skip], widths: [8, 16]}\n"))
+                .find("space.blocks[1].widths: a block that may be skipped must offer its input"),
+            std::string::npos);
+  EXPECT_NE(error_for(with_blocks("    - {ops: [conv], widths: [8, 8]}\n")).find("listed twice"),
+            std::string::npos);
+  EXPECT_NE(error_for(with_blocks("    - {ops: [conv]}\n")).find("widths: missing"),
+            std::string::npos);
+  EXPECT_NE(
+      error_for(with_blocks("    - {ops: [conv], widths: [8]}\n", "{}")).find("budgets: no budget"),
+      std::string::npos);
+  EXPECT_NE(error_for(with_blocks("    - {ops: [conv], widths: [8]}\n", "{flash: 100}"))
+                .find("budgets.flash"),
+            std::string::npos);
+  EXPECT_NE(error_for("space:\n  blocks:\n    - {ops: [conv], widths: [8]}\nbudgets: "
+                      "{sram_bytes: 10}\n")
+                .find("npu: missing"),
+            std::string::npos);
+  EXPECT_NE(error_for(with_blocks("    - {ops: [conv], widths: [8]}\n") +
+                      "search: {temperature: {initial: 0}}\n")
+                .find("search.temperature.initial"),
+            std::string::npos);
+}

@@ -1,0 +1,304 @@
+// The DNAS: cost tables against independent measurements, differentiable expected costs,
+// gradients into the architecture, and a tiny search under tight budgets whose result the
+// real codec, compiler and simulator confirm.
+#include <gtest/gtest.h>
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "hardware_tables.hpp"
+#include "supernet.hpp"
+#include "udc/common/file_io.hpp"
+#include "udc/firmware_model/compiler.hpp"
+#include "udc/firmware_model/model_io.hpp"
+#include "udc/npu_sim/config.hpp"
+#include "udc/search/search.hpp"
+
+namespace fs = std::filesystem;
+namespace fm = udc::firmware_model;
+using namespace udc::search;
+
+namespace {
+
+/// Three blocks plus the classifier: every operator kind, a skip, two widths each.
+SearchSpace tiny_space() {
+  SearchSpace s;
+  s.name = "tiny";
+  s.height = s.width = 12;
+  s.channels = 1;
+  s.classes = 10;
+  s.bits = {2, 4, 8};
+  s.sparsity = {0.0, 0.5, 0.9};
+  s.blocks.push_back({"stem", {{BlockOp::Conv, 1}}, {4, 8}, 3, 2});
+  s.blocks.push_back({"b1",
+                      {{BlockOp::Conv, 1},
+                       {BlockOp::Separable, 1},
+                       {BlockOp::InvertedResidual, 2},
+                       {BlockOp::Skip, 1}},
+                      {4, 8},
+                      3,
+                      1});
+  s.blocks.push_back(
+      {"b2", {{BlockOp::Separable, 1}, {BlockOp::InvertedResidual, 3}}, {8, 12}, 3, 2});
+  s.blocks.push_back({"classifier", {{BlockOp::Classifier, 1}}, {10}, 1, 1});
+  return s;
+}
+
+udc::npu_sim::NpuConfig npu() {
+  return udc::npu_sim::load_npu_config(std::string(UDC_CONFIG_DIR) +
+                                       "/npu/u55-128-deep-embedded.yaml");
+}
+
+ArchitectureChoice random_choice(const SearchSpace& s, std::mt19937& rng) {
+  ArchitectureChoice c;
+  for (const BlockSpace& b : s.blocks) {
+    auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
+    c.push_back(
+        {pick(b.ops.size()), pick(b.widths.size()), pick(s.bits.size()), pick(s.sparsity.size())});
+  }
+  return c;
+}
+
+/// Logits that put all probability on `choice` (softmax of +-1e4 is exactly one-hot).
+void set_one_hot(Supernet& net, const ArchitectureChoice& choice) {
+  torch::NoGradGuard no_grad;
+  const auto logits = net.architecture_parameters();
+  for (size_t k = 0; k < choice.size(); ++k) {
+    const size_t index[] = {choice[k].op, choice[k].width, choice[k].bits, choice[k].sparsity};
+    for (size_t kind = 0; kind < 4; ++kind) {
+      torch::Tensor l = logits[4 * k + kind];
+      l.fill_(-1e4);
+      l[int64_t(index[kind])] = 1e4;
+    }
+  }
+}
+
+}  // namespace
+
+TEST(Supernet, ExpectedCostAtOneHotChoiceEqualsTableValue) {
+  torch::manual_seed(3);
+  const SearchSpace space = tiny_space();
+  Supernet net(space);
+  net.set_hardware_tables(measure_hardware_tables(space, npu(), ""));
+  net.refresh_flash_table();
+  std::mt19937 rng(5);
+  for (int trial = 0; trial < 12; ++trial) {
+    const ArchitectureChoice choice = random_choice(space, rng);
+    set_one_hot(net, choice);
+    const ExpectedCosts expected = net.expected_costs();
+    const TableCosts table = net.table_costs(choice);
+    EXPECT_NEAR(expected.flash_bytes.item<double>(), table.flash_bytes, 1e-6) << trial;
+    EXPECT_NEAR(expected.cycles.item<double>(), table.cycles, 1e-6) << trial;
+    EXPECT_NEAR(expected.sram_bytes.item<double>(), table.sram_bytes, 1e-6) << trial;
+    EXPECT_EQ(net.most_probable().size(), choice.size());
+  }
+}
+
+TEST(Supernet, FlashTableEqualsEncoderOnDerivedModel) {
+  // The table's bytes per candidate must be what the exported model of the derived network
+  // (weights inherited, masks and steps set as the trainer sets them) encodes to.
+  torch::manual_seed(4);
+  const SearchSpace space = tiny_space();
+  Supernet net(space);
+  {
+    // Different batch-norm statistics per channel, so that folding matters.
+    torch::NoGradGuard no_grad;
+    net.train();
+    for (int i = 0; i < 3; ++i) {
+      SamplingSettings s;
+      s.hard = true;
+      net.forward(torch::randn({8, 1, 12, 12}) * 2 + 0.5, s);
+    }
+  }
+  net.refresh_flash_table();
+  std::mt19937 rng(9);
+  const udc::data::Normalization norm{0.3f, 0.3f};
+  for (int trial = 0; trial < 10; ++trial) {
+    const ArchitectureChoice choice = random_choice(space, rng);
+    QNet derived(net.derive(choice), norm);
+    net.inherit(choice, derived);
+    for (const auto& layer : derived.weighted()) {
+      layer->update_mask(layer->target_sparsity());
+      layer->initialize_step();
+    }
+    const fm::Model model = derived.export_model();
+    EXPECT_EQ(double(fm::summarize(model).compressed_bytes), net.table_costs(choice).flash_bytes)
+        << net.describe(choice);
+  }
+}
+
+TEST(Supernet, HardwareTablesMatchCompilerOnChainsAndCache) {
+  const SearchSpace space = tiny_space();
+  const fs::path cache =
+      fs::temp_directory_path() / ("udc_hw_" + std::to_string(::getpid()) + ".json");
+  fs::remove(cache);
+  const HardwareTables measured = measure_hardware_tables(space, npu(), cache.string());
+  EXPECT_FALSE(measured.from_cache);
+  const HardwareTables cached = measure_hardware_tables(space, npu(), cache.string());
+  EXPECT_TRUE(cached.from_cache);
+  ASSERT_EQ(cached.blocks.size(), measured.blocks.size());
+  for (size_t k = 0; k < measured.blocks.size(); ++k) {
+    EXPECT_EQ(cached.blocks[k].cycles, measured.blocks[k].cycles);
+    EXPECT_EQ(cached.blocks[k].sram_bytes, measured.blocks[k].sram_bytes);
+  }
+  // Another NPU is another fingerprint: measured again.
+  udc::npu_sim::NpuConfig other = npu();
+  other.macs_per_cycle = 256;
+  EXPECT_FALSE(measure_hardware_tables(space, other, cache.string()).from_cache);
+  fs::remove(cache);
+
+  // The peak arena of a whole chain equals the largest one-block arena (the compiler's plan
+  // of a chain is its liveness bound, which these one-block models measure block by block),
+  // and the model's cycles are close to the sum of the blocks'.
+  torch::manual_seed(1);
+  Supernet net(space);
+  net.set_hardware_tables(measured);
+  net.refresh_flash_table();
+  std::mt19937 rng(2);
+  for (int trial = 0; trial < 6; ++trial) {
+    const ArchitectureChoice choice = random_choice(space, rng);
+    QNet derived(net.derive(choice), {0.3f, 0.3f});
+    net.inherit(choice, derived);
+    for (const auto& layer : derived.weighted()) layer->initialize_step();
+    const fm::Model model = derived.export_model();
+    const fm::CompileResult compiled = fm::compile(model, npu());
+    ASSERT_TRUE(compiled.fits());
+    const TableCosts table = net.table_costs(choice);
+    EXPECT_EQ(double(compiled.compiled.plan.arena_bytes), table.sram_bytes) << net.describe(choice);
+  }
+}
+
+TEST(Supernet, GradientsReachEveryArchitectureChoiceThroughTaskAndCost) {
+  torch::manual_seed(6);
+  const SearchSpace space = tiny_space();
+  Supernet net(space);
+  net.set_hardware_tables(measure_hardware_tables(space, npu(), ""));
+  net.refresh_flash_table();
+  const auto logits = net.architecture_parameters();
+
+  // Task loss: the sampled operator's logit and every soft choice get a gradient.
+  SamplingSettings sampling{1.0, 1.0, false, nullptr};
+  const torch::Tensor labels = torch::randint(0, 10, {16}, torch::kLong);
+  torch::cross_entropy_loss(net.forward(torch::randn({16, 1, 12, 12}), sampling), labels)
+      .backward();
+  for (size_t k = 0; k + 1 < space.blocks.size(); ++k) {
+    for (size_t kind = 0; kind < 4; ++kind) {
+      const torch::Tensor& l = logits[4 * k + kind];
+      if (l.numel() < 2) continue;
+      ASSERT_TRUE(l.grad().defined()) << space.blocks[k].name << " kind " << kind;
+      // A skipped block's width, bits and sparsity do not act on the output.
+      if (kind > 0 && l.grad().abs().sum().item<double>() == 0) continue;
+      EXPECT_GT(l.grad().abs().sum().item<double>(), 0) << space.blocks[k].name << " kind " << kind;
+    }
+    if (logits[4 * k].numel() > 1) {
+      EXPECT_GT(logits[4 * k].grad().abs().sum().item<double>(), 0) << space.blocks[k].name;
+    }
+  }
+
+  // Cost: expected flash and cycles depend on every choice with more than one option.
+  for (const torch::Tensor& l : logits) {
+    if (l.grad().defined()) l.grad().zero_();
+  }
+  const ExpectedCosts costs = net.expected_costs();
+  (costs.flash_bytes + costs.cycles).backward();
+  for (size_t k = 0; k + 1 < space.blocks.size(); ++k) {
+    for (size_t kind = 0; kind < 4; ++kind) {
+      const torch::Tensor& l = logits[4 * k + kind];
+      if (l.numel() < 2) continue;
+      EXPECT_GT(l.grad().abs().sum().item<double>(), 0) << space.blocks[k].name << " kind " << kind;
+    }
+  }
+  // Cost gradients point to cheaper choices: more sparsity, fewer bits lower the flash.
+  for (const torch::Tensor& l : logits) l.grad().zero_();
+  net.expected_costs().flash_bytes.backward();
+  const torch::Tensor bits_grad = logits[4 * 0 + 2].grad();
+  EXPECT_GT(bits_grad[2].item<double>(), bits_grad[0].item<double>());  // 8-bit costs more
+  const torch::Tensor sparsity_grad = logits[4 * 0 + 3].grad();
+  EXPECT_GT(sparsity_grad[0].item<double>(), sparsity_grad[2].item<double>());  // dense costs more
+}
+
+namespace {
+
+SearchConfig tiny_search_config(const std::string& budgets_yaml, const std::string& data_dir) {
+  const fs::path path =
+      fs::temp_directory_path() / ("udc_tiny_search_" + std::to_string(::getpid()) + ".yaml");
+  std::ofstream(path)
+      << "name: tiny\ninput: [28, 28, 1]\nclasses: 10\n"
+         "space:\n  bits: [2, 4, 8]\n  sparsity: [0.0, 0.5, 0.9]\n  blocks:\n"
+         "    - {name: stem, ops: [conv], widths: [4, 8], stride: 2}\n"
+         "    - {name: b1, ops: [conv, separable, skip], widths: [4, 8]}\n"
+         "    - {name: b2, ops: [conv, separable, ir2], widths: [8, 16], stride: 2}\n"
+         "budgets: " +
+             budgets_yaml +
+             "\n"
+             "data: {set: fashion-mnist, dir: " +
+             data_dir +
+             ", train_subset: 384, test_subset: 128}\n"
+             "search: {batch_size: 64, warmup: {epochs: 1}, search: {epochs: 2}, "
+             "max_steps_per_epoch: 3, flash_refresh_steps: 2, arch_lr: 0.05, "
+             "lagrange_rate: 1.0}\n"
+             "finetune: {batch_size: 64, warmup: {epochs: 1}, compress: {epochs: 1}, "
+             "finetune: {epochs: 1}, max_steps_per_epoch: 2}\n"
+             "npu: " UDC_CONFIG_DIR
+             "/npu/u55-128-deep-embedded.yaml\n"
+             "verify_images: 6\n";
+  SearchConfig config = load_search_config(path.string());
+  fs::remove(path);
+  return config;
+}
+
+}  // namespace
+
+TEST(Search, TinySearchUnderTightBudgetsEndsWithAModelThatFits) {
+  if (!fs::is_directory(udc::data::kFashionMnistDir)) GTEST_SKIP() << "no Fashion-MNIST";
+  // Tight: the widest 8-bit dense models need several KB; only a sparse, low-bit or narrow
+  // choice fits.
+  const SearchConfig config = tiny_search_config(
+      "{flash_bytes: 400, sram_bytes: 4000, cycles: 20000}", udc::data::kFashionMnistDir);
+  const fs::path out = fs::temp_directory_path() / ("udc_search_" + std::to_string(::getpid()));
+  fs::remove_all(out);
+  SearchOptions options;
+  options.output_dir = out.string();
+  const SearchResult result = run_search(config, options);
+  EXPECT_TRUE(result.fits);
+  // Independent measurement of the written model: our encoder, compiler, simulator.
+  const fm::Model model = fm::read_model(result.model_path);
+  EXPECT_LE(fm::summarize(model).compressed_bytes, 400u);
+  const fm::CompileResult compiled = fm::compile(model, npu());
+  ASSERT_TRUE(compiled.fits());
+  EXPECT_LE(compiled.compiled.plan.arena_bytes, 4000u);
+  EXPECT_LE(result.cycles, 20000);
+  for (const char* file : {"report.json", "accuracy_vs_size.svg", "evolution.csv", "derived.yaml",
+                           "derivation.json", "search_checkpoint.pt", "hardware_tables.json"}) {
+    EXPECT_TRUE(fs::exists(out / file)) << file;
+  }
+  // The derived architecture is a valid `udc train` config.
+  const TrainConfig derived = load_train_config((out / "derived.yaml").string());
+  EXPECT_EQ(derived.architecture.layers.back().kind, LayerKind::FullyConnected);
+
+  // A second run resumes from the checkpoints and writes the same model.
+  const std::vector<uint8_t> first = udc::common::read_file(result.model_path);
+  const SearchResult again = run_search(config, options);
+  EXPECT_EQ(udc::common::read_file(again.model_path), first);
+  fs::remove_all(out);
+}
+
+TEST(Search, ImpossibleBudgetIsReportedBeforeAnyTraining) {
+  // The data folder does not exist: the budget error must come first.
+  const SearchConfig config = tiny_search_config("{flash_bytes: 20}", "/nonexistent/fmnist");
+  const fs::path out = fs::temp_directory_path() / ("udc_search_bad_" + std::to_string(::getpid()));
+  SearchOptions options;
+  options.output_dir = out.string();
+  try {
+    run_search(config, options);
+    FAIL() << "expected a BudgetError";
+  } catch (const BudgetError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("flash_bytes = 20 cannot be met"), std::string::npos) << what;
+    EXPECT_NE(what.find("compressed weights"), std::string::npos) << what;
+  }
+  fs::remove_all(out);
+}
