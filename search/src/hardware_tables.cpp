@@ -52,12 +52,14 @@ namespace {
 /// A one-block model of candidate (op, in width, out width, bits, sparsity).
 fm::Model candidate_model(const BlockSpace& block, const BlockGeometry& g, const OpChoice& op,
                           uint32_t in_c, uint32_t out_c, uint32_t bits, double sparsity) {
-  const std::string distribution =
-      fmt::format("gauss{}_{}", bits, int(std::lround(100.0 * sparsity)));
+  // Depthwise layers stay dense whatever the block's sparsity (SharedLayer::prunable).
   uint64_t seed = 1;
-  auto weights = [&](size_t count) {
-    return compression::synthetic_weights(distribution, count, seed++);
+  auto weights_at = [&](size_t count, double level) {
+    return compression::synthetic_weights(
+        fmt::format("gauss{}_{}", bits, int(std::lround(100.0 * level))), count, seed++);
   };
+  auto weights = [&](size_t count) { return weights_at(count, sparsity); };
+  auto dense_weights = [&](size_t count) { return weights_at(count, 0.0); };
   const auto [multiplier, shift] = fm::quantize_multiplier(0.01);
   auto requant = [&, m = multiplier, s = shift](uint32_t channels) {
     return fm::ModelBuilder::Requant{std::vector<int32_t>(channels, 0),
@@ -77,7 +79,7 @@ fm::Model candidate_model(const BlockSpace& block, const BlockGeometry& g, const
       break;
     case BlockOp::Separable:
       t = builder.depthwise_conv2d("dw", t, k, block.stride, fm::Padding::Same,
-                                   weights(size_t(in_c) * k * k), bits, requant(in_c), quant,
+                                   dense_weights(size_t(in_c) * k * k), bits, requant(in_c), quant,
                                    fm::Activation::Relu);
       t = builder.conv2d("pw", t, out_c, 1, 1, fm::Padding::Same, weights(size_t(out_c) * in_c),
                          bits, requant(out_c), quant, fm::Activation::Relu);
@@ -90,8 +92,8 @@ fm::Model candidate_model(const BlockSpace& block, const BlockGeometry& g, const
                            fm::Activation::Relu);
       }
       t = builder.depthwise_conv2d("dw", t, k, block.stride, fm::Padding::Same,
-                                   weights(size_t(hidden) * k * k), bits, requant(hidden), quant,
-                                   fm::Activation::Relu);
+                                   dense_weights(size_t(hidden) * k * k), bits, requant(hidden),
+                                   quant, fm::Activation::Relu);
       t = builder.conv2d("project", t, out_c, 1, 1, fm::Padding::Same,
                          weights(size_t(out_c) * hidden), bits, requant(out_c), quant,
                          fm::Activation::None);
@@ -116,7 +118,7 @@ fm::Model candidate_model(const BlockSpace& block, const BlockGeometry& g, const
 /// Identifies the NPU parameters and the space the tables were measured for.
 std::string fingerprint(const SearchSpace& space, const npu_sim::NpuConfig& npu) {
   std::ostringstream text;
-  text << "v1 " << npu.npu_name << ' ' << npu.system_name << ' ' << npu.weights_memory;
+  text << "v2 " << npu.npu_name << ' ' << npu.system_name << ' ' << npu.weights_memory;
   for (const npu_sim::ParamInfo& p : npu_sim::npu_params()) {
     if (p.kind != npu_sim::ParamKind::Text)
       text << ' ' << p.key << '=' << npu_sim::param_value(npu, p.key);

@@ -480,7 +480,7 @@ QInvertedResidual::QInvertedResidual(const LayerSpec& spec, uint32_t in_channels
       "depthwise",
       std::make_shared<QWeighted>(spec.name + "_dw", QWeighted::Kind::Depthwise, hidden, in_height,
                                   in_width, hidden, spec.kernel, spec.stride, spec.weight_bits,
-                                  spec.sparsity, spec.activation));
+                                  /*sparsity=*/0.0, spec.activation));
   project_ = register_module(
       "project", std::make_shared<QWeighted>(spec.name + "_project", QWeighted::Kind::Conv, hidden,
                                              depthwise_->out_height(), depthwise_->out_width(),

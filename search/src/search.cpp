@@ -419,14 +419,8 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
 
   data::BatchLoader loader(train_set, config.data.normalization, config.data.augmentation,
                            {spec.batch_size, true, true, spec.seed, 2});
-  if (loader.batches_per_epoch() == 0) {
-    throw std::runtime_error(fmt::format("{}: {} training images, fewer than one batch of {}",
-                                         config.file, train_set.size(), spec.batch_size));
-  }
-  const size_t steps_per_epoch =
-      spec.max_steps_per_epoch == 0
-          ? loader.batches_per_epoch()
-          : std::min(loader.batches_per_epoch(), spec.max_steps_per_epoch);
+  const size_t steps_per_epoch = checked_steps_per_epoch(
+      loader, spec.max_steps_per_epoch, config.file, train_set.size(), spec.batch_size);
   const uint32_t total_epochs = spec.warmup.epochs + spec.search.epochs;
   const size_t search_steps = size_t(spec.search.epochs) * steps_per_epoch;
   say(fmt::format(
@@ -496,10 +490,12 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
 
       const torch::Tensor labels =
           torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong);
-      // Warm-up: operators sampled uniformly, widths, bitwidths and sparsity as noisy uniform
-      // mixtures (one-hot samples of all four stall the shared weights: most draws are 2-bit
-      // or 90 % sparse).
-      const SamplingSettings sampling{temperature, noise, false, nullptr};
+      // Widths, bitwidths and sparsity are noisy mixtures (in the warm-up near uniform:
+      // one-hot samples of all four stall the shared weights, as most draws are 2-bit or
+      // 90 % sparse); operators as configured.
+      const SamplingSettings sampling{
+          temperature, noise, false, spec.operators == SearchStageSpec::OperatorRelaxation::Sampled,
+          nullptr};
       const torch::Tensor logits = supernet->forward(images_tensor(batch), sampling);
       const torch::Tensor task_loss = torch::cross_entropy_loss(logits, labels);
       torch::Tensor loss = task_loss;

@@ -124,6 +124,9 @@ void read_search(YamlSection search, SearchStageSpec& s) {
   s.noise_initial = noise.number("initial", s.noise_initial, 0.0, 10.0);
   s.noise_final = noise.number("final", s.noise_final, 0.0, 10.0);
   noise.finish();
+  s.operators = search.choice("operators", "mixed", {"mixed", "sampled"}) == "sampled"
+                    ? SearchStageSpec::OperatorRelaxation::Sampled
+                    : SearchStageSpec::OperatorRelaxation::Mixed;
   s.lagrange_rate = search.number("lagrange_rate", s.lagrange_rate, 0.0, 100.0);
   s.budget_margin = search.number("budget_margin", s.budget_margin, 0.0, 0.5);
   s.flash_refresh_steps =

@@ -61,8 +61,8 @@ torch::Tensor SharedLayer::forward(const torch::Tensor& x, const torch::Tensor& 
   auto needed = [](const torch::Tensor& p, int64_t i) {
     return p.requires_grad() || p[i].item<float>() != 0.0f;
   };
-  torch::Tensor sparse;
-  for (int64_t s = 0; s < sparsity.size(0); ++s) {
+  torch::Tensor sparse = prunable() ? torch::Tensor() : weight_;
+  for (int64_t s = 0; prunable() && s < sparsity.size(0); ++s) {
     if (!needed(sparsity, s)) continue;
     const torch::Tensor term = sparsity[s] * (weight_ * masks_[size_t(s)]);
     sparse = sparse.defined() ? sparse + term : term;
@@ -110,7 +110,7 @@ torch::Tensor SharedLayer::folded_slice(int64_t out, int64_t in) const {
 uint64_t SharedLayer::encoded_bytes(int64_t out, int64_t in, uint32_t bits, double sparsity) const {
   torch::NoGradGuard no_grad;
   const torch::Tensor folded = folded_slice(out, in);
-  const torch::Tensor masked = folded * magnitude_mask(folded, sparsity);
+  const torch::Tensor masked = folded * magnitude_mask(folded, prunable() ? sparsity : 0.0);
   torch::Tensor integers = weight_integers(masked, initial_weight_step(masked, bits), bits);
   // The model's order: [oc][kh][kw][ic] for convolutions; depthwise and fc as Torch's.
   if (kind_ == Kind::Conv) integers = integers.permute({0, 2, 3, 1});
@@ -253,6 +253,7 @@ SuperTensor Supernet::run_block(size_t k, const SuperTensor& in, const SamplingS
   const Block& block = blocks_[k];
   const BlockSpace& bs = space_.blocks[k];
   torch::Tensor op_p, width_p, bits_p, sparsity_p;
+  bool sample_operator = true;
   if (settings.fixed) {
     const BlockChoice& c = (*settings.fixed)[k];
     op_p = one_hot(int64_t(bs.ops.size()), c.op);
@@ -261,16 +262,44 @@ SuperTensor Supernet::run_block(size_t k, const SuperTensor& in, const SamplingS
     sparsity_p = one_hot(int64_t(space_.sparsity.size()), c.sparsity);
   } else {
     const double t = settings.temperature, n = settings.noise;
-    op_p = gumbel_softmax(block.op_logits, t, n, true);
+    sample_operator = settings.hard || settings.sample_operator;
+    op_p = gumbel_softmax(block.op_logits, t, n, sample_operator);
     width_p = gumbel_softmax(block.width_logits, t, n, settings.hard);
     bits_p = gumbel_softmax(block.bits_logits, t, n, settings.hard);
     sparsity_p = gumbel_softmax(block.sparsity_logits, t, n, settings.hard);
   }
-  const size_t o = argmax_of(op_p.detach());
-  const torch::Tensor gate = op_p[int64_t(o)];
+  if (sample_operator || bs.ops.size() == 1) {
+    const size_t o = argmax_of(op_p.detach());
+    const torch::Tensor gate = op_p[int64_t(o)];
+    SuperTensor out = run_operator(k, o, in, width_p, bits_p, sparsity_p);
+    out.x = out.x * gate;
+    return out;
+  }
+  // Every operator runs; values, channel masks and width probabilities are mixed (a skip's
+  // width probabilities are its input's, over the same widths).
+  SuperTensor mixed;
+  for (size_t o = 0; o < bs.ops.size(); ++o) {
+    const torch::Tensor p = op_p[int64_t(o)];
+    const SuperTensor out = run_operator(k, o, in, width_p, bits_p, sparsity_p);
+    if (!mixed.x.defined()) {
+      mixed = {out.x * p, out.mask * p, out.width_probabilities * p};
+    } else {
+      mixed.x = mixed.x + out.x * p;
+      mixed.mask = mixed.mask + out.mask * p;
+      mixed.width_probabilities = mixed.width_probabilities + out.width_probabilities * p;
+    }
+  }
+  return mixed;
+}
+
+SuperTensor Supernet::run_operator(size_t k, size_t o, const SuperTensor& in,
+                                   const torch::Tensor& width_p, const torch::Tensor& bits_p,
+                                   const torch::Tensor& sparsity_p) {
+  const Block& block = blocks_[k];
+  const BlockSpace& bs = space_.blocks[k];
   const OpChoice& op = bs.ops[o];
   const auto& layers = block.op_layers[o];
-  if (op.op == BlockOp::Skip) return {in.x * gate, in.mask, in.width_probabilities};
+  if (op.op == BlockOp::Skip) return in;
 
   const int64_t max_out = bs.widths.back();
   const torch::Tensor out_mask = torch::matmul(width_p, width_matrix(bs.widths, max_out));
@@ -316,11 +345,11 @@ SuperTensor Supernet::run_block(size_t k, const SuperTensor& in, const SamplingS
     }
     case BlockOp::Classifier:
       y = run(0, in.x.mean({2, 3}, /*keepdim=*/true));
-      return {(y * gate).reshape({y.size(0), -1}), torch::ones({max_out}), width_p};
+      return {y.reshape({y.size(0), -1}), torch::ones({max_out}), width_p};
     case BlockOp::Skip:
       break;
   }
-  return {y * channel_mask(out_mask) * gate, out_mask, width_p};
+  return {y * channel_mask(out_mask), out_mask, width_p};
 }
 
 torch::Tensor Supernet::forward(const torch::Tensor& images, const SamplingSettings& settings) {
@@ -517,6 +546,7 @@ ArchitectureSpec Supernet::derive(const ArchitectureChoice& choice) const {
         depthwise.kind = LayerKind::Depthwise;
         depthwise.name = bs.name + "_dw";
         depthwise.out_channels = 0;
+        depthwise.sparsity = 0.0;  // as SharedLayer::prunable
         arch.layers.push_back(depthwise);
         layer.kind = LayerKind::Conv;
         layer.name = bs.name + "_pw";

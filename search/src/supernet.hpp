@@ -34,7 +34,10 @@ using ArchitectureChoice = std::vector<BlockChoice>;
 struct SamplingSettings {
   double temperature = 1.0;  ///< Gumbel-softmax temperature
   double noise = 1.0;        ///< scale of the Gumbel noise (0: the plain softmax)
-  bool hard = false;         ///< every choice one-hot (warm-up); else only the operator
+  bool hard = false;         ///< every choice one-hot; else see sample_operator
+  /// The operator is drawn one-hot (straight-through) rather than every operator run and
+  /// mixed by its relaxed probability.
+  bool sample_operator = false;
   /// A fixed architecture instead of sampling (one-hot everywhere).
   const ArchitectureChoice* fixed = nullptr;
 };
@@ -74,6 +77,9 @@ class SharedLayer : public torch::nn::Module {
   void copy_to(QWeighted& layer, int64_t out, int64_t in) const;
 
   Kind kind() const { return kind_; }
+  /// Whether the search's sparsity choice applies: depthwise layers stay dense (few weights
+  /// per channel; pruning them silences channels for a few bytes).
+  bool prunable() const { return kind_ != Kind::Depthwise; }
 
  private:
   Kind kind_;
@@ -134,6 +140,10 @@ class Supernet : public torch::nn::Module {
     torch::Tensor op_logits, width_logits, bits_logits, sparsity_logits;
   };
   SuperTensor run_block(size_t k, const SuperTensor& in, const SamplingSettings& settings);
+  /// Output of operator `o` of block k (not gated) under the width, bits and sparsity
+  /// probabilities.
+  SuperTensor run_operator(size_t k, size_t o, const SuperTensor& in, const torch::Tensor& width_p,
+                           const torch::Tensor& bits_p, const torch::Tensor& sparsity_p);
   /// Effective input width index of each block under `choice` (skips pass widths on).
   std::vector<size_t> input_width_indices(const ArchitectureChoice& choice) const;
 

@@ -122,6 +122,16 @@ void set_rate(torch::optim::AdamW& optimizer, double rate) {
 
 }  // namespace
 
+size_t checked_steps_per_epoch(const data::BatchLoader& loader, size_t max_steps,
+                               const std::string& config_file, size_t images, uint32_t batch_size) {
+  if (loader.batches_per_epoch() == 0) {
+    throw std::runtime_error(fmt::format("{}: {} training images, fewer than one batch of {}",
+                                         config_file, images, batch_size));
+  }
+  return max_steps == 0 ? loader.batches_per_epoch()
+                        : std::min(loader.batches_per_epoch(), max_steps);
+}
+
 double cosine_rate(double base, size_t step, size_t steps) {
   const double t = steps <= 1 ? 0.0 : double(step) / double(steps - 1);
   return base * (0.05 + 0.95 * 0.5 * (1.0 + std::cos(M_PI * t)));
@@ -287,14 +297,8 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
 
   data::BatchLoader loader(train_set, config.data.normalization, config.data.augmentation,
                            {spec.batch_size, true, true, spec.seed, 2});
-  if (loader.batches_per_epoch() == 0) {
-    throw std::runtime_error(fmt::format("{}: {} training images, fewer than one batch of {}",
-                                         config.file, train_set.size(), spec.batch_size));
-  }
-  const size_t steps_per_epoch =
-      spec.max_steps_per_epoch == 0
-          ? loader.batches_per_epoch()
-          : std::min(loader.batches_per_epoch(), spec.max_steps_per_epoch);
+  const size_t steps_per_epoch = checked_steps_per_epoch(
+      loader, spec.max_steps_per_epoch, config.file, train_set.size(), spec.batch_size);
   say(
       fmt::format("train {}: {} layers, {} training and {} test images of {}, {} epochs ({} "
                   "warm-up, {} compress, {} fine-tune) of {} steps at batch {}",

@@ -42,6 +42,11 @@ std::string format_duration(double seconds);
 /// Learning rate at `step` of `steps` in a phase: cosine from `base` to 5 % of it.
 double cosine_rate(double base, size_t step, size_t steps);
 
+/// Steps per epoch of `loader` (capped by `max_steps`, 0: no cap); throws naming
+/// `config_file` when the set holds less than one batch.
+size_t checked_steps_per_epoch(const data::BatchLoader& loader, size_t max_steps,
+                               const std::string& config_file, size_t images, uint32_t batch_size);
+
 /// Weight stream bytes of a model, by our encoder.
 uint64_t compressed_weight_bytes(const firmware_model::Model& model);
 

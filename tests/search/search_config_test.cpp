@@ -56,7 +56,8 @@ TEST(SearchConfig, ReadsChoicesSorted) {
   std::ofstream(path) << "space:\n  bits: [8, 2]\n  sparsity: [0.5, 0]\n  blocks:\n"
                          "    - {name: a, ops: [conv, ir6], widths: [16, 8], stride: 2}\n"
                          "    - {name: b, ops: [separable, skip], widths: [8, 16]}\n"
-                         "budgets: {milliseconds: 0.5}\nnpu: n.yaml\n";
+                         "budgets: {milliseconds: 0.5}\nnpu: n.yaml\n"
+                         "search: {operators: sampled}\n";
   const SearchConfig c = load_search_config(path.string());
   fs::remove(path);
   EXPECT_EQ(c.space.bits, (std::vector<uint32_t>{2, 8}));
@@ -68,6 +69,7 @@ TEST(SearchConfig, ReadsChoicesSorted) {
   EXPECT_EQ(c.space.blocks[1].ops[1].name(), "skip");
   EXPECT_DOUBLE_EQ(*c.budgets.milliseconds, 0.5);
   EXPECT_FALSE(c.budgets.flash_bytes.has_value());
+  EXPECT_EQ(c.search.operators, SearchStageSpec::OperatorRelaxation::Sampled);
 }
 
 TEST(SearchConfig, BadInputNamesKeyAndReason) {
@@ -98,5 +100,9 @@ TEST(SearchConfig, BadInputNamesKeyAndReason) {
   EXPECT_NE(error_for(with_blocks("    - {ops: [conv], widths: [8]}\n") +
                       "search: {temperature: {initial: 0}}\n")
                 .find("search.temperature.initial"),
+            std::string::npos);
+  EXPECT_NE(error_for(with_blocks("    - {ops: [conv], widths: [8]}\n") +
+                      "search: {operators: soft}\n")
+                .find("search.operators"),
             std::string::npos);
 }

@@ -179,22 +179,26 @@ TEST(Supernet, GradientsReachEveryArchitectureChoiceThroughTaskAndCost) {
   net.refresh_flash_table();
   const auto logits = net.architecture_parameters();
 
-  // Task loss: the sampled operator's logit and every soft choice get a gradient.
-  SamplingSettings sampling{1.0, 1.0, false, nullptr};
-  const torch::Tensor labels = torch::randint(0, 10, {16}, torch::kLong);
-  torch::cross_entropy_loss(net.forward(torch::randn({16, 1, 12, 12}), sampling), labels)
-      .backward();
-  for (size_t k = 0; k + 1 < space.blocks.size(); ++k) {
-    for (size_t kind = 0; kind < 4; ++kind) {
-      const torch::Tensor& l = logits[4 * k + kind];
-      if (l.numel() < 2) continue;
-      ASSERT_TRUE(l.grad().defined()) << space.blocks[k].name << " kind " << kind;
-      // A skipped block's width, bits and sparsity do not act on the output.
-      if (kind > 0 && l.grad().abs().sum().item<double>() == 0) continue;
-      EXPECT_GT(l.grad().abs().sum().item<double>(), 0) << space.blocks[k].name << " kind " << kind;
+  // Task loss, with operators mixed and with one operator sampled: the operator logits
+  // and every soft choice get a gradient.
+  for (const bool sampled : {false, true}) {
+    for (const torch::Tensor& l : logits) {
+      if (l.grad().defined()) l.grad().zero_();
     }
-    if (logits[4 * k].numel() > 1) {
-      EXPECT_GT(logits[4 * k].grad().abs().sum().item<double>(), 0) << space.blocks[k].name;
+    SamplingSettings sampling{1.0, 1.0, false, sampled, nullptr};
+    const torch::Tensor labels = torch::randint(0, 10, {16}, torch::kLong);
+    torch::cross_entropy_loss(net.forward(torch::randn({16, 1, 12, 12}), sampling), labels)
+        .backward();
+    for (size_t k = 0; k + 1 < space.blocks.size(); ++k) {
+      for (size_t kind = 0; kind < 4; ++kind) {
+        const torch::Tensor& l = logits[4 * k + kind];
+        if (l.numel() < 2) continue;
+        ASSERT_TRUE(l.grad().defined()) << space.blocks[k].name << " kind " << kind;
+        // A sampled skip's width, bits and sparsity do not act on the output.
+        if (sampled && kind > 0 && l.grad().abs().sum().item<double>() == 0) continue;
+        EXPECT_GT(l.grad().abs().sum().item<double>(), 0)
+            << space.blocks[k].name << " kind " << kind << (sampled ? " sampled" : " mixed");
+      }
     }
   }
 

@@ -9,7 +9,10 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <functional>
 #include <iostream>
+#include <memory>
+#include <string>
 
 #include "udc/common/yaml_section.hpp"
 #include "udc/search/search.hpp"
@@ -19,64 +22,66 @@
 
 namespace {
 
+/// Where a command's options go: the config, the output folder and --restart.
+struct RunArguments {
+  std::string config, output_dir;
+  bool restart = false;
+  /// The output folder: as given, else runs/<config file stem>.
+  std::string output() const {
+    return output_dir.empty()
+               ? (std::filesystem::path("runs") / std::filesystem::path(config).stem()).string()
+               : output_dir;
+  }
+};
+
+/// A command of the form `udc NAME --config FILE [-o DIR] [--restart]`.
+void add_run_command(CLI::App& app, const std::string& name, const std::string& description,
+                     const std::string& config_help, const std::string& output_help,
+                     const std::string& restart_help,
+                     std::function<void(const RunArguments&)> run) {
+  auto args = std::make_shared<RunArguments>();
+  CLI::App* cmd = app.add_subcommand(name, description);
+  cmd->add_option("--config", args->config, config_help)->required();
+  cmd->add_option("-o,--output", args->output_dir, output_help);
+  cmd->add_flag("--restart", args->restart, restart_help);
+  cmd->callback([args, run] { run(*args); });
+}
+
 void add_train_command(CLI::App& app) {
-  struct Args {
-    std::string config, output_dir;
-    bool restart = false;
-  };
-  auto args = std::make_shared<Args>();
-  CLI::App* cmd = app.add_subcommand(
-      "train",
+  add_run_command(
+      app, "train",
       "Train a fixed architecture with per-layer bitwidth and sparsity (warm-up, compress, "
-      "fine-tune), export it to .udcm and verify it on the interpreter and the simulator");
-  cmd->add_option("--config", args->config, "training configuration (YAML, configs/train/)")
-      ->required();
-  cmd->add_option("-o,--output", args->output_dir,
-                  "output folder: model.udcm, report.json, checkpoint.pt (default: "
-                  "runs/<config name>)");
-  cmd->add_flag("--restart", args->restart, "ignore an existing checkpoint and start over");
-  cmd->callback([args] {
-    const udc::search::TrainConfig config = udc::search::load_train_config(args->config);
-    udc::search::TrainOptions options;
-    options.output_dir =
-        args->output_dir.empty()
-            ? (std::filesystem::path("runs") / std::filesystem::path(args->config).stem()).string()
-            : args->output_dir;
-    options.restart = args->restart;
-    options.log = &std::cout;
-    udc::search::train(config, options);
-  });
+      "fine-tune), export it to .udcm and verify it on the interpreter and the simulator",
+      "training configuration (YAML, configs/train/)",
+      "output folder: model.udcm, report.json, checkpoint.pt (default: runs/<config name>)",
+      "ignore an existing checkpoint and start over", [](const RunArguments& args) {
+        const udc::search::TrainConfig config = udc::search::load_train_config(args.config);
+        udc::search::TrainOptions options;
+        options.output_dir = args.output();
+        options.restart = args.restart;
+        options.log = &std::cout;
+        udc::search::train(config, options);
+      });
 }
 
 void add_search_command(CLI::App& app) {
-  struct Args {
-    std::string config, output_dir;
-    bool restart = false;
-  };
-  auto args = std::make_shared<Args>();
-  CLI::App* cmd = app.add_subcommand(
-      "search",
+  add_run_command(
+      app, "search",
       "Unified DNAS: search depth, operators, widths, per-layer bitwidth and sparsity under "
       "flash/SRAM/latency budgets measured by the codec, compiler and simulator; fine-tune, "
-      "export and verify the found model");
-  cmd->add_option("--config", args->config, "search configuration (YAML, configs/search/)")
-      ->required();
-  cmd->add_option("-o,--output", args->output_dir,
-                  "results folder: model.udcm, report.json, accuracy_vs_size.svg, evolution.csv, "
-                  "derived.yaml, checkpoints (default: runs/<config name>)");
-  cmd->add_flag("--restart", args->restart, "ignore existing checkpoints and start over");
-  cmd->callback([args] {
-    const udc::search::SearchConfig config = udc::search::load_search_config(args->config);
-    udc::search::SearchOptions options;
-    options.output_dir =
-        args->output_dir.empty()
-            ? (std::filesystem::path("runs") / std::filesystem::path(args->config).stem()).string()
-            : args->output_dir;
-    options.restart = args->restart;
-    options.log = &std::cout;
-    const udc::search::SearchResult result = udc::search::run_search(config, options);
-    if (!result.fits) throw std::runtime_error("the found model does not meet its budgets");
-  });
+      "export and verify the found model",
+      "search configuration (YAML, configs/search/)",
+      "results folder: model.udcm, report.json, accuracy_vs_size.svg, evolution.csv, "
+      "derived.yaml, checkpoints (default: runs/<config name>)",
+      "ignore existing checkpoints and start over", [](const RunArguments& args) {
+        const udc::search::SearchConfig config = udc::search::load_search_config(args.config);
+        udc::search::SearchOptions options;
+        options.output_dir = args.output();
+        options.restart = args.restart;
+        options.log = &std::cout;
+        const udc::search::SearchResult result = udc::search::run_search(config, options);
+        if (!result.fits) throw std::runtime_error("the found model does not meet its budgets");
+      });
 }
 
 }  // namespace

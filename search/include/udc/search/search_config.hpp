@@ -72,6 +72,12 @@ struct SearchStageSpec {
   /// architectures from the distribution (exploration), 0 always follows the current
   /// probabilities (exploitation).
   double noise_initial = 1.0, noise_final = 0.2;
+  /// How a block's operator is relaxed. Mixed: every operator runs and the outputs are
+  /// weighted by the relaxed probabilities (FBNet-style; the shared weights of each
+  /// operator always see consistent inputs, at the cost of running them all). Sampled:
+  /// one operator per step, straight-through (GDAS-style; cheaper, but the weights learn
+  /// much more slowly because every downstream layer sees a different operator each step).
+  enum class OperatorRelaxation { Mixed, Sampled } operators = OperatorRelaxation::Mixed;
   double lagrange_rate = 0.05;  ///< multiplier growth per step per unit of relative excess
   /// The search aims below each budget by this fraction, so that the derived model fits
   /// after fine-tuning moves its weights.

@@ -37,7 +37,10 @@ struct LayerSpec {
   uint32_t stride = 1;
   uint32_t expansion = 1;    ///< InvertedResidual: hidden width = expansion x input width
   uint32_t weight_bits = 8;  ///< 2..8, symmetric: +-(2^(bits-1) - 1)
-  double sparsity = 0.0;     ///< fraction of weights pruned to exact zeros, 0..0.99
+  /// Fraction of weights pruned to exact zeros, 0..0.99. In an InvertedResidual it applies
+  /// to the 1x1 expand and project; its depthwise stays dense (k*k weights per channel:
+  /// pruning them saves few bytes and silences whole channels).
+  double sparsity = 0.0;
   ActivationKind activation = ActivationKind::Relu;  ///< FullyConnected defaults to None
 };
 
