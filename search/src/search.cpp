@@ -460,6 +460,7 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   };
 
   const Clock::time_point search_start = Clock::now();
+  const uint32_t first_epoch = epochs_done;  ///< epochs before this process (resume)
   for (uint32_t epoch = epochs_done; epoch < total_epochs; ++epoch) {
     const Clock::time_point epoch_start = Clock::now();
     const bool searching = epoch >= spec.warmup.epochs;
@@ -573,7 +574,7 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
         e["most_probable"].get<std::string>(), e["most_probable_costs"][0].get<double>(),
         e["most_probable_costs"][1].get<double>(), e["most_probable_costs"][2].get<double>(),
         format_duration(history.back()["seconds"].get<double>()),
-        format_duration(elapsed / double(epoch + 1 - std::min(epoch, epochs_done - 1)) *
+        format_duration(elapsed / double(epoch + 1 - first_epoch) *
                         double(total_epochs - epoch - 1))));
   }
   double search_seconds = 0;
