@@ -114,13 +114,15 @@ int32_t weight_limit(uint32_t bits) {
 
 torch::Tensor magnitude_mask(const torch::Tensor& weights, double sparsity) {
   torch::NoGradGuard no_grad;
-  const int64_t n = weights.numel();
-  const int64_t zeros = std::clamp<int64_t>(std::llround(sparsity * double(n)), 0, n);
+  const int64_t rows = weights.size(0);
+  const int64_t per_row = rows == 0 ? 0 : weights.numel() / rows;
+  const int64_t zeros = std::clamp<int64_t>(std::llround(sparsity * double(per_row)), 0, per_row);
   torch::Tensor mask = torch::ones_like(weights);
   if (zeros == 0) return mask;
   // Stable order: ties broken by position, so the count is exact.
-  const torch::Tensor order = std::get<1>(weights.abs().flatten().sort(/*stable=*/true, 0, false));
-  mask.view(-1).index_fill_(0, order.slice(0, 0, zeros), 0.0);
+  const torch::Tensor order =
+      std::get<1>(weights.abs().reshape({rows, per_row}).sort(/*stable=*/true, 1, false));
+  mask.view({rows, per_row}).scatter_(1, order.slice(1, 0, zeros), 0.0);
   return mask;
 }
 

@@ -56,7 +56,10 @@ torch::Tensor initial_weight_step(const torch::Tensor& masked_weights, uint32_t 
 /// clamp(round(w / step[c]), +-(2^(b-1) - 1)): the integer weights (float dtype).
 torch::Tensor weight_integers(const torch::Tensor& masked_weights, const torch::Tensor& step,
                               uint32_t bits);
-/// Mask of `weights` with exactly round(sparsity * numel) zeros at the smallest magnitudes.
+/// Mask of `weights` with, in each output channel (dimension 0), exactly round(sparsity *
+/// weights per channel) zeros at its smallest magnitudes. Per channel, so that the mask
+/// does not change when channels are scaled (batch-norm folding) or when output channels
+/// are sliced off (the supernet's width choices share one weight tensor).
 torch::Tensor magnitude_mask(const torch::Tensor& weights, double sparsity);
 
 enum class Mode { Float, Quantized };

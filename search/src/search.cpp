@@ -7,7 +7,9 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <ostream>
+#include <random>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -33,6 +35,9 @@ namespace {
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
+
+/// Images on which the derivation ranks candidates when no training image is held out.
+constexpr size_t kRankingImagesWithoutHoldout = 5000;
 
 /// The three resources, in this order everywhere below.
 enum Resource { Flash = 0, Sram = 1, Cycles = 2 };
@@ -207,6 +212,106 @@ std::optional<ArchitectureChoice> best_repair(const Supernet& net, const Archite
   return best;
 }
 
+/// A choice repaired until its table costs fit `fraction` of the limits; nullopt when no
+/// cheaper choice helps.
+std::optional<ArchitectureChoice> fit_by_tables(const Supernet& net, ArchitectureChoice choice,
+                                                const Limits& limits, double fraction) {
+  const Costs unit{1.0, 1.0, 1.0};
+  for (int round = 0; round <= 200; ++round) {
+    const TableCosts t = net.table_costs(choice);
+    if (t.fits && within(costs_of(t), limits, fraction)) return choice;
+    const std::optional<ArchitectureChoice> next =
+        best_repair(net, choice, limits, unit, fraction, false);
+    if (!next) return std::nullopt;
+    choice = *next;
+  }
+  return std::nullopt;
+}
+
+/// Sum of the budgeted costs relative to their limits.
+double relative_cost(const Costs& costs, const Limits& limits) {
+  double total = 0;
+  for (size_t r = 0; r < 3; ++r) {
+    if (std::isfinite(limits[r])) total += costs[r] / limits[r];
+  }
+  return total;
+}
+
+/// A fitting choice grown back towards the budgets: while a block can take one more step
+/// of width, bits or density within `fraction` of the limits (table costs), the step that
+/// loses least log-probability per unit of added relative cost is taken. The most probable
+/// choices under-use the budget that the search spent as a mixture; this spends it where
+/// the learnt distribution objects least.
+ArchitectureChoice grow_to_budget(const Supernet& net, ArchitectureChoice choice,
+                                  const Limits& limits, double fraction) {
+  const SearchSpace& space = net.space();
+  for (;;) {
+    const double cost = relative_cost(costs_of(net.table_costs(choice)), limits);
+    const double log_p = net.log_probability(choice);
+    std::optional<ArchitectureChoice> best;
+    double best_score = -std::numeric_limits<double>::infinity();
+    for (size_t k = 0; k < choice.size(); ++k) {
+      const BlockSpace& bs = space.blocks[k];
+      if (bs.ops[choice[k].op].op == BlockOp::Skip) continue;
+      auto consider = [&](auto change) {
+        ArchitectureChoice m = choice;
+        change(m[k]);
+        const TableCosts t = net.table_costs(m);
+        if (!t.fits || !within(costs_of(t), limits, fraction)) return;
+        const double added = std::max(1e-9, relative_cost(costs_of(t), limits) - cost);
+        const double score = (net.log_probability(m) - log_p) / added;
+        if (score > best_score) {
+          best_score = score;
+          best = m;
+        }
+      };
+      if (choice[k].width + 1 < bs.widths.size()) consider([](BlockChoice& b) { ++b.width; });
+      if (choice[k].bits + 1 < space.bits.size()) consider([](BlockChoice& b) { ++b.bits; });
+      if (choice[k].sparsity > 0) consider([](BlockChoice& b) { --b.sparsity; });
+    }
+    if (!best) return choice;
+    choice = *best;
+  }
+}
+
+/// One architecture drawn from the learnt per-choice distributions.
+ArchitectureChoice sample_choice(const Supernet& net, std::mt19937_64& rng) {
+  ArchitectureChoice choice(net.space().blocks.size());
+  auto draw = [&](size_t k, const char* kind) {
+    const std::vector<double> p = net.probabilities(k, kind);
+    return size_t(std::discrete_distribution<size_t>(p.begin(), p.end())(rng));
+  };
+  for (size_t k = 0; k < choice.size(); ++k) {
+    choice[k] = {draw(k, "op"), draw(k, "width"), draw(k, "bits"), draw(k, "sparsity")};
+  }
+  return choice;
+}
+
+/// The derivation's candidates, distinct: the most probable architecture and `samples`
+/// drawn ones, each fitted to the budgets by the tables, as fitted and as grown.
+std::vector<ArchitectureChoice> derivation_candidates(const Supernet& net, const Limits& limits,
+                                                      double fraction, uint32_t samples,
+                                                      uint64_t seed) {
+  std::vector<ArchitectureChoice> starts{net.most_probable()};
+  std::mt19937_64 rng(seed ^ 0xde51u);
+  for (uint32_t i = 0; i < samples; ++i) starts.push_back(sample_choice(net, rng));
+  std::vector<ArchitectureChoice> candidates;
+  auto add = [&](const ArchitectureChoice& c) {
+    // Equal descriptions are equal networks (a skipped block's other choices do not count).
+    for (const ArchitectureChoice& known : candidates) {
+      if (net.describe(known) == net.describe(c)) return;
+    }
+    candidates.push_back(c);
+  };
+  for (const ArchitectureChoice& start : starts) {
+    const std::optional<ArchitectureChoice> fitted = fit_by_tables(net, start, limits, fraction);
+    if (!fitted) continue;
+    add(*fitted);
+    add(grow_to_budget(net, *fitted, limits, fraction));
+  }
+  return candidates;
+}
+
 /// Batch-norm statistics of the derived network re-estimated on training batches (the
 /// supernet's were averaged over many sub-networks).
 void recalibrate_batch_norm(QNet& net, const data::ImageDataset& set,
@@ -369,7 +474,7 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   supernet->set_hardware_tables(std::move(hardware));
   check_budgets_reachable(*supernet, limits, npu.core_clock_hz, {Flash, Sram, Cycles});
 
-  const data::ImageDataset train_set = load_data(config.data, data::Split::Train);
+  data::ImageDataset train_set = load_data(config.data, data::Split::Train);
   const data::ImageDataset test_set = load_data(config.data, data::Split::Test);
   if (train_set.height != space.height || train_set.width != space.width ||
       train_set.channels != space.channels || train_set.classes != space.classes) {
@@ -377,6 +482,15 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
         "{}: input [{}, {}, {}] with {} classes, but {} images are {}x{}x{} in {} classes",
         config.file, space.height, space.width, space.channels, space.classes, train_set.name,
         train_set.height, train_set.width, train_set.channels, train_set.classes));
+  }
+
+  // Kept out of the supernet's training: the derivation ranks its candidates on these.
+  const data::ImageDataset holdout =
+      train_set.split_off(size_t(std::llround(spec.holdout_fraction * double(train_set.size()))));
+  if (train_set.size() == 0) {
+    throw std::runtime_error(
+        fmt::format("{}: search.derivation.holdout_fraction {} leaves no training image",
+                    config.file, spec.holdout_fraction));
   }
 
   // ---------------------------------------------------------------- warm-up and search
@@ -589,6 +703,13 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
     supernet->inherit(c, net);
     recalibrate_batch_norm(net, train_set, config.data.normalization, spec.batch_size, spec.seed);
   };
+  // The derived network as it would be exported now: inherited, masks at their targets,
+  // quantisation calibrated.
+  auto prepare_inherited = [&](const ArchitectureChoice& c, QNet& net) {
+    prepare_derived(c, net);
+    for (const auto& layer : net.weighted()) layer->update_mask(layer->target_sparsity());
+    prepare_quantization(net, train_set, config.data.normalization, spec.batch_size, spec.seed);
+  };
   if (!options.restart && fs::exists(derivation_path)) {
     const std::vector<uint8_t> bytes = common::read_file(derivation_path);
     derivation = nlohmann::json::parse(bytes.begin(), bytes.end());
@@ -597,9 +718,43 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   } else {
     const Clock::time_point derive_start = Clock::now();
     supernet->refresh_flash_table();
-    choice = supernet->most_probable();
-    const std::string initial = supernet->describe(choice);
+    const std::string initial = supernet->describe(supernet->most_probable());
     const double fraction = 1.0 - spec.budget_margin / 2;
+    // Rank the candidates by their held-out accuracy with inherited weights, quantised
+    // and masked as they will be exported.
+    const std::vector<ArchitectureChoice> candidates =
+        derivation_candidates(*supernet, limits, fraction, spec.derivation_samples, spec.seed);
+    if (candidates.empty()) {
+      throw BudgetError(fmt::format(
+          "derivation: {} does not fit the budgets and no cheaper choice helps", initial));
+    }
+    data::ImageDataset first_training_images;
+    if (holdout.size() == 0) {
+      first_training_images = train_set;
+      first_training_images.truncate(kRankingImagesWithoutHoldout);
+    }
+    const data::ImageDataset& ranking_set = holdout.size() > 0 ? holdout : first_training_images;
+    nlohmann::json ranked = nlohmann::json::array();
+    double best_accuracy = -1;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      const ArchitectureChoice& c = candidates[i];
+      QNet net(supernet->derive(c), config.data.normalization);
+      prepare_inherited(c, net);
+      const double accuracy =
+          evaluate(net, ranking_set, config.data.normalization, Mode::Quantized, 256, 0).accuracy;
+      const Costs table = costs_of(supernet->table_costs(c));
+      ranked.push_back({{"architecture", supernet->describe(c)},
+                        {"table", table},
+                        {"log_probability", supernet->log_probability(c)},
+                        {"accuracy", accuracy}});
+      say(fmt::format("  candidate {}/{}: {}: {:.2f}% on {} ({:.0f} B flash by the tables)", i + 1,
+                      candidates.size(), supernet->describe(c), 100 * accuracy, ranking_set.name,
+                      table[Flash]));
+      if (accuracy > best_accuracy) {
+        best_accuracy = accuracy;
+        choice = c;
+      }
+    }
     Costs scale{1.0, 1.0, 1.0};
     nlohmann::json steps = nlohmann::json::array();
     for (int round = 0;; ++round) {
@@ -610,9 +765,7 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
       if (estimate.fits && within(scaled, limits, fraction)) {
         // Measure the real thing: the derived network with inherited weights, exported.
         QNet net(supernet->derive(choice), config.data.normalization);
-        prepare_derived(choice, net);
-        for (const auto& layer : net.weighted()) layer->update_mask(layer->target_sparsity());
-        prepare_quantization(net, train_set, config.data.normalization, spec.batch_size, spec.seed);
+        prepare_inherited(choice, net);
         const Measured m = measure_model(net.export_model(), npu);
         steps.push_back({{"architecture", supernet->describe(choice)},
                          {"table", costs_of(estimate)},
@@ -643,6 +796,8 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
     }
     derivation = {{"most_probable", initial},
                   {"derived", supernet->describe(choice)},
+                  {"candidates", ranked},
+                  {"ranked_on", ranking_set.name},
                   {"indices", choice_indices_json(choice)},
                   {"choices", choice_json(*supernet, choice)},
                   {"log_probability", supernet->log_probability(choice)},

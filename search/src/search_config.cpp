@@ -129,6 +129,10 @@ void read_search(YamlSection search, SearchStageSpec& s) {
                     : SearchStageSpec::OperatorRelaxation::Mixed;
   s.lagrange_rate = search.number("lagrange_rate", s.lagrange_rate, 0.0, 100.0);
   s.budget_margin = search.number("budget_margin", s.budget_margin, 0.0, 0.5);
+  YamlSection derivation = search.section("derivation");
+  s.derivation_samples = uint32_t(derivation.integer("samples", s.derivation_samples, 0, 10000));
+  s.holdout_fraction = derivation.number("holdout_fraction", s.holdout_fraction, 0.0, 0.5);
+  derivation.finish();
   s.flash_refresh_steps =
       uint32_t(search.integer("flash_refresh_steps", s.flash_refresh_steps, 1, 1 << 30));
   s.prune_interval = uint32_t(search.integer("prune_interval", s.prune_interval, 1, 1 << 30));

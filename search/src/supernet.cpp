@@ -44,41 +44,73 @@ SharedLayer::SharedLayer(Kind kind, uint32_t in_channels, uint32_t out_channels,
     batch_norm_ = register_module("batch_norm", torch::nn::BatchNorm2d(out_channels_));
   }
   weight_ = register_parameter("weight", torch::randn(shape) * std::sqrt(2.0 / fan_in));
+  input_widths_ = {int64_t(in_channels_)};
 }
+
+void SharedLayer::set_input_widths(std::vector<int64_t> widths) {
+  input_widths_ = std::move(widths);
+  masks_.clear();
+}
+
+namespace {
+
+/// The weights of a derived layer with `in` input channels (all outputs).
+torch::Tensor input_slice(const torch::Tensor& weights, bool depthwise, int64_t in) {
+  return depthwise ? weights : weights.slice(1, 0, in);
+}
+
+}  // namespace
 
 void SharedLayer::refresh_masks(const std::vector<double>& levels) {
+  torch::NoGradGuard no_grad;
   masks_.clear();
-  for (double level : levels) masks_.push_back(magnitude_mask(weight_.detach(), level));
+  const torch::Tensor w = weight_.detach();
+  for (int64_t in : input_widths_) {
+    std::vector<torch::Tensor> by_level;
+    for (double level : levels) {
+      torch::Tensor mask = torch::ones_like(w);
+      const bool depthwise = kind_ == Kind::Depthwise;
+      input_slice(mask, depthwise, in).copy_(magnitude_mask(input_slice(w, depthwise, in), level));
+      by_level.push_back(mask);
+    }
+    masks_.push_back(std::move(by_level));
+  }
 }
 
-torch::Tensor SharedLayer::forward(const torch::Tensor& x, const torch::Tensor& bits,
-                                   const torch::Tensor& sparsity,
+torch::Tensor SharedLayer::forward(const torch::Tensor& x, const torch::Tensor& input_widths,
+                                   const torch::Tensor& bits, const torch::Tensor& sparsity,
                                    const std::vector<uint32_t>& bit_choices) {
-  if (masks_.size() != size_t(sparsity.size(0))) {
-    throw std::logic_error("SharedLayer: masks not refreshed for the sparsity levels");
+  if (masks_.size() != input_widths_.size() || input_widths.size(0) != int64_t(masks_.size()) ||
+      (!masks_.empty() && masks_[0].size() != size_t(sparsity.size(0)))) {
+    throw std::logic_error("SharedLayer: masks not refreshed for the input widths and levels");
   }
   // A term of zero weight without a gradient to carry (one-hot, fixed choices) is skipped.
   auto needed = [](const torch::Tensor& p, int64_t i) {
     return p.requires_grad() || p[i].item<float>() != 0.0f;
   };
-  torch::Tensor sparse = prunable() ? torch::Tensor() : weight_;
-  for (int64_t s = 0; prunable() && s < sparsity.size(0); ++s) {
-    if (!needed(sparsity, s)) continue;
-    const torch::Tensor term = sparsity[s] * (weight_ * masks_[size_t(s)]);
-    sparse = sparse.defined() ? sparse + term : term;
-  }
   std::vector<int64_t> channel_shape(size_t(weight_.dim()), 1);
   channel_shape[0] = -1;
+  const bool depthwise = kind_ == Kind::Depthwise;
   torch::Tensor mixed;
-  for (int64_t b = 0; b < bits.size(0); ++b) {
-    if (!needed(bits, b)) continue;
-    const uint32_t width = bit_choices[size_t(b)];
-    const torch::Tensor step = initial_weight_step(sparse.detach(), width).reshape(channel_shape);
-    const double limit = weight_limit(width);
-    const torch::Tensor scaled = torch::clamp(sparse / step, -limit, limit);
-    const torch::Tensor quantized = straight_through(scaled, torch::round(scaled)) * step;
-    const torch::Tensor term = bits[b] * quantized;
-    mixed = mixed.defined() ? mixed + term : term;
+  for (int64_t i = 0; i < input_widths.size(0); ++i) {
+    if (!needed(input_widths, i)) continue;
+    torch::Tensor sparse = prunable() ? torch::Tensor() : weight_;
+    for (int64_t s = 0; prunable() && s < sparsity.size(0); ++s) {
+      if (!needed(sparsity, s)) continue;
+      const torch::Tensor term = sparsity[s] * (weight_ * masks_[size_t(i)][size_t(s)]);
+      sparse = sparse.defined() ? sparse + term : term;
+    }
+    const torch::Tensor slice = input_slice(sparse.detach(), depthwise, input_widths_[size_t(i)]);
+    for (int64_t b = 0; b < bits.size(0); ++b) {
+      if (!needed(bits, b)) continue;
+      const uint32_t width = bit_choices[size_t(b)];
+      const torch::Tensor step = initial_weight_step(slice, width).reshape(channel_shape);
+      const double limit = weight_limit(width);
+      const torch::Tensor scaled = torch::clamp(sparse / step, -limit, limit);
+      const torch::Tensor quantized = straight_through(scaled, torch::round(scaled)) * step;
+      const torch::Tensor term = (input_widths[i] * bits[b]) * quantized;
+      mixed = mixed.defined() ? mixed + term : term;
+    }
   }
   torch::Tensor y;
   if (kind_ == Kind::FullyConnected) {
@@ -203,7 +235,13 @@ Supernet::Supernet(const SearchSpace& space) : space_(space), geometry_(block_ge
         case BlockOp::Skip:
           break;
       }
+      // Each layer's possible input widths, by the block's input width index.
+      std::vector<int64_t> block_inputs(g.in_widths.begin(), g.in_widths.end()), hidden_inputs;
+      for (uint32_t w : g.in_widths) hidden_inputs.push_back(int64_t(w) * op.expansion);
       for (size_t i = 0; i < layers.size(); ++i) {
+        const bool depthwise = layers[i]->kind() == K::Depthwise;
+        const bool after_hidden = op.op == BlockOp::InvertedResidual && i + 1 == layers.size();
+        if (!depthwise) layers[i]->set_input_widths(after_hidden ? hidden_inputs : block_inputs);
         register_module(fmt::format("{}_{}_{}", bs.name, op.name(), i), layers[i]);
       }
       block.op_layers.push_back(std::move(layers));
@@ -304,8 +342,11 @@ SuperTensor Supernet::run_operator(size_t k, size_t o, const SuperTensor& in,
   const int64_t max_out = bs.widths.back();
   const torch::Tensor out_mask = torch::matmul(width_p, width_matrix(bs.widths, max_out));
   auto channel_mask = [](const torch::Tensor& mask) { return mask.reshape({1, -1, 1, 1}); };
+  const torch::Tensor whole = torch::ones({1});
   auto run = [&](size_t i, const torch::Tensor& x) {
-    return layers[i]->forward(x, bits_p, sparsity_p, space_.bits);
+    const bool depthwise = layers[i]->kind() == SharedLayer::Kind::Depthwise;
+    return layers[i]->forward(x, depthwise ? whole : in.width_probabilities, bits_p, sparsity_p,
+                              space_.bits);
   };
   torch::Tensor y;
   switch (op.op) {

@@ -61,11 +61,19 @@ class SharedLayer : public torch::nn::Module {
   SharedLayer(Kind kind, uint32_t in_channels, uint32_t out_channels, uint32_t kernel,
               uint32_t stride, uint32_t in_height, uint32_t in_width, bool relu);
 
-  /// y = activation(bn(op(x, mixed weights))): weights mixed over sparsity levels
-  /// (probabilities `sparsity`) then over bitwidths (`bits`), each fake-quantised.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& bits,
-                        const torch::Tensor& sparsity, const std::vector<uint32_t>& bit_choices);
-  /// Magnitude masks of the weights for each sparsity level (whole tensor).
+  /// y = activation(bn(op(x, mixed weights))). The weights are mixed over the active input
+  /// widths (probabilities `input_widths`, aligned with set_input_widths), the sparsity
+  /// levels (`sparsity`) and the bitwidths (`bits`); each term is masked and fake-quantised
+  /// as the derived layer of that input width would be (mask and step computed on the
+  /// slice), so a one-hot choice computes exactly what the derived network computes.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& input_widths,
+                        const torch::Tensor& bits, const torch::Tensor& sparsity,
+                        const std::vector<uint32_t>& bit_choices);
+  /// The possible numbers of active input channels [channels], indexed like the input
+  /// width probabilities that forward() receives. Depthwise layers take one entry (their
+  /// weights do not depend on the input width). Default: the full width only.
+  void set_input_widths(std::vector<int64_t> widths);
+  /// Magnitude masks of the slice of each input width, for each sparsity level.
   void refresh_masks(const std::vector<double>& levels);
   /// Folded (batch norm, running statistics) weights of the first `out` outputs and `in`
   /// inputs, as QWeighted folds them.
@@ -88,7 +96,10 @@ class SharedLayer : public torch::nn::Module {
   int64_t pad_top_ = 0, pad_bottom_ = 0, pad_left_ = 0, pad_right_ = 0;
   torch::Tensor weight_, bias_;
   torch::nn::BatchNorm2d batch_norm_{nullptr};
-  std::vector<torch::Tensor> masks_;  ///< per sparsity level; not saved (recomputed)
+  std::vector<int64_t> input_widths_;  ///< see set_input_widths [channels]
+  /// [input width][sparsity level]: full-size masks, 1 outside the slice; not saved
+  /// (recomputed from the weights).
+  std::vector<std::vector<torch::Tensor>> masks_;
 };
 
 /// A block's tensors between blocks: values at the widest width, the soft channel mask

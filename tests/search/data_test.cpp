@@ -134,6 +134,29 @@ TEST(FashionMnist, DebianPackageTestSet) {
   for (int count : per_class) EXPECT_EQ(count, 1000);
 }
 
+TEST(ImageDataset, SplitOffMovesTheLastImages) {
+  ImageDataset set;
+  set.name = "toy";
+  set.height = set.width = 2;
+  set.channels = 1;
+  set.classes = 3;
+  for (uint16_t i = 0; i < 5; ++i) {
+    set.labels.push_back(uint16_t(i % 3));
+    for (int p = 0; p < 4; ++p) set.pixels.push_back(uint8_t(10 * i + p));
+  }
+  const ImageDataset tail = set.split_off(2);
+  ASSERT_EQ(set.size(), 3u);
+  ASSERT_EQ(tail.size(), 2u);
+  EXPECT_EQ(tail.name, "toy/held-out");
+  EXPECT_EQ(tail.classes, 3u);
+  EXPECT_EQ(tail.labels, (std::vector<uint16_t>{0, 1}));  // images 3 and 4
+  EXPECT_EQ(tail.image(1)[0], 40);
+  EXPECT_EQ(set.pixels.size(), 12u);
+  EXPECT_EQ(set.image(2)[3], 23);
+  EXPECT_EQ(set.split_off(10).size(), 3u);  // at most all
+  EXPECT_EQ(set.size(), 0u);
+}
+
 TEST(Cifar100, PlanarRecordsBecomeHwcImages) {
   const fs::path dir = fresh_dir("cifar");
   std::vector<uint8_t> bytes;

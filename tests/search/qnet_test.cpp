@@ -40,19 +40,26 @@ TEST(IntegerOps, RoundedAverageRoundsHalfAwayFromZero) {
   }
 }
 
-TEST(Pruning, MagnitudeMaskHasExactCountAtSmallestMagnitudes) {
+TEST(Pruning, MagnitudeMaskHasExactCountPerChannelAtSmallestMagnitudes) {
   torch::manual_seed(1);
   const torch::Tensor w = torch::randn({16, 8, 3, 3});
-  w.view(-1).slice(0, 0, 40).fill_(0.25f);  // ties
+  w.view(-1).slice(0, 0, 100).fill_(0.25f);  // ties, across the first channels
+  const int64_t per_channel = 8 * 3 * 3;
   for (double sparsity : {0.0, 0.3, 0.5, 0.75, 0.9}) {
     const torch::Tensor mask = magnitude_mask(w, sparsity);
-    const int64_t zeros = (mask == 0).sum().item<int64_t>();
-    EXPECT_EQ(zeros, std::llround(sparsity * double(w.numel())));
-    if (zeros > 0 && zeros < w.numel()) {
-      const float largest_pruned = (w.abs() * (1 - mask)).max().item<float>();
-      const float smallest_kept = (w.abs() + (1 - mask) * 1e9).min().item<float>();
-      EXPECT_LE(largest_pruned, smallest_kept);
+    for (int64_t c = 0; c < w.size(0); ++c) {
+      const torch::Tensor m = mask[c], a = w[c].abs();
+      const int64_t zeros = (m == 0).sum().item<int64_t>();
+      EXPECT_EQ(zeros, std::llround(sparsity * double(per_channel))) << c;
+      if (zeros > 0 && zeros < per_channel) {
+        const float largest_pruned = (a * (1 - m)).max().item<float>();
+        const float smallest_kept = (a + (1 - m) * 1e9).min().item<float>();
+        EXPECT_LE(largest_pruned, smallest_kept) << c;
+      }
     }
+    // Invariant under a positive scale per channel (batch-norm folding).
+    const torch::Tensor scaled = w * (torch::rand({16, 1, 1, 1}) + 0.1);
+    EXPECT_TRUE(torch::equal(magnitude_mask(scaled, sparsity), mask)) << sparsity;
   }
 }
 

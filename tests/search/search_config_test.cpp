@@ -57,7 +57,8 @@ TEST(SearchConfig, ReadsChoicesSorted) {
                          "    - {name: a, ops: [conv, ir6], widths: [16, 8], stride: 2}\n"
                          "    - {name: b, ops: [separable, skip], widths: [8, 16]}\n"
                          "budgets: {milliseconds: 0.5}\nnpu: n.yaml\n"
-                         "search: {operators: sampled}\n";
+                         "search: {operators: sampled, derivation: {samples: 3, "
+                         "holdout_fraction: 0.2}}\n";
   const SearchConfig c = load_search_config(path.string());
   fs::remove(path);
   EXPECT_EQ(c.space.bits, (std::vector<uint32_t>{2, 8}));
@@ -70,6 +71,8 @@ TEST(SearchConfig, ReadsChoicesSorted) {
   EXPECT_DOUBLE_EQ(*c.budgets.milliseconds, 0.5);
   EXPECT_FALSE(c.budgets.flash_bytes.has_value());
   EXPECT_EQ(c.search.operators, SearchStageSpec::OperatorRelaxation::Sampled);
+  EXPECT_EQ(c.search.derivation_samples, 3u);
+  EXPECT_DOUBLE_EQ(c.search.holdout_fraction, 0.2);
 }
 
 TEST(SearchConfig, BadInputNamesKeyAndReason) {
@@ -101,8 +104,16 @@ TEST(SearchConfig, BadInputNamesKeyAndReason) {
                       "search: {temperature: {initial: 0}}\n")
                 .find("search.temperature.initial"),
             std::string::npos);
+  EXPECT_NE(
+      error_for(with_blocks("    - {ops: [conv], widths: [8]}\n") + "search: {operators: soft}\n")
+          .find("search.operators"),
+      std::string::npos);
   EXPECT_NE(error_for(with_blocks("    - {ops: [conv], widths: [8]}\n") +
-                      "search: {operators: soft}\n")
-                .find("search.operators"),
+                      "search: {derivation: {holdout_fraction: 0.9}}\n")
+                .find("search.derivation.holdout_fraction"),
+            std::string::npos);
+  EXPECT_NE(error_for(with_blocks("    - {ops: [conv], widths: [8]}\n") +
+                      "search: {derivation: {candidates: 4}}\n")
+                .find("search.derivation.candidates"),
             std::string::npos);
 }

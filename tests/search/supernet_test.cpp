@@ -130,6 +130,49 @@ TEST(Supernet, FlashTableEqualsEncoderOnDerivedModel) {
   }
 }
 
+TEST(Supernet, DerivedNetworkComputesWhatTheSupernetComputes) {
+  // Inherited weights make the derived network the supernet's one-hot sub-network: the
+  // same masks and the same quantised weights, slice by slice. The derived network's
+  // quantised forward also rounds every activation to int8, which the supernet does not:
+  // that rounding is the only difference left, a few per cent at most, where a mask or a
+  // step taken over the wrong slice changes the logits by far more.
+  torch::manual_seed(5);
+  const SearchSpace space = tiny_space();
+  Supernet net(space);
+  {
+    torch::NoGradGuard no_grad;
+    net.train();
+    for (int i = 0; i < 3; ++i) {
+      SamplingSettings s;
+      s.hard = true;
+      net.forward(torch::randn({8, 1, 12, 12}) * 2 + 0.5, s);
+    }
+  }
+  net.refresh_masks();
+  net.eval();
+  std::mt19937 rng(11);
+  const torch::Tensor images = torch::randn({32, 1, 12, 12});
+  for (int trial = 0; trial < 16; ++trial) {
+    const ArchitectureChoice choice = random_choice(space, rng);
+    torch::NoGradGuard no_grad;
+    SamplingSettings fixed;
+    fixed.fixed = &choice;
+    const torch::Tensor expected = net.forward(images, fixed).reshape({32, -1});
+    QNet derived(net.derive(choice), {0.3f, 0.3f});
+    net.inherit(choice, derived);
+    derived.eval();
+    for (const auto& layer : derived.weighted()) {
+      layer->update_mask(layer->target_sparsity());
+      layer->initialize_step();
+    }
+    derived.forward(images, {Mode::Quantized, true, 0.0});  // activation ranges of this batch
+    const torch::Tensor got =
+        derived.forward(images, {Mode::Quantized, false, 0.0}).x.reshape({32, -1});
+    const double scale = expected.abs().max().item<double>();
+    EXPECT_LT((got - expected).abs().max().item<double>(), 0.08 * scale) << net.describe(choice);
+  }
+}
+
 TEST(Supernet, HardwareTablesMatchCompilerOnChainsAndCache) {
   const SearchSpace space = tiny_space();
   const fs::path cache =

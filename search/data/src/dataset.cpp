@@ -27,6 +27,23 @@ void ImageDataset::truncate(size_t count) {
   pixels.resize(count * image_bytes());
 }
 
+ImageDataset ImageDataset::split_off(size_t count) {
+  count = std::min(count, size());
+  const size_t kept = size() - count;
+  ImageDataset tail;
+  tail.name = name + "/held-out";
+  tail.height = height;
+  tail.width = width;
+  tail.channels = channels;
+  tail.classes = classes;
+  tail.class_names = class_names;
+  tail.labels.assign(labels.begin() + std::ptrdiff_t(kept), labels.end());
+  tail.pixels.assign(pixels.begin() + std::ptrdiff_t(kept * image_bytes()), pixels.end());
+  labels.resize(kept);
+  pixels.resize(kept * image_bytes());
+  return tail;
+}
+
 namespace {
 
 /// Whole content of a file that may be gzip-compressed (zlib reads plain files as they are).

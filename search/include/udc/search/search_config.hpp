@@ -82,6 +82,15 @@ struct SearchStageSpec {
   /// The search aims below each budget by this fraction, so that the derived model fits
   /// after fine-tuning moves its weights.
   double budget_margin = 0.05;
+  /// Derivation candidates: the most probable architecture and this many architectures
+  /// sampled from the learnt distribution, each repaired to fit the budgets and also grown
+  /// back towards them by the tables; the one most accurate on the held-out images, with
+  /// inherited weights and quantised, is fine-tuned.
+  uint32_t derivation_samples = 8;
+  /// Part of the training images kept out of the supernet's training, on which the
+  /// derivation ranks its candidates (0: ranked on the first training images instead). The
+  /// fine-tune trains on every training image.
+  double holdout_fraction = 0.1;
   uint32_t flash_refresh_steps = 100;  ///< re-measure the flash table every N search steps
   uint32_t prune_interval = 50;        ///< steps between magnitude-mask updates
   uint64_t seed = 1;

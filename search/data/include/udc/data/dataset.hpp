@@ -34,6 +34,9 @@ struct ImageDataset {
   const uint8_t* image(size_t index) const { return pixels.data() + index * image_bytes(); }
   /// Keeps the first `count` images (all if count is 0 or larger than the set).
   void truncate(size_t count);
+  /// Moves the last `count` images (at most all) into the returned set, named
+  /// `name` + "/held-out"; this set keeps the others.
+  ImageDataset split_off(size_t count);
 };
 
 /// Fashion-MNIST from its IDX files (gzip-compressed or not) in `dir`:
