@@ -97,33 +97,45 @@ TEST(Supernet, ExpectedCostAtOneHotChoiceEqualsTableValue) {
   }
 }
 
+namespace {
+
+/// A few hard-sampled training-mode batches: different batch-norm statistics per channel,
+/// so that folding matters.
+void move_batch_norm_statistics(Supernet& net) {
+  torch::NoGradGuard no_grad;
+  net.train();
+  for (int i = 0; i < 3; ++i) {
+    SamplingSettings s;
+    s.hard = true;
+    net.forward(torch::randn({8, 1, 12, 12}) * 2 + 0.5, s);
+  }
+}
+
+/// Weights inherited, masks and steps set as the trainer sets them before export.
+void inherit_for_export(const Supernet& net, const ArchitectureChoice& choice, QNet& derived) {
+  net.inherit(choice, derived);
+  for (const auto& layer : derived.weighted()) {
+    layer->update_mask(layer->target_sparsity());
+    layer->initialize_step();
+  }
+}
+
+}  // namespace
+
 TEST(Supernet, FlashTableEqualsEncoderOnDerivedModel) {
   // The table's bytes per candidate must be what the exported model of the derived network
   // (weights inherited, masks and steps set as the trainer sets them) encodes to.
   torch::manual_seed(4);
   const SearchSpace space = tiny_space();
   Supernet net(space);
-  {
-    // Different batch-norm statistics per channel, so that folding matters.
-    torch::NoGradGuard no_grad;
-    net.train();
-    for (int i = 0; i < 3; ++i) {
-      SamplingSettings s;
-      s.hard = true;
-      net.forward(torch::randn({8, 1, 12, 12}) * 2 + 0.5, s);
-    }
-  }
+  move_batch_norm_statistics(net);
   net.refresh_flash_table();
   std::mt19937 rng(9);
   const udc::data::Normalization norm{0.3f, 0.3f};
   for (int trial = 0; trial < 10; ++trial) {
     const ArchitectureChoice choice = random_choice(space, rng);
     QNet derived(net.derive(choice), norm);
-    net.inherit(choice, derived);
-    for (const auto& layer : derived.weighted()) {
-      layer->update_mask(layer->target_sparsity());
-      layer->initialize_step();
-    }
+    inherit_for_export(net, choice, derived);
     const fm::Model model = derived.export_model();
     EXPECT_EQ(double(fm::summarize(model).compressed_bytes), net.table_costs(choice).flash_bytes)
         << net.describe(choice);
@@ -139,15 +151,7 @@ TEST(Supernet, DerivedNetworkComputesWhatTheSupernetComputes) {
   torch::manual_seed(5);
   const SearchSpace space = tiny_space();
   Supernet net(space);
-  {
-    torch::NoGradGuard no_grad;
-    net.train();
-    for (int i = 0; i < 3; ++i) {
-      SamplingSettings s;
-      s.hard = true;
-      net.forward(torch::randn({8, 1, 12, 12}) * 2 + 0.5, s);
-    }
-  }
+  move_batch_norm_statistics(net);
   net.refresh_masks();
   net.eval();
   std::mt19937 rng(11);
@@ -159,12 +163,8 @@ TEST(Supernet, DerivedNetworkComputesWhatTheSupernetComputes) {
     fixed.fixed = &choice;
     const torch::Tensor expected = net.forward(images, fixed).reshape({32, -1});
     QNet derived(net.derive(choice), {0.3f, 0.3f});
-    net.inherit(choice, derived);
+    inherit_for_export(net, choice, derived);
     derived.eval();
-    for (const auto& layer : derived.weighted()) {
-      layer->update_mask(layer->target_sparsity());
-      layer->initialize_step();
-    }
     derived.forward(images, {Mode::Quantized, true, 0.0});  // activation ranges of this batch
     const torch::Tensor got =
         derived.forward(images, {Mode::Quantized, false, 0.0}).x.reshape({32, -1});
