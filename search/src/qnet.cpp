@@ -333,8 +333,16 @@ LayerIntegers QWeighted::integers(ActQuant input) const {
 }
 
 QTensor QWeighted::forward(const QTensor& input, const ForwardContext& context) {
-  if (context.mode == Mode::Float) {
-    torch::Tensor y = apply(input.x, weight_);
+  if (context.mode != Mode::Quantized) {
+    torch::Tensor w = weight_;
+    if (context.mode == Mode::CompressedWeights) {
+      const torch::Tensor masked = weight_ * mask_;
+      const torch::Tensor step = initial_weight_step(masked, bits_);
+      std::vector<int64_t> channel_shape(size_t(weight_.dim()), 1);
+      channel_shape[0] = -1;
+      w = weight_integers(masked, step, bits_) * step.reshape(channel_shape);
+    }
+    torch::Tensor y = apply(input.x, w);
     if (kind_ == Kind::FullyConnected) {
       y = y + bias_.reshape({1, -1, 1, 1});
     } else {
@@ -434,7 +442,7 @@ QTensor QPool::forward(const QTensor& input, const ForwardContext& context) {
       break;
   }
   // Max pooling of exactly quantised values is exact; averages round as the integer pool.
-  if (context.mode == Mode::Float || kind_ == Kind::Max) return {y, input.quant};
+  if (context.mode != Mode::Quantized || kind_ == Kind::Max) return {y, input.quant};
   torch::NoGradGuard no_grad;
   const torch::Tensor q = recover_integers(x.detach(), input.quant).to(torch::kDouble);
   torch::Tensor sum;
@@ -506,7 +514,7 @@ QTensor QInvertedResidual::forward(const QTensor& input, const ForwardContext& c
   h = project_->forward(depthwise_->forward(h, context), context);
   if (!residual_) return h;
   const torch::Tensor y = input.x + h.x;
-  if (context.mode == Mode::Float) return {y, {}};
+  if (context.mode != Mode::Quantized) return {y, {}};
   if (context.observe) sum_range_->observe(y.detach(), context.momentum);
   // TFLite int8 ADD.
   torch::NoGradGuard no_grad;

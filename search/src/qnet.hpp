@@ -62,7 +62,12 @@ torch::Tensor weight_integers(const torch::Tensor& masked_weights, const torch::
 /// are sliced off (the supernet's width choices share one weight tensor).
 torch::Tensor magnitude_mask(const torch::Tensor& weights, double sparsity);
 
-enum class Mode { Float, Quantized };
+/// Float: float weights and activations, batch norm on the batch (training) or running
+/// statistics. CompressedWeights: as Float, but every weight masked and fake-quantised at
+/// its initial per-channel step, before batch norm: what the supernet computes, so that an
+/// inherited network's batch-norm statistics can be re-estimated for its compressed
+/// weights. Quantized: folded, fake-quantised weights and the exact integer forward.
+enum class Mode { Float, CompressedWeights, Quantized };
 struct ForwardContext {
   Mode mode = Mode::Float;
   bool observe = false;  ///< Quantized: update activation ranges from this batch

@@ -318,12 +318,15 @@ void recalibrate_batch_norm(QNet& net, const data::ImageDataset& set,
                             const data::Normalization& normalization, uint32_t batch_size,
                             uint64_t seed) {
   torch::NoGradGuard no_grad;
+  // Statistics of the compressed weights: masks at their targets (per channel, so folding
+  // the new statistics later does not move them), weights quantised as the supernet does.
+  for (const auto& layer : net.weighted()) layer->update_mask(layer->target_sparsity());
   net.train();
   data::BatchLoader loader(set, normalization, {}, {batch_size, true, false, seed ^ 0xb7u, 2});
   loader.start_epoch(0);
   data::Batch batch;
   for (int k = 0; k < 20 && loader.next(batch); ++k) {
-    net.forward(images_tensor(batch), {Mode::Float, false, 0.0});
+    net.forward(images_tensor(batch), {Mode::CompressedWeights, false, 0.0});
   }
 }
 
@@ -707,7 +710,6 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   // quantisation calibrated.
   auto prepare_inherited = [&](const ArchitectureChoice& c, QNet& net) {
     prepare_derived(c, net);
-    for (const auto& layer : net.weighted()) layer->update_mask(layer->target_sparsity());
     prepare_quantization(net, train_set, config.data.normalization, spec.batch_size, spec.seed);
   };
   if (!options.restart && fs::exists(derivation_path)) {

@@ -147,7 +147,8 @@ TEST(Supernet, DerivedNetworkComputesWhatTheSupernetComputes) {
   // same masks and the same quantised weights, slice by slice. The derived network's
   // quantised forward also rounds every activation to int8, which the supernet does not:
   // that rounding is the only difference left, a few per cent at most, where a mask or a
-  // step taken over the wrong slice changes the logits by far more.
+  // step taken over the wrong slice changes the logits by far more. With float activations
+  // (CompressedWeights) the two agree to rounding.
   torch::manual_seed(5);
   const SearchSpace space = tiny_space();
   Supernet net(space);
@@ -165,6 +166,10 @@ TEST(Supernet, DerivedNetworkComputesWhatTheSupernetComputes) {
     QNet derived(net.derive(choice), {0.3f, 0.3f});
     inherit_for_export(net, choice, derived);
     derived.eval();
+    // Float activations with the compressed weights: the supernet's own arithmetic.
+    const torch::Tensor compressed =
+        derived.forward(images, {Mode::CompressedWeights, false, 0.0}).x.reshape({32, -1});
+    EXPECT_TRUE(torch::allclose(compressed, expected, 1e-4, 1e-5)) << net.describe(choice);
     derived.forward(images, {Mode::Quantized, true, 0.0});  // activation ranges of this batch
     const torch::Tensor got =
         derived.forward(images, {Mode::Quantized, false, 0.0}).x.reshape({32, -1});
