@@ -222,9 +222,12 @@ TEST(Export, IntegerModelEqualsLibTorchOnInterpreterAndSimulator) {
       const int limit = weight_limit(layer->bits());
       EXPECT_EQ(op.weight_bits, layer->bits());
       for (int8_t w : op.weights) ASSERT_LE(std::abs(int(w)), limit) << op.name;
+      // Pruned per output channel: round(sparsity * weights per channel) in each.
       const uint64_t zeros = op.weights.size() - op.nonzero_weights();
-      EXPECT_GE(zeros, uint64_t(std::llround(layer->target_sparsity() * double(op.weights.size()))))
-          << op.name;
+      const size_t per_channel = op.weights.size() / layer->out_channels();
+      const uint64_t pruned_per_channel =
+          uint64_t(std::llround(layer->target_sparsity() * double(per_channel)));
+      EXPECT_GE(zeros, pruned_per_channel * layer->out_channels()) << op.name;
     }
     EXPECT_EQ(weighted, net.weighted().size());
   }
