@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "derivation.hpp"
 #include "hardware_tables.hpp"
 #include "supernet.hpp"
 #include "training.hpp"
@@ -38,13 +39,6 @@ double seconds_since(Clock::time_point start) {
 
 /// Images on which the derivation ranks candidates when no training image is held out.
 constexpr size_t kRankingImagesWithoutHoldout = 5000;
-
-/// The three resources, in this order everywhere below.
-enum Resource { Flash = 0, Sram = 1, Cycles = 2 };
-constexpr const char* kResourceNames[] = {"flash_bytes", "sram_bytes", "cycles"};
-using Costs = std::array<double, 3>;
-/// Budget per resource; infinity where none is set.
-using Limits = std::array<double, 3>;
 
 Limits limits_of(const Budgets& budgets, double clock_hz) {
   const double none = std::numeric_limits<double>::infinity();
@@ -143,173 +137,6 @@ Measured measure_model(const fm::Model& model, const npu_sim::NpuConfig& npu) {
   m.costs[Cycles] = run.job.total_cycles;
   m.milliseconds = run.job.milliseconds();
   return m;
-}
-
-bool within(const Costs& costs, const Limits& limits, double fraction) {
-  for (int r = 0; r < 3; ++r) {
-    if (costs[size_t(r)] > limits[size_t(r)] * fraction) return false;
-  }
-  return true;
-}
-
-/// Sum of relative excesses over the targets (0: fits).
-double excess(const Costs& costs, const Limits& limits, const Costs& scale, double fraction) {
-  double total = 0;
-  for (size_t r = 0; r < 3; ++r) {
-    if (!std::isfinite(limits[r])) continue;
-    total += std::max(0.0, costs[r] * scale[r] / (limits[r] * fraction) - 1.0);
-  }
-  return total;
-}
-
-Costs costs_of(const TableCosts& t) {
-  return {t.flash_bytes, t.sram_bytes, t.cycles};
-}
-
-/// Candidate repairs of a choice: one step cheaper in one block.
-std::vector<ArchitectureChoice> repair_moves(const SearchSpace& space,
-                                             const ArchitectureChoice& choice, bool shapes_fixed) {
-  std::vector<ArchitectureChoice> moves;
-  for (size_t k = 0; k < choice.size(); ++k) {
-    const BlockChoice& c = choice[k];
-    if (space.blocks[k].ops[c.op].op == BlockOp::Skip) continue;
-    auto add = [&](auto change) {
-      ArchitectureChoice m = choice;
-      change(m[k]);
-      moves.push_back(m);
-    };
-    if (c.sparsity + 1 < space.sparsity.size()) add([](BlockChoice& b) { ++b.sparsity; });
-    if (c.bits > 0) add([](BlockChoice& b) { --b.bits; });
-    if (shapes_fixed) continue;
-    if (c.width > 0) add([](BlockChoice& b) { --b.width; });
-    for (size_t o = 0; o < space.blocks[k].ops.size(); ++o) {
-      if (o != c.op) add([o](BlockChoice& b) { b.op = o; });
-    }
-  }
-  return moves;
-}
-
-/// The cheapest repair in lost log-probability per unit of excess removed (table costs).
-std::optional<ArchitectureChoice> best_repair(const Supernet& net, const ArchitectureChoice& choice,
-                                              const Limits& limits, const Costs& scale,
-                                              double fraction, bool shapes_fixed) {
-  const TableCosts now = net.table_costs(choice);
-  const double before = excess(costs_of(now), limits, scale, fraction) + (now.fits ? 0 : 1e6);
-  const double log_p = net.log_probability(choice);
-  std::optional<ArchitectureChoice> best;
-  double best_score = 0;
-  for (const ArchitectureChoice& m : repair_moves(net.space(), choice, shapes_fixed)) {
-    const TableCosts t = net.table_costs(m);
-    const double after = excess(costs_of(t), limits, scale, fraction) + (t.fits ? 0 : 1e6);
-    const double gain = before - after;
-    if (gain <= 1e-12) continue;
-    const double score = gain / std::max(1e-3, log_p - net.log_probability(m));
-    if (score > best_score) {
-      best_score = score;
-      best = m;
-    }
-  }
-  return best;
-}
-
-/// A choice repaired until its table costs fit `fraction` of the limits; nullopt when no
-/// cheaper choice helps.
-std::optional<ArchitectureChoice> fit_by_tables(const Supernet& net, ArchitectureChoice choice,
-                                                const Limits& limits, double fraction) {
-  const Costs unit{1.0, 1.0, 1.0};
-  for (int round = 0; round <= 200; ++round) {
-    const TableCosts t = net.table_costs(choice);
-    if (t.fits && within(costs_of(t), limits, fraction)) return choice;
-    const std::optional<ArchitectureChoice> next =
-        best_repair(net, choice, limits, unit, fraction, false);
-    if (!next) return std::nullopt;
-    choice = *next;
-  }
-  return std::nullopt;
-}
-
-/// Sum of the budgeted costs relative to their limits.
-double relative_cost(const Costs& costs, const Limits& limits) {
-  double total = 0;
-  for (size_t r = 0; r < 3; ++r) {
-    if (std::isfinite(limits[r])) total += costs[r] / limits[r];
-  }
-  return total;
-}
-
-/// A fitting choice grown back towards the budgets: while a block can take one more step
-/// of width, bits or density within `fraction` of the limits (table costs), the step that
-/// loses least log-probability per unit of added relative cost is taken. The most probable
-/// choices under-use the budget that the search spent as a mixture; this spends it where
-/// the learnt distribution objects least.
-ArchitectureChoice grow_to_budget(const Supernet& net, ArchitectureChoice choice,
-                                  const Limits& limits, double fraction) {
-  const SearchSpace& space = net.space();
-  for (;;) {
-    const double cost = relative_cost(costs_of(net.table_costs(choice)), limits);
-    const double log_p = net.log_probability(choice);
-    std::optional<ArchitectureChoice> best;
-    double best_score = -std::numeric_limits<double>::infinity();
-    for (size_t k = 0; k < choice.size(); ++k) {
-      const BlockSpace& bs = space.blocks[k];
-      if (bs.ops[choice[k].op].op == BlockOp::Skip) continue;
-      auto consider = [&](auto change) {
-        ArchitectureChoice m = choice;
-        change(m[k]);
-        const TableCosts t = net.table_costs(m);
-        if (!t.fits || !within(costs_of(t), limits, fraction)) return;
-        const double added = std::max(1e-9, relative_cost(costs_of(t), limits) - cost);
-        const double score = (net.log_probability(m) - log_p) / added;
-        if (score > best_score) {
-          best_score = score;
-          best = m;
-        }
-      };
-      if (choice[k].width + 1 < bs.widths.size()) consider([](BlockChoice& b) { ++b.width; });
-      if (choice[k].bits + 1 < space.bits.size()) consider([](BlockChoice& b) { ++b.bits; });
-      if (choice[k].sparsity > 0) consider([](BlockChoice& b) { --b.sparsity; });
-    }
-    if (!best) return choice;
-    choice = *best;
-  }
-}
-
-/// One architecture drawn from the learnt per-choice distributions.
-ArchitectureChoice sample_choice(const Supernet& net, std::mt19937_64& rng) {
-  ArchitectureChoice choice(net.space().blocks.size());
-  auto draw = [&](size_t k, const char* kind) {
-    const std::vector<double> p = net.probabilities(k, kind);
-    return size_t(std::discrete_distribution<size_t>(p.begin(), p.end())(rng));
-  };
-  for (size_t k = 0; k < choice.size(); ++k) {
-    choice[k] = {draw(k, "op"), draw(k, "width"), draw(k, "bits"), draw(k, "sparsity")};
-  }
-  return choice;
-}
-
-/// The derivation's candidates, distinct: the most probable architecture and `samples`
-/// drawn ones, each fitted to the budgets by the tables, as fitted and as grown.
-std::vector<ArchitectureChoice> derivation_candidates(const Supernet& net, const Limits& limits,
-                                                      double fraction, uint32_t samples,
-                                                      uint64_t seed) {
-  std::vector<ArchitectureChoice> starts{net.most_probable()};
-  std::mt19937_64 rng(seed ^ 0xde51u);
-  for (uint32_t i = 0; i < samples; ++i) starts.push_back(sample_choice(net, rng));
-  std::vector<ArchitectureChoice> candidates;
-  auto add = [&](const ArchitectureChoice& c) {
-    // Equal descriptions are equal networks (a skipped block's other choices do not count).
-    for (const ArchitectureChoice& known : candidates) {
-      if (net.describe(known) == net.describe(c)) return;
-    }
-    candidates.push_back(c);
-  };
-  for (const ArchitectureChoice& start : starts) {
-    const std::optional<ArchitectureChoice> fitted = fit_by_tables(net, start, limits, fraction);
-    if (!fitted) continue;
-    add(*fitted);
-    add(grow_to_budget(net, *fitted, limits, fraction));
-  }
-  return candidates;
 }
 
 /// Batch-norm statistics of the derived network re-estimated on training batches (the

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <random>
 
+#include "derivation.hpp"
 #include "hardware_tables.hpp"
 #include "supernet.hpp"
 #include "udc/common/file_io.hpp"
@@ -217,6 +218,71 @@ TEST(Supernet, HardwareTablesMatchCompilerOnChainsAndCache) {
     const TableCosts table = net.table_costs(choice);
     EXPECT_EQ(double(compiled.compiled.plan.arena_bytes), table.sram_bytes) << net.describe(choice);
   }
+}
+
+TEST(Derivation, CandidatesFitAndGrowthStopsOnlyAtTheBudget) {
+  torch::manual_seed(8);
+  const SearchSpace space = tiny_space();
+  Supernet net(space);
+  net.set_hardware_tables(measure_hardware_tables(space, npu(), ""));
+  net.refresh_flash_table();
+  {
+    torch::NoGradGuard no_grad;
+    for (torch::Tensor& logits : net.architecture_parameters())
+      logits.copy_(torch::randn_like(logits));
+  }
+  const double inf = std::numeric_limits<double>::infinity();
+  std::mt19937 rng(3);
+  int grew = 0;
+  for (int trial = 0; trial < 4; ++trial) {
+    // A flash budget and an SRAM budget between the costs of two random architectures.
+    const TableCosts a = net.table_costs(random_choice(space, rng));
+    const TableCosts b = net.table_costs(random_choice(space, rng));
+    const Limits limits{(a.flash_bytes + b.flash_bytes) / 2, std::max(a.sram_bytes, b.sram_bytes),
+                        inf};
+    const std::vector<ArchitectureChoice> candidates =
+        derivation_candidates(net, limits, 1.0, 6, uint64_t(trial));
+    ASSERT_FALSE(candidates.empty());
+    for (const ArchitectureChoice& c : candidates) {
+      EXPECT_TRUE(within(costs_of(net.table_costs(c)), limits, 1.0)) << net.describe(c);
+    }
+    const std::optional<ArchitectureChoice> fitted =
+        fit_by_tables(net, random_choice(space, rng), limits, 1.0);
+    ASSERT_TRUE(fitted.has_value());
+    const ArchitectureChoice grown = grow_to_budget(net, *fitted, limits, 1.0);
+    EXPECT_TRUE(within(costs_of(net.table_costs(grown)), limits, 1.0));
+    grew += net.describe(grown) != net.describe(*fitted);
+    for (size_t k = 0; k < grown.size(); ++k) {
+      // Never poorer than where it started, and no single richer step still fits.
+      EXPECT_EQ(grown[k].op, (*fitted)[k].op);
+      EXPECT_GE(grown[k].width, (*fitted)[k].width);
+      EXPECT_GE(grown[k].bits, (*fitted)[k].bits);
+      EXPECT_LE(grown[k].sparsity, (*fitted)[k].sparsity);
+      if (space.blocks[k].ops[grown[k].op].op == BlockOp::Skip) continue;
+      auto still_fits = [&](ArchitectureChoice richer) {
+        const TableCosts t = net.table_costs(richer);
+        return t.fits && within(costs_of(t), limits, 1.0);
+      };
+      ArchitectureChoice m = grown;
+      if (grown[k].width + 1 < space.blocks[k].widths.size()) {
+        ++m[k].width;
+        EXPECT_FALSE(still_fits(m)) << net.describe(m);
+        m = grown;
+      }
+      if (grown[k].bits + 1 < space.bits.size()) {
+        ++m[k].bits;
+        EXPECT_FALSE(still_fits(m)) << net.describe(m);
+        m = grown;
+      }
+      if (grown[k].sparsity > 0) {
+        --m[k].sparsity;
+        EXPECT_FALSE(still_fits(m)) << net.describe(m);
+      }
+    }
+  }
+  EXPECT_GT(grew, 0);  // the checks above saw growth happen
+  // Nothing fits a budget of one byte.
+  EXPECT_FALSE(fit_by_tables(net, net.most_probable(), {1.0, inf, inf}, 1.0).has_value());
 }
 
 TEST(Supernet, GradientsReachEveryArchitectureChoiceThroughTaskAndCost) {
