@@ -143,6 +143,8 @@ class QWeighted : public QLayer {
 
   const std::string& layer_name() const { return name_; }
   double target_sparsity() const { return sparsity_; }
+  /// A new target (the flash budget raises it); the mask follows at the next update_mask().
+  void set_target_sparsity(double sparsity) { sparsity_ = sparsity; }
   uint32_t bits() const { return bits_; }
   const torch::Tensor& mask() const { return mask_; }
   uint32_t out_channels() const { return out_channels_; }

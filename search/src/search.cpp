@@ -225,10 +225,11 @@ std::string train_config_yaml(const TrainConfig& c) {
   y += fmt::format(
       "train:\n  batch_size: {}\n  warmup: {{epochs: {}, lr: {}}}\n  compress: {{epochs: {}, lr: "
       "{}}}\n  finetune: {{epochs: {}, lr: {}}}\n  weight_decay: {}\n  seed: {}\n  threads: {}\n"
-      "  prune_interval: {}\n  ramp_fraction: {}\n  activation_momentum: {}\n",
+      "  prune_interval: {}\n  ramp_fraction: {}\n  activation_momentum: {}\n"
+      "  flash_budget_bytes: {}\n",
       t.batch_size, t.warmup.epochs, t.warmup.learning_rate, t.compress.epochs,
       t.compress.learning_rate, t.finetune.epochs, t.finetune.learning_rate, t.weight_decay, t.seed,
-      t.threads, t.prune_interval, t.ramp_fraction, t.activation_momentum);
+      t.threads, t.prune_interval, t.ramp_fraction, t.activation_momentum, t.flash_budget_bytes);
   y += fmt::format("npu: {}\nverify_images: {}\n", fs::absolute(c.npu_config).string(),
                    c.verify_images);
   return y;
@@ -647,6 +648,13 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   train_config.architecture = supernet->derive(choice);
   train_config.data = config.data;
   train_config.train = config.finetune;
+  // The fine-tune keeps the measured weight bytes inside the flash budget epoch by epoch,
+  // rather than leaving a drift to a coarse repair afterwards.
+  if (std::isfinite(limits[Flash])) {
+    const auto budget = uint64_t(std::floor(limits[Flash]));
+    uint64_t& own = train_config.train.flash_budget_bytes;
+    own = own == 0 ? budget : std::min(own, budget);
+  }
   train_config.npu_config = config.npu_config;
   train_config.verify_images = config.verify_images;
   common::write_file_atomically((out / "derived.yaml").string(), train_config_yaml(train_config));

@@ -61,6 +61,9 @@ EpochRecord epoch_from_json(const nlohmann::json& j) {
 struct Checkpoint {
   uint32_t epochs_done = 0;
   std::vector<EpochRecord> history;
+  /// Target sparsity of every weighted layer, in QNet::weighted() order: the flash budget
+  /// may have raised them above the architecture's.
+  std::vector<double> target_sparsity;
 };
 
 void save_checkpoint(const std::string& path, QNet& net, torch::optim::Optimizer& optimizer,
@@ -73,9 +76,10 @@ void save_checkpoint(const std::string& path, QNet& net, torch::optim::Optimizer
   archive.write("optimizer", optimizer_archive);
   nlohmann::json history = nlohmann::json::array();
   for (const EpochRecord& r : state.history) history.push_back(epoch_json(r));
-  archive.write(
-      "state",
-      c10::IValue(nlohmann::json{{"epochs_done", state.epochs_done}, {"history", history}}.dump()));
+  archive.write("state", c10::IValue(nlohmann::json{{"epochs_done", state.epochs_done},
+                                                    {"history", history},
+                                                    {"target_sparsity", state.target_sparsity}}
+                                         .dump()));
   save_archive_atomically(archive, path);
 }
 
@@ -88,6 +92,9 @@ Checkpoint read_checkpoint_state(torch::serialize::InputArchive& archive, const 
   Checkpoint state;
   state.epochs_done = j.at("epochs_done");
   for (const auto& r : j.at("history")) state.history.push_back(epoch_from_json(r));
+  if (j.contains("target_sparsity")) {
+    state.target_sparsity = j.at("target_sparsity").get<std::vector<double>>();
+  }
   return state;
 }
 
@@ -96,6 +103,46 @@ Checkpoint read_checkpoint_state(torch::serialize::InputArchive& archive, const 
 double ramp_sparsity(double target, double progress, double ramp_fraction) {
   const double t = ramp_fraction <= 0 ? 1.0 : std::min(1.0, progress / ramp_fraction);
   return target * (1.0 - std::pow(1.0 - t, 3.0));
+}
+
+/// Highest sparsity the flash guard sets (configs allow up to 0.99).
+constexpr double kMaxGuardSparsity = 0.98;
+/// Re-encodings the flash guard tries before it reports that the budget cannot be held.
+constexpr int kMaxGuardRounds = 40;
+/// The guard aims this fraction under the budget, so that the next epoch's drift does not
+/// trigger it again at once.
+constexpr double kGuardHeadroom = 0.01;
+
+struct FlashGuard {
+  uint64_t before = 0, after = 0;  ///< compressed weight bytes [bytes]
+  bool fits = true;
+};
+
+/// Holds the encoded weights within `budget` bytes: while they exceed it, scales every
+/// weighted layer's density (1 - target sparsity) by budget / size and re-prunes by
+/// magnitude. Bytes follow the non-zero weights closely but not exactly (zero runs and
+/// headers cost too), hence the loop. Masks must be at their targets when called.
+FlashGuard hold_flash_budget(QNet& net, uint64_t budget) {
+  FlashGuard guard;
+  guard.before = guard.after = compressed_weight_bytes(net.export_model());
+  for (int round = 0; guard.after > budget; ++round) {
+    const double ratio = double(budget) * (1.0 - kGuardHeadroom) / double(guard.after);
+    bool raised = false;
+    for (const auto& layer : net.weighted()) {
+      const double sparsity =
+          std::min(kMaxGuardSparsity, 1.0 - (1.0 - layer->target_sparsity()) * ratio);
+      if (sparsity <= layer->target_sparsity()) continue;
+      layer->set_target_sparsity(sparsity);
+      layer->update_mask(sparsity);
+      raised = true;
+    }
+    if (!raised || round == kMaxGuardRounds) {
+      guard.fits = false;
+      break;
+    }
+    guard.after = compressed_weight_bytes(net.export_model());
+  }
+  return guard;
 }
 
 std::unique_ptr<torch::optim::AdamW> make_optimizer(QNet& net, double rate, double decay) {
@@ -224,6 +271,21 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
   };
   const TrainSpec& spec = config.train;
   const ArchitectureSpec& arch = config.architecture;
+  auto hold_flash = [&](QNet& net) {
+    const FlashGuard guard = hold_flash_budget(net, spec.flash_budget_bytes);
+    if (guard.before <= spec.flash_budget_bytes) return;
+    double density = 0, weights = 0;
+    for (const auto& layer : net.weighted()) {
+      const double n = double(layer->mask().numel());
+      density += n * (1.0 - layer->target_sparsity());
+      weights += n;
+    }
+    say(
+        fmt::format("  flash budget: weights grew to {} B, over {} B; sparsity raised{}: {} B, "
+                    "{:.1f}% of weights non-zero",
+                    guard.before, spec.flash_budget_bytes, guard.fits ? "" : " as far as it goes",
+                    guard.after, 100 * density / weights));
+  };
   torch::set_num_threads(int(spec.threads));
   torch::manual_seed(spec.seed);
 
@@ -286,6 +348,16 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
           fmt::format("{}: checkpoint has {} epochs, the config only {}; use "
                       "--restart",
                       checkpoint_path, state.epochs_done, total_epochs));
+    }
+    if (!state.target_sparsity.empty()) {
+      if (state.target_sparsity.size() != net->weighted().size()) {
+        throw std::runtime_error(fmt::format(
+            "{}: checkpoint has {} layer sparsities, the model {} weighted layers; use --restart",
+            checkpoint_path, state.target_sparsity.size(), net->weighted().size()));
+      }
+      for (size_t i = 0; i < state.target_sparsity.size(); ++i) {
+        net->weighted()[i]->set_target_sparsity(state.target_sparsity[i]);
+      }
     }
     result.resumed = true;
     load_optimizer = true;
@@ -385,6 +457,19 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
     record.phase = phase_name(phase);
     record.loss = loss_sum / double(std::max<size_t>(seen, 1));
     record.train_accuracy = double(correct) / double(std::max<size_t>(seen, 1));
+    // Masks are at their targets once the ramp is over; only then does the size mean what
+    // the exported model will hold.
+    bool masks_at_target = phase == Phase::Finetune;
+    if (phase == Phase::Compress && step > 0) {
+      const size_t last_step = phase_step0 + step - 1;
+      const size_t last_update =
+          last_step + 1 == phase_steps ? last_step : last_step - last_step % spec.prune_interval;
+      masks_at_target = ramp_sparsity(1.0, double(last_update + 1) / double(phase_steps),
+                                      spec.ramp_fraction) >= 1.0;
+    }
+    if (spec.flash_budget_bytes > 0 && masks_at_target) {
+      hold_flash(*net);
+    }
     record.test_accuracy =
         evaluate(*net, test_set, config.data.normalization, context.mode, 500, 0).accuracy;
     if (phase != Phase::Warmup)
@@ -393,6 +478,9 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
     record.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     state.history.push_back(record);
     state.epochs_done = epoch + 1;
+    state.target_sparsity.clear();
+    for (const auto& layer : net->weighted())
+      state.target_sparsity.push_back(layer->target_sparsity());
     save_checkpoint(checkpoint_path, *net, *optimizer, state);
     run_seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
     const double eta =
@@ -410,6 +498,7 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
     // Post-training quantisation only.
     prepare_quantization(*net, train_set, config.data.normalization, spec.batch_size, spec.seed);
     for (const auto& layer : net->weighted()) layer->update_mask(layer->target_sparsity());
+    if (spec.flash_budget_bytes > 0) hold_flash(*net);
   }
 
   // Export, verify, measure.
@@ -507,6 +596,8 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
       {"compressed_weight_bytes", summary.compressed_bytes},
       {"bias_and_scale_bytes", summary.bias_and_scale_bytes},
       {"hardware", hardware},
+      {"flash_budget_bytes",
+       spec.flash_budget_bytes > 0 ? nlohmann::json(spec.flash_budget_bytes) : nlohmann::json()},
       {"verified_images", result.verified_images},
       {"layers", layers},
       {"history", history},

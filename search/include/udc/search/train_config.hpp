@@ -79,6 +79,11 @@ struct TrainSpec {
   double ramp_fraction = 0.7;         ///< part of the compress phase over which sparsity ramps up
   double activation_momentum = 0.99;  ///< EMA of observed activation ranges [per step]
   size_t max_steps_per_epoch = 0;     ///< 0: whole epoch (tests use a few)
+  /// Compressed weight bytes the trained model must not exceed (0: no limit). Training moves
+  /// the weights and so their encoded size at fixed masks and bits; once the masks are at
+  /// their targets, every epoch ends by re-encoding the model and, when it is over, raising
+  /// every layer's sparsity until it fits [bytes].
+  uint64_t flash_budget_bytes = 0;
 };
 
 struct TrainConfig {
