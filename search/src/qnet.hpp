@@ -145,6 +145,9 @@ class QWeighted : public QLayer {
   double target_sparsity() const { return sparsity_; }
   /// A new target (the flash budget raises it); the mask follows at the next update_mask().
   void set_target_sparsity(double sparsity) { sparsity_ = sparsity; }
+  /// Puts back a mask taken from mask() (a trial of another sparsity undone).
+  void restore_mask(const torch::Tensor& mask) { mask_.copy_(mask); }
+  Kind kind() const { return kind_; }
   uint32_t bits() const { return bits_; }
   const torch::Tensor& mask() const { return mask_; }
   uint32_t out_channels() const { return out_channels_; }

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <ostream>
 
 #include <fmt/format.h>
@@ -105,42 +106,61 @@ double ramp_sparsity(double target, double progress, double ramp_fraction) {
   return target * (1.0 - std::pow(1.0 - t, 3.0));
 }
 
-/// Highest sparsity the flash guard sets (configs allow up to 0.99).
-constexpr double kMaxGuardSparsity = 0.98;
-/// Re-encodings the flash guard tries before it reports that the budget cannot be held.
-constexpr int kMaxGuardRounds = 40;
-/// The guard aims this fraction under the budget, so that the next epoch's drift does not
-/// trigger it again at once.
-constexpr double kGuardHeadroom = 0.01;
+/// Most extra zeros per output channel one step of the flash guard tries on a layer
+/// before it looks at larger steps (weight streams are padded, so one more zero per channel
+/// may save no byte).
+constexpr int64_t kMaxGuardZerosPerStep = 8;
 
 struct FlashGuard {
   uint64_t before = 0, after = 0;  ///< compressed weight bytes [bytes]
+  uint64_t pruned = 0;             ///< weights the guard pruned
   bool fits = true;
 };
 
-/// Holds the encoded weights within `budget` bytes: while they exceed it, scales every
-/// weighted layer's density (1 - target sparsity) by budget / size and re-prunes by
-/// magnitude. Bytes follow the non-zero weights closely but not exactly (zero runs and
-/// headers cost too), hence the loop. Masks must be at their targets when called.
+/// Holds the encoded weights within `budget` bytes by pruning a little more, one step at a
+/// time: each step prunes k more weights in every output channel of one layer (k from 1 up
+/// to kMaxGuardZerosPerStep, the smallest k that saves a byte anywhere), choosing the layer
+/// that saves the most bytes per fraction of its channel's remaining weights. Depthwise
+/// layers are left dense (k*k weights a channel) and every channel keeps one weight.
+/// Masks must be at their targets when called.
 FlashGuard hold_flash_budget(QNet& net, uint64_t budget) {
+  auto encoded = [&] { return compressed_weight_bytes(net.export_model()); };
   FlashGuard guard;
-  guard.before = guard.after = compressed_weight_bytes(net.export_model());
-  for (int round = 0; guard.after > budget; ++round) {
-    const double ratio = double(budget) * (1.0 - kGuardHeadroom) / double(guard.after);
-    bool raised = false;
-    for (const auto& layer : net.weighted()) {
-      const double sparsity =
-          std::min(kMaxGuardSparsity, 1.0 - (1.0 - layer->target_sparsity()) * ratio);
-      if (sparsity <= layer->target_sparsity()) continue;
-      layer->set_target_sparsity(sparsity);
-      layer->update_mask(sparsity);
-      raised = true;
+  guard.before = guard.after = encoded();
+  while (guard.after > budget) {
+    struct Step {
+      std::shared_ptr<QWeighted> layer;
+      double sparsity = 0, score = 0;
+      uint64_t bytes = 0, pruned = 0;
+    };
+    std::optional<Step> best;
+    for (int64_t k = 1; k <= kMaxGuardZerosPerStep && !best; ++k) {
+      for (const auto& layer : net.weighted()) {
+        if (layer->kind() == QWeighted::Kind::Depthwise) continue;
+        const int64_t channels = layer->mask().size(0);
+        const int64_t per_channel = layer->mask().numel() / channels;
+        const auto zeros = int64_t(std::lround(layer->target_sparsity() * double(per_channel)));
+        if (zeros + k >= per_channel) continue;
+        const double sparsity = double(zeros + k) / double(per_channel);
+        const torch::Tensor kept = layer->mask().clone();
+        layer->update_mask(sparsity);
+        const uint64_t bytes = encoded();
+        layer->restore_mask(kept);
+        if (bytes >= guard.after) continue;
+        const double score = double(guard.after - bytes) * double(per_channel - zeros) / double(k);
+        if (!best || score > best->score) {
+          best = Step{layer, sparsity, score, bytes, uint64_t(k * channels)};
+        }
+      }
     }
-    if (!raised || round == kMaxGuardRounds) {
+    if (!best) {
       guard.fits = false;
       break;
     }
-    guard.after = compressed_weight_bytes(net.export_model());
+    best->layer->set_target_sparsity(best->sparsity);
+    best->layer->update_mask(best->sparsity);
+    guard.after = encoded();
+    guard.pruned += best->pruned;
   }
   return guard;
 }
@@ -274,17 +294,11 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
   auto hold_flash = [&](QNet& net) {
     const FlashGuard guard = hold_flash_budget(net, spec.flash_budget_bytes);
     if (guard.before <= spec.flash_budget_bytes) return;
-    double density = 0, weights = 0;
-    for (const auto& layer : net.weighted()) {
-      const double n = double(layer->mask().numel());
-      density += n * (1.0 - layer->target_sparsity());
-      weights += n;
-    }
     say(
-        fmt::format("  flash budget: weights grew to {} B, over {} B; sparsity raised{}: {} B, "
-                    "{:.1f}% of weights non-zero",
-                    guard.before, spec.flash_budget_bytes, guard.fits ? "" : " as far as it goes",
-                    guard.after, 100 * density / weights));
+        fmt::format("  flash budget: weights grew to {} B, over {} B; {} more weights pruned{}: "
+                    "{} B",
+                    guard.before, spec.flash_budget_bytes, guard.pruned,
+                    guard.fits ? "" : " (no further step saves a byte)", guard.after));
   };
   torch::set_num_threads(int(spec.threads));
   torch::manual_seed(spec.seed);

@@ -322,7 +322,7 @@ TEST(Trainer, FlashBudgetHoldsAfterEveryEpochAndSurvivesResume) {
   TrainOptions options;
   options.output_dir = (root / "free").string();
   const TrainResult free_run = train(tiny_config(1), options);
-  const uint64_t budget = free_run.compressed_bytes * 4 / 5;
+  const uint64_t budget = free_run.compressed_bytes * 9 / 10;
 
   TrainConfig bounded = tiny_config(1);
   bounded.train.flash_budget_bytes = budget;
@@ -333,7 +333,9 @@ TEST(Trainer, FlashBudgetHoldsAfterEveryEpochAndSurvivesResume) {
   EXPECT_LE(fm::summarize(model).compressed_bytes, budget);
   EXPECT_EQ(held.compressed_bytes, fm::summarize(model).compressed_bytes);
   for (const EpochRecord& r : held.history) {
-    if (r.phase != "warmup") EXPECT_LE(r.compressed_bytes, budget) << "epoch " << r.epoch;
+    if (r.phase != "warmup") {
+      EXPECT_LE(r.compressed_bytes, budget) << "epoch " << r.epoch;
+    }
   }
   // It fits by pruning more, not by luck: fewer non-zero weights than the free run.
   EXPECT_LT(fm::summarize(model).nonzero,
