@@ -107,8 +107,7 @@ double ramp_sparsity(double target, double progress, double ramp_fraction) {
 }
 
 /// Most extra zeros per output channel one step of the flash guard tries on a layer
-/// before it looks at larger steps (weight streams are padded, so one more zero per channel
-/// may save no byte).
+/// (weight streams are padded to 16 bytes, so one more zero per channel may save no byte).
 constexpr int64_t kMaxGuardZerosPerStep = 8;
 
 struct FlashGuard {
@@ -117,13 +116,24 @@ struct FlashGuard {
   bool fits = true;
 };
 
+/// Damage of a mask change: over output channels (dimension 0), the mean fraction of the
+/// channel's kept squared weight that the new mask removes.
+double pruning_damage(const torch::Tensor& weights, const torch::Tensor& kept,
+                      const torch::Tensor& trial) {
+  const torch::Tensor w2 = (weights * weights).flatten(1);
+  const torch::Tensor before = (w2 * kept.flatten(1)).sum(1);
+  const torch::Tensor removed = (w2 * (kept - trial).flatten(1)).sum(1);
+  return (removed / before.clamp_min(1e-30)).mean().item<double>();
+}
+
 /// Holds the encoded weights within `budget` bytes by pruning a little more, one step at a
-/// time: each step prunes k more weights in every output channel of one layer (k from 1 up
-/// to kMaxGuardZerosPerStep, the smallest k that saves a byte anywhere), choosing the layer
-/// that saves the most bytes per fraction of its channel's remaining weights. Depthwise
-/// layers are left dense (k*k weights a channel) and every channel keeps one weight.
-/// Masks must be at their targets when called.
+/// time: a step prunes k more weights (k = 1..kMaxGuardZerosPerStep) in every output
+/// channel of one layer, and the step taken is the one that saves the most bytes per unit
+/// of pruning_damage, so that a layer with few weights a channel (the stem) is spared
+/// while a wide one can give. Depthwise layers stay dense (k*k weights a channel) and
+/// every channel keeps one weight. Masks must be at their targets when called.
 FlashGuard hold_flash_budget(QNet& net, uint64_t budget) {
+  torch::NoGradGuard no_grad;
   auto encoded = [&] { return compressed_weight_bytes(net.export_model()); };
   FlashGuard guard;
   guard.before = guard.after = encoded();
@@ -131,26 +141,28 @@ FlashGuard hold_flash_budget(QNet& net, uint64_t budget) {
     struct Step {
       std::shared_ptr<QWeighted> layer;
       double sparsity = 0, score = 0;
-      uint64_t bytes = 0, pruned = 0;
+      uint64_t pruned = 0;
     };
     std::optional<Step> best;
-    for (int64_t k = 1; k <= kMaxGuardZerosPerStep && !best; ++k) {
-      for (const auto& layer : net.weighted()) {
-        if (layer->kind() == QWeighted::Kind::Depthwise) continue;
-        const int64_t channels = layer->mask().size(0);
-        const int64_t per_channel = layer->mask().numel() / channels;
-        const auto zeros = int64_t(std::lround(layer->target_sparsity() * double(per_channel)));
-        if (zeros + k >= per_channel) continue;
+    for (const auto& layer : net.weighted()) {
+      if (layer->kind() == QWeighted::Kind::Depthwise) continue;
+      const int64_t channels = layer->mask().size(0);
+      const int64_t per_channel = layer->mask().numel() / channels;
+      const auto zeros = int64_t(std::lround(layer->target_sparsity() * double(per_channel)));
+      const torch::Tensor kept = layer->mask().clone();
+      const torch::Tensor weights = layer->folded().first;
+      for (int64_t k = 1; k <= kMaxGuardZerosPerStep && zeros + k < per_channel; ++k) {
         const double sparsity = double(zeros + k) / double(per_channel);
-        const torch::Tensor kept = layer->mask().clone();
         layer->update_mask(sparsity);
         const uint64_t bytes = encoded();
+        const double damage = pruning_damage(weights, kept, layer->mask());
         layer->restore_mask(kept);
         if (bytes >= guard.after) continue;
-        const double score = double(guard.after - bytes) * double(per_channel - zeros) / double(k);
+        const double score = double(guard.after - bytes) / std::max(damage, 1e-12);
         if (!best || score > best->score) {
-          best = Step{layer, sparsity, score, bytes, uint64_t(k * channels)};
+          best = Step{layer, sparsity, score, uint64_t(k * channels)};
         }
+        break;  // larger k on this layer only saves more at more damage
       }
     }
     if (!best) {
