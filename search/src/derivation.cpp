@@ -9,24 +9,37 @@ namespace udc::search {
 
 namespace {
 
-/// Candidate repairs of a choice: one step cheaper in one block.
-std::vector<ArchitectureChoice> repair_moves(const SearchSpace& space,
-                                             const ArchitectureChoice& choice, bool shapes_fixed) {
+/// Candidate repairs of a choice: one step cheaper in one layer (sparser, fewer bits) or,
+/// unless `shapes_fixed`, in one block (narrower, or another operator with its layers'
+/// most probable bits and sparsity).
+std::vector<ArchitectureChoice> repair_moves(const Supernet& net, const ArchitectureChoice& choice,
+                                             bool shapes_fixed) {
+  const SearchSpace& space = net.space();
   std::vector<ArchitectureChoice> moves;
   for (size_t k = 0; k < choice.size(); ++k) {
     const BlockChoice& c = choice[k];
-    if (space.blocks[k].ops[c.op].op == BlockOp::Skip) continue;
+    const OpChoice& op = space.blocks[k].ops[c.op];
+    if (op.op == BlockOp::Skip) continue;
     auto add = [&](auto change) {
       ArchitectureChoice m = choice;
       change(m[k]);
       moves.push_back(m);
     };
-    if (c.sparsity + 1 < space.sparsity.size()) add([](BlockChoice& b) { ++b.sparsity; });
-    if (c.bits > 0) add([](BlockChoice& b) { --b.bits; });
+    for (size_t l = 0; l < c.layers.size(); ++l) {
+      if (layer_prunable(op, l) && c.layers[l].sparsity + 1 < space.sparsity.size()) {
+        add([l](BlockChoice& b) { ++b.layers[l].sparsity; });
+      }
+      if (c.layers[l].bits > 0) add([l](BlockChoice& b) { --b.layers[l].bits; });
+    }
     if (shapes_fixed) continue;
     if (c.width > 0) add([](BlockChoice& b) { --b.width; });
     for (size_t o = 0; o < space.blocks[k].ops.size(); ++o) {
-      if (o != c.op) add([o](BlockChoice& b) { b.op = o; });
+      if (o != c.op) {
+        add([&, o](BlockChoice& b) {
+          b.op = o;
+          b.layers = net.most_probable_layers(k, o);
+        });
+      }
     }
   }
   return moves;
@@ -49,7 +62,17 @@ ArchitectureChoice sample_choice(const Supernet& net, std::mt19937_64& rng) {
     return size_t(std::discrete_distribution<size_t>(p.begin(), p.end())(rng));
   };
   for (size_t k = 0; k < choice.size(); ++k) {
-    choice[k] = {draw(k, "op"), draw(k, "width"), draw(k, "bits"), draw(k, "sparsity")};
+    const size_t op = draw(k, "op");
+    choice[k] = {op, draw(k, "width"), {}};
+    const OpChoice& o = net.space().blocks[k].ops[op];
+    for (size_t l = 0; l < weighted_layer_count(o); ++l) {
+      auto draw_layer = [&](const char* kind) {
+        const std::vector<double> p = net.probabilities(k, kind, op, l);
+        return size_t(std::discrete_distribution<size_t>(p.begin(), p.end())(rng));
+      };
+      const size_t bits = draw_layer("bits");
+      choice[k].layers.push_back({bits, layer_prunable(o, l) ? draw_layer("sparsity") : 0});
+    }
   }
   return choice;
 }
@@ -84,7 +107,7 @@ std::optional<ArchitectureChoice> best_repair(const Supernet& net, const Archite
   const double log_p = net.log_probability(choice);
   std::optional<ArchitectureChoice> best;
   double best_score = 0;
-  for (const ArchitectureChoice& m : repair_moves(net.space(), choice, shapes_fixed)) {
+  for (const ArchitectureChoice& m : repair_moves(net, choice, shapes_fixed)) {
     const TableCosts t = net.table_costs(m);
     const double after = excess(costs_of(t), limits, scale, fraction) + (t.fits ? 0 : 1e6);
     const double gain = before - after;
@@ -136,8 +159,13 @@ ArchitectureChoice grow_to_budget(const Supernet& net, ArchitectureChoice choice
         }
       };
       if (choice[k].width + 1 < bs.widths.size()) consider([](BlockChoice& b) { ++b.width; });
-      if (choice[k].bits + 1 < space.bits.size()) consider([](BlockChoice& b) { ++b.bits; });
-      if (choice[k].sparsity > 0) consider([](BlockChoice& b) { --b.sparsity; });
+      for (size_t l = 0; l < choice[k].layers.size(); ++l) {
+        const LayerChoice& lc = choice[k].layers[l];
+        if (lc.bits + 1 < space.bits.size()) consider([l](BlockChoice& b) { ++b.layers[l].bits; });
+        if (layer_prunable(bs.ops[choice[k].op], l) && lc.sparsity > 0) {
+          consider([l](BlockChoice& b) { --b.layers[l].sparsity; });
+        }
+      }
     }
     if (!best) return choice;
     choice = *best;

@@ -25,8 +25,8 @@ bool within(const Costs& costs, const Limits& limits, double fraction);
 double excess(const Costs& costs, const Limits& limits, const Costs& scale, double fraction);
 Costs costs_of(const TableCosts& t);
 
-/// The cheapest repair, one step cheaper in one block (sparser, fewer bits and, unless
-/// `shapes_fixed`, narrower or another operator), in lost log-probability per unit of
+/// The cheapest repair, one step cheaper in one layer (sparser, fewer bits) or, unless
+/// `shapes_fixed`, in one block (narrower, another operator), in lost log-probability per unit of
 /// excess removed (table costs times `scale`); nullopt when no move reduces the excess.
 std::optional<ArchitectureChoice> best_repair(const Supernet& net, const ArchitectureChoice& choice,
                                               const Limits& limits, const Costs& scale,
@@ -38,9 +38,9 @@ std::optional<ArchitectureChoice> fit_by_tables(const Supernet& net, Architectur
                                                 const Limits& limits, double fraction);
 
 /// A fitting choice grown back towards the budgets: while a block can take one more step
-/// of width, bits or density within `fraction` of the limits (table costs), the step that
-/// loses least log-probability per unit of added relative cost is taken. The most probable
-/// choices under-use the budget that the search spent as a mixture; this spends it where
+/// of width, or a layer one more of bits or density, within `fraction` of the limits (table costs),
+/// the step that loses least log-probability per unit of added relative cost is taken. The most
+/// probable choices under-use the budget that the search spent as a mixture; this spends it where
 /// the learnt distribution objects least.
 ArchitectureChoice grow_to_budget(const Supernet& net, ArchitectureChoice choice,
                                   const Limits& limits, double fraction);

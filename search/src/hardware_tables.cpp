@@ -1,9 +1,11 @@
 #include "hardware_tables.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <sstream>
+#include <stdexcept>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -41,10 +43,57 @@ std::vector<BlockGeometry> block_geometry(const SearchSpace& space) {
   return geometry;
 }
 
+size_t weighted_layer_count(const OpChoice& op) {
+  switch (op.op) {
+    case BlockOp::Conv:
+    case BlockOp::Classifier:
+      return 1;
+    case BlockOp::Separable:
+      return 2;
+    case BlockOp::InvertedResidual:
+      return op.expansion > 1 ? 3 : 2;
+    case BlockOp::Skip:
+      return 0;
+  }
+  return 0;
+}
+
+bool layer_prunable(const OpChoice& op, size_t layer) {
+  const size_t count = weighted_layer_count(op);
+  if (op.op == BlockOp::Separable || op.op == BlockOp::InvertedResidual) {
+    return layer + 2 != count;  // the depthwise comes second to last
+  }
+  return layer < count;
+}
+
+const char* layer_role(const OpChoice& op, size_t layer) {
+  const size_t count = weighted_layer_count(op);
+  switch (op.op) {
+    case BlockOp::Conv:
+      return "conv";
+    case BlockOp::Classifier:
+      return "fc";
+    case BlockOp::Separable:
+      return layer == 0 ? "dw" : "pw";
+    case BlockOp::InvertedResidual:
+      return layer + 1 == count ? "project" : layer + 2 == count ? "dw" : "expand";
+    case BlockOp::Skip:
+      break;
+  }
+  return "";
+}
+
 TableShape table_shape(const SearchSpace& space, size_t block) {
   const std::vector<BlockGeometry> geometry = block_geometry(space);
-  return {space.blocks[block].ops.size(), geometry[block].in_widths.size(),
-          space.blocks[block].widths.size(), space.bits.size(), space.sparsity.size()};
+  const BlockSpace& bs = space.blocks[block];
+  size_t layers = 0;
+  for (const OpChoice& op : bs.ops) layers = std::max(layers, weighted_layer_count(op));
+  return {bs.ops.size(),
+          layers,
+          geometry[block].in_widths.size(),
+          bs.widths.size(),
+          space.bits.size(),
+          space.sparsity.size()};
 }
 
 namespace {
@@ -115,10 +164,39 @@ fm::Model candidate_model(const BlockSpace& block, const BlockGeometry& g, const
   return builder.finish();
 }
 
+/// `run.job.total_cycles` split over the model's weighted operations in proportion to the
+/// time each ran (end - start cycle), a weightless operation counting with the weighted one
+/// before it (the first weighted one when none is before): `slots` entries, unused ones 0.
+std::vector<double> layer_shares(const fm::Model& model, const fm::NpuRun& run, size_t slots) {
+  std::vector<double> spans(slots, 0.0);
+  size_t weighted_seen = 0;
+  double pending = 0;  // weightless time before the first weighted operation
+  for (size_t op = 0; op < model.operations.size() && op < run.layers.size(); ++op) {
+    const double span = std::max(0.0, run.layers[op].end_cycle - run.layers[op].start_cycle);
+    if (!model.operations[op].weights.empty()) {
+      if (weighted_seen >= slots) throw std::logic_error("layer_shares: more weighted layers");
+      spans[weighted_seen++] += span + pending;
+      pending = 0;
+    } else if (weighted_seen == 0) {
+      pending += span;
+    } else {
+      spans[weighted_seen - 1] += span;
+    }
+  }
+  double total_span = 0;
+  for (double s : spans) total_span += s;
+  std::vector<double> shares(slots, 0.0);
+  for (size_t l = 0; l < weighted_seen; ++l) {
+    shares[l] = total_span > 0 ? run.job.total_cycles * spans[l] / total_span
+                               : run.job.total_cycles / double(weighted_seen);
+  }
+  return shares;
+}
+
 /// Identifies the NPU parameters and the space the tables were measured for.
 std::string fingerprint(const SearchSpace& space, const npu_sim::NpuConfig& npu) {
   std::ostringstream text;
-  text << "v2 " << npu.npu_name << ' ' << npu.system_name << ' ' << npu.weights_memory;
+  text << "v3 " << npu.npu_name << ' ' << npu.system_name << ' ' << npu.weights_memory;
   for (const npu_sim::ParamInfo& p : npu_sim::npu_params()) {
     if (p.kind != npu_sim::ParamKind::Text)
       text << ' ' << p.key << '=' << npu_sim::param_value(npu, p.key);
@@ -158,8 +236,9 @@ HardwareTables measure_hardware_tables(const SearchSpace& space, const npu_sim::
         }
         bool complete = tables.blocks.size() == space.blocks.size();
         for (size_t k = 0; complete && k < tables.blocks.size(); ++k) {
-          const size_t n = table_shape(space, k).size();
-          complete = tables.blocks[k].cycles.size() == n &&
+          const TableShape shape = table_shape(space, k);
+          const size_t n = shape.uniform_size();
+          complete = tables.blocks[k].cycles.size() == shape.size() &&
                      tables.blocks[k].sram_bytes.size() == n && tables.blocks[k].fits.size() == n;
         }
         if (complete) {
@@ -183,15 +262,15 @@ HardwareTables measure_hardware_tables(const SearchSpace& space, const npu_sim::
     const TableShape shape = table_shape(space, k);
     BlockHardwareTable t;
     t.cycles.assign(shape.size(), 0.0);
-    t.sram_bytes.assign(shape.size(), 0.0);
-    t.fits.assign(shape.size(), 1);
+    t.sram_bytes.assign(shape.uniform_size(), 0.0);
+    t.fits.assign(shape.uniform_size(), 1);
     for (size_t o = 0; o < shape.ops; ++o) {
       if (block.ops[o].op == BlockOp::Skip) continue;
       for (size_t i = 0; i < shape.in_widths; ++i) {
         for (size_t j = 0; j < shape.out_widths; ++j) {
           for (size_t b = 0; b < shape.bits; ++b) {
             for (size_t s = 0; s < shape.sparsity; ++s) {
-              const size_t n = shape.index(o, i, j, b, s);
+              const size_t n = shape.uniform_index(o, i, j, b, s);
               const fm::Model model =
                   candidate_model(block, g, block.ops[o], g.in_widths[i], block.widths[j],
                                   space.bits[b], space.sparsity[s]);
@@ -199,13 +278,15 @@ HardwareTables measure_hardware_tables(const SearchSpace& space, const npu_sim::
               if (!compiled.fits()) {
                 t.fits[n] = 0;
                 t.sram_bytes[n] = double(compiled.does_not_fit->needed);
-                t.cycles[n] = 0;
                 continue;
               }
               const std::vector<int8_t> input(size_t(g.in_height) * g.in_width * g.in_widths[i], 0);
               const fm::NpuRun run = fm::run_on_npu(model, compiled.compiled, npu, {input}, timing);
-              t.cycles[n] = run.job.total_cycles;
               t.sram_bytes[n] = double(compiled.compiled.plan.arena_bytes);
+              const std::vector<double> shares = layer_shares(model, run, shape.layers);
+              for (size_t l = 0; l < shape.layers; ++l) {
+                t.cycles[shape.index(o, l, i, j, b, s)] = shares[l];
+              }
             }
           }
         }

@@ -1,10 +1,11 @@
 // Latency and SRAM cost tables of a search space on one NPU (internal to search/; no Torch).
 //
-// Every candidate of every block (operator x input width x output width x bitwidth x
-// sparsity) is built as a one-block model with synthetic weights of that bitwidth and
-// sparsity, compiled for the NPU and simulated in timing-only mode. The tables are cached
-// in a JSON file keyed by a fingerprint of the NPU parameters and the space, so a search
-// on the same NPU measures them once.
+// Every uniform candidate of every block (operator x input width x output width x bitwidth x
+// sparsity, every layer of the block at that bitwidth and sparsity) is built as a one-block
+// model with synthetic weights, compiled for the NPU and simulated in timing-only mode; its
+// cycles are split over its weighted layers, so blocks whose layers differ are costed too. The
+// tables are cached in a JSON file keyed by a fingerprint of the NPU parameters and the space, so a
+// search on the same NPU measures them once.
 #pragma once
 
 #include <cstdint>
@@ -24,20 +25,46 @@ struct BlockGeometry {
 /// Geometry of every block of `space` (classifier included).
 std::vector<BlockGeometry> block_geometry(const SearchSpace& space);
 
-/// Index of a candidate in a block's table laid out [op][in width][out width][bits][sparsity].
+/// Weighted layers of an operator, in execution order: conv 1, separable 2 (depthwise,
+/// pointwise), inverted residual 3 with an expansion (expand, depthwise, project) else 2,
+/// classifier 1, skip 0. Each has its own bitwidth and sparsity choice.
+size_t weighted_layer_count(const OpChoice& op);
+/// Whether layer `l` of `op` takes a sparsity choice: depthwise layers stay dense (few
+/// weights per channel; pruning them silences channels for a few bytes).
+bool layer_prunable(const OpChoice& op, size_t layer);
+/// Short name of layer `l` of `op` ("conv", "dw", "pw", "expand", "project", "fc").
+const char* layer_role(const OpChoice& op, size_t layer);
+
+/// The layout of a block's tables. Per-layer tables (flash bytes, cycles) are laid out
+/// [op][layer][in width][out width][bits][sparsity], `layers` being the most weighted layers
+/// of any of the block's operators (unused slots hold 0). Tables of whole uniform
+/// candidates (every layer of the block at the same bits and sparsity: SRAM, fit) are laid
+/// out [op][in width][out width][bits][sparsity].
 struct TableShape {
-  size_t ops = 0, in_widths = 0, out_widths = 0, bits = 0, sparsity = 0;
-  size_t size() const { return ops * in_widths * out_widths * bits * sparsity; }
-  size_t index(size_t o, size_t i, size_t j, size_t b, size_t s) const {
+  size_t ops = 0, layers = 0, in_widths = 0, out_widths = 0, bits = 0, sparsity = 0;
+  size_t size() const { return ops * layers * in_widths * out_widths * bits * sparsity; }
+  size_t index(size_t o, size_t l, size_t i, size_t j, size_t b, size_t s) const {
+    return ((((o * layers + l) * in_widths + i) * out_widths + j) * bits + b) * sparsity + s;
+  }
+  size_t uniform_size() const { return ops * in_widths * out_widths * bits * sparsity; }
+  size_t uniform_index(size_t o, size_t i, size_t j, size_t b, size_t s) const {
     return (((o * in_widths + i) * out_widths + j) * bits + b) * sparsity + s;
   }
 };
 TableShape table_shape(const SearchSpace& space, size_t block);
 
 struct BlockHardwareTable {
-  std::vector<double> cycles;      ///< [cycles] per candidate; 0 for skip
-  std::vector<double> sram_bytes;  ///< activation arena of the one-block model [bytes]
-  std::vector<uint8_t> fits;       ///< 0 where the candidate does not fit the NPU
+  /// [cycles] per layer candidate (TableShape::index): the layer's share of its uniform
+  /// candidate's cycles, in proportion to the time its operations ran (a weightless
+  /// operation, the residual add or the pooling, counts with its weighted neighbour). The
+  /// shares of a uniform candidate add up to its measured cycles; a block with mixed bits
+  /// and sparsity is costed as the sum of its layers' shares.
+  std::vector<double> cycles;
+  /// Activation arena of the one-block model [bytes] per uniform candidate
+  /// (TableShape::uniform_index).
+  std::vector<double> sram_bytes;
+  /// Per uniform candidate: 0 where it does not fit the NPU.
+  std::vector<uint8_t> fits;
 };
 
 struct HardwareTables {

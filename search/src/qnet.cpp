@@ -480,22 +480,27 @@ QInvertedResidual::QInvertedResidual(const LayerSpec& spec, uint32_t in_channels
                                      uint32_t in_height, uint32_t in_width)
     : name_(spec.name) {
   const uint32_t hidden = in_channels * spec.expansion;
+  size_t sublayer = 0;
   if (spec.expansion > 1) {
     expand_ = register_module(
-        "expand", std::make_shared<QWeighted>(spec.name + "_expand", QWeighted::Kind::Conv,
-                                              in_channels, in_height, in_width, hidden, 1, 1,
-                                              spec.weight_bits, spec.sparsity, spec.activation));
+        "expand", std::make_shared<QWeighted>(
+                      spec.name + "_expand", QWeighted::Kind::Conv, in_channels, in_height,
+                      in_width, hidden, 1, 1, spec.sublayer_bits_at(sublayer),
+                      spec.sublayer_sparsity_at(sublayer), spec.activation));
+    ++sublayer;
   }
   depthwise_ = register_module(
-      "depthwise",
-      std::make_shared<QWeighted>(spec.name + "_dw", QWeighted::Kind::Depthwise, hidden, in_height,
-                                  in_width, hidden, spec.kernel, spec.stride, spec.weight_bits,
-                                  /*sparsity=*/0.0, spec.activation));
+      "depthwise", std::make_shared<QWeighted>(
+                       spec.name + "_dw", QWeighted::Kind::Depthwise, hidden, in_height, in_width,
+                       hidden, spec.kernel, spec.stride, spec.sublayer_bits_at(sublayer),
+                       spec.sublayer_sparsity_at(sublayer), spec.activation));
+  ++sublayer;
   project_ = register_module(
-      "project", std::make_shared<QWeighted>(spec.name + "_project", QWeighted::Kind::Conv, hidden,
-                                             depthwise_->out_height(), depthwise_->out_width(),
-                                             spec.out_channels, 1, 1, spec.weight_bits,
-                                             spec.sparsity, ActivationKind::None));
+      "project",
+      std::make_shared<QWeighted>(spec.name + "_project", QWeighted::Kind::Conv, hidden,
+                                  depthwise_->out_height(), depthwise_->out_width(),
+                                  spec.out_channels, 1, 1, spec.sublayer_bits_at(sublayer),
+                                  spec.sublayer_sparsity_at(sublayer), ActivationKind::None));
   residual_ = spec.stride == 1 && spec.out_channels == in_channels;
   if (residual_) sum_range_ = std::make_unique<RangeObserver>(*this, "sum_range");
 }

@@ -76,19 +76,32 @@ void check_budgets_reachable(const Supernet& net, const Limits& limits, double c
           for (size_t j = 0; j < shape.out_widths; ++j) next[j] = std::min(next[j], best[j]);
           continue;
         }
+        const double inf = std::numeric_limits<double>::infinity();
         for (size_t i = 0; i < shape.in_widths; ++i) {
           for (size_t j = 0; j < shape.out_widths; ++j) {
-            for (size_t b = 0; b < shape.bits; ++b) {
-              for (size_t s = 0; s < shape.sparsity; ++s) {
-                const size_t n = shape.index(o, i, j, b, s);
-                if (hw && !hw->fits[n]) continue;
-                const double cost = r == Flash  ? net.flash_table()[k][n]
-                                    : r == Sram ? hw->sram_bytes[n]
-                                                : hw->cycles[n];
-                const double total = r == Sram ? std::max(best[i], cost) : best[i] + cost;
-                next[j] = std::min(next[j], total);
+            // The least cost of the block: the smallest arena, or the sum over its layers of
+            // each layer's cheapest bits and sparsity.
+            auto fits = [&](size_t b, size_t s) {
+              return !hw || hw->fits[shape.uniform_index(o, i, j, b, s)];
+            };
+            double cost = r == Sram ? inf : 0.0;
+            for (size_t l = 0; l < weighted_layer_count(bs.ops[o]); ++l) {
+              double least = inf;
+              for (size_t b = 0; b < shape.bits; ++b) {
+                for (size_t s = 0; s < shape.sparsity; ++s) {
+                  if (!fits(b, s)) continue;
+                  const size_t n = shape.index(o, l, i, j, b, s);
+                  const double value = r == Flash ? net.flash_table()[k][n]
+                                       : r == Sram
+                                           ? hw->sram_bytes[shape.uniform_index(o, i, j, b, s)]
+                                           : hw->cycles[n];
+                  least = std::min(least, value);
+                }
               }
+              cost = r == Sram ? std::min(cost, least) : cost + least;
             }
+            const double total = r == Sram ? std::max(best[i], cost) : best[i] + cost;
+            next[j] = std::min(next[j], total);
           }
         }
       }
@@ -163,11 +176,18 @@ nlohmann::json choice_json(const Supernet& net, const ArchitectureChoice& choice
   for (size_t k = 0; k < choice.size(); ++k) {
     const BlockSpace& bs = space.blocks[k];
     const BlockChoice& c = choice[k];
-    nlohmann::json b = {{"block", bs.name}, {"op", bs.ops[c.op].name()}};
-    if (bs.ops[c.op].op != BlockOp::Skip) {
+    const OpChoice& op = bs.ops[c.op];
+    nlohmann::json b = {{"block", bs.name}, {"op", op.name()}};
+    if (op.op != BlockOp::Skip) {
       b["width"] = bs.widths[c.width];
-      b["bits"] = space.bits[c.bits];
-      b["sparsity"] = space.sparsity[c.sparsity];
+      nlohmann::json layers = nlohmann::json::array();
+      for (size_t l = 0; l < c.layers.size(); ++l) {
+        layers.push_back(
+            {{"layer", layer_role(op, l)},
+             {"bits", space.bits[c.layers[l].bits]},
+             {"sparsity", layer_prunable(op, l) ? space.sparsity[c.layers[l].sparsity] : 0.0}});
+      }
+      b["layers"] = layers;
     }
     blocks.push_back(b);
   }
@@ -177,8 +197,11 @@ nlohmann::json choice_json(const Supernet& net, const ArchitectureChoice& choice
 ArchitectureChoice choice_from_json(const nlohmann::json& j) {
   ArchitectureChoice choice;
   for (const auto& b : j) {
-    choice.push_back({b.at("op").get<size_t>(), b.at("width").get<size_t>(),
-                      b.at("bits").get<size_t>(), b.at("sparsity").get<size_t>()});
+    BlockChoice c{b.at("op").get<size_t>(), b.at("width").get<size_t>(), {}};
+    for (const auto& l : b.at("layers")) {
+      c.layers.push_back({l.at("bits").get<size_t>(), l.at("sparsity").get<size_t>()});
+    }
+    choice.push_back(std::move(c));
   }
   return choice;
 }
@@ -186,7 +209,11 @@ ArchitectureChoice choice_from_json(const nlohmann::json& j) {
 nlohmann::json choice_indices_json(const ArchitectureChoice& choice) {
   nlohmann::json j = nlohmann::json::array();
   for (const BlockChoice& c : choice) {
-    j.push_back({{"op", c.op}, {"width", c.width}, {"bits", c.bits}, {"sparsity", c.sparsity}});
+    nlohmann::json layers = nlohmann::json::array();
+    for (const LayerChoice& l : c.layers) {
+      layers.push_back({{"bits", l.bits}, {"sparsity", l.sparsity}});
+    }
+    j.push_back({{"op", c.op}, {"width", c.width}, {"layers", layers}});
   }
   return j;
 }
@@ -209,8 +236,15 @@ std::string train_config_yaml(const TrainConfig& c) {
       y += fmt::format(", kernel: {}, stride: {}", l.kernel, l.stride);
     }
     if (l.kind == LayerKind::InvertedResidual) y += fmt::format(", expansion: {}", l.expansion);
-    if (l.kind != LayerKind::GlobalAvgPool) {
-      y += fmt::format(", bits: {}, sparsity: {}", l.weight_bits, l.sparsity);
+    if (l.kind == LayerKind::InvertedResidual && !l.sublayer_bits.empty()) {
+      y += fmt::format(", bits: [{}]", fmt::join(l.sublayer_bits, ", "));
+    } else if (l.kind != LayerKind::GlobalAvgPool) {
+      y += fmt::format(", bits: {}", l.weight_bits);
+    }
+    if (l.kind == LayerKind::InvertedResidual && !l.sublayer_sparsity.empty()) {
+      y += fmt::format(", sparsity: [{}]", fmt::join(l.sublayer_sparsity, ", "));
+    } else if (l.kind != LayerKind::GlobalAvgPool) {
+      y += fmt::format(", sparsity: {}", l.sparsity);
     }
     y += "}\n";
   }
@@ -387,11 +421,23 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
     const TableCosts t = supernet->table_costs(best);
     nlohmann::json blocks = nlohmann::json::array();
     for (size_t k = 0; k < space.blocks.size(); ++k) {
+      nlohmann::json layers = nlohmann::json::array();
+      for (size_t o = 0; o < space.blocks[k].ops.size(); ++o) {
+        const OpChoice& op = space.blocks[k].ops[o];
+        for (size_t l = 0; l < weighted_layer_count(op); ++l) {
+          nlohmann::json layer = {{"op", op.name()},
+                                  {"layer", layer_role(op, l)},
+                                  {"bits", supernet->probabilities(k, "bits", o, l)}};
+          if (layer_prunable(op, l)) {
+            layer["sparsity"] = supernet->probabilities(k, "sparsity", o, l);
+          }
+          layers.push_back(layer);
+        }
+      }
       blocks.push_back({{"block", space.blocks[k].name},
                         {"op", supernet->probabilities(k, "op")},
                         {"width", supernet->probabilities(k, "width")},
-                        {"bits", supernet->probabilities(k, "bits")},
-                        {"sparsity", supernet->probabilities(k, "sparsity")}});
+                        {"layers", layers}});
     }
     evolution.push_back({{"epoch", epoch},
                          {"temperature", temperature},
@@ -542,8 +588,16 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   };
   if (!options.restart && fs::exists(derivation_path)) {
     const std::vector<uint8_t> bytes = common::read_file(derivation_path);
-    derivation = nlohmann::json::parse(bytes.begin(), bytes.end());
-    choice = choice_from_json(derivation.at("indices"));
+    try {
+      derivation = nlohmann::json::parse(bytes.begin(), bytes.end());
+      choice = choice_from_json(derivation.at("indices"));
+      if (choice.size() != space.blocks.size()) throw std::runtime_error("wrong number of blocks");
+      supernet->table_costs(choice);  // checks every index against the space
+    } catch (const std::exception& e) {
+      throw std::runtime_error(
+          fmt::format("{}: unreadable derivation ({}); use --restart to start over",
+                      derivation_path, e.what()));
+    }
     say("derivation read from " + derivation_path);
   } else {
     const Clock::time_point derive_start = Clock::now();
@@ -740,8 +794,8 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
       const std::string block = b["block"];
       const size_t k = size_t(&b - &e["probabilities"][0]);
       const BlockSpace& bs = space.blocks.at(k);
-      auto rows = [&](const char* kind, const std::vector<std::string>& names) {
-        const auto& p = b[kind];
+      auto rows = [&](const std::string& kind, const nlohmann::json& p,
+                      const std::vector<std::string>& names) {
         for (size_t i = 0; i < names.size(); ++i) {
           csv += fmt::format("{},{},{},{},{:.6f}\n", e["epoch"].get<int>(), block, kind, names[i],
                              p[i].get<double>());
@@ -752,10 +806,15 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
       for (uint32_t w : bs.widths) widths.push_back(std::to_string(w));
       for (uint32_t w : space.bits) bits.push_back(std::to_string(w));
       for (double s : space.sparsity) sparsity.push_back(fmt::format("{}", s));
-      rows("op", ops);
-      rows("width", widths);
-      rows("bits", bits);
-      rows("sparsity", sparsity);
+      rows("op", b["op"], ops);
+      rows("width", b["width"], widths);
+      // Per layer: "ir2_expand_bits", "ir2_expand_sparsity", ...
+      for (const auto& layer : b["layers"]) {
+        const std::string name =
+            layer["op"].get<std::string>() + "_" + layer["layer"].get<std::string>();
+        rows(name + "_bits", layer["bits"], bits);
+        if (layer.contains("sparsity")) rows(name + "_sparsity", layer["sparsity"], sparsity);
+      }
     }
   }
   common::write_file_atomically(result.evolution_path, csv);

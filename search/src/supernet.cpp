@@ -186,6 +186,28 @@ size_t argmax_of(const torch::Tensor& logits) {
   return size_t(logits.argmax().item<int64_t>());
 }
 
+/// {outputs, inputs} of the slice of weighted layer `l` of `op` in a block with `wi` input
+/// and `wo` output channels (a depthwise layer: {channels, channels}).
+std::pair<int64_t, int64_t> layer_slice(const OpChoice& op, size_t l, int64_t wi, int64_t wo) {
+  const size_t count = weighted_layer_count(op);
+  switch (op.op) {
+    case BlockOp::Conv:
+    case BlockOp::Classifier:
+      return {wo, wi};
+    case BlockOp::Separable:
+      return l == 0 ? std::make_pair(wi, wi) : std::make_pair(wo, wi);
+    case BlockOp::InvertedResidual: {
+      const int64_t hidden = wi * op.expansion;
+      if (l + 1 == count) return {wo, hidden};
+      if (l + 2 == count) return {hidden, hidden};
+      return {hidden, wi};
+    }
+    case BlockOp::Skip:
+      break;
+  }
+  throw std::logic_error("layer_slice: a skip has no layers");
+}
+
 /// Matrix [choices, channels]: row j is 1 on the first widths[j] channels.
 torch::Tensor width_matrix(const std::vector<uint32_t>& widths, int64_t channels) {
   torch::Tensor m = torch::zeros({int64_t(widths.size()), channels});
@@ -246,13 +268,23 @@ Supernet::Supernet(const SearchSpace& space) : space_(space), geometry_(block_ge
       }
       block.op_layers.push_back(std::move(layers));
     }
-    auto logits = [&](const std::string& kind, size_t n) {
-      return register_parameter(bs.name + "_" + kind + "_logits", torch::zeros({int64_t(n)}));
+    auto logits = [&](const std::string& name, size_t n) {
+      return register_parameter(name + "_logits", torch::zeros({int64_t(n)}));
     };
-    block.op_logits = logits("op", bs.ops.size());
-    block.width_logits = logits("width", bs.widths.size());
-    block.bits_logits = logits("bits", space_.bits.size());
-    block.sparsity_logits = logits("sparsity", space_.sparsity.size());
+    block.op_logits = logits(bs.name + "_op", bs.ops.size());
+    block.width_logits = logits(bs.name + "_width", bs.widths.size());
+    for (const OpChoice& op : bs.ops) {
+      std::vector<torch::Tensor> bits, sparsity;
+      for (size_t l = 0; l < weighted_layer_count(op); ++l) {
+        const std::string layer = fmt::format("{}_{}_{}", bs.name, op.name(), l);
+        bits.push_back(logits(layer + "_bits", space_.bits.size()));
+        sparsity.push_back(layer_prunable(op, l)
+                               ? logits(layer + "_sparsity", space_.sparsity.size())
+                               : torch::Tensor());
+      }
+      block.bits_logits.push_back(std::move(bits));
+      block.sparsity_logits.push_back(std::move(sparsity));
+    }
     blocks_.push_back(std::move(block));
   }
   refresh_masks();
@@ -270,7 +302,13 @@ void Supernet::refresh_masks() {
 std::vector<torch::Tensor> Supernet::architecture_parameters() const {
   std::vector<torch::Tensor> list;
   for (const Block& b : blocks_) {
-    list.insert(list.end(), {b.op_logits, b.width_logits, b.bits_logits, b.sparsity_logits});
+    list.insert(list.end(), {b.op_logits, b.width_logits});
+    for (size_t o = 0; o < b.bits_logits.size(); ++o) {
+      for (size_t l = 0; l < b.bits_logits[o].size(); ++l) {
+        list.push_back(b.bits_logits[o][l]);
+        if (b.sparsity_logits[o][l].defined()) list.push_back(b.sparsity_logits[o][l]);
+      }
+    }
   }
   return list;
 }
@@ -290,26 +328,22 @@ std::vector<torch::Tensor> Supernet::weight_parameters() const {
 SuperTensor Supernet::run_block(size_t k, const SuperTensor& in, const SamplingSettings& settings) {
   const Block& block = blocks_[k];
   const BlockSpace& bs = space_.blocks[k];
-  torch::Tensor op_p, width_p, bits_p, sparsity_p;
+  torch::Tensor op_p, width_p;
   bool sample_operator = true;
   if (settings.fixed) {
     const BlockChoice& c = (*settings.fixed)[k];
     op_p = one_hot(int64_t(bs.ops.size()), c.op);
     width_p = one_hot(int64_t(bs.widths.size()), c.width);
-    bits_p = one_hot(int64_t(space_.bits.size()), c.bits);
-    sparsity_p = one_hot(int64_t(space_.sparsity.size()), c.sparsity);
   } else {
     const double t = settings.temperature, n = settings.noise;
     sample_operator = settings.hard || settings.sample_operator;
     op_p = gumbel_softmax(block.op_logits, t, n, sample_operator);
     width_p = gumbel_softmax(block.width_logits, t, n, settings.hard);
-    bits_p = gumbel_softmax(block.bits_logits, t, n, settings.hard);
-    sparsity_p = gumbel_softmax(block.sparsity_logits, t, n, settings.hard);
   }
   if (sample_operator || bs.ops.size() == 1) {
     const size_t o = argmax_of(op_p.detach());
     const torch::Tensor gate = op_p[int64_t(o)];
-    SuperTensor out = run_operator(k, o, in, width_p, bits_p, sparsity_p);
+    SuperTensor out = run_operator(k, o, in, width_p, settings);
     out.x = out.x * gate;
     return out;
   }
@@ -318,7 +352,7 @@ SuperTensor Supernet::run_block(size_t k, const SuperTensor& in, const SamplingS
   SuperTensor mixed;
   for (size_t o = 0; o < bs.ops.size(); ++o) {
     const torch::Tensor p = op_p[int64_t(o)];
-    const SuperTensor out = run_operator(k, o, in, width_p, bits_p, sparsity_p);
+    const SuperTensor out = run_operator(k, o, in, width_p, settings);
     if (!mixed.x.defined()) {
       mixed = {out.x * p, out.mask * p, out.width_probabilities * p};
     } else {
@@ -331,13 +365,33 @@ SuperTensor Supernet::run_block(size_t k, const SuperTensor& in, const SamplingS
 }
 
 SuperTensor Supernet::run_operator(size_t k, size_t o, const SuperTensor& in,
-                                   const torch::Tensor& width_p, const torch::Tensor& bits_p,
-                                   const torch::Tensor& sparsity_p) {
+                                   const torch::Tensor& width_p, const SamplingSettings& settings) {
   const Block& block = blocks_[k];
   const BlockSpace& bs = space_.blocks[k];
   const OpChoice& op = bs.ops[o];
   const auto& layers = block.op_layers[o];
   if (op.op == BlockOp::Skip) return in;
+
+  // Each layer's bitwidth and sparsity probabilities (a depthwise layer: dense, index 0).
+  const auto levels = int64_t(space_.sparsity.size());
+  std::vector<torch::Tensor> bits_p, sparsity_p;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const torch::Tensor& sparsity_logits = block.sparsity_logits[o][l];
+    if (settings.fixed) {
+      const BlockChoice& c = (*settings.fixed)[k];
+      if (c.op != o || c.layers.size() != layers.size()) {
+        throw std::logic_error("Supernet: a fixed choice without its layers' bits and sparsity");
+      }
+      bits_p.push_back(one_hot(int64_t(space_.bits.size()), c.layers[l].bits));
+      sparsity_p.push_back(one_hot(levels, sparsity_logits.defined() ? c.layers[l].sparsity : 0));
+    } else {
+      const double t = settings.temperature, n = settings.noise;
+      bits_p.push_back(gumbel_softmax(block.bits_logits[o][l], t, n, settings.hard));
+      sparsity_p.push_back(sparsity_logits.defined()
+                               ? gumbel_softmax(sparsity_logits, t, n, settings.hard)
+                               : one_hot(levels, 0));
+    }
+  }
 
   const int64_t max_out = bs.widths.back();
   const torch::Tensor out_mask = torch::matmul(width_p, width_matrix(bs.widths, max_out));
@@ -345,8 +399,8 @@ SuperTensor Supernet::run_operator(size_t k, size_t o, const SuperTensor& in,
   const torch::Tensor whole = torch::ones({1});
   auto run = [&](size_t i, const torch::Tensor& x) {
     const bool depthwise = layers[i]->kind() == SharedLayer::Kind::Depthwise;
-    return layers[i]->forward(x, depthwise ? whole : in.width_probabilities, bits_p, sparsity_p,
-                              space_.bits);
+    return layers[i]->forward(x, depthwise ? whole : in.width_probabilities, bits_p[i],
+                              sparsity_p[i], space_.bits);
   };
   torch::Tensor y;
   switch (op.op) {
@@ -406,46 +460,27 @@ void Supernet::refresh_flash_table() {
     const TableShape shape = table_shape(space_, k);
     std::vector<double>& table = flash_table_[k];
     table.assign(shape.size(), 0.0);
-    // Layers whose slice does not depend on every index are encoded once.
-    std::map<std::tuple<const SharedLayer*, int64_t, int64_t, size_t, size_t>, uint64_t> memo;
-    auto bytes = [&](const SharedLayer& layer, int64_t out, int64_t in, size_t b, size_t s) {
-      const auto key = std::make_tuple(&layer, out, in, b, s);
-      auto it = memo.find(key);
-      if (it != memo.end()) return it->second;
-      const uint64_t n = layer.encoded_bytes(out, in, space_.bits[b], space_.sparsity[s]);
-      memo.emplace(key, n);
-      return n;
-    };
+    // Slices that do not depend on every index (the expand and depthwise layers on the
+    // output width, the depthwise on the sparsity) are encoded once.
+    std::map<std::tuple<int64_t, int64_t, size_t, size_t>, double> encoded;
     for (size_t o = 0; o < shape.ops; ++o) {
-      const OpChoice& op = bs.ops[o];
       const auto& layers = blocks_[k].op_layers[o];
-      for (size_t i = 0; i < shape.in_widths; ++i) {
-        const int64_t wi = g.in_widths[i];
-        for (size_t j = 0; j < shape.out_widths; ++j) {
-          const int64_t wo = bs.widths[j];
-          for (size_t b = 0; b < shape.bits; ++b) {
-            for (size_t s = 0; s < shape.sparsity; ++s) {
-              uint64_t total = 0;
-              switch (op.op) {
-                case BlockOp::Conv:
-                case BlockOp::Classifier:
-                  total = bytes(*layers[0], wo, wi, b, s);
-                  break;
-                case BlockOp::Separable:
-                  total = bytes(*layers[0], wi, wi, b, s) + bytes(*layers[1], wo, wi, b, s);
-                  break;
-                case BlockOp::InvertedResidual: {
-                  const int64_t hidden = wi * op.expansion;
-                  size_t next = 0;
-                  if (op.expansion > 1) total += bytes(*layers[next++], hidden, wi, b, s);
-                  total += bytes(*layers[next++], hidden, hidden, b, s);
-                  total += bytes(*layers[next], wo, hidden, b, s);
-                  break;
+      for (size_t l = 0; l < layers.size(); ++l) {
+        encoded.clear();
+        for (size_t i = 0; i < shape.in_widths; ++i) {
+          for (size_t j = 0; j < shape.out_widths; ++j) {
+            const auto [out, in] = layer_slice(bs.ops[o], l, g.in_widths[i], bs.widths[j]);
+            for (size_t b = 0; b < shape.bits; ++b) {
+              for (size_t s = 0; s < shape.sparsity; ++s) {
+                const auto key = std::make_tuple(out, in, b, layers[l]->prunable() ? s : 0);
+                auto it = encoded.find(key);
+                if (it == encoded.end()) {
+                  const uint64_t bytes = layers[l]->encoded_bytes(
+                      out, in, space_.bits[b], space_.sparsity[std::get<3>(key)]);
+                  it = encoded.emplace(key, double(bytes)).first;
                 }
-                case BlockOp::Skip:
-                  break;
+                table[shape.index(o, l, i, j, b, s)] = it->second;
               }
-              table[shape.index(o, i, j, b, s)] = double(total);
             }
           }
         }
@@ -466,22 +501,37 @@ ExpectedCosts Supernet::expected_costs() const {
     const Block& block = blocks_[k];
     const BlockSpace& bs = space_.blocks[k];
     const TableShape shape = table_shape(space_, k);
-    const std::vector<int64_t> dims{int64_t(shape.ops), int64_t(shape.in_widths),
-                                    int64_t(shape.out_widths), int64_t(shape.bits),
-                                    int64_t(shape.sparsity)};
-    auto table = [&](const std::vector<double>& values) {
-      return torch::tensor(values, dtype).reshape(dims);
-    };
+    const std::vector<int64_t> layer_dims{int64_t(shape.ops),       int64_t(shape.layers),
+                                          int64_t(shape.in_widths), int64_t(shape.out_widths),
+                                          int64_t(shape.bits),      int64_t(shape.sparsity)};
+    const torch::Tensor flash_table = torch::tensor(flash_table_[k], dtype).reshape(layer_dims);
+    const torch::Tensor cycles_table =
+        torch::tensor(hardware_.blocks[k].cycles, dtype).reshape(layer_dims);
     const torch::Tensor op = torch::softmax(block.op_logits.to(dtype), 0);
     const torch::Tensor width = torch::softmax(block.width_logits.to(dtype), 0);
-    const torch::Tensor bits = torch::softmax(block.bits_logits.to(dtype), 0);
-    const torch::Tensor sparsity = torch::softmax(block.sparsity_logits.to(dtype), 0);
-    flash = flash + torch::einsum("o,i,j,b,s,oijbs->",
-                                  {op, in, width, bits, sparsity, table(flash_table_[k])});
-    cycles = cycles + torch::einsum("o,i,j,b,s,oijbs->", {op, in, width, bits, sparsity,
-                                                          table(hardware_.blocks[k].cycles)});
+    const torch::Tensor dense = one_hot(int64_t(shape.sparsity), 0).to(dtype);
+    for (size_t o = 0; o < shape.ops; ++o) {
+      for (size_t l = 0; l < block.bits_logits[o].size(); ++l) {
+        const torch::Tensor bits = torch::softmax(block.bits_logits[o][l].to(dtype), 0);
+        const torch::Tensor& sparsity_logits = block.sparsity_logits[o][l];
+        const torch::Tensor sparsity =
+            sparsity_logits.defined() ? torch::softmax(sparsity_logits.to(dtype), 0) : dense;
+        const torch::Tensor p = op[int64_t(o)];
+        auto expected = [&](const torch::Tensor& table) {
+          return torch::einsum("i,j,b,s,ijbs->",
+                               {in, width, bits, sparsity, table[int64_t(o)][int64_t(l)]});
+        };
+        flash = flash + p * expected(flash_table);
+        cycles = cycles + p * expected(cycles_table);
+      }
+    }
     // The arena does not depend on bitwidth or sparsity: the first entry stands for all.
-    const torch::Tensor arena = table(hardware_.blocks[k].sram_bytes).select(4, 0).select(3, 0);
+    const torch::Tensor arena =
+        torch::tensor(hardware_.blocks[k].sram_bytes, dtype)
+            .reshape({int64_t(shape.ops), int64_t(shape.in_widths), int64_t(shape.out_widths),
+                      int64_t(shape.bits), int64_t(shape.sparsity)})
+            .select(4, 0)
+            .select(3, 0);
     sram.push_back(torch::einsum("o,i,j,oij->", {op, in, width, arena}));
     torch::Tensor out = width;
     for (size_t o = 0; o < bs.ops.size(); ++o) {
@@ -510,22 +560,45 @@ TableCosts Supernet::table_costs(const ArchitectureChoice& choice) const {
   TableCosts costs;
   for (size_t k = 0; k < blocks_.size(); ++k) {
     const BlockChoice& c = choice[k];
-    const size_t n = table_shape(space_, k).index(c.op, in[k], c.width, c.bits, c.sparsity);
-    costs.flash_bytes += flash_table_[k].at(n);
-    if (!hardware_.blocks.empty()) {
-      costs.cycles += hardware_.blocks[k].cycles[n];
-      costs.sram_bytes = std::max(costs.sram_bytes, hardware_.blocks[k].sram_bytes[n]);
-      costs.fits = costs.fits && hardware_.blocks[k].fits[n];
+    const TableShape shape = table_shape(space_, k);
+    const size_t count = blocks_[k].op_layers.at(c.op).size();
+    if (c.layers.size() != count) {
+      throw std::logic_error(fmt::format("Supernet: block {} has {} layer choices for {} layers",
+                                         space_.blocks[k].name, c.layers.size(), count));
+    }
+    for (size_t l = 0; l < count; ++l) {
+      const LayerChoice& lc = c.layers[l];
+      costs.flash_bytes +=
+          flash_table_[k].at(shape.index(c.op, l, in[k], c.width, lc.bits, lc.sparsity));
+      if (hardware_.blocks.empty()) continue;
+      const BlockHardwareTable& hw = hardware_.blocks[k];
+      costs.cycles += hw.cycles.at(shape.index(c.op, l, in[k], c.width, lc.bits, lc.sparsity));
+      // The block's arena and fit as measured with every layer at this layer's choice.
+      const size_t u = shape.uniform_index(c.op, in[k], c.width, lc.bits, lc.sparsity);
+      costs.sram_bytes = std::max(costs.sram_bytes, hw.sram_bytes.at(u));
+      costs.fits = costs.fits && hw.fits.at(u);
     }
   }
   return costs;
 }
 
+std::vector<LayerChoice> Supernet::most_probable_layers(size_t block, size_t op) const {
+  const Block& b = blocks_.at(block);
+  std::vector<LayerChoice> layers;
+  for (size_t l = 0; l < b.bits_logits.at(op).size(); ++l) {
+    const torch::Tensor& sparsity = b.sparsity_logits[op][l];
+    layers.push_back(
+        {argmax_of(b.bits_logits[op][l]), sparsity.defined() ? argmax_of(sparsity) : 0});
+  }
+  return layers;
+}
+
 ArchitectureChoice Supernet::most_probable() const {
   ArchitectureChoice choice;
-  for (const Block& b : blocks_) {
-    choice.push_back({argmax_of(b.op_logits), argmax_of(b.width_logits), argmax_of(b.bits_logits),
-                      argmax_of(b.sparsity_logits)});
+  for (size_t k = 0; k < blocks_.size(); ++k) {
+    const Block& b = blocks_[k];
+    const size_t op = argmax_of(b.op_logits);
+    choice.push_back({op, argmax_of(b.width_logits), most_probable_layers(k, op)});
   }
   return choice;
 }
@@ -541,20 +614,32 @@ double Supernet::log_probability(const ArchitectureChoice& choice) const {
     const BlockChoice& c = choice[k];
     total += log_p(b.op_logits, c.op);
     if (space_.blocks[k].ops[c.op].op == BlockOp::Skip) continue;
-    total += log_p(b.width_logits, c.width) + log_p(b.bits_logits, c.bits) +
-             log_p(b.sparsity_logits, c.sparsity);
+    total += log_p(b.width_logits, c.width);
+    for (size_t l = 0; l < c.layers.size(); ++l) {
+      total += log_p(b.bits_logits[c.op].at(l), c.layers[l].bits);
+      const torch::Tensor& sparsity = b.sparsity_logits[c.op][l];
+      if (sparsity.defined()) total += log_p(sparsity, c.layers[l].sparsity);
+    }
   }
   return total;
 }
 
-std::vector<double> Supernet::probabilities(size_t block, const std::string& kind) const {
-  torch::NoGradGuard no_grad;
+torch::Tensor Supernet::logits(size_t block, const std::string& kind, size_t op,
+                               size_t layer) const {
   const Block& b = blocks_.at(block);
-  const torch::Tensor& logits = kind == "op"      ? b.op_logits
-                                : kind == "width" ? b.width_logits
-                                : kind == "bits"  ? b.bits_logits
-                                                  : b.sparsity_logits;
-  const torch::Tensor p = torch::softmax(logits.to(torch::kDouble), 0).contiguous();
+  if (kind == "op") return b.op_logits;
+  if (kind == "width") return b.width_logits;
+  if (kind == "bits") return b.bits_logits.at(op).at(layer);
+  if (kind == "sparsity") return b.sparsity_logits.at(op).at(layer);
+  throw std::invalid_argument("Supernet::logits: unknown kind " + kind);
+}
+
+std::vector<double> Supernet::probabilities(size_t block, const std::string& kind, size_t op,
+                                            size_t layer) const {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor l = logits(block, kind, op, layer);
+  if (!l.defined()) return {1.0};
+  const torch::Tensor p = torch::softmax(l.to(torch::kDouble), 0).contiguous();
   return std::vector<double>(p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
 }
 
@@ -569,17 +654,25 @@ ArchitectureSpec Supernet::derive(const ArchitectureChoice& choice) const {
     const BlockSpace& bs = space_.blocks[k];
     const BlockChoice& c = choice[k];
     const OpChoice& op = bs.ops[c.op];
+    if (c.layers.size() != weighted_layer_count(op)) {
+      throw std::logic_error("Supernet::derive: layer choices do not match the operator");
+    }
+    auto bits_of = [&](size_t l) { return space_.bits[c.layers[l].bits]; };
+    // A depthwise layer is dense whatever its (unused) index.
+    auto sparsity_of = [&](size_t l) {
+      return layer_prunable(op, l) ? space_.sparsity[c.layers[l].sparsity] : 0.0;
+    };
     LayerSpec layer;
     layer.name = bs.name;
     layer.out_channels = bs.widths[c.width];
     layer.kernel = bs.kernel;
     layer.stride = bs.stride;
-    layer.weight_bits = space_.bits[c.bits];
-    layer.sparsity = space_.sparsity[c.sparsity];
     layer.activation = ActivationKind::Relu;
     switch (op.op) {
       case BlockOp::Conv:
         layer.kind = LayerKind::Conv;
+        layer.weight_bits = bits_of(0);
+        layer.sparsity = sparsity_of(0);
         arch.layers.push_back(layer);
         break;
       case BlockOp::Separable: {
@@ -587,18 +680,27 @@ ArchitectureSpec Supernet::derive(const ArchitectureChoice& choice) const {
         depthwise.kind = LayerKind::Depthwise;
         depthwise.name = bs.name + "_dw";
         depthwise.out_channels = 0;
-        depthwise.sparsity = 0.0;  // as SharedLayer::prunable
+        depthwise.weight_bits = bits_of(0);
+        depthwise.sparsity = 0.0;
         arch.layers.push_back(depthwise);
         layer.kind = LayerKind::Conv;
         layer.name = bs.name + "_pw";
         layer.kernel = 1;
         layer.stride = 1;
+        layer.weight_bits = bits_of(1);
+        layer.sparsity = sparsity_of(1);
         arch.layers.push_back(layer);
         break;
       }
       case BlockOp::InvertedResidual:
         layer.kind = LayerKind::InvertedResidual;
         layer.expansion = op.expansion;
+        for (size_t l = 0; l < c.layers.size(); ++l) {
+          layer.sublayer_bits.push_back(bits_of(l));
+          layer.sublayer_sparsity.push_back(sparsity_of(l));
+        }
+        layer.weight_bits = layer.sublayer_bits.back();
+        layer.sparsity = layer.sublayer_sparsity.back();
         arch.layers.push_back(layer);
         break;
       case BlockOp::Classifier: {
@@ -611,6 +713,8 @@ ArchitectureSpec Supernet::derive(const ArchitectureChoice& choice) const {
         layer.kind = LayerKind::FullyConnected;
         layer.kernel = 1;
         layer.activation = ActivationKind::None;
+        layer.weight_bits = bits_of(0);
+        layer.sparsity = sparsity_of(0);
         arch.layers.push_back(layer);
         break;
       }
@@ -625,50 +729,44 @@ void Supernet::inherit(const ArchitectureChoice& choice, QNet& net) const {
   const std::vector<size_t> in = input_width_indices(choice);
   const auto& targets = net.weighted();
   size_t next = 0;
-  auto copy = [&](const SharedLayer& layer, int64_t out, int64_t in_channels) {
-    if (next >= targets.size()) throw std::logic_error("Supernet::inherit: network mismatch");
-    layer.copy_to(*targets[next++], out, in_channels);
-  };
   for (size_t k = 0; k < blocks_.size(); ++k) {
     const BlockSpace& bs = space_.blocks[k];
     const BlockChoice& c = choice[k];
-    const OpChoice& op = bs.ops[c.op];
     const auto& layers = blocks_[k].op_layers[c.op];
-    const int64_t wi = geometry_[k].in_widths[in[k]], wo = bs.widths[c.width];
-    switch (op.op) {
-      case BlockOp::Conv:
-      case BlockOp::Classifier:
-        copy(*layers[0], wo, wi);
-        break;
-      case BlockOp::Separable:
-        copy(*layers[0], wi, wi);
-        copy(*layers[1], wo, wi);
-        break;
-      case BlockOp::InvertedResidual: {
-        const int64_t hidden = wi * op.expansion;
-        size_t l = 0;
-        if (op.expansion > 1) copy(*layers[l++], hidden, wi);
-        copy(*layers[l++], hidden, hidden);
-        copy(*layers[l], wo, hidden);
-        break;
-      }
-      case BlockOp::Skip:
-        break;
+    for (size_t l = 0; l < layers.size(); ++l) {
+      if (next >= targets.size()) throw std::logic_error("Supernet::inherit: network mismatch");
+      const auto [out, in_channels] =
+          layer_slice(bs.ops[c.op], l, geometry_[k].in_widths[in[k]], bs.widths[c.width]);
+      layers[l]->copy_to(*targets[next++], out, in_channels);
     }
   }
   if (next != targets.size()) throw std::logic_error("Supernet::inherit: network mismatch");
 }
 
 std::string Supernet::describe(const ArchitectureChoice& choice) const {
+  // "b3:ir2/64/w4-8-2/s50-75": bits of every weighted layer and sparsity of every prunable
+  // one, in execution order, written once when all are equal.
+  auto joined = [](const std::vector<int>& values) {
+    const bool uniform =
+        std::all_of(values.begin(), values.end(), [&](int v) { return v == values.front(); });
+    return uniform ? std::to_string(values.front()) : fmt::format("{}", fmt::join(values, "-"));
+  };
   std::string text;
   for (size_t k = 0; k < blocks_.size(); ++k) {
     const BlockSpace& bs = space_.blocks[k];
     const BlockChoice& c = choice[k];
+    const OpChoice& op = bs.ops[c.op];
     if (!text.empty()) text += ' ';
-    text += bs.name + ':' + bs.ops[c.op].name();
-    if (bs.ops[c.op].op == BlockOp::Skip) continue;
-    text += fmt::format("/{}/w{}/s{}", bs.widths[c.width], space_.bits[c.bits],
-                        int(std::lround(100 * space_.sparsity[c.sparsity])));
+    text += bs.name + ':' + op.name();
+    if (op.op == BlockOp::Skip) continue;
+    std::vector<int> bits, sparsity;
+    for (size_t l = 0; l < c.layers.size(); ++l) {
+      bits.push_back(int(space_.bits[c.layers[l].bits]));
+      if (layer_prunable(op, l)) {
+        sparsity.push_back(int(std::lround(100 * space_.sparsity[c.layers[l].sparsity])));
+      }
+    }
+    text += fmt::format("/{}/w{}/s{}", bs.widths[c.width], joined(bits), joined(sparsity));
   }
   return text;
 }

@@ -3,11 +3,12 @@
 // Every block holds one set of weights per operator at its widest shape; narrower widths,
 // lower bitwidths and sparsity levels are views of those weights (channel masks, fake
 // quantisation, magnitude masks), so the supernet costs one network's memory per operator.
-// Each block has four categorical choices (operator, output width, weight bitwidth,
-// sparsity), each a vector of logits relaxed with Gumbel-softmax. The operator is sampled
-// hard (one operator runs per step, the gradient reaches all logits through the
-// straight-through softmax, as in GDAS); width, bitwidth and sparsity are soft mixtures,
-// cheap because they only mix weights and channel masks.
+// Each block chooses its operator and output width, and every weighted layer of every
+// operator its own bitwidth and (unless depthwise) sparsity; each choice is a vector of
+// logits relaxed with Gumbel-softmax. The operator is sampled hard (one operator runs per
+// step, the gradient reaches all logits through the straight-through softmax, as in GDAS);
+// width, bitwidths and sparsities are soft mixtures, cheap because they only mix weights
+// and channel masks.
 #pragma once
 
 #include <torch/torch.h>
@@ -24,9 +25,18 @@
 
 namespace udc::search {
 
-/// One candidate per block: indices into its ops, widths, and the space's bits and sparsity.
+/// The bitwidth and sparsity of one weighted layer: indices into the space's bits and
+/// sparsity. A depthwise layer's sparsity index is always 0 (it stays dense).
+struct LayerChoice {
+  size_t bits = 0, sparsity = 0;
+  bool operator==(const LayerChoice& o) const { return bits == o.bits && sparsity == o.sparsity; }
+};
+/// One candidate per block: indices into its ops and widths, and one LayerChoice per
+/// weighted layer of the operator, in execution order (weighted_layer_count; none for a
+/// skip).
 struct BlockChoice {
-  size_t op = 0, width = 0, bits = 0, sparsity = 0;
+  size_t op = 0, width = 0;
+  std::vector<LayerChoice> layers;
 };
 using ArchitectureChoice = std::vector<BlockChoice>;
 
@@ -128,10 +138,17 @@ class Supernet : public torch::nn::Module {
   TableCosts table_costs(const ArchitectureChoice& choice) const;
   /// The most probable candidate of every block.
   ArchitectureChoice most_probable() const;
+  /// The most probable bits and sparsity of each weighted layer of operator `op` of block k.
+  std::vector<LayerChoice> most_probable_layers(size_t block, size_t op) const;
   /// log-probability of a choice under the current distribution.
   double log_probability(const ArchitectureChoice& choice) const;
-  /// Probabilities of each choice kind of block k ("op", "width", "bits", "sparsity").
-  std::vector<double> probabilities(size_t block, const std::string& kind) const;
+  /// Logits of a choice of block k: "op", "width", or "bits" / "sparsity" of weighted
+  /// layer `layer` of operator `op`; undefined for the sparsity of a depthwise layer.
+  torch::Tensor logits(size_t block, const std::string& kind, size_t op = 0,
+                       size_t layer = 0) const;
+  /// softmax(logits(...)); {1} where the logits are undefined (a single fixed option).
+  std::vector<double> probabilities(size_t block, const std::string& kind, size_t op = 0,
+                                    size_t layer = 0) const;
 
   /// The fixed architecture of a choice, named after the space.
   ArchitectureSpec derive(const ArchitectureChoice& choice) const;
@@ -148,20 +165,23 @@ class Supernet : public torch::nn::Module {
  private:
   struct Block {
     std::vector<std::vector<std::shared_ptr<SharedLayer>>> op_layers;  ///< layers per op
-    torch::Tensor op_logits, width_logits, bits_logits, sparsity_logits;
+    torch::Tensor op_logits, width_logits;
+    /// [op][layer]: each weighted layer's bitwidth and sparsity logits (sparsity undefined
+    /// where the layer is depthwise).
+    std::vector<std::vector<torch::Tensor>> bits_logits, sparsity_logits;
   };
   SuperTensor run_block(size_t k, const SuperTensor& in, const SamplingSettings& settings);
-  /// Output of operator `o` of block k (not gated) under the width, bits and sparsity
-  /// probabilities.
+  /// Output of operator `o` of block k (not gated) under the width probabilities and the
+  /// layers' bits and sparsity drawn as `settings` says.
   SuperTensor run_operator(size_t k, size_t o, const SuperTensor& in, const torch::Tensor& width_p,
-                           const torch::Tensor& bits_p, const torch::Tensor& sparsity_p);
+                           const SamplingSettings& settings);
   /// Effective input width index of each block under `choice` (skips pass widths on).
   std::vector<size_t> input_width_indices(const ArchitectureChoice& choice) const;
 
   SearchSpace space_;
   std::vector<BlockGeometry> geometry_;
   std::vector<Block> blocks_;
-  std::vector<std::vector<double>> flash_table_;  ///< per block, TableShape layout
+  std::vector<std::vector<double>> flash_table_;  ///< [B] per block, TableShape::index layout
   HardwareTables hardware_;
 };
 

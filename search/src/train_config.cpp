@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <set>
 
+#include <fmt/format.h>
+
 #include "udc/common/yaml_section.hpp"
 
 namespace udc::search {
@@ -52,6 +54,40 @@ ActivationKind parse_activation(YamlSection& layer, ActivationKind fallback) {
                             : ActivationKind::None;
 }
 
+/// `bits` and `sparsity` of an inverted residual: a scalar for every sub-layer, or a list
+/// with one entry per weighted sub-layer (expand, depthwise, project), the depthwise's
+/// sparsity 0.
+void read_sublayer_choices(YamlSection& layer, uint32_t default_bits, double default_sparsity,
+                           LayerSpec& spec) {
+  const size_t count = spec.sublayer_count();
+  const std::string order = count == 3 ? "[expand, depthwise, project]" : "[depthwise, project]";
+  const std::vector<int64_t> bits = layer.integers("bits", {default_bits}, 2, 8);
+  if (bits.size() == 1) {
+    spec.weight_bits = uint32_t(bits[0]);
+  } else if (bits.size() == count) {
+    spec.weight_bits = uint32_t(bits.back());
+    spec.sublayer_bits.assign(bits.begin(), bits.end());
+  } else {
+    layer.fail("bits",
+               fmt::format("expected one bitwidth or {} (one per sub-layer: {})", count, order));
+  }
+  const std::vector<double> sparsity = layer.numbers("sparsity", {default_sparsity}, 0.0, 0.99);
+  if (sparsity.size() == 1) {
+    spec.sparsity = sparsity[0];
+  } else if (sparsity.size() == count) {
+    if (sparsity[count - 2] != 0.0) {
+      layer.fail("sparsity", fmt::format("the depthwise sub-layer stays dense: expected 0 as "
+                                         "entry {} of {}",
+                                         count - 1, order));
+    }
+    spec.sparsity = sparsity.back();
+    spec.sublayer_sparsity = sparsity;
+  } else {
+    layer.fail("sparsity",
+               fmt::format("expected one sparsity or {} (one per sub-layer: {})", count, order));
+  }
+}
+
 void read_architecture(YamlSection model, ArchitectureSpec& arch) {
   arch.name = model.string("name", arch.name);
   const std::vector<int64_t> input = model.integers("input", {28, 28, 1}, 1, 4096);
@@ -93,9 +129,13 @@ void read_architecture(YamlSection model, ArchitectureSpec& arch) {
     if (spec.kind == LayerKind::InvertedResidual) {
       spec.expansion = uint32_t(layer.integer("expansion", 4, 1, 16));
     }
-    if (weighted) {
+    if (spec.kind == LayerKind::InvertedResidual) {
+      read_sublayer_choices(layer, default_bits, default_sparsity, spec);
+    } else if (weighted) {
       spec.weight_bits = uint32_t(layer.integer("bits", default_bits, 2, 8));
       spec.sparsity = layer.number("sparsity", default_sparsity, 0.0, 0.99);
+    }
+    if (weighted) {
       spec.activation =
           parse_activation(layer, spec.kind == LayerKind::FullyConnected ? ActivationKind::None
                                                                          : ActivationKind::Relu);

@@ -78,3 +78,41 @@ TEST(TrainConfig, ErrorsNameLineAndKey) {
   EXPECT_NE(error_for(std::string(kMinimal) + "data: {set: cifar100}\n").find("data.dir: missing"),
             std::string::npos);
 }
+
+TEST(TrainConfig, InvertedResidualTakesBitsAndSparsityPerSublayer) {
+  const fs::path path =
+      fs::temp_directory_path() / ("udc_cfg_ir_" + std::to_string(::getpid()) + ".yaml");
+  std::ofstream(path) << "model:\n  layers:\n"
+                         "    - {op: inverted_residual, out: 8, expansion: 2, bits: [2, 8, 4], "
+                         "sparsity: [0.5, 0, 0.75]}\n"
+                         "    - {op: inverted_residual, out: 8, expansion: 1, bits: 4, "
+                         "sparsity: 0.5}\n    - {op: fc}\n";
+  const TrainConfig config = load_train_config(path.string());
+  fs::remove(path);
+  const LayerSpec& mixed = config.architecture.layers[0];
+  ASSERT_EQ(mixed.sublayer_count(), 3u);
+  const uint32_t bits[] = {2, 8, 4};
+  const double sparsity[] = {0.5, 0.0, 0.75};
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(mixed.sublayer_bits_at(i), bits[i]) << i;
+    EXPECT_EQ(mixed.sublayer_sparsity_at(i), sparsity[i]) << i;
+  }
+  // A scalar applies to every sub-layer; the depthwise stays dense.
+  const LayerSpec& uniform = config.architecture.layers[1];
+  ASSERT_EQ(uniform.sublayer_count(), 2u);
+  EXPECT_EQ(uniform.sublayer_bits_at(0), 4u);
+  EXPECT_EQ(uniform.sublayer_sparsity_at(0), 0.0);
+  EXPECT_EQ(uniform.sublayer_sparsity_at(1), 0.5);
+
+  const std::string layers = "model:\n  layers:\n    - {op: inverted_residual, out: 4, ";
+  EXPECT_NE(error_for(layers + "expansion: 2, bits: [4, 8]}\n    - {op: fc}\n")
+                .find("model.layers[0].bits: expected one bitwidth or 3 (one per sub-layer: "
+                      "[expand, depthwise, project])"),
+            std::string::npos);
+  EXPECT_NE(error_for(layers + "expansion: 1, sparsity: [0.5, 0.5]}\n    - {op: fc}\n")
+                .find("model.layers[0].sparsity: the depthwise sub-layer stays dense"),
+            std::string::npos);
+  EXPECT_NE(error_for(layers + "expansion: 2, bits: [4, 9, 4]}\n    - {op: fc}\n")
+                .find("model.layers[0].bits"),
+            std::string::npos);
+}

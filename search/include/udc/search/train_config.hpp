@@ -42,6 +42,24 @@ struct LayerSpec {
   /// pruning them saves few bytes and silences whole channels).
   double sparsity = 0.0;
   ActivationKind activation = ActivationKind::Relu;  ///< FullyConnected defaults to None
+  /// InvertedResidual, optional: one bitwidth per weighted sub-layer, in order (expand when
+  /// expansion > 1, depthwise, project); empty: weight_bits for all. YAML: `bits` as a list.
+  std::vector<uint32_t> sublayer_bits;
+  /// InvertedResidual, optional: one sparsity per weighted sub-layer, in the same order,
+  /// the depthwise's 0; empty: `sparsity` for the 1x1s. YAML: `sparsity` as a list.
+  std::vector<double> sublayer_sparsity;
+
+  /// Weighted sub-layers of an InvertedResidual: 3 with an expansion, else 2.
+  size_t sublayer_count() const { return expansion > 1 ? 3 : 2; }
+  /// Bitwidth and sparsity of weighted sub-layer `i` of an InvertedResidual (the depthwise,
+  /// i = sublayer_count() - 2, is dense).
+  uint32_t sublayer_bits_at(size_t i) const {
+    return sublayer_bits.empty() ? weight_bits : sublayer_bits.at(i);
+  }
+  double sublayer_sparsity_at(size_t i) const {
+    if (i + 2 == sublayer_count()) return 0.0;
+    return sublayer_sparsity.empty() ? sparsity : sublayer_sparsity.at(i);
+  }
 };
 
 struct ArchitectureSpec {
