@@ -260,10 +260,11 @@ std::string train_config_yaml(const TrainConfig& c) {
       "train:\n  batch_size: {}\n  warmup: {{epochs: {}, lr: {}}}\n  compress: {{epochs: {}, lr: "
       "{}}}\n  finetune: {{epochs: {}, lr: {}}}\n  weight_decay: {}\n  seed: {}\n  threads: {}\n"
       "  prune_interval: {}\n  ramp_fraction: {}\n  activation_momentum: {}\n"
-      "  flash_budget_bytes: {}\n",
+      "  flash_budget_bytes: {}\n  holdout_fraction: {}\n",
       t.batch_size, t.warmup.epochs, t.warmup.learning_rate, t.compress.epochs,
       t.compress.learning_rate, t.finetune.epochs, t.finetune.learning_rate, t.weight_decay, t.seed,
-      t.threads, t.prune_interval, t.ramp_fraction, t.activation_momentum, t.flash_budget_bytes);
+      t.threads, t.prune_interval, t.ramp_fraction, t.activation_momentum, t.flash_budget_bytes,
+      t.holdout_fraction);
   y += fmt::format("npu: {}\nverify_images: {}\n", fs::absolute(c.npu_config).string(),
                    c.verify_images);
   return y;
@@ -753,19 +754,15 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
     }
     say(fmt::format("repair {}: the fine-tuned model exceeds a budget; {} with a short fine-tune",
                     round, supernet->describe(repaired)));
-    const std::string previous = train_options.output_dir + "/checkpoint.pt";
+    const std::string previous = train_options.output_dir;
     choice = repaired;
     train_config.architecture = supernet->derive(choice);
     train_config.train.warmup.epochs = 0;
     train_config.train.compress.epochs = 1;
     train_config.train.finetune.epochs = 1;
     train_options.output_dir = (out / fmt::format("repair{}", round)).string();
-    trained = train_network(train_config, train_options, [&](QNet& net) {
-      torch::serialize::InputArchive archive, net_archive;
-      archive.load_from(previous);
-      archive.read("net", net_archive);
-      net.load(net_archive);
-    });
+    trained = train_network(train_config, train_options,
+                            [&](QNet& net) { load_exported_network(previous, net); });
     repairs.push_back(
         {{"architecture", supernet->describe(choice)}, {"measured", measured_of(trained)}});
     common::write_file_atomically((out / "derived.yaml").string(), train_config_yaml(train_config));

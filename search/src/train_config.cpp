@@ -201,6 +201,7 @@ TrainSpec read_train_spec(YamlSection train) {
   t.activation_momentum = train.number("activation_momentum", t.activation_momentum, 0.0, 0.999999);
   t.max_steps_per_epoch = size_t(train.integer("max_steps_per_epoch", 0, 0, int64_t{1} << 40));
   t.flash_budget_bytes = uint64_t(train.integer("flash_budget_bytes", 0, 0, int64_t{1} << 40));
+  t.holdout_fraction = train.number("holdout_fraction", t.holdout_fraction, 0.0, 0.5);
   train.finish();
   return t;
 }

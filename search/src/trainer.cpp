@@ -42,7 +42,9 @@ nlohmann::json epoch_json(const EpochRecord& r) {
           {"test_accuracy", r.test_accuracy},
           {"compressed_bytes", r.compressed_bytes},
           {"seconds", r.seconds},
-          {"step_ms", r.step_milliseconds}};
+          {"step_ms", r.step_milliseconds},
+          {"holdout_accuracy",
+           r.holdout_accuracy >= 0 ? nlohmann::json(r.holdout_accuracy) : nlohmann::json()}};
 }
 
 EpochRecord epoch_from_json(const nlohmann::json& j) {
@@ -55,7 +57,85 @@ EpochRecord epoch_from_json(const nlohmann::json& j) {
   r.compressed_bytes = j.at("compressed_bytes");
   r.seconds = j.at("seconds");
   r.step_milliseconds = j.at("step_ms");
+  if (j.contains("holdout_accuracy") && j["holdout_accuracy"].is_number()) {
+    r.holdout_accuracy = j["holdout_accuracy"];
+  }
   return r;
+}
+
+/// A copy of a network's state: its parameters and buffers (in Module order) and its
+/// layers' target sparsities. What the held-out choice of epoch keeps.
+struct NetSnapshot {
+  std::vector<torch::Tensor> tensors;
+  std::vector<double> target_sparsity;  ///< in QNet::weighted() order
+  bool empty() const { return tensors.empty(); }
+};
+
+std::vector<torch::Tensor> state_tensors(QNet& net) {
+  std::vector<torch::Tensor> tensors = net.parameters();
+  for (const torch::Tensor& buffer : net.buffers()) tensors.push_back(buffer);
+  return tensors;
+}
+
+NetSnapshot take_snapshot(QNet& net) {
+  torch::NoGradGuard no_grad;
+  NetSnapshot snapshot;
+  for (const torch::Tensor& t : state_tensors(net)) snapshot.tensors.push_back(t.detach().clone());
+  for (const auto& layer : net.weighted()) {
+    snapshot.target_sparsity.push_back(layer->target_sparsity());
+  }
+  return snapshot;
+}
+
+/// Throws naming `source` when the snapshot was taken of another architecture.
+void check_snapshot(QNet& net, const NetSnapshot& snapshot, const std::string& source) {
+  const std::vector<torch::Tensor> tensors = state_tensors(net);
+  bool same = tensors.size() == snapshot.tensors.size() &&
+              snapshot.target_sparsity.size() == net.weighted().size();
+  for (size_t i = 0; same && i < tensors.size(); ++i) {
+    same = tensors[i].sizes() == snapshot.tensors[i].sizes() &&
+           tensors[i].scalar_type() == snapshot.tensors[i].scalar_type();
+  }
+  if (!same) {
+    throw std::runtime_error(fmt::format(
+        "{}: the kept epoch's network does not match the model's architecture; use --restart",
+        source));
+  }
+}
+
+/// Puts the snapshot's tensors back, and its target sparsities unless `tensors_only`.
+void restore_snapshot(QNet& net, const NetSnapshot& snapshot, const std::string& source,
+                      bool tensors_only = false) {
+  torch::NoGradGuard no_grad;
+  check_snapshot(net, snapshot, source);
+  std::vector<torch::Tensor> tensors = state_tensors(net);
+  for (size_t i = 0; i < tensors.size(); ++i) tensors[i].copy_(snapshot.tensors[i]);
+  if (tensors_only) return;
+  for (size_t i = 0; i < net.weighted().size(); ++i) {
+    net.weighted()[i]->set_target_sparsity(snapshot.target_sparsity[i]);
+  }
+}
+
+void write_snapshot(torch::serialize::OutputArchive& archive, const NetSnapshot& snapshot) {
+  for (size_t i = 0; i < snapshot.tensors.size(); ++i) {
+    archive.write(fmt::format("t{}", i), snapshot.tensors[i], /*is_buffer=*/true);
+  }
+  archive.write("target_sparsity", torch::tensor(snapshot.target_sparsity, torch::kDouble),
+                /*is_buffer=*/true);
+}
+
+NetSnapshot read_snapshot(torch::serialize::InputArchive& archive, size_t tensor_count) {
+  NetSnapshot snapshot;
+  snapshot.tensors.resize(tensor_count);
+  for (size_t i = 0; i < tensor_count; ++i) {
+    archive.read(fmt::format("t{}", i), snapshot.tensors[i], /*is_buffer=*/true);
+  }
+  torch::Tensor sparsity;
+  archive.read("target_sparsity", sparsity, /*is_buffer=*/true);
+  const torch::Tensor values = sparsity.to(torch::kDouble).contiguous();
+  snapshot.target_sparsity.assign(values.data_ptr<double>(),
+                                  values.data_ptr<double>() + values.numel());
+  return snapshot;
 }
 
 /// Everything a resumed run needs besides the network: the epochs done and their records.
@@ -65,6 +145,9 @@ struct Checkpoint {
   /// Target sparsity of every weighted layer, in QNet::weighted() order: the flash budget
   /// may have raised them above the architecture's.
   std::vector<double> target_sparsity;
+  /// The epoch with the best held-out accuracy so far (-1: none yet) and its network.
+  int64_t best_epoch = -1;
+  NetSnapshot best;
 };
 
 void save_checkpoint(const std::string& path, QNet& net, torch::optim::Optimizer& optimizer,
@@ -75,17 +158,25 @@ void save_checkpoint(const std::string& path, QNet& net, torch::optim::Optimizer
   optimizer.save(optimizer_archive);
   archive.write("net", net_archive);
   archive.write("optimizer", optimizer_archive);
+  if (!state.best.empty()) {
+    torch::serialize::OutputArchive best_archive;
+    write_snapshot(best_archive, state.best);
+    archive.write("best", best_archive);
+  }
   nlohmann::json history = nlohmann::json::array();
   for (const EpochRecord& r : state.history) history.push_back(epoch_json(r));
   archive.write("state", c10::IValue(nlohmann::json{{"epochs_done", state.epochs_done},
                                                     {"history", history},
-                                                    {"target_sparsity", state.target_sparsity}}
+                                                    {"target_sparsity", state.target_sparsity},
+                                                    {"best_epoch", state.best_epoch}}
                                          .dump()));
   save_archive_atomically(archive, path);
 }
 
-/// Reads the state; the network and optimizer are restored by load_weights.
-Checkpoint read_checkpoint_state(torch::serialize::InputArchive& archive, const std::string& path) {
+/// Reads the state and the kept epoch's network (of `net`'s architecture); the network and
+/// optimizer themselves are read by the caller.
+Checkpoint read_checkpoint_state(torch::serialize::InputArchive& archive, const std::string& path,
+                                 QNet& net) {
   c10::IValue value;
   archive.read("state", value);
   if (!value.isString()) throw std::runtime_error(path + ": checkpoint without a state record");
@@ -95,6 +186,17 @@ Checkpoint read_checkpoint_state(torch::serialize::InputArchive& archive, const 
   for (const auto& r : j.at("history")) state.history.push_back(epoch_from_json(r));
   if (j.contains("target_sparsity")) {
     state.target_sparsity = j.at("target_sparsity").get<std::vector<double>>();
+  }
+  state.best_epoch = j.value("best_epoch", int64_t{-1});
+  if (state.best_epoch >= 0) {
+    torch::serialize::InputArchive best_archive;
+    if (!archive.try_read("best", best_archive)) {
+      throw std::runtime_error(fmt::format(
+          "{}: checkpoint names epoch {} as the best but lacks its network; use --restart", path,
+          state.best_epoch + 1));
+    }
+    state.best = read_snapshot(best_archive, state_tensors(net).size());
+    check_snapshot(net, state.best, path);
   }
   return state;
 }
@@ -289,6 +391,21 @@ uint64_t compressed_weight_bytes(const fm::Model& model) {
   return fm::summarize(model).compressed_bytes;
 }
 
+void load_exported_network(const std::string& output_dir, QNet& net) {
+  const std::string path = (fs::path(output_dir) / "checkpoint.pt").string();
+  try {
+    torch::serialize::InputArchive archive, net_archive;
+    archive.load_from(path);
+    archive.read("net", net_archive);
+    net.load(net_archive);
+    const Checkpoint state = read_checkpoint_state(archive, path, net);
+    if (state.best_epoch >= 0) restore_snapshot(net, state.best, path, /*tensors_only=*/true);
+  } catch (const c10::Error& e) {
+    throw std::runtime_error(
+        fmt::format("{}: unreadable checkpoint ({})", path, e.what_without_backtrace()));
+  }
+}
+
 // ---------------------------------------------------------------- train
 
 TrainResult train(const TrainConfig& config, const TrainOptions& options) {
@@ -315,8 +432,19 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
   torch::set_num_threads(int(spec.threads));
   torch::manual_seed(spec.seed);
 
-  const data::ImageDataset train_set = load_data(config.data, data::Split::Train);
+  data::ImageDataset train_set = load_data(config.data, data::Split::Train);
   const data::ImageDataset test_set = load_data(config.data, data::Split::Test);
+  // Chooses the exported epoch; the last images, as the search's derivation holds out, so
+  // that a fine-tune after a search never trains on the images it is judged by.
+  const data::ImageDataset holdout =
+      train_set.split_off(size_t(std::llround(spec.holdout_fraction * double(train_set.size()))));
+  if (spec.holdout_fraction > 0 && (holdout.size() == 0 || train_set.size() == 0)) {
+    throw std::runtime_error(fmt::format(
+        "{}: train.holdout_fraction {} of {} training images holds out {} and leaves {}; both "
+        "must be at least one",
+        config.file, spec.holdout_fraction, train_set.size() + holdout.size(), holdout.size(),
+        train_set.size()));
+  }
   if (train_set.height != arch.height || train_set.width != arch.width ||
       train_set.channels != arch.channels) {
     throw std::runtime_error(fmt::format("{}: model.input is {}x{}x{} but {} images are {}x{}x{}",
@@ -359,7 +487,7 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
   if (!options.restart && fs::exists(checkpoint_path)) {
     try {
       resume_archive.load_from(checkpoint_path);
-      state = read_checkpoint_state(resume_archive, checkpoint_path);
+      state = read_checkpoint_state(resume_archive, checkpoint_path, *net);
       torch::serialize::InputArchive net_archive;
       resume_archive.read("net", net_archive);
       net->load(net_archive);
@@ -498,6 +626,18 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
     }
     record.test_accuracy =
         evaluate(*net, test_set, config.data.normalization, context.mode, 500, 0).accuracy;
+    bool best_so_far = false;
+    if (holdout.size() > 0 && phase != Phase::Warmup && masks_at_target) {
+      record.holdout_accuracy =
+          evaluate(*net, holdout, config.data.normalization, Mode::Quantized, 500, 0).accuracy;
+      const double best_accuracy =
+          state.best_epoch < 0 ? -1.0 : state.history.at(size_t(state.best_epoch)).holdout_accuracy;
+      if (record.holdout_accuracy >= best_accuracy) {
+        state.best_epoch = epoch;
+        state.best = take_snapshot(*net);
+        best_so_far = true;
+      }
+    }
     if (phase != Phase::Warmup)
       record.compressed_bytes = compressed_weight_bytes(net->export_model());
     record.step_milliseconds = step_ms;
@@ -512,10 +652,14 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
     const double eta =
         run_seconds / double(epoch + 1 - result.first_epoch) * double(total_epochs - epoch - 1);
     say(
-        fmt::format("epoch {}/{} [{}]: loss {:.4f}, train {:.2f}%, test {:.2f}%{}, {:.0f} ms/step, "
-                    "{}, ETA {}",
+        fmt::format("epoch {}/{} [{}]: loss {:.4f}, train {:.2f}%, test {:.2f}%{}{}, {:.0f} "
+                    "ms/step, {}, ETA {}",
                     epoch + 1, total_epochs, phase_name(phase), record.loss,
                     100 * record.train_accuracy, 100 * record.test_accuracy,
+                    record.holdout_accuracy < 0
+                        ? std::string()
+                        : fmt::format(", held-out {:.2f}%{}", 100 * record.holdout_accuracy,
+                                      best_so_far ? " (best)" : ""),
                     phase == Phase::Warmup ? std::string()
                                            : fmt::format(", weights {} B", record.compressed_bytes),
                     step_ms, format_duration(record.seconds), format_duration(eta)));
@@ -525,6 +669,20 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
     prepare_quantization(*net, train_set, config.data.normalization, spec.batch_size, spec.seed);
     for (const auto& layer : net->weighted()) layer->update_mask(layer->target_sparsity());
     if (spec.flash_budget_bytes > 0) hold_flash(*net);
+  }
+
+  result.holdout_images = holdout.size();
+  if (state.best_epoch >= 0) {
+    result.selected_epoch = state.best_epoch;
+    const EpochRecord& best = state.history.at(size_t(state.best_epoch));
+    if (size_t(state.best_epoch) + 1 < state.history.size()) {
+      restore_snapshot(*net, state.best, checkpoint_path);
+    }
+    say(
+        fmt::format("exporting epoch {}: held-out accuracy {:.2f}% on {} training images kept "
+                    "out of training (the last epoch: {:.2f}%)",
+                    state.best_epoch + 1, 100 * best.holdout_accuracy, holdout.size(),
+                    100 * state.history.back().holdout_accuracy));
   }
 
   // Export, verify, measure.
@@ -608,27 +766,38 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
   }
   nlohmann::json history = nlohmann::json::array();
   for (const EpochRecord& r : result.history) history.push_back(epoch_json(r));
-  const nlohmann::json report = {
-      {"config", config.file},
-      {"model", arch.name},
-      {"data",
-       {{"set", config.data.set},
-        {"train_images", train_set.size()},
-        {"test_images", test_set.size()}}},
-      {"test_accuracy", result.test_accuracy},
-      {"weights", summary.weights},
-      {"nonzero_weights", summary.nonzero},
-      {"macs", summary.macs},
-      {"compressed_weight_bytes", summary.compressed_bytes},
-      {"bias_and_scale_bytes", summary.bias_and_scale_bytes},
-      {"hardware", hardware},
-      {"flash_budget_bytes",
-       spec.flash_budget_bytes > 0 ? nlohmann::json(spec.flash_budget_bytes) : nlohmann::json()},
-      {"verified_images", result.verified_images},
-      {"layers", layers},
-      {"history", history},
-      {"training_seconds", wall},
-      {"float_step_ms", step_epochs ? step_ms_sum / double(step_epochs) : 0.0}};
+  const nlohmann::json report =
+      {{"config", config.file},
+       {"model", arch.name},
+       {"data",
+        {{"set", config.data.set},
+         {"train_images", train_set.size()},
+         {"test_images", test_set.size()}}},
+       {"test_accuracy", result.test_accuracy},
+       {"weights", summary.weights},
+       {"nonzero_weights", summary.nonzero},
+       {"macs", summary.macs},
+       {"compressed_weight_bytes", summary.compressed_bytes},
+       {"bias_and_scale_bytes", summary.bias_and_scale_bytes},
+       {"hardware", hardware},
+       {"selection",
+        result.selected_epoch < 0
+            ? nlohmann::json()
+            : nlohmann::
+                  json{{"holdout_images", result.holdout_images},
+                       {"epoch", result.selected_epoch},
+                       {"holdout_accuracy",
+                        state.history.at(size_t(result.selected_epoch)).holdout_accuracy},
+                       {"rule",
+                        "best held-out accuracy of the epochs whose model is final in form; later "
+                        "on ties"}}},
+       {"flash_budget_bytes",
+        spec.flash_budget_bytes > 0 ? nlohmann::json(spec.flash_budget_bytes) : nlohmann::json()},
+       {"verified_images", result.verified_images},
+       {"layers", layers},
+       {"history", history},
+       {"training_seconds", wall},
+       {"float_step_ms", step_epochs ? step_ms_sum / double(step_epochs) : 0.0}};
   result.model_path = (fs::path(options.output_dir) / "model.udcm").string();
   result.report_path = (fs::path(options.output_dir) / "report.json").string();
   fm::write_model(model, result.model_path);

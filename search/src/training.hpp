@@ -34,6 +34,11 @@ using NetInitializer = std::function<void(QNet&)>;
 TrainResult train_network(const TrainConfig& config, const TrainOptions& options,
                           const NetInitializer& initialize);
 
+/// Loads into `net` (of the trained architecture) the network that train_network() wrote
+/// to `output_dir` and exported: the kept epoch's when one was chosen on held-out images.
+/// Parameters and buffers (masks included) only: `net` keeps its own target sparsities.
+void load_exported_network(const std::string& output_dir, QNet& net);
+
 /// Writes a checkpoint archive through a temporary file and a rename.
 void save_archive_atomically(torch::serialize::OutputArchive& archive, const std::string& path);
 /// Batch images as an NCHW tensor (no copy: valid while `batch` lives).

@@ -352,3 +352,69 @@ TEST(Trainer, FlashBudgetHoldsAfterEveryEpochAndSurvivesResume) {
   EXPECT_EQ(udc::common::read_file(resumed.model_path), udc::common::read_file(held.model_path));
   fs::remove_all(root);
 }
+
+TEST(Trainer, ExportsTheEpochBestOnHeldOutImagesAndResumesIt) {
+  if (!fs::is_directory(udc::data::kFashionMnistDir)) GTEST_SKIP() << "no Fashion-MNIST";
+  const fs::path root = fs::temp_directory_path() / ("udc_holdout_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  TrainConfig config = tiny_config(3);
+  config.train.holdout_fraction = 0.25;  // 128 of the 512 training images
+  // A fine-tune rate high enough that its epochs differ, so that the choice matters.
+  config.train.finetune.learning_rate = 1e-1;
+  TrainOptions options;
+  options.output_dir = (root / "full").string();
+  const TrainResult full = train(config, options);
+  ASSERT_EQ(full.history.size(), 5u);
+  EXPECT_EQ(full.holdout_images, 128u);
+
+  // Candidates are the quantised epochs with masks at their targets (here the compress
+  // epoch, whose ramp ends with it, and the fine-tune epochs); the float warm-up is not.
+  int64_t expected = -1;
+  double best = -1;
+  for (const EpochRecord& r : full.history) {
+    if (r.phase == "warmup") {
+      EXPECT_LT(r.holdout_accuracy, 0.0);
+      continue;
+    }
+    EXPECT_GE(r.holdout_accuracy, 0.0) << "epoch " << r.epoch;
+    if (r.holdout_accuracy >= best) {
+      best = r.holdout_accuracy;
+      expected = r.epoch;
+    }
+  }
+  EXPECT_EQ(full.selected_epoch, expected);
+  ASSERT_LT(expected, 4) << "this set-up no longer makes an earlier epoch the best; the test "
+                            "would not see whether the chosen epoch is exported";
+  const auto report = nlohmann::json::parse(udc::common::read_file(full.report_path));
+  EXPECT_EQ(report["selection"]["epoch"].get<int64_t>(), expected);
+  // The model exported is that epoch's: it scores that epoch's test accuracy, and on the
+  // reference interpreter exactly its held-out accuracy.
+  EXPECT_EQ(full.test_accuracy, full.history.at(size_t(expected)).test_accuracy);
+  udc::data::ImageDataset training_images = load_data(config.data, udc::data::Split::Train);
+  const udc::data::ImageDataset held_out = training_images.split_off(128);
+  const fm::Model model = fm::read_model(full.model_path);
+  size_t correct = 0;
+  for (size_t i = 0; i < held_out.size(); ++i) {
+    std::vector<int8_t> input(held_out.image_bytes());
+    for (size_t k = 0; k < input.size(); ++k) {
+      input[k] = udc::data::quantize_pixel(held_out.image(i)[k]);
+    }
+    const auto values = fm::run_reference(model, {input});
+    const auto& logits = values[size_t(model.outputs[0])];
+    const auto top = std::max_element(logits.begin(), logits.end()) - logits.begin();
+    correct += size_t(top) == held_out.labels[i];
+  }
+  EXPECT_EQ(double(correct) / double(held_out.size()), best);
+
+  // Stopped after the compress epoch (then the best so far) and resumed: the kept network
+  // comes back with the checkpoint, so the model is the one trained without a stop.
+  TrainConfig stopped = config;
+  stopped.train.finetune.epochs = 0;
+  options.output_dir = (root / "resumed").string();
+  EXPECT_EQ(train(stopped, options).selected_epoch, 1);
+  const TrainResult resumed = train(config, options);
+  EXPECT_TRUE(resumed.resumed);
+  EXPECT_EQ(resumed.selected_epoch, full.selected_epoch);
+  EXPECT_EQ(udc::common::read_file(resumed.model_path), udc::common::read_file(full.model_path));
+  fs::remove_all(root);
+}

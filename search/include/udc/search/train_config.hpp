@@ -102,6 +102,12 @@ struct TrainSpec {
   /// their targets, every epoch ends by re-encoding the model and, when it is over, raising
   /// every layer's sparsity until it fits [bytes].
   uint64_t flash_budget_bytes = 0;
+  /// Fraction of the training images (the last ones) kept out of training to choose the
+  /// epoch that is exported: of the epochs whose model is final in form (quantised, masks
+  /// at their targets, within the flash budget), the one with the best held-out accuracy,
+  /// the later on a tie. 0: the last epoch, no images held out. The test set is never used
+  /// for this choice.
+  double holdout_fraction = 0.0;
 };
 
 struct TrainConfig {

@@ -25,6 +25,9 @@ struct EpochRecord {
   std::string phase;                             ///< warmup | compress | finetune
   double loss = 0;                               ///< mean training loss
   double train_accuracy = 0, test_accuracy = 0;  ///< [fraction]
+  /// Integer model on the held-out training images [fraction]; negative: not evaluated
+  /// (no images held out, or the epoch's model is not final in form).
+  double holdout_accuracy = -1;
   uint64_t compressed_bytes = 0;  ///< weight streams of the integer model (0 in warm-up)
   double seconds = 0;             ///< wall time of the epoch, evaluation included
   double step_milliseconds = 0;   ///< mean training step
@@ -38,6 +41,10 @@ struct TrainResult {
   std::vector<EpochRecord> history;
   bool resumed = false;
   uint32_t first_epoch = 0;  ///< where this run started (after a resume)
+  /// The epoch exported (0-based; TrainSpec::holdout_fraction), -1: the last one, no
+  /// choice made.
+  int64_t selected_epoch = -1;
+  size_t holdout_images = 0;  ///< training images held out for that choice
   /// Measured on the config's NPU (when it has one): compiler's arena and the simulator's
   /// timing-only run of one inference.
   bool hardware_measured = false;
