@@ -418,3 +418,72 @@ TEST(Trainer, ExportsTheEpochBestOnHeldOutImagesAndResumesIt) {
   EXPECT_EQ(udc::common::read_file(resumed.model_path), udc::common::read_file(full.model_path));
   fs::remove_all(root);
 }
+
+TEST(ParameterAverage, IsTheExponentialAverageOfTheStepsAndExchangesExactly) {
+  const udc::search::ArchitectureSpec spec = architecture(
+      "avg", 8, 1,
+      {layer(LayerKind::Conv, 4, 3, 1, 4, 0.0), layer(LayerKind::GlobalAvgPool, 0, 1, 1, 8, 0),
+       layer(LayerKind::FullyConnected, 10, 1, 1, 8, 0.0, ActivationKind::None)});
+  QNet net(spec, {0.0f, 1.0f});
+  const double decay = 0.75;
+  auto set_all = [&](double value) {
+    torch::NoGradGuard no_grad;
+    for (torch::Tensor& p : net.parameters()) p.fill_(value);
+  };
+  set_all(1.0);
+  ParameterAverage average;
+  average.start(net);
+  // Steps to 2, then 3: 0.75 * (0.75 * 1 + 0.25 * 2) + 0.25 * 3 = 1.6875.
+  set_all(2.0);
+  average.update(net, decay);
+  set_all(3.0);
+  average.update(net, decay);
+  ASSERT_EQ(average.values().size(), net.parameters().size());
+  for (const torch::Tensor& a : average.values()) {
+    EXPECT_NEAR(a.min().item<double>(), 1.6875, 1e-6);
+    EXPECT_NEAR(a.max().item<double>(), 1.6875, 1e-6);
+  }
+  // Exchanging puts the average into the network and the network's values into the average;
+  // twice, both are bit-identical to before.
+  std::vector<torch::Tensor> before;
+  for (const torch::Tensor& p : net.parameters()) before.push_back(p.detach().clone());
+  average.exchange(net);
+  for (const torch::Tensor& p : net.parameters()) {
+    EXPECT_NEAR(p.max().item<double>(), 1.6875, 1e-6);
+  }
+  average.exchange(net);
+  for (size_t i = 0; i < before.size(); ++i) {
+    EXPECT_TRUE(torch::equal(net.parameters()[i], before[i]));
+    EXPECT_NEAR(average.values()[i].max().item<double>(), 1.6875, 1e-6);
+  }
+}
+
+TEST(Trainer, WeightAverageIsWhatIsExportedAndSurvivesResume) {
+  if (!fs::is_directory(udc::data::kFashionMnistDir)) GTEST_SKIP() << "no Fashion-MNIST";
+  const fs::path root = fs::temp_directory_path() / ("udc_average_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  TrainOptions options;
+  options.output_dir = (root / "raw").string();
+  const TrainResult raw = train(tiny_config(1), options);
+
+  TrainConfig config = tiny_config(1);
+  config.train.weight_average_decay = 0.8;
+  options.output_dir = (root / "averaged").string();
+  const TrainResult averaged = train(config, options);
+  // The export is the average, not the last step's weights, and it is what the last epoch
+  // evaluated.
+  EXPECT_NE(udc::common::read_file(averaged.model_path), udc::common::read_file(raw.model_path));
+  EXPECT_EQ(averaged.test_accuracy, averaged.history.back().test_accuracy);
+  EXPECT_EQ(averaged.compressed_bytes, averaged.history.back().compressed_bytes);
+
+  // Stopped after the compress epoch and resumed: the average comes back with the checkpoint.
+  TrainConfig stopped = config;
+  stopped.train.finetune.epochs = 0;
+  options.output_dir = (root / "resumed").string();
+  train(stopped, options);
+  const TrainResult resumed = train(config, options);
+  EXPECT_TRUE(resumed.resumed);
+  EXPECT_EQ(udc::common::read_file(resumed.model_path),
+            udc::common::read_file(averaged.model_path));
+  fs::remove_all(root);
+}
