@@ -260,11 +260,11 @@ std::string train_config_yaml(const TrainConfig& c) {
       "train:\n  batch_size: {}\n  warmup: {{epochs: {}, lr: {}}}\n  compress: {{epochs: {}, lr: "
       "{}}}\n  finetune: {{epochs: {}, lr: {}}}\n  weight_decay: {}\n  seed: {}\n  threads: {}\n"
       "  prune_interval: {}\n  ramp_fraction: {}\n  activation_momentum: {}\n"
-      "  flash_budget_bytes: {}\n  holdout_fraction: {}\n  weight_average_decay: {}\n",
+      "  flash_budget_bytes: {}\n  holdout_fraction: {}\n",
       t.batch_size, t.warmup.epochs, t.warmup.learning_rate, t.compress.epochs,
       t.compress.learning_rate, t.finetune.epochs, t.finetune.learning_rate, t.weight_decay, t.seed,
       t.threads, t.prune_interval, t.ramp_fraction, t.activation_momentum, t.flash_budget_bytes,
-      t.holdout_fraction, t.weight_average_decay);
+      t.holdout_fraction);
   y += fmt::format("npu: {}\nverify_images: {}\n", fs::absolute(c.npu_config).string(),
                    c.verify_images);
   return y;

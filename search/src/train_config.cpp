@@ -202,8 +202,6 @@ TrainSpec read_train_spec(YamlSection train) {
   t.max_steps_per_epoch = size_t(train.integer("max_steps_per_epoch", 0, 0, int64_t{1} << 40));
   t.flash_budget_bytes = uint64_t(train.integer("flash_budget_bytes", 0, 0, int64_t{1} << 40));
   t.holdout_fraction = train.number("holdout_fraction", t.holdout_fraction, 0.0, 0.5);
-  t.weight_average_decay =
-      train.number("weight_average_decay", t.weight_average_decay, 0.0, 0.999999);
   train.finish();
   return t;
 }

@@ -138,53 +138,6 @@ NetSnapshot read_snapshot(torch::serialize::InputArchive& archive, size_t tensor
   return snapshot;
 }
 
-}  // namespace
-
-void ParameterAverage::start(QNet& net) {
-  torch::NoGradGuard no_grad;
-  average_.clear();
-  for (const torch::Tensor& p : net.parameters()) average_.push_back(p.detach().clone());
-}
-
-void ParameterAverage::update(QNet& net, double decay) {
-  torch::NoGradGuard no_grad;
-  const std::vector<torch::Tensor> parameters = net.parameters();
-  for (size_t i = 0; i < average_.size(); ++i) {
-    average_[i].mul_(decay).add_(parameters[i].detach(), 1.0 - decay);
-  }
-}
-
-void ParameterAverage::exchange(QNet& net) {
-  torch::NoGradGuard no_grad;
-  const std::vector<torch::Tensor> parameters = net.parameters();
-  for (size_t i = 0; i < average_.size(); ++i) {
-    torch::Tensor held = parameters[i].detach().clone();
-    parameters[i].copy_(average_[i]);
-    average_[i] = held;
-  }
-}
-
-void ParameterAverage::write(torch::serialize::OutputArchive& archive) const {
-  for (size_t i = 0; i < average_.size(); ++i) {
-    archive.write(fmt::format("p{}", i), average_[i], /*is_buffer=*/true);
-  }
-}
-
-void ParameterAverage::read(torch::serialize::InputArchive& archive, QNet& net,
-                            const std::string& source) {
-  const std::vector<torch::Tensor> parameters = net.parameters();
-  average_.assign(parameters.size(), torch::Tensor());
-  for (size_t i = 0; i < parameters.size(); ++i) {
-    archive.read(fmt::format("p{}", i), average_[i], /*is_buffer=*/true);
-    if (average_[i].sizes() != parameters[i].sizes()) {
-      throw std::runtime_error(fmt::format(
-          "{}: the weight average does not match the model's architecture; use --restart", source));
-    }
-  }
-}
-
-namespace {
-
 /// Everything a resumed run needs besides the network: the epochs done and their records.
 struct Checkpoint {
   uint32_t epochs_done = 0;
@@ -195,8 +148,6 @@ struct Checkpoint {
   /// The epoch with the best held-out accuracy so far (-1: none yet) and its network.
   int64_t best_epoch = -1;
   NetSnapshot best;
-  /// The parameters' running average (TrainSpec::weight_average_decay); not started: none.
-  ParameterAverage average;
 };
 
 void save_checkpoint(const std::string& path, QNet& net, torch::optim::Optimizer& optimizer,
@@ -211,11 +162,6 @@ void save_checkpoint(const std::string& path, QNet& net, torch::optim::Optimizer
     torch::serialize::OutputArchive best_archive;
     write_snapshot(best_archive, state.best);
     archive.write("best", best_archive);
-  }
-  if (state.average.started()) {
-    torch::serialize::OutputArchive average_archive;
-    state.average.write(average_archive);
-    archive.write("average", average_archive);
   }
   nlohmann::json history = nlohmann::json::array();
   for (const EpochRecord& r : state.history) history.push_back(epoch_json(r));
@@ -251,10 +197,6 @@ Checkpoint read_checkpoint_state(torch::serialize::InputArchive& archive, const 
     }
     state.best = read_snapshot(best_archive, state_tensors(net).size());
     check_snapshot(net, state.best, path);
-  }
-  torch::serialize::InputArchive average_archive;
-  if (archive.try_read("average", average_archive)) {
-    state.average.read(average_archive, net, path);
   }
   return state;
 }
@@ -456,12 +398,8 @@ void load_exported_network(const std::string& output_dir, QNet& net) {
     archive.load_from(path);
     archive.read("net", net_archive);
     net.load(net_archive);
-    Checkpoint state = read_checkpoint_state(archive, path, net);
-    if (state.best_epoch >= 0) {
-      restore_snapshot(net, state.best, path, /*tensors_only=*/true);
-    } else if (state.average.started()) {
-      state.average.exchange(net);
-    }
+    const Checkpoint state = read_checkpoint_state(archive, path, net);
+    if (state.best_epoch >= 0) restore_snapshot(net, state.best, path, /*tensors_only=*/true);
   } catch (const c10::Error& e) {
     throw std::runtime_error(
         fmt::format("{}: unreadable checkpoint ({})", path, e.what_without_backtrace()));
@@ -610,10 +548,6 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
         for (const auto& layer : net->weighted()) layer->update_mask(layer->target_sparsity());
       }
     }
-    // The average starts with the quantised weights, the LSQ steps just initialised.
-    if (spec.weight_average_decay > 0 && phase != Phase::Warmup && !state.average.started()) {
-      state.average.start(*net);
-    }
     if (!optimizer || phase_start) {
       optimizer = make_optimizer(*net, ps.learning_rate, spec.weight_decay);
       if (load_optimizer && !phase_start) {
@@ -652,7 +586,6 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
       optimizer->zero_grad();
       loss.backward();
       optimizer->step();
-      if (state.average.started()) state.average.update(*net, spec.weight_average_decay);
       loss_sum += loss.item<double>() * batch.size;
       correct += size_t((logits.x.argmax(1) == labels).sum().item<int64_t>());
       seen += batch.size;
@@ -688,8 +621,6 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
       masks_at_target = ramp_sparsity(1.0, double(last_update + 1) / double(phase_steps),
                                       spec.ramp_fraction) >= 1.0;
     }
-    // From here to the checkpoint the network holds what would be exported: the average.
-    if (state.average.started()) state.average.exchange(*net);
     if (spec.flash_budget_bytes > 0 && masks_at_target) {
       hold_flash(*net);
     }
@@ -709,7 +640,6 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
     }
     if (phase != Phase::Warmup)
       record.compressed_bytes = compressed_weight_bytes(net->export_model());
-    if (state.average.started()) state.average.exchange(*net);
     record.step_milliseconds = step_ms;
     record.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     state.history.push_back(record);
@@ -745,14 +675,14 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
   if (state.best_epoch >= 0) {
     result.selected_epoch = state.best_epoch;
     const EpochRecord& best = state.history.at(size_t(state.best_epoch));
-    restore_snapshot(*net, state.best, checkpoint_path);
+    if (size_t(state.best_epoch) + 1 < state.history.size()) {
+      restore_snapshot(*net, state.best, checkpoint_path);
+    }
     say(
         fmt::format("exporting epoch {}: held-out accuracy {:.2f}% on {} training images kept "
                     "out of training (the last epoch: {:.2f}%)",
                     state.best_epoch + 1, 100 * best.holdout_accuracy, holdout.size(),
                     100 * state.history.back().holdout_accuracy));
-  } else if (state.average.started()) {
-    state.average.exchange(*net);
   }
 
   // Export, verify, measure.
@@ -861,7 +791,6 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
                        {"rule",
                         "best held-out accuracy of the epochs whose model is final in form; later "
                         "on ties"}}},
-       {"weight_average_decay", spec.weight_average_decay},
        {"flash_budget_bytes",
         spec.flash_budget_bytes > 0 ? nlohmann::json(spec.flash_budget_bytes) : nlohmann::json()},
        {"verified_images", result.verified_images},

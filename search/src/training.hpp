@@ -34,26 +34,6 @@ using NetInitializer = std::function<void(QNet&)>;
 TrainResult train_network(const TrainConfig& config, const TrainOptions& options,
                           const NetInitializer& initialize);
 
-/// Exponential moving average of a network's parameters (TrainSpec::weight_average_decay),
-/// in QNet::parameters() order.
-class ParameterAverage {
- public:
-  bool started() const { return !average_.empty(); }
-  /// Starts the average at the parameters' current values.
-  void start(QNet& net);
-  /// average <- decay * average + (1 - decay) * parameters.
-  void update(QNet& net, double decay);
-  /// Exchanges the parameters' values with the average's; twice leaves both as they were.
-  void exchange(QNet& net);
-  const std::vector<torch::Tensor>& values() const { return average_; }
-  void write(torch::serialize::OutputArchive& archive) const;
-  /// Reads what write() wrote for `net`'s architecture; throws naming `source` otherwise.
-  void read(torch::serialize::InputArchive& archive, QNet& net, const std::string& source);
-
- private:
-  std::vector<torch::Tensor> average_;
-};
-
 /// Loads into `net` (of the trained architecture) the network that train_network() wrote
 /// to `output_dir` and exported: the kept epoch's when one was chosen on held-out images.
 /// Parameters and buffers (masks included) only: `net` keeps its own target sparsities.

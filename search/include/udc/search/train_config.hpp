@@ -108,12 +108,6 @@ struct TrainSpec {
   /// the later on a tie. 0: the last epoch, no images held out. The test set is never used
   /// for this choice.
   double holdout_fraction = 0.0;
-  /// Per-step decay of an exponential moving average of the parameters (weights, LSQ steps,
-  /// batch norm scales and shifts) kept through the quantised phases; 0: off. When on, the
-  /// average, not the last step's weights, is what each epoch evaluates, the flash budget
-  /// holds, the held-out choice keeps and the export writes: it smooths the step-to-step
-  /// flips of low-bit weights at their rounding points. Horizon ~ 1 / (1 - decay) [steps].
-  double weight_average_decay = 0.0;
 };
 
 struct TrainConfig {
