@@ -45,8 +45,7 @@ TEST(TrainConfig, DefaultsAndDerivedValues) {
   const fs::path path = fs::temp_directory_path() / "udc_cfg_min.yaml";
   std::ofstream(path)
       << kMinimal
-      << "npu: ../npu/x.yaml\ntrain: {flash_budget_bytes: 2048, holdout_fraction: 0.1, "
-         "weight_average_decay: 0.998}\n";
+      << "npu: ../npu/x.yaml\ntrain: {flash_budget_bytes: 2048, holdout_fraction: 0.1}\n";
   const TrainConfig config = load_train_config(path.string());
   ASSERT_EQ(config.architecture.layers.size(), 2u);
   EXPECT_EQ(config.architecture.layers[1].out_channels, 10u);  // fc: classes
@@ -55,7 +54,6 @@ TEST(TrainConfig, DefaultsAndDerivedValues) {
   EXPECT_EQ(config.data.dir, "/usr/share/datasets/fashion-mnist");
   EXPECT_EQ(config.train.flash_budget_bytes, 2048u);
   EXPECT_EQ(config.train.holdout_fraction, 0.1);
-  EXPECT_EQ(config.train.weight_average_decay, 0.998);
   EXPECT_EQ(config.train.ramp_fraction, TrainSpec{}.ramp_fraction);
   EXPECT_EQ(config.npu_config, (path.parent_path().parent_path() / "npu/x.yaml").string());
   fs::remove(path);
@@ -81,9 +79,6 @@ TEST(TrainConfig, ErrorsNameLineAndKey) {
             std::string::npos);
   EXPECT_NE(error_for(std::string(kMinimal) + "train: {holdout_fraction: 0.9}\n")
                 .find("train.holdout_fraction: expected a number 0..0.5"),
-            std::string::npos);
-  EXPECT_NE(error_for(std::string(kMinimal) + "train: {weight_average_decay: 1}\n")
-                .find("train.weight_average_decay"),
             std::string::npos);
   EXPECT_NE(error_for("model: [1, 2\n").find("malformed YAML"), std::string::npos);
   EXPECT_NE(error_for(std::string(kMinimal) + "data: {set: cifar100}\n").find("data.dir: missing"),
