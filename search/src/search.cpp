@@ -260,11 +260,12 @@ std::string train_config_yaml(const TrainConfig& c) {
       "train:\n  batch_size: {}\n  warmup: {{epochs: {}, lr: {}}}\n  compress: {{epochs: {}, lr: "
       "{}}}\n  finetune: {{epochs: {}, lr: {}}}\n  weight_decay: {}\n  seed: {}\n  threads: {}\n"
       "  prune_interval: {}\n  ramp_fraction: {}\n  activation_momentum: {}\n"
-      "  flash_budget_bytes: {}\n  holdout_fraction: {}\n",
+      "  flash_budget_bytes: {}\n  holdout_fraction: {}\n"
+      "  distillation: {{weight: {}, temperature: {}}}\n",
       t.batch_size, t.warmup.epochs, t.warmup.learning_rate, t.compress.epochs,
       t.compress.learning_rate, t.finetune.epochs, t.finetune.learning_rate, t.weight_decay, t.seed,
       t.threads, t.prune_interval, t.ramp_fraction, t.activation_momentum, t.flash_budget_bytes,
-      t.holdout_fraction);
+      t.holdout_fraction, t.distillation.weight, t.distillation.temperature);
   y += fmt::format("npu: {}\nverify_images: {}\n", fs::absolute(c.npu_config).string(),
                    c.verify_images);
   return y;
@@ -758,6 +759,8 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
     choice = repaired;
     train_config.architecture = supernet->derive(choice);
     train_config.train.warmup.epochs = 0;
+    // No float warm-up, so no float teacher to distil from.
+    train_config.train.distillation.weight = 0;
     train_config.train.compress.epochs = 1;
     train_config.train.finetune.epochs = 1;
     train_options.output_dir = (out / fmt::format("repair{}", round)).string();

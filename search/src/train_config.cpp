@@ -202,6 +202,16 @@ TrainSpec read_train_spec(YamlSection train) {
   t.max_steps_per_epoch = size_t(train.integer("max_steps_per_epoch", 0, 0, int64_t{1} << 40));
   t.flash_budget_bytes = uint64_t(train.integer("flash_budget_bytes", 0, 0, int64_t{1} << 40));
   t.holdout_fraction = train.number("holdout_fraction", t.holdout_fraction, 0.0, 0.5);
+  YamlSection distillation = train.section("distillation");
+  t.distillation.weight = distillation.number("weight", t.distillation.weight, 0.0, 1.0);
+  t.distillation.temperature =
+      distillation.number("temperature", t.distillation.temperature, 0.1, 100.0);
+  distillation.finish();
+  if (t.distillation.enabled() && t.warmup.epochs == 0) {
+    distillation.fail("weight",
+                      "distillation learns from the float warm-up's network, but warmup.epochs "
+                      "is 0 (give the warm-up at least one epoch, or set the weight to 0)");
+  }
   train.finish();
   return t;
 }

@@ -148,6 +148,8 @@ struct Checkpoint {
   /// The epoch with the best held-out accuracy so far (-1: none yet) and its network.
   int64_t best_epoch = -1;
   NetSnapshot best;
+  /// The distillation teacher: the network at the end of the float warm-up (empty: none).
+  NetSnapshot teacher;
 };
 
 void save_checkpoint(const std::string& path, QNet& net, torch::optim::Optimizer& optimizer,
@@ -163,12 +165,18 @@ void save_checkpoint(const std::string& path, QNet& net, torch::optim::Optimizer
     write_snapshot(best_archive, state.best);
     archive.write("best", best_archive);
   }
+  if (!state.teacher.empty()) {
+    torch::serialize::OutputArchive teacher_archive;
+    write_snapshot(teacher_archive, state.teacher);
+    archive.write("teacher", teacher_archive);
+  }
   nlohmann::json history = nlohmann::json::array();
   for (const EpochRecord& r : state.history) history.push_back(epoch_json(r));
   archive.write("state", c10::IValue(nlohmann::json{{"epochs_done", state.epochs_done},
                                                     {"history", history},
                                                     {"target_sparsity", state.target_sparsity},
-                                                    {"best_epoch", state.best_epoch}}
+                                                    {"best_epoch", state.best_epoch},
+                                                    {"teacher", !state.teacher.empty()}}
                                          .dump()));
   save_archive_atomically(archive, path);
 }
@@ -197,6 +205,15 @@ Checkpoint read_checkpoint_state(torch::serialize::InputArchive& archive, const 
     }
     state.best = read_snapshot(best_archive, state_tensors(net).size());
     check_snapshot(net, state.best, path);
+  }
+  if (j.value("teacher", false)) {
+    torch::serialize::InputArchive teacher_archive;
+    if (!archive.try_read("teacher", teacher_archive)) {
+      throw std::runtime_error(fmt::format(
+          "{}: checkpoint says it holds a distillation teacher but lacks it; use --restart", path));
+    }
+    state.teacher = read_snapshot(teacher_archive, state_tensors(net).size());
+    check_snapshot(net, state.teacher, path);
   }
   return state;
 }
@@ -316,6 +333,19 @@ size_t checked_steps_per_epoch(const data::BatchLoader& loader, size_t max_steps
 double cosine_rate(double base, size_t step, size_t steps) {
   const double t = steps <= 1 ? 0.0 : double(step) / double(steps - 1);
   return base * (0.05 + 0.95 * 0.5 * (1.0 + std::cos(M_PI * t)));
+}
+
+torch::Tensor training_loss(const torch::Tensor& logits, const torch::Tensor& labels,
+                            const torch::Tensor& teacher_logits,
+                            const DistillationSpec& distillation) {
+  const torch::Tensor hard = torch::cross_entropy_loss(logits, labels);
+  if (!teacher_logits.defined()) return hard;
+  const double t = distillation.temperature;
+  const torch::Tensor teacher_log_p = torch::log_softmax(teacher_logits / t, 1);
+  const torch::Tensor student_log_p = torch::log_softmax(logits / t, 1);
+  const torch::Tensor kl = (teacher_log_p.exp() * (teacher_log_p - student_log_p)).sum(1).mean();
+  // t^2 keeps the soft term's gradient on the scale of the hard term's (Hinton et al.).
+  return (1.0 - distillation.weight) * hard + distillation.weight * t * t * kl;
 }
 
 std::string format_duration(double seconds) {
@@ -520,6 +550,14 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
   }
   result.first_epoch = state.epochs_done;
   if (!result.resumed && initialize) initialize(*net);
+  // The frozen float teacher of distillation (null: distillation off or not begun).
+  std::shared_ptr<QNet> teacher;
+  auto make_teacher = [&] {
+    teacher = std::make_shared<QNet>(arch, config.data.normalization);
+    restore_snapshot(*teacher, state.teacher, checkpoint_path);
+    teacher->eval();
+  };
+  if (!state.teacher.empty()) make_teacher();
 
   data::BatchLoader loader(train_set, config.data.normalization, config.data.augmentation,
                            {spec.batch_size, true, true, spec.seed, 2});
@@ -540,6 +578,16 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
     const PhaseSpec& ps = phase_spec(phase);
     const bool phase_start = epoch == phase_first_epoch(phase);
     if (phase_start && phase != Phase::Warmup) {
+      if (spec.distillation.enabled() && !teacher) {
+        if (epoch != warmup_end) {
+          throw std::runtime_error(fmt::format(
+              "{}: distillation is on but the checkpoint, past the warm-up, holds no teacher "
+              "(it was written without distillation); use --restart",
+              checkpoint_path));
+        }
+        state.teacher = take_snapshot(*net);
+        make_teacher();
+      }
       if (phase == Phase::Compress || spec.compress.epochs == 0) {
         prepare_quantization(*net, train_set, config.data.normalization, spec.batch_size,
                              spec.seed);
@@ -581,8 +629,14 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
       }
       const torch::Tensor labels =
           torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong);
-      const QTensor logits = net->forward(images_tensor(batch), context);
-      const torch::Tensor loss = torch::cross_entropy_loss(logits.x, labels);
+      const torch::Tensor images = images_tensor(batch);
+      torch::Tensor teacher_logits;
+      if (teacher && phase != Phase::Warmup) {
+        torch::NoGradGuard no_grad;
+        teacher_logits = teacher->forward(images, {Mode::Float, false, 0.0}).x;
+      }
+      const QTensor logits = net->forward(images, context);
+      const torch::Tensor loss = training_loss(logits.x, labels, teacher_logits, spec.distillation);
       optimizer->zero_grad();
       loss.backward();
       optimizer->step();

@@ -47,6 +47,12 @@ std::string format_duration(double seconds);
 /// Learning rate at `step` of `steps` in a phase: cosine from `base` to 5 % of it.
 double cosine_rate(double base, size_t step, size_t steps);
 
+/// Loss of a training step: cross-entropy of `logits` [N, classes] on `labels`, mixed with
+/// the softened KL divergence from `teacher_logits` when that is defined (DistillationSpec).
+torch::Tensor training_loss(const torch::Tensor& logits, const torch::Tensor& labels,
+                            const torch::Tensor& teacher_logits,
+                            const DistillationSpec& distillation);
+
 /// Steps per epoch of `loader` (capped by `max_steps`, 0: no cap); throws naming
 /// `config_file` when the set holds less than one batch.
 size_t checked_steps_per_epoch(const data::BatchLoader& loader, size_t max_steps,

@@ -353,6 +353,74 @@ TEST(Trainer, FlashBudgetHoldsAfterEveryEpochAndSurvivesResume) {
   fs::remove_all(root);
 }
 
+TEST(Distillation, LossMixesCrossEntropyWithTorchsKlDivergence) {
+  torch::manual_seed(3);
+  const torch::Tensor student = torch::randn({16, 10}, torch::kDouble).requires_grad_(true);
+  const torch::Tensor teacher = 3 * torch::randn({16, 10}, torch::kDouble);
+  const torch::Tensor labels = torch::randint(0, 10, {16}, torch::kLong);
+  const torch::Tensor hard = torch::nll_loss(torch::log_softmax(student, 1), labels);
+  // Without a teacher, or at weight 0: the cross-entropy alone.
+  EXPECT_TRUE(torch::allclose(training_loss(student, labels, {}, {0.5, 4.0}), hard));
+  EXPECT_TRUE(torch::allclose(training_loss(student, labels, teacher, {0.0, 4.0}), hard));
+  // Weight 0.3, temperature 4: Torch's own KL divergence (summed, per sample) scaled by t^2.
+  const double t = 4.0;
+  const torch::Tensor kl =
+      torch::kl_div(torch::log_softmax(student / t, 1), torch::log_softmax(teacher / t, 1),
+                    at::Reduction::Sum, /*log_target=*/true) /
+      16.0;
+  EXPECT_TRUE(torch::allclose(training_loss(student, labels, teacher, {0.3, t}),
+                              0.7 * hard + 0.3 * t * t * kl));
+  // At weight 1 the gradient is the classic t * (softmax(s/t) - softmax(t_logits/t)) / N,
+  // and it vanishes when the student matches the teacher.
+  training_loss(student, labels, teacher, {1.0, t}).backward();
+  const torch::Tensor expected =
+      t * (torch::softmax(student.detach() / t, 1) - torch::softmax(teacher / t, 1)) / 16.0;
+  EXPECT_TRUE(torch::allclose(student.grad(), expected, 1e-9, 1e-12));
+  EXPECT_NEAR(training_loss(teacher.clone(), labels, teacher, {1.0, t}).item<double>(), 0.0, 1e-12);
+}
+
+TEST(Trainer, DistillsFromTheWarmupNetworkAndResumesWithIt) {
+  if (!fs::is_directory(udc::data::kFashionMnistDir)) GTEST_SKIP() << "no Fashion-MNIST";
+  const fs::path root = fs::temp_directory_path() / ("udc_distil_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  TrainOptions options;
+  options.output_dir = (root / "plain").string();
+  const TrainResult plain = train(tiny_config(1), options);
+
+  TrainConfig distilled = tiny_config(1);
+  distilled.train.distillation = {0.7, 2.0};
+  options.output_dir = (root / "full").string();
+  const TrainResult full = train(distilled, options);
+  // The float warm-up does not distil: same epoch as without; the quantised ones differ.
+  EXPECT_EQ(full.history.at(0).loss, plain.history.at(0).loss);
+  EXPECT_NE(full.history.at(1).loss, plain.history.at(1).loss);
+  EXPECT_NE(udc::common::read_file(full.model_path), udc::common::read_file(plain.model_path));
+
+  // Stopped after the compress epoch and resumed: the teacher, taken at the end of the
+  // warm-up, comes back with the checkpoint (the network has moved on since), so the model
+  // is the one trained without a stop.
+  TrainConfig stopped = distilled;
+  stopped.train.finetune.epochs = 0;
+  options.output_dir = (root / "resumed").string();
+  train(stopped, options);
+  const TrainResult resumed = train(distilled, options);
+  EXPECT_TRUE(resumed.resumed);
+  EXPECT_EQ(resumed.first_epoch, 2u);
+  EXPECT_EQ(udc::common::read_file(resumed.model_path), udc::common::read_file(full.model_path));
+
+  // Distillation switched on past the warm-up finds no teacher: a clear error, not a
+  // teacher made of the quantised network.
+  options.output_dir = (root / "late").string();
+  train(tiny_config(0), options);
+  try {
+    train(distilled, options);
+    ADD_FAILURE() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("holds no teacher"), std::string::npos) << e.what();
+  }
+  fs::remove_all(root);
+}
+
 TEST(Trainer, ExportsTheEpochBestOnHeldOutImagesAndResumesIt) {
   if (!fs::is_directory(udc::data::kFashionMnistDir)) GTEST_SKIP() << "no Fashion-MNIST";
   const fs::path root = fs::temp_directory_path() / ("udc_holdout_" + std::to_string(::getpid()));

@@ -45,7 +45,8 @@ TEST(TrainConfig, DefaultsAndDerivedValues) {
   const fs::path path = fs::temp_directory_path() / "udc_cfg_min.yaml";
   std::ofstream(path)
       << kMinimal
-      << "npu: ../npu/x.yaml\ntrain: {flash_budget_bytes: 2048, holdout_fraction: 0.1}\n";
+      << "npu: ../npu/x.yaml\ntrain: {flash_budget_bytes: 2048, holdout_fraction: 0.1, "
+         "distillation: {weight: 0.5, temperature: 2}}\n";
   const TrainConfig config = load_train_config(path.string());
   ASSERT_EQ(config.architecture.layers.size(), 2u);
   EXPECT_EQ(config.architecture.layers[1].out_channels, 10u);  // fc: classes
@@ -54,6 +55,9 @@ TEST(TrainConfig, DefaultsAndDerivedValues) {
   EXPECT_EQ(config.data.dir, "/usr/share/datasets/fashion-mnist");
   EXPECT_EQ(config.train.flash_budget_bytes, 2048u);
   EXPECT_EQ(config.train.holdout_fraction, 0.1);
+  EXPECT_EQ(config.train.distillation.weight, 0.5);
+  EXPECT_EQ(config.train.distillation.temperature, 2.0);
+  EXPECT_TRUE(config.train.distillation.enabled());
   EXPECT_EQ(config.train.ramp_fraction, TrainSpec{}.ramp_fraction);
   EXPECT_EQ(config.npu_config, (path.parent_path().parent_path() / "npu/x.yaml").string());
   fs::remove(path);
@@ -79,6 +83,17 @@ TEST(TrainConfig, ErrorsNameLineAndKey) {
             std::string::npos);
   EXPECT_NE(error_for(std::string(kMinimal) + "train: {holdout_fraction: 0.9}\n")
                 .find("train.holdout_fraction: expected a number 0..0.5"),
+            std::string::npos);
+  EXPECT_NE(error_for(std::string(kMinimal) + "train: {distillation: {weight: 1.5}}\n")
+                .find("train.distillation.weight: expected a number 0..1"),
+            std::string::npos);
+  EXPECT_NE(error_for(std::string(kMinimal) + "train: {distillation: {temprature: 2}}\n")
+                .find("train.distillation.temprature: unknown key"),
+            std::string::npos);
+  // The teacher is the warm-up's network, so distillation needs a warm-up.
+  EXPECT_NE(error_for(std::string(kMinimal) +
+                      "train: {warmup: {epochs: 0}, distillation: {weight: 0.5}}\n")
+                .find("train.distillation.weight: distillation learns from the float warm-up"),
             std::string::npos);
   EXPECT_NE(error_for("model: [1, 2\n").find("malformed YAML"), std::string::npos);
   EXPECT_NE(error_for(std::string(kMinimal) + "data: {set: cifar100}\n").find("data.dir: missing"),

@@ -87,6 +87,16 @@ struct PhaseSpec {
   double learning_rate = 1e-3;  ///< initial; cosine decay to 5 % over the phase
 };
 
+/// Self-distillation: the quantised phases also learn the soft predictions of the network
+/// as it stood at the end of the float warm-up (a frozen float teacher, batch norm on its
+/// running statistics). Loss: (1 - weight) * cross-entropy(labels) + weight * temperature^2
+/// * KL(teacher || student), both softened by `temperature` (Hinton et al. 2015).
+struct DistillationSpec {
+  double weight = 0.0;       ///< 0..1; 0: off
+  double temperature = 4.0;  ///< softmax temperature of teacher and student, > 0
+  bool enabled() const { return weight > 0; }
+};
+
 struct TrainSpec {
   uint32_t batch_size = 128;
   PhaseSpec warmup{2, 2e-3}, compress{2, 1e-3}, finetune{1, 2e-4};
@@ -108,6 +118,9 @@ struct TrainSpec {
   /// the later on a tie. 0: the last epoch, no images held out. The test set is never used
   /// for this choice.
   double holdout_fraction = 0.0;
+  /// Distillation from the float warm-up's network in the compress and fine-tune phases;
+  /// needs a warm-up of at least one epoch.
+  DistillationSpec distillation;
 };
 
 struct TrainConfig {
