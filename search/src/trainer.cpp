@@ -450,14 +450,32 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
   };
   const TrainSpec& spec = config.train;
   const ArchitectureSpec& arch = config.architecture;
+  // The flash guard's work over an epoch, reported once at its end.
+  struct GuardTally {
+    uint64_t largest = 0, after = 0;  ///< largest size found over budget; size now [bytes]
+    uint64_t pruned = 0;              ///< weights pruned
+    uint32_t checks = 0, prunings = 0;
+    bool fits = true;
+  } tally;
   auto hold_flash = [&](QNet& net) {
     const FlashGuard guard = hold_flash_budget(net, spec.flash_budget_bytes);
+    ++tally.checks;
+    tally.after = guard.after;
+    tally.fits = guard.fits;
     if (guard.before <= spec.flash_budget_bytes) return;
-    say(
-        fmt::format("  flash budget: weights grew to {} B, over {} B; {} more weights pruned{}: "
-                    "{} B",
-                    guard.before, spec.flash_budget_bytes, guard.pruned,
-                    guard.fits ? "" : " (no further step saves a byte)", guard.after));
+    ++tally.prunings;
+    tally.largest = std::max(tally.largest, guard.before);
+    tally.pruned += guard.pruned;
+  };
+  auto report_flash = [&] {
+    if (tally.prunings > 0) {
+      say(fmt::format(
+          "  flash budget: weights grew to up to {} B, over {} B, at {} of {} checks; {} more "
+          "weights pruned{}: {} B",
+          tally.largest, spec.flash_budget_bytes, tally.prunings, tally.checks, tally.pruned,
+          tally.fits ? "" : " (no further step saves a byte)", tally.after));
+    }
+    tally = GuardTally{};
   };
   torch::set_num_threads(int(spec.threads));
   torch::manual_seed(spec.seed);
@@ -570,6 +588,16 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
                   total_epochs, spec.warmup.epochs, spec.compress.epochs, spec.finetune.epochs,
                   steps_per_epoch, spec.batch_size));
 
+  // Whether the masks are at their targets after the mask update of `phase_step` (or the
+  // last one before it): only then does the encoded size mean what the exported model holds.
+  auto masks_at_target_after = [&](Phase phase, size_t phase_step, size_t phase_steps) {
+    if (phase != Phase::Compress) return phase == Phase::Finetune;
+    const size_t last_update =
+        phase_step + 1 == phase_steps ? phase_step : phase_step - phase_step % spec.prune_interval;
+    return ramp_sparsity(1.0, double(last_update + 1) / double(phase_steps), spec.ramp_fraction) >=
+           1.0;
+  };
+
   const Clock::time_point run_start = Clock::now();
   double run_seconds = 0;
   for (uint32_t epoch = state.epochs_done; epoch < total_epochs; ++epoch) {
@@ -627,6 +655,13 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
           layer->update_mask(ramp_sparsity(layer->target_sparsity(), progress, spec.ramp_fraction));
         }
       }
+      // Training moves the weights and with them the encoded size; holding the budget as
+      // often as the masks move prunes a few weights at a time, with steps to recover in
+      // between, rather than many at the end of an epoch, just before it is evaluated.
+      if (spec.flash_budget_bytes > 0 && phase_step % spec.prune_interval == 0 &&
+          masks_at_target_after(phase, phase_step, phase_steps)) {
+        hold_flash(*net);
+      }
       const torch::Tensor labels =
           torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong);
       const torch::Tensor images = images_tensor(batch);
@@ -665,19 +700,11 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
     record.phase = phase_name(phase);
     record.loss = loss_sum / double(std::max<size_t>(seen, 1));
     record.train_accuracy = double(correct) / double(std::max<size_t>(seen, 1));
-    // Masks are at their targets once the ramp is over; only then does the size mean what
-    // the exported model will hold.
-    bool masks_at_target = phase == Phase::Finetune;
-    if (phase == Phase::Compress && step > 0) {
-      const size_t last_step = phase_step0 + step - 1;
-      const size_t last_update =
-          last_step + 1 == phase_steps ? last_step : last_step - last_step % spec.prune_interval;
-      masks_at_target = ramp_sparsity(1.0, double(last_update + 1) / double(phase_steps),
-                                      spec.ramp_fraction) >= 1.0;
-    }
-    if (spec.flash_budget_bytes > 0 && masks_at_target) {
-      hold_flash(*net);
-    }
+    const bool masks_at_target =
+        step > 0 ? masks_at_target_after(phase, phase_step0 + step - 1, phase_steps)
+                 : phase == Phase::Finetune;
+    if (spec.flash_budget_bytes > 0 && masks_at_target) hold_flash(*net);
+    report_flash();
     record.test_accuracy =
         evaluate(*net, test_set, config.data.normalization, context.mode, 500, 0).accuracy;
     bool best_so_far = false;
@@ -723,6 +750,7 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
     prepare_quantization(*net, train_set, config.data.normalization, spec.batch_size, spec.seed);
     for (const auto& layer : net->weighted()) layer->update_mask(layer->target_sparsity());
     if (spec.flash_budget_bytes > 0) hold_flash(*net);
+    report_flash();
   }
 
   result.holdout_images = holdout.size();
