@@ -11,7 +11,9 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "qnet.hpp"
@@ -327,7 +329,14 @@ TEST(Trainer, FlashBudgetHoldsAfterEveryEpochAndSurvivesResume) {
   TrainConfig bounded = tiny_config(1);
   bounded.train.flash_budget_bytes = budget;
   options.output_dir = (root / "bounded").string();
+  std::ostringstream log;
+  options.log = &log;
   const TrainResult held = train(bounded, options);
+  options.log = nullptr;
+  // The compress epoch's masks reach their targets at its step 2 (of 4, mask updates every
+  // 2 steps, ramp over 70 %): the budget is held there, mid-epoch, and at the epoch's end.
+  EXPECT_NE(log.str().find(fmt::format("over {} B, at 1 of 2 checks", budget)), std::string::npos)
+      << log.str();
   // The exported model, re-encoded independently of the trainer's bookkeeping, fits.
   const fm::Model model = fm::read_model(held.model_path);
   EXPECT_LE(fm::summarize(model).compressed_bytes, budget);
