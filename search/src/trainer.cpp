@@ -467,23 +467,6 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
     tally.largest = std::max(tally.largest, guard.before);
     tally.pruned += guard.pruned;
   };
-  // During the ramp the masks are not yet at their targets, but training moves the weights
-  // and with them what the targets encode. The targets are checked at every mask update of
-  // the ramp, by trying the masks at their targets, and raised while they do not fit: the
-  // guard's pruning is spread over the ramp, rather than taken at once where it ends (on
-  // the 8 KiB model 938 to 1,140 weights in one step; issue 6 note).
-  auto hold_flash_targets = [&](QNet& net) {
-    torch::NoGradGuard no_grad;
-    std::vector<torch::Tensor> ramp_masks;
-    for (const auto& layer : net.weighted()) {
-      ramp_masks.push_back(layer->mask().clone());
-      layer->update_mask(layer->target_sparsity());
-    }
-    hold_flash(net);
-    for (size_t i = 0; i < ramp_masks.size(); ++i) {
-      net.weighted()[i]->restore_mask(ramp_masks[i]);
-    }
-  };
   auto report_flash = [&] {
     if (tally.prunings > 0) {
       say(fmt::format(
@@ -668,9 +651,6 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
       if (phase == Phase::Compress &&
           (phase_step % spec.prune_interval == 0 || phase_step + 1 == phase_steps)) {
         const double progress = double(phase_step + 1) / double(phase_steps);
-        if (spec.flash_budget_bytes > 0 && !masks_at_target_after(phase, phase_step, phase_steps)) {
-          hold_flash_targets(*net);
-        }
         for (const auto& layer : net->weighted()) {
           layer->update_mask(ramp_sparsity(layer->target_sparsity(), progress, spec.ramp_fraction));
         }
