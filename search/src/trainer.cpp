@@ -508,6 +508,8 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
 
   fs::create_directories(options.output_dir);
   const std::string checkpoint_path = (fs::path(options.output_dir) / "checkpoint.pt").string();
+  const std::string warmup_checkpoint_path =
+      (fs::path(options.output_dir) / "warmup-checkpoint.pt").string();
   auto net = std::make_shared<QNet>(arch, config.data.normalization);
 
   const uint32_t warmup_end = spec.warmup.epochs;
@@ -729,6 +731,11 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
     for (const auto& layer : net->weighted())
       state.target_sparsity.push_back(layer->target_sparsity());
     save_checkpoint(checkpoint_path, *net, *optimizer, state);
+    // Kept apart from the rolling checkpoint: a run resumed from it (copied to checkpoint.pt
+    // of another output folder) tries another compress or fine-tune schedule without
+    // repeating the float warm-up, which is most of a long fine-tune's time.
+    if (epoch + 1 == warmup_end && total_epochs > warmup_end)
+      save_checkpoint(warmup_checkpoint_path, *net, *optimizer, state);
     run_seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
     const double eta =
         run_seconds / double(epoch + 1 - result.first_epoch) * double(total_epochs - epoch - 1);

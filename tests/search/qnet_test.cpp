@@ -416,6 +416,16 @@ TEST(Trainer, DistillsFromTheWarmupNetworkAndResumesWithIt) {
   EXPECT_TRUE(resumed.resumed);
   EXPECT_EQ(resumed.first_epoch, 2u);
   EXPECT_EQ(udc::common::read_file(resumed.model_path), udc::common::read_file(full.model_path));
+
+  // Started over from the checkpoint kept at the end of the float warm-up: the same model.
+  options.output_dir = (root / "from_warmup").string();
+  fs::create_directories(options.output_dir);
+  fs::copy_file(root / "full" / "warmup-checkpoint.pt", root / "from_warmup" / "checkpoint.pt");
+  const TrainResult from_warmup = train(distilled, options);
+  EXPECT_TRUE(from_warmup.resumed);
+  EXPECT_EQ(from_warmup.first_epoch, 1u);
+  EXPECT_EQ(udc::common::read_file(from_warmup.model_path),
+            udc::common::read_file(full.model_path));
   fs::remove_all(root);
 }
 
