@@ -294,7 +294,7 @@ void emit_tile_weights(const Operation& op, const OpWeights& w, const Tile& tile
 
 TensorRef tensor_ref(const Model& model, const MemoryPlan& plan, int32_t tensor) {
   TensorRef r;
-  r.memory = MemoryId::Sram;
+  r.memory = plan.arena_memory;
   r.address = plan.tensors[size_t(tensor)].address;
   r.shape = model.tensors[size_t(tensor)].shape;
   return r;
@@ -401,7 +401,7 @@ void emit_depth_to_space(const Model& model, const MemoryPlan& plan, const Opera
       Command c;
       c.kind = CommandKind::MaxPool;
       c.ifm = channel_slice(tensor_ref(model, plan, op.inputs[0]), (i * b + j) * depth, depth);
-      c.ofm.memory = MemoryId::Sram;
+      c.ofm.memory = plan.arena_memory;
       c.ofm.address =
           plan.tensors[size_t(op.output)].address + (uint64_t{i} * out.shape[1] + j) * depth;
       c.ofm.shape = {in.shape[0], in.shape[1], depth};
@@ -509,10 +509,13 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
     }
   }
 
-  // 1. The activation arena.
+  // 1. The activation arena: in SRAM, or off-chip in the dedicated_sram memory mode.
   out.plan = liveness(model);
   place_arena(out.plan, options.reuse_memory, model.operations.size());
   MemoryPlan& plan = out.plan;
+  const bool arena_offchip = config.feature_maps_offchip();
+  plan.arena_memory = arena_offchip ? MemoryId::Offchip : MemoryId::Sram;
+  const uint64_t sram_arena = arena_offchip ? 0 : align_up(plan.arena_bytes, kPlacementAlignment);
 
   // 2. Weights: encode each block, then decide where the streams go.
   std::vector<OpWeights> weights(model.operations.size());
@@ -524,11 +527,11 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
     largest_op = std::max(largest_op, weights[i].whole_bytes);
     largest_block = std::max(largest_block, weights[i].largest_block_tile);
   }
-  const bool weights_in_sram = config.weights_memory == "sram";
+  const bool weights_in_sram = config.weights_in_sram();
   out.weights = WeightPlacement::Stream;
   if (!weights_in_sram && largest_op > 0 && options.weights == WeightPlacement::Prefetch) {
     const uint64_t free_sram =
-        config.sram.size_bytes > plan.arena_bytes ? config.sram.size_bytes - plan.arena_bytes : 0;
+        config.sram.size_bytes > sram_arena ? config.sram.size_bytes - sram_arena : 0;
     uint64_t buffer =
         options.weight_buffer_bytes
             ? options.weight_buffer_bytes
@@ -543,20 +546,23 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
                             buffer, largest_block)
               : fmt::format("prefetch needs two weight buffers of at least {} bytes (the largest "
                             "block), but only {} of SRAM are free beside the {} arena",
-                            largest_block, kib(free_sram), kib(plan.arena_bytes)));
+                            largest_block, kib(free_sram), kib(sram_arena)));
     }
     out.weights = WeightPlacement::Prefetch;
-    plan.weight_buffer_address = align_up(plan.arena_bytes, kPlacementAlignment);
+    plan.weight_buffer_address = sram_arena;
     plan.weight_buffer_bytes = buffer;
   }
-  const uint64_t sram_weights_base =
-      align_up(plan.arena_bytes + 2 * plan.weight_buffer_bytes, kPlacementAlignment);
+  // SRAM: [arena unless off-chip] [two prefetch buffers] [weights in sram_only].
+  // Off-chip: [arena in dedicated_sram] [weights otherwise].
+  const uint64_t sram_weights_base = sram_arena + 2 * plan.weight_buffer_bytes;
+  const uint64_t offchip_arena =
+      arena_offchip ? align_up(plan.arena_bytes, kPlacementAlignment) : 0;
 
   // 3. Commands, in model order. Prefetch keeps the DMA of tile k+2 behind the compute of
   // tile k, which uses the same buffer; tile k+1 streams in meanwhile.
   npu_sim::MemoryImage weight_image;
   weight_image.memory = weights_in_sram ? MemoryId::Sram : MemoryId::Offchip;
-  weight_image.address = weights_in_sram ? sram_weights_base : 0;
+  weight_image.address = weights_in_sram ? sram_weights_base : offchip_arena;
   std::vector<std::vector<Tile>> op_tiles(model.operations.size());
   for (size_t i = 0; i < model.operations.size(); ++i) {
     if (!has_weights(model.operations[i].type)) continue;
@@ -588,8 +594,10 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
       if (out.weights == WeightPlacement::Prefetch) {
         const uint64_t buffer =
             plan.weight_buffer_address + (tile_flash.size() % 2) * plan.weight_buffer_bytes;
-        for (npu_sim::WeightStreamRef& s : c.weight_streams) s.address += buffer - tile_start;
-        c.scale_address += buffer - tile_start;
+        const uint64_t stored_at = weight_image.address + tile_start;
+        for (npu_sim::WeightStreamRef& s : c.weight_streams)
+          s.address = s.address - stored_at + buffer;
+        c.scale_address = c.scale_address - stored_at + buffer;
         c.weight_memory = MemoryId::Sram;
       }
       tile_flash.push_back(tile_start);
@@ -600,7 +608,8 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
   const size_t tile_count = tile_flash.size();
   auto issue_dma = [&] {
     const uint64_t buffer = plan.weight_buffer_address + (next_dma % 2) * plan.weight_buffer_bytes;
-    commands.push_back(dma_command(tile_flash[next_dma], buffer, tile_size[next_dma]));
+    commands.push_back(
+        dma_command(weight_image.address + tile_flash[next_dma], buffer, tile_size[next_dma]));
     ++next_dma;
   };
   const bool prefetch = out.weights == WeightPlacement::Prefetch;
@@ -651,13 +660,13 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
   } else {
     plan.flash_bytes = weight_image.bytes.size();
   }
-  plan.sram_bytes = weights_in_sram ? sram_weights_base + plan.sram_weights_bytes
-                                    : plan.arena_bytes + 2 * plan.weight_buffer_bytes;
+  plan.sram_bytes = sram_weights_base + plan.sram_weights_bytes;
+  plan.offchip_arena_bytes = offchip_arena;
   if (plan.sram_bytes > config.sram.size_bytes) {
     return does_not_fit(
         "sram", plan.sram_bytes, config.sram.size_bytes,
         fmt::format("needs {} of SRAM ({} activations at peak{}{}), {} available",
-                    kib(plan.sram_bytes), kib(plan.arena_bytes),
+                    kib(plan.sram_bytes), kib(sram_arena),
                     plan.weight_buffer_bytes
                         ? fmt::format(" + 2 x {} weight buffers", kib(plan.weight_buffer_bytes))
                         : "",
@@ -666,10 +675,12 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
                         : "",
                     kib(config.sram.size_bytes)));
   }
-  if (plan.flash_bytes > config.offchip.size_bytes) {
-    return does_not_fit("flash", plan.flash_bytes, config.offchip.size_bytes,
-                        fmt::format("weights need {} of flash, {} available", kib(plan.flash_bytes),
-                                    kib(config.offchip.size_bytes)));
+  if (offchip_arena + plan.flash_bytes > config.offchip.size_bytes) {
+    return does_not_fit(
+        "flash", offchip_arena + plan.flash_bytes, config.offchip.size_bytes,
+        fmt::format("weights need {} off-chip{}, {} available", kib(plan.flash_bytes),
+                    offchip_arena ? fmt::format(" beside the {} arena", kib(offchip_arena)) : "",
+                    kib(config.offchip.size_bytes)));
   }
   std::vector<int32_t> read_back = model.outputs;
   if (!options.reuse_memory) {
@@ -677,7 +688,7 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
     for (size_t t = 0; t < model.tensors.size(); ++t) read_back.push_back(int32_t(t));
   }
   for (int32_t t : read_back) {
-    out.stream.outputs.push_back({model.tensors[size_t(t)].name, MemoryId::Sram,
+    out.stream.outputs.push_back({model.tensors[size_t(t)].name, plan.arena_memory,
                                   plan.tensors[size_t(t)].address, plan.tensors[size_t(t)].bytes});
     out.output_tensors.push_back(t);
   }

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <iomanip>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -151,8 +152,12 @@ const std::vector<Param>& registry() {
                              UDC_FIELD(double, core_clock_hz)));
     add_memory_params(p, "sram", "on-chip SRAM (activations, and weights in SRAM-only systems)");
     add_memory_params(p, "offchip", "off-chip flash or DRAM (weights)");
-    p.push_back(text_param("system.weights_memory", "memory the compiler places weight streams in",
-                           {"offchip", "sram"}, UDC_FIELD(std::string, weights_memory)));
+    p.push_back(text_param("system.memory_mode",
+                           "Vela's memory mode: shared_sram (feature maps in SRAM, weights "
+                           "off-chip), dedicated_sram (feature maps and weights off-chip, SRAM "
+                           "for the NPU's staging buffers), sram_only (everything in SRAM)",
+                           {"shared_sram", "dedicated_sram", "sram_only"},
+                           UDC_FIELD(std::string, memory_mode)));
     return p;
   }();
   return params;
@@ -347,6 +352,14 @@ double param_value(const NpuConfig& config, const std::string& key) {
   const Param& p = find_param(key, "param_value");
   if (!p.number) throw std::runtime_error("parameter '" + key + "' is not a number");
   return p.number(config);
+}
+
+std::string param_text(const NpuConfig& config, const std::string& key) {
+  const Param& p = find_param(key, "param_text");
+  if (p.text) return p.text(config);
+  std::ostringstream text;
+  text << std::setprecision(15) << p.number(config);
+  return text.str();
 }
 
 }  // namespace udc::npu_sim

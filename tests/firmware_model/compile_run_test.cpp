@@ -124,8 +124,15 @@ TEST(CompileRun, EveryPlacementAndTilingMatchesReference) {
     separate.reuse_memory = false;
     expect_matches_reference(model, config, separate, rng, label + " separate tensors");
     npu_sim::NpuConfig in_sram = config;
-    in_sram.weights_memory = "sram";
+    in_sram.memory_mode = "sram_only";
     expect_matches_reference(model, in_sram, {}, rng, label + " weights in sram");
+    npu_sim::NpuConfig dedicated = config;
+    dedicated.memory_mode = "dedicated_sram";
+    expect_matches_reference(model, dedicated, {}, rng, label + " feature maps off-chip");
+    CompileOptions prefetch_dedicated = stream;
+    prefetch_dedicated.weights = WeightPlacement::Prefetch;
+    expect_matches_reference(model, dedicated, prefetch_dedicated, rng,
+                             label + " feature maps off-chip, weights prefetched");
   }
 }
 

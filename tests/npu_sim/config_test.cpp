@@ -109,7 +109,8 @@ TEST(NpuConfig, BadInputNamesFileKeyAndReason) {
   expect("npu:\n  macs_per_cycle: 1\n", {"npu.macs_per_cycle", "out of range"});
   expect("system:\n  offchip: {bytes_per_cycle: -1}\n",
          {"system.offchip.bytes_per_cycle", "out of range"});
-  expect("system:\n  weights_memory: rom\n", {"system.weights_memory", "not one of offchip, sram"});
+  expect("system:\n  memory_mode: rom\n",
+         {"system.memory_mode", "not one of shared_sram, dedicated_sram, sram_only"});
   expect("npu:\n  macs_per_cycle: 32\n  micro_block: {h: 2, w: 2, c: 16}\n",
          {"inconsistent", "micro_block", "macs_per_cycle"});
   expect("npu: [1, 2\n", {"bad.yaml", "malformed YAML"});

@@ -7,16 +7,19 @@
 #include <vector>
 
 #include "udc/common/file_io.hpp"
+#include "udc/common/weight_file.hpp"
 #include "udc/compression/decoder.hpp"
 #include "udc/compression/encoder.hpp"
 #include "udc/compression/size_estimate.hpp"
 #include "udc/compression/synthetic_weights.hpp"
-#include "weight_file.hpp"
 
 namespace udc::tool {
 namespace {
 
 namespace codec = udc::compression;
+using common::has_extension;
+using common::read_weights;
+using common::write_weights;
 
 /// Weights of the built-in example: one tensor per standard distribution.
 constexpr size_t kDemoWeights = 65536;

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "calibrate_command.hpp"
 #include "codec_command.hpp"
 #include "eval_command.hpp"
 #include "model_commands.hpp"
@@ -28,6 +29,7 @@ int sc_main(int argc, char* argv[]) {
   udc::tool::add_model_commands(app);
   udc::tool::add_sweep_command(app);
   udc::tool::add_eval_command(app);
+  udc::tool::add_calibrate_command(app);
   // Listed for --help; main() hands them to udc-torch before sc_main runs.
   app.add_subcommand("train",
                      "Compression-aware training of a fixed architecture (see udc train --help)");

@@ -11,7 +11,6 @@
 #include "udc/npu_sim/command_stream.hpp"
 #include "udc/npu_sim/config.hpp"
 #include "udc/npu_sim/simulator.hpp"
-#include "weight_file.hpp"
 
 namespace udc::tool {
 namespace {
@@ -31,14 +30,7 @@ void write_text(const std::string& path, const std::string& text) {
 void list_params(const npu_sim::NpuConfig& config) {
   fmt::print("{:<38} {:>14} {:<14} {}\n", "parameter", "value", "unit", "help");
   for (const npu_sim::ParamInfo& p : npu_sim::npu_params()) {
-    std::string value;
-    if (p.kind == npu_sim::ParamKind::Text) {
-      value = p.key == "npu.name"      ? config.npu_name
-              : p.key == "system.name" ? config.system_name
-                                       : config.weights_memory;
-    } else {
-      value = fmt::format("{:.15g}", npu_sim::param_value(config, p.key));
-    }
+    const std::string value = npu_sim::param_text(config, p.key);
     std::string help = p.help;
     if (p.kind != npu_sim::ParamKind::Text)
       help += fmt::format(" [{:.15g} .. {:.15g}]", p.min, p.max);

@@ -49,7 +49,7 @@ constexpr uint64_t kPlacementAlignment = 16;
 /// Where a tensor lives and when. Steps are operation indices; model inputs are live from
 /// step 0, model outputs to the last step.
 struct TensorPlacement {
-  uint64_t address = 0;  ///< SRAM byte address
+  uint64_t address = 0;  ///< byte address in MemoryPlan::arena_memory
   uint64_t bytes = 0;
   uint32_t first_step = 0, last_step = 0;  ///< inclusive
   int32_t alias_of = -1;                   ///< a Reshape output shares its input's region
@@ -57,12 +57,15 @@ struct TensorPlacement {
 
 struct MemoryPlan {
   std::vector<TensorPlacement> tensors;  ///< indexed like Model::tensors
-  uint64_t arena_bytes = 0;              ///< peak SRAM of activations (end of the arena)
+  /// Where the arena lives: SRAM, or off-chip in the dedicated_sram memory mode.
+  npu_sim::MemoryId arena_memory = npu_sim::MemoryId::Sram;
+  uint64_t arena_bytes = 0;              ///< peak bytes of activations (end of the arena)
+  uint64_t offchip_arena_bytes = 0;      ///< the arena's off-chip share (dedicated_sram)
   uint64_t weight_buffer_address = 0;    ///< first of two prefetch buffers (0 bytes: none)
   uint64_t weight_buffer_bytes = 0;      ///< each
-  uint64_t sram_weights_bytes = 0;       ///< weights stored in SRAM (weights_memory: sram)
+  uint64_t sram_weights_bytes = 0;       ///< weights stored in SRAM (memory_mode: sram_only)
   uint64_t sram_bytes = 0;               ///< everything placed in SRAM
-  uint64_t flash_bytes = 0;              ///< weight streams and scale records off-chip
+  uint64_t flash_bytes = 0;  ///< weight streams and scale records off-chip (arena excluded)
   /// Live activation bytes during each step (the arena's lower bound at that step).
   std::vector<uint64_t> live_bytes;
 };

@@ -49,7 +49,17 @@ struct NpuConfig {
   double core_clock_hz = 200e6;  ///< NPU core clock [Hz]
   MemoryConfig sram{4u << 20, 8.0, 32, 32, 32};
   MemoryConfig offchip{8u << 20, 0.5, 128, 64, 64};
-  std::string weights_memory = "offchip";  ///< where the compiler places weights
+  /// Where the compiler places feature maps and constants (Vela's memory modes):
+  ///  - shared_sram: feature maps (the tensor arena) in SRAM, weights and scales off-chip;
+  ///  - dedicated_sram: feature maps and weights off-chip (DRAM); the SRAM belongs to the NPU
+  ///    alone and holds only what the compiler stages there (weight buffers);
+  ///  - sram_only: feature maps and weights both in SRAM; the off-chip memory is unused.
+  std::string memory_mode = "shared_sram";
+
+  /// Weight streams and scale records are stored in SRAM (sram_only).
+  bool weights_in_sram() const { return memory_mode == "sram_only"; }
+  /// The tensor arena lives off-chip (dedicated_sram).
+  bool feature_maps_offchip() const { return memory_mode == "dedicated_sram"; }
 
   /// MACs per cycle of the whole NPU.
   uint64_t total_macs_per_cycle() const { return uint64_t{macs_per_cycle} * cores; }
@@ -93,6 +103,8 @@ void apply_overrides(NpuConfig& config, const std::vector<std::string>& assignme
 
 /// Reads one parameter as a number (Integer/Real) for sweeps and reports.
 double param_value(const NpuConfig& config, const std::string& key);
+/// Reads one parameter in its text form (any kind), as a config file would hold it.
+std::string param_text(const NpuConfig& config, const std::string& key);
 /// Sets one parameter from its text form; throws naming `origin` and the key.
 void set_param(NpuConfig& config, const std::string& key, const std::string& value,
                const std::string& origin);

@@ -1,4 +1,4 @@
-#include "weight_file.hpp"
+#include "udc/common/weight_file.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -10,7 +10,7 @@
 
 #include "udc/common/file_io.hpp"
 
-namespace udc::tool {
+namespace udc::common {
 namespace {
 
 constexpr char kNpyMagic[] = "\x93NUMPY";
@@ -162,4 +162,4 @@ void write_weights(const std::string& path, const std::vector<int16_t>& weights)
   common::write_file_atomically(path, bytes.data(), bytes.size());
 }
 
-}  // namespace udc::tool
+}  // namespace udc::common

@@ -1,4 +1,4 @@
-// Reading and writing weight tensors and byte files for the udc tool: raw int8
+// Reading and writing weight tensors and byte files (the udc tool, calibration data): raw int8
 // files and NumPy .npy arrays (int8 or int16, C order). Errors throw
 // std::runtime_error naming the file and what was expected.
 #pragma once
@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace udc::tool {
+namespace udc::common {
 
 /// Weights from a .npy file (dtype int8 or int16) or, for any other extension,
 /// from a raw file of int8 values.
@@ -19,4 +19,4 @@ void write_weights(const std::string& path, const std::vector<int16_t>& weights)
 
 bool has_extension(const std::string& path, const std::string& extension);
 
-}  // namespace udc::tool
+}  // namespace udc::common
