@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <stdexcept>
 
 #include "udc/compression/format.hpp"
 
@@ -426,6 +427,22 @@ DecodeResult decode_stream(const uint8_t* data, size_t size, DecodeOptions optio
   }
   result.slices = decoder.slices();
   return result;
+}
+
+StreamWork measure_stream_work(const uint8_t* data, size_t size) {
+  DecodeOptions options;
+  options.record_slices = true;
+  const DecodeResult result = decode_stream(data, size, options);
+  if (result.error) throw std::invalid_argument("weight stream: " + result.error->to_string());
+  StreamWork work;
+  work.weights = result.weights.size();
+  for (const SliceInfo& slice : result.slices) {
+    ++work.slices;
+    work.weight_symbols += slice.weight_symbols;
+    if (slice.zero_runs) work.run_symbols += uint64_t{slice.weight_symbols} + 1;
+    work.payload_bits += slice.bits;
+  }
+  return work;
 }
 
 }  // namespace udc::compression

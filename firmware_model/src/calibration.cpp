@@ -14,6 +14,7 @@
 #include "udc/common/weight_file.hpp"
 #include "udc/firmware_model/compiler.hpp"
 #include "udc/firmware_model/driver.hpp"
+#include "udc/npu_sim/timing.hpp"
 
 namespace udc::firmware_model {
 namespace {
@@ -180,12 +181,14 @@ std::vector<std::string> calibration_config_files(const std::string& config_dir,
 
 std::vector<CalibrationRow> run_calibration(const CalibrationSet& set,
                                             const std::string& config_dir,
-                                            const std::vector<std::string>& overrides) {
+                                            const std::vector<std::string>& overrides,
+                                            const std::string& only_layer, bool details) {
   std::map<std::string, Model> models;
   for (const CalibrationLayer& layer : set.layers)
     models.emplace(layer.name, calibration_model(layer));
   std::vector<CalibrationRow> rows;
   for (const VelaFigures& f : set.results) {
+    if (!only_layer.empty() && f.layer != only_layer) continue;
     CalibrationRow row;
     row.layer = f.layer;
     row.config = f.accelerator + " " + f.system + " " + f.memory_mode;
@@ -207,6 +210,22 @@ std::vector<CalibrationRow> run_calibration(const CalibrationSet& set,
       options.timing_only = true;
       const NpuRun run = run_on_npu(model, compiled.compiled, config, inputs, options);
       row.udc_cycles = run.job.total_cycles;
+      if (details) {
+        for (const npu_sim::Command& c : compiled.compiled.stream.commands) {
+          if (c.kind == npu_sim::CommandKind::Dma || c.kind == npu_sim::CommandKind::WaitDma) {
+            row.details +=
+                fmt::format("  {} {} bytes\n", npu_sim::command_name(c.kind), c.dma_bytes);
+            continue;
+          }
+          const npu_sim::BlockShape b = npu_sim::ofm_block_shape(c);
+          row.details +=
+              fmt::format("  {} ofm {}x{}x{} block {}x{}x{} weights in {}{}\n",
+                          npu_sim::command_name(c.kind), c.ofm.shape[0], c.ofm.shape[1],
+                          c.ofm.shape[2], b.h, b.w, b.d, npu_sim::memory_name(c.weight_memory),
+                          npu_sim::part_kernel_first(c) ? ", part-kernel-first" : "");
+        }
+        row.details += format_layer_report(model, compiled.compiled, config, run);
+      }
       for (const LayerReport& layer : run.layers) {
         row.compute_cycles += layer.totals.compute_cycles;
         row.weight_wait_cycles += layer.totals.weight_wait_cycles;
@@ -271,6 +290,7 @@ std::string format_calibration(const std::vector<CalibrationRow>& rows,
     }
     text += fmt::format("{:<26} {:<52} {:>10.0f} {:>10.0f} {:>6.2f}  {:<7} {:<5}\n", r.layer,
                         r.config, r.vela_cycles, r.udc_cycles, r.ratio(), r.bound, r.vela_bound);
+    text += r.details;
   }
   text += fmt::format("\n{:<52} {:>6} {:>14} {:>10} {:>8}\n", "configuration", "layers",
                       "geomean |dev|", "within 15%", "worst");

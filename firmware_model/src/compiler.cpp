@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "udc/compression/decoder.hpp"
 #include "udc/compression/encoder.hpp"
+#include "udc/npu_sim/timing.hpp"
 
 namespace udc::firmware_model {
 
@@ -27,6 +29,10 @@ using npu_sim::Command;
 using npu_sim::CommandKind;
 using npu_sim::MemoryId;
 using npu_sim::TensorRef;
+
+/// Prefetch tiles an operation's weights are cut into when the compiler chooses to
+/// prefetch (WeightPlacement::Auto).
+constexpr uint64_t kAutoTilesPerOperation = 4;
 
 uint64_t align_up(uint64_t value, uint64_t alignment) {
   return (value + alignment - 1) / alignment * alignment;
@@ -176,29 +182,10 @@ uint64_t weights_per_channel(const Model& model, const Operation& op) {
   return op.weights.size() / model.tensors[size_t(op.output)].shape[2];
 }
 
-/// Output channels per block. A block's decoded weights must fit one weight buffer of
-/// the shared buffer (half of it holds weights, split over the engines' buffers); within
-/// that, aim for two blocks per decoder engine so that decoding overlaps compute, but
-/// keep blocks at least one MAC step deep (short streams waste bits).
-uint32_t choose_block_depth(const Model& model, const Operation& op,
-                            const npu_sim::NpuConfig& config, uint32_t requested) {
-  const uint32_t channels = model.tensors[size_t(op.output)].shape[2];
-  if (requested > 0) return std::min(requested, channels);
-  const uint32_t step = channel_step(config);
-  const uint32_t engines = config.cores * config.weight_decoders;
-  uint32_t depth = uint32_t(align_up((channels + 2 * engines - 1) / (2 * engines), step));
-  if (has_weights(op.type)) {
-    const uint64_t per_channel = std::max<uint64_t>(weights_per_channel(model, op), 1);
-    const uint64_t buffer = config.shared_buffer_bytes / 2 / (engines * config.weight_buffers);
-    const uint64_t fit = std::max<uint64_t>(buffer / per_channel, 1);
-    if (depth > fit) depth = fit >= step ? uint32_t(fit / step * step) : uint32_t(fit);
-  }
-  return std::clamp<uint32_t>(depth, 1, channels);
-}
-
 struct EncodedBlock {
   uint32_t first_channel = 0, channels = 0;
   std::vector<uint8_t> stream;
+  compression::StreamWork work;  ///< what the decoder spends on it (recorded in the command)
 };
 
 /// Consecutive blocks that one command (and, when prefetching, one DMA) covers.
@@ -247,10 +234,9 @@ struct OpWeights {
   uint64_t largest_block_tile = 0;
 };
 
-OpWeights encode_operation(const Model& model, const Operation& op,
-                           const npu_sim::NpuConfig& config, uint32_t requested_depth) {
+OpWeights encode_operation(const Model& model, const Operation& op, uint32_t block_depth) {
   OpWeights w;
-  w.block_depth = choose_block_depth(model, op, config, requested_depth);
+  w.block_depth = block_depth;
   const uint32_t channels = model.tensors[size_t(op.output)].shape[2];
   const uint64_t per_channel = weights_per_channel(model, op);
   for (uint32_t first = 0; first < channels; first += w.block_depth) {
@@ -259,6 +245,7 @@ OpWeights encode_operation(const Model& model, const Operation& op,
     block.channels = std::min(w.block_depth, channels - first);
     block.stream = compression::encode_weights(op.weights.data() + first * per_channel,
                                                size_t(block.channels * per_channel));
+    block.work = compression::measure_stream_work(block.stream.data(), block.stream.size());
     w.stream_bytes += block.stream.size();
     w.blocks.push_back(std::move(block));
   }
@@ -277,7 +264,9 @@ void emit_tile_weights(const Operation& op, const OpWeights& w, const Tile& tile
   for (size_t b = tile.first_block; b < tile.end_block; ++b) {
     image.resize(align_up(image.size(), kPlacementAlignment), 0);
     const std::vector<uint8_t>& s = w.blocks[b].stream;
-    c.weight_streams.push_back({image_base + image.size(), uint32_t(s.size())});
+    const compression::StreamWork& work = w.blocks[b].work;
+    c.weight_streams.push_back({image_base + image.size(), uint32_t(s.size()), work.slices,
+                                work.symbols(), work.payload_bits});
     image.insert(image.end(), s.begin(), s.end());
   }
   image.resize(align_up(image.size(), kPlacementAlignment), 0);
@@ -414,40 +403,14 @@ void emit_depth_to_space(const Model& model, const MemoryPlan& plan, const Opera
   }
 }
 
-/// Output rows per stripe for a windowed command, or 0 for no striping. The NPU keeps
-/// an input that fits the shared buffer for the whole operation and re-reads it for
-/// every output block otherwise; stripes of output rows whose input fits avoid the
-/// re-reads but fetch the weights once per stripe. Stripe only when the estimate of
-/// what that saves exceeds what it adds.
-uint32_t choose_stripe_rows(const Command& c, const npu_sim::NpuConfig& config,
-                            uint32_t requested) {
+/// Output rows per stripe for a windowed command, or 0 for no striping. The output-block
+/// schedule already bounds what the shared buffer holds, so stripes are cut only on request
+/// (tests use them to exercise partial inputs).
+uint32_t choose_stripe_rows(const Command& c, uint32_t requested) {
   const bool windowed = c.kind == CommandKind::Conv2d || c.kind == CommandKind::DepthwiseConv2d ||
                         c.kind == CommandKind::MaxPool || c.kind == CommandKind::AvgPool;
-  if (!windowed) return 0;
-  const uint32_t out_rows = c.ofm.shape[0];
-  if (requested > 0) return requested < out_rows ? requested : 0;
-  const uint64_t row_bytes = uint64_t{c.ifm.shape[1]} * c.ifm.shape[2];
-  if (c.ifm.elements() <= config.shared_buffer_bytes || out_rows < 2) return 0;
-  uint32_t rows = 0;  // largest stripe whose input rows fit
-  while (rows < out_rows &&
-         (uint64_t{rows} * c.stride_h + c.kernel_h) * row_bytes <= config.shared_buffer_bytes) {
-    ++rows;
-  }
-  if (rows == 0) return 0;
-  const uint64_t stripes = (out_rows + rows - 1) / rows;
-  const npu_sim::MemoryConfig& weight_memory =
-      c.weight_memory == MemoryId::Sram ? config.sram : config.offchip;
-  uint64_t weight_bytes = 0;
-  for (const npu_sim::WeightStreamRef& w : c.weight_streams) weight_bytes += w.bytes;
-  weight_bytes += uint64_t{c.ofm.shape[2]} * npu_sim::kScaleRecordBytes;
-  const double saved =
-      double(c.ofm_blocks() - 1) * double(c.ifm.elements()) / config.sram.bytes_per_cycle;
-  const double halo_rows =
-      double(stripes - 1) * (c.kernel_h > c.stride_h ? c.kernel_h - c.stride_h : 0);
-  const double added = double(stripes - 1) * (double(weight_bytes) / weight_memory.bytes_per_cycle +
-                                              config.op_setup_cycles + config.command_cycles) +
-                       halo_rows * double(row_bytes) / config.sram.bytes_per_cycle;
-  return saved > added ? rows : 0;
+  if (!windowed || requested == 0) return 0;
+  return requested < c.ofm.shape[0] ? requested : 0;
 }
 
 /// Appends `c` as stripes of `rows` output rows (all of it when rows is 0), each reading
@@ -518,24 +481,64 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
   const uint64_t sram_arena = arena_offchip ? 0 : align_up(plan.arena_bytes, kPlacementAlignment);
 
   // 2. Weights: encode each block, then decide where the streams go.
+  // Each operation's output block (the NPU's schedule), then its weights encoded per
+  // block depth. Weights off-chip are prefetched into SRAM when some operation has
+  // several spatial blocks, since the NPU fetches a depth slice's weights again for every
+  // spatial block (Auto); the blocks are chosen for where the weights will be read from.
+  const bool weights_in_sram = config.weights_in_sram();
+  auto choose_blocks = [&](const npu_sim::MemoryConfig& weight_memory) {
+    std::vector<npu_sim::BlockShape> blocks(model.operations.size());
+    for (size_t i = 0; i < model.operations.size(); ++i) {
+      const Operation& op = model.operations[i];
+      if (op.type == OpType::Reshape || op.type == OpType::DepthToSpace) continue;
+      blocks[i] = npu_sim::choose_ofm_block(kernel_command(model, plan, op), config,
+                                            options.ofm_block_depth, weight_memory);
+    }
+    return blocks;
+  };
+  std::vector<npu_sim::BlockShape> blocks = choose_blocks(config.sram);
+  bool prefetch_wanted = options.weights == WeightPlacement::Prefetch;
+  if (!weights_in_sram && options.weights == WeightPlacement::Auto) {
+    for (size_t i = 0; i < model.operations.size(); ++i) {
+      const Operation& op = model.operations[i];
+      const Shape& o = model.tensors[size_t(op.output)].shape;
+      prefetch_wanted |= has_weights(op.type) && (o[0] > blocks[i].h || o[1] > blocks[i].w);
+    }
+  }
+  if (!weights_in_sram && !prefetch_wanted) blocks = choose_blocks(config.offchip);
   std::vector<OpWeights> weights(model.operations.size());
   uint64_t largest_op = 0, largest_block = 0;
-  for (size_t i = 0; i < model.operations.size(); ++i) {
-    const Operation& op = model.operations[i];
-    if (!has_weights(op.type)) continue;
-    weights[i] = encode_operation(model, op, config, options.ofm_block_depth);
-    largest_op = std::max(largest_op, weights[i].whole_bytes);
-    largest_block = std::max(largest_block, weights[i].largest_block_tile);
+  auto encode_all = [&] {
+    largest_op = largest_block = 0;
+    for (size_t i = 0; i < model.operations.size(); ++i) {
+      const Operation& op = model.operations[i];
+      if (!has_weights(op.type)) continue;
+      weights[i] = encode_operation(model, op, blocks[i].d);
+      largest_op = std::max(largest_op, weights[i].whole_bytes);
+      largest_block = std::max(largest_block, weights[i].largest_block_tile);
+    }
+  };
+  encode_all();
+  const uint64_t free_sram =
+      config.sram.size_bytes > sram_arena ? config.sram.size_bytes - sram_arena : 0;
+  if (prefetch_wanted && options.weights == WeightPlacement::Auto &&
+      free_sram / 2 < largest_block) {
+    // No room for two buffers of the largest block: stream in place.
+    prefetch_wanted = false;
+    blocks = choose_blocks(config.offchip);
+    encode_all();
   }
-  const bool weights_in_sram = config.weights_in_sram();
   out.weights = WeightPlacement::Stream;
-  if (!weights_in_sram && largest_op > 0 && options.weights == WeightPlacement::Prefetch) {
-    const uint64_t free_sram =
-        config.sram.size_bytes > sram_arena ? config.sram.size_bytes - sram_arena : 0;
+  if (!weights_in_sram && largest_op > 0 && prefetch_wanted) {
+    // Auto: buffers of about a quarter of the largest operation's weights, so that the DMA
+    // of the next tile overlaps the compute of this one (double buffering).
+    const uint64_t wanted = options.weights == WeightPlacement::Auto
+                                ? std::max(largest_block, largest_op / kAutoTilesPerOperation)
+                                : largest_op;
     uint64_t buffer =
         options.weight_buffer_bytes
             ? options.weight_buffer_bytes
-            : std::min(largest_op, free_sram / 2 / kPlacementAlignment * kPlacementAlignment);
+            : std::min(wanted, free_sram / 2 / kPlacementAlignment * kPlacementAlignment);
     buffer = align_up(buffer, kPlacementAlignment);
     if (buffer < largest_block) {
       return does_not_fit(
@@ -581,6 +584,8 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
     for (const Tile& tile : op_tiles[i]) {
       Command c = kernel_command(model, plan, op);
       c.ofm_block_depth = weights[i].block_depth;
+      c.ofm_block_height = blocks[i].h;
+      c.ofm_block_width = blocks[i].w;
       if (tile.channels != model.tensors[size_t(op.output)].shape[2]) {
         c.ofm = channel_slice(c.ofm, tile.first_channel, tile.channels);
         if (op.type == OpType::DepthwiseConv2d) {
@@ -632,7 +637,7 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
           commands.push_back(wait_command(next_dma > tile_index + 1 ? 1 : 0));
         }
         const size_t before = commands.size();
-        emit_striped(c, choose_stripe_rows(c, config, options.stripe_rows), commands);
+        emit_striped(c, choose_stripe_rows(c, options.stripe_rows), commands);
         layer.tiles += uint32_t(commands.size() - before);
         ++tile_index;
         if (prefetch && next_dma < tile_count) issue_dma();
@@ -643,10 +648,12 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
       layer.tiles = op.block_size * op.block_size;
     } else if (op.type != OpType::Reshape) {
       Command c = kernel_command(model, plan, op);
-      c.ofm_block_depth = choose_block_depth(model, op, config, options.ofm_block_depth);
+      c.ofm_block_depth = blocks[i].d;
+      c.ofm_block_height = blocks[i].h;
+      c.ofm_block_width = blocks[i].w;
       layer.block_depth = c.ofm_block_depth;
       const size_t before = commands.size();
-      emit_striped(c, choose_stripe_rows(c, config, options.stripe_rows), commands);
+      emit_striped(c, choose_stripe_rows(c, options.stripe_rows), commands);
       layer.tiles = uint32_t(commands.size() - before);
     }
     layer.end_command = commands.size();

@@ -216,8 +216,8 @@ Command command_from(const json& j, const Where& outer) {
   }
   check_keys(j,
              {"op", "ifm", "ifm2", "ofm", "kernel", "stride", "padding", "input_zero_point",
-              "input2_zero_point", "output_zero_point", "activation", "ofm_block_depth", "weights",
-              "scales", "add_scaling"},
+              "input2_zero_point", "output_zero_point", "activation", "ofm_block_depth",
+              "ofm_block", "weights", "scales", "add_scaling"},
              where);
   c.ifm = tensor_from(member(j, "ifm", where), "ifm", where);
   c.ofm = tensor_from(member(j, "ofm", where), "ofm", where);
@@ -248,17 +248,28 @@ Command command_from(const json& j, const Where& outer) {
     c.activation_max = integer<int32_t>((*it)[1], "activation", where);
   }
   optional(j, "ofm_block_depth", c.ofm_block_depth, where);
+  pair("ofm_block", c.ofm_block_height, c.ofm_block_width);
   if (has_weights(c.kind)) {
     const json& weights = member(j, "weights", where);
     const Where wwhere{where.prefix + "weights."};
     check_keys(weights, {"memory", "streams"}, wwhere);
     c.weight_memory = memory_id(member(weights, "memory", wwhere), "memory", wwhere);
     const json& streams = member(weights, "streams", wwhere);
-    if (!streams.is_array()) wwhere.fail("streams", "expected an array of {address, bytes}");
+    if (!streams.is_array()) wwhere.fail("streams", "expected an array of [address, bytes]");
     for (const json& s : streams) {
-      if (!s.is_array() || s.size() != 2) wwhere.fail("streams", "expected [address, bytes] pairs");
-      c.weight_streams.push_back(WeightStreamRef{integer<uint64_t>(s[0], "streams", wwhere),
-                                                 integer<uint32_t>(s[1], "streams", wwhere)});
+      if (!s.is_array() || (s.size() != 2 && s.size() != 5)) {
+        wwhere.fail("streams",
+                    "expected [address, bytes] or [address, bytes, slices, symbols, "
+                    "payload bits]");
+      }
+      WeightStreamRef ref{integer<uint64_t>(s[0], "streams", wwhere),
+                          integer<uint32_t>(s[1], "streams", wwhere)};
+      if (s.size() == 5) {
+        ref.slices = integer<uint32_t>(s[2], "streams", wwhere);
+        ref.symbols = integer<uint64_t>(s[3], "streams", wwhere);
+        ref.payload_bits = integer<uint64_t>(s[4], "streams", wwhere);
+      }
+      c.weight_streams.push_back(ref);
     }
     c.scale_address = integer<uint64_t>(member(j, "scales", where), "scales", where);
   }
@@ -303,9 +314,18 @@ json command_to(const Command& c) {
   j["output_zero_point"] = c.output_zero_point;
   j["activation"] = {c.activation_min, c.activation_max};
   j["ofm_block_depth"] = c.ofm_block_depth;
+  if (c.ofm_block_height || c.ofm_block_width) {
+    j["ofm_block"] = {c.ofm_block_height, c.ofm_block_width};
+  }
   if (has_weights(c.kind)) {
     json streams = json::array();
-    for (const WeightStreamRef& s : c.weight_streams) streams.push_back({s.address, s.bytes});
+    for (const WeightStreamRef& s : c.weight_streams) {
+      if (s.symbols) {
+        streams.push_back({s.address, s.bytes, s.slices, s.symbols, s.payload_bits});
+      } else {
+        streams.push_back({s.address, s.bytes});
+      }
+    }
     j["weights"] = {{"memory", memory_name(c.weight_memory)}, {"streams", streams}};
     j["scales"] = c.scale_address;
   }

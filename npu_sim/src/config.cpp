@@ -121,15 +121,39 @@ const std::vector<Param>& registry() {
                              "output micro-block depth", 1, 64,
                              UDC_FIELD(uint32_t, micro_block.c)));
     p.push_back(number_param("npu.shared_buffer_bytes", K::Integer, "bytes",
-                             "shared buffer (SHRAM) for input feature maps; an input that fits "
-                             "is read once per operation, otherwise once per output-depth block",
+                             "shared buffer (SHRAM): an output block is chosen so that two input "
+                             "blocks and two int32 accumulator blocks fit in it",
                              1024, 1 << 24, UDC_FIELD(uint64_t, shared_buffer_bytes)));
+    p.push_back(number_param("npu.mac_weights_per_cycle", K::Real, "weights/cycle",
+                             "weights the MAC array loads per cycle and core; bounds output "
+                             "blocks with few micro-blocks (fully connected layers)",
+                             1, 1024, UDC_FIELD(double, mac_weights_per_cycle)));
+    p.push_back(number_param("npu.mac_pipeline_delay_cycles", K::Integer, "cycles",
+                             "extra cycles per kernel step when an output block is one "
+                             "micro-block high and wide",
+                             0, 64, UDC_FIELD(uint32_t, mac_pipeline_delay_cycles)));
+    p.push_back(number_param("npu.output_cycles_per_element", K::Real, "cycles",
+                             "output unit cycles per output element and core (requantise, "
+                             "clamp, write-back)",
+                             0, 64, UDC_FIELD(double, output_cycles_per_element)));
+    p.push_back(number_param("npu.output_write_bytes", K::Integer, "bytes",
+                             "bytes of a position's channels per output write transaction and "
+                             "core; each rounds up to a memory burst",
+                             1, 4096, UDC_FIELD(uint32_t, output_write_bytes)));
     p.push_back(number_param("npu.weight_decoders", K::Integer, "count",
                              "weight decompression engines per core", 1, 8,
                              UDC_FIELD(uint32_t, weight_decoders)));
-    p.push_back(number_param("npu.decoder_weights_per_cycle", K::Real, "weights/cycle",
-                             "decode rate of one engine, zeros from runs included", 1.0 / 64, 64,
-                             UDC_FIELD(double, decoder_weights_per_cycle)));
+    p.push_back(number_param("npu.decoder_symbols_per_cycle", K::Real, "symbols/cycle",
+                             "weight and zero-run symbols one decoder engine resolves per cycle "
+                             "(calibrated: fast enough that Vela's figures, which model no "
+                             "decoder, are met; see npu_sim/FIDELITY.md)",
+                             1.0 / 64, 64, UDC_FIELD(double, decoder_symbols_per_cycle)));
+    p.push_back(number_param("npu.decoder_bits_per_cycle", K::Real, "bits/cycle",
+                             "stream bits one decoder engine consumes per cycle", 1, 1024,
+                             UDC_FIELD(double, decoder_bits_per_cycle)));
+    p.push_back(number_param("npu.decoder_slice_cycles", K::Integer, "cycles",
+                             "decoder cycles to parse one slice header (and palette)", 0, 10000,
+                             UDC_FIELD(uint32_t, decoder_slice_cycles)));
     p.push_back(number_param("npu.weight_buffers", K::Integer, "blocks",
                              "decoded weight blocks an engine can hold ahead of the MAC array", 1,
                              8, UDC_FIELD(uint32_t, weight_buffers)));

@@ -71,6 +71,7 @@ class NpuModel : public sc_core::sc_module {
   explicit NpuModel(sc_core::sc_module_name name) : sc_module(name) {
     sc_core::sc_spawn(sc_bind(&NpuModel::command_thread, this));
     sc_core::sc_spawn(sc_bind(&NpuModel::dma_thread, this));
+    sc_core::sc_spawn(sc_bind(&NpuModel::input_thread, this));
     sc_core::sc_spawn(sc_bind(&NpuModel::mac_thread, this));
     sc_core::sc_spawn(sc_bind(&NpuModel::output_thread, this));
     for (int e = 0; e < kMaxEngines; ++e)
@@ -96,26 +97,50 @@ class NpuModel : public sc_core::sc_module {
   size_t dma_pending_ = 0;
   sc_event dma_queued_, dma_done_;
 
-  // Current kernel operation
+  // Current kernel operation. Blocks are numbered spatial block major, depth block minor:
+  // block b covers spatial block b / depth_blocks and depth block b % depth_blocks.
   struct Op {
     const Command* command = nullptr;
     size_t index = 0;
-    uint32_t blocks = 0;
+    BlockShape shape;       ///< full block extents
+    uint32_t blocks_x = 1;  ///< spatial blocks per row of blocks
+    uint32_t depth_blocks = 1;
+    uint32_t blocks = 0;  ///< all blocks
     int engines = 0;
     std::vector<std::deque<uint32_t>> ready;        ///< per engine: decoded blocks in order
-    std::vector<std::vector<int16_t>> weights;      ///< per block, while buffered
-    std::vector<std::vector<ChannelScale>> scales;  ///< per block
-    std::deque<uint32_t> computed;                  ///< blocks waiting for the output unit
+    std::vector<std::vector<int16_t>> weights;      ///< per depth block (functional runs)
+    std::vector<std::vector<ChannelScale>> scales;  ///< per depth block (functional runs)
+    uint32_t inputs_fetched = 0;    ///< blocks whose input block is in the shared buffer
+    uint32_t blocks_computed = 0;   ///< blocks the MAC array has finished
+    std::deque<uint32_t> computed;  ///< blocks waiting for the output unit
     std::unique_ptr<KernelContext> kernel;
     double mac_finished_at = 0;  ///< cycle the MAC array handed over its last block
     uint32_t next_fetch = 0;     ///< weight fetches are issued in block order
+
+    /// The clipped extents and origin of block b.
+    struct Place {
+      uint32_t row = 0, col = 0, depth_block = 0, spatial = 0;
+      BlockShape extent;
+    };
+    Place place(uint32_t b) const {
+      Place p;
+      p.spatial = b / depth_blocks;
+      p.depth_block = b % depth_blocks;
+      p.row = (p.spatial / blocks_x) * shape.h;
+      p.col = (p.spatial % blocks_x) * shape.w;
+      p.extent.h = std::min(shape.h, command->ofm.shape[0] - p.row);
+      p.extent.w = std::min(shape.w, command->ofm.shape[1] - p.col);
+      p.extent.d = command->block_channels(p.depth_block);
+      return p;
+    }
   } op_;
   sc_event op_start_, op_done_, fetch_turn_, weights_ready_, weight_buffer_freed_, block_computed_,
-      output_buffer_freed_;
+      output_buffer_freed_, input_fetched_, input_buffer_freed_;
 
   void command_thread();
   void dma_thread();
   void decoder_thread(int engine);
+  void input_thread();
   void mac_thread();
   void output_thread();
 
@@ -144,12 +169,34 @@ class NpuModel : public sc_core::sc_module {
   /// phase (other masters interleave between transactions). Returns the cycle the last
   /// data arrived; the caller adds the latency.
   double transfer(MemoryId id, uint64_t bytes, bool write, size_t command);
+  /// Moves an access pattern (runs of contiguous bytes, each rounded up to whole bursts)
+  /// in groups of about dma_chunk_bytes; `bytes` is what is really moved (reports).
+  double transfer(MemoryId id, const Access& access, uint64_t bytes, bool write, size_t command);
   bool in_bounds(MemoryId id, uint64_t address, uint64_t bytes) const {
     const uint64_t size = memories_[static_cast<int>(id)].config->size_bytes;
     return address <= size && bytes <= size - address;
   }
   std::string check_command_bounds(const Command& c) const;
 };
+
+double NpuModel::transfer(MemoryId id, const Access& access, uint64_t bytes, bool write,
+                          size_t command) {
+  Memory& m = memories_[static_cast<int>(id)];
+  MemoryTraffic& t = row(command).traffic[static_cast<int>(id)];
+  (write ? t.write_bytes : t.read_bytes) += bytes;
+  double end = now_cycles();
+  if (access.runs == 0 || access.run_bytes == 0) return end;
+  const uint64_t per_group =
+      std::max<uint64_t>(1, config_.dma_chunk_bytes / std::max<uint64_t>(1, access.run_bytes));
+  const double run_cycles = data_cycles(*m.config, access.run_bytes);
+  for (uint64_t done = 0; done < access.runs; done += per_group) {
+    const uint64_t runs = std::min<uint64_t>(per_group, access.runs - done);
+    const double cycles = run_cycles * double(runs);
+    end = m.reserve(now_cycles(), cycles, now_cycles()) + cycles;
+    wait_until(end);
+  }
+  return end;
+}
 
 double NpuModel::transfer(MemoryId id, uint64_t bytes, bool write, size_t command) {
   Memory& m = memories_[static_cast<int>(id)];
@@ -242,11 +289,14 @@ void NpuModel::command_thread() {
       op_ = Op{};
       op_.command = &c;
       op_.index = i;
-      op_.blocks = c.ofm_blocks();
+      op_.shape = ofm_block_shape(c);
+      op_.blocks_x = (c.ofm.shape[1] + op_.shape.w - 1) / op_.shape.w;
+      op_.depth_blocks = c.ofm_blocks();
+      op_.blocks = static_cast<uint32_t>(spatial_blocks(c)) * op_.depth_blocks;
       op_.engines = static_cast<int>(config_.cores * config_.weight_decoders);
       op_.ready.assign(static_cast<size_t>(op_.engines), {});
-      op_.weights.assign(op_.blocks, {});
-      op_.scales.assign(op_.blocks, {});
+      op_.weights.assign(op_.depth_blocks, {});
+      op_.scales.assign(op_.depth_blocks, {});
       r.macs = c.macs();
       r.decoder_utilisation.assign(has_weights(c.kind) ? static_cast<size_t>(op_.engines) : 0, 0.0);
       if (!options_.timing_only) {
@@ -320,6 +370,7 @@ void NpuModel::decoder_thread(int engine) {
     const size_t index = op_.index;
     CommandReport& r = row(index);
     const std::string track = "decoder " + std::to_string(engine);
+    const MemoryConfig& weight_memory = *memories_[static_cast<int>(c.weight_memory)].config;
     for (uint32_t block = static_cast<uint32_t>(engine); block < op_.blocks;
          block += static_cast<uint32_t>(op_.engines)) {
       while (op_.ready[engine].size() >= config_.weight_buffers)
@@ -327,50 +378,55 @@ void NpuModel::decoder_thread(int engine) {
       // Fetches go out in block order (one weight-stream reader), so extra engines add
       // decode parallelism without letting a later block's fetch delay an earlier one.
       while (op_.next_fetch != block) sc_core::wait(fetch_turn_);
+      const Op::Place place = op_.place(block);
+      const uint32_t depth_block = place.depth_block;
       const double start = now_cycles();
-      const uint32_t channels = c.block_channels(block);
-      const WeightStreamRef& stream = c.weight_streams[block];
+      const uint32_t channels = c.block_channels(depth_block);
+      const WeightStreamRef& stream = c.weight_streams[depth_block];
       const uint64_t scale_bytes = uint64_t{channels} * kScaleRecordBytes;
-      const double first_data =
-          start + memories_[static_cast<int>(c.weight_memory)].config->read_latency_cycles;
+      // The stream and its scale records: each block of a spatial block fetches its
+      // depth slice's weights again, as the NPU does not keep them across blocks. The
+      // reader (one for all engines) keeps requests outstanding, so only the operation's
+      // first fetch waits for the memory's read latency.
+      const double latency = block == 0 ? weight_memory.read_latency_cycles : 0;
+      const double first_data = start + latency;
       const double fetched =
-          transfer(c.weight_memory, stream.bytes + scale_bytes, false, index) +
-          memories_[static_cast<int>(c.weight_memory)].config->read_latency_cycles;
+          transfer(c.weight_memory, stream.bytes + scale_bytes, false, index) + latency;
       ++op_.next_fetch;
       fetch_turn_.notify(sc_core::SC_ZERO_TIME);
       const uint64_t weights = channels * c.weights_per_channel();
-      const double work = decode_cycles(weights, config_);
+      const double work = decode_cycles(stream, weights, config_);
       wait_until(std::max(fetched, first_data + work));
       r.weights_decoded += weights;
       r.weight_stream_bytes += stream.bytes;
       r.decoder_utilisation[static_cast<size_t>(engine)] += work;
-      if (!options_.timing_only) {
+      if (!options_.timing_only && place.spatial == 0) {
         const Memory& m = memories_[static_cast<int>(c.weight_memory)];
         compression::DecodeOptions decode_options;
         decode_options.max_weights = weights;
         const compression::DecodeResult decoded = compression::decode_stream(
             m.storage.data() + stream.address, stream.bytes, decode_options);
         if (decoded.error) {
-          fail(index, "weight stream of block " + std::to_string(block) + " at " +
+          fail(index, "weight stream of block " + std::to_string(depth_block) + " at " +
                           memory_name(c.weight_memory) + " " + std::to_string(stream.address) +
                           ": " + decoded.error->to_string());
         } else if (decoded.weights.size() != weights) {
-          fail(index, "weight stream of block " + std::to_string(block) + " decodes to " +
+          fail(index, "weight stream of block " + std::to_string(depth_block) + " decodes to " +
                           std::to_string(decoded.weights.size()) + " weights, expected " +
                           std::to_string(weights));
         }
-        op_.weights[block] = decoded.weights;
-        op_.weights[block].resize(weights, 0);
-        auto& scales = op_.scales[block];
+        op_.weights[depth_block] = decoded.weights;
+        op_.weights[depth_block].resize(weights, 0);
+        auto& scales = op_.scales[depth_block];
         scales.resize(channels);
         const uint64_t first_record =
-            c.scale_address + uint64_t{block} * c.ofm_block_depth * kScaleRecordBytes;
+            c.scale_address + uint64_t{depth_block} * c.ofm_block_depth * kScaleRecordBytes;
         for (uint32_t k = 0; k < channels; ++k) {
           scales[k] = read_scale_record(m.storage.data() + first_record + k * kScaleRecordBytes);
           if (scales[k].shift < -31 || scales[k].shift > 30) {
-            fail(index, "scale record of channel " + std::to_string(block * c.ofm_block_depth + k) +
-                            " has shift " + std::to_string(scales[k].shift) +
-                            " (expected -31..30)");
+            fail(index, "scale record of channel " +
+                            std::to_string(depth_block * c.ofm_block_depth + k) + " has shift " +
+                            std::to_string(scales[k].shift) + " (expected -31..30)");
             scales[k].shift = 0;
           }
         }
@@ -378,6 +434,35 @@ void NpuModel::decoder_thread(int engine) {
       trace(track, "block " + std::to_string(block), start, now_cycles(), index);
       op_.ready[engine].push_back(block);
       weights_ready_.notify(sc_core::SC_ZERO_TIME);
+    }
+  }
+}
+
+void NpuModel::input_thread() {
+  for (;;) {
+    sc_core::wait(op_start_);
+    const Command& c = *op_.command;
+    const size_t index = op_.index;
+    // Two input blocks fit the shared buffer: the next is fetched while the MAC array
+    // works on the current one.
+    constexpr uint32_t kInputBuffers = 2;
+    for (uint32_t block = 0; block < op_.blocks; ++block) {
+      while (block >= op_.blocks_computed + kInputBuffers) sc_core::wait(input_buffer_freed_);
+      const Op::Place place = op_.place(block);
+      const double start = now_cycles();
+      // Requests stay outstanding from block to block: only the first pays the latency.
+      auto fetch = [&](const TensorRef& input) {
+        const Access access = input_block_access(c, input, place.row, place.col, place.extent);
+        const double latency =
+            block == 0 ? memories_[static_cast<int>(input.memory)].config->read_latency_cycles : 0;
+        return transfer(input.memory, access, access.bytes(), false, index) + latency;
+      };
+      double end = fetch(c.ifm);
+      if (c.kind == CommandKind::Add) end = std::max(end, fetch(c.ifm2));
+      wait_until(end);
+      trace("input unit", "block " + std::to_string(block), start, now_cycles(), index);
+      ++op_.inputs_fetched;
+      input_fetched_.notify(sc_core::SC_ZERO_TIME);
     }
   }
 }
@@ -392,21 +477,13 @@ void NpuModel::mac_thread() {
     wait_cycles(config_.op_setup_cycles);
     r.overhead_cycles += config_.op_setup_cycles;
     trace("mac array", "setup", setup_start, now_cycles(), index);
-    const uint64_t input_bytes = ifm_bytes(c);
-    const bool input_fits = input_bytes <= config_.shared_buffer_bytes;
-    auto read_input = [&] {
-      const double start = now_cycles();
-      double end = transfer(c.ifm.memory, c.ifm.elements(), false, index);
-      if (c.kind == CommandKind::Add)
-        end = transfer(c.ifm2.memory, c.ifm2.elements(), false, index);
-      wait_until(end + memories_[static_cast<int>(c.ifm.memory)].config->read_latency_cycles);
-      r.input_wait_cycles += now_cycles() - start;
-      trace("mac array", "read input", start, now_cycles(), index);
-    };
-    if (input_fits) read_input();
     const bool weighted = has_weights(c.kind);
     for (uint32_t block = 0; block < op_.blocks; ++block) {
-      if (!input_fits) read_input();
+      const Op::Place place = op_.place(block);
+      const double input_start = now_cycles();
+      while (op_.inputs_fetched <= block) sc_core::wait(input_fetched_);
+      r.input_wait_cycles += now_cycles() - input_start;
+      trace("mac array", "wait input", input_start, now_cycles(), index);
       if (weighted) {
         auto& queue = op_.ready[block % static_cast<uint32_t>(op_.engines)];
         const double wait_start = now_cycles();
@@ -415,18 +492,22 @@ void NpuModel::mac_thread() {
         trace("mac array", "wait weights", wait_start, now_cycles(), index);
       }
       const double start = now_cycles();
-      const double cycles = static_cast<double>(compute_cycles(c, block, config_));
+      const double cycles = block_compute_cycles(c, place.extent, config_);
       wait_cycles(cycles);
       r.compute_cycles += cycles;
-      if (op_.kernel && report_.error.empty()) {
-        op_.kernel->run_block(block, op_.weights[block].data(), op_.scales[block].data());
+      // Functionally a depth block is computed over the whole output at once, when its
+      // first spatial block passes; the timing above is per block.
+      if (op_.kernel && report_.error.empty() && place.spatial == 0) {
+        op_.kernel->run_block(place.depth_block, op_.weights[place.depth_block].data(),
+                              op_.scales[place.depth_block].data());
       }
       trace("mac array", "block " + std::to_string(block), start, now_cycles(), index);
       if (weighted) {
         op_.ready[block % static_cast<uint32_t>(op_.engines)].pop_front();
-        op_.weights[block] = {};
         weight_buffer_freed_.notify(sc_core::SC_ZERO_TIME);
       }
+      ++op_.blocks_computed;
+      input_buffer_freed_.notify(sc_core::SC_ZERO_TIME);
       const double stall_start = now_cycles();
       while (op_.computed.size() >= config_.output_buffers) sc_core::wait(output_buffer_freed_);
       r.output_wait_cycles += now_cycles() - stall_start;
@@ -446,16 +527,21 @@ void NpuModel::output_thread() {
     double last_end = now_cycles();
     for (uint32_t block = 0; block < op_.blocks; ++block) {
       while (op_.computed.empty()) sc_core::wait(block_computed_);
+      const Op::Place place = op_.place(block);
       const double start = now_cycles();
-      const uint64_t bytes = uint64_t{c.ofm.shape[0]} * c.ofm.shape[1] * c.block_channels(block);
-      last_end = transfer(c.ofm.memory, bytes, true, index);
+      const Access access = output_block_access(c, place.extent, config_);
+      const uint64_t bytes = uint64_t{place.extent.h} * place.extent.w * place.extent.d;
+      last_end = transfer(c.ofm.memory, access, bytes, true, index);
+      wait_until(std::max(last_end, start + block_output_cycles(c, place.extent, config_)));
       trace("output unit", "block " + std::to_string(block), start, now_cycles(), index);
       op_.computed.pop_front();
       output_buffer_freed_.notify(sc_core::SC_ZERO_TIME);
     }
     // The operation ends when its last write is acknowledged; the MAC array's view of
     // this drain is output wait.
-    wait_until(last_end + memories_[static_cast<int>(c.ofm.memory)].config->write_latency_cycles);
+    wait_until(std::max(
+        now_cycles(),
+        last_end + memories_[static_cast<int>(c.ofm.memory)].config->write_latency_cycles));
     r.output_wait_cycles += now_cycles() - op_.mac_finished_at;
     op_done_.notify(sc_core::SC_ZERO_TIME);
   }

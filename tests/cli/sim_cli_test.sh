@@ -25,7 +25,7 @@ fast=$("$udc" sim "$root/npu_sim/examples/small_network.json" --timing-only --se
 test "$fast" -le "$slow"
 
 "$udc" sim --list-params >"$work/params.txt"
-grep -q "npu.decoder_weights_per_cycle" "$work/params.txt"
+grep -q "npu.decoder_symbols_per_cycle" "$work/params.txt"
 
 # Errors name the key or file and exit non-zero, writing nothing.
 if "$udc" sim "$root/npu_sim/examples/small_network.json" --set npu.cores=9 2>"$work/err"; then exit 1; fi

@@ -85,8 +85,10 @@ TEST(Calibration, AgreementWithVelaStaysAtOrAboveTheFloor) {
   const CalibrationSummary& all = summaries.back();
   ASSERT_EQ(all.config, "all");
   EXPECT_EQ(all.layers, 128u);
-  EXPECT_LE(all.geomean_deviation, 0.90);
-  EXPECT_GE(all.within_15_percent, 0.40);
+  // Before the block schedule, memory modes and the content-aware decoder: 84 %, 41 %.
+  EXPECT_LE(all.geomean_deviation, 0.24);
+  EXPECT_GE(all.within_15_percent, 0.57);
+  EXPECT_LE(std::abs(std::log(all.worst_ratio)), std::log(1 / 0.31));
 }
 
 }  // namespace

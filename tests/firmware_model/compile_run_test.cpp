@@ -11,6 +11,7 @@
 #include "udc/firmware_model/model_generator.hpp"
 #include "udc/firmware_model/reference_interpreter.hpp"
 #include "udc/npu_sim/config.hpp"
+#include "udc/npu_sim/timing.hpp"
 
 namespace udc::firmware_model {
 namespace {
@@ -226,24 +227,34 @@ TEST(CompileRun, SparseAndLowBitWeightsShrinkStreamsAndWeightBoundCycles) {
   EXPECT_LT(low2_cycles, dense4_cycles);
 }
 
-TEST(CompileRun, StripesSaveInputRereadsWhereTheInputExceedsTheSharedBuffer) {
+TEST(CompileRun, OutputBlocksFitTheSharedBufferAndStripesChangeNoResult) {
   const Model model = mobilenet_like();  // 48x48x16 inputs exceed U55-128's 24 KiB buffer
-  const npu_sim::NpuConfig config;
-  CompileOptions never;
-  never.stripe_rows = UINT32_MAX;
-  const CompileResult whole = compile(model, config, never);
-  const CompileResult striped = compile(model, config);
-  ASSERT_TRUE(whole.fits() && striped.fits());
-  uint32_t whole_commands = 0, striped_commands = 0;
-  for (const LayerCommands& l : whole.compiled.layers) whole_commands += l.tiles;
-  for (const LayerCommands& l : striped.compiled.layers) striped_commands += l.tiles;
-  EXPECT_GT(striped_commands, whole_commands);
-  const std::vector<TensorValues> inputs{TensorValues(model.tensors[0].elements(), 3)};
-  const NpuRun a = run_on_npu(model, whole.compiled, config, inputs);
-  const NpuRun b = run_on_npu(model, striped.compiled, config, inputs);
-  EXPECT_EQ(a.outputs, b.outputs);
-  EXPECT_LT(b.job.total_cycles, a.job.total_cycles);
-  EXPECT_LT(b.job.traffic[0].read_bytes, a.job.traffic[0].read_bytes);  // fewer SRAM re-reads
+  for (const char* name : {"u55-128-deep-embedded", "u65-512-mid-end"}) {
+    const npu_sim::NpuConfig config =
+        npu_sim::load_npu_config(std::string(UDC_CONFIG_DIR) + "/npu/" + name + ".yaml");
+    const CompileResult whole = compile(model, config);
+    ASSERT_TRUE(whole.fits()) << name;
+    bool cut = false;
+    for (const npu_sim::Command& c : whole.compiled.stream.commands) {
+      if (c.kind == npu_sim::CommandKind::Dma || c.kind == npu_sim::CommandKind::WaitDma) continue;
+      const npu_sim::BlockShape b = npu_sim::ofm_block_shape(c);
+      const bool smallest = b.h <= config.micro_block.h && b.w <= config.micro_block.w;
+      EXPECT_TRUE(smallest ||
+                  npu_sim::shared_buffer_need(c, b, config) <= config.shared_buffer_bytes)
+          << name << " " << npu_sim::command_name(c.kind);
+      cut |= b.h < c.ofm.shape[0] || b.w < c.ofm.shape[1];
+    }
+    EXPECT_TRUE(cut) << name << ": the first layers' outputs exceed the buffer and are cut";
+    CompileOptions striped;
+    striped.stripe_rows = 3;
+    const CompileResult stripes = compile(model, config, striped);
+    ASSERT_TRUE(stripes.fits());
+    const std::vector<TensorValues> inputs{TensorValues(model.tensors[0].elements(), 3)};
+    const NpuRun a = run_on_npu(model, whole.compiled, config, inputs);
+    const NpuRun b = run_on_npu(model, stripes.compiled, config, inputs);
+    EXPECT_EQ(a.outputs, b.outputs) << name;
+    EXPECT_EQ(a.outputs.at(0), run_reference(model, inputs).at(size_t(model.outputs[0]))) << name;
+  }
 }
 
 }  // namespace

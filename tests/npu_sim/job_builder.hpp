@@ -6,6 +6,7 @@
 #include <random>
 
 #include "scalar_reference.hpp"
+#include "udc/compression/decoder.hpp"
 #include "udc/compression/encoder.hpp"
 #include "udc/npu_sim/command_stream.hpp"
 
@@ -66,8 +67,11 @@ inline void attach_weights(CommandStream& stream, Command& c, const std::vector<
     const size_t first = size_t(b) * c.ofm_block_depth * per_channel;
     const size_t count = size_t(c.block_channels(b)) * per_channel;
     std::vector<uint8_t> encoded = compression::encode_weights(weights.data() + first, count);
-    c.weight_streams.push_back(
-        WeightStreamRef{base + image.bytes.size(), uint32_t(encoded.size())});
+    // The decoding work, recorded as the compiler does, so the decoder is charged for it.
+    const compression::StreamWork work =
+        compression::measure_stream_work(encoded.data(), encoded.size());
+    c.weight_streams.push_back(WeightStreamRef{base + image.bytes.size(), uint32_t(encoded.size()),
+                                               work.slices, work.symbols(), work.payload_bits});
     image.bytes.insert(image.bytes.end(), encoded.begin(), encoded.end());
   }
   c.scale_address = base + image.bytes.size();

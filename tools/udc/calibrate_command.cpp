@@ -19,6 +19,8 @@ struct CalibrateFlags {
   std::string config_dir = "configs/npu";
   std::vector<std::string> overrides;
   std::string json_path;
+  std::string layer;
+  bool details = false;
 };
 
 std::string to_json(const std::vector<fm::CalibrationRow>& rows,
@@ -50,7 +52,8 @@ std::string to_json(const std::vector<fm::CalibrationRow>& rows,
 
 void run_calibrate(const CalibrateFlags& f) {
   const fm::CalibrationSet set = fm::read_calibration_set(f.path);
-  const std::vector<fm::CalibrationRow> rows = fm::run_calibration(set, f.config_dir, f.overrides);
+  const std::vector<fm::CalibrationRow> rows =
+      fm::run_calibration(set, f.config_dir, f.overrides, f.layer, f.details);
   const std::vector<fm::CalibrationSummary> summaries = fm::summarize_calibration(rows);
   fmt::print("{}", fm::format_calibration(rows, summaries));
   if (!f.json_path.empty()) common::write_file_atomically(f.json_path, to_json(rows, summaries));
@@ -82,6 +85,10 @@ void add_calibrate_command(CLI::App& app) {
   command->add_option("--set", flags->overrides,
                       "override a parameter on every configuration: KEY=VALUE (repeatable)");
   command->add_option("--json", flags->json_path, "also write the rows and summaries as JSON");
+  command->add_option("--layer", flags->layer, "run only this layer's rows");
+  command->add_flag("--details", flags->details,
+                    "print each row's commands (output block, traversal, weight memory) and "
+                    "udc's per-layer report");
   command->callback([flags] { run_calibrate(*flags); });
 }
 

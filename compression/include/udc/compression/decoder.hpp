@@ -136,4 +136,19 @@ struct DecodeResult {
 /// Decodes a whole stream (one or several concatenated streams).
 DecodeResult decode_stream(const uint8_t* data, size_t size, DecodeOptions options = {});
 
+/// What a hardware weight decoder has to work through in a stream: the quantities its
+/// time depends on (see npu_sim's decoder model).
+struct StreamWork {
+  uint32_t slices = 0;          ///< slice headers parsed
+  uint64_t weight_symbols = 0;  ///< palette or direct symbols (one per weight not in a run)
+  uint64_t run_symbols = 0;     ///< zero-run lengths (slices with zero runs: symbols + 1)
+  uint64_t payload_bits = 0;    ///< bits of headers, palettes and symbols
+  uint64_t weights = 0;         ///< weights produced, zeros from runs included
+  uint64_t symbols() const { return weight_symbols + run_symbols; }
+};
+
+/// Measures a stream's decoding work (decodes it with record_slices). Throws
+/// std::invalid_argument with the DecodeError if the stream is corrupt.
+StreamWork measure_stream_work(const uint8_t* data, size_t size);
+
 }  // namespace udc::compression

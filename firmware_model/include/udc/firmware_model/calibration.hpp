@@ -70,6 +70,7 @@ struct CalibrationRow {
   std::string bound;       ///< "compute", "weights", "input" or "output"
   std::string vela_bound;  ///< Vela's largest term: "npu", "sram", "dram" or "flash"
   std::string error;       ///< non-empty when the layer did not compile or run
+  std::string details;     ///< commands and udc's layer report (run_calibration's `details`)
 };
 
 /// Per configuration (and "all"): the geometric mean of |ln(udc / vela)| as a deviation
@@ -84,9 +85,13 @@ struct CalibrationSummary {
 
 /// Runs every result of the set on its configuration, with `overrides` (key=value, as
 /// `--set` takes them) applied to each, e.g. to see how a parameter moves the figures.
+/// `only_layer`, when not empty, runs that layer's rows alone; `details` fills
+/// CalibrationRow::details.
 std::vector<CalibrationRow> run_calibration(const CalibrationSet& set,
                                             const std::string& config_dir,
-                                            const std::vector<std::string>& overrides = {});
+                                            const std::vector<std::string>& overrides = {},
+                                            const std::string& only_layer = {},
+                                            bool details = false);
 
 /// Summaries per configuration, in order of first appearance, then "all".
 std::vector<CalibrationSummary> summarize_calibration(const std::vector<CalibrationRow>& rows);

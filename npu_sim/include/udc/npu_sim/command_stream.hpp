@@ -55,6 +55,12 @@ struct AddScaling {
 struct WeightStreamRef {
   uint64_t address = 0;  ///< byte address in the op's weight memory
   uint32_t bytes = 0;    ///< encoded length [bytes]
+  /// The decoding work the stream holds (compression::StreamWork), recorded by whoever
+  /// encoded it so that timing-only runs, which keep no memory contents, can charge the
+  /// decoder for it. symbols == 0: not recorded (see decode_cycles()).
+  uint32_t slices = 0;
+  uint64_t symbols = 0;
+  uint64_t payload_bits = 0;
 };
 
 /// One command. Fields not used by a kind keep their defaults.
@@ -82,6 +88,9 @@ struct Command {
   /// scale record per channel for each block, in order; blocks pipeline through the
   /// decoders, the MAC array and the output unit.
   uint32_t ofm_block_depth = 16;
+  /// Output block height and width [elements]: the spatial unit of the NPU's schedule
+  /// (see timing.hpp); 0: the whole output.
+  uint32_t ofm_block_height = 0, ofm_block_width = 0;
   MemoryId weight_memory = MemoryId::Offchip;
   std::vector<WeightStreamRef> weight_streams;
   /// Per output channel: int32 bias, int32 multiplier, int8 shift (+: left), one pad

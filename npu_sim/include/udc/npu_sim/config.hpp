@@ -36,10 +36,28 @@ struct NpuConfig {
   uint32_t macs_per_cycle = 128;  ///< int8 MACs per cycle per core [MAC / cycle]
   uint32_t cores = 1;             ///< cores; each has its own MAC array and decoders [count]
   MicroBlock micro_block{2, 1, 8};
-  uint64_t shared_buffer_bytes = 24 * 1024;  ///< SHRAM holding input and weights [bytes]
-  uint32_t weight_decoders = 1;              ///< weight decompression engines per core [count]
-  double decoder_weights_per_cycle = 1.0;    ///< decode rate of one engine [weights / cycle]
-  uint32_t weight_buffers = 2;               ///< decoded-weight block buffers per engine [blocks]
+  /// SHRAM: holds two input blocks and two accumulator blocks (int32) [bytes]
+  uint64_t shared_buffer_bytes = 24 * 1024;
+  /// Weights the MAC array loads from the decoded-weight buffer per cycle and core
+  /// [weights / cycle]: an output block with few micro-blocks in height and width is bound
+  /// by it, since every weight loaded serves only those micro-blocks.
+  double mac_weights_per_cycle = 8;
+  /// Extra cycles per kernel step when an output block is a single micro-block in height
+  /// and width (the accumulator pipeline cannot be kept full) [cycles]
+  uint32_t mac_pipeline_delay_cycles = 2;
+  /// Output unit: cycles per output element and core (requantise, clamp, write-back) [cycles]
+  double output_cycles_per_element = 0.5;
+  /// Bytes of a position's channels the output unit writes per transaction and core; each
+  /// transaction rounds up to a memory burst [bytes]
+  uint32_t output_write_bytes = 16;
+  uint32_t weight_decoders = 1;  ///< weight decompression engines per core [count]
+  /// Decoder throughput per engine: symbols (weight and zero-run) per cycle, stream bits
+  /// per cycle, and cycles per slice header. A block decodes in
+  /// slices * slice_cycles + max(symbols / symbols_per_cycle, bits / bits_per_cycle).
+  double decoder_symbols_per_cycle = 8;
+  double decoder_bits_per_cycle = 64;
+  uint32_t decoder_slice_cycles = 16;
+  uint32_t weight_buffers = 2;     ///< decoded-weight block buffers per engine [blocks]
   uint32_t output_buffers = 2;     ///< accumulator block buffers ahead of the output unit [blocks]
   uint32_t command_cycles = 4;     ///< command processor cost per command [cycles]
   uint32_t op_setup_cycles = 64;   ///< fixed cost to start a kernel operation [cycles]
@@ -63,7 +81,7 @@ struct NpuConfig {
 
   /// MACs per cycle of the whole NPU.
   uint64_t total_macs_per_cycle() const { return uint64_t{macs_per_cycle} * cores; }
-  /// Input channels consumed per step by one core (MACs spread over the micro-block).
+  /// Input channels the MAC array consumes per cycle and core (MACs over the micro-block).
   uint32_t input_depth_per_step() const;
 };
 
