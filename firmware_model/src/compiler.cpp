@@ -480,56 +480,73 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
   plan.arena_memory = arena_offchip ? MemoryId::Offchip : MemoryId::Sram;
   const uint64_t sram_arena = arena_offchip ? 0 : align_up(plan.arena_bytes, kPlacementAlignment);
 
-  // 2. Weights: encode each block, then decide where the streams go.
-  // Each operation's output block (the NPU's schedule), then its weights encoded per
-  // block depth. Weights off-chip are prefetched into SRAM when some operation has
-  // several spatial blocks, since the NPU fetches a depth slice's weights again for every
-  // spatial block (Auto); the blocks are chosen for where the weights will be read from.
+  // 2. Each operation's output block (the NPU's schedule), then its weights encoded per
+  // block depth, then where each operation reads them from.
   const bool weights_in_sram = config.weights_in_sram();
-  auto choose_blocks = [&](const npu_sim::MemoryConfig& weight_memory) {
-    std::vector<npu_sim::BlockShape> blocks(model.operations.size());
-    for (size_t i = 0; i < model.operations.size(); ++i) {
-      const Operation& op = model.operations[i];
-      if (op.type == OpType::Reshape || op.type == OpType::DepthToSpace) continue;
-      blocks[i] = npu_sim::choose_ofm_block(kernel_command(model, plan, op), config,
-                                            options.ofm_block_depth, weight_memory);
-    }
-    return blocks;
-  };
-  std::vector<npu_sim::BlockShape> blocks = choose_blocks(config.sram);
-  bool prefetch_wanted = options.weights == WeightPlacement::Prefetch;
-  if (!weights_in_sram && options.weights == WeightPlacement::Auto) {
-    for (size_t i = 0; i < model.operations.size(); ++i) {
-      const Operation& op = model.operations[i];
-      const Shape& o = model.tensors[size_t(op.output)].shape;
-      prefetch_wanted |= has_weights(op.type) && (o[0] > blocks[i].h || o[1] > blocks[i].w);
+  std::vector<npu_sim::BlockShape> blocks(model.operations.size());
+  for (size_t i = 0; i < model.operations.size(); ++i) {
+    const Operation& op = model.operations[i];
+    if (op.type == OpType::Reshape || op.type == OpType::DepthToSpace) continue;
+    const Command probe = kernel_command(model, plan, op);
+    blocks[i] = npu_sim::choose_ofm_block(probe, config, options.ofm_block_depth);
+    if (!npu_sim::fits_shared_buffer(probe, blocks[i], config)) {
+      const uint64_t needed = npu_sim::shared_buffer_banks(probe, blocks[i], config);
+      return does_not_fit(
+          "shared buffer", needed * npu_sim::kSharedBufferBankBytes, config.shared_buffer_bytes,
+          fmt::format("{}: even a {}x{}x{} output block needs {} shared-buffer banks of 1 KiB "
+                      "(input and accumulators, double-buffered), {} available",
+                      op.name, blocks[i].h, blocks[i].w, blocks[i].d, needed,
+                      config.shared_buffer_bytes / npu_sim::kSharedBufferBankBytes));
     }
   }
-  if (!weights_in_sram && !prefetch_wanted) blocks = choose_blocks(config.offchip);
   std::vector<OpWeights> weights(model.operations.size());
+  for (size_t i = 0; i < model.operations.size(); ++i) {
+    const Operation& op = model.operations[i];
+    if (has_weights(op.type)) weights[i] = encode_operation(model, op, blocks[i].d);
+  }
+  // Prefetch (DMA into two SRAM buffers) or stream in place, per operation. Auto weighs
+  // the two: the NPU fetches a depth slice's weights again for every spatial block, from
+  // flash when streamed and from SRAM when prefetched, where the first tile's DMA is paid
+  // up front and the re-reads share the SRAM channel with the activations.
+  std::vector<bool> prefetched(model.operations.size(), false);
   uint64_t largest_op = 0, largest_block = 0;
-  auto encode_all = [&] {
-    largest_op = largest_block = 0;
-    for (size_t i = 0; i < model.operations.size(); ++i) {
-      const Operation& op = model.operations[i];
-      if (!has_weights(op.type)) continue;
-      weights[i] = encode_operation(model, op, blocks[i].d);
-      largest_op = std::max(largest_op, weights[i].whole_bytes);
-      largest_block = std::max(largest_block, weights[i].largest_block_tile);
+  for (size_t i = 0; i < model.operations.size(); ++i) {
+    const Operation& op = model.operations[i];
+    if (!has_weights(op.type) || weights_in_sram || options.weights == WeightPlacement::Stream) {
+      continue;
     }
-  };
-  encode_all();
+    if (options.weights == WeightPlacement::Auto) {
+      Command c = kernel_command(model, plan, op);
+      c.ofm_block_depth = blocks[i].d;
+      c.ofm_block_height = blocks[i].h;
+      c.ofm_block_width = blocks[i].w;
+      const npu_sim::CommandEstimate e = npu_sim::estimate_command(c, config);
+      if (e.spatial_blocks < 2) continue;  // weights are read once either way
+      const double bytes = double(weights[i].whole_bytes);
+      const double refetched = double(e.spatial_blocks) * bytes;
+      const double streamed =
+          std::max({e.compute, e.sram_traffic,
+                    e.offchip_traffic + refetched / config.offchip.bytes_per_cycle});
+      const double dma = bytes / config.offchip.bytes_per_cycle;
+      const double prefetch =
+          dma / kAutoTilesPerOperation +
+          std::max({e.compute, e.sram_traffic + (refetched + bytes) / config.sram.bytes_per_cycle,
+                    e.offchip_traffic + dma});
+      if (prefetch >= streamed) continue;
+    }
+    prefetched[i] = true;
+    largest_op = std::max(largest_op, weights[i].whole_bytes);
+    largest_block = std::max(largest_block, weights[i].largest_block_tile);
+  }
   const uint64_t free_sram =
       config.sram.size_bytes > sram_arena ? config.sram.size_bytes - sram_arena : 0;
-  if (prefetch_wanted && options.weights == WeightPlacement::Auto &&
-      free_sram / 2 < largest_block) {
+  if (options.weights == WeightPlacement::Auto && free_sram / 2 < largest_block) {
     // No room for two buffers of the largest block: stream in place.
-    prefetch_wanted = false;
-    blocks = choose_blocks(config.offchip);
-    encode_all();
+    std::fill(prefetched.begin(), prefetched.end(), false);
+    largest_op = 0;
   }
   out.weights = WeightPlacement::Stream;
-  if (!weights_in_sram && largest_op > 0 && prefetch_wanted) {
+  if (largest_op > 0) {
     // Auto: buffers of about a quarter of the largest operation's weights, so that the DMA
     // of the next tile overlaps the compute of this one (double buffering).
     const uint64_t wanted = options.weights == WeightPlacement::Auto
@@ -569,12 +586,11 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
   std::vector<std::vector<Tile>> op_tiles(model.operations.size());
   for (size_t i = 0; i < model.operations.size(); ++i) {
     if (!has_weights(model.operations[i].type)) continue;
-    op_tiles[i] = make_tiles(
-        weights[i].blocks, out.weights == WeightPlacement::Prefetch ? plan.weight_buffer_bytes : 0);
+    op_tiles[i] = make_tiles(weights[i].blocks, prefetched[i] ? plan.weight_buffer_bytes : 0);
   }
   std::vector<Command>& commands = out.stream.commands;
   size_t next_dma = 0, tile_index = 0;
-  std::vector<uint64_t> tile_flash;  // flash address of each tile, in order
+  std::vector<uint64_t> tile_flash;  // flash offset of each prefetched tile, in order
   std::vector<uint64_t> tile_size;
   // Tiles are laid out in flash first, so DMAs can be issued ahead of their commands.
   std::vector<std::vector<Command>> tile_commands(model.operations.size());
@@ -596,7 +612,7 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
       const uint64_t tile_start = weight_image.bytes.size();
       emit_tile_weights(op, weights[i], tile, weight_image.bytes, weight_image.address, c);
       c.weight_memory = weight_image.memory;
-      if (out.weights == WeightPlacement::Prefetch) {
+      if (prefetched[i]) {
         const uint64_t buffer =
             plan.weight_buffer_address + (tile_flash.size() % 2) * plan.weight_buffer_bytes;
         const uint64_t stored_at = weight_image.address + tile_start;
@@ -604,9 +620,9 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
           s.address = s.address - stored_at + buffer;
         c.scale_address = c.scale_address - stored_at + buffer;
         c.weight_memory = MemoryId::Sram;
+        tile_flash.push_back(tile_start);
+        tile_size.push_back(weight_image.bytes.size() - tile_start);
       }
-      tile_flash.push_back(tile_start);
-      tile_size.push_back(weight_image.bytes.size() - tile_start);
       tile_commands[i].push_back(c);
     }
   }
@@ -617,10 +633,7 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
         dma_command(weight_image.address + tile_flash[next_dma], buffer, tile_size[next_dma]));
     ++next_dma;
   };
-  const bool prefetch = out.weights == WeightPlacement::Prefetch;
-  if (prefetch) {
-    while (next_dma < std::min<size_t>(2, tile_count)) issue_dma();
-  }
+  while (next_dma < std::min<size_t>(2, tile_count)) issue_dma();
   for (size_t i = 0; i < model.operations.size(); ++i) {
     const Operation& op = model.operations[i];
     LayerCommands layer;
@@ -632,15 +645,17 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
           uint64_t{model.tensors[size_t(op.output)].shape[2]} * npu_sim::kScaleRecordBytes;
       layer.block_depth = weights[i].block_depth;
       for (const Command& c : tile_commands[i]) {
-        if (prefetch) {
+        if (prefetched[i]) {
           // The tile's DMA is done when at most the next one is still in flight.
           commands.push_back(wait_command(next_dma > tile_index + 1 ? 1 : 0));
         }
         const size_t before = commands.size();
         emit_striped(c, choose_stripe_rows(c, options.stripe_rows), commands);
         layer.tiles += uint32_t(commands.size() - before);
-        ++tile_index;
-        if (prefetch && next_dma < tile_count) issue_dma();
+        if (prefetched[i]) {
+          ++tile_index;
+          if (next_dma < tile_count) issue_dma();
+        }
       }
     } else if (op.type == OpType::DepthToSpace) {
       layer.block_depth = std::min(channel_step(config), model.tensors[size_t(op.output)].shape[2]);

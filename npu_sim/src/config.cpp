@@ -121,9 +121,19 @@ const std::vector<Param>& registry() {
                              "output micro-block depth", 1, 64,
                              UDC_FIELD(uint32_t, micro_block.c)));
     p.push_back(number_param("npu.shared_buffer_bytes", K::Integer, "bytes",
-                             "shared buffer (SHRAM): an output block is chosen so that two input "
-                             "blocks and two int32 accumulator blocks fit in it",
+                             "shared buffer (SHRAM), banks of 1 KiB: an output block is chosen so "
+                             "that two input blocks and two int32 accumulator blocks fit in it",
                              1024, 1 << 24, UDC_FIELD(uint64_t, shared_buffer_bytes)));
+    p.push_back(number_param("npu.shared_buffer_reserved_banks", K::Integer, "banks",
+                             "shared-buffer banks (of 1 KiB) kept for the output unit and the "
+                             "lookup table, not available to input and accumulator blocks",
+                             0, 64, UDC_FIELD(uint32_t, shared_buffer_reserved_banks)));
+    p.push_back(number_param("npu.input_bank_granule", K::Integer, "banks",
+                             "allocation granule of the (double-buffered) input block area", 1, 64,
+                             UDC_FIELD(uint32_t, input_bank_granule)));
+    p.push_back(number_param("npu.accumulator_bank_granule", K::Integer, "banks",
+                             "allocation granule of the (double-buffered) accumulator area", 1, 64,
+                             UDC_FIELD(uint32_t, accumulator_bank_granule)));
     p.push_back(number_param("npu.mac_weights_per_cycle", K::Real, "weights/cycle",
                              "weights the MAC array loads per cycle and core; bounds output "
                              "blocks with few micro-blocks (fully connected layers)",
@@ -329,6 +339,15 @@ std::string check_consistency(const NpuConfig& c) {
     return "npu.macs_per_cycle (" + std::to_string(c.macs_per_cycle) +
            ") is not a multiple of the micro-block volume (" +
            std::to_string(c.micro_block.volume()) + ")";
+  }
+  const uint64_t least_banks =
+      uint64_t{c.shared_buffer_reserved_banks} + c.input_bank_granule + c.accumulator_bank_granule;
+  if (c.shared_buffer_bytes % kSharedBufferBankBytes != 0 ||
+      c.shared_buffer_bytes / kSharedBufferBankBytes < least_banks) {
+    return "npu.shared_buffer_bytes (" + std::to_string(c.shared_buffer_bytes) +
+           ") must be whole banks of 1024 bytes, at least npu.shared_buffer_reserved_banks + "
+           "npu.input_bank_granule + npu.accumulator_bank_granule (" +
+           std::to_string(least_banks) + " banks)";
   }
   if (c.dma_chunk_bytes % c.sram.burst_bytes != 0 ||
       c.dma_chunk_bytes % c.offchip.burst_bytes != 0) {

@@ -110,6 +110,8 @@ class NpuModel : public sc_core::sc_module {
     std::vector<std::deque<uint32_t>> ready;        ///< per engine: decoded blocks in order
     std::vector<std::vector<int16_t>> weights;      ///< per depth block (functional runs)
     std::vector<std::vector<ChannelScale>> scales;  ///< per depth block (functional runs)
+    std::vector<double>
+        first_weights_at;  ///< per block: cycle its first weights arrive (-1: not yet issued)
     uint32_t inputs_fetched = 0;    ///< blocks whose input block is in the shared buffer
     uint32_t blocks_computed = 0;   ///< blocks the MAC array has finished
     std::deque<uint32_t> computed;  ///< blocks waiting for the output unit
@@ -134,8 +136,10 @@ class NpuModel : public sc_core::sc_module {
       return p;
     }
   } op_;
-  sc_event op_start_, op_done_, fetch_turn_, weights_ready_, weight_buffer_freed_, block_computed_,
-      output_buffer_freed_, input_fetched_, input_buffer_freed_;
+  sc_event op_start_, op_done_, fetch_turn_, weights_started_, weights_ready_, weight_buffer_freed_,
+      block_computed_, output_buffer_freed_, input_fetched_, input_buffer_freed_;
+  /// Cycle by which every write the job has posted is acknowledged.
+  double writes_acknowledged_at_ = 0;
 
   void command_thread();
   void dma_thread();
@@ -296,6 +300,7 @@ void NpuModel::command_thread() {
       op_.engines = static_cast<int>(config_.cores * config_.weight_decoders);
       op_.ready.assign(static_cast<size_t>(op_.engines), {});
       op_.weights.assign(op_.depth_blocks, {});
+      op_.first_weights_at.assign(op_.blocks, -1.0);
       op_.scales.assign(op_.depth_blocks, {});
       r.macs = c.macs();
       r.decoder_utilisation.assign(has_weights(c.kind) ? static_cast<size_t>(op_.engines) : 0, 0.0);
@@ -319,8 +324,9 @@ void NpuModel::command_thread() {
       trace("command processor", command_name(c.kind), start, now_cycles(), i);
       op_.kernel.reset();
     }
-    // The job ends when every DMA has landed.
+    // The job ends when every DMA has landed and every posted write is acknowledged.
     while (dma_pending_ > 0) sc_core::wait(dma_done_);
+    wait_until(std::max(now_cycles(), writes_acknowledged_at_));
     job_done_ = true;
   }
 }
@@ -390,6 +396,10 @@ void NpuModel::decoder_thread(int engine) {
       // first fetch waits for the memory's read latency.
       const double latency = block == 0 ? weight_memory.read_latency_cycles : 0;
       const double first_data = start + latency;
+      // Decoded weights stream into the MAC array through a FIFO: it may start a block
+      // once the block's first data is in, and finishes it no earlier than the decoder.
+      op_.first_weights_at[block] = first_data;
+      weights_started_.notify(sc_core::SC_ZERO_TIME);
       const double fetched =
           transfer(c.weight_memory, stream.bytes + scale_bytes, false, index) + latency;
       ++op_.next_fetch;
@@ -485,16 +495,27 @@ void NpuModel::mac_thread() {
       r.input_wait_cycles += now_cycles() - input_start;
       trace("mac array", "wait input", input_start, now_cycles(), index);
       if (weighted) {
+        const double wait_start = now_cycles();
+        while (op_.first_weights_at[block] < 0) sc_core::wait(weights_started_);
+        wait_until(op_.first_weights_at[block]);
+        r.weight_wait_cycles += now_cycles() - wait_start;
+        trace("mac array", "wait weights", wait_start, now_cycles(), index);
+      }
+      const double start = now_cycles();
+      // Edge blocks take as long as full ones: the block's micro-block schedule is fixed
+      // per operation (Vela's estimate makes the same assumption; the partial-block timing
+      // of the hardware is not public).
+      const double cycles = block_compute_cycles(c, op_.shape, config_);
+      wait_cycles(cycles);
+      r.compute_cycles += cycles;
+      if (weighted) {
+        // The block's last weights arrive when the decoder finishes it.
         auto& queue = op_.ready[block % static_cast<uint32_t>(op_.engines)];
         const double wait_start = now_cycles();
         while (queue.empty() || queue.front() != block) sc_core::wait(weights_ready_);
         r.weight_wait_cycles += now_cycles() - wait_start;
         trace("mac array", "wait weights", wait_start, now_cycles(), index);
       }
-      const double start = now_cycles();
-      const double cycles = block_compute_cycles(c, place.extent, config_);
-      wait_cycles(cycles);
-      r.compute_cycles += cycles;
       // Functionally a depth block is computed over the whole output at once, when its
       // first spatial block passes; the timing above is per block.
       if (op_.kernel && report_.error.empty() && place.spatial == 0) {
@@ -532,16 +553,18 @@ void NpuModel::output_thread() {
       const Access access = output_block_access(c, place.extent, config_);
       const uint64_t bytes = uint64_t{place.extent.h} * place.extent.w * place.extent.d;
       last_end = transfer(c.ofm.memory, access, bytes, true, index);
-      wait_until(std::max(last_end, start + block_output_cycles(c, place.extent, config_)));
+      wait_until(std::max(last_end, start + block_output_cycles(c, op_.shape, config_)));
       trace("output unit", "block " + std::to_string(block), start, now_cycles(), index);
       op_.computed.pop_front();
       output_buffer_freed_.notify(sc_core::SC_ZERO_TIME);
     }
-    // The operation ends when its last write is acknowledged; the MAC array's view of
-    // this drain is output wait.
-    wait_until(std::max(
-        now_cycles(),
-        last_end + memories_[static_cast<int>(c.ofm.memory)].config->write_latency_cycles));
+    // Writes are posted: the operation ends with its last write's data phase, and the job
+    // waits for the acknowledgments at its end. The MAC array's view of this drain is
+    // output wait.
+    wait_until(std::max(now_cycles(), last_end));
+    writes_acknowledged_at_ =
+        std::max(writes_acknowledged_at_,
+                 last_end + memories_[static_cast<int>(c.ofm.memory)].config->write_latency_cycles);
     r.output_wait_cycles += now_cycles() - op_.mac_finished_at;
     op_done_.notify(sc_core::SC_ZERO_TIME);
   }
@@ -602,6 +625,7 @@ JobReport NpuModel::run(const CommandStream& stream, const NpuConfig& config,
   job_start_ = now_cycles();
   for (Memory& m : memories_) m.busy.clear();
   job_done_ = false;
+  writes_acknowledged_at_ = job_start_;
   job_start_event_.notify(sc_core::SC_ZERO_TIME);
   sc_core::sc_start();
   if (!job_done_) throw std::logic_error("NPU model stopped before the job finished (deadlock)");

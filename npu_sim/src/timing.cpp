@@ -199,110 +199,150 @@ Access output_block_access(const Command& c, const BlockShape& block, const NpuC
   return a;
 }
 
-uint64_t shared_buffer_need(const Command& c, const BlockShape& block, const NpuConfig&) {
-  uint64_t rows = block.h, cols = block.w;
-  if (windowed(c.kind)) {
-    rows = uint64_t{block.h - 1} * c.stride_h + c.kernel_h;
-    cols = uint64_t{block.w - 1} * c.stride_w + c.kernel_w;
-  }
-  uint64_t depth = block.d;
-  if (c.kind == CommandKind::Conv2d) {
-    depth = std::min<uint64_t>(c.ifm.shape[2],
-                               part_kernel_first(c) ? kPartKernelBlockDepth : kDepthFirstChannels);
-  } else if (c.kind == CommandKind::FullyConnected) {
-    rows = cols = 1;
-    depth = std::min<uint64_t>(input_channels(c), kDepthFirstChannels);
-  } else if (c.kind == CommandKind::Add) {
-    depth = 2 * uint64_t{block.d};
-  }
-  const uint64_t input = rows * cols * depth;
-  const uint64_t accumulators = uint64_t{block.h} * block.w * block.d * 4;
-  return 2 * input + 2 * accumulators;
+namespace {
+
+/// The largest output block the NPU's block registers describe [elements].
+constexpr BlockShape kLargestBlock{32, 64, 128};
+/// Output depth is split in multiples of this where an operation has several depth blocks.
+constexpr uint32_t kDepthSplit = 16;
+/// Kernels larger than this are run as sub-kernels, each re-reading the input block.
+constexpr uint32_t kLargestSubKernel = 8;
+
+uint64_t round_up(uint64_t value, uint64_t unit) {
+  return ceil_div(value, unit) * unit;
 }
 
-BlockShape choose_ofm_block(const Command& c, const NpuConfig& config, uint32_t depth,
-                            const MemoryConfig& weight_memory) {
+/// Banks of one double-buffered area holding `bytes` per buffer, rounded to `granule`.
+uint64_t area_banks(uint64_t bytes, uint32_t granule) {
+  return round_up(ceil_div(bytes, kSharedBufferBankBytes) * 2, granule);
+}
+
+bool equal_depth(CommandKind kind) {
+  return !reads_every_input_channel(kind);
+}
+
+}  // namespace
+
+BlockShape input_block_shape(const Command& c, const BlockShape& block, const NpuConfig& config) {
+  const MicroBlock& ub = config.micro_block;
+  BlockShape in{block.h, block.w, block.d};
+  if (windowed(c.kind)) {
+    in.h = uint32_t(round_up(
+        uint64_t{block.h - 1} * c.stride_h + std::min(c.kernel_h, kLargestSubKernel), ub.h));
+    in.w = uint32_t(round_up(
+        uint64_t{block.w - 1} * c.stride_w + std::min(c.kernel_w, kLargestSubKernel), ub.w));
+  } else if (c.kind == CommandKind::FullyConnected) {
+    in.h = in.w = 1;
+  }
+  if (reads_every_input_channel(c.kind)) {
+    in.d = uint32_t(round_up(input_request_bytes(c, block), kPartKernelChannels));
+  }
+  return in;
+}
+
+uint64_t shared_buffer_banks(const Command& c, const BlockShape& block, const NpuConfig& config) {
+  const BlockShape in = input_block_shape(c, block, config);
+  const uint64_t input_bytes = uint64_t{in.h} * in.w * round_up(in.d, 8);
+  uint64_t banks =
+      config.shared_buffer_reserved_banks + area_banks(input_bytes, config.input_bank_granule);
+  if (c.kind == CommandKind::Add) {
+    banks += area_banks(input_bytes, config.input_bank_granule);  // the second input
+  } else {
+    const uint64_t accumulator_bytes = uint64_t{block.h} * block.w * round_up(block.d, 8) * 4;
+    banks += area_banks(accumulator_bytes, config.accumulator_bank_granule);
+  }
+  return banks;
+}
+
+bool fits_shared_buffer(const Command& c, const BlockShape& block, const NpuConfig& config) {
+  return shared_buffer_banks(c, block, config) <=
+         config.shared_buffer_bytes / kSharedBufferBankBytes;
+}
+
+BlockShape choose_ofm_block(const Command& c, const NpuConfig& config, uint32_t depth) {
   const MicroBlock& ub = config.micro_block;
   const uint32_t out_h = c.ofm.shape[0], out_w = c.ofm.shape[1], out_d = c.ofm.shape[2];
-  auto extents = [](uint32_t unit, uint32_t whole) {
-    std::vector<uint32_t> values;
-    for (uint32_t k : {1u, 2u, 3u, 4u, 6u, 8u, 12u, 16u, 24u, 32u, 48u, 64u}) {
-      if (uint64_t{k} * unit < whole) values.push_back(k * unit);
-    }
-    values.push_back(whole);
-    return values;
-  };
-  std::vector<uint32_t> depths;
-  if (depth > 0) {
-    depths.push_back(std::min(depth, out_d));
-  } else {
-    depths = extents(ub.c * config.cores, out_d);
-  }
-  const MemoryConfig& in_memory = c.ifm.memory == MemoryId::Sram ? config.sram : config.offchip;
-  const MemoryConfig& out_memory = c.ofm.memory == MemoryId::Sram ? config.sram : config.offchip;
-  const uint64_t weights = has_weights(c.kind) ? uint64_t{out_d} * c.weights_per_channel() : 0;
-  struct Candidate {
-    BlockShape block;
-    double cycles = 0;
-    uint64_t volume = 0;
-  };
-  std::vector<Candidate> candidates;
-  for (uint32_t d : depths) {
-    for (uint32_t h : extents(ub.h, out_h)) {
-      for (uint32_t w : extents(ub.w, out_w)) {
+  const uint32_t step_d = ub.c;
+  const uint32_t search_h = uint32_t(round_up(std::min(out_h, kLargestBlock.h), ub.h));
+  const uint32_t search_w = uint32_t(round_up(std::min(out_w, kLargestBlock.w), ub.w));
+  const uint32_t search_d = uint32_t(round_up(std::min(out_d, kLargestBlock.d), step_d));
+  const uint64_t in_depth = input_channels(c);
+  const bool convolution = c.kind == CommandKind::Conv2d || c.kind == CommandKind::DepthwiseConv2d;
+  const uint64_t kernel_positions = convolution ? uint64_t{c.kernel_h} * c.kernel_w : 0;
+  const uint64_t repeats =
+      ceil_div(c.kernel_h, kLargestSubKernel) * ceil_div(c.kernel_w, kLargestSubKernel);
+  const double out_elements = double(c.ofm.elements());
+  const double in_elements = double(c.ifm.elements());
+  auto next_depth = [&](uint32_t d) { return d < out_d ? uint32_t(round_up(d, kDepthSplit)) : d; };
+  uint32_t first_depth = next_depth(std::max(step_d, std::min(search_d, kDepthSplit)));
+  uint32_t last_depth = search_d;
+  if (depth > 0) first_depth = last_depth = std::min(depth, out_d);
+
+  BlockShape best{std::min(ub.h, out_h), std::min(ub.w, out_w), first_depth};
+  double best_cost = -1, best_coverage = 0;
+  for (uint32_t d = first_depth; d <= last_depth; d = next_depth(d + step_d)) {
+    for (uint32_t h = ub.h; h <= search_h; h += ub.h) {
+      for (uint32_t w = ub.w; w <= search_w; w += ub.w) {
         const BlockShape block{h, w, d};
-        if (shared_buffer_need(c, block, config) > config.shared_buffer_bytes &&
-            !(h == std::min(ub.h, out_h) && w == std::min(ub.w, out_w))) {
-          continue;  // the smallest block is always allowed
+        if (!fits_shared_buffer(c, block, config)) break;  // wider only needs more
+        const BlockShape in = input_block_shape(c, block, config);
+        // Memory fetched per output element: input blocks (again for every depth block
+        // of a convolution) and weights (again for every spatial block).
+        const double full_h = double(ceil_div(out_h, h)), full_w = double(ceil_div(out_w, w));
+        const double full_d = double(ceil_div(out_d, d));
+        const double part_h = double(out_h) / h, part_w = double(out_w) / w;
+        const double weight_fetch = double(kernel_positions * in_depth) * full_h * full_w *
+                                    (c.kind == CommandKind::DepthwiseConv2d ? 1.0 : double(out_d));
+        double input_fetch = double(uint64_t{in.h} * in.w * in_depth * repeats) * part_h * part_w;
+        if (!equal_depth(c.kind)) input_fetch *= full_d;
+        double cost = (input_fetch + weight_fetch) / out_elements;
+        // An input that both buffers hold whole is fetched once.
+        if (in_elements < 2.0 * double(uint64_t{in.h} * in.w * in.d)) cost /= 2;
+        if (best_cost >= 0 && cost > best_cost) continue;
+        if (best_cost >= 0 && cost == best_cost) {
+          // Equal cost: prefer small blocks that cover more of a small input.
+          const double coverage =
+              double(uint64_t{c.ifm.shape[0]} * c.ifm.shape[1]) /
+              double(uint64_t{std::min(c.ifm.shape[0], in.h)} * std::min(c.ifm.shape[1], in.w));
+          if (!(coverage <= best_coverage && h <= 4 && w <= 4)) continue;
+          best_coverage = coverage;
+        } else {
+          best_coverage = 1e300;
         }
-        // Full and edge blocks in each dimension, weighted by their counts.
-        const uint32_t dims_h[2] = {h, out_h % h}, dims_w[2] = {w, out_w % w},
-                       dims_d[2] = {d, out_d % d};
-        const uint64_t counts_h[2] = {out_h / h, out_h % h ? 1u : 0u},
-                       counts_w[2] = {out_w / w, out_w % w ? 1u : 0u},
-                       counts_d[2] = {out_d / d, out_d % d ? 1u : 0u};
-        double compute = 0, output = 0, input_traffic = 0, output_traffic = 0;
-        for (int i = 0; i < 2; ++i) {
-          for (int j = 0; j < 2; ++j) {
-            for (int k = 0; k < 2; ++k) {
-              const uint64_t n = counts_h[i] * counts_w[j] * counts_d[k];
-              if (n == 0) continue;
-              const BlockShape part{dims_h[i], dims_w[j], dims_d[k]};
-              compute += double(n) * block_compute_cycles(c, part, config);
-              output += double(n) * block_output_cycles(c, part, config);
-              // An interior block's input: its window without clipping at the edges.
-              const Access in =
-                  input_block_access(c, c.ifm, c.pad_top ? 1 : 0, c.pad_left ? 1 : 0, part);
-              input_traffic += double(n * in.runs) * data_cycles(in_memory, in.run_bytes);
-              const Access out = output_block_access(c, part, config);
-              output_traffic += double(n * out.runs) * data_cycles(out_memory, out.run_bytes);
-            }
-          }
-        }
-        // Weights are fetched again for every spatial block; traffic on one memory adds up.
-        const double spatial = double(ceil_div(out_h, h) * ceil_div(out_w, w));
-        const double weight_traffic = double(weights) * spatial / weight_memory.bytes_per_cycle;
-        double in_channel = input_traffic, out_channel = output_traffic,
-               weight_channel = weight_traffic;
-        if (&in_memory == &out_memory) in_channel = out_channel = input_traffic + output_traffic;
-        if (&weight_memory == &in_memory || &weight_memory == &out_memory) {
-          weight_channel += std::max(in_channel, out_channel);
-        }
-        const double memory = std::max({in_channel, out_channel, weight_channel});
-        candidates.push_back({block, std::max({compute, output, memory}), uint64_t{h} * w * d});
+        best_cost = cost;
+        best = {std::min(h, out_h), std::min(w, out_w), std::min(d, out_d)};
       }
     }
+    if (d >= last_depth) break;
   }
-  // The largest block within a small margin of the fastest: the estimate leaves out fixed
-  // per-block costs, which favour fewer, larger blocks.
-  constexpr double kMargin = 1.03;
-  double fastest = candidates.front().cycles;
-  for (const Candidate& k : candidates) fastest = std::min(fastest, k.cycles);
-  const Candidate* best = nullptr;
-  for (const Candidate& k : candidates) {
-    if (k.cycles <= fastest * kMargin && (!best || k.volume > best->volume)) best = &k;
+  return best;
+}
+
+CommandEstimate estimate_command(const Command& c, const NpuConfig& config) {
+  CommandEstimate e;
+  const BlockShape block = ofm_block_shape(c);
+  e.spatial_blocks = spatial_blocks(c);
+  const uint64_t blocks = e.spatial_blocks * c.ofm_blocks();
+  e.compute = double(blocks) * block_compute_cycles(c, block, config);
+  auto channel = [&](MemoryId id) -> double& {
+    return id == MemoryId::Sram ? e.sram_traffic : e.offchip_traffic;
+  };
+  auto memory = [&](MemoryId id) -> const MemoryConfig& {
+    return id == MemoryId::Sram ? config.sram : config.offchip;
+  };
+  // Interior blocks stand for all (edges read a little less).
+  const Access in = input_block_access(c, c.ifm, c.pad_top ? 1 : 0, c.pad_left ? 1 : 0, block);
+  channel(c.ifm.memory) +=
+      double(blocks * in.runs) * data_cycles(memory(c.ifm.memory), in.run_bytes);
+  if (c.kind == CommandKind::Add) {
+    const Access in2 = input_block_access(c, c.ifm2, 0, 0, block);
+    channel(c.ifm2.memory) +=
+        double(blocks * in2.runs) * data_cycles(memory(c.ifm2.memory), in2.run_bytes);
   }
-  return best->block;
+  const Access out = output_block_access(c, block, config);
+  channel(c.ofm.memory) +=
+      double(blocks * out.runs) * data_cycles(memory(c.ofm.memory), out.run_bytes);
+  return e;
 }
 
 double decode_cycles(const WeightStreamRef& stream, uint64_t weights, const NpuConfig& config) {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <sstream>
 #include <stdexcept>
 
@@ -98,17 +99,28 @@ TableShape table_shape(const SearchSpace& space, size_t block) {
 
 namespace {
 
-/// A one-block model of candidate (op, in width, out width, bits, sparsity).
-fm::Model candidate_model(const BlockSpace& block, const BlockGeometry& g, const OpChoice& op,
-                          uint32_t in_c, uint32_t out_c, uint32_t bits, double sparsity) {
-  // Depthwise layers stay dense whatever the block's sparsity (SharedLayer::prunable).
-  uint64_t seed = 1;
-  auto weights_at = [&](size_t count, double level) {
+/// The weights of weighted layer `layer` of a candidate (in the model's layout), `count` of
+/// them, pruned to the candidate's sparsity when `prunable`.
+using LayerWeights = std::function<std::vector<int8_t>(size_t layer, size_t count, bool prunable)>;
+
+/// Synthetic Gaussian weights of the candidate's bits and sparsity (seeded per layer).
+LayerWeights synthetic_layer_weights(uint32_t bits, double sparsity) {
+  return [bits, sparsity](size_t layer, size_t count, bool prunable) {
+    const double level = prunable ? sparsity : 0.0;
     return compression::synthetic_weights(
-        fmt::format("gauss{}_{}", bits, int(std::lround(100.0 * level))), count, seed++);
+        fmt::format("gauss{}_{}", bits, int(std::lround(100.0 * level))), count, layer + 1);
   };
-  auto weights = [&](size_t count) { return weights_at(count, sparsity); };
-  auto dense_weights = [&](size_t count) { return weights_at(count, 0.0); };
+}
+
+/// A one-block model of candidate (op, in width, out width, bits), its weights from
+/// `source`.
+fm::Model candidate_model(const BlockSpace& block, const BlockGeometry& g, const OpChoice& op,
+                          uint32_t in_c, uint32_t out_c, uint32_t bits,
+                          const LayerWeights& source) {
+  // Depthwise layers stay dense whatever the block's sparsity (SharedLayer::prunable).
+  size_t layer = 0;
+  auto weights = [&](size_t count) { return source(layer++, count, true); };
+  auto dense_weights = [&](size_t count) { return source(layer++, count, false); };
   const auto [multiplier, shift] = fm::quantize_multiplier(0.01);
   auto requant = [&, m = multiplier, s = shift](uint32_t channels) {
     return fm::ModelBuilder::Requant{std::vector<int32_t>(channels, 0),
@@ -164,10 +176,15 @@ fm::Model candidate_model(const BlockSpace& block, const BlockGeometry& g, const
   return builder.finish();
 }
 
-/// `run.job.total_cycles` split over the model's weighted operations in proportion to the
+/// The block's cycles split over the model's weighted operations in proportion to the
 /// time each ran (end - start cycle), a weightless operation counting with the weighted one
 /// before it (the first weighted one when none is before): `slots` entries, unused ones 0.
 std::vector<double> layer_shares(const fm::Model& model, const fm::NpuRun& run, size_t slots) {
+  // The block's cycles: until its last command is done. The acknowledgment of its last
+  // writes, which ends a one-block job, overlaps the next block in a network.
+  double block_cycles = 0;
+  for (const npu_sim::CommandReport& c : run.job.commands)
+    block_cycles = std::max(block_cycles, c.end_cycle);
   std::vector<double> spans(slots, 0.0);
   size_t weighted_seen = 0;
   double pending = 0;  // weightless time before the first weighted operation
@@ -187,8 +204,8 @@ std::vector<double> layer_shares(const fm::Model& model, const fm::NpuRun& run, 
   for (double s : spans) total_span += s;
   std::vector<double> shares(slots, 0.0);
   for (size_t l = 0; l < weighted_seen; ++l) {
-    shares[l] = total_span > 0 ? run.job.total_cycles * spans[l] / total_span
-                               : run.job.total_cycles / double(weighted_seen);
+    shares[l] = total_span > 0 ? block_cycles * spans[l] / total_span
+                               : block_cycles / double(weighted_seen);
   }
   return shares;
 }
@@ -196,7 +213,7 @@ std::vector<double> layer_shares(const fm::Model& model, const fm::NpuRun& run, 
 /// Identifies the NPU parameters and the space the tables were measured for.
 std::string fingerprint(const SearchSpace& space, const npu_sim::NpuConfig& npu) {
   std::ostringstream text;
-  text << "v3 " << npu.npu_name << ' ' << npu.system_name << ' ' << npu.memory_mode;
+  text << "v4 " << npu.npu_name << ' ' << npu.system_name << ' ' << npu.memory_mode;
   for (const npu_sim::ParamInfo& p : npu_sim::npu_params()) {
     if (p.kind != npu_sim::ParamKind::Text)
       text << ' ' << p.key << '=' << npu_sim::param_value(npu, p.key);
@@ -215,7 +232,73 @@ std::string fingerprint(const SearchSpace& space, const npu_sim::NpuConfig& npu)
   return text.str();
 }
 
+/// Chooses the weights of candidate (op, in width index, out width index, bits, sparsity).
+using CandidateSource = std::function<LayerWeights(size_t op, size_t in_width, size_t out_width,
+                                                   uint32_t bits, double sparsity)>;
+
+/// Compiles and simulates every uniform candidate of block `k`: cycles split over its
+/// layers, arena, and whether it fits.
+BlockHardwareTable measure_block(const SearchSpace& space, const npu_sim::NpuConfig& npu, size_t k,
+                                 const CandidateSource& source) {
+  const BlockSpace& block = space.blocks[k];
+  const BlockGeometry g = block_geometry(space)[k];
+  const TableShape shape = table_shape(space, k);
+  npu_sim::RunOptions timing;
+  timing.timing_only = true;
+  BlockHardwareTable t;
+  t.cycles.assign(shape.size(), 0.0);
+  t.sram_bytes.assign(shape.uniform_size(), 0.0);
+  t.fits.assign(shape.uniform_size(), 1);
+  for (size_t o = 0; o < shape.ops; ++o) {
+    if (block.ops[o].op == BlockOp::Skip) continue;
+    for (size_t i = 0; i < shape.in_widths; ++i) {
+      for (size_t j = 0; j < shape.out_widths; ++j) {
+        for (size_t b = 0; b < shape.bits; ++b) {
+          for (size_t s = 0; s < shape.sparsity; ++s) {
+            const size_t n = shape.uniform_index(o, i, j, b, s);
+            const fm::Model model =
+                candidate_model(block, g, block.ops[o], g.in_widths[i], block.widths[j],
+                                space.bits[b], source(o, i, j, space.bits[b], space.sparsity[s]));
+            const fm::CompileResult compiled = fm::compile(model, npu);
+            if (!compiled.fits()) {
+              t.fits[n] = 0;
+              t.sram_bytes[n] = double(compiled.does_not_fit->needed);
+              continue;
+            }
+            const std::vector<int8_t> input(size_t(g.in_height) * g.in_width * g.in_widths[i], 0);
+            const fm::NpuRun run = fm::run_on_npu(model, compiled.compiled, npu, {input}, timing);
+            t.sram_bytes[n] = double(compiled.compiled.plan.arena_bytes);
+            const std::vector<double> shares = layer_shares(model, run, shape.layers);
+            for (size_t l = 0; l < shape.layers; ++l) {
+              t.cycles[shape.index(o, l, i, j, b, s)] = shares[l];
+            }
+          }
+        }
+      }
+    }
+  }
+  return t;
+}
+
 }  // namespace
+
+void remeasure_cycles(HardwareTables& tables, const SearchSpace& space,
+                      const npu_sim::NpuConfig& npu, const CandidateWeights& weights) {
+  if (tables.blocks.size() != space.blocks.size()) {
+    throw std::logic_error("remeasure_cycles: tables of another space");
+  }
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t k = 0; k < space.blocks.size(); ++k) {
+    const BlockHardwareTable t = measure_block(
+        space, npu, k, [&](size_t o, size_t i, size_t j, uint32_t bits, double sparsity) {
+          return LayerWeights([&, k, o, i, j, bits, sparsity](size_t layer, size_t, bool prunable) {
+            return weights(k, o, layer, i, j, bits, prunable ? sparsity : 0.0);
+          });
+        });
+    tables.blocks[k].cycles = t.cycles;
+  }
+  tables.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 HardwareTables measure_hardware_tables(const SearchSpace& space, const npu_sim::NpuConfig& npu,
                                        const std::string& cache_path) {
@@ -253,46 +336,11 @@ HardwareTables measure_hardware_tables(const SearchSpace& space, const npu_sim::
   }
 
   const auto start = std::chrono::steady_clock::now();
-  const std::vector<BlockGeometry> geometry = block_geometry(space);
-  npu_sim::RunOptions timing;
-  timing.timing_only = true;
   for (size_t k = 0; k < space.blocks.size(); ++k) {
-    const BlockSpace& block = space.blocks[k];
-    const BlockGeometry& g = geometry[k];
-    const TableShape shape = table_shape(space, k);
-    BlockHardwareTable t;
-    t.cycles.assign(shape.size(), 0.0);
-    t.sram_bytes.assign(shape.uniform_size(), 0.0);
-    t.fits.assign(shape.uniform_size(), 1);
-    for (size_t o = 0; o < shape.ops; ++o) {
-      if (block.ops[o].op == BlockOp::Skip) continue;
-      for (size_t i = 0; i < shape.in_widths; ++i) {
-        for (size_t j = 0; j < shape.out_widths; ++j) {
-          for (size_t b = 0; b < shape.bits; ++b) {
-            for (size_t s = 0; s < shape.sparsity; ++s) {
-              const size_t n = shape.uniform_index(o, i, j, b, s);
-              const fm::Model model =
-                  candidate_model(block, g, block.ops[o], g.in_widths[i], block.widths[j],
-                                  space.bits[b], space.sparsity[s]);
-              const fm::CompileResult compiled = fm::compile(model, npu);
-              if (!compiled.fits()) {
-                t.fits[n] = 0;
-                t.sram_bytes[n] = double(compiled.does_not_fit->needed);
-                continue;
-              }
-              const std::vector<int8_t> input(size_t(g.in_height) * g.in_width * g.in_widths[i], 0);
-              const fm::NpuRun run = fm::run_on_npu(model, compiled.compiled, npu, {input}, timing);
-              t.sram_bytes[n] = double(compiled.compiled.plan.arena_bytes);
-              const std::vector<double> shares = layer_shares(model, run, shape.layers);
-              for (size_t l = 0; l < shape.layers; ++l) {
-                t.cycles[shape.index(o, l, i, j, b, s)] = shares[l];
-              }
-            }
-          }
-        }
-      }
-    }
-    tables.blocks.push_back(std::move(t));
+    tables.blocks.push_back(
+        measure_block(space, npu, k, [&](size_t, size_t, size_t, uint32_t bits, double sparsity) {
+          return synthetic_layer_weights(bits, sparsity);
+        }));
   }
   tables.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!cache_path.empty()) {

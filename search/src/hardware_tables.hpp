@@ -2,13 +2,15 @@
 //
 // Every uniform candidate of every block (operator x input width x output width x bitwidth x
 // sparsity, every layer of the block at that bitwidth and sparsity) is built as a one-block
-// model with synthetic weights, compiled for the NPU and simulated in timing-only mode; its
+// model with synthetic weights (then, during a search, with the supernet's current ones:
+// remeasure_cycles), compiled for the NPU and simulated in timing-only mode; its
 // cycles are split over its weighted layers, so blocks whose layers differ are costed too. The
 // tables are cached in a JSON file keyed by a fingerprint of the NPU parameters and the space, so a
 // search on the same NPU measures them once.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -73,6 +75,19 @@ struct HardwareTables {
   bool from_cache = false;
   double seconds = 0;  ///< time spent measuring (0 when cached)
 };
+
+/// The int8 weights (the model's layout) of weighted layer `layer` of operator `op` of block
+/// `block`, at input width index `in_width` and output width index `out_width`, quantised to
+/// `bits` and pruned to `sparsity` (0 for layers that stay dense).
+using CandidateWeights =
+    std::function<std::vector<int8_t>(size_t block, size_t op, size_t layer, size_t in_width,
+                                      size_t out_width, uint32_t bits, double sparsity)>;
+
+/// Measures every block's cycles again with `weights` (a supernet's current ones) instead of
+/// synthetic ones: the decoder's time, and so a layer's, follows its streams' content.
+/// SRAM and fit do not depend on the weights and are kept. Sets `tables.seconds`.
+void remeasure_cycles(HardwareTables& tables, const SearchSpace& space,
+                      const npu_sim::NpuConfig& npu, const CandidateWeights& weights);
 
 /// Measures (or reads from `cache_path`, and then writes it) the tables of `space` on `npu`.
 /// An empty cache path measures without caching.

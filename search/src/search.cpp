@@ -395,6 +395,7 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
     }
     supernet->refresh_masks();
     supernet->refresh_flash_table();
+    if (epochs_done > spec.warmup.epochs) supernet->refresh_cycles_table(npu);
     say(fmt::format("resuming the search from {} after epoch {}", checkpoint_path, epochs_done));
   }
 
@@ -529,6 +530,12 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
       }
     }
     supernet->refresh_flash_table();
+    if (searching) {
+      // Latency follows the weights' streams: measure the cycles tables on them again.
+      const double table_seconds = supernet->refresh_cycles_table(npu);
+      say(fmt::format("  epoch {}: cycles tables measured on the current weights in {:.1f} s",
+                      epoch + 1, table_seconds));
+    }
     torch::NoGradGuard no_grad;
     expected = supernet->expected_costs();
     record_evolution(epoch + 1, temperature, expected);

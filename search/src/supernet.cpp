@@ -139,7 +139,8 @@ torch::Tensor SharedLayer::folded_slice(int64_t out, int64_t in) const {
   return folded.slice(0, 0, out).slice(1, 0, in);
 }
 
-uint64_t SharedLayer::encoded_bytes(int64_t out, int64_t in, uint32_t bits, double sparsity) const {
+std::vector<int8_t> SharedLayer::integer_weights(int64_t out, int64_t in, uint32_t bits,
+                                                 double sparsity) const {
   torch::NoGradGuard no_grad;
   const torch::Tensor folded = folded_slice(out, in);
   const torch::Tensor masked = folded * magnitude_mask(folded, prunable() ? sparsity : 0.0);
@@ -147,7 +148,12 @@ uint64_t SharedLayer::encoded_bytes(int64_t out, int64_t in, uint32_t bits, doub
   // The model's order: [oc][kh][kw][ic] for convolutions; depthwise and fc as Torch's.
   if (kind_ == Kind::Conv) integers = integers.permute({0, 2, 3, 1});
   const torch::Tensor as_int = integers.contiguous().to(torch::kInt8);
-  return compression::encoded_size_bytes(as_int.data_ptr<int8_t>(), size_t(as_int.numel()));
+  return std::vector<int8_t>(as_int.data_ptr<int8_t>(), as_int.data_ptr<int8_t>() + as_int.numel());
+}
+
+uint64_t SharedLayer::encoded_bytes(int64_t out, int64_t in, uint32_t bits, double sparsity) const {
+  const std::vector<int8_t> weights = integer_weights(out, in, bits, sparsity);
+  return compression::encoded_size_bytes(weights.data(), weights.size());
 }
 
 void SharedLayer::copy_to(QWeighted& layer, int64_t out, int64_t in) const {
@@ -487,6 +493,20 @@ void Supernet::refresh_flash_table() {
       }
     }
   }
+}
+
+double Supernet::refresh_cycles_table(const npu_sim::NpuConfig& npu) {
+  if (hardware_.blocks.size() != blocks_.size()) {
+    throw std::logic_error("Supernet: hardware tables not set");
+  }
+  remeasure_cycles(
+      hardware_, space_, npu,
+      [&](size_t k, size_t o, size_t l, size_t i, size_t j, uint32_t bits, double sparsity) {
+        const BlockSpace& bs = space_.blocks[k];
+        const auto [out, in] = layer_slice(bs.ops[o], l, geometry_[k].in_widths[i], bs.widths[j]);
+        return blocks_[k].op_layers[o][l]->integer_weights(out, in, bits, sparsity);
+      });
+  return hardware_.seconds;
 }
 
 ExpectedCosts Supernet::expected_costs() const {

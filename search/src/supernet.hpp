@@ -21,6 +21,7 @@
 
 #include "hardware_tables.hpp"
 #include "qnet.hpp"
+#include "udc/npu_sim/config.hpp"
 #include "udc/search/search_config.hpp"
 
 namespace udc::search {
@@ -91,6 +92,9 @@ class SharedLayer : public torch::nn::Module {
   /// Encoded bytes of the slice at `bits` and `sparsity`, with the integers QWeighted
   /// would export (mask and LSQ initial step on the slice), in the model's weight order.
   uint64_t encoded_bytes(int64_t out, int64_t in, uint32_t bits, double sparsity) const;
+  /// The slice's integer weights as encoded_bytes() encodes them, in the model's layout.
+  std::vector<int8_t> integer_weights(int64_t out, int64_t in, uint32_t bits,
+                                      double sparsity) const;
   /// Copies the slice into a derived layer.
   void copy_to(QWeighted& layer, int64_t out, int64_t in) const;
 
@@ -127,6 +131,9 @@ class Supernet : public torch::nn::Module {
 
   /// Re-measures the flash table (bytes per candidate) on the current weights.
   void refresh_flash_table();
+  /// Measures the cycles tables again with the current weights (quantised and pruned as
+  /// for the flash table): the decoder's time follows the streams' content. Seconds spent.
+  double refresh_cycles_table(const npu_sim::NpuConfig& npu);
   void refresh_masks();
   const std::vector<std::vector<double>>& flash_table() const { return flash_table_; }
   void set_hardware_tables(HardwareTables tables) { hardware_ = std::move(tables); }

@@ -85,10 +85,12 @@ TEST(Calibration, AgreementWithVelaStaysAtOrAboveTheFloor) {
   const CalibrationSummary& all = summaries.back();
   ASSERT_EQ(all.config, "all");
   EXPECT_EQ(all.layers, 128u);
-  // Before the block schedule, memory modes and the content-aware decoder: 84 %, 41 %.
-  EXPECT_LE(all.geomean_deviation, 0.24);
-  EXPECT_GE(all.within_15_percent, 0.57);
-  EXPECT_LE(std::abs(std::log(all.worst_ratio)), std::log(1 / 0.31));
+  // Before issue 21 (memory modes only): 84 %, 41 %, worst 0.13. Raise with the gains.
+  EXPECT_LE(all.geomean_deviation, 0.090);
+  EXPECT_GE(all.within_15_percent, 0.82);
+  EXPECT_LE(std::abs(std::log(all.worst_ratio)), std::log(1.91));
+  // Every configuration agrees within 20 % on the geometric mean.
+  for (const CalibrationSummary& s : summaries) EXPECT_LE(s.geomean_deviation, 0.20) << s.config;
 }
 
 }  // namespace

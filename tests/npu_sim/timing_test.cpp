@@ -207,7 +207,11 @@ TEST(NpuTiming, LayerCyclesLieBetweenTheirBounds) {
     for (int trial = 0; trial < 12; ++trial) {
       auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
       config.weight_decoders = uint32_t(pick(1, 3));
-      config.shared_buffer_bytes = trial % 3 == 0 ? 1024 : 49152;
+      // The smallest shared buffer the configuration allows, or a large one.
+      const uint64_t smallest = (config.shared_buffer_reserved_banks + config.input_bank_granule +
+                                 config.accumulator_bank_granule) *
+                                kSharedBufferBankBytes;
+      config.shared_buffer_bytes = trial % 3 == 0 ? smallest : 49152;
       const int out_c = pick(4, 48);
       const ConvJob job =
           make_conv(pick(1, 12), pick(1, 12), pick(1, 48), out_c, 1 + 2 * pick(0, 1),

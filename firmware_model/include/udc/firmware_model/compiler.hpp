@@ -18,9 +18,9 @@ namespace udc::firmware_model {
 
 /// How weight streams reach the decoders.
 enum class WeightPlacement {
-  /// Stream: on the shipped systems it was as fast or faster than Prefetch for the
-  /// MobileNet-like model (U55-128 deep-embedded: 267k against 282k cycles; U65-512:
-  /// within 1 %), and it needs no SRAM for buffers.
+  /// Per operation: prefetch where the estimate (npu_sim::estimate_command) says the
+  /// operation, whose weights are fetched again for every spatial block, finishes sooner
+  /// reading them from SRAM after a DMA than streaming them from flash; stream otherwise.
   Auto,
   Stream,    ///< decoders read the streams where they are stored (flash or SRAM)
   Prefetch,  ///< DMA each tile's streams into one of two SRAM buffers ahead of its use
@@ -59,12 +59,12 @@ struct MemoryPlan {
   std::vector<TensorPlacement> tensors;  ///< indexed like Model::tensors
   /// Where the arena lives: SRAM, or off-chip in the dedicated_sram memory mode.
   npu_sim::MemoryId arena_memory = npu_sim::MemoryId::Sram;
-  uint64_t arena_bytes = 0;              ///< peak bytes of activations (end of the arena)
-  uint64_t offchip_arena_bytes = 0;      ///< the arena's off-chip share (dedicated_sram)
-  uint64_t weight_buffer_address = 0;    ///< first of two prefetch buffers (0 bytes: none)
-  uint64_t weight_buffer_bytes = 0;      ///< each
-  uint64_t sram_weights_bytes = 0;       ///< weights stored in SRAM (memory_mode: sram_only)
-  uint64_t sram_bytes = 0;               ///< everything placed in SRAM
+  uint64_t arena_bytes = 0;            ///< peak bytes of activations (end of the arena)
+  uint64_t offchip_arena_bytes = 0;    ///< the arena's off-chip share (dedicated_sram)
+  uint64_t weight_buffer_address = 0;  ///< first of two prefetch buffers (0 bytes: none)
+  uint64_t weight_buffer_bytes = 0;    ///< each
+  uint64_t sram_weights_bytes = 0;     ///< weights stored in SRAM (memory_mode: sram_only)
+  uint64_t sram_bytes = 0;             ///< everything placed in SRAM
   uint64_t flash_bytes = 0;  ///< weight streams and scale records off-chip (arena excluded)
   /// Live activation bytes during each step (the arena's lower bound at that step).
   std::vector<uint64_t> live_bytes;
@@ -83,14 +83,15 @@ struct LayerCommands {
 struct CompiledModel {
   npu_sim::CommandStream stream;  ///< weight images, commands, outputs; no input images
   MemoryPlan plan;
-  WeightPlacement weights = WeightPlacement::Stream;  ///< what Auto resolved to
-  std::vector<LayerCommands> layers;                  ///< one per model operation
-  std::vector<int32_t> output_tensors;                ///< tensor of each stream output
+  /// What Auto resolved to: Prefetch when any operation prefetches.
+  WeightPlacement weights = WeightPlacement::Stream;
+  std::vector<LayerCommands> layers;    ///< one per model operation
+  std::vector<int32_t> output_tensors;  ///< tensor of each stream output
 };
 
 /// Why a model does not fit: the resource, what it needs and what there is.
 struct DoesNotFit {
-  std::string resource;                ///< "sram", "flash", "weight buffer", "operation"
+  std::string resource;  ///< "sram", "flash", "weight buffer", "shared buffer", "operation"
   uint64_t needed = 0, available = 0;  ///< [bytes] (operation: limits of the op)
   std::string reason;                  ///< one line with the numbers
 };

@@ -20,6 +20,9 @@ struct MemoryConfig {
   uint32_t write_latency_cycles = 32;  ///< request to acknowledge, writes [core cycles]
 };
 
+/// Bytes of one shared-buffer bank (Ethos-U55/U65).
+constexpr uint64_t kSharedBufferBankBytes = 1024;
+
 /// Output micro-block: the outputs the MAC array produces in one step [elements].
 struct MicroBlock {
   uint32_t h = 1, w = 1, c = 8;
@@ -36,8 +39,15 @@ struct NpuConfig {
   uint32_t macs_per_cycle = 128;  ///< int8 MACs per cycle per core [MAC / cycle]
   uint32_t cores = 1;             ///< cores; each has its own MAC array and decoders [count]
   MicroBlock micro_block{2, 1, 8};
-  /// SHRAM: holds two input blocks and two accumulator blocks (int32) [bytes]
+  /// SHRAM: holds two input blocks and two accumulator blocks (int32), in banks of
+  /// kSharedBufferBankBytes [bytes]
   uint64_t shared_buffer_bytes = 24 * 1024;
+  /// Banks kept for the output unit and the lookup table [banks]
+  uint32_t shared_buffer_reserved_banks = 4;
+  /// Allocation granules of the input and accumulator areas: each area is two buffers,
+  /// rounded up to a multiple of its granule [banks]
+  uint32_t input_bank_granule = 4;
+  uint32_t accumulator_bank_granule = 8;
   /// Weights the MAC array loads from the decoded-weight buffer per cycle and core
   /// [weights / cycle]: an output block with few micro-blocks in height and width is bound
   /// by it, since every weight loaded serves only those micro-blocks.

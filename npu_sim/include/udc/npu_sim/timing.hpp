@@ -74,19 +74,36 @@ Access input_block_access(const Command& command, const TensorRef& input, uint32
 Access output_block_access(const Command& command, const BlockShape& block,
                            const NpuConfig& config);
 
-/// Shared-buffer bytes an output block needs: two input blocks (the next is fetched while
-/// the MAC array works) and two int32 accumulator blocks.
-uint64_t shared_buffer_need(const Command& command, const BlockShape& block,
-                            const NpuConfig& config);
+/// The input block that feeds an output block: the window's rows and columns rounded up
+/// to the micro-block (sub-kernels of at most 8x8), and the input-block depth (32 channels,
+/// 16 part-kernel-first, rounded up to 8; the block's depth for depthwise and pooling).
+BlockShape input_block_shape(const Command& command, const BlockShape& block,
+                             const NpuConfig& config);
 
-/// The output block for a kernel command: among the blocks whose working set fits the
-/// shared buffer (height and width in micro-block multiples, depth `depth` or, when 0, a
-/// multiple of the micro-block depth), the largest whose estimated cycles (the largest of
-/// compute, output and each memory's traffic: input, output, and weights fetched again
-/// per spatial block from `weight_memory`) are within 3 % of the fewest. Depthwise and pooling
-/// blocks also bound their depth by the shared buffer.
-BlockShape choose_ofm_block(const Command& command, const NpuConfig& config, uint32_t depth,
-                            const MemoryConfig& weight_memory);
+/// Shared-buffer banks (of kSharedBufferBankBytes) an output block needs: the reserved
+/// banks, two input blocks and two int32 accumulator blocks (add: two inputs, no
+/// accumulators), each area rounded up to its granule.
+uint64_t shared_buffer_banks(const Command& command, const BlockShape& block,
+                             const NpuConfig& config);
+bool fits_shared_buffer(const Command& command, const BlockShape& block, const NpuConfig& config);
+
+/// The output block for a kernel command, chosen as Vela 3.10 chooses it: among blocks of
+/// micro-block multiples up to 32 high, 64 wide and 128 deep (depth in multiples of 16 when
+/// the output has several depth blocks; `depth` when not 0) that fit the shared buffer, the
+/// one that fetches the least input and weights per output element (the input again for
+/// every depth block of a convolution, the weights again for every spatial block), halved
+/// when both input buffers hold the whole input; later (larger) blocks win ties.
+BlockShape choose_ofm_block(const Command& command, const NpuConfig& config, uint32_t depth);
+
+/// Closed-form parts of a kernel command's time under its block schedule, for decisions
+/// the compiler makes before simulating (such as where weights are read from).
+struct CommandEstimate {
+  double compute = 0;          ///< MAC array over every block [cycles]
+  double sram_traffic = 0;     ///< input and output traffic on the SRAM channel [cycles]
+  double offchip_traffic = 0;  ///< the same on the off-chip channel [cycles]
+  uint64_t spatial_blocks = 1;
+};
+CommandEstimate estimate_command(const Command& command, const NpuConfig& config);
 
 /// Cycles one engine needs to decode a stream: per slice header decoder_slice_cycles, then
 /// the larger of its symbols and its bits at the engine's rates. A stream whose work is not
