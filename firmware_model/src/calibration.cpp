@@ -14,6 +14,7 @@
 #include "udc/common/weight_file.hpp"
 #include "udc/firmware_model/compiler.hpp"
 #include "udc/firmware_model/driver.hpp"
+#include "udc/firmware_model/model_io.hpp"
 #include "udc/npu_sim/timing.hpp"
 
 namespace udc::firmware_model {
@@ -50,6 +51,38 @@ std::string lower_hyphenated(std::string text) {
   return text;
 }
 
+/// The whole-network format: an array of entries, one per model and configuration.
+CalibrationSet read_network_set(const std::string& path, const json& root) {
+  CalibrationSet set;
+  set.source = "whole networks";
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  for (size_t i = 0; i < root.size(); ++i) {
+    const std::string where = fmt::format("{}: [{}]", path, i);
+    const json& e = root[i];
+    if (!e.is_object()) throw std::runtime_error(where + ": expected an object");
+    VelaFigures f;
+    f.layer = field<std::string>(e, "model", where);
+    const auto vela = e.find("vela");
+    if (vela == e.end() || !vela->is_object())
+      throw std::runtime_error(where + ": missing key 'vela'");
+    f.accelerator = field<std::string>(*vela, "accelerator", where + ".vela");
+    f.system = field<std::string>(*vela, "system", where + ".vela");
+    f.memory_mode = field<std::string>(*vela, "memory_mode", where + ".vela");
+    f.total_cycles = field<double>(e, "vela_total_cycles", where);
+    if (!(f.total_cycles > 0)) throw std::runtime_error(where + ": vela_total_cycles must be > 0");
+    f.npu_cycles = optional_number(e, "vela_cycles_npu");
+    f.sram_access_cycles = optional_number(e, "vela_cycles_sram_access");
+    f.dram_access_cycles = optional_number(e, "vela_cycles_dram_access");
+    f.offflash_access_cycles = optional_number(e, "vela_cycles_off_chip_flash_access");
+    if (!set.networks.count(f.layer)) {
+      const std::string model_path = (dir / field<std::string>(e, "udcm", where)).string();
+      set.networks.emplace(f.layer, read_model(model_path));
+    }
+    set.results.push_back(std::move(f));
+  }
+  return set;
+}
+
 }  // namespace
 
 CalibrationSet read_calibration_set(const std::string& path) {
@@ -60,7 +93,8 @@ CalibrationSet read_calibration_set(const std::string& path) {
   } catch (const json::exception& e) {
     throw std::runtime_error(path + ": malformed JSON: " + e.what());
   }
-  if (!root.is_object()) throw std::runtime_error(path + ": expected a JSON object");
+  if (root.is_array()) return read_network_set(path, root);
+  if (!root.is_object()) throw std::runtime_error(path + ": expected a JSON object or array");
   CalibrationSet set;
   set.source = root.value("source", "");
   const std::filesystem::path dir = std::filesystem::path(path).parent_path();
@@ -183,7 +217,7 @@ std::vector<CalibrationRow> run_calibration(const CalibrationSet& set,
                                             const std::string& config_dir,
                                             const std::vector<std::string>& overrides,
                                             const std::string& only_layer, bool details) {
-  std::map<std::string, Model> models;
+  std::map<std::string, Model> models = set.networks;
   for (const CalibrationLayer& layer : set.layers)
     models.emplace(layer.name, calibration_model(layer));
   std::vector<CalibrationRow> rows;

@@ -120,23 +120,38 @@ uint64_t first_fit(const std::vector<TensorPlacement>& tensors, const std::vecto
   return end;
 }
 
-/// Places every root region so that regions live at the same step never overlap, trying
-/// three orders and keeping the smallest arena: largest first (TFLite's planner), in
-/// execution order, and in execution order alternating bottom and top below the liveness
-/// bound (which meets the bound exactly on chains of layers).
-void place_arena(MemoryPlan& plan, bool reuse, size_t steps) {
+/// Region roots: tensors that are not Reshape aliases.
+std::vector<size_t> arena_roots(const MemoryPlan& plan) {
   std::vector<size_t> roots;
   for (size_t t = 0; t < plan.tensors.size(); ++t) {
     if (plan.tensors[t].alias_of < 0) roots.push_back(t);
   }
-  plan.live_bytes.assign(std::max<size_t>(steps, 1), 0);
+  return roots;
+}
+
+/// Bytes of `roots` live at each step [bytes].
+std::vector<uint64_t> live_bytes_of(const MemoryPlan& plan, const std::vector<size_t>& roots,
+                                    size_t steps) {
+  std::vector<uint64_t> live(std::max<size_t>(steps, 1), 0);
   for (size_t t : roots) {
     const TensorPlacement& p = plan.tensors[t];
-    for (uint32_t s = p.first_step; s <= p.last_step && s < plan.live_bytes.size(); ++s) {
-      plan.live_bytes[s] += align_up(p.bytes, kPlacementAlignment);
+    for (uint32_t s = p.first_step; s <= p.last_step && s < live.size(); ++s) {
+      live[s] += align_up(p.bytes, kPlacementAlignment);
     }
   }
-  const uint64_t bound = *std::max_element(plan.live_bytes.begin(), plan.live_bytes.end());
+  return live;
+}
+
+/// Places the regions `roots` in one memory so that regions live at the same step never
+/// overlap, trying three orders and keeping the smallest arena: largest first (TFLite's
+/// planner), in execution order, and in execution order alternating bottom and top below
+/// the liveness bound (which meets the bound exactly on chains of layers). Returns the
+/// arena's end.
+uint64_t place_regions(MemoryPlan& plan, const std::vector<size_t>& roots, bool reuse,
+                       size_t steps) {
+  if (roots.empty()) return 0;
+  const std::vector<uint64_t> live = live_bytes_of(plan, roots, steps);
+  const uint64_t bound = *std::max_element(live.begin(), live.end());
   std::vector<uint64_t> best(plan.tensors.size(), 0);
   uint64_t best_end = 0;
   if (!reuse) {
@@ -165,10 +180,42 @@ void place_arena(MemoryPlan& plan, bool reuse, size_t steps) {
     }
   }
   for (size_t t : roots) plan.tensors[t].address = best[t];
-  for (TensorPlacement& p : plan.tensors) {
-    if (p.alias_of >= 0) p.address = plan.tensors[size_t(p.alias_of)].address;
+  return best_end;
+}
+
+/// The activation arena. In SRAM; in the dedicated_sram memory mode the model's inputs and
+/// outputs stay in DRAM and the intermediate feature maps are staged in the NPU's SRAM
+/// when they fit system.npu_cache_bytes (else they stay in DRAM too).
+void plan_arena(const Model& model, MemoryPlan& plan, bool reuse,
+                const npu_sim::NpuConfig& config) {
+  const size_t steps = model.operations.size();
+  const std::vector<size_t> roots = arena_roots(plan);
+  plan.live_bytes = live_bytes_of(plan, roots, steps);
+  std::vector<size_t> in_sram = roots, offchip;
+  if (config.feature_maps_offchip()) {
+    std::vector<bool> io(plan.tensors.size(), false);
+    for (const std::vector<int32_t>* list : {&model.inputs, &model.outputs}) {
+      for (int32_t t : *list) {
+        const int32_t root = plan.tensors[size_t(t)].alias_of;
+        io[size_t(root >= 0 ? root : t)] = true;
+      }
+    }
+    in_sram.clear();
+    for (size_t t : roots) (io[t] ? offchip : in_sram).push_back(t);
+    if (place_regions(plan, in_sram, reuse, steps) > config.npu_cache_bytes) {
+      offchip = roots;
+      in_sram.clear();
+    }
   }
-  plan.arena_bytes = roots.empty() ? 0 : best_end;
+  plan.arena_bytes = place_regions(plan, in_sram, reuse, steps);
+  plan.offchip_arena_bytes =
+      align_up(place_regions(plan, offchip, reuse, steps), kPlacementAlignment);
+  for (size_t t : offchip) plan.tensors[t].memory = MemoryId::Offchip;
+  for (TensorPlacement& p : plan.tensors) {
+    if (p.alias_of < 0) continue;
+    p.address = plan.tensors[size_t(p.alias_of)].address;
+    p.memory = plan.tensors[size_t(p.alias_of)].memory;
+  }
 }
 
 // --- Weights ---
@@ -283,7 +330,7 @@ void emit_tile_weights(const Operation& op, const OpWeights& w, const Tile& tile
 
 TensorRef tensor_ref(const Model& model, const MemoryPlan& plan, int32_t tensor) {
   TensorRef r;
-  r.memory = plan.arena_memory;
+  r.memory = plan.tensors[size_t(tensor)].memory;
   r.address = plan.tensors[size_t(tensor)].address;
   r.shape = model.tensors[size_t(tensor)].shape;
   return r;
@@ -390,7 +437,7 @@ void emit_depth_to_space(const Model& model, const MemoryPlan& plan, const Opera
       Command c;
       c.kind = CommandKind::MaxPool;
       c.ifm = channel_slice(tensor_ref(model, plan, op.inputs[0]), (i * b + j) * depth, depth);
-      c.ofm.memory = plan.arena_memory;
+      c.ofm.memory = plan.tensors[size_t(op.output)].memory;
       c.ofm.address =
           plan.tensors[size_t(op.output)].address + (uint64_t{i} * out.shape[1] + j) * depth;
       c.ofm.shape = {in.shape[0], in.shape[1], depth};
@@ -474,11 +521,9 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
 
   // 1. The activation arena: in SRAM, or off-chip in the dedicated_sram memory mode.
   out.plan = liveness(model);
-  place_arena(out.plan, options.reuse_memory, model.operations.size());
   MemoryPlan& plan = out.plan;
-  const bool arena_offchip = config.feature_maps_offchip();
-  plan.arena_memory = arena_offchip ? MemoryId::Offchip : MemoryId::Sram;
-  const uint64_t sram_arena = arena_offchip ? 0 : align_up(plan.arena_bytes, kPlacementAlignment);
+  plan_arena(model, plan, options.reuse_memory, config);
+  const uint64_t sram_arena = align_up(plan.arena_bytes, kPlacementAlignment);
 
   // 2. Each operation's output block (the NPU's schedule), then its weights encoded per
   // block depth, then where each operation reads them from.
@@ -575,8 +620,7 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
   // SRAM: [arena unless off-chip] [two prefetch buffers] [weights in sram_only].
   // Off-chip: [arena in dedicated_sram] [weights otherwise].
   const uint64_t sram_weights_base = sram_arena + 2 * plan.weight_buffer_bytes;
-  const uint64_t offchip_arena =
-      arena_offchip ? align_up(plan.arena_bytes, kPlacementAlignment) : 0;
+  const uint64_t offchip_arena = plan.offchip_arena_bytes;
 
   // 3. Commands, in model order. Prefetch keeps the DMA of tile k+2 behind the compute of
   // tile k, which uses the same buffer; tile k+1 streams in meanwhile.
@@ -683,7 +727,6 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
     plan.flash_bytes = weight_image.bytes.size();
   }
   plan.sram_bytes = sram_weights_base + plan.sram_weights_bytes;
-  plan.offchip_arena_bytes = offchip_arena;
   if (plan.sram_bytes > config.sram.size_bytes) {
     return does_not_fit(
         "sram", plan.sram_bytes, config.sram.size_bytes,
@@ -710,7 +753,7 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
     for (size_t t = 0; t < model.tensors.size(); ++t) read_back.push_back(int32_t(t));
   }
   for (int32_t t : read_back) {
-    out.stream.outputs.push_back({model.tensors[size_t(t)].name, plan.arena_memory,
+    out.stream.outputs.push_back({model.tensors[size_t(t)].name, plan.tensors[size_t(t)].memory,
                                   plan.tensors[size_t(t)].address, plan.tensors[size_t(t)].bytes});
     out.output_tensors.push_back(t);
   }

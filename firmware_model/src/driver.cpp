@@ -23,7 +23,7 @@ npu_sim::CommandStream stream_with_inputs(const Model& model, const CompiledMode
                                               info.name, inputs[i].size(), info.elements()));
     }
     npu_sim::MemoryImage image;
-    image.memory = compiled.plan.arena_memory;
+    image.memory = compiled.plan.tensors[size_t(t)].memory;
     image.address = compiled.plan.tensors[size_t(t)].address;
     image.bytes.assign(reinterpret_cast<const uint8_t*>(inputs[i].data()),
                        reinterpret_cast<const uint8_t*>(inputs[i].data()) + inputs[i].size());

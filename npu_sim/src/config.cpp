@@ -192,6 +192,10 @@ const std::vector<Param>& registry() {
                            "for the NPU's staging buffers), sram_only (everything in SRAM)",
                            {"shared_sram", "dedicated_sram", "sram_only"},
                            UDC_FIELD(std::string, memory_mode)));
+    p.push_back(number_param("system.npu_cache_bytes", K::Integer, "bytes",
+                             "dedicated_sram: SRAM in which the compiler stages intermediate "
+                             "feature maps when they fit (Vela's arena cache size)",
+                             0, 1ull << 40, UDC_FIELD(uint64_t, npu_cache_bytes)));
     return p;
   }();
   return params;

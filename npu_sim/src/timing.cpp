@@ -10,6 +10,10 @@ uint64_t ceil_div(uint64_t a, uint64_t b) {
   return (a + b - 1) / b;
 }
 
+uint64_t round_up(uint64_t value, uint64_t unit) {
+  return ceil_div(value, unit) * unit;
+}
+
 /// Input channels one depth-first MAC step consumes (Ethos-U's int8 input block depth),
 /// and the input channels and kernel positions of a part-kernel-first step.
 constexpr uint32_t kDepthFirstChannels = 32;
@@ -183,11 +187,20 @@ Access input_block_access(const Command& c, const TensorRef& input, uint32_t row
         uint64_t{input_extent(row, block.h, c.stride_h, c.kernel_h, c.pad_top, input.shape[0])} *
         input_extent(col, block.w, c.stride_w, c.kernel_w, c.pad_left, input.shape[1]);
   }
-  // One request per position and input-block depth of channels: NHWC rows are not
-  // fetched as one run, so a request shorter than a burst wastes the rest of it.
+  // One request per position and input-block depth of channels (rounded up to the 8-channel
+  // micro-block): NHWC rows are not fetched as one run, so a request shorter than a burst
+  // wastes the rest of it. A dense tensor shallower than a request packs neighbouring
+  // positions into each request.
+  const uint64_t request = round_up(std::min(channels, input_request_bytes(c, block)), 8);
+  const bool dense = input.col_step() == input.shape[2];
   Access a;
-  a.run_bytes = std::min(channels, input_request_bytes(c, block));
-  a.runs = positions * ceil_div(channels, a.run_bytes);
+  if (channels < request && dense && c.kind != CommandKind::FullyConnected) {
+    a.run_bytes = request;
+    a.runs = ceil_div(positions * channels, request);
+  } else {
+    a.run_bytes = std::min(channels, request);
+    a.runs = positions * ceil_div(channels, a.run_bytes);
+  }
   return a;
 }
 
@@ -207,10 +220,6 @@ constexpr BlockShape kLargestBlock{32, 64, 128};
 constexpr uint32_t kDepthSplit = 16;
 /// Kernels larger than this are run as sub-kernels, each re-reading the input block.
 constexpr uint32_t kLargestSubKernel = 8;
-
-uint64_t round_up(uint64_t value, uint64_t unit) {
-  return ceil_div(value, unit) * unit;
-}
 
 /// Banks of one double-buffered area holding `bytes` per buffer, rounded to `granule`.
 uint64_t area_banks(uint64_t bytes, uint32_t granule) {

@@ -93,5 +93,21 @@ TEST(Calibration, AgreementWithVelaStaysAtOrAboveTheFloor) {
   for (const CalibrationSummary& s : summaries) EXPECT_LE(s.geomean_deviation, 0.20) << s.config;
 }
 
+/// Held out: three whole networks (the quick preset's model and MobileNet-like at 4 and 8
+/// bits) against Vela's totals on five configurations. Nothing was fitted to them.
+TEST(Calibration, WholeNetworksAgreeWithVela) {
+  const CalibrationSet set = read_calibration_set(
+      std::string(UDC_SOURCE_DIR) + "/tests/data/calibration/vela_wholenet/results.json");
+  ASSERT_EQ(set.networks.size(), 3u);
+  const std::vector<CalibrationRow> rows = run_calibration(set, kConfigs);
+  ASSERT_EQ(rows.size(), 15u);
+  for (const CalibrationRow& r : rows) {
+    ASSERT_TRUE(r.error.empty()) << r.layer << ": " << r.error;
+    EXPECT_NEAR(r.ratio(), 1.0, 0.15) << r.layer << " on " << r.config;
+  }
+  // Before issue 21: 19.5 % geomean deviation, 47 % within 15 %, ratios 0.78 to 1.65.
+  EXPECT_LE(summarize_calibration(rows).back().geomean_deviation, 0.07);
+}
+
 }  // namespace
 }  // namespace udc::firmware_model

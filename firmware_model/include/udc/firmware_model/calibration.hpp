@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -42,11 +43,17 @@ struct VelaFigures {
 struct CalibrationSet {
   std::string source;  ///< how the models were built and by which Vela
   std::vector<CalibrationLayer> layers;
+  /// Whole networks (the second format): `.udcm` models by name, VelaFigures::layer naming
+  /// the model.
+  std::map<std::string, Model> networks;
   std::vector<VelaFigures> results;
 };
 
-/// Reads `path` (JSON) and every `NAME.weights.npy` beside it. Throws std::runtime_error
-/// naming the file and the entry or key that is missing or malformed.
+/// Reads `path` (JSON). Two formats: an object of single-layer `specs` and `results`, with
+/// every `NAME.weights.npy` beside it; or an array of whole-network entries (`model`,
+/// `udcm` beside the file, `vela`: accelerator, system, memory_mode, and
+/// `vela_total_cycles`, `vela_cycles_npu`, `vela_cycles_sram_access`, ...). Throws
+/// std::runtime_error naming the file and the entry or key that is missing or malformed.
 CalibrationSet read_calibration_set(const std::string& path);
 
 /// The layer as an int8 model: input scale 0.05 (zero point 0), weights with one scale of

@@ -49,7 +49,8 @@ constexpr uint64_t kPlacementAlignment = 16;
 /// Where a tensor lives and when. Steps are operation indices; model inputs are live from
 /// step 0, model outputs to the last step.
 struct TensorPlacement {
-  uint64_t address = 0;  ///< byte address in MemoryPlan::arena_memory
+  npu_sim::MemoryId memory = npu_sim::MemoryId::Sram;  ///< SRAM, or DRAM in dedicated_sram
+  uint64_t address = 0;                                ///< byte address in `memory`
   uint64_t bytes = 0;
   uint32_t first_step = 0, last_step = 0;  ///< inclusive
   int32_t alias_of = -1;                   ///< a Reshape output shares its input's region
@@ -57,10 +58,10 @@ struct TensorPlacement {
 
 struct MemoryPlan {
   std::vector<TensorPlacement> tensors;  ///< indexed like Model::tensors
-  /// Where the arena lives: SRAM, or off-chip in the dedicated_sram memory mode.
-  npu_sim::MemoryId arena_memory = npu_sim::MemoryId::Sram;
-  uint64_t arena_bytes = 0;            ///< peak bytes of activations (end of the arena)
-  uint64_t offchip_arena_bytes = 0;    ///< the arena's off-chip share (dedicated_sram)
+  uint64_t arena_bytes = 0;  ///< peak bytes of the activations in SRAM (the arena's end)
+  /// Activations kept off-chip in dedicated_sram (the model's inputs and outputs, and the
+  /// intermediates when they do not fit system.npu_cache_bytes) [bytes]
+  uint64_t offchip_arena_bytes = 0;
   uint64_t weight_buffer_address = 0;  ///< first of two prefetch buffers (0 bytes: none)
   uint64_t weight_buffer_bytes = 0;    ///< each
   uint64_t sram_weights_bytes = 0;     ///< weights stored in SRAM (memory_mode: sram_only)

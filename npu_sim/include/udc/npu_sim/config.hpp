@@ -83,6 +83,9 @@ struct NpuConfig {
   ///    alone and holds only what the compiler stages there (weight buffers);
   ///  - sram_only: feature maps and weights both in SRAM; the off-chip memory is unused.
   std::string memory_mode = "shared_sram";
+  /// dedicated_sram: the SRAM the compiler may stage intermediate feature maps in (Vela's
+  /// arena cache size) [bytes]
+  uint64_t npu_cache_bytes = 384 * 1024;
 
   /// Weight streams and scale records are stored in SRAM (sram_only).
   bool weights_in_sram() const { return memory_mode == "sram_only"; }
