@@ -46,6 +46,28 @@ double optional_number(const json& entry, const char* key) {
   return it == entry.end() || it->is_null() ? 0.0 : it->get<double>();
 }
 
+/// The keys of Vela's cycle figures in the two file formats.
+struct CycleKeys {
+  const char *total, *npu, *sram, *dram, *offflash;
+};
+constexpr CycleKeys kLayerCycleKeys{"total_cycles", "npu_cycles", "sram_access_cycles",
+                                    "dram_access_cycles", "offflash_access_cycles"};
+constexpr CycleKeys kNetworkCycleKeys{"vela_total_cycles", "vela_cycles_npu",
+                                      "vela_cycles_sram_access", "vela_cycles_dram_access",
+                                      "vela_cycles_off_chip_flash_access"};
+
+void read_cycles(const json& entry, const CycleKeys& keys, const std::string& where,
+                 VelaFigures& f) {
+  f.total_cycles = field<double>(entry, keys.total, where);
+  if (!(f.total_cycles > 0)) {
+    throw std::runtime_error(where + ": " + keys.total + " must be > 0");
+  }
+  f.npu_cycles = optional_number(entry, keys.npu);
+  f.sram_access_cycles = optional_number(entry, keys.sram);
+  f.dram_access_cycles = optional_number(entry, keys.dram);
+  f.offflash_access_cycles = optional_number(entry, keys.offflash);
+}
+
 std::string lower_hyphenated(std::string text) {
   for (char& c : text) c = c == '_' ? '-' : char(std::tolower(static_cast<unsigned char>(c)));
   return text;
@@ -68,12 +90,7 @@ CalibrationSet read_network_set(const std::string& path, const json& root) {
     f.accelerator = field<std::string>(*vela, "accelerator", where + ".vela");
     f.system = field<std::string>(*vela, "system", where + ".vela");
     f.memory_mode = field<std::string>(*vela, "memory_mode", where + ".vela");
-    f.total_cycles = field<double>(e, "vela_total_cycles", where);
-    if (!(f.total_cycles > 0)) throw std::runtime_error(where + ": vela_total_cycles must be > 0");
-    f.npu_cycles = optional_number(e, "vela_cycles_npu");
-    f.sram_access_cycles = optional_number(e, "vela_cycles_sram_access");
-    f.dram_access_cycles = optional_number(e, "vela_cycles_dram_access");
-    f.offflash_access_cycles = optional_number(e, "vela_cycles_off_chip_flash_access");
+    read_cycles(e, kNetworkCycleKeys, where, f);
     if (!set.networks.count(f.layer)) {
       const std::string model_path = (dir / field<std::string>(e, "udcm", where)).string();
       set.networks.emplace(f.layer, read_model(model_path));
@@ -149,12 +166,7 @@ CalibrationSet read_calibration_set(const std::string& path) {
     f.accelerator = field<std::string>(r, "accelerator", where);
     f.system = field<std::string>(r, "system", where);
     f.memory_mode = field<std::string>(r, "memory_mode", where);
-    f.total_cycles = field<double>(r, "total_cycles", where);
-    if (!(f.total_cycles > 0)) throw std::runtime_error(where + ": total_cycles must be > 0");
-    f.npu_cycles = optional_number(r, "npu_cycles");
-    f.sram_access_cycles = optional_number(r, "sram_access_cycles");
-    f.dram_access_cycles = optional_number(r, "dram_access_cycles");
-    f.offflash_access_cycles = optional_number(r, "offflash_access_cycles");
+    read_cycles(r, kLayerCycleKeys, where, f);
     const bool known = std::any_of(set.layers.begin(), set.layers.end(),
                                    [&](const CalibrationLayer& l) { return l.name == f.layer; });
     if (!known) throw std::runtime_error(where + ": layer '" + f.layer + "' is not in specs");

@@ -150,6 +150,24 @@ inline ConvJob make_conv(int out_h, int out_w, int in_c, int out_c, int k, doubl
   return job;
 }
 
+/// A fully connected layer of `in_c` inputs and `out_c` outputs in blocks of `block`
+/// channels, its weights within +-`limit` and `sparsity` zeros, alone in its job.
+inline ConvJob make_fc(int in_c, int out_c, uint32_t block, int limit, double sparsity,
+                       std::mt19937& rng) {
+  ConvJob job;
+  const Tensor input = random_tensor(1, 1, in_c, rng);
+  Command& fc = job.command;
+  fc.kind = CommandKind::FullyConnected;
+  fc.ifm = tensor_ref(kIfmAddress, input);
+  fc.ofm = tensor_ref(kOfmAddress, Tensor(1, 1, out_c));
+  fc.ofm_block_depth = block;
+  attach_weights(job.stream, fc, random_weights(size_t(out_c) * in_c, limit, sparsity, rng),
+                 random_quant(out_c, rng));
+  place_input(job.stream, kIfmAddress, input);
+  job.stream.commands.push_back(fc);
+  return job;
+}
+
 /// A small network: DMA of the second layer's weights into SRAM overlapping the first
 /// layer, then depthwise, conv and fully connected layers.
 inline CommandStream example_network(std::mt19937& rng) {

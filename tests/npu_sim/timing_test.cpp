@@ -92,17 +92,8 @@ TEST(NpuTiming, FullyConnectedIsBoundByTheMacArraysWeightIntake) {
   for (const char* npu : {"ethos-u55-64", "ethos-u55-128", "ethos-u55-256"}) {
     NpuConfig config = load_npu_config(std::string(UDC_CONFIG_DIR) + "/npu/" + npu + ".yaml");
     config.memory_mode = "sram_only";
-    const Tensor input = random_tensor(1, 1, 1024, rng);
-    CommandStream stream;
-    Command fc;
-    fc.kind = CommandKind::FullyConnected;
-    fc.ifm = tensor_ref(kIfmAddress, input);
-    fc.ofm = tensor_ref(kOfmAddress, Tensor(1, 1, 256));
-    fc.ofm_block_depth = 32;
-    attach_weights(stream, fc, random_weights(256 * 1024, 127, 0.0, rng), random_quant(256, rng));
-    place_input(stream, kIfmAddress, input);
-    stream.commands.push_back(fc);
-    const JobReport report = Simulator::instance().run(stream, config);
+    const ConvJob job = make_fc(1024, 256, 32, 127, 0.0, rng);
+    const JobReport report = Simulator::instance().run(job.stream, config);
     ASSERT_EQ(report.error, "");
     EXPECT_DOUBLE_EQ(report.commands[0].compute_cycles, 256.0 * 1024 / 8) << npu;
   }
@@ -117,24 +108,14 @@ TEST(NpuTiming, DecoderTimeFollowsTheStreamContent) {
   config.decoder_symbols_per_cycle = 0.5;
   double dense_cycles = 0;
   for (auto [limit, sparsity] : {std::pair{127, 0.0}, {1, 0.9}}) {
-    const Tensor input = random_tensor(1, 1, 256, rng);
-    CommandStream stream;
-    Command fc;
-    fc.kind = CommandKind::FullyConnected;
-    fc.ifm = tensor_ref(kIfmAddress, input);
-    fc.ofm = tensor_ref(kOfmAddress, Tensor(1, 1, 64));
-    fc.ofm_block_depth = 16;
-    attach_weights(stream, fc, random_weights(64 * 256, limit, sparsity, rng),
-                   random_quant(64, rng));
-    place_input(stream, kIfmAddress, input);
-    stream.commands.push_back(fc);
-    const JobReport report = Simulator::instance().run(stream, config);
+    const ConvJob job = make_fc(256, 64, 16, limit, sparsity, rng);
+    const JobReport report = Simulator::instance().run(job.stream, config);
     const CommandReport& r = report.commands[0];
     ASSERT_EQ(report.error, "");
     EXPECT_EQ(r.bottleneck(), "weights");
     // Independent: the symbols the reference decoder reports, at the configured rate.
     double symbols = 0;
-    for (const WeightStreamRef& s : fc.weight_streams) symbols += double(s.symbols);
+    for (const WeightStreamRef& s : job.command.weight_streams) symbols += double(s.symbols);
     const double decode = symbols / config.decoder_symbols_per_cycle;
     EXPECT_GE(r.cycles(), decode);
     if (sparsity == 0.0) {
@@ -311,18 +292,8 @@ TEST(NpuTiming, SparseLowBitWeightsFetchFewerBytesAndFinishSooner) {
   double previous_cycles = 1e300;
   uint64_t previous_bytes = ~0ull;
   for (auto [limit, sparsity] : {std::pair{127, 0.0}, {7, 0.0}, {7, 0.75}, {1, 0.9}}) {
-    const Tensor input = random_tensor(1, 1, 256, rng);
-    CommandStream stream;
-    Command fc;
-    fc.kind = CommandKind::FullyConnected;
-    fc.ifm = tensor_ref(kIfmAddress, input);
-    fc.ofm = tensor_ref(kOfmAddress, Tensor(1, 1, 64));
-    fc.ofm_block_depth = 16;
-    attach_weights(stream, fc, random_weights(64 * 256, limit, sparsity, rng),
-                   random_quant(64, rng));
-    place_input(stream, kIfmAddress, input);
-    stream.commands.push_back(fc);
-    const JobReport report = Simulator::instance().run(stream, config);
+    const ConvJob job = make_fc(256, 64, 16, limit, sparsity, rng);
+    const JobReport report = Simulator::instance().run(job.stream, config);
     const CommandReport& r = report.commands[0];
     // Dense int8 waits on flash; the sparsest stream comes close to the MAC array's weight
     // intake (64 x 256 weights at 8 a cycle), which bounds it from below.
