@@ -163,6 +163,12 @@ class NpuModel : public sc_core::sc_module {
           TraceEvent{track, std::move(name), start - job_start_, end - start, command});
     }
   }
+  /// "block N" on `track`; the name is only built when tracing (a hot path per block).
+  template <typename Track>
+  void trace_block(const Track& track, uint32_t block, double start, double end, size_t command) {
+    if (options_.trace && end > start)
+      trace(track, "block " + std::to_string(block), start, end, command);
+  }
   void fail(size_t command, const std::string& message) {
     if (report_.error.empty()) {
       report_.error = "command " + std::to_string(command) + " (" +
@@ -441,7 +447,7 @@ void NpuModel::decoder_thread(int engine) {
           }
         }
       }
-      trace(track, "block " + std::to_string(block), start, now_cycles(), index);
+      trace_block(track, block, start, now_cycles(), index);
       op_.ready[engine].push_back(block);
       weights_ready_.notify(sc_core::SC_ZERO_TIME);
     }
@@ -470,7 +476,7 @@ void NpuModel::input_thread() {
       double end = fetch(c.ifm);
       if (c.kind == CommandKind::Add) end = std::max(end, fetch(c.ifm2));
       wait_until(end);
-      trace("input unit", "block " + std::to_string(block), start, now_cycles(), index);
+      trace_block("input unit", block, start, now_cycles(), index);
       ++op_.inputs_fetched;
       input_fetched_.notify(sc_core::SC_ZERO_TIME);
     }
@@ -522,7 +528,7 @@ void NpuModel::mac_thread() {
         op_.kernel->run_block(place.depth_block, op_.weights[place.depth_block].data(),
                               op_.scales[place.depth_block].data());
       }
-      trace("mac array", "block " + std::to_string(block), start, now_cycles(), index);
+      trace_block("mac array", block, start, now_cycles(), index);
       if (weighted) {
         op_.ready[block % static_cast<uint32_t>(op_.engines)].pop_front();
         weight_buffer_freed_.notify(sc_core::SC_ZERO_TIME);
@@ -554,7 +560,7 @@ void NpuModel::output_thread() {
       const uint64_t bytes = uint64_t{place.extent.h} * place.extent.w * place.extent.d;
       last_end = transfer(c.ofm.memory, access, bytes, true, index);
       wait_until(std::max(last_end, start + block_output_cycles(c, op_.shape, config_)));
-      trace("output unit", "block " + std::to_string(block), start, now_cycles(), index);
+      trace_block("output unit", block, start, now_cycles(), index);
       op_.computed.pop_front();
       output_buffer_freed_.notify(sc_core::SC_ZERO_TIME);
     }
