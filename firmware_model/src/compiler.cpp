@@ -776,13 +776,18 @@ std::string format_memory_plan(const Model& model, const CompiledModel& compiled
   text +=
       fmt::format("flash: {} bytes ({}) of weight streams and scale records; weights {}\n",
                   plan.flash_bytes, kib(plan.flash_bytes), weight_placement_name(compiled.weights));
-  text += fmt::format("{:<4} {:<20} {:>10} {:>10} {:>7} {:>11}\n", "#", "tensor", "address",
-                      "bytes", "steps", "live (step)");
+  if (plan.offchip_arena_bytes) {
+    text += fmt::format("off-chip activations: {} bytes ({}) before the weights\n",
+                        plan.offchip_arena_bytes, kib(plan.offchip_arena_bytes));
+  }
+  text += fmt::format("{:<4} {:<20} {:<8} {:>10} {:>10} {:>7} {:>11}\n", "#", "tensor", "memory",
+                      "address", "bytes", "steps", "live (step)");
   for (size_t t = 0; t < model.tensors.size(); ++t) {
     const TensorPlacement& p = plan.tensors[t];
-    text += fmt::format("{:<4} {:<20} {:>#10x} {:>10} {:>3}..{:<3}{}\n", t, model.tensors[t].name,
-                        p.address, p.bytes, p.first_step, p.last_step,
-                        p.alias_of >= 0 ? fmt::format(" alias of {}", p.alias_of) : "");
+    text +=
+        fmt::format("{:<4} {:<20} {:<8} {:>#10x} {:>10} {:>3}..{:<3}{}\n", t, model.tensors[t].name,
+                    npu_sim::memory_name(p.memory), p.address, p.bytes, p.first_step, p.last_step,
+                    p.alias_of >= 0 ? fmt::format(" alias of {}", p.alias_of) : "");
   }
   text += "live activation bytes per step:";
   for (size_t s = 0; s < plan.live_bytes.size(); ++s)
