@@ -70,12 +70,12 @@ void add_calibrate_command(CLI::App& app) {
   auto flags = std::make_shared<CalibrateFlags>();
   CLI::App* command = app.add_subcommand(
       "calibrate",
-      "Compare the simulator's cycles with Vela's estimates on a calibration file (Vela "
-      "format: specs, results, NAME.weights.npy beside it)");
+      "Compare the simulator's cycles with Vela's estimates on a calibration file: single "
+      "layers (specs, results, NAME.weights.npy beside it) or whole networks (.udcm beside it)");
   command
       ->add_option("file", flags->path,
-                   "calibration JSON, e.g. "
-                   "tests/data/calibration/vela/vela_perf.json")
+                   "calibration JSON, e.g. tests/data/calibration/vela/vela_perf.json or "
+                   "tests/data/calibration/vela_wholenet/results.json")
       ->required()
       ->check(CLI::ExistingFile);
   command
