@@ -72,13 +72,28 @@ std::vector<int16_t> parse_npy(const std::string& path, const std::vector<uint8_
   const std::string fortran = header_value(path, header, "fortran_order");
   if (fortran.find("False") == std::string::npos)
     fail(path, "fortran_order arrays are not supported (expected False)");
-  size_t elements = 1;
+  uint64_t elements = 1;
   const std::string shape = header_value(path, header, "shape");
   for (size_t pos = 0; pos < shape.size();) {
     const size_t next = shape.find(',', pos);
     const std::string dim =
         shape.substr(pos, next == std::string::npos ? std::string::npos : next - pos);
-    if (dim.find_first_not_of(' ') != std::string::npos) elements *= std::stoull(dim);
+    const size_t first = dim.find_first_not_of(' ');
+    if (first != std::string::npos) {
+      const size_t last = dim.find_last_not_of(' ');
+      const std::string digits = dim.substr(first, last - first + 1);
+      if (digits.empty() || digits.size() > 19 ||
+          digits.find_first_not_of("0123456789") != std::string::npos) {
+        fail(path, "npy header 'shape' entry '" + digits + "' is not a dimension");
+      }
+      const uint64_t size = std::stoull(digits);
+      // The file's size bounds any real array: a shape whose product passes it is corrupt.
+      if (size != 0 && elements > bytes.size() / size) {
+        fail(path, "npy header 'shape' (" + shape + ") holds more elements than the file's " +
+                       std::to_string(bytes.size()) + " bytes");
+      }
+      elements *= size;
+    }
     if (next == std::string::npos) break;
     pos = next + 1;
   }

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
 namespace udc::npu_sim {
 
@@ -479,18 +480,68 @@ void write_command_stream(const CommandStream& stream, const std::string& path,
   common::write_file_atomically(path, root.dump(1) + "\n");
 }
 
+namespace {
+
+// Bounds that keep every address and size computation inside 64 bits (and the kernels'
+// 32-bit loop counters and padded sizes from wrapping), whatever a stream file holds.
+constexpr uint64_t kMaxTensorDimension = 65536;  ///< the NPU's 16-bit shape registers
+constexpr uint64_t kMaxAddress = 1ull << 40;     ///< the largest memory a config declares
+constexpr uint64_t kMaxStride = 1ull << 32;      ///< [bytes]
+constexpr uint32_t kMaxStride2d = 64;            ///< window stride [elements]
+
+/// The first problem of a tensor's geometry, or empty.
+std::string tensor_problem(const TensorRef& t, const char* name) {
+  for (uint32_t d : t.shape) {
+    if (d > kMaxTensorDimension) {
+      return std::string(name) + ".shape: " + std::to_string(d) + " exceeds " +
+             std::to_string(kMaxTensorDimension) + " per dimension";
+    }
+  }
+  if (t.address > kMaxAddress) {
+    return std::string(name) + ".address: " + std::to_string(t.address) + " exceeds 2^40";
+  }
+  if (t.row_stride > kMaxStride || t.column_stride > kMaxStride) {
+    return std::string(name) + ".row_stride/column_stride: exceeds 2^32 bytes";
+  }
+  return {};
+}
+
+}  // namespace
+
 std::string validate(const CommandStream& stream) {
   for (size_t i = 0; i < stream.commands.size(); ++i) {
     const Command& c = stream.commands[i];
     const std::string where = "command " + std::to_string(i) + " (" + command_name(c.kind) + "): ";
-    if (c.kind == CommandKind::Dma || c.kind == CommandKind::WaitDma) continue;
+    if (c.kind == CommandKind::Dma) {
+      if (c.dma_src_address > kMaxAddress || c.dma_dst_address > kMaxAddress ||
+          c.dma_bytes > kMaxAddress) {
+        return where + "src.address, dst.address and bytes must not exceed 2^40";
+      }
+      continue;
+    }
+    if (c.kind == CommandKind::WaitDma) continue;
+    for (const auto& [tensor, name] : {std::pair<const TensorRef*, const char*>{&c.ifm, "ifm"},
+                                       {&c.ifm2, "ifm2"},
+                                       {&c.ofm, "ofm"}}) {
+      if (std::string problem = tensor_problem(*tensor, name); !problem.empty()) {
+        return where + problem;
+      }
+    }
+    if (c.stride_h > kMaxStride2d || c.stride_w > kMaxStride2d) {
+      return where + "stride must be at most " + std::to_string(kMaxStride2d);
+    }
+    if (c.scale_address > kMaxAddress) return where + "scales: address exceeds 2^40";
+    for (const WeightStreamRef& w : c.weight_streams) {
+      if (w.address > kMaxAddress) return where + "weights.streams: address exceeds 2^40";
+    }
     auto empty = [](const TensorRef& t) { return t.elements() == 0; };
     if (empty(c.ifm) || empty(c.ofm)) return where + "ifm and ofm shapes must be non-zero";
     if (c.kernel_h == 0 || c.kernel_w == 0 || c.stride_h == 0 || c.stride_w == 0) {
       return where + "kernel and stride must be at least 1";
     }
     if (c.kernel_h > 64 || c.kernel_w > 64 || c.pad_top >= c.kernel_h + 64 ||
-        c.pad_left >= c.kernel_w + 64) {
+        c.pad_left >= c.kernel_w + 64 || c.pad_bottom >= c.kernel_h + 64 ||
+        c.pad_right >= c.kernel_w + 64) {
       return where + "kernel larger than 64 or padding out of range";
     }
     if (c.activation_min > c.activation_max || c.activation_min < -128 || c.activation_max > 127) {

@@ -330,5 +330,30 @@ TEST(NpuErrors, AddressesOutsideAMemoryAreRejected) {
   EXPECT_THROW(Simulator::instance().run(image_too_big, default_config()), std::invalid_argument);
 }
 
+TEST(NpuErrors, GeometryThatWouldWrapAddressesIsRejected) {
+  std::mt19937 rng(14);
+  const ConvJob job = make_conv(3, 3, 8, 8, 3, 0.0, 8, rng);
+  ASSERT_EQ(validate(job.stream), "");
+  // A row stride of 2^63 over 3 rows wraps end_address() to just past the start, so the
+  // bounds check alone would let the kernels read 2^64 bytes away.
+  CommandStream wide = job.stream;
+  Command& conv = wide.commands.back();
+  conv.ifm.row_stride = 1ull << 63;
+  ASSERT_LT(conv.ifm.end_address(), conv.ifm.address + 4096);
+  EXPECT_NE(validate(wide).find("ifm.row_stride"), std::string::npos) << validate(wide);
+  CommandStream padded = job.stream;
+  padded.commands.back().pad_bottom = 0xFFFFFFF0u;  // wraps the kernels' padded height
+  EXPECT_NE(validate(padded).find("padding out of range"), std::string::npos);
+  CommandStream deep = job.stream;
+  deep.commands.back().ofm.shape[2] = 1u << 20;
+  EXPECT_NE(validate(deep).find("ofm.shape"), std::string::npos);
+  CommandStream strided = job.stream;
+  strided.commands.back().stride_w = 1000;
+  EXPECT_NE(validate(strided).find("stride must be at most 64"), std::string::npos);
+  CommandStream far;
+  far.commands.push_back(dma(MemoryId::Offchip, ~0ull - 8, MemoryId::Sram, 0, 64));
+  EXPECT_NE(validate(far).find("must not exceed 2^40"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace udc::npu_sim::test
