@@ -282,8 +282,12 @@ std::string validate(const Model& model) {
   const size_t n = model.tensors.size();
   for (size_t t = 0; t < n; ++t) {
     const TensorInfo& info = model.tensors[t];
-    if (info.shape[0] == 0 || info.shape[1] == 0 || info.shape[2] == 0 ||
-        info.elements() > (uint64_t{1} << 31)) {
+    // Checked factor by factor: elements() of three 32-bit dimensions can wrap 64 bits
+    // (2^22 x 2^22 x 2^20 is 0) and would pass a check of the product.
+    constexpr uint64_t kMaxElements = uint64_t{1} << 31;
+    const uint64_t h = info.shape[0], w = info.shape[1], c = info.shape[2];
+    if (h == 0 || w == 0 || c == 0 || h > kMaxElements || w > kMaxElements / h ||
+        c > kMaxElements / (h * w)) {
       return fmt::format("tensor {} ({}): shape {} (expected 1..2^31 elements)", t, info.name,
                          shape_text(info.shape));
     }

@@ -133,6 +133,16 @@ TEST(ModelIo, SemanticErrorsNameTheTensorOrOperation) {
   bad_zero_point[zero_point] = 200;
   EXPECT_NE(error_of(reseal(bad_zero_point)).find("tensor 0 (in): zero point 200"),
             std::string::npos);
+  // A shape of 2^22 x 2^22 x 2^20 whose 64-bit element count wraps to 0 (checksum resealed).
+  const size_t shape = kModelHeaderBytes + 8 + 4 + 6;
+  std::vector<uint8_t> wrapped_shape = bytes;
+  for (int d = 0; d < 3; ++d) {
+    const uint32_t value = d < 2 ? (1u << 22) : (1u << 20);
+    for (int k = 0; k < 4; ++k) wrapped_shape[shape + 4 * d + k] = uint8_t(value >> (8 * k));
+  }
+  EXPECT_NE(error_of(reseal(wrapped_shape)).find("tensor 0 (in): shape 4194304x4194304x1048576"),
+            std::string::npos)
+      << error_of(reseal(wrapped_shape));
   // A weight of 2 is outside +-1 for 2-bit weights.
   std::vector<uint8_t> bad_weight = bytes;
   const uint8_t weight_count_then_first[] = {54, 0, 0, 0, 1};
