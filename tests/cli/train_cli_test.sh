@@ -9,8 +9,9 @@ work=$(mktemp -d)
 trap 'kill %1 2>/dev/null || true; rm -rf "$work"' EXIT
 
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
-  echo "skip: dataset-fashion-mnist not installed"
-  exit 0
+  # No silent skip: setup.sh installs the data set, so its absence is a failure.
+  echo "error: /usr/share/datasets/fashion-mnist missing; ./setup.sh installs dataset-fashion-mnist" >&2
+  exit 1
 fi
 
 cat >"$work/tiny.yaml" <<YAML

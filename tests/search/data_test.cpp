@@ -125,7 +125,8 @@ TEST(FashionMnist, ErrorsNameFileAndExpectation) {
 }
 
 TEST(FashionMnist, DebianPackageTestSet) {
-  if (!fs::is_directory(kFashionMnistDir)) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  ASSERT_TRUE(fs::is_directory(kFashionMnistDir))
+      << kFashionMnistDir << ": no Fashion-MNIST; ./setup.sh installs dataset-fashion-mnist";
   const ImageDataset set = load_fashion_mnist(kFashionMnistDir, Split::Test);
   ASSERT_EQ(set.size(), 10000u);
   // The published test set is balanced: 1,000 images per class.

@@ -288,7 +288,9 @@ TrainConfig tiny_config(uint32_t finetune_epochs) {
 }  // namespace
 
 TEST(Trainer, TrainsExportsVerifiesAndResumesIdentically) {
-  if (!fs::is_directory(udc::data::kFashionMnistDir)) GTEST_SKIP() << "no Fashion-MNIST";
+  ASSERT_TRUE(fs::is_directory(udc::data::kFashionMnistDir))
+      << udc::data::kFashionMnistDir
+      << ": no Fashion-MNIST; ./setup.sh installs dataset-fashion-mnist";
   const fs::path root = fs::temp_directory_path() / ("udc_train_" + std::to_string(::getpid()));
   fs::remove_all(root);
   // Uninterrupted: 3 epochs.
@@ -318,7 +320,9 @@ TEST(Trainer, TrainsExportsVerifiesAndResumesIdentically) {
 }
 
 TEST(Trainer, FlashBudgetHoldsAfterEveryEpochAndSurvivesResume) {
-  if (!fs::is_directory(udc::data::kFashionMnistDir)) GTEST_SKIP() << "no Fashion-MNIST";
+  ASSERT_TRUE(fs::is_directory(udc::data::kFashionMnistDir))
+      << udc::data::kFashionMnistDir
+      << ": no Fashion-MNIST; ./setup.sh installs dataset-fashion-mnist";
   const fs::path root = fs::temp_directory_path() / ("udc_flash_" + std::to_string(::getpid()));
   fs::remove_all(root);
   TrainOptions options;
@@ -389,7 +393,9 @@ TEST(Distillation, LossMixesCrossEntropyWithTorchsKlDivergence) {
 }
 
 TEST(Trainer, DistillsFromTheWarmupNetworkAndResumesWithIt) {
-  if (!fs::is_directory(udc::data::kFashionMnistDir)) GTEST_SKIP() << "no Fashion-MNIST";
+  ASSERT_TRUE(fs::is_directory(udc::data::kFashionMnistDir))
+      << udc::data::kFashionMnistDir
+      << ": no Fashion-MNIST; ./setup.sh installs dataset-fashion-mnist";
   const fs::path root = fs::temp_directory_path() / ("udc_distil_" + std::to_string(::getpid()));
   fs::remove_all(root);
   TrainOptions options;
@@ -434,7 +440,9 @@ TEST(Trainer, DistillsFromTheWarmupNetworkAndResumesWithIt) {
 // overflow. (ctest runs every test in a process of its own; under the sanitizer build,
 // running the whole binary at once reports this test after the simulating ones.)
 TEST(Trainer, DistillationSwitchedOnPastTheWarmupIsAnError) {
-  if (!fs::is_directory(udc::data::kFashionMnistDir)) GTEST_SKIP() << "no Fashion-MNIST";
+  ASSERT_TRUE(fs::is_directory(udc::data::kFashionMnistDir))
+      << udc::data::kFashionMnistDir
+      << ": no Fashion-MNIST; ./setup.sh installs dataset-fashion-mnist";
   const fs::path root = fs::temp_directory_path() / ("udc_late_" + std::to_string(::getpid()));
   fs::remove_all(root);
   TrainConfig stopped = tiny_config(0);
@@ -457,7 +465,9 @@ TEST(Trainer, DistillationSwitchedOnPastTheWarmupIsAnError) {
 }
 
 TEST(Trainer, ExportsTheEpochBestOnHeldOutImagesAndResumesIt) {
-  if (!fs::is_directory(udc::data::kFashionMnistDir)) GTEST_SKIP() << "no Fashion-MNIST";
+  ASSERT_TRUE(fs::is_directory(udc::data::kFashionMnistDir))
+      << udc::data::kFashionMnistDir
+      << ": no Fashion-MNIST; ./setup.sh installs dataset-fashion-mnist";
   const fs::path root = fs::temp_directory_path() / ("udc_holdout_" + std::to_string(::getpid()));
   fs::remove_all(root);
   TrainConfig config = tiny_config(3);

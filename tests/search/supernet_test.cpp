@@ -424,7 +424,9 @@ SearchConfig tiny_search_config(const std::string& budgets_yaml, const std::stri
 }  // namespace
 
 TEST(Search, TinySearchUnderTightBudgetsEndsWithAModelThatFits) {
-  if (!fs::is_directory(udc::data::kFashionMnistDir)) GTEST_SKIP() << "no Fashion-MNIST";
+  ASSERT_TRUE(fs::is_directory(udc::data::kFashionMnistDir))
+      << udc::data::kFashionMnistDir
+      << ": no Fashion-MNIST; ./setup.sh installs dataset-fashion-mnist";
   // Tight: the widest 8-bit dense models need several KB; only a sparse, low-bit or narrow
   // choice fits.
   const SearchConfig config = tiny_search_config(
