@@ -528,12 +528,19 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
   // 2. Each operation's output block (the NPU's schedule), then its weights encoded per
   // block depth, then where each operation reads them from.
   const bool weights_in_sram = config.weights_in_sram();
+  // `shaped[i]`: operation i's kernel command with its output block, the starting point of
+  // every command emitted for it.
   std::vector<npu_sim::BlockShape> blocks(model.operations.size());
+  std::vector<Command> shaped(model.operations.size());
   for (size_t i = 0; i < model.operations.size(); ++i) {
     const Operation& op = model.operations[i];
     if (op.type == OpType::Reshape || op.type == OpType::DepthToSpace) continue;
-    const Command probe = kernel_command(model, plan, op);
+    Command& probe = shaped[i];
+    probe = kernel_command(model, plan, op);
     blocks[i] = npu_sim::choose_ofm_block(probe, config, options.ofm_block_depth);
+    probe.ofm_block_depth = blocks[i].d;
+    probe.ofm_block_height = blocks[i].h;
+    probe.ofm_block_width = blocks[i].w;
     if (!npu_sim::fits_shared_buffer(probe, blocks[i], config)) {
       const uint64_t needed = npu_sim::shared_buffer_banks(probe, blocks[i], config);
       return does_not_fit(
@@ -561,11 +568,7 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
       continue;
     }
     if (options.weights == WeightPlacement::Auto) {
-      Command c = kernel_command(model, plan, op);
-      c.ofm_block_depth = blocks[i].d;
-      c.ofm_block_height = blocks[i].h;
-      c.ofm_block_width = blocks[i].w;
-      const npu_sim::CommandEstimate e = npu_sim::estimate_command(c, config);
+      const npu_sim::CommandEstimate e = npu_sim::estimate_command(shaped[i], config);
       if (e.spatial_blocks < 2) continue;  // weights are read once either way
       const double bytes = double(weights[i].whole_bytes);
       const double refetched = double(e.spatial_blocks) * bytes;
@@ -642,10 +645,7 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
     const Operation& op = model.operations[i];
     if (!has_weights(op.type)) continue;
     for (const Tile& tile : op_tiles[i]) {
-      Command c = kernel_command(model, plan, op);
-      c.ofm_block_depth = weights[i].block_depth;
-      c.ofm_block_height = blocks[i].h;
-      c.ofm_block_width = blocks[i].w;
+      Command c = shaped[i];
       if (tile.channels != model.tensors[size_t(op.output)].shape[2]) {
         c.ofm = channel_slice(c.ofm, tile.first_channel, tile.channels);
         if (op.type == OpType::DepthwiseConv2d) {
@@ -706,10 +706,7 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
       emit_depth_to_space(model, plan, op, layer.block_depth, commands);
       layer.tiles = op.block_size * op.block_size;
     } else if (op.type != OpType::Reshape) {
-      Command c = kernel_command(model, plan, op);
-      c.ofm_block_depth = blocks[i].d;
-      c.ofm_block_height = blocks[i].h;
-      c.ofm_block_width = blocks[i].w;
+      const Command& c = shaped[i];
       layer.block_depth = c.ofm_block_depth;
       const size_t before = commands.size();
       emit_striped(c, choose_stripe_rows(c, options.stripe_rows), commands);

@@ -204,8 +204,7 @@ Access input_block_access(const Command& c, const TensorRef& input, uint32_t row
   return a;
 }
 
-Access output_block_access(const Command& c, const BlockShape& block, const NpuConfig& config) {
-  (void)c;
+Access output_block_access(const Command&, const BlockShape& block, const NpuConfig& config) {
   Access a;
   a.run_bytes = std::min<uint64_t>(block.d, uint64_t{config.output_write_bytes} * config.cores);
   a.runs = uint64_t{block.h} * block.w * ceil_div(block.d, a.run_bytes);
