@@ -23,6 +23,29 @@ const char* weight_placement_name(WeightPlacement placement) {
   return "unknown";
 }
 
+uint64_t weight_tile_bytes(const std::vector<uint64_t>& stream_bytes, uint32_t channels) {
+  uint64_t bytes = 0;
+  for (uint64_t stream : stream_bytes)
+    bytes += (stream + kPlacementAlignment - 1) / kPlacementAlignment * kPlacementAlignment;
+  const uint64_t scales = uint64_t{channels} * npu_sim::kScaleRecordBytes;
+  return bytes + (scales + kPlacementAlignment - 1) / kPlacementAlignment * kPlacementAlignment;
+}
+
+WeightLayout layout_weights(const int8_t* weights, uint32_t channels, uint64_t per_channel,
+                            uint32_t block_depth) {
+  if (block_depth == 0 || block_depth > channels) block_depth = channels;
+  WeightLayout layout;
+  std::vector<uint64_t> streams;
+  for (uint32_t first = 0; first < channels; first += block_depth) {
+    const uint32_t count = std::min(block_depth, channels - first);
+    streams.push_back(compression::encoded_size_bytes(weights + first * per_channel,
+                                                      size_t(count * per_channel)));
+    layout.stream_bytes += streams.back();
+  }
+  layout.image_bytes = weight_tile_bytes(streams, channels);
+  return layout;
+}
+
 namespace {
 
 using npu_sim::Command;
@@ -243,13 +266,13 @@ struct Tile {
 };
 
 uint64_t tile_bytes(const std::vector<EncodedBlock>& blocks, size_t first, size_t end) {
-  uint64_t bytes = 0;
+  std::vector<uint64_t> streams;
   uint32_t channels = 0;
   for (size_t b = first; b < end; ++b) {
-    bytes += align_up(blocks[b].stream.size(), kPlacementAlignment);
+    streams.push_back(blocks[b].stream.size());
     channels += blocks[b].channels;
   }
-  return bytes + align_up(uint64_t{channels} * npu_sim::kScaleRecordBytes, kPlacementAlignment);
+  return weight_tile_bytes(streams, channels);
 }
 
 /// Groups blocks into tiles of at most `limit` bytes (0: one tile).
@@ -688,6 +711,7 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
       layer.scale_bytes =
           uint64_t{model.tensors[size_t(op.output)].shape[2]} * npu_sim::kScaleRecordBytes;
       layer.block_depth = weights[i].block_depth;
+      for (const Tile& tile : op_tiles[i]) layer.image_bytes += tile.bytes;
       for (const Command& c : tile_commands[i]) {
         if (prefetched[i]) {
           // The tile's DMA is done when at most the next one is still in flight.

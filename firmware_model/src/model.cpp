@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <limits>
 #include <stdexcept>
 
 #include "udc/compression/encoder.hpp"
@@ -174,6 +176,43 @@ std::string check_weights(const Operation& op, uint64_t expected) {
   return {};
 }
 
+/// Whether every int32 accumulation of a valid operation stays in range on every input:
+/// a weighted layer's channel sums (input - zero point) x weight over its window and adds
+/// its bias; a pooling sums a window of int8 values. Kernels on the host and the NPU
+/// accumulate in int32, where an overflow is undefined behaviour.
+std::string check_accumulator(const Model& model, const Operation& op) {
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
+  const TensorInfo& in = model.tensors[size_t(op.inputs[0])];
+  if (op.type == OpType::GlobalAvgPool || op.type == OpType::AvgPool) {
+    const uint64_t window = op.type == OpType::GlobalAvgPool ? uint64_t{in.shape[0]} * in.shape[1]
+                                                             : uint64_t{op.kernel_h} * op.kernel_w;
+    if (window * 128 > uint64_t(kMax)) {
+      return fmt::format("pooling window of {} values can sum beyond int32 (at most {})", window,
+                         kMax / 128);
+    }
+    return {};
+  }
+  if (!has_weights(op.type)) return {};
+  // The largest |input - zero point| an int8 input can give.
+  const int64_t input_span = std::max(127 - in.zero_point, in.zero_point + 128);
+  const uint32_t channels = model.tensors[size_t(op.output)].shape[2];
+  const size_t per_channel = op.weights.size() / channels;
+  for (uint32_t c = 0; c < channels; ++c) {
+    int64_t magnitude = 0;  // at most 2^31 weights of |w| <= 127: fits
+    for (size_t k = 0; k < per_channel; ++k)
+      magnitude += std::abs(int64_t{op.weights[c * per_channel + k]});
+    // Both the sum itself and the sum with the bias must fit.
+    const int64_t worst = magnitude * input_span;
+    if (worst > kMax || worst + std::abs(int64_t{op.bias[c]}) > kMax) {
+      return fmt::format(
+          "channel {}: worst-case accumulator {} x {} + |bias {}| exceeds int32 "
+          "({}); the layer cannot run exactly on int32 kernels",
+          c, magnitude, input_span, op.bias[c], kMax);
+    }
+  }
+  return {};
+}
+
 std::string check_operation(const Model& model, const Operation& op) {
   const size_t wanted_inputs = op.type == OpType::Add ? 2 : 1;
   if (op.inputs.size() != wanted_inputs) {
@@ -324,7 +363,8 @@ std::string validate(const Model& model) {
       return where + fmt::format("output tensor {} is already defined", op.output);
     }
     if (op.inputs.empty()) return where + "has no inputs";
-    const std::string problem = check_operation(model, op);
+    std::string problem = check_operation(model, op);
+    if (problem.empty()) problem = check_accumulator(model, op);
     if (!problem.empty()) return where + problem;
     state[size_t(op.output)] = 2;
   }

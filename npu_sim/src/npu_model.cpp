@@ -222,42 +222,49 @@ double NpuModel::transfer(MemoryId id, uint64_t bytes, bool write, size_t comman
   return end;
 }
 
-std::string NpuModel::check_command_bounds(const Command& c) const {
-  auto tensor = [&](const TensorRef& t, const char* name) -> std::string {
-    if (!in_bounds(t.memory, t.address, t.end_address() - t.address)) {
-      return std::string(name) + " spans bytes " + std::to_string(t.address) + ".." +
-             std::to_string(t.end_address()) + " beyond " + memory_name(t.memory) + " (" +
-             std::to_string(memories_[static_cast<int>(t.memory)].config->size_bytes) + " bytes)";
-    }
-    return {};
+namespace {
+
+/// One memory range a command reads or writes.
+struct CommandRange {
+  MemoryId memory = MemoryId::Sram;
+  uint64_t address = 0, bytes = 0;
+  std::string what;  ///< "ifm", "weight stream 2", ...
+};
+
+/// Every range `c` touches: the one list that bounds checks and memory sizing share.
+std::vector<CommandRange> command_ranges(const Command& c) {
+  std::vector<CommandRange> ranges;
+  auto tensor = [&](const TensorRef& t, const char* name) {
+    ranges.push_back({t.memory, t.address, t.end_address() - t.address, name});
   };
   if (c.kind == CommandKind::Dma) {
-    if (!in_bounds(c.dma_src_memory, c.dma_src_address, c.dma_bytes)) {
-      return "source " + std::to_string(c.dma_src_address) + "+" + std::to_string(c.dma_bytes) +
-             " lies outside " + memory_name(c.dma_src_memory);
-    }
-    if (!in_bounds(c.dma_dst_memory, c.dma_dst_address, c.dma_bytes)) {
-      return "destination " + std::to_string(c.dma_dst_address) + "+" +
-             std::to_string(c.dma_bytes) + " lies outside " + memory_name(c.dma_dst_memory);
-    }
-    return {};
+    ranges.push_back({c.dma_src_memory, c.dma_src_address, c.dma_bytes, "source"});
+    ranges.push_back({c.dma_dst_memory, c.dma_dst_address, c.dma_bytes, "destination"});
+    return ranges;
   }
-  if (c.kind == CommandKind::WaitDma) return {};
-  if (auto e = tensor(c.ifm, "ifm"); !e.empty()) return e;
-  if (auto e = tensor(c.ofm, "ofm"); !e.empty()) return e;
-  if (c.kind == CommandKind::Add) {
-    if (auto e = tensor(c.ifm2, "ifm2"); !e.empty()) return e;
-  }
+  if (c.kind == CommandKind::WaitDma) return ranges;
+  tensor(c.ifm, "ifm");
+  tensor(c.ofm, "ofm");
+  if (c.kind == CommandKind::Add) tensor(c.ifm2, "ifm2");
   if (has_weights(c.kind)) {
     for (size_t b = 0; b < c.weight_streams.size(); ++b) {
-      if (!in_bounds(c.weight_memory, c.weight_streams[b].address, c.weight_streams[b].bytes)) {
-        return "weight stream " + std::to_string(b) + " lies outside " +
-               memory_name(c.weight_memory);
-      }
+      ranges.push_back({c.weight_memory, c.weight_streams[b].address, c.weight_streams[b].bytes,
+                        "weight stream " + std::to_string(b)});
     }
-    if (!in_bounds(c.weight_memory, c.scale_address,
-                   uint64_t{c.ofm.shape[2]} * kScaleRecordBytes)) {
-      return "scale records lie outside " + std::string(memory_name(c.weight_memory));
+    ranges.push_back({c.weight_memory, c.scale_address,
+                      uint64_t{c.ofm.shape[2]} * kScaleRecordBytes, "scale records"});
+  }
+  return ranges;
+}
+
+}  // namespace
+
+std::string NpuModel::check_command_bounds(const Command& c) const {
+  for (const CommandRange& r : command_ranges(c)) {
+    if (!in_bounds(r.memory, r.address, r.bytes)) {
+      return r.what + " spans bytes " + std::to_string(r.address) + ".." +
+             std::to_string(r.address + r.bytes) + " beyond " + memory_name(r.memory) + " (" +
+             std::to_string(memories_[static_cast<int>(r.memory)].config->size_bytes) + " bytes)";
     }
   }
   return {};
@@ -597,12 +604,28 @@ JobReport NpuModel::run(const CommandStream& stream, const NpuConfig& config,
   }
   memories_[0].config = &config_.sram;
   memories_[1].config = &config_.offchip;
-  for (Memory& m : memories_) {
-    // Timing-only jobs keep no data; bounds are checked against the configured sizes.
+  // Storage up to the highest byte the job can touch, not the configured size (up to
+  // 2^40 bytes): images, outputs and every command's ranges that lie within the memory
+  // (a range beyond it stops the job before it is touched). Timing-only jobs keep no data;
+  // bounds are still checked against the configured sizes.
+  std::array<uint64_t, kMemoryCount> extent{};
+  auto cover = [&](MemoryId id, uint64_t address, uint64_t bytes) {
+    if (in_bounds(id, address, bytes)) {
+      uint64_t& e = extent[static_cast<int>(id)];
+      e = std::max(e, address + bytes);
+    }
+  };
+  for (const MemoryImage& image : stream.images)
+    cover(image.memory, image.address, image.bytes.size());
+  for (const OutputRegion& o : stream.outputs) cover(o.memory, o.address, o.bytes);
+  for (const Command& c : stream.commands) {
+    for (const CommandRange& r : command_ranges(c)) cover(r.memory, r.address, r.bytes);
+  }
+  for (size_t id = 0; id < size_t(kMemoryCount); ++id) {
     if (options.timing_only) {
-      m.storage = {};
+      memories_[id].storage = {};
     } else {
-      m.storage.assign(m.config->size_bytes, 0);
+      memories_[id].storage.assign(extent[id], 0);
     }
   }
   for (size_t i = 0; i < stream.images.size(); ++i) {

@@ -48,7 +48,7 @@ std::vector<ArchitectureChoice> repair_moves(const Supernet& net, const Architec
 /// Sum of the budgeted costs relative to their limits.
 double relative_cost(const Costs& costs, const Limits& limits) {
   double total = 0;
-  for (size_t r = 0; r < 3; ++r) {
+  for (size_t r = 0; r < kResourceCount; ++r) {
     if (std::isfinite(limits[r])) total += costs[r] / limits[r];
   }
   return total;
@@ -80,15 +80,15 @@ ArchitectureChoice sample_choice(const Supernet& net, std::mt19937_64& rng) {
 }  // namespace
 
 bool within(const Costs& costs, const Limits& limits, double fraction) {
-  for (int r = 0; r < 3; ++r) {
-    if (costs[size_t(r)] > limits[size_t(r)] * fraction) return false;
+  for (size_t r = 0; r < kResourceCount; ++r) {
+    if (costs[r] > limits[r] * fraction) return false;
   }
   return true;
 }
 
 double excess(const Costs& costs, const Limits& limits, const Costs& scale, double fraction) {
   double total = 0;
-  for (size_t r = 0; r < 3; ++r) {
+  for (size_t r = 0; r < kResourceCount; ++r) {
     if (!std::isfinite(limits[r])) continue;
     total += std::max(0.0, costs[r] * scale[r] / (limits[r] * fraction) - 1.0);
   }
@@ -96,7 +96,7 @@ double excess(const Costs& costs, const Limits& limits, const Costs& scale, doub
 }
 
 Costs costs_of(const TableCosts& t) {
-  return {t.flash_bytes, t.sram_bytes, t.cycles};
+  return {t.weight_bytes, t.flash_bytes, t.sram_bytes, t.cycles};
 }
 
 std::optional<ArchitectureChoice> best_repair(const Supernet& net, const ArchitectureChoice& choice,

@@ -12,12 +12,15 @@
 
 namespace udc::search {
 
-/// The three resources, in this order everywhere.
-enum Resource { Flash = 0, Sram = 1, Cycles = 2 };
-inline constexpr const char* kResourceNames[] = {"flash_bytes", "sram_bytes", "cycles"};
-using Costs = std::array<double, 3>;  ///< [B], [B], [cycles]
+/// The resources, in this order everywhere: encoded weight streams, the flash image
+/// (streams, scale records, alignment), the activation arena, latency.
+enum Resource { Weights = 0, Flash = 1, Sram = 2, Cycles = 3 };
+inline constexpr size_t kResourceCount = 4;
+inline constexpr const char* kResourceNames[kResourceCount] = {"weight_bytes", "flash_bytes",
+                                                               "sram_bytes", "cycles"};
+using Costs = std::array<double, kResourceCount>;  ///< [B], [B], [B], [cycles]
 /// Budget per resource; infinity where none is set.
-using Limits = std::array<double, 3>;
+using Limits = std::array<double, kResourceCount>;
 
 /// Whether every cost is at most `fraction` of its limit.
 bool within(const Costs& costs, const Limits& limits, double fraction);

@@ -213,7 +213,7 @@ std::vector<double> layer_shares(const fm::Model& model, const fm::NpuRun& run, 
 /// Identifies the NPU parameters and the space the tables were measured for.
 std::string fingerprint(const SearchSpace& space, const npu_sim::NpuConfig& npu) {
   std::ostringstream text;
-  text << "v4 " << npu.npu_name << ' ' << npu.system_name << ' ' << npu.memory_mode;
+  text << "v5 " << npu.npu_name << ' ' << npu.system_name << ' ' << npu.memory_mode;
   for (const npu_sim::ParamInfo& p : npu_sim::npu_params()) {
     if (p.kind != npu_sim::ParamKind::Text)
       text << ' ' << p.key << '=' << npu_sim::param_value(npu, p.key);
@@ -247,6 +247,7 @@ BlockHardwareTable measure_block(const SearchSpace& space, const npu_sim::NpuCon
   timing.timing_only = true;
   BlockHardwareTable t;
   t.cycles.assign(shape.size(), 0.0);
+  t.block_depth.assign(shape.size(), 0);
   t.sram_bytes.assign(shape.uniform_size(), 0.0);
   t.fits.assign(shape.uniform_size(), 1);
   for (size_t o = 0; o < shape.ops; ++o) {
@@ -271,6 +272,12 @@ BlockHardwareTable measure_block(const SearchSpace& space, const npu_sim::NpuCon
             const std::vector<double> shares = layer_shares(model, run, shape.layers);
             for (size_t l = 0; l < shape.layers; ++l) {
               t.cycles[shape.index(o, l, i, j, b, s)] = shares[l];
+            }
+            size_t l = 0;
+            for (const fm::LayerCommands& layer : compiled.compiled.layers) {
+              if (model.operations[layer.operation].weights.empty()) continue;
+              if (l < shape.layers)
+                t.block_depth[shape.index(o, l++, i, j, b, s)] = layer.block_depth;
             }
           }
         }
@@ -313,6 +320,7 @@ HardwareTables measure_hardware_tables(const SearchSpace& space, const npu_sim::
         for (const auto& b : j.at("blocks")) {
           BlockHardwareTable t;
           t.cycles = b.at("cycles").get<std::vector<double>>();
+          t.block_depth = b.at("block_depth").get<std::vector<uint32_t>>();
           t.sram_bytes = b.at("sram_bytes").get<std::vector<double>>();
           t.fits = b.at("fits").get<std::vector<uint8_t>>();
           tables.blocks.push_back(std::move(t));
@@ -322,6 +330,7 @@ HardwareTables measure_hardware_tables(const SearchSpace& space, const npu_sim::
           const TableShape shape = table_shape(space, k);
           const size_t n = shape.uniform_size();
           complete = tables.blocks[k].cycles.size() == shape.size() &&
+                     tables.blocks[k].block_depth.size() == shape.size() &&
                      tables.blocks[k].sram_bytes.size() == n && tables.blocks[k].fits.size() == n;
         }
         if (complete) {
@@ -346,7 +355,10 @@ HardwareTables measure_hardware_tables(const SearchSpace& space, const npu_sim::
   if (!cache_path.empty()) {
     nlohmann::json blocks = nlohmann::json::array();
     for (const BlockHardwareTable& t : tables.blocks) {
-      blocks.push_back({{"cycles", t.cycles}, {"sram_bytes", t.sram_bytes}, {"fits", t.fits}});
+      blocks.push_back({{"cycles", t.cycles},
+                        {"block_depth", t.block_depth},
+                        {"sram_bytes", t.sram_bytes},
+                        {"fits", t.fits}});
     }
     common::write_file_atomically(cache_path,
                                   nlohmann::json{{"fingerprint", key}, {"blocks", blocks}}.dump());

@@ -62,6 +62,9 @@ struct BlockHardwareTable {
   /// shares of a uniform candidate add up to its measured cycles; a block with mixed bits
   /// and sparsity is costed as the sum of its layers' shares.
   std::vector<double> cycles;
+  /// Output channels per weight block the compiler chose for each layer candidate
+  /// (TableShape::index; it does not depend on the weights, bits or sparsity).
+  std::vector<uint32_t> block_depth;
   /// Activation arena of the one-block model [bytes] per uniform candidate
   /// (TableShape::uniform_index).
   std::vector<double> sram_bytes;
@@ -85,7 +88,7 @@ using CandidateWeights =
 
 /// Measures every block's cycles again with `weights` (a supernet's current ones) instead of
 /// synthetic ones: the decoder's time, and so a layer's, follows its streams' content.
-/// SRAM and fit do not depend on the weights and are kept. Sets `tables.seconds`.
+/// SRAM, fit and block depths do not depend on the weights and are kept. Sets `tables.seconds`.
 void remeasure_cycles(HardwareTables& tables, const SearchSpace& space,
                       const npu_sim::NpuConfig& npu, const CandidateWeights& weights);
 

@@ -22,6 +22,7 @@
 #include "udc/common/svg_plot.hpp"
 #include "udc/firmware_model/compiler.hpp"
 #include "udc/firmware_model/driver.hpp"
+#include "udc/firmware_model/measurement.hpp"
 #include "udc/firmware_model/model_io.hpp"
 #include "udc/npu_sim/config.hpp"
 
@@ -42,7 +43,8 @@ constexpr size_t kRankingImagesWithoutHoldout = 5000;
 
 Limits limits_of(const Budgets& budgets, double clock_hz) {
   const double none = std::numeric_limits<double>::infinity();
-  Limits l{none, none, none};
+  Limits l{none, none, none, none};
+  if (budgets.weight_bytes) l[Weights] = double(*budgets.weight_bytes);
   if (budgets.flash_bytes) l[Flash] = double(*budgets.flash_bytes);
   if (budgets.sram_bytes) l[Sram] = double(*budgets.sram_bytes);
   if (budgets.cycles) l[Cycles] = *budgets.cycles;
@@ -58,13 +60,15 @@ std::string format_cost(Resource r, double value) {
 
 /// Lowest cost of each budgeted resource over the whole space (dynamic programming over the
 /// blocks, the state being the current width); throws BudgetError when one exceeds its budget.
-/// Without hardware tables only flash is checked, over every candidate (a lower bound).
+/// Without hardware tables only the weight bytes are checked, over every candidate, each
+/// layer as one block (a lower bound).
 void check_budgets_reachable(const Supernet& net, const Limits& limits, double clock_hz,
                              const std::vector<Resource>& resources) {
   const SearchSpace& space = net.space();
   const bool have_hardware = !net.hardware_tables().blocks.empty();
   for (Resource r : resources) {
-    if (!std::isfinite(limits[r]) || (r != Flash && !have_hardware)) continue;
+    const bool weights = r == Weights || r == Flash;
+    if (!std::isfinite(limits[r]) || (!weights && !have_hardware)) continue;
     std::vector<double> best{0.0};
     for (size_t k = 0; k < space.blocks.size(); ++k) {
       const BlockSpace& bs = space.blocks[k];
@@ -91,7 +95,8 @@ void check_budgets_reachable(const Supernet& net, const Limits& limits, double c
                 for (size_t s = 0; s < shape.sparsity; ++s) {
                   if (!fits(b, s)) continue;
                   const size_t n = shape.index(o, l, i, j, b, s);
-                  const double value = r == Flash ? net.flash_table()[k][n]
+                  const double value = r == Weights ? net.weight_table()[k][n]
+                                       : r == Flash ? net.flash_table()[k][n]
                                        : r == Sram
                                            ? hw->sram_bytes[shape.uniform_index(o, i, j, b, s)]
                                            : hw->cycles[n];
@@ -109,10 +114,11 @@ void check_budgets_reachable(const Supernet& net, const Limits& limits, double c
     }
     const double lowest = *std::min_element(best.begin(), best.end());
     if (lowest > limits[r]) {
-      const std::string what = r == Flash  ? "compressed weights"
-                               : r == Sram ? "activation SRAM"
-                                           : fmt::format("latency ({:.4f} ms at {:.0f} MHz)",
-                                                         lowest / clock_hz * 1e3, clock_hz / 1e6);
+      const std::string what = r == Weights ? "encoded weight streams"
+                               : r == Flash ? "flash image (streams, scale records, alignment)"
+                               : r == Sram  ? "activation SRAM"
+                                            : fmt::format("latency ({:.4f} ms at {:.0f} MHz)",
+                                                          lowest / clock_hz * 1e3, clock_hz / 1e6);
       throw BudgetError(fmt::format(
           "budget {} = {:.0f} cannot be met: the cheapest architecture of the search space "
           "needs {} of {} (narrowest widths, fewest bits, highest sparsity, skips); widen the "
@@ -122,7 +128,7 @@ void check_budgets_reachable(const Supernet& net, const Limits& limits, double c
   }
 }
 
-/// Real costs of an exported model: our encoder, the compiler's arena, the simulator.
+/// Real costs of an exported model, as firmware_model::measure_model measures them.
 struct Measured {
   Costs costs{};
   double milliseconds = 0;
@@ -130,25 +136,14 @@ struct Measured {
   std::string reason;  ///< why it does not compile
 };
 
-Measured measure_model(const fm::Model& model, const npu_sim::NpuConfig& npu) {
+Measured measure_costs(const fm::Model& model, const npu_sim::NpuConfig& npu) {
+  const fm::ModelMeasurement measured = fm::measure_model(model, npu);
   Measured m;
-  m.costs[Flash] = double(fm::summarize(model).compressed_bytes);
-  const fm::CompileResult compiled = fm::compile(model, npu);
-  if (!compiled.fits()) {
-    m.compiles = false;
-    m.reason = compiled.does_not_fit->reason;
-    m.costs[Sram] = double(compiled.does_not_fit->needed);
-    return m;
-  }
-  m.costs[Sram] = double(compiled.compiled.plan.arena_bytes);
-  npu_sim::RunOptions timing;
-  timing.timing_only = true;
-  const auto& shape = model.tensors.at(size_t(model.inputs.at(0))).shape;
-  const size_t volume = size_t(shape[0]) * shape[1] * shape[2];
-  const std::vector<fm::TensorValues> inputs{std::vector<int8_t>(volume, 0)};
-  const fm::NpuRun run = fm::run_on_npu(model, compiled.compiled, npu, inputs, timing);
-  m.costs[Cycles] = run.job.total_cycles;
-  m.milliseconds = run.job.milliseconds();
+  m.costs = {double(measured.weight_bytes), double(measured.flash_bytes),
+             double(measured.fits() ? measured.arena_bytes : measured.sram_bytes), measured.cycles};
+  m.milliseconds = measured.milliseconds;
+  m.compiles = measured.fits();
+  if (!m.compiles) m.reason = measured.does_not_fit->reason;
   return m;
 }
 
@@ -278,7 +273,11 @@ std::string plot_svg(const SearchConfig& config, const SearchResult& found, std:
       const std::vector<uint8_t> bytes = common::read_file(config.baselines);
       const nlohmann::json j = nlohmann::json::parse(bytes.begin(), bytes.end());
       for (const auto& b : j.at("baselines")) {
-        baselines.points.push_back({b.at("compressed_weight_bytes").get<double>() / 1024.0,
+        // weight_bytes as compiled; older files carry one stream per layer instead.
+        const double weight_bytes = b.contains("weight_bytes")
+                                        ? b.at("weight_bytes").get<double>()
+                                        : b.at("compressed_weight_bytes").get<double>();
+        baselines.points.push_back({weight_bytes / 1024.0,
                                     100.0 * b.at("test_accuracy").get<double>(),
                                     b.at("name").get<std::string>()});
       }
@@ -289,10 +288,10 @@ std::string plot_svg(const SearchConfig& config, const SearchResult& found, std:
   }
   common::PlotSeries model{"found by udc search", "#d62728", 6, false, true, {}};
   model.points.push_back(
-      {double(found.flash_bytes) / 1024.0, 100.0 * found.test_accuracy, config.space.name});
+      {double(found.weight_bytes) / 1024.0, 100.0 * found.test_accuracy, config.space.name});
   common::PlotSpec spec{
       fmt::format("{}: test accuracy against compressed weights", config.space.name),
-      "compressed weight streams (KiB, our encoder)",
+      "encoded weight streams as compiled (KiB)",
       "top-1 test accuracy (%)",
       {baselines, model},
       false};
@@ -321,8 +320,8 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   // is checked before anything is simulated (an error thrown after the SystemC simulator has
   // switched stacks trips AddressSanitizer's stack bookkeeping in the sanitizer build).
   auto supernet = std::make_shared<Supernet>(space);
-  supernet->refresh_flash_table();
-  check_budgets_reachable(*supernet, limits, npu.core_clock_hz, {Flash});
+  supernet->refresh_weight_tables();
+  check_budgets_reachable(*supernet, limits, npu.core_clock_hz, {Weights, Flash});
   HardwareTables hardware =
       measure_hardware_tables(space, npu, (out / "hardware_tables.json").string());
   say(hardware.from_cache
@@ -339,7 +338,7 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
                 }(),
                 npu.npu_name, hardware.seconds));
   supernet->set_hardware_tables(std::move(hardware));
-  check_budgets_reachable(*supernet, limits, npu.core_clock_hz, {Flash, Sram, Cycles});
+  check_budgets_reachable(*supernet, limits, npu.core_clock_hz, {Weights, Flash, Sram, Cycles});
 
   data::ImageDataset train_set = load_data(config.data, data::Split::Train);
   const data::ImageDataset test_set = load_data(config.data, data::Split::Test);
@@ -369,7 +368,7 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
       supernet->architecture_parameters(),
       torch::optim::AdamOptions(spec.architecture_learning_rate).betas({0.5, 0.999}));
   uint32_t epochs_done = 0;
-  std::array<double, 3> lambda{0, 0, 0};
+  std::array<double, kResourceCount> lambda{};
   nlohmann::json history = nlohmann::json::array(), evolution = nlohmann::json::array();
   if (!options.restart && fs::exists(checkpoint_path)) {
     try {
@@ -385,7 +384,7 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
       archive.read("state", value);
       const nlohmann::json state = nlohmann::json::parse(value.toStringRef());
       epochs_done = state.at("epochs_done");
-      lambda = state.at("lambda").get<std::array<double, 3>>();
+      lambda = state.at("lambda").get<std::array<double, kResourceCount>>();
       history = state.at("history");
       evolution = state.at("evolution");
     } catch (const std::exception& e) {
@@ -394,7 +393,7 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
                       checkpoint_path, e.what()));
     }
     supernet->refresh_masks();
-    supernet->refresh_flash_table();
+    supernet->refresh_weight_tables();
     if (epochs_done > spec.warmup.epochs) supernet->refresh_cycles_table(npu);
     say(fmt::format("resuming the search from {} after epoch {}", checkpoint_path, epochs_done));
   }
@@ -411,7 +410,7 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
       space.name, space.blocks.size(), train_set.size(), spec.warmup.epochs, spec.search.epochs,
       steps_per_epoch, [&] {
         std::string b;
-        for (size_t r = 0; r < 3; ++r) {
+        for (size_t r = 0; r < kResourceCount; ++r) {
           if (std::isfinite(limits[r])) {
             b += (b.empty() ? "" : ", ") + format_cost(Resource(r), limits[r]);
           }
@@ -442,15 +441,16 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
                         {"width", supernet->probabilities(k, "width")},
                         {"layers", layers}});
     }
-    evolution.push_back({{"epoch", epoch},
-                         {"temperature", temperature},
-                         {"expected",
-                          {expected.flash_bytes.item<double>(), expected.sram_bytes.item<double>(),
-                           expected.cycles.item<double>()}},
-                         {"lambda", lambda},
-                         {"most_probable", supernet->describe(best)},
-                         {"most_probable_costs", {t.flash_bytes, t.sram_bytes, t.cycles}},
-                         {"probabilities", blocks}});
+    evolution.push_back(
+        {{"epoch", epoch},
+         {"temperature", temperature},
+         {"expected",
+          {expected.weight_bytes.item<double>(), expected.flash_bytes.item<double>(),
+           expected.sram_bytes.item<double>(), expected.cycles.item<double>()}},
+         {"lambda", lambda},
+         {"most_probable", supernet->describe(best)},
+         {"most_probable_costs", costs_of(t)},
+         {"probabilities", blocks}});
   };
 
   const Clock::time_point search_start = Clock::now();
@@ -481,7 +481,8 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
                             size_t(phase.epochs) * steps_per_epoch));
       }
       if (phase_step % spec.prune_interval == 0) supernet->refresh_masks();
-      if (searching && phase_step % spec.flash_refresh_steps == 0) supernet->refresh_flash_table();
+      if (searching && phase_step % spec.flash_refresh_steps == 0)
+        supernet->refresh_weight_tables();
 
       const torch::Tensor labels =
           torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong);
@@ -495,10 +496,10 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
       const torch::Tensor task_loss = torch::cross_entropy_loss(logits, labels);
       torch::Tensor loss = task_loss;
       expected = supernet->expected_costs();
-      const std::array<torch::Tensor, 3> cost_terms{expected.flash_bytes, expected.sram_bytes,
-                                                    expected.cycles};
+      const std::array<torch::Tensor, kResourceCount> cost_terms{
+          expected.weight_bytes, expected.flash_bytes, expected.sram_bytes, expected.cycles};
       if (searching) {
-        for (size_t r = 0; r < 3; ++r) {
+        for (size_t r = 0; r < kResourceCount; ++r) {
           if (!std::isfinite(limits[r])) continue;
           const torch::Tensor relative = cost_terms[r] / (limits[r] * (1.0 - spec.budget_margin));
           loss = loss + lambda[r] * relative.to(torch::kFloat);
@@ -519,17 +520,19 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
           step + 1 < steps_per_epoch) {
         const double per_step = seconds_since(epoch_start) / double(step + 1);
         say(fmt::format(
-            "  epoch {}/{} [{}] step {}/{}: loss {:.4f}, accuracy {:.2f}%, E[flash] {:.0f} B, "
-            "E[SRAM] {:.0f} B, E[cycles] {:.0f}, temperature {:.2f}, {:.0f} ms/step, ETA {}",
+            "  epoch {}/{} [{}] step {}/{}: loss {:.4f}, accuracy {:.2f}%, E[weights] {:.0f} B, "
+            "E[flash] {:.0f} B, E[SRAM] {:.0f} B, E[cycles] {:.0f}, temperature {:.2f}, {:.0f} "
+            "ms/step, ETA {}",
             epoch + 1, total_epochs, searching ? "search" : "warmup", step + 1, steps_per_epoch,
             loss_sum / double(seen), 100.0 * double(correct) / double(seen),
-            expected.flash_bytes.item<double>(), expected.sram_bytes.item<double>(),
-            expected.cycles.item<double>(), temperature, 1e3 * per_step,
+            expected.weight_bytes.item<double>(), expected.flash_bytes.item<double>(),
+            expected.sram_bytes.item<double>(), expected.cycles.item<double>(), temperature,
+            1e3 * per_step,
             format_duration(per_step *
                             double((total_epochs - epoch) * steps_per_epoch - (step + 1)))));
       }
     }
-    supernet->refresh_flash_table();
+    supernet->refresh_weight_tables();
     if (searching) {
       // Latency follows the weights' streams: measure the cycles tables on them again.
       const double table_seconds = supernet->refresh_cycles_table(npu);
@@ -564,15 +567,17 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
     }
     const double elapsed = seconds_since(search_start);
     say(fmt::format(
-        "epoch {}/{} [{}]: loss {:.4f}, train {:.2f}%, E[flash] {:.0f} B, E[SRAM] {:.0f} B, "
-        "E[cycles] {:.0f}, lambda {:.3g}/{:.3g}/{:.3g}; most probable: {} ({:.0f} B, {:.0f} B "
-        "SRAM, {:.0f} cycles); {}, ETA {}",
+        "epoch {}/{} [{}]: loss {:.4f}, train {:.2f}%, E[weights] {:.0f} B, E[flash] {:.0f} B, "
+        "E[SRAM] {:.0f} B, E[cycles] {:.0f}, lambda {:.3g}/{:.3g}/{:.3g}/{:.3g}; most probable: "
+        "{} ({:.0f} B weights, {:.0f} B flash, {:.0f} B SRAM, {:.0f} cycles); {}, ETA {}",
         epoch + 1, total_epochs, searching ? "search" : "warmup",
         history.back()["loss"].get<double>(), 100 * history.back()["train_accuracy"].get<double>(),
-        e["expected"][0].get<double>(), e["expected"][1].get<double>(),
-        e["expected"][2].get<double>(), lambda[0], lambda[1], lambda[2],
-        e["most_probable"].get<std::string>(), e["most_probable_costs"][0].get<double>(),
-        e["most_probable_costs"][1].get<double>(), e["most_probable_costs"][2].get<double>(),
+        e["expected"][Weights].get<double>(), e["expected"][Flash].get<double>(),
+        e["expected"][Sram].get<double>(), e["expected"][Cycles].get<double>(), lambda[Weights],
+        lambda[Flash], lambda[Sram], lambda[Cycles], e["most_probable"].get<std::string>(),
+        e["most_probable_costs"][Weights].get<double>(),
+        e["most_probable_costs"][Flash].get<double>(), e["most_probable_costs"][Sram].get<double>(),
+        e["most_probable_costs"][Cycles].get<double>(),
         format_duration(history.back()["seconds"].get<double>()),
         format_duration(elapsed / double(epoch + 1 - first_epoch) *
                         double(total_epochs - epoch - 1))));
@@ -610,7 +615,7 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
     say("derivation read from " + derivation_path);
   } else {
     const Clock::time_point derive_start = Clock::now();
-    supernet->refresh_flash_table();
+    supernet->refresh_weight_tables();
     const std::string initial = supernet->describe(supernet->most_probable());
     const double fraction = 1.0 - spec.budget_margin / 2;
     // Rank the candidates by their held-out accuracy with inherited weights, quantised
@@ -640,26 +645,28 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
                         {"table", table},
                         {"log_probability", supernet->log_probability(c)},
                         {"accuracy", accuracy}});
-      say(fmt::format("  candidate {}/{}: {}: {:.2f}% on {} ({:.0f} B flash by the tables)", i + 1,
-                      candidates.size(), supernet->describe(c), 100 * accuracy, ranking_set.name,
-                      table[Flash]));
+      say(fmt::format(
+          "  candidate {}/{}: {}: {:.2f}% on {} ({:.0f} B weights, {:.0f} B flash by the tables)",
+          i + 1, candidates.size(), supernet->describe(c), 100 * accuracy, ranking_set.name,
+          table[Weights], table[Flash]));
       if (accuracy > best_accuracy) {
         best_accuracy = accuracy;
         choice = c;
       }
     }
-    Costs scale{1.0, 1.0, 1.0};
+    Costs scale;
+    scale.fill(1.0);
     nlohmann::json steps = nlohmann::json::array();
     for (int round = 0;; ++round) {
       if (round > 200) throw BudgetError("derivation: no fitting architecture after 200 repairs");
       const TableCosts estimate = supernet->table_costs(choice);
       Costs scaled = costs_of(estimate);
-      for (size_t r = 0; r < 3; ++r) scaled[r] *= scale[r];
+      for (size_t r = 0; r < kResourceCount; ++r) scaled[r] *= scale[r];
       if (estimate.fits && within(scaled, limits, fraction)) {
         // Measure the real thing: the derived network with inherited weights, exported.
         QNet net(supernet->derive(choice), config.data.normalization);
         prepare_inherited(choice, net);
-        const Measured m = measure_model(net.export_model(), npu);
+        const Measured m = measure_costs(net.export_model(), npu);
         steps.push_back({{"architecture", supernet->describe(choice)},
                          {"table", costs_of(estimate)},
                          {"measured", m.costs},
@@ -669,7 +676,7 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
           break;
         }
         // The tables under-estimated: correct them by the measured ratio and go on.
-        for (size_t r = 0; r < 3; ++r) {
+        for (size_t r = 0; r < kResourceCount; ++r) {
           const double table = costs_of(estimate)[r];
           if (table > 0 && m.costs[r] > limits[r] * fraction) {
             scale[r] = std::max(scale[r] * 1.02, m.costs[r] / table);
@@ -699,10 +706,10 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
                   {"seconds", seconds_since(derive_start)}};
     common::write_file_atomically(derivation_path, derivation.dump(2) + "\n");
     say(
-        fmt::format("derived {} (most probable: {}); with inherited weights {:.0f} B flash, {:.0f} "
-                    "B SRAM, {:.0f} cycles",
-                    supernet->describe(choice), initial, derived_costs[Flash], derived_costs[Sram],
-                    derived_costs[Cycles]));
+        fmt::format("derived {} (most probable: {}); with inherited weights {:.0f} B weights, "
+                    "{:.0f} B flash, {:.0f} B SRAM, {:.0f} cycles",
+                    supernet->describe(choice), initial, derived_costs[Weights],
+                    derived_costs[Flash], derived_costs[Sram], derived_costs[Cycles]));
   }
 
   // ---------------------------------------------------------------- fine-tune, export, verify
@@ -711,13 +718,15 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   train_config.architecture = supernet->derive(choice);
   train_config.data = config.data;
   train_config.train = config.finetune;
-  // The fine-tune keeps the measured weight bytes inside the flash budget epoch by epoch,
-  // rather than leaving a drift to a coarse repair afterwards.
-  if (std::isfinite(limits[Flash])) {
-    const auto budget = uint64_t(std::floor(limits[Flash]));
-    uint64_t& own = train_config.train.flash_budget_bytes;
+  // The fine-tune keeps the measured weight and flash bytes inside their budgets epoch by
+  // epoch, rather than leaving a drift to a coarse repair afterwards.
+  auto hold = [&](Resource r, uint64_t& own) {
+    if (!std::isfinite(limits[r])) return;
+    const auto budget = uint64_t(std::floor(limits[r]));
     own = own == 0 ? budget : std::min(own, budget);
-  }
+  };
+  hold(Weights, train_config.train.weight_budget_bytes);
+  hold(Flash, train_config.train.flash_budget_bytes);
   train_config.npu_config = config.npu_config;
   train_config.verify_images = config.verify_images;
   common::write_file_atomically((out / "derived.yaml").string(), train_config_yaml(train_config));
@@ -729,27 +738,29 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   // Fine-tuning moves the weights and so the compressed size: repair what still exceeds a
   // budget by raising sparsity or lowering bits, with a short fine-tune each time.
   auto measured_of = [](const TrainResult& t) {
-    return Costs{double(t.compressed_bytes), double(t.sram_peak_bytes), t.cycles};
+    return Costs{double(t.weight_bytes), double(t.flash_bytes), double(t.sram_peak_bytes),
+                 t.cycles};
   };
   nlohmann::json repairs = nlohmann::json::array();
   for (int round = 1; !within(measured_of(trained), limits, 1.0); ++round) {
     if (round > 4) {
       throw BudgetError(fmt::format(
-          "the fine-tuned model exceeds its budgets after {} repairs: {:.0f} B flash, {:.0f} B "
-          "SRAM, {:.0f} cycles",
-          round - 1, measured_of(trained)[Flash], measured_of(trained)[Sram],
-          measured_of(trained)[Cycles]));
+          "the fine-tuned model exceeds its budgets after {} repairs: {:.0f} B weights, {:.0f} B "
+          "flash, {:.0f} B SRAM, {:.0f} cycles (the last one is {})",
+          round - 1, measured_of(trained)[Weights], measured_of(trained)[Flash],
+          measured_of(trained)[Sram], measured_of(trained)[Cycles], trained.model_path));
     }
-    Costs scale{1.0, 1.0, 1.0};
+    Costs scale;
+    scale.fill(1.0);
     const Costs table = costs_of(supernet->table_costs(choice));
-    for (size_t r = 0; r < 3; ++r) {
+    for (size_t r = 0; r < kResourceCount; ++r) {
       if (table[r] > 0) scale[r] = measured_of(trained)[r] / table[r];
     }
     ArchitectureChoice repaired = choice;
     while (!within(
         [&] {
           Costs c = costs_of(supernet->table_costs(repaired));
-          for (size_t r = 0; r < 3; ++r) c[r] *= scale[r];
+          for (size_t r = 0; r < kResourceCount; ++r) c[r] *= scale[r];
           return c;
         }(),
         limits, 1.0 - spec.budget_margin / 2)) {
@@ -783,7 +794,8 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   SearchResult result;
   result.architecture = supernet->describe(choice);
   result.test_accuracy = trained.test_accuracy;
-  result.flash_bytes = trained.compressed_bytes;
+  result.weight_bytes = trained.weight_bytes;
+  result.flash_bytes = trained.flash_bytes;
   result.sram_bytes = trained.sram_peak_bytes;
   result.cycles = trained.cycles;
   result.milliseconds = trained.milliseconds;
@@ -828,7 +840,7 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
 
   nlohmann::json budgets = nlohmann::json::object();
   const Costs final_costs = measured_of(trained);
-  for (size_t r = 0; r < 3; ++r) {
+  for (size_t r = 0; r < kResourceCount; ++r) {
     if (!std::isfinite(limits[r])) continue;
     budgets[kResourceNames[r]] = {
         {"budget", limits[r]}, {"measured", final_costs[r]}, {"fits", final_costs[r] <= limits[r]}};
@@ -849,7 +861,8 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
                                  {"choices", choice_json(*supernet, choice)},
                                  {"budgets", budgets},
                                  {"fits", result.fits},
-                                 {"compressed_weight_bytes", result.flash_bytes},
+                                 {"weight_bytes", result.weight_bytes},
+                                 {"flash_bytes", result.flash_bytes},
                                  {"sram_peak_bytes", result.sram_bytes},
                                  {"cycles", result.cycles},
                                  {"milliseconds", result.milliseconds},
@@ -867,10 +880,10 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   common::write_file_atomically(result.report_path, report.dump(2) + "\n");
   common::write_file_atomically(result.plot_path, plot_svg(config, result, log));
   say(fmt::format(
-      "found {}: test accuracy {:.2f}%, {} B compressed weights, {} B SRAM, {:.0f} cycles = "
-      "{:.3f} ms; budgets {}",
-      result.architecture, 100 * result.test_accuracy, result.flash_bytes, result.sram_bytes,
-      result.cycles, result.milliseconds, result.fits ? "met" : "NOT met"));
+      "found {}: test accuracy {:.2f}%, {} B of weight streams, {} B flash image, {} B SRAM, "
+      "{:.0f} cycles = {:.3f} ms; budgets {}",
+      result.architecture, 100 * result.test_accuracy, result.weight_bytes, result.flash_bytes,
+      result.sram_bytes, result.cycles, result.milliseconds, result.fits ? "met" : "NOT met"));
   say(fmt::format("wrote {}, {}, {}, {}", result.model_path, result.report_path, result.plot_path,
                   result.evolution_path));
   return result;

@@ -102,6 +102,8 @@ void read_space(YamlSection space, SearchSpace& s) {
 
 void read_budgets(YamlSection budgets, Budgets& b) {
   const int64_t big = int64_t{1} << 50;
+  if (budgets.has("weight_bytes"))
+    b.weight_bytes = uint64_t(budgets.integer("weight_bytes", 0, 1, big));
   if (budgets.has("flash_bytes"))
     b.flash_bytes = uint64_t(budgets.integer("flash_bytes", 0, 1, big));
   if (budgets.has("sram_bytes")) b.sram_bytes = uint64_t(budgets.integer("sram_bytes", 0, 1, big));
@@ -169,7 +171,8 @@ SearchConfig load_search_config(const std::string& path) {
   config.baselines = resolve_path(path, root.string("baselines", ""));
   if (!config.budgets.any()) {
     root.fail("budgets",
-              "no budget set: give at least one of flash_bytes, sram_bytes, cycles, milliseconds");
+              "no budget set: give at least one of weight_bytes, flash_bytes, sram_bytes, cycles, "
+              "milliseconds");
   }
   root.finish();
   return config;

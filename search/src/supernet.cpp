@@ -151,9 +151,11 @@ std::vector<int8_t> SharedLayer::integer_weights(int64_t out, int64_t in, uint32
   return std::vector<int8_t>(as_int.data_ptr<int8_t>(), as_int.data_ptr<int8_t>() + as_int.numel());
 }
 
-uint64_t SharedLayer::encoded_bytes(int64_t out, int64_t in, uint32_t bits, double sparsity) const {
+firmware_model::WeightLayout SharedLayer::layout(int64_t out, int64_t in, uint32_t bits,
+                                                 double sparsity, uint32_t block_depth) const {
   const std::vector<int8_t> weights = integer_weights(out, in, bits, sparsity);
-  return compression::encoded_size_bytes(weights.data(), weights.size());
+  return firmware_model::layout_weights(weights.data(), uint32_t(out),
+                                        weights.size() / uint64_t(out), block_depth);
 }
 
 void SharedLayer::copy_to(QWeighted& layer, int64_t out, int64_t in) const {
@@ -294,6 +296,7 @@ Supernet::Supernet(const SearchSpace& space) : space_(space), geometry_(block_ge
     blocks_.push_back(std::move(block));
   }
   refresh_masks();
+  weight_table_.resize(blocks_.size());
   flash_table_.resize(blocks_.size());
 }
 
@@ -459,16 +462,20 @@ torch::Tensor Supernet::forward(const torch::Tensor& images, const SamplingSetti
   return t.x;
 }
 
-void Supernet::refresh_flash_table() {
+void Supernet::refresh_weight_tables() {
   for (size_t k = 0; k < blocks_.size(); ++k) {
     const BlockSpace& bs = space_.blocks[k];
     const BlockGeometry& g = geometry_[k];
     const TableShape shape = table_shape(space_, k);
-    std::vector<double>& table = flash_table_[k];
-    table.assign(shape.size(), 0.0);
+    const std::vector<uint32_t>* depths =
+        hardware_.blocks.size() == blocks_.size() ? &hardware_.blocks[k].block_depth : nullptr;
+    std::vector<double>& weights = weight_table_[k];
+    std::vector<double>& flash = flash_table_[k];
+    weights.assign(shape.size(), 0.0);
+    flash.assign(shape.size(), 0.0);
     // Slices that do not depend on every index (the expand and depthwise layers on the
     // output width, the depthwise on the sparsity) are encoded once.
-    std::map<std::tuple<int64_t, int64_t, size_t, size_t>, double> encoded;
+    std::map<std::tuple<int64_t, int64_t, size_t, size_t, uint32_t>, fm::WeightLayout> encoded;
     for (size_t o = 0; o < shape.ops; ++o) {
       const auto& layers = blocks_[k].op_layers[o];
       for (size_t l = 0; l < layers.size(); ++l) {
@@ -478,14 +485,17 @@ void Supernet::refresh_flash_table() {
             const auto [out, in] = layer_slice(bs.ops[o], l, g.in_widths[i], bs.widths[j]);
             for (size_t b = 0; b < shape.bits; ++b) {
               for (size_t s = 0; s < shape.sparsity; ++s) {
-                const auto key = std::make_tuple(out, in, b, layers[l]->prunable() ? s : 0);
+                const size_t n = shape.index(o, l, i, j, b, s);
+                const uint32_t depth = depths && !depths->empty() ? depths->at(n) : 0;
+                const auto key = std::make_tuple(out, in, b, layers[l]->prunable() ? s : 0, depth);
                 auto it = encoded.find(key);
                 if (it == encoded.end()) {
-                  const uint64_t bytes = layers[l]->encoded_bytes(
-                      out, in, space_.bits[b], space_.sparsity[std::get<3>(key)]);
-                  it = encoded.emplace(key, double(bytes)).first;
+                  const fm::WeightLayout layout = layers[l]->layout(
+                      out, in, space_.bits[b], space_.sparsity[std::get<3>(key)], depth);
+                  it = encoded.emplace(key, layout).first;
                 }
-                table[shape.index(o, l, i, j, b, s)] = it->second;
+                weights[n] = double(it->second.stream_bytes);
+                flash[n] = double(it->second.image_bytes);
               }
             }
           }
@@ -515,7 +525,8 @@ ExpectedCosts Supernet::expected_costs() const {
   }
   const auto dtype = torch::kDouble;
   torch::Tensor in = torch::ones({1}, dtype);
-  torch::Tensor flash = torch::zeros({}, dtype), cycles = torch::zeros({}, dtype);
+  torch::Tensor weights = torch::zeros({}, dtype), flash = torch::zeros({}, dtype),
+                cycles = torch::zeros({}, dtype);
   std::vector<torch::Tensor> sram;
   for (size_t k = 0; k < blocks_.size(); ++k) {
     const Block& block = blocks_[k];
@@ -524,6 +535,7 @@ ExpectedCosts Supernet::expected_costs() const {
     const std::vector<int64_t> layer_dims{int64_t(shape.ops),       int64_t(shape.layers),
                                           int64_t(shape.in_widths), int64_t(shape.out_widths),
                                           int64_t(shape.bits),      int64_t(shape.sparsity)};
+    const torch::Tensor weight_table = torch::tensor(weight_table_[k], dtype).reshape(layer_dims);
     const torch::Tensor flash_table = torch::tensor(flash_table_[k], dtype).reshape(layer_dims);
     const torch::Tensor cycles_table =
         torch::tensor(hardware_.blocks[k].cycles, dtype).reshape(layer_dims);
@@ -541,6 +553,7 @@ ExpectedCosts Supernet::expected_costs() const {
           return torch::einsum("i,j,b,s,ijbs->",
                                {in, width, bits, sparsity, table[int64_t(o)][int64_t(l)]});
         };
+        weights = weights + p * expected(weight_table);
         flash = flash + p * expected(flash_table);
         cycles = cycles + p * expected(cycles_table);
       }
@@ -562,7 +575,7 @@ ExpectedCosts Supernet::expected_costs() const {
     }
     in = out;
   }
-  return {flash, torch::stack(sram).max(), cycles};
+  return {weights, flash, torch::stack(sram).max(), cycles};
 }
 
 std::vector<size_t> Supernet::input_width_indices(const ArchitectureChoice& choice) const {
@@ -588,11 +601,12 @@ TableCosts Supernet::table_costs(const ArchitectureChoice& choice) const {
     }
     for (size_t l = 0; l < count; ++l) {
       const LayerChoice& lc = c.layers[l];
-      costs.flash_bytes +=
-          flash_table_[k].at(shape.index(c.op, l, in[k], c.width, lc.bits, lc.sparsity));
+      const size_t n = shape.index(c.op, l, in[k], c.width, lc.bits, lc.sparsity);
+      costs.weight_bytes += weight_table_[k].at(n);
+      costs.flash_bytes += flash_table_[k].at(n);
       if (hardware_.blocks.empty()) continue;
       const BlockHardwareTable& hw = hardware_.blocks[k];
-      costs.cycles += hw.cycles.at(shape.index(c.op, l, in[k], c.width, lc.bits, lc.sparsity));
+      costs.cycles += hw.cycles.at(n);
       // The block's arena and fit as measured with every layer at this layer's choice.
       const size_t u = shape.uniform_index(c.op, in[k], c.width, lc.bits, lc.sparsity);
       costs.sram_bytes = std::max(costs.sram_bytes, hw.sram_bytes.at(u));

@@ -21,6 +21,7 @@
 
 #include "hardware_tables.hpp"
 #include "qnet.hpp"
+#include "udc/firmware_model/compiler.hpp"
 #include "udc/npu_sim/config.hpp"
 #include "udc/search/search_config.hpp"
 
@@ -55,12 +56,12 @@ struct SamplingSettings {
 
 /// Expected costs under the architecture distribution (differentiable scalars).
 struct ExpectedCosts {
-  torch::Tensor flash_bytes, sram_bytes, cycles;
+  torch::Tensor weight_bytes, flash_bytes, sram_bytes, cycles;
 };
 
 /// Exact costs of one architecture from the tables.
 struct TableCosts {
-  double flash_bytes = 0, sram_bytes = 0, cycles = 0;
+  double weight_bytes = 0, flash_bytes = 0, sram_bytes = 0, cycles = 0;
   bool fits = true;  ///< every candidate fits the NPU on its own
 };
 
@@ -89,10 +90,12 @@ class SharedLayer : public torch::nn::Module {
   /// Folded (batch norm, running statistics) weights of the first `out` outputs and `in`
   /// inputs, as QWeighted folds them.
   torch::Tensor folded_slice(int64_t out, int64_t in) const;
-  /// Encoded bytes of the slice at `bits` and `sparsity`, with the integers QWeighted
-  /// would export (mask and LSQ initial step on the slice), in the model's weight order.
-  uint64_t encoded_bytes(int64_t out, int64_t in, uint32_t bits, double sparsity) const;
-  /// The slice's integer weights as encoded_bytes() encodes them, in the model's layout.
+  /// The slice at `bits` and `sparsity`, with the integers QWeighted would export (mask and
+  /// LSQ initial step on the slice), encoded and laid out as the compiler does in blocks of
+  /// `block_depth` output channels (0: one block).
+  firmware_model::WeightLayout layout(int64_t out, int64_t in, uint32_t bits, double sparsity,
+                                      uint32_t block_depth) const;
+  /// The slice's integer weights as layout() encodes them, in the model's layout.
   std::vector<int8_t> integer_weights(int64_t out, int64_t in, uint32_t bits,
                                       double sparsity) const;
   /// Copies the slice into a derived layer.
@@ -129,14 +132,23 @@ class Supernet : public torch::nn::Module {
   /// Logits [N, classes] of `images` (NCHW) under sampled (or fixed) choices.
   torch::Tensor forward(const torch::Tensor& images, const SamplingSettings& settings);
 
-  /// Re-measures the flash table (bytes per candidate) on the current weights.
-  void refresh_flash_table();
+  /// Re-measures the weight and flash tables (bytes per candidate) on the current weights,
+  /// each layer encoded and laid out as the compiler does (firmware_model::layout_weights),
+  /// in output-channel blocks of the depth the hardware tables recorded (one block before
+  /// they are set: a lower bound of the streams' bytes).
+  void refresh_weight_tables();
   /// Measures the cycles tables again with the current weights (quantised and pruned as
   /// for the flash table): the decoder's time follows the streams' content. Seconds spent.
   double refresh_cycles_table(const npu_sim::NpuConfig& npu);
   void refresh_masks();
+  const std::vector<std::vector<double>>& weight_table() const { return weight_table_; }
   const std::vector<std::vector<double>>& flash_table() const { return flash_table_; }
-  void set_hardware_tables(HardwareTables tables) { hardware_ = std::move(tables); }
+  /// Sets the measured tables, and lays the weight tables out again in the block depths
+  /// they recorded.
+  void set_hardware_tables(HardwareTables tables) {
+    hardware_ = std::move(tables);
+    refresh_weight_tables();
+  }
   const HardwareTables& hardware_tables() const { return hardware_; }
 
   /// Expected costs under softmax(logits) (no noise), differentiable in the logits.
@@ -188,7 +200,9 @@ class Supernet : public torch::nn::Module {
   SearchSpace space_;
   std::vector<BlockGeometry> geometry_;
   std::vector<Block> blocks_;
-  std::vector<std::vector<double>> flash_table_;  ///< [B] per block, TableShape::index layout
+  /// Per block, TableShape::index layout: encoded streams [B]; streams, scale records and
+  /// alignment in the weight image [B]
+  std::vector<std::vector<double>> weight_table_, flash_table_;
   HardwareTables hardware_;
 };
 

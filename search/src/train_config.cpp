@@ -200,6 +200,7 @@ TrainSpec read_train_spec(YamlSection train) {
   t.ramp_fraction = train.number("ramp_fraction", t.ramp_fraction, 0.0, 1.0);
   t.activation_momentum = train.number("activation_momentum", t.activation_momentum, 0.0, 0.999999);
   t.max_steps_per_epoch = size_t(train.integer("max_steps_per_epoch", 0, 0, int64_t{1} << 40));
+  t.weight_budget_bytes = uint64_t(train.integer("weight_budget_bytes", 0, 0, int64_t{1} << 40));
   t.flash_budget_bytes = uint64_t(train.integer("flash_budget_bytes", 0, 0, int64_t{1} << 40));
   t.holdout_fraction = train.number("holdout_fraction", t.holdout_fraction, 0.0, 0.5);
   YamlSection distillation = train.section("distillation");
@@ -224,6 +225,11 @@ TrainConfig load_train_config(const std::string& path) {
   config.data = read_data_spec(root.section("data"));
   config.train = read_train_spec(root.section("train"));
   config.npu_config = resolve_path(path, root.string("npu", ""));
+  if (config.train.has_budget() && config.npu_config.empty()) {
+    root.fail("npu",
+              "train.weight_budget_bytes and train.flash_budget_bytes are measured as the "
+              "compiler lays the model out for an NPU; name its config with npu:");
+  }
   config.verify_images = uint32_t(root.integer("verify_images", config.verify_images, 0, 1 << 20));
   root.finish();
   return config;

@@ -16,6 +16,7 @@
 #include "udc/common/file_io.hpp"
 #include "udc/firmware_model/compiler.hpp"
 #include "udc/firmware_model/driver.hpp"
+#include "udc/firmware_model/measurement.hpp"
 #include "udc/firmware_model/model_io.hpp"
 #include "udc/firmware_model/reference_interpreter.hpp"
 #include "udc/npu_sim/config.hpp"
@@ -40,7 +41,8 @@ nlohmann::json epoch_json(const EpochRecord& r) {
           {"loss", r.loss},
           {"train_accuracy", r.train_accuracy},
           {"test_accuracy", r.test_accuracy},
-          {"compressed_bytes", r.compressed_bytes},
+          {"weight_bytes", r.weight_bytes},
+          {"flash_bytes", r.flash_bytes},
           {"seconds", r.seconds},
           {"step_ms", r.step_milliseconds},
           {"holdout_accuracy",
@@ -54,7 +56,8 @@ EpochRecord epoch_from_json(const nlohmann::json& j) {
   r.loss = j.at("loss");
   r.train_accuracy = j.at("train_accuracy");
   r.test_accuracy = j.at("test_accuracy");
-  r.compressed_bytes = j.at("compressed_bytes");
+  r.weight_bytes = j.value("weight_bytes", uint64_t{0});
+  r.flash_bytes = j.value("flash_bytes", uint64_t{0});
   r.seconds = j.at("seconds");
   r.step_milliseconds = j.at("step_ms");
   if (j.contains("holdout_accuracy") && j["holdout_accuracy"].is_number()) {
@@ -229,9 +232,22 @@ double ramp_sparsity(double target, double progress, double ramp_fraction) {
 /// (weight streams are padded to 16 bytes, so one more zero per channel may save no byte).
 constexpr int64_t kMaxGuardZerosPerStep = 8;
 
-struct FlashGuard {
-  uint64_t before = 0, after = 0;  ///< compressed weight bytes [bytes]
-  uint64_t pruned = 0;             ///< weights the guard pruned
+/// The budgets a trained model is held to, and the NPU they are measured on.
+struct WeightBudgets {
+  uint64_t weight_bytes = 0, flash_bytes = 0;  ///< 0: none [bytes]
+  const npu_sim::NpuConfig* npu = nullptr;
+  /// Bytes by which `m` exceeds the budgets, summed (0: within them).
+  uint64_t excess(const fm::ModelMeasurement& m) const {
+    auto over = [](uint64_t value, uint64_t budget) {
+      return budget > 0 && value > budget ? value - budget : 0;
+    };
+    return over(m.weight_bytes, weight_bytes) + over(m.flash_bytes, flash_bytes);
+  }
+};
+
+struct BudgetGuard {
+  fm::ModelMeasurement before, after;  ///< weights and image as compiled
+  uint64_t pruned = 0;                 ///< weights the guard pruned
   bool fits = true;
 };
 
@@ -245,18 +261,21 @@ double pruning_damage(const torch::Tensor& weights, const torch::Tensor& kept,
   return (removed / before.clamp_min(1e-30)).mean().item<double>();
 }
 
-/// Holds the encoded weights within `budget` bytes by pruning a little more, one step at a
-/// time: a step prunes k more weights (k = 1..kMaxGuardZerosPerStep) in every output
-/// channel of one layer, and the step taken is the one that saves the most bytes per unit
-/// of pruning_damage, so that a layer with few weights a channel (the stem) is spared
-/// while a wide one can give. Depthwise layers stay dense (k*k weights a channel) and
-/// every channel keeps one weight. Masks must be at their targets when called.
-FlashGuard hold_flash_budget(QNet& net, uint64_t budget) {
+/// Holds the weights within the budgets, as compiled for the NPU, by pruning a little
+/// more, one step at a time: a step prunes k more weights (k = 1..kMaxGuardZerosPerStep) in
+/// every output channel of one layer, and the step taken is the one that removes the most
+/// bytes of excess per unit of pruning_damage, so that a layer with few weights a channel
+/// (the stem) is spared while a wide one can give. Depthwise layers stay dense (k*k weights a
+/// channel) and every channel keeps one weight. Masks must be at their targets when called.
+BudgetGuard hold_budgets(QNet& net, const WeightBudgets& budgets) {
   torch::NoGradGuard no_grad;
-  auto encoded = [&] { return compressed_weight_bytes(net.export_model()); };
-  FlashGuard guard;
-  guard.before = guard.after = encoded();
-  while (guard.after > budget) {
+  auto measured = [&] {
+    return fm::measure_model(net.export_model(), *budgets.npu, {/*simulate=*/false});
+  };
+  BudgetGuard guard;
+  guard.before = guard.after = measured();
+  uint64_t excess = budgets.excess(guard.after);
+  while (excess > 0) {
     struct Step {
       std::shared_ptr<QWeighted> layer;
       double sparsity = 0, score = 0;
@@ -273,11 +292,11 @@ FlashGuard hold_flash_budget(QNet& net, uint64_t budget) {
       for (int64_t k = 1; k <= kMaxGuardZerosPerStep && zeros + k < per_channel; ++k) {
         const double sparsity = double(zeros + k) / double(per_channel);
         layer->update_mask(sparsity);
-        const uint64_t bytes = encoded();
+        const uint64_t trial = budgets.excess(measured());
         const double damage = pruning_damage(weights, kept, layer->mask());
         layer->restore_mask(kept);
-        if (bytes >= guard.after) continue;
-        const double score = double(guard.after - bytes) / std::max(damage, 1e-12);
+        if (trial >= excess) continue;
+        const double score = double(excess - trial) / std::max(damage, 1e-12);
         if (!best || score > best->score) {
           best = Step{layer, sparsity, score, uint64_t(k * channels)};
         }
@@ -290,7 +309,8 @@ FlashGuard hold_flash_budget(QNet& net, uint64_t budget) {
     }
     best->layer->set_target_sparsity(best->sparsity);
     best->layer->update_mask(best->sparsity);
-    guard.after = encoded();
+    guard.after = measured();
+    excess = budgets.excess(guard.after);
     guard.pruned += best->pruned;
   }
   return guard;
@@ -417,10 +437,6 @@ Evaluation evaluate(QNet& net, const data::ImageDataset& set,
   return result;
 }
 
-uint64_t compressed_weight_bytes(const fm::Model& model) {
-  return fm::summarize(model).compressed_bytes;
-}
-
 void load_exported_network(const std::string& output_dir, QNet& net) {
   const std::string path = (fs::path(output_dir) / "checkpoint.pt").string();
   try {
@@ -450,30 +466,53 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
   };
   const TrainSpec& spec = config.train;
   const ArchitectureSpec& arch = config.architecture;
-  // The flash guard's work over an epoch, reported once at its end.
+  // The NPU the model is measured on; budgets need one (a config read from a file is
+  // checked when read, one built in code here).
+  std::optional<npu_sim::NpuConfig> npu;
+  if (!config.npu_config.empty()) npu = npu_sim::load_npu_config(config.npu_config);
+  if (spec.has_budget() && !npu) {
+    throw std::runtime_error(fmt::format(
+        "{}: train.weight_budget_bytes and train.flash_budget_bytes need an NPU (npu:) to "
+        "measure the compiled model on",
+        config.file));
+  }
+  const WeightBudgets budgets{spec.weight_budget_bytes, spec.flash_budget_bytes,
+                              npu ? &*npu : nullptr};
+  auto budget_text = [&](const fm::ModelMeasurement& m) {
+    std::string text;
+    if (spec.weight_budget_bytes > 0)
+      text += fmt::format("weights {} of {} B", m.weight_bytes, spec.weight_budget_bytes);
+    if (spec.flash_budget_bytes > 0) {
+      text += fmt::format("{}flash image {} of {} B", text.empty() ? "" : ", ", m.flash_bytes,
+                          spec.flash_budget_bytes);
+    }
+    return text;
+  };
+  // The budget guard's work over an epoch, reported once at its end.
   struct GuardTally {
-    uint64_t largest = 0, after = 0;  ///< largest size found over budget; size now [bytes]
-    uint64_t pruned = 0;              ///< weights pruned
+    std::optional<fm::ModelMeasurement> largest;  ///< the largest excess found
+    fm::ModelMeasurement after;                   ///< now
+    uint64_t pruned = 0;                          ///< weights pruned
     uint32_t checks = 0, prunings = 0;
     bool fits = true;
   } tally;
-  auto hold_flash = [&](QNet& net) {
-    const FlashGuard guard = hold_flash_budget(net, spec.flash_budget_bytes);
+  auto hold_budget = [&](QNet& net) {
+    const BudgetGuard guard = hold_budgets(net, budgets);
     ++tally.checks;
     tally.after = guard.after;
     tally.fits = guard.fits;
-    if (guard.before <= spec.flash_budget_bytes) return;
+    if (budgets.excess(guard.before) == 0) return;
     ++tally.prunings;
-    tally.largest = std::max(tally.largest, guard.before);
+    if (!tally.largest || budgets.excess(guard.before) > budgets.excess(*tally.largest))
+      tally.largest = guard.before;
     tally.pruned += guard.pruned;
   };
-  auto report_flash = [&] {
+  auto report_budget = [&] {
     if (tally.prunings > 0) {
-      say(fmt::format(
-          "  flash budget: weights grew to up to {} B, over {} B, at {} of {} checks; {} more "
-          "weights pruned{}: {} B",
-          tally.largest, spec.flash_budget_bytes, tally.prunings, tally.checks, tally.pruned,
-          tally.fits ? "" : " (no further step saves a byte)", tally.after));
+      say(fmt::format("  budgets: grew to {}, at {} of {} checks; {} more weights pruned{}: {}",
+                      budget_text(*tally.largest), tally.prunings, tally.checks, tally.pruned,
+                      tally.fits ? "" : " (no further step saves a byte)",
+                      budget_text(tally.after)));
     }
     tally = GuardTally{};
   };
@@ -660,9 +699,9 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
       // Training moves the weights and with them the encoded size; holding the budget as
       // often as the masks move prunes a few weights at a time, with steps to recover in
       // between, rather than many at the end of an epoch, just before it is evaluated.
-      if (spec.flash_budget_bytes > 0 && phase_step % spec.prune_interval == 0 &&
+      if (spec.has_budget() && phase_step % spec.prune_interval == 0 &&
           masks_at_target_after(phase, phase_step, phase_steps)) {
-        hold_flash(*net);
+        hold_budget(*net);
       }
       const torch::Tensor labels =
           torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong);
@@ -705,8 +744,8 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
     const bool masks_at_target =
         step > 0 ? masks_at_target_after(phase, phase_step0 + step - 1, phase_steps)
                  : phase == Phase::Finetune;
-    if (spec.flash_budget_bytes > 0 && masks_at_target) hold_flash(*net);
-    report_flash();
+    if (spec.has_budget() && masks_at_target) hold_budget(*net);
+    report_budget();
     record.test_accuracy =
         evaluate(*net, test_set, config.data.normalization, context.mode, 500, 0).accuracy;
     bool best_so_far = false;
@@ -721,8 +760,12 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
         best_so_far = true;
       }
     }
-    if (phase != Phase::Warmup)
-      record.compressed_bytes = compressed_weight_bytes(net->export_model());
+    if (phase != Phase::Warmup && npu) {
+      const fm::ModelMeasurement m =
+          fm::measure_model(net->export_model(), *npu, {/*simulate=*/false});
+      record.weight_bytes = m.weight_bytes;
+      record.flash_bytes = m.flash_bytes;
+    }
     record.step_milliseconds = step_ms;
     record.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     state.history.push_back(record);
@@ -739,25 +782,26 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
     run_seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
     const double eta =
         run_seconds / double(epoch + 1 - result.first_epoch) * double(total_epochs - epoch - 1);
-    say(
-        fmt::format("epoch {}/{} [{}]: loss {:.4f}, train {:.2f}%, test {:.2f}%{}{}, {:.0f} "
-                    "ms/step, {}, ETA {}",
-                    epoch + 1, total_epochs, phase_name(phase), record.loss,
-                    100 * record.train_accuracy, 100 * record.test_accuracy,
-                    record.holdout_accuracy < 0
-                        ? std::string()
-                        : fmt::format(", held-out {:.2f}%{}", 100 * record.holdout_accuracy,
-                                      best_so_far ? " (best)" : ""),
-                    phase == Phase::Warmup ? std::string()
-                                           : fmt::format(", weights {} B", record.compressed_bytes),
-                    step_ms, format_duration(record.seconds), format_duration(eta)));
+    say(fmt::format(
+        "epoch {}/{} [{}]: loss {:.4f}, train {:.2f}%, test {:.2f}%{}{}, {:.0f} "
+        "ms/step, {}, ETA {}",
+        epoch + 1, total_epochs, phase_name(phase), record.loss, 100 * record.train_accuracy,
+        100 * record.test_accuracy,
+        record.holdout_accuracy < 0
+            ? std::string()
+            : fmt::format(", held-out {:.2f}%{}", 100 * record.holdout_accuracy,
+                          best_so_far ? " (best)" : ""),
+        phase == Phase::Warmup || !npu
+            ? std::string()
+            : fmt::format(", weights {} B, flash {} B", record.weight_bytes, record.flash_bytes),
+        step_ms, format_duration(record.seconds), format_duration(eta)));
   }
   if (spec.compress.epochs == 0 && spec.finetune.epochs == 0) {
     // Post-training quantisation only.
     prepare_quantization(*net, train_set, config.data.normalization, spec.batch_size, spec.seed);
     for (const auto& layer : net->weighted()) layer->update_mask(layer->target_sparsity());
-    if (spec.flash_budget_bytes > 0) hold_flash(*net);
-    report_flash();
+    if (spec.has_budget()) hold_budget(*net);
+    report_budget();
   }
 
   result.holdout_images = holdout.size();
@@ -780,21 +824,26 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
                                          500, config.verify_images);
   result.test_accuracy = final_eval.accuracy;
   const fm::ModelSummary summary = fm::summarize(model);
-  result.compressed_bytes = summary.compressed_bytes;
   result.history = state.history;
 
   // The same integers on the reference interpreter and on the simulator.
   nlohmann::json hardware = nullptr;
-  npu_sim::NpuConfig npu;
   std::optional<fm::CompiledModel> compiled;
-  if (!config.npu_config.empty()) {
-    npu = npu_sim::load_npu_config(config.npu_config);
-    fm::CompileResult compile_result = fm::compile(model, npu);
-    if (!compile_result.fits()) {
+  std::optional<fm::ModelMeasurement> measured;
+  if (npu) {
+    measured = fm::measure_model(model, *npu);
+    if (!measured->fits()) {
       throw std::runtime_error(fmt::format("{}: the trained model does not fit {}: {}", config.file,
-                                           config.npu_config, compile_result.does_not_fit->reason));
+                                           config.npu_config, measured->does_not_fit->reason));
     }
-    compiled = std::move(compile_result.compiled);
+    compiled = fm::compile(model, *npu).compiled;
+    result.weight_bytes = measured->weight_bytes;
+    result.flash_bytes = measured->flash_bytes;
+    fm::MeasuredBudgets bounds;
+    if (spec.weight_budget_bytes > 0) bounds.weight_bytes = spec.weight_budget_bytes;
+    if (spec.flash_budget_bytes > 0) bounds.flash_bytes = spec.flash_budget_bytes;
+    result.budget_violations = fm::budget_violations(*measured, bounds);
+    result.within_budgets = result.budget_violations.empty();
   }
   for (size_t i = 0; i < final_eval.logits.size(); ++i) {
     std::vector<int8_t> input(test_set.image_bytes());
@@ -809,7 +858,7 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
           i));
     }
     if (compiled) {
-      const fm::NpuRun run = fm::run_on_npu(model, *compiled, npu, {input});
+      const fm::NpuRun run = fm::run_on_npu(model, *compiled, *npu, {input});
       if (!run.job.error.empty() || run.outputs.at(0) != reference) {
         throw std::runtime_error(fmt::format(
             "verification failed: test image {}: the simulator's logits differ from the "
@@ -821,29 +870,32 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
   }
 
   nlohmann::json layers = nlohmann::json::array();
-  for (const fm::LayerSummary& l : summary.layers) {
+  for (size_t op = 0; op < summary.layers.size(); ++op) {
+    const fm::LayerSummary& l = summary.layers[op];
     if (l.weights == 0) continue;
-    layers.push_back({{"name", l.name},
-                      {"op", fm::op_type_name(l.type)},
-                      {"bits", l.weight_bits},
-                      {"weights", l.weights},
-                      {"nonzero", l.nonzero},
-                      {"sparsity", 1.0 - double(l.nonzero) / double(l.weights)},
-                      {"compressed_bytes", l.compressed_bytes}});
+    nlohmann::json layer = {
+        {"name", l.name},        {"op", fm::op_type_name(l.type)},
+        {"bits", l.weight_bits}, {"weights", l.weights},
+        {"nonzero", l.nonzero},  {"sparsity", 1.0 - double(l.nonzero) / double(l.weights)}};
+    if (measured) {
+      for (const fm::LayerBytes& b : measured->layers) {
+        if (b.operation != op) continue;
+        layer["weight_bytes"] = b.weight_bytes;
+        layer["flash_bytes"] = b.image_bytes;
+      }
+    }
+    layers.push_back(layer);
   }
-  if (compiled) {
-    npu_sim::RunOptions timing;
-    timing.timing_only = true;
-    const fm::NpuRun run = fm::run_on_npu(model, *compiled, npu,
-                                          {std::vector<int8_t>(test_set.image_bytes(), 0)}, timing);
+  if (measured) {
     result.hardware_measured = true;
-    result.sram_peak_bytes = compiled->plan.arena_bytes;
-    result.cycles = run.job.total_cycles;
-    result.milliseconds = run.job.milliseconds();
-    hardware = {
-        {"npu_config", config.npu_config},         {"sram_peak_bytes", compiled->plan.arena_bytes},
-        {"sram_bytes", compiled->plan.sram_bytes}, {"flash_bytes", compiled->plan.flash_bytes},
-        {"cycles", run.job.total_cycles},          {"milliseconds", run.job.milliseconds()}};
+    result.sram_peak_bytes = measured->arena_bytes;
+    result.sram_bytes = measured->sram_bytes;
+    result.cycles = measured->cycles;
+    result.milliseconds = measured->milliseconds;
+    hardware = {{"npu_config", config.npu_config},       {"weight_bytes", measured->weight_bytes},
+                {"flash_bytes", measured->flash_bytes},  {"sram_peak_bytes", measured->arena_bytes},
+                {"sram_bytes", measured->sram_bytes},    {"cycles", measured->cycles},
+                {"milliseconds", measured->milliseconds}};
   }
   double wall = 0, step_ms_sum = 0;
   size_t step_epochs = 0;
@@ -866,7 +918,6 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
        {"weights", summary.weights},
        {"nonzero_weights", summary.nonzero},
        {"macs", summary.macs},
-       {"compressed_weight_bytes", summary.compressed_bytes},
        {"bias_and_scale_bytes", summary.bias_and_scale_bytes},
        {"hardware", hardware},
        {"selection",
@@ -880,27 +931,37 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
                        {"rule",
                         "best held-out accuracy of the epochs whose model is final in form; later "
                         "on ties"}}},
-       {"flash_budget_bytes",
-        spec.flash_budget_bytes > 0 ? nlohmann::json(spec.flash_budget_bytes) : nlohmann::json()},
+       {"budgets",
+        {{"weight_bytes", spec.weight_budget_bytes > 0 ? nlohmann::json(spec.weight_budget_bytes)
+                                                       : nlohmann::json()},
+         {"flash_bytes",
+          spec.flash_budget_bytes > 0 ? nlohmann::json(spec.flash_budget_bytes) : nlohmann::json()},
+         {"within", result.within_budgets},
+         {"violations", result.budget_violations}}},
        {"verified_images", result.verified_images},
        {"layers", layers},
        {"history", history},
        {"training_seconds", wall},
        {"float_step_ms", step_epochs ? step_ms_sum / double(step_epochs) : 0.0}};
-  result.model_path = (fs::path(options.output_dir) / "model.udcm").string();
+  // A model that breaks a budget is never left under the name a user flashes.
+  const fs::path in_budget = fs::path(options.output_dir) / "model.udcm";
+  const fs::path over_budget = fs::path(options.output_dir) / "model.over-budget.udcm";
+  result.model_path = (result.within_budgets ? in_budget : over_budget).string();
   result.report_path = (fs::path(options.output_dir) / "report.json").string();
+  fs::remove(result.within_budgets ? over_budget : in_budget);
   fm::write_model(model, result.model_path);
   common::write_file_atomically(result.report_path, report.dump(2) + "\n");
   say(fmt::format(
-      "test accuracy {:.2f}% (integer model), weights {} B compressed ({} weights, "
-      "{} non-zero){}; {} test images equal on LibTorch, interpreter{}",
-      100 * result.test_accuracy, summary.compressed_bytes, summary.weights, summary.nonzero,
-      hardware.is_null()
-          ? std::string()
-          : fmt::format(", SRAM peak {} B, {:.0f} cycles = {:.3f} ms",
-                        hardware["sram_peak_bytes"].get<uint64_t>(),
-                        hardware["cycles"].get<double>(), hardware["milliseconds"].get<double>()),
+      "test accuracy {:.2f}% (integer model), {} weights, {} non-zero{}; {} test images equal on "
+      "LibTorch, interpreter{}",
+      100 * result.test_accuracy, summary.weights, summary.nonzero,
+      measured ? fmt::format(" ({} B of weight streams, {} B flash image on {}), SRAM peak {} B, "
+                             "{:.0f} cycles = {:.3f} ms",
+                             measured->weight_bytes, measured->flash_bytes, npu->npu_name,
+                             measured->arena_bytes, measured->cycles, measured->milliseconds)
+               : std::string(),
       result.verified_images, compiled ? " and simulator" : ""));
+  for (const std::string& v : result.budget_violations) say("over budget: " + v);
   say("wrote " + result.model_path + " and " + result.report_path);
   return result;
 }

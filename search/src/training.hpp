@@ -58,7 +58,4 @@ torch::Tensor training_loss(const torch::Tensor& logits, const torch::Tensor& la
 size_t checked_steps_per_epoch(const data::BatchLoader& loader, size_t max_steps,
                                const std::string& config_file, size_t images, uint32_t batch_size);
 
-/// Weight stream bytes of a model, by our encoder.
-uint64_t compressed_weight_bytes(const firmware_model::Model& model);
-
 }  // namespace udc::search

@@ -35,6 +35,13 @@ check "error names the bit offset" grep -q "bit [0-9]" "$work/err.txt"
 check "no output file left behind" test ! -e "$work/cut.bin"
 check "no temporary left behind" test -z "$(ls "$work" | grep tmp)"
 
+# A decode is bounded by what the caller expects: 65,536 weights do not fit 1,000.
+"$udc" codec decode --max-weights 1000 "$data/gauss4_70_65536_s10.mlw" "$work/big.npy" \
+  2>"$work/err.txt"
+check "a stream over --max-weights exits non-zero" test $? -ne 0
+check "the error names the bound" grep -q "more than the allowed 1000 weights" "$work/err.txt"
+check "no output past the bound" test ! -e "$work/big.npy"
+
 "$udc" codec encode "$work/missing.bin" "$work/x.mlw" 2>"$work/err.txt"
 check "missing input exits non-zero" test $? -ne 0
 check "missing input is named" grep -q "missing.bin" "$work/err.txt"

@@ -78,11 +78,11 @@ grep -q "input input is 28x28x1, but cifar100/test images are 32x32x3" "$work/er
 
 # udc search: an impossible budget stops before any training with the cheapest cost; a
 # malformed space names the key.
-sed -e 's/flash_bytes: 8192/flash_bytes: 16/' "$root/configs/search/fmnist-quick.yaml" \
+sed -e 's/weight_bytes: 8192/weight_bytes: 16/' "$root/configs/search/fmnist-quick.yaml" \
   | sed -e "s#npu: ../npu#npu: $root/configs/npu#" -e "s#baselines: #baselines: $root/configs/search/#" \
   >"$work/impossible.yaml"
 if "$udc" search --config "$work/impossible.yaml" -o "$work/impossible" 2>"$work/err.txt"; then exit 1; fi
-grep -q "budget flash_bytes = 16 cannot be met: the cheapest architecture of the search space needs" "$work/err.txt"
+grep -q "budget weight_bytes = 16 cannot be met: the cheapest architecture of the search space needs" "$work/err.txt"
 sed -e 's/ops: \[conv, separable, skip\]/ops: [conv, pool]/' "$work/impossible.yaml" >"$work/badspace.yaml"
 if "$udc" search --config "$work/badspace.yaml" -o "$work/bad" 2>"$work/err.txt"; then exit 1; fi
 grep -q "space.blocks\[2\].ops\[1\]: 'pool' is not an operator" "$work/err.txt"

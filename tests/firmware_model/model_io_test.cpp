@@ -162,6 +162,36 @@ TEST(ModelIo, SemanticErrorsNameTheTensorOrOperation) {
             std::string::npos);
 }
 
+TEST(ModelIo, LayersWhoseAccumulatorCanOverflowInt32AreRefused) {
+  // n inputs of |x - zero point| up to 255 times weights of 127: 70,000 of them reach
+  // 2.27e9 > 2^31 - 1, 66,311 stay below. The file is written with weights of 1 (a valid
+  // model) and its weights set to 127 afterwards, checksum resealed.
+  auto file_with = [](uint32_t inputs, int32_t zero_point) {
+    ModelBuilder b("wide");
+    const int32_t x = b.add_input("in", Shape{1, 1, inputs}, 0.1f, zero_point);
+    ModelBuilder::Requant r{{0}, {1 << 30}, {-20}};
+    const int32_t y = b.fully_connected("fc", x, 1, std::vector<int8_t>(inputs, 1), 8, r, {0.1f, 0},
+                                        Activation::None);
+    b.mark_output(y);
+    std::vector<uint8_t> bytes = serialize_model(b.finish());
+    const uint8_t count_then_first[] = {uint8_t(inputs), uint8_t(inputs >> 8),
+                                        uint8_t(inputs >> 16), uint8_t(inputs >> 24), 1};
+    auto first = std::search(bytes.begin(), bytes.end(), std::begin(count_then_first),
+                             std::end(count_then_first));
+    EXPECT_NE(first, bytes.end());
+    std::fill(first + 4, first + 4 + inputs, uint8_t(127));
+    return reseal(bytes);
+  };
+  const std::string wide = error_of(file_with(70000, -128));
+  EXPECT_NE(wide.find("operation 0 (fc): channel 0: worst-case accumulator 8890000 x 255"),
+            std::string::npos)
+      << wide;
+  EXPECT_NE(wide.find("m.udcm"), std::string::npos) << wide;
+  EXPECT_EQ(error_of(file_with(66311, -128)), "");
+  // The span follows the zero point: |x - 0| <= 128 lets twice as many weights fit.
+  EXPECT_EQ(error_of(file_with(70000, 0)), "");
+}
+
 TEST(ModelIo, WritesAtomicallyAndReportsMissingFiles) {
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("udcm_test_" + std::to_string(::getpid()));

@@ -108,6 +108,31 @@ TEST(NpuFunctional, Conv2dMatchesScalarReference) {
   }
 }
 
+TEST(NpuFunctional, MemoriesOfATebibyteCostOnlyWhatTheJobTouches) {
+  // A configured size is a bound, not an allocation: SRAM and off-chip memory of 2^40
+  // bytes each (the largest a config may give) run a small job with the same result as
+  // the shipped sizes. Allocating and zeroing the configured sizes per job would need
+  // 2 TiB here.
+  std::mt19937 rng(12);
+  NpuConfig huge = config_named("u55-128-deep-embedded");
+  huge.sram.size_bytes = huge.offchip.size_bytes = uint64_t{1} << 40;
+  WindowCase w = random_window(rng, 7);
+  const int out_c = 5;
+  const RefQuant q = random_quant(out_c, rng);
+  const auto weights =
+      random_weights(size_t(out_c) * w.win.kh * w.win.kw * w.input.c, 60, 0.3, rng);
+  CommandStream stream;
+  Command c = window_command(CommandKind::Conv2d, w, out_c, rng);
+  set_quant(c, q);
+  attach_weights(stream, c, weights, q);
+  place_input(stream, kIfmAddress, w.input);
+  stream.commands.push_back(c);
+  stream.outputs.push_back({"ofm", MemoryId::Sram, kOfmAddress, c.ofm.elements()});
+  const Tensor expected = ref_conv(w.input, weights, out_c, w.win, q);
+  EXPECT_EQ(run(stream, huge).outputs.at(0),
+            std::vector<uint8_t>(expected.data.begin(), expected.data.end()));
+}
+
 TEST(NpuFunctional, DepthwiseMatchesScalarReference) {
   std::mt19937 rng(2);
   for (const NpuConfig& config : test_configs()) {

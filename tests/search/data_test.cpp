@@ -115,6 +115,20 @@ TEST(FashionMnist, ErrorsNameFileAndExpectation) {
   write_bytes(dir / "t10k-images-idx3-ubyte.gz", short_images, true);
   EXPECT_NE(error_of([&] { load_fashion_mnist(dir.string(), Split::Test); }).find("expected 3152"),
             std::string::npos);
+  // Dimensions whose product wraps 64 bits to 0 elements, which the header-only file
+  // would then match: refused before the product is trusted.
+  std::vector<uint8_t> wrapping;
+  put32(wrapping, 0x803);
+  put32(wrapping, 0x80000000u);
+  put32(wrapping, 0x80000000u);
+  put32(wrapping, 4);
+  write_bytes(dir / "t10k-images-idx3-ubyte.gz", wrapping, true);
+  const std::string wrap_error = error_of([&] { load_fashion_mnist(dir.string(), Split::Test); });
+  EXPECT_NE(wrap_error.find(
+                "offset 4: dimensions 2147483648x2147483648x4 hold more elements than 64 bits"),
+            std::string::npos)
+      << wrap_error;
+  write_bytes(dir / "t10k-images-idx3-ubyte.gz", short_images, true);
   short_images[3] = 0x01;
   write_bytes(dir / "t10k-images-idx3-ubyte.gz", short_images, true);
   EXPECT_NE(error_of([&] {

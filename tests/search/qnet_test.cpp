@@ -21,6 +21,7 @@
 #include "udc/common/file_io.hpp"
 #include "udc/firmware_model/compiler.hpp"
 #include "udc/firmware_model/driver.hpp"
+#include "udc/firmware_model/measurement.hpp"
 #include "udc/firmware_model/model_io.hpp"
 #include "udc/firmware_model/reference_interpreter.hpp"
 #include "udc/search/trainer.hpp"
@@ -304,9 +305,19 @@ TEST(Trainer, TrainsExportsVerifiesAndResumesIdentically) {
   EXPECT_EQ(report["test_accuracy"].get<double>(), full.test_accuracy);
   EXPECT_GT(report["hardware"]["cycles"].get<double>(), 0.0);
   EXPECT_GT(report["hardware"]["sram_peak_bytes"].get<uint64_t>(), 28u * 28u);
-  EXPECT_EQ(report["compressed_weight_bytes"].get<uint64_t>(), full.compressed_bytes);
+  EXPECT_EQ(report["hardware"]["weight_bytes"].get<uint64_t>(), full.weight_bytes);
+  EXPECT_EQ(report["hardware"]["flash_bytes"].get<uint64_t>(), full.flash_bytes);
+  // The bytes reported are the compiler's, measured again here on the written model.
   const fm::Model model = fm::read_model(full.model_path);
-  EXPECT_EQ(fm::summarize(model).compressed_bytes, full.compressed_bytes);
+  const fm::CompileResult compiled =
+      fm::compile(model, udc::npu_sim::load_npu_config(tiny_config(1).npu_config));
+  ASSERT_TRUE(compiled.fits());
+  uint64_t streams = 0;
+  for (const fm::LayerCommands& layer : compiled.compiled.layers)
+    streams += layer.weight_stream_bytes;
+  EXPECT_EQ(streams, full.weight_bytes);
+  EXPECT_EQ(compiled.compiled.plan.flash_bytes, full.flash_bytes);
+  EXPECT_GT(full.flash_bytes, full.weight_bytes);
 
   // Interrupted after 2 epochs (a run that stops there), then resumed to 3.
   options.output_dir = (root / "resumed").string();
@@ -328,7 +339,7 @@ TEST(Trainer, FlashBudgetHoldsAfterEveryEpochAndSurvivesResume) {
   TrainOptions options;
   options.output_dir = (root / "free").string();
   const TrainResult free_run = train(tiny_config(1), options);
-  const uint64_t budget = free_run.compressed_bytes * 9 / 10;
+  const uint64_t budget = free_run.flash_bytes * 9 / 10;
 
   TrainConfig bounded = tiny_config(1);
   bounded.train.flash_budget_bytes = budget;
@@ -339,15 +350,19 @@ TEST(Trainer, FlashBudgetHoldsAfterEveryEpochAndSurvivesResume) {
   options.log = nullptr;
   // The compress epoch's masks reach their targets at its step 2 (of 4, mask updates every
   // 2 steps, ramp over 70 %): the budget is held there, mid-epoch, and at the epoch's end.
-  EXPECT_NE(log.str().find(fmt::format("over {} B, at 1 of 2 checks", budget)), std::string::npos)
+  EXPECT_NE(log.str().find(fmt::format(" of {} B, at 1 of 2 checks", budget)), std::string::npos)
       << log.str();
-  // The exported model, re-encoded independently of the trainer's bookkeeping, fits.
+  // The exported model, compiled independently of the trainer's bookkeeping, fits.
   const fm::Model model = fm::read_model(held.model_path);
-  EXPECT_LE(fm::summarize(model).compressed_bytes, budget);
-  EXPECT_EQ(held.compressed_bytes, fm::summarize(model).compressed_bytes);
+  const fm::CompileResult compiled =
+      fm::compile(model, udc::npu_sim::load_npu_config(bounded.npu_config));
+  ASSERT_TRUE(compiled.fits());
+  EXPECT_LE(compiled.compiled.plan.flash_bytes, budget);
+  EXPECT_EQ(held.flash_bytes, compiled.compiled.plan.flash_bytes);
+  EXPECT_TRUE(held.within_budgets);
   for (const EpochRecord& r : held.history) {
     if (r.phase != "warmup") {
-      EXPECT_LE(r.compressed_bytes, budget) << "epoch " << r.epoch;
+      EXPECT_LE(r.flash_bytes, budget) << "epoch " << r.epoch;
     }
   }
   // It fits by pruning more, not by luck: fewer non-zero weights than the free run.
@@ -363,6 +378,39 @@ TEST(Trainer, FlashBudgetHoldsAfterEveryEpochAndSurvivesResume) {
   const TrainResult resumed = train(bounded, options);
   EXPECT_TRUE(resumed.resumed);
   EXPECT_EQ(udc::common::read_file(resumed.model_path), udc::common::read_file(held.model_path));
+  fs::remove_all(root);
+}
+
+TEST(Trainer, ABudgetThatCannotBeMetLeavesNoModelUdcm) {
+  ASSERT_TRUE(fs::is_directory(udc::data::kFashionMnistDir))
+      << udc::data::kFashionMnistDir
+      << ": no Fashion-MNIST; ./setup.sh installs dataset-fashion-mnist";
+  const fs::path root =
+      fs::temp_directory_path() / ("udc_overbudget_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root);
+  // A stale model.udcm from an earlier run in the same folder must not survive either.
+  std::ofstream(root / "model.udcm") << "stale";
+  // Every channel keeps one weight and its scale record: 64 bytes of image cannot hold it.
+  TrainConfig config = tiny_config(0);
+  config.train.flash_budget_bytes = 64;
+  config.train.weight_budget_bytes = 100000;
+  TrainOptions options;
+  options.output_dir = root.string();
+  const TrainResult result = train(config, options);
+  EXPECT_FALSE(result.within_budgets);
+  ASSERT_EQ(result.budget_violations.size(), 1u);
+  EXPECT_NE(result.budget_violations[0].find("flash_bytes"), std::string::npos);
+  EXPECT_NE(result.budget_violations[0].find("budget 64 B"), std::string::npos);
+  EXPECT_FALSE(fs::exists(root / "model.udcm"));
+  EXPECT_EQ(result.model_path, (root / "model.over-budget.udcm").string());
+  const fm::Model model = fm::read_model(result.model_path);
+  EXPECT_EQ(fm::measure_model(model, udc::npu_sim::load_npu_config(config.npu_config),
+                              {/*simulate=*/false})
+                .flash_bytes,
+            result.flash_bytes);
+  const auto report = nlohmann::json::parse(udc::common::read_file(result.report_path));
+  EXPECT_FALSE(report["budgets"]["within"].get<bool>());
   fs::remove_all(root);
 }
 

@@ -114,13 +114,14 @@ TEST(Supernet, ExpectedCostAtOneHotChoiceEqualsTableValue) {
   const SearchSpace space = tiny_space();
   Supernet net(space);
   net.set_hardware_tables(measure_hardware_tables(space, npu(), ""));
-  net.refresh_flash_table();
+  net.refresh_weight_tables();
   std::mt19937 rng(5);
   for (int trial = 0; trial < 12; ++trial) {
     const ArchitectureChoice choice = random_choice(space, rng);
     set_one_hot(net, choice);
     const ExpectedCosts expected = net.expected_costs();
     const TableCosts table = net.table_costs(choice);
+    EXPECT_NEAR(expected.weight_bytes.item<double>(), table.weight_bytes, 1e-6) << trial;
     EXPECT_NEAR(expected.flash_bytes.item<double>(), table.flash_bytes, 1e-6) << trial;
     EXPECT_NEAR(expected.cycles.item<double>(), table.cycles, 1e-6) << trial;
     EXPECT_NEAR(expected.sram_bytes.item<double>(), table.sram_bytes, 1e-6) << trial;
@@ -153,14 +154,16 @@ void inherit_for_export(const Supernet& net, const ArchitectureChoice& choice, Q
 
 }  // namespace
 
-TEST(Supernet, FlashTableEqualsEncoderOnDerivedModel) {
-  // The table's bytes per candidate must be what the exported model of the derived network
-  // (weights inherited, masks and steps set as the trainer sets them) encodes to.
+TEST(Supernet, WeightTablesEqualTheCompiledLayoutOfTheDerivedModel) {
+  // The tables' bytes per candidate must be what the compiler lays out for the exported
+  // model of the derived network (weights inherited, masks and steps set as the trainer
+  // sets them): its streams, split in the block depths the hardware tables recorded, and
+  // its weight image with scale records and alignment.
   torch::manual_seed(4);
   const SearchSpace space = tiny_space();
   Supernet net(space);
   move_batch_norm_statistics(net);
-  net.refresh_flash_table();
+  net.set_hardware_tables(measure_hardware_tables(space, npu(), ""));
   std::mt19937 rng(9);
   const udc::data::Normalization norm{0.3f, 0.3f};
   for (int trial = 0; trial < 10; ++trial) {
@@ -168,8 +171,17 @@ TEST(Supernet, FlashTableEqualsEncoderOnDerivedModel) {
     QNet derived(net.derive(choice), norm);
     inherit_for_export(net, choice, derived);
     const fm::Model model = derived.export_model();
-    EXPECT_EQ(double(fm::summarize(model).compressed_bytes), net.table_costs(choice).flash_bytes)
+    const fm::CompileResult compiled = fm::compile(model, npu());
+    ASSERT_TRUE(compiled.fits());
+    uint64_t streams = 0;
+    for (const fm::LayerCommands& layer : compiled.compiled.layers)
+      streams += layer.weight_stream_bytes;
+    const TableCosts table = net.table_costs(choice);
+    EXPECT_EQ(double(streams), table.weight_bytes) << net.describe(choice);
+    EXPECT_EQ(double(compiled.compiled.plan.flash_bytes), table.flash_bytes)
         << net.describe(choice);
+    // One stream per layer (the codec alone) is not what the NPU holds.
+    EXPECT_LT(double(fm::summarize(model).compressed_bytes), table.flash_bytes);
   }
 }
 
@@ -235,7 +247,7 @@ TEST(Supernet, HardwareTablesMatchCompilerOnChainsAndCache) {
   torch::manual_seed(1);
   Supernet net(space);
   net.set_hardware_tables(measured);
-  net.refresh_flash_table();
+  net.refresh_weight_tables();
   net.refresh_cycles_table(npu());  // on the supernet's weights, as the exported models hold
   std::mt19937 rng(2);
   for (int trial = 0; trial < 6; ++trial) {
@@ -265,7 +277,7 @@ TEST(Derivation, CandidatesFitAndGrowthStopsOnlyAtTheBudget) {
   const SearchSpace space = tiny_space();
   Supernet net(space);
   net.set_hardware_tables(measure_hardware_tables(space, npu(), ""));
-  net.refresh_flash_table();
+  net.refresh_weight_tables();
   {
     torch::NoGradGuard no_grad;
     for (torch::Tensor& logits : net.architecture_parameters())
@@ -278,8 +290,8 @@ TEST(Derivation, CandidatesFitAndGrowthStopsOnlyAtTheBudget) {
     // A flash budget and an SRAM budget between the costs of two random architectures.
     const TableCosts a = net.table_costs(random_choice(space, rng));
     const TableCosts b = net.table_costs(random_choice(space, rng));
-    const Limits limits{(a.flash_bytes + b.flash_bytes) / 2, std::max(a.sram_bytes, b.sram_bytes),
-                        inf};
+    const Limits limits{inf, (a.flash_bytes + b.flash_bytes) / 2,
+                        std::max(a.sram_bytes, b.sram_bytes), inf};
     const std::vector<ArchitectureChoice> candidates =
         derivation_candidates(net, limits, 1.0, 6, uint64_t(trial));
     ASSERT_FALSE(candidates.empty());
@@ -339,7 +351,7 @@ TEST(Supernet, GradientsReachEveryArchitectureChoiceThroughTaskAndCost) {
   const SearchSpace space = tiny_space();
   Supernet net(space);
   net.set_hardware_tables(measure_hardware_tables(space, npu(), ""));
-  net.refresh_flash_table();
+  net.refresh_weight_tables();
   auto zero_gradients = [&] {
     for (const torch::Tensor& l : net.architecture_parameters()) {
       if (l.grad().defined()) l.grad().zero_();
@@ -429,19 +441,26 @@ TEST(Search, TinySearchUnderTightBudgetsEndsWithAModelThatFits) {
       << ": no Fashion-MNIST; ./setup.sh installs dataset-fashion-mnist";
   // Tight: the widest 8-bit dense models need several KB; only a sparse, low-bit or narrow
   // choice fits.
-  const SearchConfig config = tiny_search_config(
-      "{flash_bytes: 400, sram_bytes: 4000, cycles: 20000}", udc::data::kFashionMnistDir);
+  const SearchConfig config =
+      tiny_search_config("{weight_bytes: 400, flash_bytes: 1000, sram_bytes: 4000, cycles: 20000}",
+                         udc::data::kFashionMnistDir);
   const fs::path out = fs::temp_directory_path() / ("udc_search_" + std::to_string(::getpid()));
   fs::remove_all(out);
   SearchOptions options;
   options.output_dir = out.string();
   const SearchResult result = run_search(config, options);
   EXPECT_TRUE(result.fits);
-  // Independent measurement of the written model: our encoder, compiler, simulator.
+  // Independent measurement of the written model: compiler and simulator.
   const fm::Model model = fm::read_model(result.model_path);
-  EXPECT_LE(fm::summarize(model).compressed_bytes, 400u);
   const fm::CompileResult compiled = fm::compile(model, npu());
   ASSERT_TRUE(compiled.fits());
+  uint64_t streams = 0;
+  for (const fm::LayerCommands& layer : compiled.compiled.layers)
+    streams += layer.weight_stream_bytes;
+  EXPECT_LE(streams, 400u);
+  EXPECT_EQ(streams, result.weight_bytes);
+  EXPECT_LE(compiled.compiled.plan.flash_bytes, 1000u);
+  EXPECT_EQ(compiled.compiled.plan.flash_bytes, result.flash_bytes);
   EXPECT_LE(compiled.compiled.plan.arena_bytes, 4000u);
   EXPECT_LE(result.cycles, 20000);
   for (const char* file : {"report.json", "accuracy_vs_size.svg", "evolution.csv", "derived.yaml",
@@ -471,7 +490,7 @@ TEST(Search, ImpossibleBudgetIsReportedBeforeAnyTraining) {
   } catch (const BudgetError& e) {
     const std::string what = e.what();
     EXPECT_NE(what.find("flash_bytes = 20 cannot be met"), std::string::npos) << what;
-    EXPECT_NE(what.find("compressed weights"), std::string::npos) << what;
+    EXPECT_NE(what.find("flash image"), std::string::npos) << what;
   }
   fs::remove_all(out);
 }

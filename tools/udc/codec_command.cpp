@@ -58,9 +58,16 @@ void print_stream_report(const std::vector<int16_t>& weights, const std::vector<
   }
 }
 
-codec::DecodeResult decode_or_throw(const std::string& path, const std::vector<uint8_t>& stream) {
+/// Weights a decode may produce unless --max-weights says otherwise: more than any layer
+/// the NPU can run holds (a 64 Mi-weight stream decodes to 128 MiB here), and a bound on
+/// what a small corrupt stream of long zero runs can make the host allocate.
+constexpr uint64_t kDefaultMaxDecodedWeights = uint64_t{1} << 26;
+
+codec::DecodeResult decode_or_throw(const std::string& path, const std::vector<uint8_t>& stream,
+                                    uint64_t max_weights = kDefaultMaxDecodedWeights) {
   codec::DecodeOptions options;
   options.record_slices = true;
+  options.max_weights = max_weights;
   codec::DecodeResult result = codec::decode_stream(stream.data(), stream.size(), options);
   if (!result.ok())
     throw std::runtime_error(path + ": corrupt weight stream at " + result.error->to_string());
@@ -81,9 +88,9 @@ void run_encode(const std::string& input, const std::string& output) {
              stream.size(), weights.empty() ? 0.0 : 8.0 * stream.size() / weights.size());
 }
 
-void run_decode(const std::string& input, const std::string& output) {
+void run_decode(const std::string& input, const std::string& output, uint64_t max_weights) {
   const std::vector<uint8_t> stream = common::read_file(input);
-  const codec::DecodeResult result = decode_or_throw(input, stream);
+  const codec::DecodeResult result = decode_or_throw(input, stream, max_weights);
   write_weights(output, result.weights);
   fmt::print("{}: {} bytes -> {} weights\n", output, stream.size(), result.weights.size());
 }
@@ -150,9 +157,15 @@ void add_codec_command(CLI::App& app) {
 
   auto* decode = codec->add_subcommand("decode", "decode a stream to weights (raw int8, or .npy)");
   static std::string decode_in, decode_out;
+  static uint64_t decode_max = kDefaultMaxDecodedWeights;
   decode->add_option("input", decode_in, "weight stream")->required();
   decode->add_option("output", decode_out, "weights to write: .npy, else raw int8")->required();
-  decode->callback([] { run_decode(decode_in, decode_out); });
+  decode
+      ->add_option("--max-weights", decode_max,
+                   "stop with an error when the stream holds more weights than this")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 32))
+      ->capture_default_str();
+  decode->callback([] { run_decode(decode_in, decode_out, decode_max); });
 
   auto* stats = codec->add_subcommand(
       "stats",

@@ -53,14 +53,22 @@ void add_train_command(CLI::App& app) {
       "Train a fixed architecture with per-layer bitwidth and sparsity (warm-up, compress, "
       "fine-tune), export it to .udcm and verify it on the interpreter and the simulator",
       "training configuration (YAML, configs/train/)",
-      "output folder: model.udcm, report.json, checkpoint.pt (default: runs/<config name>)",
+      "output folder: model.udcm (model.over-budget.udcm when it breaks a budget), report.json, "
+      "checkpoint.pt (default: runs/<config name>)",
       "ignore an existing checkpoint and start over", [](const RunArguments& args) {
         const udc::search::TrainConfig config = udc::search::load_train_config(args.config);
         udc::search::TrainOptions options;
         options.output_dir = args.output();
         options.restart = args.restart;
         options.log = &std::cout;
-        udc::search::train(config, options);
+        const udc::search::TrainResult result = udc::search::train(config, options);
+        if (!result.within_budgets) {
+          std::string lines;
+          for (const std::string& v : result.budget_violations) lines += "\n  " + v;
+          throw std::runtime_error(
+              fmt::format("{}: the trained model breaks its budgets; written as {}{}", args.config,
+                          result.model_path, lines));
+        }
       });
 }
 

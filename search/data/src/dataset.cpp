@@ -97,12 +97,17 @@ std::vector<uint32_t> idx_dimensions(const std::vector<uint8_t>& bytes, const st
                     path, magic, dims));
   }
   std::vector<uint32_t> shape;
-  size_t elements = 1;
-  for (uint32_t d = 0; d < dims; ++d) {
-    shape.push_back(big_endian32(bytes, 4 + 4 * size_t{d}));
-    elements *= shape.back();
+  for (uint32_t d = 0; d < dims; ++d) shape.push_back(big_endian32(bytes, 4 + 4 * size_t{d}));
+  // A product of header dimensions may not fit 64 bits (and would then wrap to a count the
+  // file matches): checked before it is compared with the file's size.
+  size_t elements = 1, expected = 0;
+  bool fits = true;
+  for (uint32_t d = 0; d < dims && fits; ++d)
+    fits = !__builtin_mul_overflow(elements, size_t{shape[d]}, &elements);
+  if (!fits || __builtin_add_overflow(elements, 4 + 4 * size_t{dims}, &expected)) {
+    throw DataError(fmt::format("{}: offset 4: dimensions {} hold more elements than 64 bits count",
+                                path, fmt::join(shape, "x")));
   }
-  const size_t expected = 4 + 4 * size_t{dims} + elements;
   if (bytes.size() != expected) {
     throw DataError(fmt::format("{}: {} bytes, expected {} for dimensions {}", path, bytes.size(),
                                 expected, fmt::join(shape, "x")));

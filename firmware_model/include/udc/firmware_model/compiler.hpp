@@ -46,6 +46,20 @@ struct CompileOptions {
 /// Bytes are aligned to this in SRAM and flash (the NPU's burst-friendly alignment).
 constexpr uint64_t kPlacementAlignment = 16;
 
+/// Bytes of one weight tile in the image: each stream aligned, then the `channels` scale
+/// records, aligned. An operation streamed in place is one tile; prefetched, one per DMA.
+uint64_t weight_tile_bytes(const std::vector<uint64_t>& stream_bytes, uint32_t channels);
+
+/// One operation's weights (`channels` output channels of `per_channel` weights each, the
+/// model's layout) encoded as the compiler encodes them, one stream per block of
+/// `block_depth` output channels (0: one block), and laid out as one tile.
+struct WeightLayout {
+  uint64_t stream_bytes = 0;  ///< the encoded streams [bytes]
+  uint64_t image_bytes = 0;   ///< weight_tile_bytes of them [bytes]
+};
+WeightLayout layout_weights(const int8_t* weights, uint32_t channels, uint64_t per_channel,
+                            uint32_t block_depth);
+
 /// Where a tensor lives and when. Steps are operation indices; model inputs are live from
 /// step 0, model outputs to the last step.
 struct TensorPlacement {
@@ -77,6 +91,9 @@ struct LayerCommands {
   size_t first_command = 0, end_command = 0;  ///< [first, end) in the stream
   uint64_t weight_stream_bytes = 0;           ///< encoded weights (scale records excluded)
   uint64_t scale_bytes = 0;
+  /// Its share of the weight image: streams and scale records of every tile, each aligned
+  /// (the padding between tiles included) [bytes]
+  uint64_t image_bytes = 0;
   uint32_t tiles = 0;        ///< kernel commands the operation was split into
   uint32_t block_depth = 0;  ///< output channels per weight block
 };

@@ -29,10 +29,11 @@ struct SearchOptions {
 
 struct SearchResult {
   std::string model_path, report_path, plot_path, evolution_path;
-  std::string architecture;  ///< short description of the found model
-  double test_accuracy = 0;  ///< the integer model on the test set
-  uint64_t flash_bytes = 0;  ///< weight streams by our encoder
-  uint64_t sram_bytes = 0;   ///< compiler's arena
+  std::string architecture;   ///< short description of the found model
+  double test_accuracy = 0;   ///< the integer model on the test set
+  uint64_t weight_bytes = 0;  ///< encoded weight streams as compiled
+  uint64_t flash_bytes = 0;   ///< the weight image as compiled
+  uint64_t sram_bytes = 0;    ///< compiler's arena
   double cycles = 0, milliseconds = 0;
   bool fits = false;  ///< every budget met by the measured model
 };

@@ -107,14 +107,20 @@ struct TrainSpec {
   double ramp_fraction = 0.7;         ///< part of the compress phase over which sparsity ramps up
   double activation_momentum = 0.99;  ///< EMA of observed activation ranges [per step]
   size_t max_steps_per_epoch = 0;     ///< 0: whole epoch (tests use a few)
-  /// Compressed weight bytes the trained model must not exceed (0: no limit). Training moves
-  /// the weights and so their encoded size at fixed masks and bits; once the masks are at
-  /// their targets, every epoch ends by re-encoding the model and, when it is over, raising
-  /// every layer's sparsity until it fits [bytes].
+  /// Budgets the trained model must not exceed, measured as the compiler lays the model
+  /// out for the config's NPU (firmware_model::measure_model; both need `npu`), 0: none.
+  /// Training moves the weights and so their encoded size at fixed masks and bits; once
+  /// the masks are at their targets, every epoch ends by measuring the model again and,
+  /// when it is over, pruning a little more until it fits. A run that still ends over
+  /// a budget writes `model.over-budget.udcm` instead of `model.udcm` and fails.
+  /// Encoded weight streams, the paper's compressed model size [bytes]
+  uint64_t weight_budget_bytes = 0;
+  /// The weight image in flash: streams, scale records and alignment [bytes]
   uint64_t flash_budget_bytes = 0;
+  bool has_budget() const { return weight_budget_bytes > 0 || flash_budget_bytes > 0; }
   /// Fraction of the training images (the last ones) kept out of training to choose the
   /// epoch that is exported: of the epochs whose model is final in form (quantised, masks
-  /// at their targets, within the flash budget), the one with the best held-out accuracy,
+  /// at their targets, within the budgets), the one with the best held-out accuracy,
   /// the later on a tie. 0: the last epoch, no images held out. The test set is never used
   /// for this choice.
   double holdout_fraction = 0.0;

@@ -28,16 +28,24 @@ struct EpochRecord {
   /// Integer model on the held-out training images [fraction]; negative: not evaluated
   /// (no images held out, or the epoch's model is not final in form).
   double holdout_accuracy = -1;
-  uint64_t compressed_bytes = 0;  ///< weight streams of the integer model (0 in warm-up)
-  double seconds = 0;             ///< wall time of the epoch, evaluation included
-  double step_milliseconds = 0;   ///< mean training step
+  /// The integer model as compiled for the config's NPU (firmware_model::measure_model):
+  /// encoded weight streams and the flash image [bytes] (0 in warm-up or without an NPU)
+  uint64_t weight_bytes = 0, flash_bytes = 0;
+  double seconds = 0;            ///< wall time of the epoch, evaluation included
+  double step_milliseconds = 0;  ///< mean training step
 };
 
 struct TrainResult {
   std::string model_path, report_path;
-  double test_accuracy = 0;       ///< integer model on the configured test set
-  uint64_t compressed_bytes = 0;  ///< weight streams (our codec)
-  uint64_t verified_images = 0;   ///< equal on LibTorch, interpreter and simulator
+  double test_accuracy = 0;  ///< integer model on the configured test set
+  /// Measured on the config's NPU (when it has one), as firmware_model::measure_model:
+  /// encoded weight streams and flash image as compiled [bytes]
+  uint64_t weight_bytes = 0, flash_bytes = 0;
+  /// Within train.weight_budget_bytes and train.flash_budget_bytes. When not, the model is
+  /// written as model.over-budget.udcm (model_path) and `budget_violations` says how.
+  bool within_budgets = true;
+  std::vector<std::string> budget_violations;
+  uint64_t verified_images = 0;  ///< equal on LibTorch, interpreter and simulator
   std::vector<EpochRecord> history;
   bool resumed = false;
   uint32_t first_epoch = 0;  ///< where this run started (after a resume)
@@ -45,15 +53,16 @@ struct TrainResult {
   /// choice made.
   int64_t selected_epoch = -1;
   size_t holdout_images = 0;  ///< training images held out for that choice
-  /// Measured on the config's NPU (when it has one): compiler's arena and the simulator's
-  /// timing-only run of one inference.
+  /// Measured on the config's NPU (when it has one): compiler's arena and all SRAM, and the
+  /// simulator's timing-only run of one inference.
   bool hardware_measured = false;
-  uint64_t sram_peak_bytes = 0;
+  uint64_t sram_peak_bytes = 0, sram_bytes = 0;
   double cycles = 0, milliseconds = 0;
 };
 
 /// Trains, exports and verifies. Throws std::runtime_error (data, config, does-not-fit and
-/// verification errors with their reasons).
+/// verification errors with their reasons). A model over its budgets is returned with
+/// within_budgets false, not thrown: the search repairs it.
 TrainResult train(const TrainConfig& config, const TrainOptions& options);
 
 }  // namespace udc::search
