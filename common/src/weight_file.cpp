@@ -44,6 +44,31 @@ std::string header_value(const std::string& path, const std::string& header,
   return header.substr(begin, end - begin);
 }
 
+std::vector<uint8_t> to_npy(const std::vector<int16_t>& weights) {
+  const bool fits_int8 =
+      std::all_of(weights.begin(), weights.end(), [](int16_t w) { return w >= -128 && w <= 127; });
+  std::string header = std::string("{'descr': '") + (fits_int8 ? "|i1" : "<i2") +
+                       "', 'fortran_order': False, 'shape': (" + std::to_string(weights.size()) +
+                       ",), }";
+  // Pad with spaces and a newline so that the data starts on a 64-byte boundary.
+  const size_t unpadded = 10 + header.size() + 1;
+  header.append((64 - unpadded % 64) % 64, ' ');
+  header.push_back('\n');
+  std::vector<uint8_t> out(kNpyMagic, kNpyMagic + kNpyMagicBytes);
+  out.push_back(1);
+  out.push_back(0);
+  out.push_back(static_cast<uint8_t>(header.size()));
+  out.push_back(static_cast<uint8_t>(header.size() >> 8));
+  out.insert(out.end(), header.begin(), header.end());
+  for (int16_t w : weights) {
+    out.push_back(static_cast<uint8_t>(w));
+    if (!fits_int8) out.push_back(static_cast<uint8_t>(static_cast<uint16_t>(w) >> 8));
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<int16_t> parse_npy(const std::string& path, const std::vector<uint8_t>& bytes) {
   if (bytes.size() < 10 || std::memcmp(bytes.data(), kNpyMagic, kNpyMagicBytes) != 0) {
     fail(path, "not a .npy file (expected the magic \\x93NUMPY at offset 0)");
@@ -120,31 +145,6 @@ std::vector<int16_t> parse_npy(const std::string& path, const std::vector<uint8_
   }
   return weights;
 }
-
-std::vector<uint8_t> to_npy(const std::vector<int16_t>& weights) {
-  const bool fits_int8 =
-      std::all_of(weights.begin(), weights.end(), [](int16_t w) { return w >= -128 && w <= 127; });
-  std::string header = std::string("{'descr': '") + (fits_int8 ? "|i1" : "<i2") +
-                       "', 'fortran_order': False, 'shape': (" + std::to_string(weights.size()) +
-                       ",), }";
-  // Pad with spaces and a newline so that the data starts on a 64-byte boundary.
-  const size_t unpadded = 10 + header.size() + 1;
-  header.append((64 - unpadded % 64) % 64, ' ');
-  header.push_back('\n');
-  std::vector<uint8_t> out(kNpyMagic, kNpyMagic + kNpyMagicBytes);
-  out.push_back(1);
-  out.push_back(0);
-  out.push_back(static_cast<uint8_t>(header.size()));
-  out.push_back(static_cast<uint8_t>(header.size() >> 8));
-  out.insert(out.end(), header.begin(), header.end());
-  for (int16_t w : weights) {
-    out.push_back(static_cast<uint8_t>(w));
-    if (!fits_int8) out.push_back(static_cast<uint8_t>(static_cast<uint16_t>(w) >> 8));
-  }
-  return out;
-}
-
-}  // namespace
 
 bool has_extension(const std::string& path, const std::string& extension) {
   return path.size() >= extension.size() &&

@@ -314,6 +314,8 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   const npu_sim::NpuConfig npu = npu_sim::load_npu_config(config.npu_config);
   const Limits limits = limits_of(config.budgets, npu.core_clock_hz);
   fs::create_directories(options.output_dir);
+  // What a killed run was writing when it died (its checkpoints and outputs are whole).
+  common::remove_stale_temporaries(options.output_dir);
   const fs::path out(options.output_dir);
 
   // Tables first, so that impossible budgets are reported before any data is read. Flash
@@ -370,6 +372,7 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   uint32_t epochs_done = 0;
   std::array<double, kResourceCount> lambda{};
   nlohmann::json history = nlohmann::json::array(), evolution = nlohmann::json::array();
+  std::vector<torch::Tensor> resumed_masks;
   if (!options.restart && fs::exists(checkpoint_path)) {
     try {
       torch::serialize::InputArchive archive, net_archive, weights_archive, arch_archive;
@@ -380,6 +383,13 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
       supernet->load(net_archive);
       weight_optimizer->load(weights_archive);
       arch_optimizer->load(arch_archive);
+      torch::Tensor generator, mask_count;
+      archive.read("generator", generator);
+      archive.read("mask_count", mask_count);
+      resumed_masks.resize(size_t(mask_count.item<int64_t>()));
+      for (size_t m = 0; m < resumed_masks.size(); ++m)
+        archive.read(fmt::format("mask{}", m), resumed_masks[m]);
+      restore_torch_generator_state(generator);
       c10::IValue value;
       archive.read("state", value);
       const nlohmann::json state = nlohmann::json::parse(value.toStringRef());
@@ -392,7 +402,15 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
           fmt::format("{}: unreadable search checkpoint ({}); use --restart to start over",
                       checkpoint_path, e.what()));
     }
+    // The masks in force at the checkpoint came from the weights of their last refresh,
+    // not the final ones.
     supernet->refresh_masks();
+    try {
+      supernet->set_masks(resumed_masks);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(
+          fmt::format("{}: {}; use --restart to start over", checkpoint_path, e.what()));
+    }
     supernet->refresh_weight_tables();
     if (epochs_done > spec.warmup.epochs) supernet->refresh_cycles_table(npu);
     say(fmt::format("resuming the search from {} after epoch {}", checkpoint_path, epochs_done));
@@ -557,6 +575,10 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
       archive.write("supernet", net_archive);
       archive.write("weight_optimizer", weights_archive);
       archive.write("arch_optimizer", arch_archive);
+      archive.write("generator", torch_generator_state());
+      const std::vector<torch::Tensor> masks = supernet->masks();
+      archive.write("mask_count", torch::tensor(int64_t(masks.size())));
+      for (size_t m = 0; m < masks.size(); ++m) archive.write(fmt::format("mask{}", m), masks[m]);
       archive.write("state", c10::IValue(nlohmann::json{
                                  {"epochs_done", epochs_done},
                                  {"lambda", lambda},

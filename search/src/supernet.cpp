@@ -308,6 +308,42 @@ void Supernet::refresh_masks() {
   }
 }
 
+std::vector<torch::Tensor> Supernet::masks() const {
+  std::vector<torch::Tensor> flat;
+  for (const Block& block : blocks_) {
+    for (const auto& layers : block.op_layers) {
+      for (const auto& layer : layers) {
+        for (const auto& by_level : layer->masks())
+          flat.insert(flat.end(), by_level.begin(), by_level.end());
+      }
+    }
+  }
+  return flat;
+}
+
+void Supernet::set_masks(const std::vector<torch::Tensor>& masks) {
+  size_t next = 0;
+  for (const Block& block : blocks_) {
+    for (const auto& layers : block.op_layers) {
+      for (const auto& layer : layers) {
+        std::vector<std::vector<torch::Tensor>> restored = layer->masks();
+        for (auto& by_level : restored) {
+          for (torch::Tensor& mask : by_level) {
+            if (next >= masks.size() || !masks[next].sizes().equals(mask.sizes())) {
+              throw std::runtime_error(fmt::format("mask {} does not match the supernet", next));
+            }
+            mask = masks[next++].clone();
+          }
+        }
+        layer->set_masks(std::move(restored));
+      }
+    }
+  }
+  if (next != masks.size()) {
+    throw std::runtime_error(fmt::format("{} masks for a supernet of {}", masks.size(), next));
+  }
+}
+
 std::vector<torch::Tensor> Supernet::architecture_parameters() const {
   std::vector<torch::Tensor> list;
   for (const Block& b : blocks_) {

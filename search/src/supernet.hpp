@@ -100,6 +100,10 @@ class SharedLayer : public torch::nn::Module {
                                       double sparsity) const;
   /// Copies the slice into a derived layer.
   void copy_to(QWeighted& layer, int64_t out, int64_t in) const;
+  /// The masks in force ([input width][sparsity level]), for a checkpoint: they were
+  /// computed from the weights of the last refresh, not from the current ones.
+  const std::vector<std::vector<torch::Tensor>>& masks() const { return masks_; }
+  void set_masks(std::vector<std::vector<torch::Tensor>> masks) { masks_ = std::move(masks); }
 
   Kind kind() const { return kind_; }
   /// Whether the search's sparsity choice applies: depthwise layers stay dense (few weights
@@ -114,8 +118,8 @@ class SharedLayer : public torch::nn::Module {
   torch::Tensor weight_, bias_;
   torch::nn::BatchNorm2d batch_norm_{nullptr};
   std::vector<int64_t> input_widths_;  ///< see set_input_widths [channels]
-  /// [input width][sparsity level]: full-size masks, 1 outside the slice; not saved
-  /// (recomputed from the weights).
+  /// [input width][sparsity level]: full-size masks, 1 outside the slice; not module
+  /// state (a search checkpoint keeps them through Supernet::masks()).
   std::vector<std::vector<torch::Tensor>> masks_;
 };
 
@@ -141,6 +145,10 @@ class Supernet : public torch::nn::Module {
   /// for the flash table): the decoder's time follows the streams' content. Seconds spent.
   double refresh_cycles_table(const npu_sim::NpuConfig& npu);
   void refresh_masks();
+  /// Every layer's masks in force, flattened in a fixed order (checkpoints), and back;
+  /// set_masks throws std::runtime_error when they do not match this supernet.
+  std::vector<torch::Tensor> masks() const;
+  void set_masks(const std::vector<torch::Tensor>& masks);
   const std::vector<std::vector<double>>& weight_table() const { return weight_table_; }
   const std::vector<std::vector<double>>& flash_table() const { return flash_table_; }
   /// Sets the measured tables, and lays the weight tables out again in the block depths

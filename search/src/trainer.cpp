@@ -1,12 +1,15 @@
 #include "udc/search/trainer.hpp"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <ostream>
+#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -163,6 +166,7 @@ void save_checkpoint(const std::string& path, QNet& net, torch::optim::Optimizer
   optimizer.save(optimizer_archive);
   archive.write("net", net_archive);
   archive.write("optimizer", optimizer_archive);
+  archive.write("generator", torch_generator_state());
   if (!state.best.empty()) {
     torch::serialize::OutputArchive best_archive;
     write_snapshot(best_archive, state.best);
@@ -376,9 +380,21 @@ std::string format_duration(double seconds) {
 }
 
 void save_archive_atomically(torch::serialize::OutputArchive& archive, const std::string& path) {
-  const std::string temporary = path + ".tmp." + std::to_string(::getpid());
-  archive.save_to(temporary);
-  fs::rename(temporary, path);
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  common::write_file_atomically(path, bytes.str());
+}
+
+torch::Tensor torch_generator_state() {
+  at::Generator generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get_state();
+}
+
+void restore_torch_generator_state(const torch::Tensor& state) {
+  at::Generator generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(state);
 }
 
 torch::Tensor images_tensor(data::Batch& batch) {
@@ -546,6 +562,8 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
   }
 
   fs::create_directories(options.output_dir);
+  // What a killed run was writing when it died (its checkpoint and outputs are whole).
+  common::remove_stale_temporaries(options.output_dir);
   const std::string checkpoint_path = (fs::path(options.output_dir) / "checkpoint.pt").string();
   const std::string warmup_checkpoint_path =
       (fs::path(options.output_dir) / "warmup-checkpoint.pt").string();
@@ -601,6 +619,9 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
       for (size_t i = 0; i < state.target_sparsity.size(); ++i) {
         net->weighted()[i]->set_target_sparsity(state.target_sparsity[i]);
       }
+    }
+    if (torch::Tensor generator; resume_archive.try_read("generator", generator)) {
+      restore_torch_generator_state(generator);
     }
     result.resumed = true;
     load_optimizer = true;

@@ -41,6 +41,12 @@ void load_exported_network(const std::string& output_dir, QNet& net);
 
 /// Writes a checkpoint archive through a temporary file and a rename.
 void save_archive_atomically(torch::serialize::OutputArchive& archive, const std::string& path);
+
+/// The state of Torch's default CPU random generator (Gumbel noise, sampling), for a
+/// checkpoint, and its restoration: a resumed run then draws what an uninterrupted one
+/// would have drawn from there on.
+torch::Tensor torch_generator_state();
+void restore_torch_generator_state(const torch::Tensor& state);
 /// Batch images as an NCHW tensor (no copy: valid while `batch` lives).
 torch::Tensor images_tensor(data::Batch& batch);
 std::string format_duration(double seconds);

@@ -127,8 +127,13 @@ ImageDataset load_fashion_mnist(const std::string& dir, Split split) {
   const std::string prefix = split == Split::Train ? "train" : "t10k";
   const std::string images_path = find_idx(dir, prefix + "-images-idx3-ubyte");
   const std::string labels_path = find_idx(dir, prefix + "-labels-idx1-ubyte");
-  std::vector<uint8_t> images = read_maybe_gzip(images_path);
-  const std::vector<uint8_t> labels = read_maybe_gzip(labels_path);
+  return parse_fashion_mnist(read_maybe_gzip(images_path), images_path,
+                             read_maybe_gzip(labels_path), labels_path, split);
+}
+
+ImageDataset parse_fashion_mnist(const std::vector<uint8_t>& images, const std::string& images_path,
+                                 const std::vector<uint8_t>& labels, const std::string& labels_path,
+                                 Split split) {
   const std::vector<uint32_t> image_shape = idx_dimensions(images, images_path, 3);
   const std::vector<uint32_t> label_shape = idx_dimensions(labels, labels_path, 1);
   if (image_shape[0] != label_shape[0]) {

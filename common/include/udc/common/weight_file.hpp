@@ -13,6 +13,9 @@ namespace udc::common {
 /// from a raw file of int8 values.
 std::vector<int16_t> read_weights(const std::string& path);
 
+/// The weights of a .npy file's bytes (int8 or int16, C order); errors name `path`.
+std::vector<int16_t> parse_npy(const std::string& path, const std::vector<uint8_t>& bytes);
+
 /// Writes weights as .npy (int8 when every value fits, else int16) or, for any
 /// other extension, as raw int8 (fails naming the first value that does not fit).
 void write_weights(const std::string& path, const std::vector<int16_t>& weights);

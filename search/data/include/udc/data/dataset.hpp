@@ -42,6 +42,10 @@ struct ImageDataset {
 /// Fashion-MNIST from its IDX files (gzip-compressed or not) in `dir`:
 /// {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]. 28x28x1, 10 classes.
 ImageDataset load_fashion_mnist(const std::string& dir, Split split);
+/// The same from the bytes of the (decompressed) IDX files; errors name the paths.
+ImageDataset parse_fashion_mnist(const std::vector<uint8_t>& images, const std::string& images_path,
+                                 const std::vector<uint8_t>& labels, const std::string& labels_path,
+                                 Split split);
 /// The directory Debian's dataset-fashion-mnist package installs.
 constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
 
