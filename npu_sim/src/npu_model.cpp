@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "kernels.hpp"
+#include "sanitizer_fibers.hpp"
 #include "udc/compression/decoder.hpp"
 #include "udc/npu_sim/simulator.hpp"
 #include "udc/npu_sim/timing.hpp"
@@ -692,7 +693,10 @@ Simulator& Simulator::instance() {
   return simulator;
 }
 
-Simulator::Simulator() : model_(new NpuModel("npu")) {}
+Simulator::Simulator() : model_(new NpuModel("npu")) {
+  // Also links sanitizer_fibers.cpp's annotation fix into every program that simulates.
+  note_simulation_thread_stack();
+}
 Simulator::~Simulator() = default;  // SystemC owns the module until the process exits
 
 JobReport Simulator::run(const CommandStream& stream, const NpuConfig& config,

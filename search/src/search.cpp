@@ -318,9 +318,8 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   common::remove_stale_temporaries(options.output_dir);
   const fs::path out(options.output_dir);
 
-  // Tables first, so that impossible budgets are reported before any data is read. Flash
-  // is checked before anything is simulated (an error thrown after the SystemC simulator has
-  // switched stacks trips AddressSanitizer's stack bookkeeping in the sanitizer build).
+  // Tables first, so that impossible budgets are reported before any data is read; the
+  // weight budgets before anything is simulated, as they need no simulation.
   auto supernet = std::make_shared<Supernet>(space);
   supernet->refresh_weight_tables();
   check_budgets_reachable(*supernet, limits, npu.core_clock_hz, {Weights, Flash});

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "job_builder.hpp"
 #include "udc/npu_sim/config.hpp"
@@ -328,6 +330,43 @@ TEST(NpuErrors, AddressesOutsideAMemoryAreRejected) {
   CommandStream image_too_big;
   image_too_big.images.push_back({MemoryId::Sram, 4u << 20, {1}});
   EXPECT_THROW(Simulator::instance().run(image_too_big, default_config()), std::invalid_argument);
+}
+
+namespace {
+
+/// Throws from a few frames down, each with locals ASan guards with redzones.
+[[noreturn]] void throw_from_depth(int depth) {
+  volatile char frame[256] = {};
+  frame[depth % 256] = char(depth);
+  if (depth == 0) throw std::runtime_error("deep error " + std::to_string(frame[0]));
+  throw_from_depth(depth - 1);
+}
+
+}  // namespace
+
+// Errors thrown after a simulation must unwind as any other: SystemC's coroutines switch
+// stacks, and a wrong annotation of the switch back (npu_sim/src/sanitizer_fibers.cpp)
+// made AddressSanitizer warn and then misreport such throws. ctest runs this test again
+// as udc_sanitizer_fibers, failing on any AddressSanitizer message.
+TEST(NpuErrors, ErrorsThrownAfterASimulationUnwindCleanly) {
+  CommandStream stream;
+  stream.commands.push_back(dma(MemoryId::Offchip, 0, MemoryId::Sram, 0, 64));
+  ASSERT_EQ(Simulator::instance().run(stream, default_config()).error, "");
+  for (int depth : {0, 3, 40}) {
+    try {
+      throw_from_depth(depth);
+    } catch (const std::runtime_error& e) {
+      EXPECT_STREQ(e.what(), "deep error 0");
+    }
+  }
+  try {
+    load_npu_config("/nonexistent/npu.yaml");
+    ADD_FAILURE() << "expected an error for a missing config";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/npu.yaml"), std::string::npos) << e.what();
+  }
+  // And a second job after the unwinding runs as the first did.
+  EXPECT_EQ(Simulator::instance().run(stream, default_config()).error, "");
 }
 
 TEST(NpuErrors, GeometryThatWouldWrapAddressesIsRejected) {
