@@ -24,7 +24,7 @@ void take_layout(const CompiledModel& compiled, ModelMeasurement& m) {
 ModelMeasurement measure_model(const Model& model, const npu_sim::NpuConfig& npu,
                                const MeasureOptions& options) {
   ModelMeasurement m;
-  const CompileResult result = compile(model, npu);
+  const CompileResult result = compile(model, npu, options.compile);
   if (!result.fits()) {
     m.does_not_fit = result.does_not_fit;
     if (result.does_not_fit->resource == "sram") m.sram_bytes = result.does_not_fit->needed;
@@ -32,7 +32,7 @@ ModelMeasurement measure_model(const Model& model, const npu_sim::NpuConfig& npu
     // still checked when the model misses another resource.
     npu_sim::NpuConfig roomy = npu;
     roomy.sram.size_bytes = roomy.offchip.size_bytes = uint64_t{1} << 40;
-    const CompileResult unlimited = compile(model, roomy);
+    const CompileResult unlimited = compile(model, roomy, options.compile);
     if (unlimited.fits()) {
       take_layout(unlimited.compiled, m);
       m.arena_bytes = unlimited.compiled.plan.arena_bytes;
@@ -51,6 +51,7 @@ ModelMeasurement measure_model(const Model& model, const npu_sim::NpuConfig& npu
     const NpuRun run = run_on_npu(model, compiled, npu, inputs, timing);
     m.cycles = double(run.job.total_cycles);
     m.milliseconds = run.job.milliseconds();
+    m.mac_utilisation = run.job.mac_utilisation;
   }
   return m;
 }

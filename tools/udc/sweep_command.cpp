@@ -18,6 +18,7 @@
 #include "udc/common/svg_plot.hpp"
 #include "udc/firmware_model/compiler.hpp"
 #include "udc/firmware_model/driver.hpp"
+#include "udc/firmware_model/measurement.hpp"
 #include "udc/firmware_model/model_io.hpp"
 
 namespace udc::tool {
@@ -123,7 +124,7 @@ struct Point {
   double size = 0;
   bool fits = false;
   double cycles = 0, milliseconds = 0, utilisation = 0;
-  uint64_t sram_bytes = 0, flash_bytes = 0;
+  uint64_t sram_bytes = 0, weight_bytes = 0, flash_bytes = 0;
   std::string note;  ///< why it does not fit, or the error
   bool pareto = false;
 };
@@ -132,16 +133,12 @@ struct Point {
 std::string evaluate(const fm::Model& model, const npu_sim::NpuConfig& config,
                      const fm::CompileOptions& options) {
   try {
-    const fm::CompileResult result = fm::compile(model, config, options);
-    if (!result.fits()) return "nofit\t" + result.does_not_fit->reason;
-    std::vector<fm::TensorValues> inputs;
-    for (int32_t t : model.inputs) inputs.emplace_back(model.tensors[size_t(t)].elements(), 0);
-    npu_sim::RunOptions timing;
-    timing.timing_only = true;
-    const fm::NpuRun run = fm::run_on_npu(model, result.compiled, config, inputs, timing);
-    return fmt::format("ok\t{}\t{}\t{}\t{}\t{}", run.job.total_cycles, run.job.milliseconds(),
-                       run.job.mac_utilisation, result.compiled.plan.sram_bytes,
-                       result.compiled.plan.flash_bytes + result.compiled.plan.sram_weights_bytes);
+    fm::MeasureOptions measure;
+    measure.compile = options;
+    const fm::ModelMeasurement m = fm::measure_model(model, config, measure);
+    if (!m.fits()) return "nofit\t" + m.does_not_fit->reason;
+    return fmt::format("ok\t{}\t{}\t{}\t{}\t{}\t{}", m.cycles, m.milliseconds, m.mac_utilisation,
+                       m.sram_bytes, m.weight_bytes, m.flash_bytes);
   } catch (const std::exception& e) {
     return std::string("error\t") + e.what();
   }
@@ -154,13 +151,14 @@ void parse_result(const std::string& line, Point& p) {
     fields.push_back(line.substr(start, tab - start));
   }
   fields.push_back(line.substr(start));
-  if (fields[0] == "ok" && fields.size() == 6) {
+  if (fields[0] == "ok" && fields.size() == 7) {
     p.fits = true;
     p.cycles = std::stod(fields[1]);
     p.milliseconds = std::stod(fields[2]);
     p.utilisation = std::stod(fields[3]);
     p.sram_bytes = std::stoull(fields[4]);
-    p.flash_bytes = std::stoull(fields[5]);
+    p.weight_bytes = std::stoull(fields[5]);
+    p.flash_bytes = std::stoull(fields[6]);
   } else {
     p.note = fields.size() > 1 ? fields[1] : "worker process failed";
     if (fields[0] == "error") p.note = "error: " + p.note;
@@ -305,12 +303,12 @@ void run_sweep(const SweepFlags& f) {
   for (const auto& [key, values] : space.axes) csv += key + ",";
   csv +=
       "hardware_size,fits,cycles,milliseconds,inferences_per_second,mac_utilisation,sram_bytes,"
-      "flash_bytes,pareto,note\n";
+      "weight_bytes,flash_bytes,pareto,note\n";
   for (const Point& p : points) {
     for (const std::string& v : p.values) csv += csv_field(v) + ",";
-    csv += fmt::format("{},{},{},{},{},{},{},{},{},{}\n", p.size, p.fits ? 1 : 0, p.cycles,
+    csv += fmt::format("{},{},{},{},{},{},{},{},{},{},{}\n", p.size, p.fits ? 1 : 0, p.cycles,
                        p.milliseconds, p.fits && p.milliseconds > 0 ? 1e3 / p.milliseconds : 0.0,
-                       p.utilisation, p.sram_bytes, p.flash_bytes, p.pareto ? 1 : 0,
+                       p.utilisation, p.sram_bytes, p.weight_bytes, p.flash_bytes, p.pareto ? 1 : 0,
                        csv_field(p.note));
   }
   common::write_file_atomically(f.csv, csv);

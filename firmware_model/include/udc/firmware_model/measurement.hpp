@@ -34,6 +34,7 @@ struct ModelMeasurement {
   uint64_t sram_bytes = 0;
   double cycles = 0;               ///< one inference, timing-only simulation (0: not simulated)
   double milliseconds = 0;         ///< cycles at the NPU's clock
+  double mac_utilisation = 0;      ///< MACs done over what the array could do in that time
   std::vector<LayerBytes> layers;  ///< weighted operations, in model order
   /// Set when the model cannot be compiled for the NPU. The byte counts then come from a
   /// layout with unlimited SRAM and off-chip memory (0 if even that fails), SRAM holds what
@@ -43,11 +44,12 @@ struct ModelMeasurement {
 };
 
 struct MeasureOptions {
-  bool simulate = true;  ///< false: layout only (cycles stay 0), for guards run per step
+  bool simulate = true;    ///< false: layout only (cycles stay 0), for guards run per step
+  CompileOptions compile;  ///< how to compile (weight placement, ...; `udc sweep`)
 };
 
-/// Compiles `model` (valid) for `npu` with the default options, and simulates one
-/// inference on zero inputs in timing-only mode.
+/// Compiles `model` (valid) for `npu`, and simulates one inference on zero inputs in
+/// timing-only mode.
 ModelMeasurement measure_model(const Model& model, const npu_sim::NpuConfig& npu,
                                const MeasureOptions& options = {});
 
