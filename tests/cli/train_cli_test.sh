@@ -65,6 +65,18 @@ test "$(grep -o 'top-1 accuracy [0-9.]*%' "$work/eval_sim.txt")" = \
      "$(grep -o 'top-1 accuracy [0-9.]*%' "$work/eval_ref.txt")"
 grep -q "NPU cycles per inference" "$work/eval_sim.txt"
 
+# A flash budget the model cannot meet (every channel keeps a weight and a 10-byte scale
+# record): non-zero exit with the numbers, and no model.udcm, only model.over-budget.udcm.
+sed -e 's/^  finetune: {epochs: 1}/  finetune: {epochs: 1}\n  flash_budget_bytes: 64/' \
+  -e 's/warmup: {epochs: 2}/warmup: {epochs: 1}/' -e 's/compress: {epochs: 2}/compress: {epochs: 1}/' \
+  -e 's/train_subset: 2048/train_subset: 256/' "$work/tiny.yaml" >"$work/over.yaml"
+grep -q "flash_budget_bytes: 64" "$work/over.yaml"
+if "$udc" train --config "$work/over.yaml" -o "$work/over" >"$work/over.txt" 2>"$work/err.txt"; then exit 1; fi
+grep -q "the trained model breaks its budgets; written as .*model.over-budget.udcm" "$work/err.txt"
+grep -q "flash_bytes: [0-9]* B measured, budget 64 B" "$work/err.txt"
+test ! -e "$work/over/model.udcm"
+test -f "$work/over/model.over-budget.udcm"
+
 # Errors: bad config, missing data, wrong data for the model.
 sed 's/bits: 4/bits: 12/' "$work/tiny.yaml" >"$work/bad.yaml"
 if "$udc" train --config "$work/bad.yaml" -o "$work/bad" 2>"$work/err.txt"; then exit 1; fi
