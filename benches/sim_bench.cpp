@@ -2,7 +2,10 @@
 // 4-bit weights, 50 % sparse) for Ethos-U55-128 on the deep-embedded system:
 //  - compile time (codec encoding, arena plan, commands);
 //  - simulated NPU cycles per host second, timing-only and with bit-exact execution;
-//  - the end-to-end work of `udc run`: read the .udcm, compile, run, format the report.
+//  - the end-to-end work of `udc run`: read the .udcm, compile, run, format the report;
+//  - one budget check of the trainer's guard on the quick preset's found model: the
+//    compiled layout (measure_model without simulation), against the codec alone
+//    (one stream per layer, the estimate budgets used before).
 // Counters: sim_cycles_per_s (simulated cycles per host second), macs_per_s.
 #include <systemc>
 
@@ -15,6 +18,7 @@
 
 #include "udc/firmware_model/compiler.hpp"
 #include "udc/firmware_model/driver.hpp"
+#include "udc/firmware_model/measurement.hpp"
 #include "udc/firmware_model/model_generator.hpp"
 #include "udc/firmware_model/model_io.hpp"
 #include "udc/npu_sim/config.hpp"
@@ -83,7 +87,23 @@ void BM_EndToEndRun(benchmark::State& state) {
   std::filesystem::remove(path);
 }
 
+const Model& quick_model() {
+  static const Model m =
+      read_model(UDC_SOURCE_DIR "/tests/data/calibration/vela_wholenet/fmnist_quick.udcm");
+  return m;
+}
+
+void BM_BudgetCheckCompiledLayout(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(measure_model(quick_model(), config(), {false}));
+}
+
+void BM_BudgetCheckCodecOnly(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(summarize(quick_model()).compressed_bytes);
+}
+
 BENCHMARK(BM_Compile)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BudgetCheckCompiledLayout)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BudgetCheckCodecOnly)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SimulateTimingOnly)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SimulateFunctional)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_EndToEndRun)->Unit(benchmark::kMillisecond);
