@@ -56,7 +56,7 @@ TEST(SearchConfig, ReadsChoicesSorted) {
   std::ofstream(path) << "space:\n  bits: [8, 2]\n  sparsity: [0.5, 0]\n  blocks:\n"
                          "    - {name: a, ops: [conv, ir6], widths: [16, 8], stride: 2}\n"
                          "    - {name: b, ops: [separable, skip], widths: [8, 16]}\n"
-                         "budgets: {milliseconds: 0.5}\nnpu: n.yaml\n"
+                         "budgets: {milliseconds: 0.5, weight_bytes: 900}\nnpu: n.yaml\n"
                          "search: {operators: sampled, derivation: {samples: 3, "
                          "holdout_fraction: 0.2}}\n";
   const SearchConfig c = load_search_config(path.string());
@@ -70,6 +70,7 @@ TEST(SearchConfig, ReadsChoicesSorted) {
   EXPECT_EQ(c.space.blocks[1].ops[1].name(), "skip");
   EXPECT_DOUBLE_EQ(*c.budgets.milliseconds, 0.5);
   EXPECT_FALSE(c.budgets.flash_bytes.has_value());
+  EXPECT_EQ(*c.budgets.weight_bytes, 900u);
   EXPECT_EQ(c.search.operators, SearchStageSpec::OperatorRelaxation::Sampled);
   EXPECT_EQ(c.search.derivation_samples, 3u);
   EXPECT_DOUBLE_EQ(c.search.holdout_fraction, 0.2);

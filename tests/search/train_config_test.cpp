@@ -45,7 +45,8 @@ TEST(TrainConfig, DefaultsAndDerivedValues) {
   const fs::path path = fs::temp_directory_path() / "udc_cfg_min.yaml";
   std::ofstream(path)
       << kMinimal
-      << "npu: ../npu/x.yaml\ntrain: {flash_budget_bytes: 2048, holdout_fraction: 0.1, "
+      << "npu: ../npu/x.yaml\ntrain: {weight_budget_bytes: 1500, flash_budget_bytes: 2048, "
+         "holdout_fraction: 0.1, "
          "distillation: {weight: 0.5, temperature: 2}}\n";
   const TrainConfig config = load_train_config(path.string());
   ASSERT_EQ(config.architecture.layers.size(), 2u);
@@ -53,7 +54,9 @@ TEST(TrainConfig, DefaultsAndDerivedValues) {
   EXPECT_EQ(config.architecture.layers[1].activation, ActivationKind::None);
   EXPECT_EQ(config.architecture.layers[0].activation, ActivationKind::Relu);
   EXPECT_EQ(config.data.dir, "/usr/share/datasets/fashion-mnist");
+  EXPECT_EQ(config.train.weight_budget_bytes, 1500u);
   EXPECT_EQ(config.train.flash_budget_bytes, 2048u);
+  EXPECT_TRUE(config.train.has_budget());
   EXPECT_EQ(config.train.holdout_fraction, 0.1);
   EXPECT_EQ(config.train.distillation.weight, 0.5);
   EXPECT_EQ(config.train.distillation.temperature, 2.0);
@@ -81,6 +84,12 @@ TEST(TrainConfig, ErrorsNameLineAndKey) {
   EXPECT_NE(error_for(std::string(kMinimal) + "train: {flash_budget_bytes: -5}\n")
                 .find("train.flash_budget_bytes"),
             std::string::npos);
+  // Budgets are measured on the compiled model: without an NPU there is nothing to measure.
+  const std::string no_npu =
+      error_for(std::string(kMinimal) + "train: {weight_budget_bytes: 900}\n");
+  EXPECT_NE(no_npu.find("npu: train.weight_budget_bytes and train.flash_budget_bytes are measured"),
+            std::string::npos)
+      << no_npu;
   EXPECT_NE(error_for(std::string(kMinimal) + "train: {holdout_fraction: 0.9}\n")
                 .find("train.holdout_fraction: expected a number 0..0.5"),
             std::string::npos);
