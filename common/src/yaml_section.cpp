@@ -7,8 +7,10 @@
 namespace udc::common {
 
 YAML::Node load_yaml_file(const std::string& path) {
+  if (!std::filesystem::exists(path)) throw ConfigError(path + ": no such configuration file");
+  // A folder opens as a stream on Linux, and yaml-cpp leaks its buffer when reading it fails.
   if (!std::filesystem::is_regular_file(path)) {
-    throw ConfigError(path + ": no such configuration file");
+    throw ConfigError(path + ": not a configuration file (a folder or a device)");
   }
   try {
     return YAML::LoadFile(path);

@@ -1,5 +1,7 @@
 #include "udc/npu_sim/config.hpp"
 
+#include "udc/common/yaml_section.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
@@ -278,20 +280,9 @@ void apply_map(NpuConfig& config, const YAML::Node& map, const std::string& pref
   }
 }
 
-YAML::Node load_yaml(const std::string& path) {
-  if (!std::filesystem::exists(path)) {
-    throw std::runtime_error(path + ": no such configuration file");
-  }
-  try {
-    return YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    throw std::runtime_error(path + ": malformed YAML: " + e.what());
-  }
-}
-
 void load_into(NpuConfig& config, const std::string& path, int depth) {
   if (depth > 8) throw std::runtime_error(path + ": configuration files include each other");
-  const YAML::Node root = load_yaml(path);
+  const YAML::Node root = common::load_yaml_file(path);
   if (!root.IsMap()) throw std::runtime_error(path + ": expected a map with npu: and/or system:");
   const std::filesystem::path dir = std::filesystem::path(path).parent_path();
   for (const auto& entry : root) {

@@ -116,6 +116,9 @@ TEST(NpuConfig, BadInputNamesFileKeyAndReason) {
   expect("npu: [1, 2\n", {"bad.yaml", "malformed YAML"});
   expect("gpu: {}\n", {"bad.yaml:1", "unknown key 'gpu'"});
   expect("npu: missing.yaml\n", {"missing.yaml", "no such configuration file"});
+  // Found by fuzzing: a file naming a folder ("." is the config's own) made yaml-cpp leak
+  // the buffer of the stream it could not read.
+  expect("npu: .\n", {"not a configuration file (a folder or a device)"});
   expect("overrides:\n  npu.cores: 9\n", {"npu.cores", "out of range"});
 }
 
