@@ -8,12 +8,10 @@
 // the main stack in place of the null one and forwards to the runtime.
 #include "sanitizer_fibers.hpp"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UDC_ADDRESS_SANITIZER 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
+// Only with GCC's ASan runtime, a shared library whose definition this one can precede.
+// Clang links its runtime into the program, where a second definition cannot link (the
+// warning remains there; -shared-libasan would allow the same fix).
+#if defined(__SANITIZE_ADDRESS__) && !defined(__clang__)
 #define UDC_ADDRESS_SANITIZER 1
 #endif
 
