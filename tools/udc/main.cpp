@@ -34,7 +34,8 @@ int sc_main(int argc, char* argv[]) {
   app.add_subcommand("train",
                      "Compression-aware training of a fixed architecture (see udc train --help)");
   app.add_subcommand(
-      "search", "Hardware-aware DNAS under flash/SRAM/latency budgets (see udc search --help)");
+      "search",
+      "Hardware-aware DNAS under weight, flash, SRAM and latency budgets (see udc search --help)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -76,8 +76,8 @@ void add_search_command(CLI::App& app) {
   add_run_command(
       app, "search",
       "Unified DNAS: search depth, operators, widths, per-layer bitwidth and sparsity under "
-      "flash/SRAM/latency budgets measured by the codec, compiler and simulator; fine-tune, "
-      "export and verify the found model",
+      "weight, flash, SRAM and latency budgets measured on the compiled model and the simulator; "
+      "fine-tune, export and verify the found model",
       "search configuration (YAML, configs/search/)",
       "results folder: model.udcm, report.json, accuracy_vs_size.svg, evolution.csv, "
       "derived.yaml, checkpoints (default: runs/<config name>)",
