@@ -178,7 +178,8 @@ CalibrationSet read_calibration_set(const std::string& path) {
 Model calibration_model(const CalibrationLayer& layer) {
   ModelBuilder builder(layer.name);
   const ModelBuilder::Quant out{kOutputScale, 0};
-  const auto [multiplier, shift] = quantize_multiplier(kInputScale * kWeightScale / kOutputScale);
+  const auto [multiplier, shift] =
+      int8::quantize_multiplier(kInputScale * kWeightScale / kOutputScale);
   const uint32_t channels = layer.out_channels;
   ModelBuilder::Requant requant{std::vector<int32_t>(channels, 0),
                                 std::vector<int32_t>(channels, multiplier),

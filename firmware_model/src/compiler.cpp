@@ -417,10 +417,7 @@ Command kernel_command(const Model& model, const MemoryPlan& plan, const Operati
       c.kind = CommandKind::Add;
       c.ifm2 = tensor_ref(model, plan, op.inputs[1]);
       c.input2_zero_point = model.tensors[size_t(op.inputs[1])].zero_point;
-      const AddParams& a = op.add;
-      c.add = npu_sim::AddScaling{a.input1_multiplier, a.input2_multiplier, a.output_multiplier,
-                                  a.input1_shift,      a.input2_shift,      a.output_shift,
-                                  a.left_shift};
+      c.add = op.add;
       break;
     }
     case OpType::Reshape:

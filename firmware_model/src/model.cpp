@@ -86,36 +86,6 @@ std::pair<int32_t, int32_t> activation_range(Activation activation, float scale,
   return {-128, 127};
 }
 
-std::pair<int32_t, int32_t> quantize_multiplier(double real) {
-  if (!(real >= 0.0) || !std::isfinite(real)) {
-    throw std::invalid_argument(fmt::format("multiplier {} must be finite and non-negative", real));
-  }
-  if (real == 0.0) return {0, 0};
-  int exponent = 0;
-  const double fraction = std::frexp(real, &exponent);  // real = fraction * 2^exponent
-  int64_t q = std::llround(fraction * double(int64_t{1} << 31));
-  if (q == (int64_t{1} << 31)) {
-    q /= 2;
-    ++exponent;
-  }
-  if (exponent < -31) return {0, 0};  // below the smallest representable step
-  if (exponent > 30) {
-    throw std::invalid_argument(fmt::format("multiplier {} too large (at most 2^30)", real));
-  }
-  return {int32_t(q), exponent};
-}
-
-AddParams add_params(double s1, double s2, double s_out) {
-  AddParams p;
-  p.left_shift = 20;
-  const double twice_max = 2.0 * std::max(s1, s2);
-  std::tie(p.input1_multiplier, p.input1_shift) = quantize_multiplier(s1 / twice_max);
-  std::tie(p.input2_multiplier, p.input2_shift) = quantize_multiplier(s2 / twice_max);
-  std::tie(p.output_multiplier, p.output_shift) =
-      quantize_multiplier(twice_max / (double(1 << p.left_shift) * s_out));
-  return p;
-}
-
 uint64_t op_macs(const Model& model, const Operation& op) {
   const TensorInfo& out = model.tensors[size_t(op.output)];
   const TensorInfo& in = model.tensors[size_t(op.inputs[0])];
@@ -270,7 +240,7 @@ std::string check_operation(const Model& model, const Operation& op) {
         return fmt::format("add of {} and {} into {} (expected equal shapes)", shape_text(in.shape),
                            shape_text(in2.shape), shape_text(out.shape));
       }
-      const AddParams& a = op.add;
+      const int8::AddParams& a = op.add;
       if (a.left_shift < 0 || a.left_shift > 20) return "add left_shift outside 0..20";
       for (int32_t s : {a.input1_shift, a.input2_shift, a.output_shift}) {
         if (s < -31 || s > 30) return fmt::format("add shift {} outside -31..30", s);
@@ -460,8 +430,8 @@ int32_t ModelBuilder::fully_connected(const std::string& name, int32_t input, ui
   return t;
 }
 
-int32_t ModelBuilder::add(const std::string& name, int32_t a, int32_t b, const AddParams& params,
-                          Quant out, Activation activation) {
+int32_t ModelBuilder::add(const std::string& name, int32_t a, int32_t b,
+                          const int8::AddParams& params, Quant out, Activation activation) {
   const int32_t t = add_tensor(name, tensor(a).shape, out);
   Operation op;
   op.type = OpType::Add;

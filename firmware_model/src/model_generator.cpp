@@ -48,7 +48,8 @@ ModelBuilder::Requant synthetic_requant(const std::vector<int8_t>& weights, uint
       energy += w * w;
     }
     const double spread = kActivationSpread * std::sqrt(std::max(energy, 1.0));
-    const auto [multiplier, shift] = quantize_multiplier(kOutputSpread / spread * jitter(rng));
+    const auto [multiplier, shift] =
+        int8::quantize_multiplier(kOutputSpread / spread * jitter(rng));
     r.multiplier.push_back(multiplier);
     r.shift.push_back(shift);
     r.bias.push_back(int32_t(std::uniform_real_distribution<double>(-0.5, 0.5)(rng) * spread));
@@ -120,7 +121,8 @@ Model random_model(std::mt19937& rng, const RandomModelOptions& options) {
       const int32_t branch = b.conv2d(name + "_branch", x, s[2], 1, 1, Padding::Same, std::move(w),
                                       spec.bits, std::move(r), random_quant(rng), Activation::Relu);
       const ModelBuilder::Quant q = random_quant(rng);
-      x = b.add(name, x, branch, add_params(b.tensor(x).scale, b.tensor(branch).scale, q.scale), q,
+      x = b.add(name, x, branch,
+                int8::add_params(b.tensor(x).scale, b.tensor(branch).scale, q.scale), q,
                 random_activation(rng));
     } else if (kind == 5) {
       x = b.max_pool(name, x, std::min<uint32_t>({uniform(2, 3), s[0], s[1]}), stride, padding);
@@ -174,8 +176,8 @@ Model mobilenet_like(const MobileNetOptions& options) {
   separable("block4", 128, 1);
   const ModelBuilder::Quant sum_quant{0.08f, -128};
   x = b.add("block4_add", shortcut, x,
-            add_params(b.tensor(shortcut).scale, b.tensor(x).scale, sum_quant.scale), sum_quant,
-            Activation::Relu6);
+            int8::add_params(b.tensor(shortcut).scale, b.tensor(x).scale, sum_quant.scale),
+            sum_quant, Activation::Relu6);
   separable("block5", 256, 2);
   x = b.global_avg_pool("pool", x);
   std::vector<int8_t> w = synthetic_weights(size_t(options.classes) * 256, rest, rng);

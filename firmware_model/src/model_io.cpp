@@ -155,7 +155,7 @@ void write_payload(const Model& model, Writer& w) {
     w.i32s(op.bias);
     w.i32s(op.multiplier);
     w.i32s(op.shift);
-    const AddParams& a = op.add;
+    const int8::AddParams& a = op.add;
     for (int32_t v : {a.input1_multiplier, a.input1_shift, a.input2_multiplier, a.input2_shift,
                       a.output_multiplier, a.output_shift, a.left_shift}) {
       w.i32(v);
@@ -211,7 +211,7 @@ Model read_payload(Reader& r) {
     op.bias = r.i32s(channels, "bias");
     op.multiplier = r.i32s(channels, "multiplier");
     op.shift = r.i32s(channels, "shift");
-    AddParams& a = op.add;
+    int8::AddParams& a = op.add;
     for (int32_t* v : {&a.input1_multiplier, &a.input1_shift, &a.input2_multiplier, &a.input2_shift,
                        &a.output_multiplier, &a.output_shift, &a.left_shift}) {
       *v = r.i32("add parameters");

@@ -5,12 +5,10 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "udc/npu_sim/int_arith.hpp"
+#include "udc/int8/fixed_point.hpp"
 
 namespace udc::firmware_model {
 namespace {
-
-using npu_sim::multiply_by_quantized_multiplier;
 
 int8_t clamp_to(int32_t value, const Operation& op) {
   return int8_t(std::min(std::max(value, op.activation_min), op.activation_max));
@@ -55,8 +53,9 @@ void convolution(const Model& model, const Operation& op, const TensorValues& in
             }
           }
         }
-        acc = multiply_by_quantized_multiplier(acc + op.bias[o], op.multiplier[o], op.shift[o]);
-        out[at(to.shape, oy, ox, o)] = clamp_to(acc + to.zero_point, op);
+        out[at(to.shape, oy, ox, o)] =
+            int8_t(int8::requantize(acc + op.bias[o], op.multiplier[o], op.shift[o], to.zero_point,
+                                    op.activation_min, op.activation_max));
       }
     }
   }
@@ -70,8 +69,8 @@ void fully_connected(const Model& model, const Operation& op, const TensorValues
   for (uint32_t o = 0; o < to.shape[2]; ++o) {
     int32_t acc = 0;
     for (size_t i = 0; i < n; ++i) acc += (in[i] - ti.zero_point) * op.weights[o * n + i];
-    acc = multiply_by_quantized_multiplier(acc + op.bias[o], op.multiplier[o], op.shift[o]);
-    out[o] = clamp_to(acc + to.zero_point, op);
+    out[o] = int8_t(int8::requantize(acc + op.bias[o], op.multiplier[o], op.shift[o], to.zero_point,
+                                     op.activation_min, op.activation_max));
   }
 }
 
@@ -80,15 +79,9 @@ void add(const Model& model, const Operation& op, const TensorValues& a, const T
   const int32_t za = model.tensors[size_t(op.inputs[0])].zero_point;
   const int32_t zb = model.tensors[size_t(op.inputs[1])].zero_point;
   const int32_t zo = model.tensors[size_t(op.output)].zero_point;
-  const AddParams& p = op.add;
   for (size_t i = 0; i < out.size(); ++i) {
-    const int32_t sa = multiply_by_quantized_multiplier((a[i] - za) * (1 << p.left_shift),
-                                                        p.input1_multiplier, p.input1_shift);
-    const int32_t sb = multiply_by_quantized_multiplier((b[i] - zb) * (1 << p.left_shift),
-                                                        p.input2_multiplier, p.input2_shift);
-    const int32_t sum =
-        multiply_by_quantized_multiplier(sa + sb, p.output_multiplier, p.output_shift);
-    out[i] = clamp_to(sum + zo, op);
+    out[i] =
+        int8_t(int8::add(a[i], za, b[i], zb, op.add, zo, op.activation_min, op.activation_max));
   }
 }
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "udc/npu_sim/int_arith.hpp"
+#include "udc/int8/fixed_point.hpp"
 
 namespace udc::npu_sim {
 
@@ -51,9 +51,8 @@ KernelContext::KernelContext(const Command& command, const MemoryArrays& memorie
 void KernelContext::store(uint32_t y, uint32_t x, uint32_t channel, int32_t acc,
                           const ChannelScale& s) {
   const Command& c = command_;
-  int32_t value =
-      multiply_by_quantized_multiplier(acc + s.bias, s.multiplier, s.shift) + c.output_zero_point;
-  value = std::clamp(value, c.activation_min, c.activation_max);
+  const int32_t value = int8::requantize(acc + s.bias, s.multiplier, s.shift, c.output_zero_point,
+                                         c.activation_min, c.activation_max);
   memories_.base[static_cast<int>(c.ofm.memory)]
                 [c.ofm.address + y * c.ofm.row_step() + x * c.ofm.col_step() + channel] =
       static_cast<uint8_t>(static_cast<int8_t>(value));
@@ -144,20 +143,12 @@ void KernelContext::fully_connected_block(uint32_t first, uint32_t count, const 
 
 void KernelContext::add_block(uint32_t first, uint32_t count) {
   const Command& c = command_;
-  const AddScaling& s = c.add;
   for (uint32_t y = 0; y < c.ofm.shape[0]; ++y) {
     for (uint32_t x = 0; x < c.ofm.shape[1]; ++x) {
       for (uint32_t k = first; k < first + count; ++k) {
-        const int32_t a =
-            (load(memories_, c.ifm, y, x, k) - c.input_zero_point) * (1 << s.left_shift);
-        const int32_t b =
-            (load(memories_, c.ifm2, y, x, k) - c.input2_zero_point) * (1 << s.left_shift);
-        const int32_t sum =
-            multiply_by_quantized_multiplier(a, s.input1_multiplier, s.input1_shift) +
-            multiply_by_quantized_multiplier(b, s.input2_multiplier, s.input2_shift);
-        int32_t value = multiply_by_quantized_multiplier(sum, s.output_multiplier, s.output_shift) +
-                        c.output_zero_point;
-        value = std::clamp(value, c.activation_min, c.activation_max);
+        const int32_t value = int8::add(
+            load(memories_, c.ifm, y, x, k), c.input_zero_point, load(memories_, c.ifm2, y, x, k),
+            c.input2_zero_point, c.add, c.output_zero_point, c.activation_min, c.activation_max);
         memories_.base[static_cast<int>(c.ofm.memory)]
                       [c.ofm.address + y * c.ofm.row_step() + x * c.ofm.col_step() + k] =
             static_cast<uint8_t>(static_cast<int8_t>(value));

@@ -121,7 +121,7 @@ fm::Model candidate_model(const BlockSpace& block, const BlockGeometry& g, const
   size_t layer = 0;
   auto weights = [&](size_t count) { return source(layer++, count, true); };
   auto dense_weights = [&](size_t count) { return source(layer++, count, false); };
-  const auto [multiplier, shift] = fm::quantize_multiplier(0.01);
+  const auto [multiplier, shift] = int8::quantize_multiplier(0.01);
   auto requant = [&, m = multiplier, s = shift](uint32_t channels) {
     return fm::ModelBuilder::Requant{std::vector<int32_t>(channels, 0),
                                      std::vector<int32_t>(channels, m),
@@ -159,7 +159,7 @@ fm::Model candidate_model(const BlockSpace& block, const BlockGeometry& g, const
                          weights(size_t(out_c) * hidden), bits, requant(out_c), quant,
                          fm::Activation::None);
       if (block.stride == 1 && in_c == out_c) {
-        t = builder.add("add", input, t, fm::add_params(0.05, 0.05, 0.05), quant,
+        t = builder.add("add", input, t, int8::add_params(0.05, 0.05, 0.05), quant,
                         fm::Activation::None);
       }
       break;

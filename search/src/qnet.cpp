@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-#include "udc/npu_sim/int_arith.hpp"
+#include "udc/int8/fixed_point.hpp"
 
 namespace udc::search {
 
@@ -57,9 +57,8 @@ void requantize_loop(const torch::Tensor& acc, torch::Tensor& out, const std::ve
         const int64_t base = (n * channels + c) * plane;
         for (int64_t i = base; i < base + plane; ++i) {
           // Accumulators are exact integers (see kFloatExactLimit): the cast is exact.
-          const int32_t value = npu_sim::multiply_by_quantized_multiplier(
-              int32_t(in[i]) + bias[ci], multiplier[ci], shift[ci]);
-          q[i] = float(std::clamp(value + zero_point, clamp_min, clamp_max));
+          q[i] = float(int8::requantize(int32_t(in[i]) + bias[ci], multiplier[ci], shift[ci],
+                                        zero_point, clamp_min, clamp_max));
         }
       }
     }
@@ -83,20 +82,15 @@ torch::Tensor requantize(const torch::Tensor& accumulators, const std::vector<in
 }
 
 torch::Tensor add_integers(const torch::Tensor& a, int32_t za, const torch::Tensor& b, int32_t zb,
-                           const fm::AddParams& p, int32_t zero_point) {
+                           const int8::AddParams& p, int32_t zero_point) {
   const torch::Tensor ca = a.to(torch::kFloat).contiguous(), cb = b.to(torch::kFloat).contiguous();
   torch::Tensor out = torch::empty(ca.sizes(), torch::kFloat);
   const float *pa = ca.data_ptr<float>(), *pb = cb.data_ptr<float>();
   float* q = out.data_ptr<float>();
   at::parallel_for(0, ca.numel(), 4096, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const int32_t sa = npu_sim::multiply_by_quantized_multiplier(
-          (int32_t(pa[i]) - za) * (1 << p.left_shift), p.input1_multiplier, p.input1_shift);
-      const int32_t sb = npu_sim::multiply_by_quantized_multiplier(
-          (int32_t(pb[i]) - zb) * (1 << p.left_shift), p.input2_multiplier, p.input2_shift);
-      const int32_t sum =
-          npu_sim::multiply_by_quantized_multiplier(sa + sb, p.output_multiplier, p.output_shift);
-      q[i] = float(std::clamp(sum + zero_point, -128, 127));
+      q[i] = float(
+          int8::add(int32_t(pa[i]), za, int32_t(pb[i]), zb, p, zero_point, int8::kMin, int8::kMax));
     }
   });
   return out;
@@ -325,7 +319,7 @@ LayerIntegers QWeighted::integers(ActQuant input) const {
     double real = accumulator_scale / double(li.out.scale);
     // Below 2^-32 a channel contributes nothing representable.
     if (real < std::ldexp(1.0, -32)) real = 0.0;
-    const auto [m, s] = fm::quantize_multiplier(real);
+    const auto [m, s] = int8::quantize_multiplier(real);
     li.multiplier.push_back(m);
     li.shift.push_back(s);
   }
@@ -524,7 +518,7 @@ QTensor QInvertedResidual::forward(const QTensor& input, const ForwardContext& c
   // TFLite int8 ADD.
   torch::NoGradGuard no_grad;
   const ActQuant out = sum_range_->quant();
-  const fm::AddParams p = fm::add_params(input.quant.scale, h.quant.scale, out.scale);
+  const int8::AddParams p = int8::add_params(input.quant.scale, h.quant.scale, out.scale);
   const torch::Tensor q =
       add_integers(recover_integers(input.x.detach(), input.quant), input.quant.zero_point,
                    recover_integers(h.x.detach(), h.quant), h.quant.zero_point, p, out.zero_point);
@@ -539,7 +533,7 @@ ExportedTensor QInvertedResidual::export_to(fm::ModelBuilder& builder,
   h = project_->export_to(builder, depthwise_->export_to(builder, h));
   if (!residual_) return h;
   const ActQuant out = sum_range_->quant();
-  const fm::AddParams p = fm::add_params(input.quant.scale, h.quant.scale, out.scale);
+  const int8::AddParams p = int8::add_params(input.quant.scale, h.quant.scale, out.scale);
   return {builder.add(name_ + "_add", input.index, h.index, p, {out.scale, out.zero_point},
                       fm::Activation::None),
           out};

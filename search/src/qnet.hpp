@@ -39,13 +39,13 @@ torch::Tensor straight_through(const torch::Tensor& differentiable, const torch:
 /// Output integers of a weighted layer: clamp(zero_point + MultiplyByQuantizedMultiplier(
 /// acc + bias[c], multiplier[c], shift[c])) for accumulators `accumulators` (integer values
 /// in a float or double tensor, channel dimension 1). Runs the specification itself
-/// (npu_sim/int_arith.hpp) over the elements, in parallel over the batch.
+/// (int8/include/udc/int8/fixed_point.hpp) over the elements, in parallel over the batch.
 torch::Tensor requantize(const torch::Tensor& accumulators, const std::vector<int32_t>& bias,
                          const std::vector<int32_t>& multiplier, const std::vector<int32_t>& shift,
                          int32_t zero_point, int32_t clamp_min, int32_t clamp_max);
 /// TFLite int8 ADD of integer tensors `a` and `b` (float dtype) with zero points za, zb.
 torch::Tensor add_integers(const torch::Tensor& a, int32_t za, const torch::Tensor& b, int32_t zb,
-                           const firmware_model::AddParams& params, int32_t zero_point);
+                           const int8::AddParams& params, int32_t zero_point);
 /// sum / count rounded half away from zero, as the integer average pool (int64 in and out).
 torch::Tensor rounded_average(const torch::Tensor& sum, int64_t count);
 

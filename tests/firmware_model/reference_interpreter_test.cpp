@@ -115,7 +115,7 @@ TEST(ReferenceInterpreter, AddAndPoolingMatchScalarReference) {
     const Padding padding = rng() % 2 ? Padding::Same : Padding::Valid;
     const ModelBuilder::Quant out{0.07f, int32_t(rng() % 61) - 30};
     const int32_t sum =
-        b.add("add", x, x2, add_params(b.tensor(x).scale, b.tensor(x2).scale, out.scale), out,
+        b.add("add", x, x2, int8::add_params(b.tensor(x).scale, b.tensor(x2).scale, out.scale), out,
               Activation(rng() % 3));
     const int32_t mp = b.max_pool("max", x, k, stride, padding);
     const int32_t ap = b.avg_pool("avg", x, k, stride, padding);
@@ -168,21 +168,6 @@ TEST(ReferenceInterpreter, DepthToSpaceAndReshapeMoveBytesAsSpecified) {
   EXPECT_EQ(out, expected);
   EXPECT_THROW(run_reference(m, {TensorValues(15)}), std::invalid_argument);
   EXPECT_THROW(run_reference(m, {}), std::invalid_argument);
-}
-
-TEST(Quantization, MultiplierRoundTripsWithinOneStep) {
-  std::mt19937 rng(1);
-  for (int i = 0; i < 1000; ++i) {
-    const double real =
-        std::ldexp(std::uniform_real_distribution<double>(0.5, 1.0)(rng), int(rng() % 40) - 30);
-    const auto [m, shift] = quantize_multiplier(real);
-    EXPECT_GE(m, 1 << 30);
-    const double back = double(m) * std::ldexp(1.0, shift - 31);
-    EXPECT_NEAR(back / real, 1.0, 1e-9);
-  }
-  EXPECT_EQ(quantize_multiplier(0.0), std::make_pair(0, 0));
-  EXPECT_THROW(quantize_multiplier(-1.0), std::invalid_argument);
-  EXPECT_THROW(quantize_multiplier(std::ldexp(1.0, 40)), std::invalid_argument);
 }
 
 }  // namespace

@@ -215,7 +215,7 @@ TEST(NpuFunctional, AddMatchesScalarReference) {
     c.output_zero_point = p.out_zp;
     c.activation_min = p.act_min;
     c.activation_max = p.act_max;
-    c.add = AddScaling{p.m1, p.m2, p.mo, p.s1, p.s2, p.so, p.left_shift};
+    c.add = int8::AddParams{p.m1, p.s1, p.m2, p.s2, p.mo, p.so, p.left_shift};
     place_input(stream, kIfmAddress, a);
     place_input(stream, kIfm2Address, b);
     stream.commands.push_back(c);

@@ -1,5 +1,5 @@
 // The quantisation-aware network: its integer helpers against the specification
-// (npu_sim/int_arith.hpp, the interpreter's pooling), exact masks, and the central claim:
+// (int8/include/udc/int8/fixed_point.hpp, the interpreter's pooling), exact masks, and the central claim:
 // the exported .udcm model gives, on the reference interpreter and on the simulator, the
 // same integers as LibTorch's quantised forward pass, for several architectures and
 // bitwidths.

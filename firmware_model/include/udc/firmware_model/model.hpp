@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "udc/int8/fixed_point.hpp"
+
 namespace udc::firmware_model {
 
 /// Height, width, channels [elements].
@@ -45,15 +47,6 @@ enum class Padding : uint8_t { Valid = 0, Same = 1 };  ///< TFLite semantics
 enum class Activation : uint8_t { None = 0, Relu = 1, Relu6 = 2 };
 const char* activation_name(Activation activation);
 
-/// Requantisation of Add (TFLite int8 ADD): both inputs are shifted left by left_shift,
-/// scaled to a common scale, summed and scaled to the output.
-struct AddParams {
-  int32_t input1_multiplier = 1 << 30, input1_shift = 0;  ///< shift <= 0: right
-  int32_t input2_multiplier = 1 << 30, input2_shift = 0;
-  int32_t output_multiplier = 1 << 30, output_shift = 0;
-  int32_t left_shift = 20;  ///< 0..20 [bits]
-};
-
 /// One operation. Fields not used by a type keep their defaults.
 struct Operation {
   OpType type = OpType::Conv2d;
@@ -74,7 +67,7 @@ struct Operation {
   uint32_t weight_bits = 8;  ///< 2..8
   /// Per output channel: out = clamp(zp_out + mbqm(acc + bias, multiplier, shift)).
   std::vector<int32_t> bias, multiplier, shift;  ///< shift > 0: left; -31..30
-  AddParams add;
+  int8::AddParams add;
 
   uint64_t weight_count() const { return weights.size(); }
   uint64_t nonzero_weights() const;
@@ -108,13 +101,6 @@ uint64_t op_macs(const Model& model, const Operation& op);
 std::pair<int32_t, int32_t> activation_range(Activation activation, float scale,
                                              int32_t zero_point);
 
-/// A real multiplier as TFLite's fixed-point pair: real = multiplier * 2^shift / 2^31,
-/// multiplier in [2^30, 2^31) (0 for real = 0), shift in -31..30. Throws
-/// std::invalid_argument for negative, non-finite or out-of-range values.
-std::pair<int32_t, int32_t> quantize_multiplier(double real);
-/// TFLite's int8 ADD parameters for input scales s1, s2 and output scale s_out.
-AddParams add_params(double s1, double s2, double s_out);
-
 /// Builds models with consistent shapes; used by tests, the exporter and generators.
 /// Every add_* returns the output tensor's index. Weights and requantisation are passed
 /// in; shapes, padding and clamps are derived.
@@ -141,8 +127,8 @@ class ModelBuilder {
   int32_t fully_connected(const std::string& name, int32_t input, uint32_t outputs,
                           std::vector<int8_t> weights, uint32_t weight_bits, Requant requant,
                           Quant out, Activation activation);
-  int32_t add(const std::string& name, int32_t a, int32_t b, const AddParams& params, Quant out,
-              Activation activation);
+  int32_t add(const std::string& name, int32_t a, int32_t b, const int8::AddParams& params,
+              Quant out, Activation activation);
   int32_t max_pool(const std::string& name, int32_t input, uint32_t kernel, uint32_t stride,
                    Padding padding);
   int32_t avg_pool(const std::string& name, int32_t input, uint32_t kernel, uint32_t stride,

@@ -1,6 +1,6 @@
 // The golden model: straightforward integer execution of a Model, written apart from the
 // simulator's kernels. It shares only the specification of the rounding helpers
-// (npu_sim/int_arith.hpp, DESIGN.md section 4).
+// (int8/include/udc/int8/fixed_point.hpp, DESIGN.md section 4).
 #pragma once
 
 #include <cstdint>

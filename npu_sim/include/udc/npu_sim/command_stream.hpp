@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "udc/int8/fixed_point.hpp"
+
 namespace udc::npu_sim {
 
 /// The memories a command can address.
@@ -44,13 +46,6 @@ enum class CommandKind : uint8_t {
 const char* command_name(CommandKind kind);
 bool has_weights(CommandKind kind);
 
-/// Per-input requantisation of the elementwise add (TFLite int8 ADD).
-struct AddScaling {
-  int32_t input1_multiplier = 1 << 30, input2_multiplier = 1 << 30, output_multiplier = 1 << 30;
-  int32_t input1_shift = 0, input2_shift = 0, output_shift = 0;  ///< <= 0: right shifts
-  int32_t left_shift = 20;  ///< headroom applied to both inputs before scaling [bits]
-};
-
 /// One weight stream: the encoded weights of one output-depth block.
 struct WeightStreamRef {
   uint64_t address = 0;  ///< byte address in the op's weight memory
@@ -83,7 +78,7 @@ struct Command {
   int32_t input2_zero_point = 0;  ///< Add only
   int32_t output_zero_point = 0;
   int32_t activation_min = -128, activation_max = 127;  ///< fused clamp (ReLU/ReLU6)
-  AddScaling add;
+  int8::AddParams add;  ///< Add only: requantisation of both inputs and the output
   /// Output channels per block. Weight-carrying ops have one weight stream and one
   /// scale record per channel for each block, in order; blocks pipeline through the
   /// decoders, the MAC array and the output unit.
