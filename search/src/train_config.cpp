@@ -168,9 +168,8 @@ void read_phase(YamlSection phase, PhaseSpec& spec) {
 
 DataSpec read_data_spec(YamlSection data) {
   DataSpec d;
-  d.set = data.choice("set", d.set, {"fashion-mnist", "cifar100", "image-folder"});
-  d.dir = resolve_path(data.file(),
-                       data.string("dir", d.set == "fashion-mnist" ? data::kFashionMnistDir : ""));
+  d.set = data.choice("set", d.set, data::dataset_names());
+  d.dir = resolve_path(data.file(), data.string("dir", data::dataset_kind(d.set).default_dir));
   if (d.dir.empty()) data.fail("dir", "missing (required for " + d.set + ")");
   d.image_side = uint32_t(data.integer("image_side", d.image_side, 4, 1024));
   d.train_subset = size_t(data.integer("train_subset", 0, 0, int64_t{1} << 40));
@@ -236,14 +235,8 @@ TrainConfig load_train_config(const std::string& path) {
 }
 
 data::ImageDataset load_data(const DataSpec& spec, data::Split split) {
-  data::ImageDataset set;
-  if (spec.set == "fashion-mnist") {
-    set = data::load_fashion_mnist(spec.dir, split);
-  } else if (spec.set == "cifar100") {
-    set = data::load_cifar100(spec.dir, split);
-  } else {
-    set = data::load_image_folder(spec.dir, split, spec.image_side, 3);
-  }
+  data::ImageDataset set =
+      data::load_dataset({spec.set, spec.dir, spec.image_side, /*channels=*/3}, split);
   set.truncate(split == data::Split::Train ? spec.train_subset : spec.test_subset);
   return set;
 }

@@ -149,6 +149,19 @@ TEST(FashionMnist, DebianPackageTestSet) {
   for (int count : per_class) EXPECT_EQ(count, 1000);
 }
 
+// The registry dispatches by name to the same loaders, with the set's default folder.
+TEST(DatasetRegistry, NamesDispatchToTheLoaders) {
+  EXPECT_EQ(dataset_names(),
+            (std::vector<std::string>{"fashion-mnist", "cifar100", "image-folder"}));
+  const ImageDataset by_name = load_dataset(DatasetRequest{}, Split::Test);
+  EXPECT_EQ(by_name.labels, load_fashion_mnist(kFashionMnistDir, Split::Test).labels);
+  const std::string unknown = error_of([] { load_dataset({"mnist", "", 32, 3}, Split::Test); });
+  EXPECT_NE(unknown.find("unknown data set 'mnist'"), std::string::npos) << unknown;
+  EXPECT_NE(unknown.find("fashion-mnist, cifar100, image-folder"), std::string::npos) << unknown;
+  const std::string no_dir = error_of([] { load_dataset({"cifar100", "", 32, 3}, Split::Test); });
+  EXPECT_NE(no_dir.find("no default folder"), std::string::npos) << no_dir;
+}
+
 TEST(ImageDataset, SplitOffMovesTheLastImages) {
   ImageDataset set;
   set.name = "toy";

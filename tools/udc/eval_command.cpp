@@ -35,15 +35,8 @@ size_t top1(const std::vector<int8_t>& logits) {
 void run_eval(const EvalArgs& args) {
   const fm::Model model = fm::read_model(args.model);
   const data::Split split = args.split == "train" ? data::Split::Train : data::Split::Test;
-  data::ImageDataset set;
-  if (args.set == "fashion-mnist") {
-    set = data::load_fashion_mnist(args.dir.empty() ? data::kFashionMnistDir : args.dir, split);
-  } else if (args.set == "cifar100") {
-    set = data::load_cifar100(args.dir, split);
-  } else {
-    set = data::load_image_folder(args.dir, split, args.side,
-                                  model.tensors[size_t(model.inputs.at(0))].shape[2]);
-  }
+  data::ImageDataset set = data::load_dataset(
+      {args.set, args.dir, args.side, model.tensors[size_t(model.inputs.at(0))].shape[2]}, split);
   set.truncate(args.limit);
   const fm::TensorInfo& input = model.tensors[size_t(model.inputs.at(0))];
   if (input.shape != fm::Shape{set.height, set.width, set.channels}) {
@@ -128,7 +121,7 @@ void add_eval_command(CLI::App& app) {
       "eval", "Top-1 accuracy of an integer model on a data set (interpreter or simulator)");
   cmd->add_option("model", args->model, "integer model (.udcm)")->required();
   cmd->add_option("--data", args->set, "data set")
-      ->check(CLI::IsMember({"fashion-mnist", "cifar100", "image-folder"}))
+      ->check(CLI::IsMember(data::dataset_names()))
       ->capture_default_str();
   cmd->add_option(
       "--dir", args->dir,

@@ -62,6 +62,33 @@ ImageDataset load_cifar100(const std::string& dir, Split split, bool coarse_labe
 ImageDataset load_image_folder(const std::string& dir, Split split, uint32_t side,
                                uint32_t channels);
 
+/// Which labelled image set to read, as configs and the CLI name it.
+struct DatasetRequest {
+  std::string set = "fashion-mnist";  ///< a name of dataset_registry()
+  std::string dir;                    ///< empty: the set's default folder (if it has one)
+  uint32_t image_side = 32;           ///< image-folder: images resized to side x side [pixels]
+  uint32_t channels = 3;              ///< image-folder: 1 or 3
+};
+
+/// One readable image-classification set: its name, the folder its Debian package
+/// installs (empty: none, a folder must be named) and its loader.
+struct DatasetKind {
+  const char* name;
+  const char* default_dir;
+  ImageDataset (*load)(const DatasetRequest& request, const std::string& dir, Split split);
+  const char* help;
+};
+/// Every set udc can read, in the order shown in help and errors. Adding a set is one
+/// entry here (dataset.cpp) and its loader.
+const std::vector<DatasetKind>& dataset_registry();
+/// The registry's names, for CLI checks and config choices.
+std::vector<std::string> dataset_names();
+/// The registry's entry for `set`; throws DataError listing the known names.
+const DatasetKind& dataset_kind(const std::string& set);
+/// Reads a split of the requested set (`dir`, else the set's default folder); throws
+/// DataError when the set is unknown, no folder is known, or the files are bad.
+ImageDataset load_dataset(const DatasetRequest& request, Split split);
+
 /// One 8-bit image, HWC.
 struct Image {
   uint32_t height = 0, width = 0, channels = 0;

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "udc/common/file_io.hpp"
 
@@ -361,6 +362,50 @@ SuperResolutionSet load_div2k(const std::string& dir, uint32_t scale, uint32_t c
     set.high.push_back(std::move(high));
   }
   return set;
+}
+
+const std::vector<DatasetKind>& dataset_registry() {
+  static const std::vector<DatasetKind> kinds{
+      {"fashion-mnist", kFashionMnistDir,
+       [](const DatasetRequest&, const std::string& dir, Split split) {
+         return load_fashion_mnist(dir, split);
+       },
+       "Fashion-MNIST IDX files (28x28x1, 10 classes)"},
+      {"cifar100", "",
+       [](const DatasetRequest&, const std::string& dir, Split split) {
+         return load_cifar100(dir, split);
+       },
+       "CIFAR-100 binary version (32x32x3, 100 fine classes)"},
+      {"image-folder", "",
+       [](const DatasetRequest& request, const std::string& dir, Split split) {
+         return load_image_folder(dir, split, request.image_side, request.channels);
+       },
+       "one folder per class of PNG/JPEG images, resized to image_side"},
+  };
+  return kinds;
+}
+
+std::vector<std::string> dataset_names() {
+  std::vector<std::string> names;
+  for (const DatasetKind& kind : dataset_registry()) names.emplace_back(kind.name);
+  return names;
+}
+
+const DatasetKind& dataset_kind(const std::string& set) {
+  for (const DatasetKind& kind : dataset_registry()) {
+    if (set == kind.name) return kind;
+  }
+  throw DataError(fmt::format("unknown data set '{}' (expected one of: {})", set,
+                              fmt::join(dataset_names(), ", ")));
+}
+
+ImageDataset load_dataset(const DatasetRequest& request, Split split) {
+  const DatasetKind& kind = dataset_kind(request.set);
+  const std::string dir = request.dir.empty() ? std::string(kind.default_dir) : request.dir;
+  if (dir.empty()) {
+    throw DataError(fmt::format("data set '{}' has no default folder: name its dir", kind.name));
+  }
+  return kind.load(request, dir, split);
 }
 
 }  // namespace udc::data
