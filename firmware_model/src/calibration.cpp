@@ -259,7 +259,7 @@ std::vector<CalibrationRow> run_calibration(const CalibrationSet& set,
       row.udc_cycles = run.job.total_cycles;
       if (details) {
         for (const npu_sim::Command& c : compiled.compiled.stream.commands) {
-          if (c.kind == npu_sim::CommandKind::Dma || c.kind == npu_sim::CommandKind::WaitDma) {
+          if (!npu_sim::traits(c.kind).kernel) {
             row.details +=
                 fmt::format("  {} {} bytes\n", npu_sim::command_name(c.kind), c.dma_bytes);
             continue;

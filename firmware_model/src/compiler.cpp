@@ -378,9 +378,9 @@ Command kernel_command(const Model& model, const MemoryPlan& plan, const Operati
   c.output_zero_point = out.zero_point;
   c.activation_min = op.activation_min;
   c.activation_max = op.activation_max;
-  const bool windowed = op.type == OpType::Conv2d || op.type == OpType::DepthwiseConv2d ||
-                        op.type == OpType::MaxPool || op.type == OpType::AvgPool;
-  if (windowed) {
+  const OpTraits& op_traits = traits(op.type);
+  c.kind = op_traits.command;
+  if (op_traits.windowed) {
     const WindowAxis y = window_axis(in.shape[0], op.kernel_h, op.stride_h, op.padding);
     const WindowAxis x = window_axis(in.shape[1], op.kernel_w, op.stride_w, op.padding);
     c.kernel_h = op.kernel_h;
@@ -392,37 +392,14 @@ Command kernel_command(const Model& model, const MemoryPlan& plan, const Operati
     c.pad_left = x.pad_before;
     c.pad_right = x.pad_after;
   }
-  switch (op.type) {
-    case OpType::Conv2d:
-      c.kind = CommandKind::Conv2d;
-      break;
-    case OpType::DepthwiseConv2d:
-      c.kind = CommandKind::DepthwiseConv2d;
-      break;
-    case OpType::FullyConnected:
-      c.kind = CommandKind::FullyConnected;
-      break;
-    case OpType::MaxPool:
-      c.kind = CommandKind::MaxPool;
-      break;
-    case OpType::AvgPool:
-      c.kind = CommandKind::AvgPool;
-      break;
-    case OpType::GlobalAvgPool:
-      c.kind = CommandKind::AvgPool;
-      c.kernel_h = in.shape[0];
-      c.kernel_w = in.shape[1];
-      break;
-    case OpType::Add: {
-      c.kind = CommandKind::Add;
-      c.ifm2 = tensor_ref(model, plan, op.inputs[1]);
-      c.input2_zero_point = model.tensors[size_t(op.inputs[1])].zero_point;
-      c.add = op.add;
-      break;
-    }
-    case OpType::Reshape:
-    case OpType::DepthToSpace:
-      break;  // lowered by the caller
+  if (op.type == OpType::GlobalAvgPool) {  // a window over the whole plane
+    c.kernel_h = in.shape[0];
+    c.kernel_w = in.shape[1];
+  }
+  if (npu_sim::traits(c.kind).second_input) {
+    c.ifm2 = tensor_ref(model, plan, op.inputs[1]);
+    c.input2_zero_point = model.tensors[size_t(op.inputs[1])].zero_point;
+    c.add = op.add;
   }
   return c;
 }
@@ -474,9 +451,7 @@ void emit_depth_to_space(const Model& model, const MemoryPlan& plan, const Opera
 /// schedule already bounds what the shared buffer holds, so stripes are cut only on request
 /// (tests use them to exercise partial inputs).
 uint32_t choose_stripe_rows(const Command& c, uint32_t requested) {
-  const bool windowed = c.kind == CommandKind::Conv2d || c.kind == CommandKind::DepthwiseConv2d ||
-                        c.kind == CommandKind::MaxPool || c.kind == CommandKind::AvgPool;
-  if (!windowed || requested == 0) return 0;
+  if (!npu_sim::traits(c.kind).windowed || requested == 0) return 0;
   return requested < c.ofm.shape[0] ? requested : 0;
 }
 
@@ -554,7 +529,7 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
   std::vector<Command> shaped(model.operations.size());
   for (size_t i = 0; i < model.operations.size(); ++i) {
     const Operation& op = model.operations[i];
-    if (op.type == OpType::Reshape || op.type == OpType::DepthToSpace) continue;
+    if (!traits(op.type).lowers_to_command) continue;
     Command& probe = shaped[i];
     probe = kernel_command(model, plan, op);
     blocks[i] = npu_sim::choose_ofm_block(probe, config, options.ofm_block_depth);

@@ -12,34 +12,15 @@
 
 namespace udc::firmware_model {
 
-const char* op_type_name(OpType type) {
-  switch (type) {
-    case OpType::Conv2d:
-      return "conv2d";
-    case OpType::DepthwiseConv2d:
-      return "depthwise_conv2d";
-    case OpType::FullyConnected:
-      return "fully_connected";
-    case OpType::Add:
-      return "add";
-    case OpType::MaxPool:
-      return "max_pool";
-    case OpType::AvgPool:
-      return "avg_pool";
-    case OpType::GlobalAvgPool:
-      return "global_avg_pool";
-    case OpType::Reshape:
-      return "reshape";
-    case OpType::DepthToSpace:
-      return "depth_to_space";
+namespace {
+constexpr bool traits_in_type_order() {
+  for (size_t t = 0; t < kOpTraits.size(); ++t) {
+    if (static_cast<size_t>(kOpTraits[t].type) != t + 1) return false;
   }
-  return "unknown";
+  return true;
 }
-
-bool has_weights(OpType type) {
-  return type == OpType::Conv2d || type == OpType::DepthwiseConv2d ||
-         type == OpType::FullyConnected;
-}
+static_assert(traits_in_type_order(), "kOpTraits must list the types in .udcm order from 1");
+}  // namespace
 
 const char* activation_name(Activation activation) {
   switch (activation) {
@@ -184,7 +165,7 @@ std::string check_accumulator(const Model& model, const Operation& op) {
 }
 
 std::string check_operation(const Model& model, const Operation& op) {
-  const size_t wanted_inputs = op.type == OpType::Add ? 2 : 1;
+  const size_t wanted_inputs = traits(op.type).inputs;
   if (op.inputs.size() != wanted_inputs) {
     return fmt::format("has {} inputs (expected {})", op.inputs.size(), wanted_inputs);
   }
@@ -195,9 +176,7 @@ std::string check_operation(const Model& model, const Operation& op) {
     return fmt::format("activation clamp [{}, {}] (expected -128 <= min <= max <= 127)",
                        op.activation_min, op.activation_max);
   }
-  const bool windowed = op.type == OpType::Conv2d || op.type == OpType::DepthwiseConv2d ||
-                        op.type == OpType::MaxPool || op.type == OpType::AvgPool;
-  if (windowed) {
+  if (traits(op.type).windowed) {
     if (op.kernel_h < 1 || op.kernel_w < 1 || op.kernel_h > 64 || op.kernel_w > 64) {
       return fmt::format("kernel {}x{} (expected 1..64)", op.kernel_h, op.kernel_w);
     }
@@ -211,10 +190,7 @@ std::string check_operation(const Model& model, const Operation& op) {
                          shape_text(out.shape), shape_text(in.shape), y.out, x.out);
     }
   }
-  const bool same_quant = op.type == OpType::MaxPool || op.type == OpType::AvgPool ||
-                          op.type == OpType::GlobalAvgPool || op.type == OpType::Reshape ||
-                          op.type == OpType::DepthToSpace;
-  if (same_quant && out.zero_point != in.zero_point) {
+  if (traits(op.type).keeps_quantization && out.zero_point != in.zero_point) {
     return fmt::format("output zero point {} differs from the input's {}", out.zero_point,
                        in.zero_point);
   }

@@ -181,9 +181,9 @@ Model read_payload(Reader& r) {
   for (Operation& op : model.operations) {
     const size_t at = r.position();
     const uint8_t type = r.u8("operation type");
-    if (type < uint8_t(OpType::Conv2d) || type > uint8_t(OpType::DepthToSpace)) {
-      throw std::runtime_error(fmt::format("offset {}: unknown operation type {} (expected 1..9)",
-                                           kModelHeaderBytes + at, type));
+    if (!is_op_type(type)) {
+      throw std::runtime_error(fmt::format("offset {}: unknown operation type {} (expected 1..{})",
+                                           kModelHeaderBytes + at, type, kOpTraits.size()));
     }
     op.type = OpType(type);
     op.name = r.str("operation name length");

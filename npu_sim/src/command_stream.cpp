@@ -18,32 +18,15 @@ const char* memory_name(MemoryId id) {
   return id == MemoryId::Sram ? "sram" : "offchip";
 }
 
-const char* command_name(CommandKind kind) {
-  switch (kind) {
-    case CommandKind::Dma:
-      return "dma";
-    case CommandKind::WaitDma:
-      return "wait_dma";
-    case CommandKind::Conv2d:
-      return "conv2d";
-    case CommandKind::DepthwiseConv2d:
-      return "depthwise_conv2d";
-    case CommandKind::FullyConnected:
-      return "fully_connected";
-    case CommandKind::Add:
-      return "add";
-    case CommandKind::MaxPool:
-      return "max_pool";
-    case CommandKind::AvgPool:
-      return "avg_pool";
+namespace {
+constexpr bool traits_in_kind_order() {
+  for (size_t k = 0; k < kCommandTraits.size(); ++k) {
+    if (static_cast<size_t>(kCommandTraits[k].kind) != k) return false;
   }
-  return "?";
+  return true;
 }
-
-bool has_weights(CommandKind kind) {
-  return kind == CommandKind::Conv2d || kind == CommandKind::DepthwiseConv2d ||
-         kind == CommandKind::FullyConnected;
-}
+static_assert(traits_in_kind_order(), "kCommandTraits must list the kinds in enum order");
+}  // namespace
 
 uint64_t TensorRef::end_address() const {
   if (elements() == 0) return address;
@@ -185,12 +168,12 @@ json tensor_to(const TensorRef& t) {
 }
 
 CommandKind kind_from(const json& value, const Where& where) {
-  for (int k = 0; k <= static_cast<int>(CommandKind::AvgPool); ++k) {
-    if (value == command_name(static_cast<CommandKind>(k))) return static_cast<CommandKind>(k);
+  std::string names;
+  for (const CommandTraits& t : kCommandTraits) {
+    if (value == t.name) return t.kind;
+    names += (names.empty() ? "" : ", ") + std::string(t.name);
   }
-  where.fail("op", "unknown operation " + value.dump() +
-                       " (expected dma, wait_dma, conv2d, depthwise_conv2d, fully_connected, "
-                       "add, max_pool or avg_pool)");
+  where.fail("op", "unknown operation " + value.dump() + " (expected one of: " + names + ")");
 }
 
 Command command_from(const json& j, const Where& outer) {
@@ -222,7 +205,7 @@ Command command_from(const json& j, const Where& outer) {
              where);
   c.ifm = tensor_from(member(j, "ifm", where), "ifm", where);
   c.ofm = tensor_from(member(j, "ofm", where), "ofm", where);
-  if (c.kind == CommandKind::Add) c.ifm2 = tensor_from(member(j, "ifm2", where), "ifm2", where);
+  if (traits(c.kind).second_input) c.ifm2 = tensor_from(member(j, "ifm2", where), "ifm2", where);
   auto pair = [&](const char* key, uint32_t& a, uint32_t& b) {
     auto it = j.find(key);
     if (it == j.end()) return;
@@ -305,13 +288,13 @@ json command_to(const Command& c) {
     return j;
   }
   j["ifm"] = tensor_to(c.ifm);
-  if (c.kind == CommandKind::Add) j["ifm2"] = tensor_to(c.ifm2);
+  if (traits(c.kind).second_input) j["ifm2"] = tensor_to(c.ifm2);
   j["ofm"] = tensor_to(c.ofm);
   j["kernel"] = {c.kernel_h, c.kernel_w};
   j["stride"] = {c.stride_h, c.stride_w};
   j["padding"] = {c.pad_top, c.pad_bottom, c.pad_left, c.pad_right};
   j["input_zero_point"] = c.input_zero_point;
-  if (c.kind == CommandKind::Add) j["input2_zero_point"] = c.input2_zero_point;
+  if (traits(c.kind).second_input) j["input2_zero_point"] = c.input2_zero_point;
   j["output_zero_point"] = c.output_zero_point;
   j["activation"] = {c.activation_min, c.activation_max};
   j["ofm_block_depth"] = c.ofm_block_depth;
@@ -552,9 +535,7 @@ std::string validate(const CommandStream& stream) {
       return where + "zero points must be in -128..127";
     }
     if (c.ofm_block_depth == 0) return where + "ofm_block_depth must be at least 1";
-    const bool windowed = c.kind == CommandKind::Conv2d || c.kind == CommandKind::DepthwiseConv2d ||
-                          c.kind == CommandKind::MaxPool || c.kind == CommandKind::AvgPool;
-    if (windowed) {
+    if (traits(c.kind).windowed) {
       const int64_t padded_h = int64_t{c.ifm.shape[0]} + c.pad_top + c.pad_bottom;
       const int64_t padded_w = int64_t{c.ifm.shape[1]} + c.pad_left + c.pad_right;
       if (padded_h < c.kernel_h || padded_w < c.kernel_w) {

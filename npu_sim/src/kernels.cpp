@@ -26,8 +26,7 @@ inline int32_t dot(const int16_t* a, const int16_t* b, uint32_t n) {
 KernelContext::KernelContext(const Command& command, const MemoryArrays& memories)
     : command_(command), memories_(memories) {
   const Command& c = command_;
-  if (c.kind == CommandKind::Conv2d || c.kind == CommandKind::DepthwiseConv2d ||
-      c.kind == CommandKind::FullyConnected) {
+  if (traits(c.kind).weights) {
     const uint32_t h = c.ifm.shape[0], w = c.ifm.shape[1], ch = c.ifm.shape[2];
     const bool fc = c.kind == CommandKind::FullyConnected;
     padded_h_ = h + (fc ? 0 : c.pad_top + c.pad_bottom);

@@ -246,7 +246,7 @@ std::vector<CommandRange> command_ranges(const Command& c) {
   if (c.kind == CommandKind::WaitDma) return ranges;
   tensor(c.ifm, "ifm");
   tensor(c.ofm, "ofm");
-  if (c.kind == CommandKind::Add) tensor(c.ifm2, "ifm2");
+  if (traits(c.kind).second_input) tensor(c.ifm2, "ifm2");
   if (has_weights(c.kind)) {
     for (size_t b = 0; b < c.weight_streams.size(); ++b) {
       ranges.push_back({c.weight_memory, c.weight_streams[b].address, c.weight_streams[b].bytes,
@@ -482,7 +482,7 @@ void NpuModel::input_thread() {
         return transfer(input.memory, access, access.bytes(), false, index) + latency;
       };
       double end = fetch(c.ifm);
-      if (c.kind == CommandKind::Add) end = std::max(end, fetch(c.ifm2));
+      if (traits(c.kind).second_input) end = std::max(end, fetch(c.ifm2));
       wait_until(end);
       trace_block("input unit", block, start, now_cycles(), index);
       ++op_.inputs_fetched;

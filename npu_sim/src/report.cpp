@@ -34,8 +34,7 @@ std::string format_table(const JobReport& r) {
         c.index, command_name(c.kind), c.start_cycle, c.cycles(), c.compute_cycles,
         c.weight_wait_cycles, c.input_wait_cycles, c.output_wait_cycles, c.dma_wait_cycles,
         100 * c.mac_utilisation, c.traffic[0].read_bytes, c.traffic[0].write_bytes,
-        c.traffic[1].read_bytes,
-        c.kind == CommandKind::Dma || c.kind == CommandKind::WaitDma ? "" : c.bottleneck());
+        c.traffic[1].read_bytes, !traits(c.kind).kernel ? "" : c.bottleneck());
   }
   out += fmt::format(
       "total: {:.0f} cycles = {:.4f} ms at {:.0f} MHz ({:.1f} inferences/s); {} MACs, MAC "

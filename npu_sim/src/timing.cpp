@@ -25,14 +25,13 @@ constexpr uint32_t kPartKernelBlockDepth = 16;
 constexpr uint32_t kDepthwisePositions = 4;
 
 bool windowed(CommandKind kind) {
-  return kind == CommandKind::Conv2d || kind == CommandKind::DepthwiseConv2d ||
-         kind == CommandKind::MaxPool || kind == CommandKind::AvgPool;
+  return traits(kind).windowed;
 }
 
 /// Input channels the MAC array reads per output block: all of them for convolutions
 /// and fully connected layers, the block's own otherwise.
 bool reads_every_input_channel(CommandKind kind) {
-  return kind == CommandKind::Conv2d || kind == CommandKind::FullyConnected;
+  return traits(kind).all_input_channels;
 }
 
 /// Cycles per micro-block step: a depth-first step's 32 input channels at the MAC array's

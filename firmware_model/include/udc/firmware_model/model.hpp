@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "udc/int8/fixed_point.hpp"
+#include "udc/npu_sim/command_stream.hpp"
 
 namespace udc::firmware_model {
 
@@ -39,8 +40,50 @@ enum class OpType : uint8_t {
   Reshape = 8,        ///< same bytes, new shape
   DepthToSpace = 9,   ///< block b: out[y*b+i][x*b+j][c] = in[y][x][(i*b+j)*C+c]
 };
-const char* op_type_name(OpType type);
-bool has_weights(OpType type);
+
+/// What an operation type is, said once: its name, and the properties that validation,
+/// the interpreter, the compiler and the summaries dispatch on. A new type is one row
+/// here, its shape rule in validate(), its interpreter kernel and its lowering.
+struct OpTraits {
+  OpType type;
+  const char* name;
+  bool weights;             ///< carries int8 weights and per-channel requantisation
+  bool windowed;            ///< a kernel window with stride and padding
+  uint32_t inputs;          ///< input tensors
+  bool keeps_quantization;  ///< output has the input's scale and zero point
+  /// The NPU command it lowers to; none for data movement that the compiler lays out as
+  /// an alias or an address pattern (Reshape, DepthToSpace).
+  bool lowers_to_command;
+  npu_sim::CommandKind command;
+};
+// clang-format off
+inline constexpr std::array<OpTraits, 9> kOpTraits{{
+    // type                  name                weights window inputs keeps_q command? command
+    {OpType::Conv2d,          "conv2d",           true,  true,  1, false, true,  npu_sim::CommandKind::Conv2d},
+    {OpType::DepthwiseConv2d, "depthwise_conv2d", true,  true,  1, false, true,  npu_sim::CommandKind::DepthwiseConv2d},
+    {OpType::FullyConnected,  "fully_connected",  true,  false, 1, false, true,  npu_sim::CommandKind::FullyConnected},
+    {OpType::Add,             "add",              false, false, 2, false, true,  npu_sim::CommandKind::Add},
+    {OpType::MaxPool,         "max_pool",         false, true,  1, true,  true,  npu_sim::CommandKind::MaxPool},
+    {OpType::AvgPool,         "avg_pool",         false, true,  1, true,  true,  npu_sim::CommandKind::AvgPool},
+    {OpType::GlobalAvgPool,   "global_avg_pool",  false, false, 1, true,  true,  npu_sim::CommandKind::AvgPool},
+    {OpType::Reshape,         "reshape",          false, false, 1, true,  false, npu_sim::CommandKind::Dma},
+    {OpType::DepthToSpace,    "depth_to_space",   false, false, 1, true,  false, npu_sim::CommandKind::Dma},
+}};
+// clang-format on
+/// The traits of a valid type (1..kOpTraits.size(); see is_op_type()).
+constexpr const OpTraits& traits(OpType type) {
+  return kOpTraits[static_cast<size_t>(type) - 1];
+}
+/// Whether a .udcm type byte names an operation type.
+constexpr bool is_op_type(uint8_t value) {
+  return value >= 1 && value <= kOpTraits.size();
+}
+constexpr const char* op_type_name(OpType type) {
+  return traits(type).name;
+}
+constexpr bool has_weights(OpType type) {
+  return traits(type).weights;
+}
 
 enum class Padding : uint8_t { Valid = 0, Same = 1 };  ///< TFLite semantics
 /// Fused activation, for display; the clamp itself is activation_min/max.

@@ -33,6 +33,7 @@ struct TensorRef {
   uint64_t end_address() const;
 };
 
+/// Command kinds. The order is the order of kCommandTraits.
 enum class CommandKind : uint8_t {
   Dma,      ///< copy bytes between memories, asynchronously
   WaitDma,  ///< stall the command processor until at most `max_pending_dma` are in flight
@@ -43,8 +44,41 @@ enum class CommandKind : uint8_t {
   MaxPool,
   AvgPool,
 };
-const char* command_name(CommandKind kind);
-bool has_weights(CommandKind kind);
+
+/// What a command kind is, said once: its name in the stream and the properties that
+/// validation, the kernels, timing and the compiler dispatch on. A new kind is one row
+/// here plus its kernel and its timing.
+struct CommandTraits {
+  CommandKind kind;
+  const char* name;         ///< the stream's "op" (COMMANDS.md)
+  bool kernel;              ///< runs on the MAC array and output unit (not a DMA or a wait)
+  bool weights;             ///< carries weight streams and per-channel scale records
+  bool windowed;            ///< a kernel window with stride and padding
+  bool all_input_channels;  ///< every output channel reads every input channel (else its own)
+  bool second_input;        ///< reads ifm2
+};
+// clang-format off
+inline constexpr std::array<CommandTraits, 8> kCommandTraits{{
+    // kind                         name                kernel weights window all_ic ifm2
+    {CommandKind::Dma,             "dma",              false, false, false, false, false},
+    {CommandKind::WaitDma,         "wait_dma",         false, false, false, false, false},
+    {CommandKind::Conv2d,          "conv2d",           true,  true,  true,  true,  false},
+    {CommandKind::DepthwiseConv2d, "depthwise_conv2d", true,  true,  true,  false, false},
+    {CommandKind::FullyConnected,  "fully_connected",  true,  true,  false, true,  false},
+    {CommandKind::Add,             "add",              true,  false, false, false, true},
+    {CommandKind::MaxPool,         "max_pool",         true,  false, true,  false, false},
+    {CommandKind::AvgPool,         "avg_pool",         true,  false, true,  false, false},
+}};
+// clang-format on
+constexpr const CommandTraits& traits(CommandKind kind) {
+  return kCommandTraits[static_cast<size_t>(kind)];
+}
+constexpr const char* command_name(CommandKind kind) {
+  return traits(kind).name;
+}
+constexpr bool has_weights(CommandKind kind) {
+  return traits(kind).weights;
+}
 
 /// One weight stream: the encoded weights of one output-depth block.
 struct WeightStreamRef {
