@@ -367,6 +367,12 @@ NpuConfig load_npu_config(const std::vector<std::string>& paths) {
   return config;
 }
 
+NpuConfig load_npu_config(const common::ConfigSource& source) {
+  NpuConfig config = source.files.empty() ? NpuConfig{} : load_npu_config(source.files);
+  apply_overrides(config, source.overrides, "--set");
+  return config;
+}
+
 void set_param(NpuConfig& config, const std::string& key, const std::string& value,
                const std::string& origin) {
   set_checked(config, find_param(key, origin), value, origin);

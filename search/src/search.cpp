@@ -261,8 +261,14 @@ std::string train_config_yaml(const TrainConfig& c) {
       t.compress.learning_rate, t.finetune.epochs, t.finetune.learning_rate, t.weight_decay, t.seed,
       t.threads, t.prune_interval, t.ramp_fraction, t.activation_momentum, t.flash_budget_bytes,
       t.holdout_fraction, t.distillation.weight, t.distillation.temperature);
-  y += fmt::format("npu: {}\nverify_images: {}\n", fs::absolute(c.npu_config).string(),
-                   c.verify_images);
+  std::vector<std::string> npu_files;
+  for (const std::string& file : c.npu.files) npu_files.push_back(fs::absolute(file).string());
+  y += npu_files.size() == 1 ? fmt::format("npu: {}\n", npu_files[0])
+                             : fmt::format("npu: [{}]\n", fmt::join(npu_files, ", "));
+  if (!c.npu.overrides.empty()) {
+    y += fmt::format("npu_set: [\"{}\"]\n", fmt::join(c.npu.overrides, "\", \""));
+  }
+  y += fmt::format("verify_images: {}\n", c.verify_images);
   return y;
 }
 
@@ -300,7 +306,8 @@ std::string plot_svg(const SearchConfig& config, const SearchResult& found, std:
 
 }  // namespace
 
-SearchResult run_search(const SearchConfig& config, const SearchOptions& options) {
+SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu,
+                        const SearchOptions& options) {
   std::ostream* log = options.log;
   auto say = [&](const std::string& line) {
     if (log) *log << line << std::endl;
@@ -311,7 +318,6 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   torch::set_num_threads(int(spec.threads));
   torch::manual_seed(spec.seed);
 
-  const npu_sim::NpuConfig npu = npu_sim::load_npu_config(config.npu_config);
   const Limits limits = limits_of(config.budgets, npu.core_clock_hz);
   fs::create_directories(options.output_dir);
   // What a killed run was writing when it died (its checkpoints and outputs are whole).
@@ -748,14 +754,14 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
   };
   hold(Weights, train_config.train.weight_budget_bytes);
   hold(Flash, train_config.train.flash_budget_bytes);
-  train_config.npu_config = config.npu_config;
+  train_config.npu = config.npu;
   train_config.verify_images = config.verify_images;
   common::write_file_atomically((out / "derived.yaml").string(), train_config_yaml(train_config));
   TrainOptions train_options{(out / "finetune").string(), options.restart, log};
   const Clock::time_point finetune_start = Clock::now();
   say("fine-tuning the derived model (" + train_options.output_dir + ")");
-  TrainResult trained =
-      train_network(train_config, train_options, [&](QNet& net) { prepare_derived(choice, net); });
+  TrainResult trained = train_network(train_config, npu, train_options,
+                                      [&](QNet& net) { prepare_derived(choice, net); });
   // Fine-tuning moves the weights and so the compressed size: repair what still exceeds a
   // budget by raising sparsity or lowering bits, with a short fine-tune each time.
   auto measured_of = [](const TrainResult& t) {
@@ -803,7 +809,7 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
     train_config.train.compress.epochs = 1;
     train_config.train.finetune.epochs = 1;
     train_options.output_dir = (out / fmt::format("repair{}", round)).string();
-    trained = train_network(train_config, train_options,
+    trained = train_network(train_config, npu, train_options,
                             [&](QNet& net) { load_exported_network(previous, net); });
     repairs.push_back(
         {{"architecture", supernet->describe(choice)}, {"measured", measured_of(trained)}});
@@ -876,7 +882,7 @@ SearchResult run_search(const SearchConfig& config, const SearchOptions& options
       nlohmann::json::parse(train_report_bytes.begin(), train_report_bytes.end());
   const nlohmann::json report = {{"config", config.file},
                                  {"space", space.name},
-                                 {"npu_config", config.npu_config},
+                                 {"npu_config", config.npu.describe()},
                                  {"test_accuracy", result.test_accuracy},
                                  {"architecture", result.architecture},
                                  {"choices", choice_json(*supernet, choice)},

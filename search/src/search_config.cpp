@@ -163,8 +163,8 @@ SearchConfig load_search_config(const std::string& path) {
   config.data = read_data_spec(root.section("data"));
   read_search(root.section("search"), config.search);
   config.finetune = read_train_spec(root.section("finetune"));
-  config.npu_config = resolve_path(path, root.string("npu", ""));
-  if (config.npu_config.empty()) {
+  config.npu = read_npu_source(root);
+  if (config.npu.files.empty()) {
     root.fail("npu", "missing (required): the NPU configuration whose costs the search uses");
   }
   config.verify_images = uint32_t(root.integer("verify_images", config.verify_images, 0, 1 << 20));

@@ -223,8 +223,8 @@ TrainConfig load_train_config(const std::string& path) {
   read_architecture(root.section("model"), config.architecture);
   config.data = read_data_spec(root.section("data"));
   config.train = read_train_spec(root.section("train"));
-  config.npu_config = resolve_path(path, root.string("npu", ""));
-  if (config.train.has_budget() && config.npu_config.empty()) {
+  config.npu = read_npu_source(root);
+  if (config.train.has_budget() && config.npu.empty()) {
     root.fail("npu",
               "train.weight_budget_bytes and train.flash_budget_bytes are measured as the "
               "compiler lays the model out for an NPU; name its config with npu:");
@@ -232,6 +232,20 @@ TrainConfig load_train_config(const std::string& path) {
   config.verify_images = uint32_t(root.integer("verify_images", config.verify_images, 0, 1 << 20));
   root.finish();
   return config;
+}
+
+common::ConfigSource read_npu_source(YamlSection& root) {
+  common::ConfigSource source;
+  for (const std::string& file : root.strings("npu", {})) {
+    source.files.push_back(resolve_path(root.file(), file));
+  }
+  source.overrides = root.strings("npu_set", {});
+  for (const std::string& assignment : source.overrides) {
+    if (assignment.find('=') == std::string::npos) {
+      root.fail("npu_set", "expected KEY=VALUE, got '" + assignment + "'");
+    }
+  }
+  return source;
 }
 
 data::ImageDataset load_data(const DataSpec& spec, data::Split split) {

@@ -470,22 +470,26 @@ void load_exported_network(const std::string& output_dir, QNet& net) {
 
 // ---------------------------------------------------------------- train
 
-TrainResult train(const TrainConfig& config, const TrainOptions& options) {
-  return train_network(config, options, {});
+TrainResult train(const TrainConfig& config, std::optional<npu_sim::NpuConfig> npu,
+                  const TrainOptions& options) {
+  return train_network(config, std::move(npu), options, {});
 }
 
-TrainResult train_network(const TrainConfig& config, const TrainOptions& options,
-                          const NetInitializer& initialize) {
+std::optional<npu_sim::NpuConfig> configured_npu(const TrainConfig& config) {
+  if (config.npu.empty()) return std::nullopt;
+  return npu_sim::load_npu_config(config.npu);
+}
+
+TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuConfig> npu,
+                          const TrainOptions& options, const NetInitializer& initialize) {
   std::ostream* log = options.log;
   auto say = [&](const std::string& line) {
     if (log) *log << line << std::endl;
   };
   const TrainSpec& spec = config.train;
   const ArchitectureSpec& arch = config.architecture;
-  // The NPU the model is measured on; budgets need one (a config read from a file is
-  // checked when read, one built in code here).
-  std::optional<npu_sim::NpuConfig> npu;
-  if (!config.npu_config.empty()) npu = npu_sim::load_npu_config(config.npu_config);
+  // Budgets need an NPU to measure on (a config read from a file is checked when read, one
+  // built in code here).
   if (spec.has_budget() && !npu) {
     throw std::runtime_error(fmt::format(
         "{}: train.weight_budget_bytes and train.flash_budget_bytes need an NPU (npu:) to "
@@ -855,7 +859,7 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
     measured = fm::measure_model(model, *npu);
     if (!measured->fits()) {
       throw std::runtime_error(fmt::format("{}: the trained model does not fit {}: {}", config.file,
-                                           config.npu_config, measured->does_not_fit->reason));
+                                           config.npu.describe(), measured->does_not_fit->reason));
     }
     compiled = fm::compile(model, *npu).compiled;
     result.weight_bytes = measured->weight_bytes;
@@ -913,7 +917,7 @@ TrainResult train_network(const TrainConfig& config, const TrainOptions& options
     result.sram_bytes = measured->sram_bytes;
     result.cycles = measured->cycles;
     result.milliseconds = measured->milliseconds;
-    hardware = {{"npu_config", config.npu_config},       {"weight_bytes", measured->weight_bytes},
+    hardware = {{"npu_config", config.npu.describe()},   {"weight_bytes", measured->weight_bytes},
                 {"flash_bytes", measured->flash_bytes},  {"sram_peak_bytes", measured->arena_bytes},
                 {"sram_bytes", measured->sram_bytes},    {"cycles", measured->cycles},
                 {"milliseconds", measured->milliseconds}};

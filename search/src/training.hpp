@@ -31,8 +31,8 @@ Evaluation evaluate(QNet& net, const data::ImageDataset& set,
 /// supernet); not called when training resumes from a checkpoint.
 using NetInitializer = std::function<void(QNet&)>;
 /// train() with an initializer.
-TrainResult train_network(const TrainConfig& config, const TrainOptions& options,
-                          const NetInitializer& initialize);
+TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuConfig> npu,
+                          const TrainOptions& options, const NetInitializer& initialize);
 
 /// Loads into `net` (of the trained architecture) the network that train_network() wrote
 /// to `output_dir` and exported: the kept epoch's when one was chosen on held-out images.

@@ -77,6 +77,15 @@ grep -q "flash_bytes: [0-9]* B measured, budget 64 B" "$work/err.txt"
 test ! -e "$work/over/model.udcm"
 test -f "$work/over/model.over-budget.udcm"
 
+# --npu and --set reach training: the report names the NPU as changed, and a bad key is an
+# error naming it before any training.
+if "$udc" train --config "$work/over.yaml" -o "$work/over_set" --set npu.macs_per_cycle=64 \
+    >/dev/null 2>&1; then exit 1; fi
+grep -q '"npu_config": ".*u55-128-deep-embedded.yaml, set npu.macs_per_cycle=64"' "$work/over_set/report.json"
+if "$udc" train --config "$work/over.yaml" -o "$work/nope" --set npu.nope=1 2>"$work/err.txt"; then exit 1; fi
+grep -q "npu.nope" "$work/err.txt"
+test ! -e "$work/nope/checkpoint.pt"
+
 # Errors: bad config, missing data, wrong data for the model.
 sed 's/bits: 4/bits: 12/' "$work/tiny.yaml" >"$work/bad.yaml"
 if "$udc" train --config "$work/bad.yaml" -o "$work/bad" 2>"$work/err.txt"; then exit 1; fi
@@ -95,6 +104,8 @@ sed -e 's/weight_bytes: 8192/weight_bytes: 16/' "$root/configs/search/fmnist-qui
   >"$work/impossible.yaml"
 if "$udc" search --config "$work/impossible.yaml" -o "$work/impossible" 2>"$work/err.txt"; then exit 1; fi
 grep -q "budget weight_bytes = 16 cannot be met: the cheapest architecture of the search space needs" "$work/err.txt"
+if "$udc" search --config "$work/impossible.yaml" -o "$work/impossible" --set npu.nope=1 2>"$work/err.txt"; then exit 1; fi
+grep -q "npu.nope" "$work/err.txt"
 sed -e 's/ops: \[conv, separable, skip\]/ops: [conv, pool]/' "$work/impossible.yaml" >"$work/badspace.yaml"
 if "$udc" search --config "$work/badspace.yaml" -o "$work/bad" 2>"$work/err.txt"; then exit 1; fi
 grep -q "space.blocks\[2\].ops\[1\]: 'pool' is not an operator" "$work/err.txt"

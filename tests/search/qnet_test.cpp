@@ -1,6 +1,6 @@
 // The quantisation-aware network: its integer helpers against the specification
-// (int8/include/udc/int8/fixed_point.hpp, the interpreter's pooling), exact masks, and the central claim:
-// the exported .udcm model gives, on the reference interpreter and on the simulator, the
+// (int8/include/udc/int8/fixed_point.hpp, the interpreter's pooling), exact masks, and the central
+// claim: the exported .udcm model gives, on the reference interpreter and on the simulator, the
 // same integers as LibTorch's quantised forward pass, for several architectures and
 // bitwidths.
 #include <systemc>
@@ -281,7 +281,7 @@ TrainConfig tiny_config(uint32_t finetune_epochs) {
   config.train.finetune = {finetune_epochs, 3e-4};
   config.train.max_steps_per_epoch = 4;
   config.train.prune_interval = 2;
-  config.npu_config = std::string(UDC_CONFIG_DIR) + "/npu/u55-128-deep-embedded.yaml";
+  config.npu.files = {std::string(UDC_CONFIG_DIR) + "/npu/u55-128-deep-embedded.yaml"};
   config.verify_images = 20;
   return config;
 }
@@ -297,7 +297,7 @@ TEST(Trainer, TrainsExportsVerifiesAndResumesIdentically) {
   // Uninterrupted: 3 epochs.
   TrainOptions options;
   options.output_dir = (root / "full").string();
-  const TrainResult full = train(tiny_config(1), options);
+  const TrainResult full = train(tiny_config(1), configured_npu(tiny_config(1)), options);
   EXPECT_EQ(full.verified_images, 20u);
   EXPECT_EQ(full.history.size(), 3u);
   EXPECT_FALSE(full.resumed);
@@ -310,7 +310,7 @@ TEST(Trainer, TrainsExportsVerifiesAndResumesIdentically) {
   // The bytes reported are the compiler's, measured again here on the written model.
   const fm::Model model = fm::read_model(full.model_path);
   const fm::CompileResult compiled =
-      fm::compile(model, udc::npu_sim::load_npu_config(tiny_config(1).npu_config));
+      fm::compile(model, udc::npu_sim::load_npu_config(tiny_config(1).npu));
   ASSERT_TRUE(compiled.fits());
   uint64_t streams = 0;
   for (const fm::LayerCommands& layer : compiled.compiled.layers)
@@ -321,8 +321,8 @@ TEST(Trainer, TrainsExportsVerifiesAndResumesIdentically) {
 
   // Interrupted after 2 epochs (a run that stops there), then resumed to 3.
   options.output_dir = (root / "resumed").string();
-  train(tiny_config(0), options);
-  const TrainResult resumed = train(tiny_config(1), options);
+  train(tiny_config(0), configured_npu(tiny_config(0)), options);
+  const TrainResult resumed = train(tiny_config(1), configured_npu(tiny_config(1)), options);
   EXPECT_TRUE(resumed.resumed);
   EXPECT_EQ(resumed.first_epoch, 2u);
   EXPECT_EQ(udc::common::read_file(resumed.model_path), udc::common::read_file(full.model_path));
@@ -338,7 +338,7 @@ TEST(Trainer, FlashBudgetHoldsAfterEveryEpochAndSurvivesResume) {
   fs::remove_all(root);
   TrainOptions options;
   options.output_dir = (root / "free").string();
-  const TrainResult free_run = train(tiny_config(1), options);
+  const TrainResult free_run = train(tiny_config(1), configured_npu(tiny_config(1)), options);
   const uint64_t budget = free_run.flash_bytes * 9 / 10;
 
   TrainConfig bounded = tiny_config(1);
@@ -346,7 +346,7 @@ TEST(Trainer, FlashBudgetHoldsAfterEveryEpochAndSurvivesResume) {
   options.output_dir = (root / "bounded").string();
   std::ostringstream log;
   options.log = &log;
-  const TrainResult held = train(bounded, options);
+  const TrainResult held = train(bounded, configured_npu(bounded), options);
   options.log = nullptr;
   // The compress epoch's masks reach their targets at its step 2 (of 4, mask updates every
   // 2 steps, ramp over 70 %): the budget is held there, mid-epoch, and at the epoch's end.
@@ -354,8 +354,7 @@ TEST(Trainer, FlashBudgetHoldsAfterEveryEpochAndSurvivesResume) {
       << log.str();
   // The exported model, compiled independently of the trainer's bookkeeping, fits.
   const fm::Model model = fm::read_model(held.model_path);
-  const fm::CompileResult compiled =
-      fm::compile(model, udc::npu_sim::load_npu_config(bounded.npu_config));
+  const fm::CompileResult compiled = fm::compile(model, udc::npu_sim::load_npu_config(bounded.npu));
   ASSERT_TRUE(compiled.fits());
   EXPECT_LE(compiled.compiled.plan.flash_bytes, budget);
   EXPECT_EQ(held.flash_bytes, compiled.compiled.plan.flash_bytes);
@@ -374,8 +373,8 @@ TEST(Trainer, FlashBudgetHoldsAfterEveryEpochAndSurvivesResume) {
   TrainConfig stopped = tiny_config(0);
   stopped.train.flash_budget_bytes = budget;
   options.output_dir = (root / "resumed").string();
-  train(stopped, options);
-  const TrainResult resumed = train(bounded, options);
+  train(stopped, configured_npu(stopped), options);
+  const TrainResult resumed = train(bounded, configured_npu(bounded), options);
   EXPECT_TRUE(resumed.resumed);
   EXPECT_EQ(udc::common::read_file(resumed.model_path), udc::common::read_file(held.model_path));
   fs::remove_all(root);
@@ -397,7 +396,7 @@ TEST(Trainer, ABudgetThatCannotBeMetLeavesNoModelUdcm) {
   config.train.weight_budget_bytes = 100000;
   TrainOptions options;
   options.output_dir = root.string();
-  const TrainResult result = train(config, options);
+  const TrainResult result = train(config, configured_npu(config), options);
   EXPECT_FALSE(result.within_budgets);
   ASSERT_EQ(result.budget_violations.size(), 1u);
   EXPECT_NE(result.budget_violations[0].find("flash_bytes"), std::string::npos);
@@ -405,10 +404,10 @@ TEST(Trainer, ABudgetThatCannotBeMetLeavesNoModelUdcm) {
   EXPECT_FALSE(fs::exists(root / "model.udcm"));
   EXPECT_EQ(result.model_path, (root / "model.over-budget.udcm").string());
   const fm::Model model = fm::read_model(result.model_path);
-  EXPECT_EQ(fm::measure_model(model, udc::npu_sim::load_npu_config(config.npu_config),
-                              {/*simulate=*/false})
-                .flash_bytes,
-            result.flash_bytes);
+  EXPECT_EQ(
+      fm::measure_model(model, udc::npu_sim::load_npu_config(config.npu), {/*simulate=*/false})
+          .flash_bytes,
+      result.flash_bytes);
   const auto report = nlohmann::json::parse(udc::common::read_file(result.report_path));
   EXPECT_FALSE(report["budgets"]["within"].get<bool>());
   fs::remove_all(root);
@@ -448,12 +447,12 @@ TEST(Trainer, DistillsFromTheWarmupNetworkAndResumesWithIt) {
   fs::remove_all(root);
   TrainOptions options;
   options.output_dir = (root / "plain").string();
-  const TrainResult plain = train(tiny_config(1), options);
+  const TrainResult plain = train(tiny_config(1), configured_npu(tiny_config(1)), options);
 
   TrainConfig distilled = tiny_config(1);
   distilled.train.distillation = {0.7, 2.0};
   options.output_dir = (root / "full").string();
-  const TrainResult full = train(distilled, options);
+  const TrainResult full = train(distilled, configured_npu(distilled), options);
   // The float warm-up does not distil: same epoch as without; the quantised ones differ.
   EXPECT_EQ(full.history.at(0).loss, plain.history.at(0).loss);
   EXPECT_NE(full.history.at(1).loss, plain.history.at(1).loss);
@@ -465,8 +464,8 @@ TEST(Trainer, DistillsFromTheWarmupNetworkAndResumesWithIt) {
   TrainConfig stopped = distilled;
   stopped.train.finetune.epochs = 0;
   options.output_dir = (root / "resumed").string();
-  train(stopped, options);
-  const TrainResult resumed = train(distilled, options);
+  train(stopped, configured_npu(stopped), options);
+  const TrainResult resumed = train(distilled, configured_npu(distilled), options);
   EXPECT_TRUE(resumed.resumed);
   EXPECT_EQ(resumed.first_epoch, 2u);
   EXPECT_EQ(udc::common::read_file(resumed.model_path), udc::common::read_file(full.model_path));
@@ -475,7 +474,7 @@ TEST(Trainer, DistillsFromTheWarmupNetworkAndResumesWithIt) {
   options.output_dir = (root / "from_warmup").string();
   fs::create_directories(options.output_dir);
   fs::copy_file(root / "full" / "warmup-checkpoint.pt", root / "from_warmup" / "checkpoint.pt");
-  const TrainResult from_warmup = train(distilled, options);
+  const TrainResult from_warmup = train(distilled, configured_npu(distilled), options);
   EXPECT_TRUE(from_warmup.resumed);
   EXPECT_EQ(from_warmup.first_epoch, 1u);
   EXPECT_EQ(udc::common::read_file(from_warmup.model_path),
@@ -497,11 +496,11 @@ TEST(Trainer, DistillationSwitchedOnPastTheWarmupIsAnError) {
   distilled.train.distillation = {0.7, 2.0};
   TrainOptions options;
   options.output_dir = root.string();
-  train(stopped, options);
+  train(stopped, configured_npu(stopped), options);
   // The checkpoint, past the warm-up, holds no teacher: a clear error, not a teacher made
   // of the quantised network.
   try {
-    train(distilled, options);
+    train(distilled, configured_npu(distilled), options);
     ADD_FAILURE() << "expected an error";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("holds no teacher"), std::string::npos) << e.what();
@@ -521,7 +520,7 @@ TEST(Trainer, ExportsTheEpochBestOnHeldOutImagesAndResumesIt) {
   config.train.finetune.learning_rate = 1e-1;
   TrainOptions options;
   options.output_dir = (root / "full").string();
-  const TrainResult full = train(config, options);
+  const TrainResult full = train(config, configured_npu(config), options);
   ASSERT_EQ(full.history.size(), 5u);
   EXPECT_EQ(full.holdout_images, 128u);
 
@@ -569,8 +568,8 @@ TEST(Trainer, ExportsTheEpochBestOnHeldOutImagesAndResumesIt) {
   TrainConfig stopped = config;
   stopped.train.finetune.epochs = 0;
   options.output_dir = (root / "resumed").string();
-  EXPECT_EQ(train(stopped, options).selected_epoch, 1);
-  const TrainResult resumed = train(config, options);
+  EXPECT_EQ(train(stopped, configured_npu(stopped), options).selected_epoch, 1);
+  const TrainResult resumed = train(config, configured_npu(config), options);
   EXPECT_TRUE(resumed.resumed);
   EXPECT_EQ(resumed.selected_epoch, full.selected_epoch);
   EXPECT_EQ(udc::common::read_file(resumed.model_path), udc::common::read_file(full.model_path));

@@ -39,7 +39,8 @@ TEST(SearchConfig, ShippedPresetsParse) {
   for (const auto& entry : fs::directory_iterator(fs::path(UDC_CONFIG_DIR) / "search")) {
     if (entry.path().extension() != ".yaml") continue;
     const SearchConfig config = load_search_config(entry.path().string());
-    EXPECT_TRUE(fs::exists(config.npu_config)) << config.npu_config;
+    ASSERT_EQ(config.npu.files.size(), 1u);
+    EXPECT_TRUE(fs::exists(config.npu.files[0])) << config.npu.files[0];
     EXPECT_TRUE(config.budgets.any());
     EXPECT_EQ(config.space.blocks.back().ops.front().op, BlockOp::Classifier);
     EXPECT_EQ(config.space.blocks.back().widths, std::vector<uint32_t>{config.space.classes});

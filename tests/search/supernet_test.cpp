@@ -448,7 +448,8 @@ TEST(Search, TinySearchUnderTightBudgetsEndsWithAModelThatFits) {
   fs::remove_all(out);
   SearchOptions options;
   options.output_dir = out.string();
-  const SearchResult result = run_search(config, options);
+  const SearchResult result =
+      run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
   EXPECT_TRUE(result.fits);
   // Independent measurement of the written model: compiler and simulator.
   const fm::Model model = fm::read_model(result.model_path);
@@ -473,7 +474,7 @@ TEST(Search, TinySearchUnderTightBudgetsEndsWithAModelThatFits) {
 
   // A second run resumes from the checkpoints and writes the same model.
   const std::vector<uint8_t> first = udc::common::read_file(result.model_path);
-  const SearchResult again = run_search(config, options);
+  const SearchResult again = run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
   EXPECT_EQ(udc::common::read_file(again.model_path), first);
   fs::remove_all(out);
 }
@@ -485,7 +486,7 @@ TEST(Search, ImpossibleBudgetIsReportedBeforeAnyTraining) {
   SearchOptions options;
   options.output_dir = out.string();
   try {
-    run_search(config, options);
+    run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
     FAIL() << "expected a BudgetError";
   } catch (const BudgetError& e) {
     const std::string what = e.what();

@@ -35,7 +35,8 @@ TEST(TrainConfig, ShippedBaselinesParse) {
   for (const auto& entry : fs::directory_iterator(fs::path(UDC_CONFIG_DIR) / "train")) {
     const TrainConfig config = load_train_config(entry.path().string());
     EXPECT_EQ(config.architecture.layers.back().kind, LayerKind::FullyConnected);
-    EXPECT_TRUE(fs::exists(config.npu_config)) << config.npu_config;
+    ASSERT_EQ(config.npu.files.size(), 1u);
+    EXPECT_TRUE(fs::exists(config.npu.files[0])) << config.npu.files[0];
     ++count;
   }
   EXPECT_GE(count, 4);
@@ -62,8 +63,25 @@ TEST(TrainConfig, DefaultsAndDerivedValues) {
   EXPECT_EQ(config.train.distillation.temperature, 2.0);
   EXPECT_TRUE(config.train.distillation.enabled());
   EXPECT_EQ(config.train.ramp_fraction, TrainSpec{}.ramp_fraction);
-  EXPECT_EQ(config.npu_config, (path.parent_path().parent_path() / "npu/x.yaml").string());
+  EXPECT_EQ(config.npu.files,
+            std::vector<std::string>{(path.parent_path().parent_path() / "npu/x.yaml").string()});
   fs::remove(path);
+}
+
+// npu: takes a list of files (an NPU file then a system file), relative to the config, and
+// npu_set: overrides as --set does.
+TEST(TrainConfig, NpuFilesAndOverrides) {
+  const fs::path path = fs::temp_directory_path() / "udc_cfg_npu.yaml";
+  std::ofstream(path) << kMinimal
+                      << "npu: [a.yaml, /abs/b.yaml]\nnpu_set: [npu.macs_per_cycle=64]\n";
+  const TrainConfig config = load_train_config(path.string());
+  EXPECT_EQ(config.npu.files,
+            (std::vector<std::string>{(path.parent_path() / "a.yaml").string(), "/abs/b.yaml"}));
+  EXPECT_EQ(config.npu.overrides, std::vector<std::string>{"npu.macs_per_cycle=64"});
+  fs::remove(path);
+  EXPECT_NE(error_for(std::string(kMinimal) + "npu: x.yaml\nnpu_set: [macs]\n")
+                .find("npu_set: expected KEY=VALUE, got 'macs'"),
+            std::string::npos);
 }
 
 TEST(TrainConfig, ErrorsNameLineAndKey) {

@@ -24,7 +24,7 @@ struct EvalArgs {
   std::string model, set = "fashion-mnist", dir, split = "test", on = "interpreter";
   size_t limit = 0;
   uint32_t side = 32;
-  NpuOptions npu;
+  common::ConfigSource npu;
 };
 
 /// Index of the largest logit; ties go to the first (as the trainer's argmax).
@@ -55,7 +55,7 @@ void run_eval(const EvalArgs& args) {
   npu_sim::NpuConfig config;
   std::unique_ptr<fm::CompiledModel> compiled;
   if (on_npu) {
-    config = load_config(args.npu);
+    config = npu_sim::load_npu_config(args.npu);
     fm::CompileResult result = fm::compile(model, config);
     if (!result.fits()) {
       throw std::runtime_error(

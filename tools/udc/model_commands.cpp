@@ -132,7 +132,7 @@ void run_model(const ModelFlags& f) {
 
 struct CompileCommandFlags {
   std::string model;
-  NpuOptions npu;
+  common::ConfigSource npu;
   CompileFlags compile;
   std::string output;
   std::string input;
@@ -140,7 +140,7 @@ struct CompileCommandFlags {
 
 void run_compile(const CompileCommandFlags& f) {
   const fm::Model model = fm::read_model(f.model);
-  const npu_sim::NpuConfig config = load_config(f.npu);
+  const npu_sim::NpuConfig config = npu_sim::load_npu_config(f.npu);
   const fm::CompiledModel compiled =
       compile_or_fail(f.model, model, config, compile_options(f.compile));
   fmt::print("{} for {} + {}\n", model.name, config.npu_name, config.system_name);
@@ -159,7 +159,7 @@ void run_compile(const CompileCommandFlags& f) {
 
 struct RunFlags {
   std::string model;
-  NpuOptions npu;
+  common::ConfigSource npu;
   CompileFlags compile;
   std::string input, trace, json, output;
   bool timing_only = false;
@@ -167,7 +167,7 @@ struct RunFlags {
 
 void run_run(const RunFlags& f) {
   const fm::Model model = fm::read_model(f.model);
-  const npu_sim::NpuConfig config = load_config(f.npu);
+  const npu_sim::NpuConfig config = npu_sim::load_npu_config(f.npu);
   const fm::CompiledModel compiled =
       compile_or_fail(f.model, model, config, compile_options(f.compile));
   const std::vector<fm::TensorValues> inputs =
@@ -197,7 +197,7 @@ void run_run(const RunFlags& f) {
 
 struct VerifyFlags {
   std::string model;
-  NpuOptions npu;
+  common::ConfigSource npu;
   CompileFlags compile;
   uint32_t inputs = 3;
   std::string data;
@@ -244,7 +244,7 @@ std::string first_difference(const fm::Model& model, const fm::CompiledModel& co
 
 void run_verify(const VerifyFlags& f) {
   const fm::Model model = fm::read_model(f.model);
-  const npu_sim::NpuConfig config = load_config(f.npu);
+  const npu_sim::NpuConfig config = npu_sim::load_npu_config(f.npu);
   fm::CompileOptions options = compile_options(f.compile);
   const fm::CompiledModel compiled = compile_or_fail(f.model, model, config, options);
   std::vector<std::vector<fm::TensorValues>> cases;

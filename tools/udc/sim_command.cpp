@@ -17,7 +17,7 @@ namespace {
 
 struct SimOptions {
   std::string stream;
-  NpuOptions npu;
+  common::ConfigSource npu;
   bool list_params = false;
   bool timing_only = false;
   std::string json_path, trace_path, outputs_dir;
@@ -45,7 +45,7 @@ void list_params(const npu_sim::NpuConfig& config) {
 }
 
 void run_sim(const SimOptions& options) {
-  const npu_sim::NpuConfig config = load_config(options.npu);
+  const npu_sim::NpuConfig config = npu_sim::load_npu_config(options.npu);
   if (options.list_params) {
     list_params(config);
     return;

@@ -28,7 +28,7 @@ namespace fm = udc::firmware_model;
 
 struct SweepFlags {
   std::string model, space, csv = "sweep.csv", plot = "sweep.svg";
-  NpuOptions npu;
+  common::ConfigSource npu;
   unsigned jobs = 0;
 };
 
@@ -201,9 +201,9 @@ std::string svg_plot(const std::vector<Point>& points, const std::string& title,
 void run_sweep(const SweepFlags& f) {
   const fm::Model model = fm::read_model(f.model);
   const SweepSpace space = read_space(f.space);
-  NpuOptions base = f.npu;
+  common::ConfigSource base = f.npu;
   if (base.files.empty()) base.files = space.base_files;
-  const npu_sim::NpuConfig base_config = load_config(base);
+  const npu_sim::NpuConfig base_config = npu_sim::load_npu_config(base);
   fm::CompileOptions options;
   options.weights = space.weights == "stream"     ? fm::WeightPlacement::Stream
                     : space.weights == "prefetch" ? fm::WeightPlacement::Prefetch

@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "npu_options.hpp"
 #include "udc/common/yaml_section.hpp"
 #include "udc/search/search.hpp"
 #include "udc/search/search_config.hpp"
@@ -22,10 +23,12 @@
 
 namespace {
 
-/// Where a command's options go: the config, the output folder and --restart.
+/// Where a command's options go: the config, the output folder, --restart and the NPU
+/// options (--npu replaces the config's NPU, --set overrides parameters of it).
 struct RunArguments {
   std::string config, output_dir;
   bool restart = false;
+  udc::common::ConfigSource npu;
   /// The output folder: as given, else runs/<config file stem>.
   std::string output() const {
     return output_dir.empty()
@@ -44,6 +47,7 @@ void add_run_command(CLI::App& app, const std::string& name, const std::string& 
   cmd->add_option("--config", args->config, config_help)->required();
   cmd->add_option("-o,--output", args->output_dir, output_help);
   cmd->add_flag("--restart", args->restart, restart_help);
+  udc::tool::add_npu_options(cmd, args->npu);
   cmd->callback([args, run] { run(*args); });
 }
 
@@ -56,12 +60,14 @@ void add_train_command(CLI::App& app) {
       "output folder: model.udcm (model.over-budget.udcm when it breaks a budget), report.json, "
       "checkpoint.pt (default: runs/<config name>)",
       "ignore an existing checkpoint and start over", [](const RunArguments& args) {
-        const udc::search::TrainConfig config = udc::search::load_train_config(args.config);
+        udc::search::TrainConfig config = udc::search::load_train_config(args.config);
+        if (!args.npu.empty()) config.npu = config.npu.overridden_by(args.npu);
         udc::search::TrainOptions options;
         options.output_dir = args.output();
         options.restart = args.restart;
         options.log = &std::cout;
-        const udc::search::TrainResult result = udc::search::train(config, options);
+        const udc::search::TrainResult result =
+            udc::search::train(config, udc::search::configured_npu(config), options);
         if (!result.within_budgets) {
           std::string lines;
           for (const std::string& v : result.budget_violations) lines += "\n  " + v;
@@ -82,12 +88,14 @@ void add_search_command(CLI::App& app) {
       "results folder: model.udcm, report.json, accuracy_vs_size.svg, evolution.csv, "
       "derived.yaml, checkpoints (default: runs/<config name>)",
       "ignore existing checkpoints and start over", [](const RunArguments& args) {
-        const udc::search::SearchConfig config = udc::search::load_search_config(args.config);
+        udc::search::SearchConfig config = udc::search::load_search_config(args.config);
+        config.npu = config.npu.overridden_by(args.npu);
         udc::search::SearchOptions options;
         options.output_dir = args.output();
         options.restart = args.restart;
         options.log = &std::cout;
-        const udc::search::SearchResult result = udc::search::run_search(config, options);
+        const udc::search::SearchResult result =
+            udc::search::run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
         if (!result.fits) throw std::runtime_error("the found model does not meet its budgets");
       });
 }

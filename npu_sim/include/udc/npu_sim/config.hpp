@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "udc/common/config_source.hpp"
+
 namespace udc::npu_sim {
 
 /// Timing and capacity of one memory as the NPU sees it. Cycles are NPU core cycles:
@@ -126,6 +128,9 @@ const std::vector<ParamInfo>& npu_params();
 NpuConfig load_npu_config(const std::string& path);
 /// Loads several files in order onto the defaults (e.g. an NPU file, then a system file).
 NpuConfig load_npu_config(const std::vector<std::string>& paths);
+/// The built-in defaults (Ethos-U55-128 on the deep-embedded system), then the source's
+/// files in order, then its overrides: what --npu and --set select everywhere.
+NpuConfig load_npu_config(const common::ConfigSource& source);
 
 /// Applies `key=value` overrides (dotted keys as in npu_params()); throws on bad input
 /// naming `origin` (e.g. "--set").

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "udc/npu_sim/config.hpp"
 #include "udc/search/search_config.hpp"
 
 namespace udc::search {
@@ -40,6 +41,9 @@ struct SearchResult {
 
 /// Runs the whole search. Throws BudgetError for impossible budgets (before any training)
 /// and std::runtime_error for data, config and verification errors.
-SearchResult run_search(const SearchConfig& config, const SearchOptions& options);
+/// `npu`: the NPU whose costs are searched against, passed by value so that the command
+/// line's --npu and --set reach it (npu_sim::load_npu_config(config.npu) for the config's).
+SearchResult run_search(const SearchConfig& config, npu_sim::NpuConfig npu,
+                        const SearchOptions& options);
 
 }  // namespace udc::search

@@ -108,7 +108,9 @@ struct SearchConfig {
   DataSpec data;
   SearchStageSpec search;
   TrainSpec finetune;  ///< phases of the derived model's training (weights inherited)
-  std::string npu_config;
+  /// The NPU whose costs the search measures (`npu:`, `npu_set:`; required); the command
+  /// line's --npu and --set change it.
+  common::ConfigSource npu;
   uint32_t verify_images = 100;
   std::string baselines;  ///< JSON file of baseline results for the plot; empty: none
 };

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "udc/common/config_source.hpp"
 #include "udc/common/yaml_section.hpp"
 #include "udc/data/batch_loader.hpp"
 #include "udc/data/dataset.hpp"
@@ -134,7 +135,9 @@ struct TrainConfig {
   ArchitectureSpec architecture;
   DataSpec data;
   TrainSpec train;
-  std::string npu_config;        ///< NPU for the report's SRAM and cycles; empty: none
+  /// The NPU the model is measured and verified on (`npu:` files, `npu_set:` overrides;
+  /// the command line's --npu and --set change it); empty: none.
+  common::ConfigSource npu;
   uint32_t verify_images = 100;  ///< test images also run on interpreter and simulator
 };
 
@@ -148,6 +151,9 @@ TrainSpec read_train_spec(common::YamlSection train);
 void read_phase(common::YamlSection phase, PhaseSpec& spec);
 /// `path` relative to the directory of `file` (absolute and empty paths unchanged).
 std::string resolve_path(const std::string& file, const std::string& path);
+/// `npu:` (one path or a list, applied in order, relative to the config) and `npu_set:`
+/// (KEY=VALUE overrides, as --set).
+common::ConfigSource read_npu_source(common::YamlSection& root);
 
 /// Loads the configured split (with its subset) of the configured data set.
 data::ImageDataset load_data(const DataSpec& spec, data::Split split);

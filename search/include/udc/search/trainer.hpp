@@ -6,9 +6,11 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "udc/npu_sim/config.hpp"
 #include "udc/search/train_config.hpp"
 
 namespace udc::search {
@@ -63,6 +65,11 @@ struct TrainResult {
 /// Trains, exports and verifies. Throws std::runtime_error (data, config, does-not-fit and
 /// verification errors with their reasons). A model over its budgets is returned with
 /// within_budgets false, not thrown: the search repairs it.
-TrainResult train(const TrainConfig& config, const TrainOptions& options);
+/// `npu`: the NPU the model is measured and verified on (none: no hardware figures; the
+/// budgets need one), passed by value so that the command line's --npu and --set reach it.
+TrainResult train(const TrainConfig& config, std::optional<npu_sim::NpuConfig> npu,
+                  const TrainOptions& options);
+/// The NPU a config names (`npu:`, `npu_set:`), loaded; none when it names none.
+std::optional<npu_sim::NpuConfig> configured_npu(const TrainConfig& config);
 
 }  // namespace udc::search
