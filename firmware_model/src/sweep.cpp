@@ -1,0 +1,295 @@
+#include "udc/firmware_model/sweep.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <stdexcept>
+#include <thread>
+
+#include "udc/common/svg_plot.hpp"
+#include "udc/common/yaml_section.hpp"
+#include "udc/firmware_model/measurement.hpp"
+
+namespace udc::firmware_model {
+namespace {
+
+[[noreturn]] void fail_at(const std::string& path, const YAML::Node& node,
+                          const std::string& what) {
+  throw std::runtime_error(fmt::format("{}:{}: {}", path, node.Mark().line + 1, what));
+}
+
+/// Runs in a worker process: compile and a timing-only run, as one result line. Never
+/// throws: errors become the line.
+std::string evaluate(const Model& model, const npu_sim::NpuConfig& config,
+                     const CompileOptions& options) {
+  try {
+    MeasureOptions measure;
+    measure.compile = options;
+    const ModelMeasurement m = measure_model(model, config, measure);
+    if (!m.fits()) return "nofit\t" + m.does_not_fit->reason;
+    return fmt::format("ok\t{}\t{}\t{}\t{}\t{}\t{}", m.cycles, m.milliseconds, m.mac_utilisation,
+                       m.sram_bytes, m.weight_bytes, m.flash_bytes);
+  } catch (const std::exception& e) {
+    return std::string("error\t") + e.what();
+  }
+}
+
+/// The worker's result line into the point.
+void parse_result(const std::string& line, SweepPoint& p) {
+  std::vector<std::string> fields;
+  size_t start = 0;
+  for (size_t tab; (tab = line.find('\t', start)) != std::string::npos; start = tab + 1) {
+    fields.push_back(line.substr(start, tab - start));
+  }
+  fields.push_back(line.substr(start));
+  if (fields[0] == "ok" && fields.size() == 7) {
+    p.fits = true;
+    p.cycles = std::stod(fields[1]);
+    p.milliseconds = std::stod(fields[2]);
+    p.utilisation = std::stod(fields[3]);
+    p.sram_bytes = std::stoull(fields[4]);
+    p.weight_bytes = std::stoull(fields[5]);
+    p.flash_bytes = std::stoull(fields[6]);
+  } else {
+    p.note = fields.size() > 1 ? fields[1] : "worker process failed";
+    if (fields[0] == "error") p.note = "error: " + p.note;
+  }
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string quoted = "\"";
+  for (char c : s) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return quoted + "\"";
+}
+
+void mark_pareto(std::vector<SweepPoint>& points) {
+  for (SweepPoint& p : points) {
+    if (!p.fits) continue;
+    p.pareto = std::none_of(points.begin(), points.end(), [&](const SweepPoint& q) {
+      return q.fits && q.size <= p.size && q.milliseconds <= p.milliseconds &&
+             (q.size < p.size || q.milliseconds < p.milliseconds);
+    });
+  }
+}
+
+}  // namespace
+
+SweepSpace read_sweep_space(const std::string& path) {
+  const YAML::Node root = common::load_yaml_file(path);
+  if (!root.IsMap()) throw std::runtime_error(path + ": expected a map with parameters:");
+  SweepSpace space;
+  space.file = path;
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  std::map<std::string, const npu_sim::ParamInfo*> known;
+  for (const npu_sim::ParamInfo& p : npu_sim::npu_params()) known[p.key] = &p;
+  for (const auto& entry : root) {
+    const std::string key = entry.first.as<std::string>();
+    const YAML::Node& value = entry.second;
+    if (key == "npu") {
+      const YAML::Node list =
+          value.IsSequence() ? value : YAML::Node(std::vector<YAML::Node>{value});
+      for (const YAML::Node& file : list) {
+        if (!file.IsScalar()) fail_at(path, file, "npu: expected a file path or a list of them");
+        space.base_files.push_back((dir / file.as<std::string>()).string());
+      }
+    } else if (key == "parameters") {
+      if (!value.IsMap() || value.size() == 0) {
+        fail_at(path, value, "parameters: expected a map of PARAMETER: [values...]");
+      }
+      for (const auto& axis : value) {
+        const std::string name = axis.first.as<std::string>();
+        if (!known.count(name)) {
+          fail_at(path, axis.first,
+                  "parameters: unknown NPU parameter '" + name + "' (see `udc sim --list-params`)");
+        }
+        if (!axis.second.IsSequence() || axis.second.size() == 0) {
+          fail_at(path, axis.second, "parameters." + name + ": expected a non-empty list");
+        }
+        std::vector<std::string> values;
+        for (const YAML::Node& v : axis.second) {
+          if (!v.IsScalar()) fail_at(path, v, "parameters." + name + ": expected scalar values");
+          values.push_back(v.as<std::string>());
+        }
+        space.axes.emplace_back(name, values);
+      }
+    } else if (key == "hardware_size") {
+      if (!value.IsMap()) {
+        fail_at(path, value, "hardware_size: expected a map of PARAMETER: weight");
+      }
+      for (const auto& term : value) {
+        const std::string name = term.first.as<std::string>();
+        if (!known.count(name) || known[name]->kind == npu_sim::ParamKind::Text) {
+          fail_at(path, term.first, "hardware_size: '" + name + "' is not a numeric NPU parameter");
+        }
+        try {
+          space.size_weights.emplace_back(name, term.second.as<double>());
+        } catch (const YAML::Exception&) {
+          fail_at(path, term.second, "hardware_size." + name + ": expected a number");
+        }
+      }
+    } else if (key == "weights") {
+      const std::string placement = value.IsScalar() ? value.as<std::string>() : "";
+      if (placement == "auto") {
+        space.weights = WeightPlacement::Auto;
+      } else if (placement == "stream") {
+        space.weights = WeightPlacement::Stream;
+      } else if (placement == "prefetch") {
+        space.weights = WeightPlacement::Prefetch;
+      } else {
+        fail_at(path, value, "weights: expected auto, stream or prefetch");
+      }
+    } else {
+      fail_at(path, entry.first,
+              "unknown key '" + key + "' (expected npu, parameters, hardware_size, weights)");
+    }
+  }
+  if (space.axes.empty()) throw std::runtime_error(path + ": parameters: missing");
+  return space;
+}
+
+std::vector<SweepPoint> sweep_grid(const SweepSpace& space, const npu_sim::NpuConfig& base) {
+  std::vector<SweepPoint> points(1);
+  for (const auto& axis : space.axes) {
+    std::vector<SweepPoint> next;
+    for (const SweepPoint& p : points) {
+      for (const std::string& v : axis.second) {
+        SweepPoint q = p;
+        q.values.push_back(v);
+        next.push_back(q);
+      }
+    }
+    points = std::move(next);
+  }
+  for (SweepPoint& p : points) {
+    p.config = base;
+    std::vector<std::string> overrides;
+    for (size_t a = 0; a < space.axes.size(); ++a) {
+      overrides.push_back(space.axes[a].first + "=" + p.values[a]);
+    }
+    npu_sim::apply_overrides(p.config, overrides, space.file);
+    if (space.size_weights.empty()) {
+      p.size = double(p.config.total_macs_per_cycle());
+    } else {
+      for (const auto& [key, weight] : space.size_weights) {
+        p.size += weight * npu_sim::param_value(p.config, key);
+      }
+    }
+  }
+  return points;
+}
+
+void measure_sweep(const Model& model, const SweepSpace& space, std::vector<SweepPoint>& points,
+                   unsigned jobs, const SweepProgress& progress) {
+  if (jobs == 0) jobs = std::max(1u, std::thread::hardware_concurrency());
+  CompileOptions options;
+  options.weights = space.weights;
+  struct Worker {
+    pid_t pid;
+    int fd;  ///< read end of the pipe the worker writes its result line to
+    size_t index;
+  };
+  std::vector<Worker> running;
+  size_t next = 0, done = 0;
+  const auto start = std::chrono::steady_clock::now();
+  // Reads a finished worker's result line (already waited for, with `status`).
+  auto record = [&](const Worker& w, int status) {
+    std::string line;
+    char buffer[4096];
+    ssize_t n;
+    while ((n = ::read(w.fd, buffer, sizeof buffer)) > 0) line.append(buffer, size_t(n));
+    ::close(w.fd);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) line = "error\tworker process failed";
+    parse_result(line, points[w.index]);
+    ++done;
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (progress) {
+      progress(done, points.size(), points[w.index],
+               elapsed / double(done) * double(points.size() - done));
+    }
+  };
+  while (done < points.size()) {
+    while (running.size() < jobs && next < points.size()) {
+      int fds[2];
+      if (::pipe(fds) != 0) throw std::runtime_error("sweep: cannot create a pipe");
+      std::fflush(stdout);  // a forked child must not repeat buffered output
+      const pid_t pid = ::fork();
+      if (pid < 0) throw std::runtime_error("sweep: cannot start a worker process");
+      if (pid == 0) {
+        ::close(fds[0]);
+        const std::string result = evaluate(model, points[next].config, options);
+        const ssize_t written = ::write(fds[1], result.data(), result.size());
+        ::_exit(written == ssize_t(result.size()) ? 0 : 1);
+      }
+      ::close(fds[1]);
+      running.push_back({pid, fds[0], next++});
+    }
+    // Reap whichever worker finishes first.
+    int status = 0;
+    const pid_t finished = ::waitpid(-1, &status, WNOHANG);
+    auto it = std::find_if(running.begin(), running.end(),
+                           [&](const Worker& w) { return w.pid == finished; });
+    if (finished <= 0 || it == running.end()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      continue;
+    }
+    const Worker w = *it;
+    running.erase(it);
+    record(w, status);
+  }
+  mark_pareto(points);
+}
+
+std::string sweep_csv(const SweepSpace& space, const std::vector<SweepPoint>& points) {
+  std::string csv;
+  for (const auto& axis : space.axes) csv += axis.first + ",";
+  csv +=
+      "hardware_size,fits,cycles,milliseconds,inferences_per_second,mac_utilisation,sram_bytes,"
+      "weight_bytes,flash_bytes,pareto,note\n";
+  for (const SweepPoint& p : points) {
+    for (const std::string& v : p.values) csv += csv_field(v) + ",";
+    csv += fmt::format("{},{},{},{},{},{},{},{},{},{},{}\n", p.size, p.fits ? 1 : 0, p.cycles,
+                       p.milliseconds, p.fits && p.milliseconds > 0 ? 1e3 / p.milliseconds : 0.0,
+                       p.utilisation, p.sram_bytes, p.weight_bytes, p.flash_bytes, p.pareto ? 1 : 0,
+                       csv_field(p.note));
+  }
+  return csv;
+}
+
+std::string sweep_svg(const SweepSpace& space, const std::vector<SweepPoint>& points,
+                      const std::string& model_name) {
+  std::string size_label = "hardware size: ";
+  if (space.size_weights.empty()) {
+    size_label += "MACs per cycle";
+  } else {
+    for (size_t i = 0; i < space.size_weights.size(); ++i) {
+      size_label += fmt::format("{}{:g} x {}", i ? " + " : "", space.size_weights[i].second,
+                                space.size_weights[i].first);
+    }
+  }
+  common::PlotSeries others{"other fitting configurations", "#999", 3, false, false, {}};
+  common::PlotSeries front{"", "#d62728", 5, true, false, {}};
+  for (const SweepPoint& p : points) {
+    if (!p.fits) continue;
+    (p.pareto ? front : others)
+        .points.push_back(
+            {p.size, p.milliseconds, fmt::format("{} ms, size {}", p.milliseconds, p.size)});
+  }
+  front.name = fmt::format("Pareto front ({} of {} fitting configurations)", front.points.size(),
+                           front.points.size() + others.points.size());
+  return common::svg_scatter_plot({fmt::format("{}: latency vs hardware size", model_name),
+                                   size_label,
+                                   "latency (ms)",
+                                   {others, front},
+                                   true});
+}
+
+}  // namespace udc::firmware_model
