@@ -251,11 +251,7 @@ std::vector<CalibrationRow> run_calibration(const CalibrationSet& set,
       const Model& model = models.at(f.layer);
       CompileResult compiled = compile(model, config);
       if (!compiled.fits()) throw std::runtime_error(compiled.does_not_fit->reason);
-      std::vector<TensorValues> inputs;
-      for (int32_t t : model.inputs) inputs.emplace_back(model.tensors[size_t(t)].elements(), 0);
-      npu_sim::RunOptions options;
-      options.timing_only = true;
-      const NpuRun run = run_on_npu(model, compiled.compiled, config, inputs, options);
+      const NpuRun run = run_timing_only(model, compiled.compiled, config);
       row.udc_cycles = run.job.total_cycles;
       if (details) {
         for (const npu_sim::Command& c : compiled.compiled.stream.commands) {

@@ -87,6 +87,78 @@ NpuRun run_on_npu(const Model& model, const CompiledModel& compiled,
 
 namespace {
 
+std::string position_text(const TensorInfo& info, size_t index) {
+  const size_t c = index % info.shape[2], x = index / info.shape[2] % info.shape[1],
+               y = index / info.shape[2] / info.shape[1];
+  return fmt::format("byte {} (y {}, x {}, channel {})", index, y, x, c);
+}
+
+/// The first difference between NPU and reference values of the tensors the run read
+/// back, in execution order; empty if none.
+std::string first_difference(const Model& model, const CompiledModel& compiled, const NpuRun& run,
+                             const std::vector<TensorValues>& golden) {
+  // Order the read-back tensors by the operation that produced them.
+  std::vector<int32_t> producer(model.tensors.size(), -1);
+  for (size_t i = 0; i < model.operations.size(); ++i) {
+    producer[size_t(model.operations[i].output)] = int32_t(i);
+  }
+  std::vector<size_t> order(compiled.output_tensors.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return producer[size_t(compiled.output_tensors[a])] <
+           producer[size_t(compiled.output_tensors[b])];
+  });
+  for (size_t i : order) {
+    const int32_t t = compiled.output_tensors[i];
+    const TensorValues& want = golden[size_t(t)];
+    const TensorValues& got = run.outputs[i];
+    for (size_t k = 0; k < want.size(); ++k) {
+      if (got[k] == want[k]) continue;
+      const int32_t op = producer[size_t(t)];
+      return fmt::format("layer {} ({}, {}) output {}: {}: NPU {} != reference {}", op,
+                         op >= 0 ? model.operations[size_t(op)].name : "input",
+                         op >= 0 ? op_type_name(model.operations[size_t(op)].type) : "-",
+                         model.tensors[size_t(t)].name, position_text(model.tensors[size_t(t)], k),
+                         int(got[k]), int(want[k]));
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Verification verify_on_npu(const Model& model, const CompiledModel& compiled,
+                           const npu_sim::NpuConfig& config,
+                           const std::vector<TensorValues>& inputs, const CompileOptions& options) {
+  Verification v;
+  v.reference = run_reference(model, inputs);
+  v.run = run_on_npu(model, compiled, config, inputs);
+  v.difference = first_difference(model, compiled, v.run, v.reference);
+  if (!v.difference.empty()) {
+    // Rerun with every tensor kept apart to name the first layer that differs.
+    CompileOptions separate = options;
+    separate.reuse_memory = false;
+    const CompileResult debug = compile(model, config, separate);
+    if (debug.fits()) {
+      const NpuRun all = run_on_npu(model, debug.compiled, config, inputs);
+      const std::string first = first_difference(model, debug.compiled, all, v.reference);
+      if (!first.empty()) v.difference = first;
+    }
+  }
+  return v;
+}
+
+NpuRun run_timing_only(const Model& model, const CompiledModel& compiled,
+                       const npu_sim::NpuConfig& config) {
+  std::vector<TensorValues> zeros;
+  for (int32_t t : model.inputs) zeros.emplace_back(model.tensors[size_t(t)].elements(), 0);
+  npu_sim::RunOptions timing;
+  timing.timing_only = true;
+  return run_on_npu(model, compiled, config, zeros, timing);
+}
+
+namespace {
+
 double layer_cycles(const npu_sim::CommandReport& t) {
   return t.overhead_cycles + t.compute_cycles + t.weight_wait_cycles + t.input_wait_cycles +
          t.output_wait_cycles + t.dma_wait_cycles;

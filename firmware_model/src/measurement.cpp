@@ -44,11 +44,7 @@ ModelMeasurement measure_model(const Model& model, const npu_sim::NpuConfig& npu
   m.arena_bytes = compiled.plan.arena_bytes;
   m.sram_bytes = compiled.plan.sram_bytes;
   if (options.simulate) {
-    std::vector<TensorValues> inputs;
-    for (int32_t t : model.inputs) inputs.emplace_back(model.tensors[size_t(t)].elements(), 0);
-    npu_sim::RunOptions timing;
-    timing.timing_only = true;
-    const NpuRun run = run_on_npu(model, compiled, npu, inputs, timing);
+    const NpuRun run = run_timing_only(model, compiled, npu);
     m.cycles = double(run.job.total_cycles);
     m.milliseconds = run.job.milliseconds();
     m.mac_utilisation = run.job.mac_utilisation;

@@ -243,8 +243,6 @@ BlockHardwareTable measure_block(const SearchSpace& space, const npu_sim::NpuCon
   const BlockSpace& block = space.blocks[k];
   const BlockGeometry g = block_geometry(space)[k];
   const TableShape shape = table_shape(space, k);
-  npu_sim::RunOptions timing;
-  timing.timing_only = true;
   BlockHardwareTable t;
   t.cycles.assign(shape.size(), 0.0);
   t.block_depth.assign(shape.size(), 0);
@@ -266,8 +264,7 @@ BlockHardwareTable measure_block(const SearchSpace& space, const npu_sim::NpuCon
               t.sram_bytes[n] = double(compiled.does_not_fit->needed);
               continue;
             }
-            const std::vector<int8_t> input(size_t(g.in_height) * g.in_width * g.in_widths[i], 0);
-            const fm::NpuRun run = fm::run_on_npu(model, compiled.compiled, npu, {input}, timing);
+            const fm::NpuRun run = fm::run_timing_only(model, compiled.compiled, npu);
             t.sram_bytes[n] = double(compiled.compiled.plan.arena_bytes);
             const std::vector<double> shares = layer_shares(model, run, shape.layers);
             for (size_t l = 0; l < shape.layers; ++l) {

@@ -874,22 +874,22 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
     std::vector<int8_t> input(test_set.image_bytes());
     const uint8_t* image = test_set.image(i);
     for (size_t k = 0; k < input.size(); ++k) input[k] = data::quantize_pixel(image[k]);
-    const auto values = fm::run_reference(model, {input});
-    const auto& reference = values[size_t(model.outputs[0])];
-    if (reference != final_eval.logits[i]) {
+    // Interpreter and simulator together where there is an NPU, else the interpreter.
+    const std::optional<fm::Verification> on_npu =
+        compiled ? std::optional(fm::verify_on_npu(model, *compiled, *npu, {input})) : std::nullopt;
+    const std::vector<fm::TensorValues> values =
+        on_npu ? on_npu->reference : fm::run_reference(model, {input});
+    if (values[size_t(model.outputs[0])] != final_eval.logits[i]) {
       throw std::runtime_error(fmt::format(
           "verification failed: test image {}: the reference interpreter's logits differ from "
           "LibTorch's integer forward pass",
           i));
     }
-    if (compiled) {
-      const fm::NpuRun run = fm::run_on_npu(model, *compiled, *npu, {input});
-      if (!run.job.error.empty() || run.outputs.at(0) != reference) {
-        throw std::runtime_error(fmt::format(
-            "verification failed: test image {}: the simulator's logits differ from the "
-            "reference interpreter's{}",
-            i, run.job.error.empty() ? "" : " (" + run.job.error + ")"));
-      }
+    if (on_npu && !on_npu->difference.empty()) {
+      throw std::runtime_error(fmt::format(
+          "verification failed: test image {}: the simulator differs from the reference "
+          "interpreter: {}",
+          i, on_npu->difference));
     }
     ++result.verified_images;
   }

@@ -204,44 +204,6 @@ struct VerifyFlags {
   uint32_t seed = 0;
 };
 
-std::string position_text(const fm::TensorInfo& info, size_t index) {
-  const size_t c = index % info.shape[2], x = index / info.shape[2] % info.shape[1],
-               y = index / info.shape[2] / info.shape[1];
-  return fmt::format("byte {} (y {}, x {}, channel {})", index, y, x, c);
-}
-
-/// The first difference between NPU and reference values of the tensors the run read
-/// back, in execution order; empty if none.
-std::string first_difference(const fm::Model& model, const fm::CompiledModel& compiled,
-                             const fm::NpuRun& run, const std::vector<fm::TensorValues>& golden) {
-  // Order the read-back tensors by the operation that produced them.
-  std::vector<int32_t> producer(model.tensors.size(), -1);
-  for (size_t i = 0; i < model.operations.size(); ++i) {
-    producer[size_t(model.operations[i].output)] = int32_t(i);
-  }
-  std::vector<size_t> order(compiled.output_tensors.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return producer[size_t(compiled.output_tensors[a])] <
-           producer[size_t(compiled.output_tensors[b])];
-  });
-  for (size_t i : order) {
-    const int32_t t = compiled.output_tensors[i];
-    const fm::TensorValues& want = golden[size_t(t)];
-    const fm::TensorValues& got = run.outputs[i];
-    for (size_t k = 0; k < want.size(); ++k) {
-      if (got[k] == want[k]) continue;
-      const int32_t op = producer[size_t(t)];
-      return fmt::format("layer {} ({}, {}) output {}: {}: NPU {} != reference {}", op,
-                         op >= 0 ? model.operations[size_t(op)].name : "input",
-                         op >= 0 ? fm::op_type_name(model.operations[size_t(op)].type) : "-",
-                         model.tensors[size_t(t)].name, position_text(model.tensors[size_t(t)], k),
-                         int(got[k]), int(want[k]));
-    }
-  }
-  return {};
-}
-
 void run_verify(const VerifyFlags& f) {
   const fm::Model model = fm::read_model(f.model);
   const npu_sim::NpuConfig config = npu_sim::load_npu_config(f.npu);
@@ -268,22 +230,12 @@ void run_verify(const VerifyFlags& f) {
   }
   uint64_t compared = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
-    const std::vector<fm::TensorValues> golden = fm::run_reference(model, cases[i]);
-    const fm::NpuRun run = fm::run_on_npu(model, compiled, config, cases[i]);
-    std::string difference = first_difference(model, compiled, run, golden);
-    if (!difference.empty()) {
-      // Rerun with every tensor kept apart to name the first layer that differs.
-      fm::CompileOptions separate = options;
-      separate.reuse_memory = false;
-      const fm::CompileResult debug = fm::compile(model, config, separate);
-      if (debug.fits()) {
-        const fm::NpuRun all = fm::run_on_npu(model, debug.compiled, config, cases[i]);
-        const std::string first = first_difference(model, debug.compiled, all, golden);
-        if (!first.empty()) difference = first;
-      }
+    const fm::Verification v = fm::verify_on_npu(model, compiled, config, cases[i], options);
+    if (!v.difference.empty()) {
       throw std::runtime_error(
-          fmt::format("{}: MISMATCH on {}: {}", f.model, names[i], difference));
+          fmt::format("{}: MISMATCH on {}: {}", f.model, names[i], v.difference));
     }
+    const fm::NpuRun& run = v.run;
     for (const fm::TensorValues& v : run.outputs) compared += v.size();
     fmt::print("{}: {} equal ({:.0f} cycles)\n", names[i],
                run.outputs.size() == 1 ? "output" : "outputs", run.job.total_cycles);

@@ -34,6 +34,26 @@ NpuRun run_on_npu(const Model& model, const CompiledModel& compiled,
                   const npu_sim::NpuConfig& config, const std::vector<TensorValues>& inputs,
                   const npu_sim::RunOptions& options = {});
 
+/// The reference interpreter and the simulator on the same inputs.
+struct Verification {
+  std::vector<TensorValues> reference;  ///< every tensor, from run_reference
+  NpuRun run;                           ///< the simulator's run of `compiled`
+  /// Empty when every tensor the run read back equals the reference; else the first
+  /// differing byte in execution order ("layer N (name, type) output T: byte B (y, x,
+  /// channel): NPU a != reference b"), found again with every tensor kept apart
+  /// (CompileOptions::reuse_memory off) so that the first wrong layer is named.
+  std::string difference;
+};
+Verification verify_on_npu(const Model& model, const CompiledModel& compiled,
+                           const npu_sim::NpuConfig& config,
+                           const std::vector<TensorValues>& inputs,
+                           const CompileOptions& options = {});
+
+/// The cost query: `compiled` run timing-only (no arithmetic, so the inputs' values do not
+/// matter and zeros are used). Cycles, bytes and per-layer reports as run_on_npu's.
+NpuRun run_timing_only(const Model& model, const CompiledModel& compiled,
+                       const npu_sim::NpuConfig& config);
+
 /// The command stream with the inputs loaded, as `udc compile` writes it for `udc sim`.
 npu_sim::CommandStream stream_with_inputs(const Model& model, const CompiledModel& compiled,
                                           const std::vector<TensorValues>& inputs);
