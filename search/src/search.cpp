@@ -16,10 +16,10 @@
 
 #include "derivation.hpp"
 #include "hardware_tables.hpp"
+#include "search_report.hpp"
 #include "supernet.hpp"
 #include "training.hpp"
 #include "udc/common/file_io.hpp"
-#include "udc/common/svg_plot.hpp"
 #include "udc/firmware_model/compiler.hpp"
 #include "udc/firmware_model/driver.hpp"
 #include "udc/firmware_model/measurement.hpp"
@@ -165,167 +165,42 @@ void recalibrate_batch_norm(QNet& net, const data::ImageDataset& set,
   }
 }
 
-nlohmann::json choice_json(const Supernet& net, const ArchitectureChoice& choice) {
-  nlohmann::json blocks = nlohmann::json::array();
-  const SearchSpace& space = net.space();
-  for (size_t k = 0; k < choice.size(); ++k) {
-    const BlockSpace& bs = space.blocks[k];
-    const BlockChoice& c = choice[k];
-    const OpChoice& op = bs.ops[c.op];
-    nlohmann::json b = {{"block", bs.name}, {"op", op.name()}};
-    if (op.op != BlockOp::Skip) {
-      b["width"] = bs.widths[c.width];
-      nlohmann::json layers = nlohmann::json::array();
-      for (size_t l = 0; l < c.layers.size(); ++l) {
-        layers.push_back(
-            {{"layer", layer_role(op, l)},
-             {"bits", space.bits[c.layers[l].bits]},
-             {"sparsity", layer_prunable(op, l) ? space.sparsity[c.layers[l].sparsity] : 0.0}});
-      }
-      b["layers"] = layers;
-    }
-    blocks.push_back(b);
+/// What every stage of the search shares: its inputs, its results folder and its log.
+struct SearchContext {
+  const SearchConfig& config;
+  const npu_sim::NpuConfig& npu;
+  const SearchOptions& options;
+  fs::path out;   ///< options.output_dir
+  Limits limits;  ///< the budgets per resource, infinity where none
+  void say(const std::string& line) const {
+    if (options.log) *options.log << line << std::endl;
   }
-  return blocks;
+};
+
+/// The measured costs of a trained model, per resource.
+Costs measured_costs(const TrainResult& t) {
+  return Costs{double(t.weight_bytes), double(t.flash_bytes), double(t.sram_peak_bytes), t.cycles};
 }
 
-ArchitectureChoice choice_from_json(const nlohmann::json& j) {
-  ArchitectureChoice choice;
-  for (const auto& b : j) {
-    BlockChoice c{b.at("op").get<size_t>(), b.at("width").get<size_t>(), {}};
-    for (const auto& l : b.at("layers")) {
-      c.layers.push_back({l.at("bits").get<size_t>(), l.at("sparsity").get<size_t>()});
-    }
-    choice.push_back(std::move(c));
-  }
-  return choice;
+/// A derived network made ready to train: weights inherited from the supernet, batch norm
+/// re-estimated on training batches.
+void prepare_derived(const SearchContext& ctx, const Supernet& supernet,
+                     const data::ImageDataset& train_set, const ArchitectureChoice& c, QNet& net) {
+  supernet.inherit(c, net);
+  recalibrate_batch_norm(net, train_set, ctx.config.data.normalization,
+                         ctx.config.search.batch_size, ctx.config.search.seed);
 }
 
-nlohmann::json choice_indices_json(const ArchitectureChoice& choice) {
-  nlohmann::json j = nlohmann::json::array();
-  for (const BlockChoice& c : choice) {
-    nlohmann::json layers = nlohmann::json::array();
-    for (const LayerChoice& l : c.layers) {
-      layers.push_back({{"bits", l.bits}, {"sparsity", l.sparsity}});
-    }
-    j.push_back({{"op", c.op}, {"width", c.width}, {"layers", layers}});
-  }
-  return j;
-}
+// ---------------------------------------------------------------- stage 1: cost tables
 
-/// `udc train` configuration text of a derived architecture, so a user can train it again.
-std::string train_config_yaml(const TrainConfig& c) {
-  std::string y = fmt::format(
-      "# Derived by udc search from {}.\nmodel:\n  name: {}\n  input: [{}, {}, {}]\n  classes: "
-      "{}\n  layers:\n",
-      c.file, c.architecture.name, c.architecture.height, c.architecture.width,
-      c.architecture.channels, c.architecture.classes);
-  for (const LayerSpec& l : c.architecture.layers) {
-    y += fmt::format("    - {{op: {}, name: {}", layer_kind_name(l.kind), l.name);
-    if (l.kind == LayerKind::Conv || l.kind == LayerKind::InvertedResidual ||
-        l.kind == LayerKind::FullyConnected) {
-      y += fmt::format(", out: {}", l.out_channels);
-    }
-    if (l.kind == LayerKind::Conv || l.kind == LayerKind::Depthwise ||
-        l.kind == LayerKind::InvertedResidual) {
-      y += fmt::format(", kernel: {}, stride: {}", l.kernel, l.stride);
-    }
-    if (l.kind == LayerKind::InvertedResidual) y += fmt::format(", expansion: {}", l.expansion);
-    if (l.kind == LayerKind::InvertedResidual && !l.sublayer_bits.empty()) {
-      y += fmt::format(", bits: [{}]", fmt::join(l.sublayer_bits, ", "));
-    } else if (l.kind != LayerKind::GlobalAvgPool) {
-      y += fmt::format(", bits: {}", l.weight_bits);
-    }
-    if (l.kind == LayerKind::InvertedResidual && !l.sublayer_sparsity.empty()) {
-      y += fmt::format(", sparsity: [{}]", fmt::join(l.sublayer_sparsity, ", "));
-    } else if (l.kind != LayerKind::GlobalAvgPool) {
-      y += fmt::format(", sparsity: {}", l.sparsity);
-    }
-    y += "}\n";
-  }
-  const DataSpec& d = c.data;
-  const TrainSpec& t = c.train;
-  y += fmt::format(
-      "data:\n  set: {}\n  dir: {}\n  image_side: {}\n  train_subset: {}\n  test_subset: {}\n"
-      "  normalize: {{mean: {}, std: {}}}\n  augment: {{crop_padding: {}, flip: {}}}\n",
-      d.set, fs::absolute(d.dir).string(), d.image_side, d.train_subset, d.test_subset,
-      d.normalization.mean, d.normalization.std, d.augmentation.crop_padding,
-      d.augmentation.horizontal_flip);
-  y += fmt::format(
-      "train:\n  batch_size: {}\n  warmup: {{epochs: {}, lr: {}}}\n  compress: {{epochs: {}, lr: "
-      "{}}}\n  finetune: {{epochs: {}, lr: {}}}\n  weight_decay: {}\n  seed: {}\n  threads: {}\n"
-      "  prune_interval: {}\n  ramp_fraction: {}\n  activation_momentum: {}\n"
-      "  flash_budget_bytes: {}\n  holdout_fraction: {}\n"
-      "  distillation: {{weight: {}, temperature: {}}}\n",
-      t.batch_size, t.warmup.epochs, t.warmup.learning_rate, t.compress.epochs,
-      t.compress.learning_rate, t.finetune.epochs, t.finetune.learning_rate, t.weight_decay, t.seed,
-      t.threads, t.prune_interval, t.ramp_fraction, t.activation_momentum, t.flash_budget_bytes,
-      t.holdout_fraction, t.distillation.weight, t.distillation.temperature);
-  std::vector<std::string> npu_files;
-  for (const std::string& file : c.npu.files) npu_files.push_back(fs::absolute(file).string());
-  y += npu_files.size() == 1 ? fmt::format("npu: {}\n", npu_files[0])
-                             : fmt::format("npu: [{}]\n", fmt::join(npu_files, ", "));
-  if (!c.npu.overrides.empty()) {
-    y += fmt::format("npu_set: [\"{}\"]\n", fmt::join(c.npu.overrides, "\", \""));
-  }
-  y += fmt::format("verify_images: {}\n", c.verify_images);
-  return y;
-}
-
-std::string plot_svg(const SearchConfig& config, const SearchResult& found, std::ostream* log) {
-  common::PlotSeries baselines{"baselines (udc train)", "#1f77b4", 5, false, true, {}};
-  if (!config.baselines.empty()) {
-    try {
-      const std::vector<uint8_t> bytes = common::read_file(config.baselines);
-      const nlohmann::json j = nlohmann::json::parse(bytes.begin(), bytes.end());
-      for (const auto& b : j.at("baselines")) {
-        // weight_bytes as compiled; older files carry one stream per layer instead.
-        const double weight_bytes = b.contains("weight_bytes")
-                                        ? b.at("weight_bytes").get<double>()
-                                        : b.at("compressed_weight_bytes").get<double>();
-        baselines.points.push_back({weight_bytes / 1024.0,
-                                    100.0 * b.at("test_accuracy").get<double>(),
-                                    b.at("name").get<std::string>()});
-      }
-    } catch (const std::exception& e) {
-      if (log)
-        *log << "warning: baselines not plotted: " << config.baselines << ": " << e.what() << "\n";
-    }
-  }
-  common::PlotSeries model{"found by udc search", "#d62728", 6, false, true, {}};
-  model.points.push_back(
-      {double(found.weight_bytes) / 1024.0, 100.0 * found.test_accuracy, config.space.name});
-  common::PlotSpec spec{
-      fmt::format("{}: test accuracy against compressed weights", config.space.name),
-      "encoded weight streams as compiled (KiB)",
-      "top-1 test accuracy (%)",
-      {baselines, model},
-      false};
-  return common::svg_scatter_plot(spec);
-}
-
-}  // namespace
-
-SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu,
-                        const SearchOptions& options) {
-  std::ostream* log = options.log;
-  auto say = [&](const std::string& line) {
-    if (log) *log << line << std::endl;
-  };
-  const Clock::time_point run_start = Clock::now();
-  const SearchStageSpec& spec = config.search;
-  const SearchSpace& space = config.space;
-  torch::set_num_threads(int(spec.threads));
-  torch::manual_seed(spec.seed);
-
-  const Limits limits = limits_of(config.budgets, npu.core_clock_hz);
-  fs::create_directories(options.output_dir);
-  // What a killed run was writing when it died (its checkpoints and outputs are whole).
-  common::remove_stale_temporaries(options.output_dir);
-  const fs::path out(options.output_dir);
-
-  // Tables first, so that impossible budgets are reported before any data is read; the
-  // weight budgets before anything is simulated, as they need no simulation.
+/// The supernet with its weight and hardware tables; impossible budgets are reported before
+/// any data is read, the weight budgets before anything is simulated.
+std::shared_ptr<Supernet> build_supernet(const SearchContext& ctx) {
+  const SearchSpace& space = ctx.config.space;
+  const npu_sim::NpuConfig& npu = ctx.npu;
+  const Limits& limits = ctx.limits;
+  const fs::path& out = ctx.out;
+  auto say = [&](const std::string& line) { ctx.say(line); };
   auto supernet = std::make_shared<Supernet>(space);
   supernet->refresh_weight_tables();
   check_budgets_reachable(*supernet, limits, npu.core_clock_hz, {Weights, Flash});
@@ -347,6 +222,20 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
   supernet->set_hardware_tables(std::move(hardware));
   check_budgets_reachable(*supernet, limits, npu.core_clock_hz, {Weights, Flash, Sram, Cycles});
 
+  return supernet;
+}
+
+// ---------------------------------------------------------------- stage 2: data
+
+/// Training images, and those held out of the supernet's training for the derivation.
+struct SearchData {
+  data::ImageDataset train_set, holdout;
+};
+
+SearchData load_search_data(const SearchContext& ctx) {
+  const SearchConfig& config = ctx.config;
+  const SearchSpace& space = config.space;
+  const SearchStageSpec& spec = config.search;
   data::ImageDataset train_set = load_data(config.data, data::Split::Train);
   const data::ImageDataset test_set = load_data(config.data, data::Split::Test);
   if (train_set.height != space.height || train_set.width != space.width ||
@@ -358,7 +247,7 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
   }
 
   // Kept out of the supernet's training: the derivation ranks its candidates on these.
-  const data::ImageDataset holdout =
+  data::ImageDataset holdout =
       train_set.split_off(size_t(std::llround(spec.holdout_fraction * double(train_set.size()))));
   if (train_set.size() == 0) {
     throw std::runtime_error(
@@ -366,7 +255,137 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
                     config.file, spec.holdout_fraction));
   }
 
-  // ---------------------------------------------------------------- warm-up and search
+  return {std::move(train_set), std::move(holdout)};
+}
+
+// ---------------------------------------------------------------- stage 3: supernet training
+
+/// The supernet stage's state besides the networks: epochs done, the Lagrange
+/// multipliers, the per-epoch history and the evolution of the probabilities, and (read
+/// back only) the masks in force when it was saved.
+struct SupernetState {
+  uint32_t epochs_done = 0;
+  std::array<double, kResourceCount> lambda{};
+  nlohmann::json history = nlohmann::json::array(), evolution = nlohmann::json::array();
+  std::vector<torch::Tensor> masks;
+};
+
+/// search_checkpoint.pt: supernet, both optimisers, the random generator, masks and state,
+/// written whole (temporary and rename) after every epoch.
+void save_search_checkpoint(const std::string& path, Supernet& supernet,
+                            torch::optim::Optimizer& weight_optimizer,
+                            torch::optim::Optimizer& arch_optimizer, const SupernetState& state) {
+  torch::serialize::OutputArchive archive, net_archive, weights_archive, arch_archive;
+  supernet.save(net_archive);
+  weight_optimizer.save(weights_archive);
+  arch_optimizer.save(arch_archive);
+  archive.write("supernet", net_archive);
+  archive.write("weight_optimizer", weights_archive);
+  archive.write("arch_optimizer", arch_archive);
+  archive.write("generator", torch_generator_state());
+  const std::vector<torch::Tensor> masks = supernet.masks();
+  archive.write("mask_count", torch::tensor(int64_t(masks.size())));
+  for (size_t m = 0; m < masks.size(); ++m) archive.write(fmt::format("mask{}", m), masks[m]);
+  archive.write("state", c10::IValue(nlohmann::json{{"epochs_done", state.epochs_done},
+                                                    {"lambda", state.lambda},
+                                                    {"history", state.history},
+                                                    {"evolution", state.evolution}}
+                                         .dump()));
+  save_archive_atomically(archive, path);
+}
+
+/// Reads save_search_checkpoint()'s file into the networks and `state` (state.masks: the
+/// masks to set once the tables are refreshed); throws naming the file.
+void load_search_checkpoint(const std::string& path, Supernet& supernet,
+                            torch::optim::Optimizer& weight_optimizer,
+                            torch::optim::Optimizer& arch_optimizer, SupernetState& state) {
+  try {
+    torch::serialize::InputArchive archive, net_archive, weights_archive, arch_archive;
+    archive.load_from(path);
+    archive.read("supernet", net_archive);
+    archive.read("weight_optimizer", weights_archive);
+    archive.read("arch_optimizer", arch_archive);
+    supernet.load(net_archive);
+    weight_optimizer.load(weights_archive);
+    arch_optimizer.load(arch_archive);
+    torch::Tensor generator, mask_count;
+    archive.read("generator", generator);
+    archive.read("mask_count", mask_count);
+    state.masks.resize(size_t(mask_count.item<int64_t>()));
+    for (size_t m = 0; m < state.masks.size(); ++m)
+      archive.read(fmt::format("mask{}", m), state.masks[m]);
+    restore_torch_generator_state(generator);
+    c10::IValue value;
+    archive.read("state", value);
+    const nlohmann::json saved = nlohmann::json::parse(value.toStringRef());
+    state.epochs_done = saved.at("epochs_done");
+    state.lambda = saved.at("lambda").get<std::array<double, kResourceCount>>();
+    state.history = saved.at("history");
+    state.evolution = saved.at("evolution");
+  } catch (const std::exception& e) {
+    throw std::runtime_error(fmt::format(
+        "{}: unreadable search checkpoint ({}); use --restart to start over", path, e.what()));
+  }
+}
+
+/// One epoch's entry of the evolution: expected costs, multipliers, the most probable
+/// architecture and its table costs, and every choice's probabilities.
+nlohmann::json evolution_record(const Supernet& net, uint32_t epoch, double temperature,
+                                const ExpectedCosts& expected,
+                                const std::array<double, kResourceCount>& lambda) {
+  const ArchitectureChoice best = net.most_probable();
+  const TableCosts t = net.table_costs(best);
+  nlohmann::json blocks = nlohmann::json::array();
+  for (size_t k = 0; k < net.space().blocks.size(); ++k) {
+    nlohmann::json layers = nlohmann::json::array();
+    for (size_t o = 0; o < net.space().blocks[k].ops.size(); ++o) {
+      const OpChoice& op = net.space().blocks[k].ops[o];
+      for (size_t l = 0; l < weighted_layer_count(op); ++l) {
+        nlohmann::json layer = {{"op", op.name()},
+                                {"layer", layer_role(op, l)},
+                                {"bits", net.probabilities(k, "bits", o, l)}};
+        if (layer_prunable(op, l)) {
+          layer["sparsity"] = net.probabilities(k, "sparsity", o, l);
+        }
+        layers.push_back(layer);
+      }
+    }
+    blocks.push_back({{"block", net.space().blocks[k].name},
+                      {"op", net.probabilities(k, "op")},
+                      {"width", net.probabilities(k, "width")},
+                      {"layers", layers}});
+  }
+  return nlohmann::json(
+      {{"epoch", epoch},
+       {"temperature", temperature},
+       {"expected",
+        {expected.weight_bytes.item<double>(), expected.flash_bytes.item<double>(),
+         expected.sram_bytes.item<double>(), expected.cycles.item<double>()}},
+       {"lambda", lambda},
+       {"most_probable", net.describe(best)},
+       {"most_probable_costs", costs_of(t)},
+       {"probabilities", blocks}});
+}
+
+/// What the supernet's training leaves for the report.
+struct SupernetRecord {
+  nlohmann::json history, evolution;
+  double seconds = 0;  ///< over all epochs, resumed ones included
+};
+
+/// Warm-up and search epochs of the supernet, resumed from and checkpointed to
+/// search_checkpoint.pt after every epoch.
+SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Supernet>& supernet,
+                              const data::ImageDataset& train_set) {
+  const SearchConfig& config = ctx.config;
+  const SearchStageSpec& spec = config.search;
+  const SearchSpace& space = config.space;
+  const npu_sim::NpuConfig& npu = ctx.npu;
+  const SearchOptions& options = ctx.options;
+  const Limits& limits = ctx.limits;
+  const fs::path& out = ctx.out;
+  std::ostream* log = options.log;
+  auto say = [&](const std::string& line) { ctx.say(line); };
   const std::string checkpoint_path = (out / "search_checkpoint.pt").string();
   auto weight_optimizer = std::make_unique<torch::optim::AdamW>(
       supernet->weight_parameters(),
@@ -374,51 +393,25 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
   auto arch_optimizer = std::make_unique<torch::optim::Adam>(
       supernet->architecture_parameters(),
       torch::optim::AdamOptions(spec.architecture_learning_rate).betas({0.5, 0.999}));
-  uint32_t epochs_done = 0;
-  std::array<double, kResourceCount> lambda{};
-  nlohmann::json history = nlohmann::json::array(), evolution = nlohmann::json::array();
-  std::vector<torch::Tensor> resumed_masks;
+  SupernetState state;
+  std::array<double, kResourceCount>& lambda = state.lambda;
+  nlohmann::json& history = state.history;
+  nlohmann::json& evolution = state.evolution;
   if (!options.restart && fs::exists(checkpoint_path)) {
-    try {
-      torch::serialize::InputArchive archive, net_archive, weights_archive, arch_archive;
-      archive.load_from(checkpoint_path);
-      archive.read("supernet", net_archive);
-      archive.read("weight_optimizer", weights_archive);
-      archive.read("arch_optimizer", arch_archive);
-      supernet->load(net_archive);
-      weight_optimizer->load(weights_archive);
-      arch_optimizer->load(arch_archive);
-      torch::Tensor generator, mask_count;
-      archive.read("generator", generator);
-      archive.read("mask_count", mask_count);
-      resumed_masks.resize(size_t(mask_count.item<int64_t>()));
-      for (size_t m = 0; m < resumed_masks.size(); ++m)
-        archive.read(fmt::format("mask{}", m), resumed_masks[m]);
-      restore_torch_generator_state(generator);
-      c10::IValue value;
-      archive.read("state", value);
-      const nlohmann::json state = nlohmann::json::parse(value.toStringRef());
-      epochs_done = state.at("epochs_done");
-      lambda = state.at("lambda").get<std::array<double, kResourceCount>>();
-      history = state.at("history");
-      evolution = state.at("evolution");
-    } catch (const std::exception& e) {
-      throw std::runtime_error(
-          fmt::format("{}: unreadable search checkpoint ({}); use --restart to start over",
-                      checkpoint_path, e.what()));
-    }
+    load_search_checkpoint(checkpoint_path, *supernet, *weight_optimizer, *arch_optimizer, state);
     // The masks in force at the checkpoint came from the weights of their last refresh,
     // not the final ones.
     supernet->refresh_masks();
     try {
-      supernet->set_masks(resumed_masks);
+      supernet->set_masks(state.masks);
     } catch (const std::exception& e) {
       throw std::runtime_error(
           fmt::format("{}: {}; use --restart to start over", checkpoint_path, e.what()));
     }
     supernet->refresh_weight_tables();
-    if (epochs_done > spec.warmup.epochs) supernet->refresh_cycles_table(npu);
-    say(fmt::format("resuming the search from {} after epoch {}", checkpoint_path, epochs_done));
+    if (state.epochs_done > spec.warmup.epochs) supernet->refresh_cycles_table(npu);
+    say(fmt::format("resuming the search from {} after epoch {}", checkpoint_path,
+                    state.epochs_done));
   }
 
   data::BatchLoader loader(train_set, config.data.normalization, config.data.augmentation,
@@ -441,44 +434,9 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
         return b;
       }()));
 
-  auto record_evolution = [&](uint32_t epoch, double temperature, const ExpectedCosts& expected) {
-    const ArchitectureChoice best = supernet->most_probable();
-    const TableCosts t = supernet->table_costs(best);
-    nlohmann::json blocks = nlohmann::json::array();
-    for (size_t k = 0; k < space.blocks.size(); ++k) {
-      nlohmann::json layers = nlohmann::json::array();
-      for (size_t o = 0; o < space.blocks[k].ops.size(); ++o) {
-        const OpChoice& op = space.blocks[k].ops[o];
-        for (size_t l = 0; l < weighted_layer_count(op); ++l) {
-          nlohmann::json layer = {{"op", op.name()},
-                                  {"layer", layer_role(op, l)},
-                                  {"bits", supernet->probabilities(k, "bits", o, l)}};
-          if (layer_prunable(op, l)) {
-            layer["sparsity"] = supernet->probabilities(k, "sparsity", o, l);
-          }
-          layers.push_back(layer);
-        }
-      }
-      blocks.push_back({{"block", space.blocks[k].name},
-                        {"op", supernet->probabilities(k, "op")},
-                        {"width", supernet->probabilities(k, "width")},
-                        {"layers", layers}});
-    }
-    evolution.push_back(
-        {{"epoch", epoch},
-         {"temperature", temperature},
-         {"expected",
-          {expected.weight_bytes.item<double>(), expected.flash_bytes.item<double>(),
-           expected.sram_bytes.item<double>(), expected.cycles.item<double>()}},
-         {"lambda", lambda},
-         {"most_probable", supernet->describe(best)},
-         {"most_probable_costs", costs_of(t)},
-         {"probabilities", blocks}});
-  };
-
   const Clock::time_point search_start = Clock::now();
-  const uint32_t first_epoch = epochs_done;  ///< epochs before this process (resume)
-  for (uint32_t epoch = epochs_done; epoch < total_epochs; ++epoch) {
+  const uint32_t first_epoch = state.epochs_done;  ///< epochs before this process (resume)
+  for (uint32_t epoch = state.epochs_done; epoch < total_epochs; ++epoch) {
     const Clock::time_point epoch_start = Clock::now();
     const bool searching = epoch >= spec.warmup.epochs;
     const PhaseSpec& phase = searching ? spec.search : spec.warmup;
@@ -564,34 +522,15 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
     }
     torch::NoGradGuard no_grad;
     expected = supernet->expected_costs();
-    record_evolution(epoch + 1, temperature, expected);
+    evolution.push_back(evolution_record(*supernet, epoch + 1, temperature, expected, lambda));
     const nlohmann::json& e = evolution.back();
     history.push_back({{"epoch", epoch + 1},
                        {"phase", searching ? "search" : "warmup"},
                        {"loss", loss_sum / double(std::max<size_t>(seen, 1))},
                        {"train_accuracy", double(correct) / double(std::max<size_t>(seen, 1))},
                        {"seconds", seconds_since(epoch_start)}});
-    epochs_done = epoch + 1;
-    {
-      torch::serialize::OutputArchive archive, net_archive, weights_archive, arch_archive;
-      supernet->save(net_archive);
-      weight_optimizer->save(weights_archive);
-      arch_optimizer->save(arch_archive);
-      archive.write("supernet", net_archive);
-      archive.write("weight_optimizer", weights_archive);
-      archive.write("arch_optimizer", arch_archive);
-      archive.write("generator", torch_generator_state());
-      const std::vector<torch::Tensor> masks = supernet->masks();
-      archive.write("mask_count", torch::tensor(int64_t(masks.size())));
-      for (size_t m = 0; m < masks.size(); ++m) archive.write(fmt::format("mask{}", m), masks[m]);
-      archive.write("state", c10::IValue(nlohmann::json{
-                                 {"epochs_done", epochs_done},
-                                 {"lambda", lambda},
-                                 {"history", history},
-                                 {"evolution",
-                                  evolution}}.dump()));
-      save_archive_atomically(archive, checkpoint_path);
-    }
+    state.epochs_done = epoch + 1;
+    save_search_checkpoint(checkpoint_path, *supernet, *weight_optimizer, *arch_optimizer, state);
     const double elapsed = seconds_since(search_start);
     say(fmt::format(
         "epoch {}/{} [{}]: loss {:.4f}, train {:.2f}%, E[weights] {:.0f} B, E[flash] {:.0f} B, "
@@ -609,22 +548,43 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
         format_duration(elapsed / double(epoch + 1 - first_epoch) *
                         double(total_epochs - epoch - 1))));
   }
-  double search_seconds = 0;
-  for (const auto& h : history) search_seconds += h["seconds"].get<double>();
 
-  // ---------------------------------------------------------------- derivation
-  const std::string derivation_path = (out / "derivation.json").string();
+  SupernetRecord record{history, evolution, 0};
+  for (const auto& h : history) record.seconds += h["seconds"].get<double>();
+  return record;
+}
+
+// ---------------------------------------------------------------- stage 4: derivation
+
+/// The derived architecture and its record (derivation.json, also the stage's checkpoint).
+struct Derivation {
   ArchitectureChoice choice;
-  nlohmann::json derivation;
+  nlohmann::json json;
+};
+
+/// Candidates ranked on held-out images with inherited weights, the best repaired until
+/// the real encoder, compiler and simulator say it fits; read back from derivation.json on
+/// resume.
+Derivation derive_architecture(const SearchContext& ctx, const std::shared_ptr<Supernet>& supernet,
+                               const data::ImageDataset& train_set,
+                               const data::ImageDataset& holdout) {
+  const SearchConfig& config = ctx.config;
+  const SearchStageSpec& spec = config.search;
+  const SearchSpace& space = config.space;
+  const npu_sim::NpuConfig& npu = ctx.npu;
+  const SearchOptions& options = ctx.options;
+  const Limits& limits = ctx.limits;
+  const fs::path& out = ctx.out;
+  auto say = [&](const std::string& line) { ctx.say(line); };
+  const std::string derivation_path = (out / "derivation.json").string();
+  Derivation result;
+  ArchitectureChoice& choice = result.choice;
+  nlohmann::json& derivation = result.json;
   Costs derived_costs{};
-  auto prepare_derived = [&](const ArchitectureChoice& c, QNet& net) {
-    supernet->inherit(c, net);
-    recalibrate_batch_norm(net, train_set, config.data.normalization, spec.batch_size, spec.seed);
-  };
   // The derived network as it would be exported now: inherited, masks at their targets,
   // quantisation calibrated.
   auto prepare_inherited = [&](const ArchitectureChoice& c, QNet& net) {
-    prepare_derived(c, net);
+    prepare_derived(ctx, *supernet, train_set, c, net);
     prepare_quantization(net, train_set, config.data.normalization, spec.batch_size, spec.seed);
   };
   if (!options.restart && fs::exists(derivation_path)) {
@@ -739,7 +699,33 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
                     derived_costs[Flash], derived_costs[Sram], derived_costs[Cycles]));
   }
 
-  // ---------------------------------------------------------------- fine-tune, export, verify
+  return result;
+}
+
+// ---------------------------------------------------------------- stage 5: fine-tune and repair
+
+/// The fine-tuned model and the architecture it ended with (repairs may change it).
+struct FineTuned {
+  TrainResult trained;
+  ArchitectureChoice choice;
+  nlohmann::json repairs = nlohmann::json::array();
+  double seconds = 0;
+};
+
+/// The derived model fine-tuned (as udc train, weights inherited, budgets held), exported
+/// and verified; repaired with a short fine-tune while a measured budget is exceeded.
+/// Resumes through the trainer's own checkpoints in finetune/ and repairN/.
+FineTuned finetune_and_repair(const SearchContext& ctx, const std::shared_ptr<Supernet>& supernet,
+                              const data::ImageDataset& train_set, ArchitectureChoice choice) {
+  const SearchConfig& config = ctx.config;
+  const SearchStageSpec& spec = config.search;
+  const npu_sim::NpuConfig& npu = ctx.npu;
+  const SearchOptions& options = ctx.options;
+  const Limits& limits = ctx.limits;
+  const fs::path& out = ctx.out;
+  std::ostream* log = options.log;
+  auto say = [&](const std::string& line) { ctx.say(line); };
+  FineTuned result;
   TrainConfig train_config;
   train_config.file = config.file;
   train_config.architecture = supernet->derive(choice);
@@ -760,28 +746,25 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
   TrainOptions train_options{(out / "finetune").string(), options.restart, log};
   const Clock::time_point finetune_start = Clock::now();
   say("fine-tuning the derived model (" + train_options.output_dir + ")");
-  TrainResult trained = train_network(train_config, npu, train_options,
-                                      [&](QNet& net) { prepare_derived(choice, net); });
+  TrainResult trained = train_network(train_config, npu, train_options, [&](QNet& net) {
+    prepare_derived(ctx, *supernet, train_set, choice, net);
+  });
   // Fine-tuning moves the weights and so the compressed size: repair what still exceeds a
   // budget by raising sparsity or lowering bits, with a short fine-tune each time.
-  auto measured_of = [](const TrainResult& t) {
-    return Costs{double(t.weight_bytes), double(t.flash_bytes), double(t.sram_peak_bytes),
-                 t.cycles};
-  };
   nlohmann::json repairs = nlohmann::json::array();
-  for (int round = 1; !within(measured_of(trained), limits, 1.0); ++round) {
+  for (int round = 1; !within(measured_costs(trained), limits, 1.0); ++round) {
     if (round > 4) {
       throw BudgetError(fmt::format(
           "the fine-tuned model exceeds its budgets after {} repairs: {:.0f} B weights, {:.0f} B "
           "flash, {:.0f} B SRAM, {:.0f} cycles (the last one is {})",
-          round - 1, measured_of(trained)[Weights], measured_of(trained)[Flash],
-          measured_of(trained)[Sram], measured_of(trained)[Cycles], trained.model_path));
+          round - 1, measured_costs(trained)[Weights], measured_costs(trained)[Flash],
+          measured_costs(trained)[Sram], measured_costs(trained)[Cycles], trained.model_path));
     }
     Costs scale;
     scale.fill(1.0);
     const Costs table = costs_of(supernet->table_costs(choice));
     for (size_t r = 0; r < kResourceCount; ++r) {
-      if (table[r] > 0) scale[r] = measured_of(trained)[r] / table[r];
+      if (table[r] > 0) scale[r] = measured_costs(trained)[r] / table[r];
     }
     ArchitectureChoice repaired = choice;
     while (!within(
@@ -812,12 +795,50 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
     trained = train_network(train_config, npu, train_options,
                             [&](QNet& net) { load_exported_network(previous, net); });
     repairs.push_back(
-        {{"architecture", supernet->describe(choice)}, {"measured", measured_of(trained)}});
+        {{"architecture", supernet->describe(choice)}, {"measured", measured_costs(trained)}});
     common::write_file_atomically((out / "derived.yaml").string(), train_config_yaml(train_config));
   }
-  const double finetune_seconds = seconds_since(finetune_start);
+  result.seconds = seconds_since(finetune_start);
 
-  // ---------------------------------------------------------------- results
+  result.trained = std::move(trained);
+  result.choice = choice;
+  result.repairs = std::move(repairs);
+  return result;
+}
+
+}  // namespace
+
+SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu,
+                        const SearchOptions& options) {
+  const Clock::time_point run_start = Clock::now();
+  const SearchSpace& space = config.space;
+  torch::set_num_threads(int(config.search.threads));
+  torch::manual_seed(config.search.seed);
+  fs::create_directories(options.output_dir);
+  // What a killed run was writing when it died (its checkpoints and outputs are whole).
+  common::remove_stale_temporaries(options.output_dir);
+  const SearchContext ctx{config, npu, options, fs::path(options.output_dir),
+                          limits_of(config.budgets, npu.core_clock_hz)};
+  const fs::path& out = ctx.out;
+  const Limits& limits = ctx.limits;
+  std::ostream* log = options.log;
+  auto say = [&](const std::string& line) { ctx.say(line); };
+
+  const std::shared_ptr<Supernet> supernet = build_supernet(ctx);
+  const SearchData data = load_search_data(ctx);
+  const SupernetRecord supernet_record = train_supernet(ctx, supernet, data.train_set);
+  const nlohmann::json& history = supernet_record.history;
+  const nlohmann::json& evolution = supernet_record.evolution;
+  const double search_seconds = supernet_record.seconds;
+  const Derivation derived = derive_architecture(ctx, supernet, data.train_set, data.holdout);
+  const nlohmann::json& derivation = derived.json;
+  const FineTuned finetuned = finetune_and_repair(ctx, supernet, data.train_set, derived.choice);
+  const TrainResult& trained = finetuned.trained;
+  const ArchitectureChoice& choice = finetuned.choice;
+  const nlohmann::json& repairs = finetuned.repairs;
+  const double finetune_seconds = finetuned.seconds;
+
+  // ---------------------------------------------------------------- stage 6: results
   SearchResult result;
   result.architecture = supernet->describe(choice);
   result.test_accuracy = trained.test_accuracy;
@@ -826,7 +847,7 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
   result.sram_bytes = trained.sram_peak_bytes;
   result.cycles = trained.cycles;
   result.milliseconds = trained.milliseconds;
-  result.fits = within(measured_of(trained), limits, 1.0);
+  result.fits = within(measured_costs(trained), limits, 1.0);
   result.model_path = (out / "model.udcm").string();
   result.report_path = (out / "report.json").string();
   result.plot_path = (out / "accuracy_vs_size.svg").string();
@@ -834,39 +855,10 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
   common::write_file_atomically(result.model_path, common::read_file(trained.model_path).data(),
                                 common::read_file(trained.model_path).size());
 
-  std::string csv = "epoch,block,choice,option,probability\n";
-  for (const auto& e : evolution) {
-    for (const auto& b : e["probabilities"]) {
-      const std::string block = b["block"];
-      const size_t k = size_t(&b - &e["probabilities"][0]);
-      const BlockSpace& bs = space.blocks.at(k);
-      auto rows = [&](const std::string& kind, const nlohmann::json& p,
-                      const std::vector<std::string>& names) {
-        for (size_t i = 0; i < names.size(); ++i) {
-          csv += fmt::format("{},{},{},{},{:.6f}\n", e["epoch"].get<int>(), block, kind, names[i],
-                             p[i].get<double>());
-        }
-      };
-      std::vector<std::string> ops, widths, bits, sparsity;
-      for (const OpChoice& o : bs.ops) ops.push_back(o.name());
-      for (uint32_t w : bs.widths) widths.push_back(std::to_string(w));
-      for (uint32_t w : space.bits) bits.push_back(std::to_string(w));
-      for (double s : space.sparsity) sparsity.push_back(fmt::format("{}", s));
-      rows("op", b["op"], ops);
-      rows("width", b["width"], widths);
-      // Per layer: "ir2_expand_bits", "ir2_expand_sparsity", ...
-      for (const auto& layer : b["layers"]) {
-        const std::string name =
-            layer["op"].get<std::string>() + "_" + layer["layer"].get<std::string>();
-        rows(name + "_bits", layer["bits"], bits);
-        if (layer.contains("sparsity")) rows(name + "_sparsity", layer["sparsity"], sparsity);
-      }
-    }
-  }
-  common::write_file_atomically(result.evolution_path, csv);
+  common::write_file_atomically(result.evolution_path, evolution_csv(space, evolution));
 
   nlohmann::json budgets = nlohmann::json::object();
-  const Costs final_costs = measured_of(trained);
+  const Costs final_costs = measured_costs(trained);
   for (size_t r = 0; r < kResourceCount; ++r) {
     if (!std::isfinite(limits[r])) continue;
     budgets[kResourceNames[r]] = {
@@ -905,7 +897,7 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
                                    {"finetune", finetune_seconds},
                                    {"total_this_run", seconds_since(run_start)}}}};
   common::write_file_atomically(result.report_path, report.dump(2) + "\n");
-  common::write_file_atomically(result.plot_path, plot_svg(config, result, log));
+  common::write_file_atomically(result.plot_path, accuracy_plot_svg(config, result, log));
   say(fmt::format(
       "found {}: test accuracy {:.2f}%, {} B of weight streams, {} B flash image, {} B SRAM, "
       "{:.0f} cycles = {:.3f} ms; budgets {}",
