@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <ostream>
@@ -274,7 +275,7 @@ double pruning_damage(const torch::Tensor& weights, const torch::Tensor& kept,
 BudgetGuard hold_budgets(QNet& net, const WeightBudgets& budgets) {
   torch::NoGradGuard no_grad;
   auto measured = [&] {
-    return fm::measure_model(net.export_model(), *budgets.npu, {/*simulate=*/false});
+    return fm::measure_model(net.export_model(), *budgets.npu, {/*simulate=*/false, /*compile=*/{}});
   };
   BudgetGuard guard;
   guard.before = guard.after = measured();
@@ -470,6 +471,305 @@ void load_exported_network(const std::string& output_dir, QNet& net) {
 
 // ---------------------------------------------------------------- train
 
+namespace {
+
+/// Holds train.weight_budget_bytes and train.flash_budget_bytes during training
+/// (hold_budgets on the compiled layout) and reports the guard's work once an epoch.
+class EpochBudgetGuard {
+ public:
+  EpochBudgetGuard(const TrainSpec& spec, const npu_sim::NpuConfig* npu,
+                   std::function<void(const std::string&)> say)
+      : spec_(spec),
+        budgets_{spec.weight_budget_bytes, spec.flash_budget_bytes, npu},
+        say_(std::move(say)) {}
+
+  /// Measures the network's export and prunes until it fits (or no step saves a byte).
+  void hold(QNet& net) {
+    const BudgetGuard guard = hold_budgets(net, budgets_);
+    ++tally_.checks;
+    tally_.after = guard.after;
+    tally_.fits = guard.fits;
+    if (budgets_.excess(guard.before) == 0) return;
+    ++tally_.prunings;
+    if (!tally_.largest || budgets_.excess(guard.before) > budgets_.excess(*tally_.largest))
+      tally_.largest = guard.before;
+    tally_.pruned += guard.pruned;
+  }
+
+  /// Says what the guard did since the last report, if it pruned, and starts a new tally.
+  void report() {
+    if (tally_.prunings > 0) {
+      say_(fmt::format("  budgets: grew to {}, at {} of {} checks; {} more weights pruned{}: {}",
+                       budget_text(*tally_.largest), tally_.prunings, tally_.checks, tally_.pruned,
+                       tally_.fits ? "" : " (no further step saves a byte)",
+                       budget_text(tally_.after)));
+    }
+    tally_ = Tally{};
+  }
+
+ private:
+  std::string budget_text(const fm::ModelMeasurement& m) const {
+    std::string text;
+    if (spec_.weight_budget_bytes > 0)
+      text += fmt::format("weights {} of {} B", m.weight_bytes, spec_.weight_budget_bytes);
+    if (spec_.flash_budget_bytes > 0) {
+      text += fmt::format("{}flash image {} of {} B", text.empty() ? "" : ", ", m.flash_bytes,
+                          spec_.flash_budget_bytes);
+    }
+    return text;
+  }
+  /// The guard's work over an epoch.
+  struct Tally {
+    std::optional<fm::ModelMeasurement> largest;  ///< the largest excess found
+    fm::ModelMeasurement after;                   ///< now
+    uint64_t pruned = 0;                          ///< weights pruned
+    uint32_t checks = 0, prunings = 0;
+    bool fits = true;
+  };
+  const TrainSpec& spec_;
+  const WeightBudgets budgets_;
+  std::function<void(const std::string&)> say_;
+  Tally tally_;
+};
+
+/// The configured training and test images and the training images held out to choose
+/// the exported epoch; throws when they do not suit the model.
+struct TrainingData {
+  data::ImageDataset train_set, test_set, holdout;
+};
+
+TrainingData load_training_data(const TrainConfig& config) {
+  const TrainSpec& spec = config.train;
+  const ArchitectureSpec& arch = config.architecture;
+  data::ImageDataset train_set = load_data(config.data, data::Split::Train);
+  data::ImageDataset test_set = load_data(config.data, data::Split::Test);
+  // Chooses the exported epoch; the last images, as the search's derivation holds out, so
+  // that a fine-tune after a search never trains on the images it is judged by.
+  data::ImageDataset holdout =
+      train_set.split_off(size_t(std::llround(spec.holdout_fraction * double(train_set.size()))));
+  if (spec.holdout_fraction > 0 && (holdout.size() == 0 || train_set.size() == 0)) {
+    throw std::runtime_error(fmt::format(
+        "{}: train.holdout_fraction {} of {} training images holds out {} and leaves {}; both "
+        "must be at least one",
+        config.file, spec.holdout_fraction, train_set.size() + holdout.size(), holdout.size(),
+        train_set.size()));
+  }
+  if (train_set.height != arch.height || train_set.width != arch.width ||
+      train_set.channels != arch.channels) {
+    throw std::runtime_error(fmt::format("{}: model.input is {}x{}x{} but {} images are {}x{}x{}",
+                                         config.file, arch.height, arch.width, arch.channels,
+                                         train_set.name, train_set.height, train_set.width,
+                                         train_set.channels));
+  }
+  if (train_set.classes != arch.classes) {
+    throw std::runtime_error(fmt::format("{}: model.classes is {} but {} has {} classes",
+                                         config.file, arch.classes, train_set.name,
+                                         train_set.classes));
+  }
+
+  return {std::move(train_set), std::move(test_set), std::move(holdout)};
+}
+
+/// Reads checkpoint.pt (when there is one) into the network and `state`, and the random
+/// generator; `archive` keeps the optimiser's state for the epoch that resumes. False
+/// when there is no checkpoint. Throws naming the file when it does not suit the config.
+bool resume_training(const std::string& checkpoint_path, uint32_t total_epochs, QNet& net,
+                     Checkpoint& state, torch::serialize::InputArchive& resume_archive) {
+  if (fs::exists(checkpoint_path)) {
+    try {
+      resume_archive.load_from(checkpoint_path);
+      state = read_checkpoint_state(resume_archive, checkpoint_path, net);
+      torch::serialize::InputArchive net_archive;
+      resume_archive.read("net", net_archive);
+      net.load(net_archive);
+    } catch (const c10::Error& e) {
+      throw std::runtime_error(
+          fmt::format("{}: unreadable checkpoint ({}); use --restart to "
+                      "start over",
+                      checkpoint_path, e.what_without_backtrace()));
+    }
+    if (state.epochs_done > total_epochs) {
+      throw std::runtime_error(
+          fmt::format("{}: checkpoint has {} epochs, the config only {}; use "
+                      "--restart",
+                      checkpoint_path, state.epochs_done, total_epochs));
+    }
+    if (!state.target_sparsity.empty()) {
+      if (state.target_sparsity.size() != net.weighted().size()) {
+        throw std::runtime_error(fmt::format(
+            "{}: checkpoint has {} layer sparsities, the model {} weighted layers; use --restart",
+            checkpoint_path, state.target_sparsity.size(), net.weighted().size()));
+      }
+      for (size_t i = 0; i < state.target_sparsity.size(); ++i) {
+        net.weighted()[i]->set_target_sparsity(state.target_sparsity[i]);
+      }
+    }
+    if (torch::Tensor generator; resume_archive.try_read("generator", generator)) {
+      restore_torch_generator_state(generator);
+    }
+    return true;
+  }
+  return false;
+}
+
+/// The trained network exported, measured on the NPU (when there is one) and verified:
+/// the integer model's logits on `config.verify_images` test images equal LibTorch's on
+/// the reference interpreter and, with an NPU, the simulator's. Fills the result's
+/// accuracy, measurements, budget verdict and verified count; throws on a mismatch or a
+/// model that does not fit.
+struct Exported {
+  fm::Model model;
+  fm::ModelSummary summary;
+  std::optional<fm::ModelMeasurement> measured;  ///< with an NPU
+  bool simulated = false;                        ///< verified on the simulator too
+};
+
+Exported export_and_verify(const TrainConfig& config, const std::optional<npu_sim::NpuConfig>& npu,
+                           QNet& net, const data::ImageDataset& test_set, TrainResult& result) {
+  const TrainSpec& spec = config.train;
+  Exported exported;
+  exported.model = net.export_model();
+  const fm::Model& model = exported.model;
+  const Evaluation final_eval = evaluate(net, test_set, config.data.normalization, Mode::Quantized,
+                                         500, config.verify_images);
+  result.test_accuracy = final_eval.accuracy;
+  exported.summary = fm::summarize(model);
+
+  // The same integers on the reference interpreter and on the simulator.
+  std::optional<fm::CompiledModel> compiled;
+  std::optional<fm::ModelMeasurement>& measured = exported.measured;
+  if (npu) {
+    measured = fm::measure_model(model, *npu);
+    if (!measured->fits()) {
+      throw std::runtime_error(fmt::format("{}: the trained model does not fit {}: {}", config.file,
+                                           config.npu.describe(), measured->does_not_fit->reason));
+    }
+    compiled = fm::compile(model, *npu).compiled;
+    result.weight_bytes = measured->weight_bytes;
+    result.flash_bytes = measured->flash_bytes;
+    fm::MeasuredBudgets bounds;
+    if (spec.weight_budget_bytes > 0) bounds.weight_bytes = spec.weight_budget_bytes;
+    if (spec.flash_budget_bytes > 0) bounds.flash_bytes = spec.flash_budget_bytes;
+    result.budget_violations = fm::budget_violations(*measured, bounds);
+    result.within_budgets = result.budget_violations.empty();
+    result.hardware_measured = true;
+    result.sram_peak_bytes = measured->arena_bytes;
+    result.sram_bytes = measured->sram_bytes;
+    result.cycles = measured->cycles;
+    result.milliseconds = measured->milliseconds;
+  }
+  for (size_t i = 0; i < final_eval.logits.size(); ++i) {
+    std::vector<int8_t> input(test_set.image_bytes());
+    const uint8_t* image = test_set.image(i);
+    for (size_t k = 0; k < input.size(); ++k) input[k] = data::quantize_pixel(image[k]);
+    // Interpreter and simulator together where there is an NPU, else the interpreter.
+    const std::optional<fm::Verification> on_npu =
+        compiled ? std::optional(fm::verify_on_npu(model, *compiled, *npu, {input})) : std::nullopt;
+    const std::vector<fm::TensorValues> values =
+        on_npu ? on_npu->reference : fm::run_reference(model, {input});
+    if (values[size_t(model.outputs[0])] != final_eval.logits[i]) {
+      throw std::runtime_error(fmt::format(
+          "verification failed: test image {}: the reference interpreter's logits differ from "
+          "LibTorch's integer forward pass",
+          i));
+    }
+    if (on_npu && !on_npu->difference.empty()) {
+      throw std::runtime_error(fmt::format(
+          "verification failed: test image {}: the simulator differs from the reference "
+          "interpreter: {}",
+          i, on_npu->difference));
+    }
+    ++result.verified_images;
+  }
+
+  exported.simulated = compiled.has_value();
+  return exported;
+}
+
+/// report.json of a training run: data, accuracy, sizes, hardware figures, the epoch
+/// chosen, budgets, per-layer figures and the history.
+nlohmann::json train_report_json(const TrainConfig& config, const TrainingData& data,
+                                 const Exported& exported, const TrainResult& result) {
+  const TrainSpec& spec = config.train;
+  const ArchitectureSpec& arch = config.architecture;
+  const fm::ModelSummary& summary = exported.summary;
+  const std::optional<fm::ModelMeasurement>& measured = exported.measured;
+  const data::ImageDataset& train_set = data.train_set;
+  const data::ImageDataset& test_set = data.test_set;
+  nlohmann::json layers = nlohmann::json::array();
+  for (size_t op = 0; op < summary.layers.size(); ++op) {
+    const fm::LayerSummary& l = summary.layers[op];
+    if (l.weights == 0) continue;
+    nlohmann::json layer = {
+        {"name", l.name},        {"op", fm::op_type_name(l.type)},
+        {"bits", l.weight_bits}, {"weights", l.weights},
+        {"nonzero", l.nonzero},  {"sparsity", 1.0 - double(l.nonzero) / double(l.weights)}};
+    if (measured) {
+      for (const fm::LayerBytes& b : measured->layers) {
+        if (b.operation != op) continue;
+        layer["weight_bytes"] = b.weight_bytes;
+        layer["flash_bytes"] = b.image_bytes;
+      }
+    }
+    layers.push_back(layer);
+  }
+  nlohmann::json hardware = nullptr;
+  if (measured) {
+    hardware = {{"npu_config", config.npu.describe()},   {"weight_bytes", measured->weight_bytes},
+                {"flash_bytes", measured->flash_bytes},  {"sram_peak_bytes", measured->arena_bytes},
+                {"sram_bytes", measured->sram_bytes},    {"cycles", measured->cycles},
+                {"milliseconds", measured->milliseconds}};
+  }
+  double wall = 0, step_ms_sum = 0;
+  size_t step_epochs = 0;
+  for (const EpochRecord& r : result.history) {
+    wall += r.seconds;
+    if (r.phase != "warmup") continue;
+    step_ms_sum += r.step_milliseconds;
+    ++step_epochs;
+  }
+  nlohmann::json history = nlohmann::json::array();
+  for (const EpochRecord& r : result.history) history.push_back(epoch_json(r));
+  return {
+      {"config", config.file},
+      {"model", arch.name},
+      {"data",
+       {{"set", config.data.set},
+        {"train_images", train_set.size()},
+        {"test_images", test_set.size()}}},
+      {"test_accuracy", result.test_accuracy},
+      {"weights", summary.weights},
+      {"nonzero_weights", summary.nonzero},
+      {"macs", summary.macs},
+      {"bias_and_scale_bytes", summary.bias_and_scale_bytes},
+      {"hardware", hardware},
+      {"selection",
+       result.selected_epoch < 0
+           ? nlohmann::json()
+           : nlohmann::
+                 json{{"holdout_images", result.holdout_images},
+                      {"epoch", result.selected_epoch},
+                      {"holdout_accuracy",
+                       result.history.at(size_t(result.selected_epoch)).holdout_accuracy},
+                      {"rule",
+                       "best held-out accuracy of the epochs whose model is final in form; later "
+                       "on ties"}}},
+      {"budgets",
+       {{"weight_bytes", spec.weight_budget_bytes > 0 ? nlohmann::json(spec.weight_budget_bytes)
+                                                      : nlohmann::json()},
+        {"flash_bytes",
+         spec.flash_budget_bytes > 0 ? nlohmann::json(spec.flash_budget_bytes) : nlohmann::json()},
+        {"within", result.within_budgets},
+        {"violations", result.budget_violations}}},
+      {"verified_images", result.verified_images},
+      {"layers", layers},
+      {"history", history},
+      {"training_seconds", wall},
+      {"float_step_ms", step_epochs ? step_ms_sum / double(step_epochs) : 0.0}};
+}
+
+}  // namespace
+
 TrainResult train(const TrainConfig& config, std::optional<npu_sim::NpuConfig> npu,
                   const TrainOptions& options) {
   return train_network(config, std::move(npu), options, {});
@@ -496,74 +796,14 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
         "measure the compiled model on",
         config.file));
   }
-  const WeightBudgets budgets{spec.weight_budget_bytes, spec.flash_budget_bytes,
-                              npu ? &*npu : nullptr};
-  auto budget_text = [&](const fm::ModelMeasurement& m) {
-    std::string text;
-    if (spec.weight_budget_bytes > 0)
-      text += fmt::format("weights {} of {} B", m.weight_bytes, spec.weight_budget_bytes);
-    if (spec.flash_budget_bytes > 0) {
-      text += fmt::format("{}flash image {} of {} B", text.empty() ? "" : ", ", m.flash_bytes,
-                          spec.flash_budget_bytes);
-    }
-    return text;
-  };
-  // The budget guard's work over an epoch, reported once at its end.
-  struct GuardTally {
-    std::optional<fm::ModelMeasurement> largest;  ///< the largest excess found
-    fm::ModelMeasurement after;                   ///< now
-    uint64_t pruned = 0;                          ///< weights pruned
-    uint32_t checks = 0, prunings = 0;
-    bool fits = true;
-  } tally;
-  auto hold_budget = [&](QNet& net) {
-    const BudgetGuard guard = hold_budgets(net, budgets);
-    ++tally.checks;
-    tally.after = guard.after;
-    tally.fits = guard.fits;
-    if (budgets.excess(guard.before) == 0) return;
-    ++tally.prunings;
-    if (!tally.largest || budgets.excess(guard.before) > budgets.excess(*tally.largest))
-      tally.largest = guard.before;
-    tally.pruned += guard.pruned;
-  };
-  auto report_budget = [&] {
-    if (tally.prunings > 0) {
-      say(fmt::format("  budgets: grew to {}, at {} of {} checks; {} more weights pruned{}: {}",
-                      budget_text(*tally.largest), tally.prunings, tally.checks, tally.pruned,
-                      tally.fits ? "" : " (no further step saves a byte)",
-                      budget_text(tally.after)));
-    }
-    tally = GuardTally{};
-  };
+  EpochBudgetGuard guard(spec, npu ? &*npu : nullptr, say);
   torch::set_num_threads(int(spec.threads));
   torch::manual_seed(spec.seed);
 
-  data::ImageDataset train_set = load_data(config.data, data::Split::Train);
-  const data::ImageDataset test_set = load_data(config.data, data::Split::Test);
-  // Chooses the exported epoch; the last images, as the search's derivation holds out, so
-  // that a fine-tune after a search never trains on the images it is judged by.
-  const data::ImageDataset holdout =
-      train_set.split_off(size_t(std::llround(spec.holdout_fraction * double(train_set.size()))));
-  if (spec.holdout_fraction > 0 && (holdout.size() == 0 || train_set.size() == 0)) {
-    throw std::runtime_error(fmt::format(
-        "{}: train.holdout_fraction {} of {} training images holds out {} and leaves {}; both "
-        "must be at least one",
-        config.file, spec.holdout_fraction, train_set.size() + holdout.size(), holdout.size(),
-        train_set.size()));
-  }
-  if (train_set.height != arch.height || train_set.width != arch.width ||
-      train_set.channels != arch.channels) {
-    throw std::runtime_error(fmt::format("{}: model.input is {}x{}x{} but {} images are {}x{}x{}",
-                                         config.file, arch.height, arch.width, arch.channels,
-                                         train_set.name, train_set.height, train_set.width,
-                                         train_set.channels));
-  }
-  if (train_set.classes != arch.classes) {
-    throw std::runtime_error(fmt::format("{}: model.classes is {} but {} has {} classes",
-                                         config.file, arch.classes, train_set.name,
-                                         train_set.classes));
-  }
+  TrainingData data = load_training_data(config);
+  data::ImageDataset& train_set = data.train_set;
+  const data::ImageDataset& test_set = data.test_set;
+  const data::ImageDataset& holdout = data.holdout;
 
   fs::create_directories(options.output_dir);
   // What a killed run was writing when it died (its checkpoint and outputs are whole).
@@ -595,38 +835,8 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
   std::unique_ptr<torch::optim::AdamW> optimizer;
   bool load_optimizer = false;
   torch::serialize::InputArchive resume_archive;
-  if (!options.restart && fs::exists(checkpoint_path)) {
-    try {
-      resume_archive.load_from(checkpoint_path);
-      state = read_checkpoint_state(resume_archive, checkpoint_path, *net);
-      torch::serialize::InputArchive net_archive;
-      resume_archive.read("net", net_archive);
-      net->load(net_archive);
-    } catch (const c10::Error& e) {
-      throw std::runtime_error(
-          fmt::format("{}: unreadable checkpoint ({}); use --restart to "
-                      "start over",
-                      checkpoint_path, e.what_without_backtrace()));
-    }
-    if (state.epochs_done > total_epochs) {
-      throw std::runtime_error(
-          fmt::format("{}: checkpoint has {} epochs, the config only {}; use "
-                      "--restart",
-                      checkpoint_path, state.epochs_done, total_epochs));
-    }
-    if (!state.target_sparsity.empty()) {
-      if (state.target_sparsity.size() != net->weighted().size()) {
-        throw std::runtime_error(fmt::format(
-            "{}: checkpoint has {} layer sparsities, the model {} weighted layers; use --restart",
-            checkpoint_path, state.target_sparsity.size(), net->weighted().size()));
-      }
-      for (size_t i = 0; i < state.target_sparsity.size(); ++i) {
-        net->weighted()[i]->set_target_sparsity(state.target_sparsity[i]);
-      }
-    }
-    if (torch::Tensor generator; resume_archive.try_read("generator", generator)) {
-      restore_torch_generator_state(generator);
-    }
+  if (!options.restart &&
+      resume_training(checkpoint_path, total_epochs, *net, state, resume_archive)) {
     result.resumed = true;
     load_optimizer = true;
     say(fmt::format("resuming from {} after epoch {}/{}", checkpoint_path, state.epochs_done,
@@ -726,7 +936,7 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
       // between, rather than many at the end of an epoch, just before it is evaluated.
       if (spec.has_budget() && phase_step % spec.prune_interval == 0 &&
           masks_at_target_after(phase, phase_step, phase_steps)) {
-        hold_budget(*net);
+        guard.hold(*net);
       }
       const torch::Tensor labels =
           torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong);
@@ -769,8 +979,8 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
     const bool masks_at_target =
         step > 0 ? masks_at_target_after(phase, phase_step0 + step - 1, phase_steps)
                  : phase == Phase::Finetune;
-    if (spec.has_budget() && masks_at_target) hold_budget(*net);
-    report_budget();
+    if (spec.has_budget() && masks_at_target) guard.hold(*net);
+    guard.report();
     record.test_accuracy =
         evaluate(*net, test_set, config.data.normalization, context.mode, 500, 0).accuracy;
     bool best_so_far = false;
@@ -787,7 +997,7 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
     }
     if (phase != Phase::Warmup && npu) {
       const fm::ModelMeasurement m =
-          fm::measure_model(net->export_model(), *npu, {/*simulate=*/false});
+          fm::measure_model(net->export_model(), *npu, {/*simulate=*/false, /*compile=*/{}});
       record.weight_bytes = m.weight_bytes;
       record.flash_bytes = m.flash_bytes;
     }
@@ -825,8 +1035,8 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
     // Post-training quantisation only.
     prepare_quantization(*net, train_set, config.data.normalization, spec.batch_size, spec.seed);
     for (const auto& layer : net->weighted()) layer->update_mask(layer->target_sparsity());
-    if (spec.has_budget()) hold_budget(*net);
-    report_budget();
+    if (spec.has_budget()) guard.hold(*net);
+    guard.report();
   }
 
   result.holdout_images = holdout.size();
@@ -843,131 +1053,12 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
                     100 * state.history.back().holdout_accuracy));
   }
 
-  // Export, verify, measure.
-  const fm::Model model = net->export_model();
-  const Evaluation final_eval = evaluate(*net, test_set, config.data.normalization, Mode::Quantized,
-                                         500, config.verify_images);
-  result.test_accuracy = final_eval.accuracy;
-  const fm::ModelSummary summary = fm::summarize(model);
   result.history = state.history;
-
-  // The same integers on the reference interpreter and on the simulator.
-  nlohmann::json hardware = nullptr;
-  std::optional<fm::CompiledModel> compiled;
-  std::optional<fm::ModelMeasurement> measured;
-  if (npu) {
-    measured = fm::measure_model(model, *npu);
-    if (!measured->fits()) {
-      throw std::runtime_error(fmt::format("{}: the trained model does not fit {}: {}", config.file,
-                                           config.npu.describe(), measured->does_not_fit->reason));
-    }
-    compiled = fm::compile(model, *npu).compiled;
-    result.weight_bytes = measured->weight_bytes;
-    result.flash_bytes = measured->flash_bytes;
-    fm::MeasuredBudgets bounds;
-    if (spec.weight_budget_bytes > 0) bounds.weight_bytes = spec.weight_budget_bytes;
-    if (spec.flash_budget_bytes > 0) bounds.flash_bytes = spec.flash_budget_bytes;
-    result.budget_violations = fm::budget_violations(*measured, bounds);
-    result.within_budgets = result.budget_violations.empty();
-  }
-  for (size_t i = 0; i < final_eval.logits.size(); ++i) {
-    std::vector<int8_t> input(test_set.image_bytes());
-    const uint8_t* image = test_set.image(i);
-    for (size_t k = 0; k < input.size(); ++k) input[k] = data::quantize_pixel(image[k]);
-    // Interpreter and simulator together where there is an NPU, else the interpreter.
-    const std::optional<fm::Verification> on_npu =
-        compiled ? std::optional(fm::verify_on_npu(model, *compiled, *npu, {input})) : std::nullopt;
-    const std::vector<fm::TensorValues> values =
-        on_npu ? on_npu->reference : fm::run_reference(model, {input});
-    if (values[size_t(model.outputs[0])] != final_eval.logits[i]) {
-      throw std::runtime_error(fmt::format(
-          "verification failed: test image {}: the reference interpreter's logits differ from "
-          "LibTorch's integer forward pass",
-          i));
-    }
-    if (on_npu && !on_npu->difference.empty()) {
-      throw std::runtime_error(fmt::format(
-          "verification failed: test image {}: the simulator differs from the reference "
-          "interpreter: {}",
-          i, on_npu->difference));
-    }
-    ++result.verified_images;
-  }
-
-  nlohmann::json layers = nlohmann::json::array();
-  for (size_t op = 0; op < summary.layers.size(); ++op) {
-    const fm::LayerSummary& l = summary.layers[op];
-    if (l.weights == 0) continue;
-    nlohmann::json layer = {
-        {"name", l.name},        {"op", fm::op_type_name(l.type)},
-        {"bits", l.weight_bits}, {"weights", l.weights},
-        {"nonzero", l.nonzero},  {"sparsity", 1.0 - double(l.nonzero) / double(l.weights)}};
-    if (measured) {
-      for (const fm::LayerBytes& b : measured->layers) {
-        if (b.operation != op) continue;
-        layer["weight_bytes"] = b.weight_bytes;
-        layer["flash_bytes"] = b.image_bytes;
-      }
-    }
-    layers.push_back(layer);
-  }
-  if (measured) {
-    result.hardware_measured = true;
-    result.sram_peak_bytes = measured->arena_bytes;
-    result.sram_bytes = measured->sram_bytes;
-    result.cycles = measured->cycles;
-    result.milliseconds = measured->milliseconds;
-    hardware = {{"npu_config", config.npu.describe()},   {"weight_bytes", measured->weight_bytes},
-                {"flash_bytes", measured->flash_bytes},  {"sram_peak_bytes", measured->arena_bytes},
-                {"sram_bytes", measured->sram_bytes},    {"cycles", measured->cycles},
-                {"milliseconds", measured->milliseconds}};
-  }
-  double wall = 0, step_ms_sum = 0;
-  size_t step_epochs = 0;
-  for (const EpochRecord& r : result.history) {
-    wall += r.seconds;
-    if (r.phase != "warmup") continue;
-    step_ms_sum += r.step_milliseconds;
-    ++step_epochs;
-  }
-  nlohmann::json history = nlohmann::json::array();
-  for (const EpochRecord& r : result.history) history.push_back(epoch_json(r));
-  const nlohmann::json report =
-      {{"config", config.file},
-       {"model", arch.name},
-       {"data",
-        {{"set", config.data.set},
-         {"train_images", train_set.size()},
-         {"test_images", test_set.size()}}},
-       {"test_accuracy", result.test_accuracy},
-       {"weights", summary.weights},
-       {"nonzero_weights", summary.nonzero},
-       {"macs", summary.macs},
-       {"bias_and_scale_bytes", summary.bias_and_scale_bytes},
-       {"hardware", hardware},
-       {"selection",
-        result.selected_epoch < 0
-            ? nlohmann::json()
-            : nlohmann::
-                  json{{"holdout_images", result.holdout_images},
-                       {"epoch", result.selected_epoch},
-                       {"holdout_accuracy",
-                        state.history.at(size_t(result.selected_epoch)).holdout_accuracy},
-                       {"rule",
-                        "best held-out accuracy of the epochs whose model is final in form; later "
-                        "on ties"}}},
-       {"budgets",
-        {{"weight_bytes", spec.weight_budget_bytes > 0 ? nlohmann::json(spec.weight_budget_bytes)
-                                                       : nlohmann::json()},
-         {"flash_bytes",
-          spec.flash_budget_bytes > 0 ? nlohmann::json(spec.flash_budget_bytes) : nlohmann::json()},
-         {"within", result.within_budgets},
-         {"violations", result.budget_violations}}},
-       {"verified_images", result.verified_images},
-       {"layers", layers},
-       {"history", history},
-       {"training_seconds", wall},
-       {"float_step_ms", step_epochs ? step_ms_sum / double(step_epochs) : 0.0}};
+  const Exported exported = export_and_verify(config, npu, *net, test_set, result);
+  const fm::Model& model = exported.model;
+  const fm::ModelSummary& summary = exported.summary;
+  const std::optional<fm::ModelMeasurement>& measured = exported.measured;
+  const nlohmann::json report = train_report_json(config, data, exported, result);
   // A model that breaks a budget is never left under the name a user flashes.
   const fs::path in_budget = fs::path(options.output_dir) / "model.udcm";
   const fs::path over_budget = fs::path(options.output_dir) / "model.over-budget.udcm";
@@ -985,7 +1076,7 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
                              measured->weight_bytes, measured->flash_bytes, npu->npu_name,
                              measured->arena_bytes, measured->cycles, measured->milliseconds)
                : std::string(),
-      result.verified_images, compiled ? " and simulator" : ""));
+      result.verified_images, exported.simulated ? " and simulator" : ""));
   for (const std::string& v : result.budget_violations) say("over budget: " + v);
   say("wrote " + result.model_path + " and " + result.report_path);
   return result;
