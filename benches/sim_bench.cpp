@@ -94,7 +94,7 @@ const Model& quick_model() {
 }
 
 void BM_BudgetCheckCompiledLayout(benchmark::State& state) {
-  for (auto _ : state) benchmark::DoNotOptimize(measure_model(quick_model(), config(), {false}));
+  for (auto _ : state) benchmark::DoNotOptimize(measure_model(quick_model(), config(), {false, {}}));
 }
 
 void BM_BudgetCheckCodecOnly(benchmark::State& state) {

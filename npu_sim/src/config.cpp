@@ -1,7 +1,10 @@
 #include "udc/npu_sim/config.hpp"
 
+#include "udc/common/params.hpp"
+
 #include "udc/common/yaml_section.hpp"
 
+#include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
@@ -365,6 +368,18 @@ NpuConfig load_npu_config(const std::vector<std::string>& paths) {
     throw std::runtime_error(names + ": inconsistent configuration: " + problem);
   }
   return config;
+}
+
+std::string npu_params_listing(const NpuConfig& config) {
+  std::string lines;
+  for (const ParamInfo& p : npu_params()) {
+    std::string range;
+    if (p.kind != ParamKind::Text) range = fmt::format("{:.15g} .. {:.15g}", p.min, p.max);
+    for (size_t i = 0; i < p.choices.size(); ++i) range += (i ? ", " : "") + p.choices[i];
+    lines += common::format_param_line(p.key, param_text(config, p.key), p.unit,
+                                       p.help + " (default " + p.default_text + ")", range);
+  }
+  return lines;
 }
 
 NpuConfig load_npu_config(const common::ConfigSource& source) {

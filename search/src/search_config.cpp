@@ -113,38 +113,82 @@ void read_budgets(YamlSection budgets, Budgets& b) {
 }
 
 void read_search(YamlSection search, SearchStageSpec& s) {
-  s.batch_size = uint32_t(search.integer("batch_size", s.batch_size, 1, 65536));
-  read_phase(search.section("warmup"), s.warmup);
-  read_phase(search.section("search"), s.search);
-  s.architecture_learning_rate = search.number("arch_lr", s.architecture_learning_rate, 0.0, 100);
-  s.weight_decay = search.number("weight_decay", s.weight_decay, 0.0, 1.0);
-  YamlSection temperature = search.section("temperature");
-  s.temperature_initial = temperature.number("initial", s.temperature_initial, 1e-3, 1e3);
-  s.temperature_final = temperature.number("final", s.temperature_final, 1e-3, 1e3);
-  temperature.finish();
-  YamlSection noise = search.section("gumbel_noise");
-  s.noise_initial = noise.number("initial", s.noise_initial, 0.0, 10.0);
-  s.noise_final = noise.number("final", s.noise_final, 0.0, 10.0);
-  noise.finish();
-  s.operators = search.choice("operators", "mixed", {"mixed", "sampled"}) == "sampled"
-                    ? SearchStageSpec::OperatorRelaxation::Sampled
-                    : SearchStageSpec::OperatorRelaxation::Mixed;
-  s.lagrange_rate = search.number("lagrange_rate", s.lagrange_rate, 0.0, 100.0);
-  s.budget_margin = search.number("budget_margin", s.budget_margin, 0.0, 0.5);
-  YamlSection derivation = search.section("derivation");
-  s.derivation_samples = uint32_t(derivation.integer("samples", s.derivation_samples, 0, 10000));
-  s.holdout_fraction = derivation.number("holdout_fraction", s.holdout_fraction, 0.0, 0.5);
-  derivation.finish();
-  s.flash_refresh_steps =
-      uint32_t(search.integer("flash_refresh_steps", s.flash_refresh_steps, 1, 1 << 30));
-  s.prune_interval = uint32_t(search.integer("prune_interval", s.prune_interval, 1, 1 << 30));
-  s.seed = uint64_t(search.integer("seed", int64_t(s.seed), 0, int64_t{1} << 62));
-  s.threads = uint32_t(search.integer("threads", s.threads, 1, 256));
-  s.max_steps_per_epoch = size_t(search.integer("max_steps_per_epoch", 0, 0, int64_t{1} << 40));
+  common::read_params(search, search_params(), s);
   search.finish();
 }
 
 }  // namespace
+
+const std::vector<common::Param<SearchStageSpec>>& search_params() {
+  using common::number_param;
+  using S = SearchStageSpec;
+  static const std::vector<common::Param<S>> params{
+      number_param<S>(
+          "batch_size", [](auto& s) -> auto& { return s.batch_size; }, 1, 65536, "images",
+          "images per training step"),
+      number_param<S>(
+          "warmup.epochs", [](auto& s) -> auto& { return s.warmup.epochs; }, 0, 10000, "epochs",
+          "warm-up of the shared weights under uniformly sampled architectures"),
+      number_param<S>(
+          "warmup.lr", [](auto& s) -> auto& { return s.warmup.learning_rate; }, 0.0, 10.0, "",
+          "initial learning rate of the warm-up (cosine decay)"),
+      number_param<S>(
+          "search.epochs", [](auto& s) -> auto& { return s.search.epochs; }, 0, 10000, "epochs",
+          "joint search of weights and architecture"),
+      number_param<S>(
+          "search.lr", [](auto& s) -> auto& { return s.search.learning_rate; }, 0.0, 10.0, "",
+          "initial learning rate of the weights in the search"),
+      number_param<S>(
+          "arch_lr", [](auto& s) -> auto& { return s.architecture_learning_rate; }, 0.0, 100, "",
+          "Adam learning rate of the choice logits"),
+      number_param<S>(
+          "weight_decay", [](auto& s) -> auto& { return s.weight_decay; }, 0.0, 1.0, "",
+          "decoupled weight decay of the shared weights"),
+      number_param<S>(
+          "temperature.initial", [](auto& s) -> auto& { return s.temperature_initial; }, 1e-3, 1e3,
+          "", "Gumbel-softmax temperature at the start of the search"),
+      number_param<S>(
+          "temperature.final", [](auto& s) -> auto& { return s.temperature_final; }, 1e-3, 1e3, "",
+          "Gumbel-softmax temperature at the end (exponential schedule)"),
+      number_param<S>(
+          "gumbel_noise.initial", [](auto& s) -> auto& { return s.noise_initial; }, 0.0, 10.0, "",
+          "scale of the Gumbel noise at the start (1: sample, 0: follow)"),
+      number_param<S>(
+          "gumbel_noise.final", [](auto& s) -> auto& { return s.noise_final; }, 0.0, 10.0, "",
+          "scale of the Gumbel noise at the end (linear schedule)"),
+      common::choice_param<S>(
+          "operators", [](auto& s) -> auto& { return s.operators; }, {"mixed", "sampled"},
+          "operator relaxation: every operator weighted (mixed) or one sampled per step"),
+      number_param<S>(
+          "lagrange_rate", [](auto& s) -> auto& { return s.lagrange_rate; }, 0.0, 100.0, "1/step",
+          "growth of a budget's multiplier per unit of relative excess"),
+      number_param<S>(
+          "budget_margin", [](auto& s) -> auto& { return s.budget_margin; }, 0.0, 0.5, "",
+          "fraction below each budget that the search aims at"),
+      number_param<S>(
+          "derivation.samples", [](auto& s) -> auto& { return s.derivation_samples; }, 0, 10000,
+          "architectures", "candidates sampled from the learnt distribution"),
+      number_param<S>(
+          "derivation.holdout_fraction", [](auto& s) -> auto& { return s.holdout_fraction; }, 0.0,
+          0.5, "", "training images held out to rank the candidates"),
+      number_param<S>(
+          "flash_refresh_steps", [](auto& s) -> auto& { return s.flash_refresh_steps; }, 1, 1 << 30,
+          "steps", "steps between measurements of the weight and flash tables"),
+      number_param<S>(
+          "prune_interval", [](auto& s) -> auto& { return s.prune_interval; }, 1, 1 << 30, "steps",
+          "steps between magnitude-mask updates"),
+      number_param<S>(
+          "seed", [](auto& s) -> auto& { return s.seed; }, 0, double(int64_t{1} << 62), "",
+          "seed of initialisation, sampling and batch order"),
+      number_param<S>(
+          "threads", [](auto& s) -> auto& { return s.threads; }, 1, 256, "threads",
+          "Torch intra-op threads"),
+      number_param<S>(
+          "max_steps_per_epoch", [](auto& s) -> auto& { return s.max_steps_per_epoch; }, 0,
+          double(int64_t{1} << 40), "steps", "cap on steps per epoch (0: whole epochs)"),
+  };
+  return params;
+}
 
 SearchConfig load_search_config(const std::string& path) {
   SearchConfig config;

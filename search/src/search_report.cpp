@@ -92,23 +92,13 @@ std::string train_config_yaml(const TrainConfig& c) {
     y += "}\n";
   }
   const DataSpec& d = c.data;
-  const TrainSpec& t = c.train;
   y += fmt::format(
       "data:\n  set: {}\n  dir: {}\n  image_side: {}\n  train_subset: {}\n  test_subset: {}\n"
       "  normalize: {{mean: {}, std: {}}}\n  augment: {{crop_padding: {}, flip: {}}}\n",
       d.set, fs::absolute(d.dir).string(), d.image_side, d.train_subset, d.test_subset,
       d.normalization.mean, d.normalization.std, d.augmentation.crop_padding,
       d.augmentation.horizontal_flip);
-  y += fmt::format(
-      "train:\n  batch_size: {}\n  warmup: {{epochs: {}, lr: {}}}\n  compress: {{epochs: {}, lr: "
-      "{}}}\n  finetune: {{epochs: {}, lr: {}}}\n  weight_decay: {}\n  seed: {}\n  threads: {}\n"
-      "  prune_interval: {}\n  ramp_fraction: {}\n  activation_momentum: {}\n"
-      "  weight_budget_bytes: {}\n  flash_budget_bytes: {}\n  holdout_fraction: {}\n"
-      "  distillation: {{weight: {}, temperature: {}}}\n",
-      t.batch_size, t.warmup.epochs, t.warmup.learning_rate, t.compress.epochs,
-      t.compress.learning_rate, t.finetune.epochs, t.finetune.learning_rate, t.weight_decay, t.seed,
-      t.threads, t.prune_interval, t.ramp_fraction, t.activation_momentum, t.weight_budget_bytes,
-      t.flash_budget_bytes, t.holdout_fraction, t.distillation.weight, t.distillation.temperature);
+  y += "train:\n" + common::params_yaml(train_params(), c.train, 2);
   std::vector<std::string> npu_files;
   for (const std::string& file : c.npu.files) npu_files.push_back(fs::absolute(file).string());
   y += npu_files.size() == 1 ? fmt::format("npu: {}\n", npu_files[0])

@@ -160,12 +160,6 @@ std::string resolve_path(const std::string& file, const std::string& path) {
   return (std::filesystem::path(file).parent_path() / path).lexically_normal().string();
 }
 
-void read_phase(YamlSection phase, PhaseSpec& spec) {
-  spec.epochs = uint32_t(phase.integer("epochs", spec.epochs, 0, 10000));
-  spec.learning_rate = phase.number("lr", spec.learning_rate, 0.0, 10.0);
-  phase.finish();
-}
-
 DataSpec read_data_spec(YamlSection data) {
   DataSpec d;
   d.set = data.choice("set", d.set, data::dataset_names());
@@ -186,31 +180,84 @@ DataSpec read_data_spec(YamlSection data) {
   return d;
 }
 
+const std::vector<common::Param<TrainSpec>>& train_params() {
+  using common::number_param;
+  constexpr double kMaxCount = double(int64_t{1} << 40);
+  static const std::vector<common::Param<TrainSpec>> params{
+      number_param<TrainSpec>(
+          "batch_size", [](auto& s) -> auto& { return s.batch_size; }, 1, 65536, "images",
+          "images per training step"),
+      number_param<TrainSpec>(
+          "warmup.epochs", [](auto& s) -> auto& { return s.warmup.epochs; }, 0, 10000, "epochs",
+          "float warm-up"),
+      number_param<TrainSpec>(
+          "warmup.lr", [](auto& s) -> auto& { return s.warmup.learning_rate; }, 0.0, 10.0, "",
+          "initial learning rate of the warm-up (cosine decay to 5 %)"),
+      number_param<TrainSpec>(
+          "compress.epochs", [](auto& s) -> auto& { return s.compress.epochs; }, 0, 10000, "epochs",
+          "quantisation and pruning ramp"),
+      number_param<TrainSpec>(
+          "compress.lr", [](auto& s) -> auto& { return s.compress.learning_rate; }, 0.0, 10.0, "",
+          "initial learning rate of the compress phase"),
+      number_param<TrainSpec>(
+          "finetune.epochs", [](auto& s) -> auto& { return s.finetune.epochs; }, 0, 10000, "epochs",
+          "fine-tune with masks and activation ranges frozen"),
+      number_param<TrainSpec>(
+          "finetune.lr", [](auto& s) -> auto& { return s.finetune.learning_rate; }, 0.0, 10.0, "",
+          "initial learning rate of the fine-tune"),
+      number_param<TrainSpec>(
+          "weight_decay", [](auto& s) -> auto& { return s.weight_decay; }, 0.0, 1.0, "",
+          "decoupled weight decay (AdamW), weights only"),
+      number_param<TrainSpec>(
+          "seed", [](auto& s) -> auto& { return s.seed; }, 0, double(int64_t{1} << 62), "",
+          "seed of initialisation, batch order and augmentation"),
+      number_param<TrainSpec>(
+          "threads", [](auto& s) -> auto& { return s.threads; }, 1, 256, "threads",
+          "Torch intra-op threads"),
+      number_param<TrainSpec>(
+          "prune_interval", [](auto& s) -> auto& { return s.prune_interval; }, 1, 1000000, "steps",
+          "steps between mask updates (and budget checks)"),
+      number_param<TrainSpec>(
+          "ramp_fraction", [](auto& s) -> auto& { return s.ramp_fraction; }, 0.0, 1.0, "",
+          "part of the compress phase over which sparsity ramps up"),
+      number_param<TrainSpec>(
+          "activation_momentum", [](auto& s) -> auto& { return s.activation_momentum; }, 0.0,
+          0.999999, "1/step", "EMA momentum of observed activation ranges"),
+      number_param<TrainSpec>(
+          "max_steps_per_epoch", [](auto& s) -> auto& { return s.max_steps_per_epoch; }, 0,
+          kMaxCount, "steps", "cap on steps per epoch (0: whole epochs)"),
+      number_param<TrainSpec>(
+          "weight_budget_bytes", [](auto& s) -> auto& { return s.weight_budget_bytes; }, 0,
+          kMaxCount, "bytes", "encoded weight streams as compiled (0: none; needs npu:)"),
+      number_param<TrainSpec>(
+          "flash_budget_bytes", [](auto& s) -> auto& { return s.flash_budget_bytes; }, 0, kMaxCount,
+          "bytes", "weight image in flash as compiled (0: none; needs npu:)"),
+      number_param<TrainSpec>(
+          "holdout_fraction", [](auto& s) -> auto& { return s.holdout_fraction; }, 0.0, 0.5, "",
+          "training images held out to choose the exported epoch (0: the last epoch)"),
+      number_param<TrainSpec>(
+          "distillation.weight", [](auto& s) -> auto& { return s.distillation.weight; }, 0.0, 1.0,
+          "", "weight of distillation from the float warm-up (0: off)"),
+      number_param<TrainSpec>(
+          "distillation.temperature", [](auto& s) -> auto& { return s.distillation.temperature; },
+          0.1, 100.0, "", "softmax temperature of teacher and student"),
+  };
+  return params;
+}
+
+std::string check_train_spec(const TrainSpec& t) {
+  if (t.distillation.enabled() && t.warmup.epochs == 0) {
+    return "distillation learns from the float warm-up's network, but warmup.epochs is 0 "
+           "(give the warm-up at least one epoch, or set the weight to 0)";
+  }
+  return {};
+}
+
 TrainSpec read_train_spec(YamlSection train) {
   TrainSpec t;
-  t.batch_size = uint32_t(train.integer("batch_size", t.batch_size, 1, 65536));
-  read_phase(train.section("warmup"), t.warmup);
-  read_phase(train.section("compress"), t.compress);
-  read_phase(train.section("finetune"), t.finetune);
-  t.weight_decay = train.number("weight_decay", t.weight_decay, 0.0, 1.0);
-  t.seed = uint64_t(train.integer("seed", int64_t(t.seed), 0, int64_t{1} << 62));
-  t.threads = uint32_t(train.integer("threads", t.threads, 1, 256));
-  t.prune_interval = uint32_t(train.integer("prune_interval", t.prune_interval, 1, 1000000));
-  t.ramp_fraction = train.number("ramp_fraction", t.ramp_fraction, 0.0, 1.0);
-  t.activation_momentum = train.number("activation_momentum", t.activation_momentum, 0.0, 0.999999);
-  t.max_steps_per_epoch = size_t(train.integer("max_steps_per_epoch", 0, 0, int64_t{1} << 40));
-  t.weight_budget_bytes = uint64_t(train.integer("weight_budget_bytes", 0, 0, int64_t{1} << 40));
-  t.flash_budget_bytes = uint64_t(train.integer("flash_budget_bytes", 0, 0, int64_t{1} << 40));
-  t.holdout_fraction = train.number("holdout_fraction", t.holdout_fraction, 0.0, 0.5);
-  YamlSection distillation = train.section("distillation");
-  t.distillation.weight = distillation.number("weight", t.distillation.weight, 0.0, 1.0);
-  t.distillation.temperature =
-      distillation.number("temperature", t.distillation.temperature, 0.1, 100.0);
-  distillation.finish();
-  if (t.distillation.enabled() && t.warmup.epochs == 0) {
-    distillation.fail("weight",
-                      "distillation learns from the float warm-up's network, but warmup.epochs "
-                      "is 0 (give the warm-up at least one epoch, or set the weight to 0)");
+  common::read_params(train, train_params(), t);
+  if (const std::string problem = check_train_spec(t); !problem.empty()) {
+    train.fail("distillation.weight", problem);
   }
   train.finish();
   return t;

@@ -275,7 +275,8 @@ double pruning_damage(const torch::Tensor& weights, const torch::Tensor& kept,
 BudgetGuard hold_budgets(QNet& net, const WeightBudgets& budgets) {
   torch::NoGradGuard no_grad;
   auto measured = [&] {
-    return fm::measure_model(net.export_model(), *budgets.npu, {/*simulate=*/false, /*compile=*/{}});
+    return fm::measure_model(net.export_model(), *budgets.npu,
+                             {/*simulate=*/false, /*compile=*/{}});
   };
   BudgetGuard guard;
   guard.before = guard.after = measured();

@@ -82,6 +82,13 @@ test -f "$work/over/model.over-budget.udcm"
 if "$udc" train --config "$work/over.yaml" -o "$work/over_set" --set npu.macs_per_cycle=64 \
     >/dev/null 2>&1; then exit 1; fi
 grep -q '"npu_config": ".*u55-128-deep-embedded.yaml, set npu.macs_per_cycle=64"' "$work/over_set/report.json"
+# --list-params shows the training and NPU parameters --set takes, with the config's values.
+"$udc" train --config "$work/tiny.yaml" --list-params --set train.seed=7 >"$work/params.txt"
+grep -q "^train.seed  *7 " "$work/params.txt"
+grep -q "^train.warmup.epochs  *2 " "$work/params.txt"
+grep -q "^npu.macs_per_cycle  *128 " "$work/params.txt"
+if "$udc" train --config "$work/over.yaml" -o "$work/nope" --set train.nope=1 2>"$work/err.txt"; then exit 1; fi
+grep -q "train.nope: unknown key" "$work/err.txt"
 if "$udc" train --config "$work/over.yaml" -o "$work/nope" --set npu.nope=1 2>"$work/err.txt"; then exit 1; fi
 grep -q "npu.nope" "$work/err.txt"
 test ! -e "$work/nope/checkpoint.pt"

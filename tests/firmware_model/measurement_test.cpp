@@ -78,7 +78,7 @@ TEST(Measurement, AModelThatDoesNotFitStillHasItsWeightBytes) {
   EXPECT_GT(m.sram_bytes, small.sram.size_bytes);
   EXPECT_EQ(m.cycles, 0.0);
   // The streams do not depend on the SRAM: the same as on the shipped system.
-  EXPECT_EQ(m.weight_bytes, measure_model(model, deep_embedded(), {false}).weight_bytes);
+  EXPECT_EQ(m.weight_bytes, measure_model(model, deep_embedded(), {false, {}}).weight_bytes);
   const std::vector<std::string> lines = budget_violations(m, {});
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_EQ(lines[0].rfind("does not fit: ", 0), 0u) << lines[0];

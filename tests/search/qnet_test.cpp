@@ -404,10 +404,10 @@ TEST(Trainer, ABudgetThatCannotBeMetLeavesNoModelUdcm) {
   EXPECT_FALSE(fs::exists(root / "model.udcm"));
   EXPECT_EQ(result.model_path, (root / "model.over-budget.udcm").string());
   const fm::Model model = fm::read_model(result.model_path);
-  EXPECT_EQ(
-      fm::measure_model(model, udc::npu_sim::load_npu_config(config.npu), {/*simulate=*/false})
-          .flash_bytes,
-      result.flash_bytes);
+  EXPECT_EQ(fm::measure_model(model, udc::npu_sim::load_npu_config(config.npu),
+                              {/*simulate=*/false, /*compile=*/{}})
+                .flash_bytes,
+            result.flash_bytes);
   const auto report = nlohmann::json::parse(udc::common::read_file(result.report_path));
   EXPECT_FALSE(report["budgets"]["within"].get<bool>());
   fs::remove_all(root);

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "udc/common/yaml_section.hpp"
+#include "udc/search/search_config.hpp"
 #include "udc/search/train_config.hpp"
 
 namespace fs = std::filesystem;
@@ -164,3 +165,75 @@ TEST(TrainConfig, InvertedResidualTakesBitsAndSparsityPerSublayer) {
                 .find("model.layers[0].bits"),
             std::string::npos);
 }
+
+namespace udc::search {
+namespace {
+
+/// Every parameter's text, in declaration order.
+template <typename Spec>
+std::vector<std::string> texts(const std::vector<common::Param<Spec>>& params, const Spec& spec) {
+  std::vector<std::string> out;
+  for (const auto& p : params) out.push_back(p.key + "=" + p.text(spec));
+  return out;
+}
+
+/// Written as YAML and read back, every parameter keeps its value (what derived.yaml relies
+/// on); and --set overrides reach the same fields as the file.
+template <typename Spec>
+void expect_round_trip(const std::vector<common::Param<Spec>>& params, const std::string& section,
+                       const std::vector<std::string>& overrides) {
+  Spec changed;
+  EXPECT_TRUE(common::apply_param_overrides(params, changed, section, overrides, "test").empty());
+  EXPECT_NE(texts(params, changed), texts(params, Spec{}));
+  const std::string yaml = section + ":\n" + common::params_yaml(params, changed, 2);
+  common::YamlSection root("test.yaml", YAML::Load(yaml), "");
+  common::YamlSection s = root.section(section);
+  Spec read;
+  common::read_params(s, params, read);
+  s.finish();
+  root.finish();
+  EXPECT_EQ(texts(params, read), texts(params, changed)) << yaml;
+}
+
+TEST(Params, TrainAndSearchSectionsRoundTrip) {
+  expect_round_trip(
+      train_params(), "train",
+      {"train.batch_size=64", "train.warmup.lr=0.0123", "train.seed=4611686018427387903",
+       "train.weight_budget_bytes=8192", "train.distillation.temperature=2.5"});
+  expect_round_trip(search_params(), "search",
+                    {"search.operators=sampled", "search.temperature.final=0.3",
+                     "search.derivation.samples=3", "search.seed=12"});
+  // Every declared key is read from the file: none is left for finish() to reject.
+  TrainSpec spec;
+  for (const auto& p : train_params()) {
+    EXPECT_TRUE(common::apply_param_overrides(train_params(), spec, "train",
+                                              {"train." + p.key + "=" + p.text(spec)}, "test")
+                    .empty())
+        << p.key;
+  }
+}
+
+TEST(Params, OverridesAreCheckedAsTheFileIs) {
+  TrainSpec spec;
+  const auto error = [&](const std::string& assignment) {
+    try {
+      common::apply_param_overrides(train_params(), spec, "train", {assignment}, "--set");
+    } catch (const common::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error("train.nope=1").find("train.nope: unknown key"), std::string::npos);
+  EXPECT_NE(
+      error("train.holdout_fraction=0.9").find("train.holdout_fraction: expected a number 0..0.5"),
+      std::string::npos);
+  EXPECT_NE(error("train.seed").find("expected KEY=VALUE"), std::string::npos);
+  // Keys of other sections are returned untouched, for the NPU.
+  EXPECT_EQ(common::apply_param_overrides(train_params(), spec, "train",
+                                          {"npu.cores=2", "train.seed=3"}, "--set"),
+            std::vector<std::string>{"npu.cores=2"});
+  EXPECT_EQ(spec.seed, 3u);
+}
+
+}  // namespace
+}  // namespace udc::search

@@ -230,12 +230,13 @@ void run_verify(const VerifyFlags& f) {
   }
   uint64_t compared = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
-    const fm::Verification v = fm::verify_on_npu(model, compiled, config, cases[i], options);
-    if (!v.difference.empty()) {
+    const fm::Verification verification =
+        fm::verify_on_npu(model, compiled, config, cases[i], options);
+    if (!verification.difference.empty()) {
       throw std::runtime_error(
-          fmt::format("{}: MISMATCH on {}: {}", f.model, names[i], v.difference));
+          fmt::format("{}: MISMATCH on {}: {}", f.model, names[i], verification.difference));
     }
-    const fm::NpuRun& run = v.run;
+    const fm::NpuRun& run = verification.run;
     for (const fm::TensorValues& v : run.outputs) compared += v.size();
     fmt::print("{}: {} equal ({:.0f} cycles)\n", names[i],
                run.outputs.size() == 1 ? "output" : "outputs", run.job.total_cycles);

@@ -27,27 +27,10 @@ void write_text(const std::string& path, const std::string& text) {
   common::write_file_atomically(path, text);
 }
 
-void list_params(const npu_sim::NpuConfig& config) {
-  fmt::print("{:<38} {:>14} {:<14} {}\n", "parameter", "value", "unit", "help");
-  for (const npu_sim::ParamInfo& p : npu_sim::npu_params()) {
-    const std::string value = npu_sim::param_text(config, p.key);
-    std::string help = p.help;
-    if (p.kind != npu_sim::ParamKind::Text)
-      help += fmt::format(" [{:.15g} .. {:.15g}]", p.min, p.max);
-    if (!p.choices.empty()) {
-      help += " [";
-      for (size_t i = 0; i < p.choices.size(); ++i) help += (i ? "|" : "") + p.choices[i];
-      help += "]";
-    }
-    fmt::print("{:<38} {:>14} {:<14} {} (default {})\n", p.key, value, p.unit, help,
-               p.default_text);
-  }
-}
-
 void run_sim(const SimOptions& options) {
   const npu_sim::NpuConfig config = npu_sim::load_npu_config(options.npu);
   if (options.list_params) {
-    list_params(config);
+    fmt::print("{}", npu_sim::npu_params_listing(config));
     return;
   }
   if (options.stream.empty()) throw std::runtime_error("sim: a command stream file is required");

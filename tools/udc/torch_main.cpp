@@ -28,6 +28,7 @@ namespace {
 struct RunArguments {
   std::string config, output_dir;
   bool restart = false;
+  bool list_params = false;
   udc::common::ConfigSource npu;
   /// The output folder: as given, else runs/<config file stem>.
   std::string output() const {
@@ -44,11 +45,19 @@ void add_run_command(CLI::App& app, const std::string& name, const std::string& 
                      std::function<void(const RunArguments&)> run) {
   auto args = std::make_shared<RunArguments>();
   CLI::App* cmd = app.add_subcommand(name, description);
-  cmd->add_option("--config", args->config, config_help)->required();
+  cmd->add_option("--config", args->config, config_help);
   cmd->add_option("-o,--output", args->output_dir, output_help);
   cmd->add_flag("--restart", args->restart, restart_help);
   udc::tool::add_npu_options(cmd, args->npu);
-  cmd->callback([args, run] { run(*args); });
+  cmd->add_flag("--list-params", args->list_params,
+                "list the parameters --set takes (the config's sections and the NPU's), with "
+                "their values in --config when given, and exit");
+  cmd->callback([args, run, name] {
+    if (!args->list_params && args->config.empty()) {
+      throw std::runtime_error(name + ": --config is required");
+    }
+    run(*args);
+  });
 }
 
 void add_train_command(CLI::App& app) {
@@ -60,8 +69,29 @@ void add_train_command(CLI::App& app) {
       "output folder: model.udcm (model.over-budget.udcm when it breaks a budget), report.json, "
       "checkpoint.pt (default: runs/<config name>)",
       "ignore an existing checkpoint and start over", [](const RunArguments& args) {
-        udc::search::TrainConfig config = udc::search::load_train_config(args.config);
-        if (!args.npu.empty()) config.npu = config.npu.overridden_by(args.npu);
+        udc::search::TrainConfig config;
+        if (!args.config.empty()) config = udc::search::load_train_config(args.config);
+        // --set: train.KEY to the training parameters, every other key to the NPU.
+        udc::common::ConfigSource npu_changes = args.npu;
+        npu_changes.overrides = udc::common::apply_param_overrides(
+            udc::search::train_params(), config.train, "train", args.npu.overrides, "--set");
+        if (!npu_changes.empty()) config.npu = config.npu.overridden_by(npu_changes);
+        if (args.list_params) {
+          fmt::print(
+              "{}{}",
+              udc::common::params_listing(udc::search::train_params(), config.train, "train"),
+              udc::npu_sim::npu_params_listing(udc::npu_sim::load_npu_config(config.npu)));
+          return;
+        }
+        if (const std::string problem = udc::search::check_train_spec(config.train);
+            !problem.empty()) {
+          throw std::runtime_error(args.config + ": train: " + problem);
+        }
+        if (config.train.has_budget() && config.npu.empty()) {
+          throw std::runtime_error(args.config +
+                                   ": train.weight_budget_bytes and train.flash_budget_bytes are "
+                                   "measured on the compiled model: name an NPU (npu: or --npu)");
+        }
         udc::search::TrainOptions options;
         options.output_dir = args.output();
         options.restart = args.restart;
@@ -88,8 +118,29 @@ void add_search_command(CLI::App& app) {
       "results folder: model.udcm, report.json, accuracy_vs_size.svg, evolution.csv, "
       "derived.yaml, checkpoints (default: runs/<config name>)",
       "ignore existing checkpoints and start over", [](const RunArguments& args) {
-        udc::search::SearchConfig config = udc::search::load_search_config(args.config);
-        config.npu = config.npu.overridden_by(args.npu);
+        udc::search::SearchConfig config;
+        if (!args.config.empty()) config = udc::search::load_search_config(args.config);
+        // --set: search.KEY to the supernet's training, finetune.KEY to the derived model's,
+        // every other key to the NPU.
+        udc::common::ConfigSource npu_changes = args.npu;
+        npu_changes.overrides = udc::common::apply_param_overrides(
+            udc::search::search_params(), config.search, "search", args.npu.overrides, "--set");
+        npu_changes.overrides =
+            udc::common::apply_param_overrides(udc::search::train_params(), config.finetune,
+                                               "finetune", npu_changes.overrides, "--set");
+        config.npu = config.npu.overridden_by(npu_changes);
+        if (args.list_params) {
+          fmt::print(
+              "{}{}{}",
+              udc::common::params_listing(udc::search::search_params(), config.search, "search"),
+              udc::common::params_listing(udc::search::train_params(), config.finetune, "finetune"),
+              udc::npu_sim::npu_params_listing(udc::npu_sim::load_npu_config(config.npu)));
+          return;
+        }
+        if (const std::string problem = udc::search::check_train_spec(config.finetune);
+            !problem.empty()) {
+          throw std::runtime_error(args.config + ": finetune: " + problem);
+        }
         udc::search::SearchOptions options;
         options.output_dir = args.output();
         options.restart = args.restart;

@@ -145,6 +145,10 @@ std::string param_text(const NpuConfig& config, const std::string& key);
 void set_param(NpuConfig& config, const std::string& key, const std::string& value,
                const std::string& origin);
 
+/// One line per parameter (common::format_param_line): key, value in `config`, unit, help
+/// with default, range or choices. What every --list-params prints for the NPU.
+std::string npu_params_listing(const NpuConfig& config);
+
 /// Consistency checks across parameters; returns the first problem, empty if none.
 std::string check_consistency(const NpuConfig& config);
 

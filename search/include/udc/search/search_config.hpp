@@ -117,6 +117,9 @@ struct SearchConfig {
 
 /// Reads and checks a search configuration; throws common::ConfigError naming the file,
 /// line and key.
+/// The `search:` section's parameters, declared once (see train_params()).
+const std::vector<common::Param<SearchStageSpec>>& search_params();
+
 SearchConfig load_search_config(const std::string& path);
 
 }  // namespace udc::search

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "udc/common/config_source.hpp"
+#include "udc/common/params.hpp"
 #include "udc/common/yaml_section.hpp"
 #include "udc/data/batch_loader.hpp"
 #include "udc/data/dataset.hpp"
@@ -148,7 +149,12 @@ TrainConfig load_train_config(const std::string& path);
 /// Readers of the sections that `udc train` and `udc search` configs share.
 DataSpec read_data_spec(common::YamlSection data);
 TrainSpec read_train_spec(common::YamlSection train);
-void read_phase(common::YamlSection phase, PhaseSpec& spec);
+/// The `train:` section's parameters, declared once: read, written (derived.yaml),
+/// listed (udc train --list-params) and set (--set train.KEY=VALUE) from this list.
+const std::vector<common::Param<TrainSpec>>& train_params();
+/// Checks across the train parameters (distillation needs a warm-up); the problem, or
+/// empty.
+std::string check_train_spec(const TrainSpec& t);
 /// `path` relative to the directory of `file` (absolute and empty paths unchanged).
 std::string resolve_path(const std::string& file, const std::string& path);
 /// `npu:` (one path or a list, applied in order, relative to the config) and `npu_set:`
