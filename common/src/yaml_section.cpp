@@ -26,6 +26,7 @@ YamlSection::YamlSection(std::string file, YAML::Node node, std::string path)
   }
 }
 
+// The dotted path of `key` in messages: "train.warmup.epochs".
 std::string YamlSection::key_path(const std::string& key) const {
   if (path_.empty()) return key;
   if (key.empty()) return path_;
@@ -48,6 +49,8 @@ bool YamlSection::has(const std::string& key) const {
   return node_ && node_.IsMap() && node_[key] && !node_[key].IsNull();
 }
 
+// Marks `key` read and returns its scalar node; absent or null: nullopt (the caller
+// falls back to its default); a map or list where a scalar belongs fails here.
 std::optional<YAML::Node> YamlSection::scalar(const std::string& key) {
   read_.insert(key);
   if (!has(key)) return std::nullopt;

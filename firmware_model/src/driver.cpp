@@ -87,6 +87,7 @@ NpuRun run_on_npu(const Model& model, const CompiledModel& compiled,
 
 namespace {
 
+/// "byte B (y Y, x X, channel C)" of an element of an HWC tensor.
 std::string position_text(const TensorInfo& info, size_t index) {
   const size_t c = index % info.shape[2], x = index / info.shape[2] % info.shape[1],
                y = index / info.shape[2] / info.shape[1];
@@ -159,6 +160,7 @@ NpuRun run_timing_only(const Model& model, const CompiledModel& compiled,
 
 namespace {
 
+/// A layer's cycles: the sum of where its commands' time went (overhead, compute, waits).
 double layer_cycles(const npu_sim::CommandReport& t) {
   return t.overhead_cycles + t.compute_cycles + t.weight_wait_cycles + t.input_wait_cycles +
          t.output_wait_cycles + t.dma_wait_cycles;

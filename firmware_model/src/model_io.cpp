@@ -10,6 +10,8 @@
 
 namespace udc::firmware_model {
 
+/// CRC-32 (IEEE 802.3, reflected, as zlib) of the payload: a flipped bit in a flashed
+/// model is reported as corruption instead of running as a different network.
 uint32_t crc32(const uint8_t* data, size_t size) {
   static const std::array<uint32_t, 256> table = [] {
     std::array<uint32_t, 256> t{};
@@ -122,6 +124,7 @@ class Reader {
   size_t pos_ = 0;
 };
 
+/// The payload in FORMAT.md order: tensors, graph inputs and outputs, operations.
 void write_payload(const Model& model, Writer& w) {
   w.str(model.name);
   w.u32(uint32_t(model.tensors.size()));
@@ -163,6 +166,9 @@ void write_payload(const Model& model, Writer& w) {
   }
 }
 
+/// The inverse of write_payload(). Every count is bounded before anything is allocated
+/// and every field is checked as read, so a corrupt file fails with the offset and the
+/// field instead of allocating or reading out of bounds; validate() then checks the graph.
 Model read_payload(Reader& r) {
   Model model;
   model.name = r.str("model name length");

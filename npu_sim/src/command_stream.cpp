@@ -98,6 +98,7 @@ struct Where {
   }
 };
 
+/// A required member of a JSON object; fails naming the command and key.
 const json& member(const json& object, const char* key, const Where& where) {
   if (!object.is_object()) where.fail(key, "expected an object holding it");
   auto it = object.find(key);
@@ -133,6 +134,8 @@ MemoryId memory_id(const json& value, const std::string& key, const Where& where
   where.fail(key, "expected \"sram\" or \"offchip\", found " + value.dump());
 }
 
+/// Rejects keys a command kind does not read, so that a misspelt field is an error and
+/// not a silent default.
 void check_keys(const json& object, std::initializer_list<const char*> allowed,
                 const Where& where) {
   for (auto it = object.begin(); it != object.end(); ++it) {
@@ -142,6 +145,7 @@ void check_keys(const json& object, std::initializer_list<const char*> allowed,
   }
 }
 
+/// A tensor reference {memory, address, shape[, row_stride, column_stride]}.
 TensorRef tensor_from(const json& value, const std::string& name, const Where& outer) {
   const Where where{outer.prefix + name + "."};
   if (!value.is_object()) outer.fail(name, "expected a tensor object");
@@ -167,6 +171,7 @@ json tensor_to(const TensorRef& t) {
   return j;
 }
 
+/// The kind named by "op", from kCommandTraits; fails listing every name.
 CommandKind kind_from(const json& value, const Where& where) {
   std::string names;
   for (const CommandTraits& t : kCommandTraits) {
@@ -176,6 +181,8 @@ CommandKind kind_from(const json& value, const Where& where) {
   where.fail("op", "unknown operation " + value.dump() + " (expected one of: " + names + ")");
 }
 
+/// One command from its JSON object, fields by kind (COMMANDS.md); ranges and consistency
+/// are left to validate(), which checks commands built in C++ the same way.
 Command command_from(const json& j, const Where& outer) {
   if (!j.is_object()) outer.fail("", "expected an object");
   Command c;
@@ -275,6 +282,7 @@ Command command_from(const json& j, const Where& outer) {
   return c;
 }
 
+/// The inverse of command_from(): only the fields the kind uses.
 json command_to(const Command& c) {
   json j{{"op", command_name(c.kind)}};
   if (c.kind == CommandKind::Dma) {
@@ -336,6 +344,8 @@ std::string to_hex(const std::vector<uint8_t>& bytes) {
   return out;
 }
 
+/// Inline image bytes, two hex digits each; fails naming the key on odd length or a
+/// non-hex digit.
 std::vector<uint8_t> from_hex(const std::string& text, const std::string& key, const Where& where) {
   if (text.size() % 2) where.fail(key, "odd number of hex digits");
   std::vector<uint8_t> out(text.size() / 2);

@@ -34,6 +34,8 @@ struct Param {
   std::function<void(NpuConfig&, const std::string&)> set_text;
 };
 
+/// A numeric parameter reached by `field`; its default text is the value in a
+/// default-constructed NpuConfig, so defaults are stated once, in config.hpp.
 template <typename T>
 Param number_param(std::string key, ParamKind kind, std::string unit, std::string help, double min,
                    double max, T& (*field)(NpuConfig&)) {
@@ -56,6 +58,7 @@ Param number_param(std::string key, ParamKind kind, std::string unit, std::strin
   return p;
 }
 
+/// A text parameter (a name or one of `choices`) reached by `field`.
 Param text_param(std::string key, std::string help, std::vector<std::string> choices,
                  std::string& (*field)(NpuConfig&)) {
   Param p;
@@ -75,6 +78,8 @@ Param text_param(std::string key, std::string help, std::vector<std::string> cho
 
 #define UDC_FIELD(type, member) +[](NpuConfig& c) -> type& { return c.member; }
 
+/// The five parameters of one memory (`system.sram.*` or `system.offchip.*`): the same
+/// declarations for both, so the two memories cannot drift apart.
 void add_memory_params(std::vector<Param>& params, const std::string& name, const char* what) {
   using K = ParamKind;
   const std::string prefix = "system." + name + ".";
@@ -103,6 +108,8 @@ void add_memory_params(std::vector<Param>& params, const std::string& name, cons
                                 "write request to acknowledge", 0, 1 << 20, wl));
 }
 
+/// Every NPU and system parameter, declared once, in documentation order: the list that
+/// reading, --set, --list-params, sweeps and the hardware-table fingerprint all walk.
 const std::vector<Param>& registry() {
   static const std::vector<Param> params = [] {
     using K = ParamKind;
@@ -208,6 +215,7 @@ const std::vector<Param>& registry() {
 
 #undef UDC_FIELD
 
+/// The declaration of `key`; throws naming `origin` (file:line or "--set") when unknown.
 const Param& find_param(const std::string& key, const std::string& origin) {
   for (const Param& p : registry()) {
     if (p.info.key == key) return p;
@@ -216,6 +224,8 @@ const Param& find_param(const std::string& key, const std::string& origin) {
                            "' (see `udc sim --list-params`)");
 }
 
+/// Sets one parameter from its text after the checks every source shares: choices for
+/// text, a whole finite number in range for numbers. Errors name `origin` and the key.
 void set_checked(NpuConfig& config, const Param& param, const std::string& value,
                  const std::string& origin) {
   const ParamInfo& info = param.info;
@@ -255,6 +265,7 @@ void set_checked(NpuConfig& config, const Param& param, const std::string& value
   param.set_number(config, number);
 }
 
+/// "FILE:LINE" of a node, or FILE for nodes built in code.
 std::string location(const std::string& file, const YAML::Node& node) {
   const YAML::Mark mark = node.Mark();
   if (mark.is_null()) return file;
@@ -283,6 +294,8 @@ void apply_map(NpuConfig& config, const YAML::Node& map, const std::string& pref
   }
 }
 
+/// Applies one file onto `config`: its `npu:` and `system:` maps (or, as strings, files
+/// holding them, relative to this one; `depth` bounds such includes), then `overrides:`.
 void load_into(NpuConfig& config, const std::string& path, int depth) {
   if (depth > 8) throw std::runtime_error(path + ": configuration files include each other");
   const YAML::Node root = common::load_yaml_file(path);

@@ -23,6 +23,7 @@ struct CalibrateFlags {
   bool details = false;
 };
 
+/// --json: every row (both sides' cycles, ratio and bounds) and the summaries.
 std::string to_json(const std::vector<fm::CalibrationRow>& rows,
                     const std::vector<fm::CalibrationSummary>& summaries) {
   nlohmann::json root;
@@ -50,6 +51,8 @@ std::string to_json(const std::vector<fm::CalibrationRow>& rows,
   return root.dump(1) + "\n";
 }
 
+/// Reads the calibration file (single layers or whole networks), runs each row on the
+/// simulator and prints the comparison with Vela; the work is firmware_model/calibration.
 void run_calibrate(const CalibrateFlags& f) {
   const fm::CalibrationSet set = fm::read_calibration_set(f.path);
   const std::vector<fm::CalibrationRow> rows =

@@ -25,6 +25,7 @@ using common::write_weights;
 constexpr size_t kDemoWeights = 65536;
 constexpr uint64_t kDemoSeed = 2022;
 
+/// A slice's coding in words: palette or direct, zero runs or not, Golomb-Rice divisors.
 std::string describe_coding(const codec::SliceInfo& slice) {
   std::string weights =
       slice.uncompressed
@@ -37,6 +38,7 @@ std::string describe_coding(const codec::SliceInfo& slice) {
   return fmt::format("{:<16} {:<10} {:<10} {:>6}", weights, zeros, palette, slice.direct_offset);
 }
 
+/// Size, bits per weight and ratio against int8 of a stream, then its slices.
 void print_stream_report(const std::vector<int16_t>& weights, const std::vector<uint8_t>& stream,
                          const std::vector<codec::SliceInfo>& slices) {
   const double n = static_cast<double>(weights.size());
@@ -63,6 +65,8 @@ void print_stream_report(const std::vector<int16_t>& weights, const std::vector<
 /// what a small corrupt stream of long zero runs can make the host allocate.
 constexpr uint64_t kDefaultMaxDecodedWeights = uint64_t{1} << 26;
 
+/// Decodes a stream, turning the decoder's error (bit offset and field) into an exception
+/// that names the file; `max_weights` bounds what a corrupt header can make it allocate.
 codec::DecodeResult decode_or_throw(const std::string& path, const std::vector<uint8_t>& stream,
                                     uint64_t max_weights = kDefaultMaxDecodedWeights) {
   codec::DecodeOptions options;
@@ -115,6 +119,8 @@ void run_stats(const std::string& input) {
   print_stream_report(weights, stream, result.slices);
 }
 
+/// Built-in tensors (dense, sparse, low-bit) encoded, decoded and compared: a smoke test a
+/// user can run without files.
 void run_demo() {
   fmt::print("udc codec demo: {} synthetic int8 weights per distribution, seed {}\n\n",
              kDemoWeights, kDemoSeed);

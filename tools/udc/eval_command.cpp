@@ -32,6 +32,9 @@ size_t top1(const std::vector<int8_t>& logits) {
   return size_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
 
+/// Top-1 accuracy of an integer model on a data set, on the reference interpreter or the
+/// simulator (the model compiled once for the NPU); the model's input and output must
+/// match the images and classes, checked before any image runs.
 void run_eval(const EvalArgs& args) {
   const fm::Model model = fm::read_model(args.model);
   const data::Split split = args.split == "train" ? data::Split::Train : data::Split::Test;

@@ -26,6 +26,8 @@ struct CompileFlags {
   uint32_t stripe_rows = 0;
 };
 
+/// The compiler options `compile`, `run` and `verify` share (weight placement, stripes,
+/// memory reuse), so that the three commands lay a model out the same way.
 void add_compile_flags(CLI::App* command, CompileFlags& flags) {
   command
       ->add_option("--weights", flags.weights,
@@ -102,6 +104,7 @@ struct ModelFlags {
   double sparsity = 0.0;
 };
 
+/// `udc model`: a summary of a .udcm file, or a generated model written to -o.
 void run_model(const ModelFlags& f) {
   if (!f.generate.empty()) {
     if (f.output.empty()) throw std::runtime_error("model --generate needs -o FILE.udcm");
@@ -138,6 +141,7 @@ struct CompileCommandFlags {
   std::string input;
 };
 
+/// `udc compile`: the memory plan, and the command stream for `udc sim` with -o.
 void run_compile(const CompileCommandFlags& f) {
   const fm::Model model = fm::read_model(f.model);
   const npu_sim::NpuConfig config = npu_sim::load_npu_config(f.npu);
@@ -165,6 +169,8 @@ struct RunFlags {
   bool timing_only = false;
 };
 
+/// `udc run`: compile, simulate on the given or random inputs, print the per-layer
+/// report; the JSON report, trace and outputs are written only after the run succeeded.
 void run_run(const RunFlags& f) {
   const fm::Model model = fm::read_model(f.model);
   const npu_sim::NpuConfig config = npu_sim::load_npu_config(f.npu);
@@ -204,6 +210,8 @@ struct VerifyFlags {
   uint32_t seed = 0;
 };
 
+/// `udc verify`: interpreter against simulator on every input (firmware_model::
+/// verify_on_npu); the first difference stops it with layer and position.
 void run_verify(const VerifyFlags& f) {
   const fm::Model model = fm::read_model(f.model);
   const npu_sim::NpuConfig config = npu_sim::load_npu_config(f.npu);

@@ -27,6 +27,8 @@ void write_text(const std::string& path, const std::string& text) {
   common::write_file_atomically(path, text);
 }
 
+/// `udc sim`: a command stream on the configured NPU, its report, and on request a JSON
+/// report, a Perfetto trace and the output regions.
 void run_sim(const SimOptions& options) {
   const npu_sim::NpuConfig config = npu_sim::load_npu_config(options.npu);
   if (options.list_params) {

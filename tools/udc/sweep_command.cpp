@@ -22,6 +22,8 @@ struct SweepFlags {
   unsigned jobs = 0;
 };
 
+/// `udc sweep`: the grid of firmware_model/sweep.hpp over the model, with progress per
+/// configuration; the CSV and the plot are written whole at the end.
 void run_sweep(const SweepFlags& f) {
   const fm::Model model = fm::read_model(f.model);
   const fm::SweepSpace space = fm::read_sweep_space(f.space);
