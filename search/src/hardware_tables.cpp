@@ -45,43 +45,17 @@ std::vector<BlockGeometry> block_geometry(const SearchSpace& space) {
 }
 
 size_t weighted_layer_count(const OpChoice& op) {
-  switch (op.op) {
-    case BlockOp::Conv:
-    case BlockOp::Classifier:
-      return 1;
-    case BlockOp::Separable:
-      return 2;
-    case BlockOp::InvertedResidual:
-      return op.expansion > 1 ? 3 : 2;
-    case BlockOp::Skip:
-      return 0;
-  }
-  return 0;
+  return operator_layers(op).size();
 }
 
 bool layer_prunable(const OpChoice& op, size_t layer) {
-  const size_t count = weighted_layer_count(op);
-  if (op.op == BlockOp::Separable || op.op == BlockOp::InvertedResidual) {
-    return layer + 2 != count;  // the depthwise comes second to last
-  }
-  return layer < count;
+  const std::vector<OperatorLayer> layers = operator_layers(op);
+  return layer < layers.size() && layers[layer].prunable;
 }
 
 const char* layer_role(const OpChoice& op, size_t layer) {
-  const size_t count = weighted_layer_count(op);
-  switch (op.op) {
-    case BlockOp::Conv:
-      return "conv";
-    case BlockOp::Classifier:
-      return "fc";
-    case BlockOp::Separable:
-      return layer == 0 ? "dw" : "pw";
-    case BlockOp::InvertedResidual:
-      return layer + 1 == count ? "project" : layer + 2 == count ? "dw" : "expand";
-    case BlockOp::Skip:
-      break;
-  }
-  return "";
+  const std::vector<OperatorLayer> layers = operator_layers(op);
+  return layer < layers.size() ? layers[layer].role : "";
 }
 
 TableShape table_shape(const SearchSpace& space, size_t block) {

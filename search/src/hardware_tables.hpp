@@ -27,9 +27,8 @@ struct BlockGeometry {
 /// Geometry of every block of `space` (classifier included).
 std::vector<BlockGeometry> block_geometry(const SearchSpace& space);
 
-/// Weighted layers of an operator, in execution order: conv 1, separable 2 (depthwise,
-/// pointwise), inverted residual 3 with an expansion (expand, depthwise, project) else 2,
-/// classifier 1, skip 0. Each has its own bitwidth and sparsity choice.
+/// Weighted layers of an operator (operator_layers(op).size()); each has its own bitwidth
+/// and sparsity choice.
 size_t weighted_layer_count(const OpChoice& op);
 /// Whether layer `l` of `op` takes a sparsity choice: depthwise layers stay dense (few
 /// weights per channel; pruning them silences channels for a few bytes).

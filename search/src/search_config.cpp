@@ -25,6 +25,32 @@ std::string OpChoice::name() const {
   return "?";
 }
 
+std::vector<OperatorLayer> operator_layers(const OpChoice& op) {
+  using Shape = OperatorLayer::Shape;
+  //        shape                role       window hidden-in hidden-out relu   prunable
+  const OperatorLayer conv{Shape::Conv, "conv", true, false, false, true, true};
+  const OperatorLayer depthwise_of_input{Shape::Depthwise, "dw", true, false, true, true, false};
+  const OperatorLayer pointwise{Shape::Conv, "pw", false, true, false, true, true};
+  const OperatorLayer expand{Shape::Conv, "expand", false, false, true, true, true};
+  const OperatorLayer depthwise_of_hidden{Shape::Depthwise, "dw", true, true, true, true, false};
+  const OperatorLayer project{Shape::Conv, "project", false, true, false, false, true};
+  const OperatorLayer classifier{Shape::FullyConnected, "fc", false, false, false, false, true};
+  switch (op.op) {
+    case BlockOp::Conv:
+      return {conv};
+    case BlockOp::Separable:
+      return {depthwise_of_input, pointwise};
+    case BlockOp::InvertedResidual:
+      if (op.expansion > 1) return {expand, depthwise_of_hidden, project};
+      return {depthwise_of_hidden, project};
+    case BlockOp::Classifier:
+      return {classifier};
+    case BlockOp::Skip:
+      break;
+  }
+  return {};
+}
+
 namespace {
 
 OpChoice parse_op(YamlSection& block, size_t index, const std::string& text) {

@@ -197,23 +197,13 @@ size_t argmax_of(const torch::Tensor& logits) {
 /// {outputs, inputs} of the slice of weighted layer `l` of `op` in a block with `wi` input
 /// and `wo` output channels (a depthwise layer: {channels, channels}).
 std::pair<int64_t, int64_t> layer_slice(const OpChoice& op, size_t l, int64_t wi, int64_t wo) {
-  const size_t count = weighted_layer_count(op);
-  switch (op.op) {
-    case BlockOp::Conv:
-    case BlockOp::Classifier:
-      return {wo, wi};
-    case BlockOp::Separable:
-      return l == 0 ? std::make_pair(wi, wi) : std::make_pair(wo, wi);
-    case BlockOp::InvertedResidual: {
-      const int64_t hidden = wi * op.expansion;
-      if (l + 1 == count) return {wo, hidden};
-      if (l + 2 == count) return {hidden, hidden};
-      return {hidden, wi};
-    }
-    case BlockOp::Skip:
-      break;
-  }
-  throw std::logic_error("layer_slice: a skip has no layers");
+  const std::vector<OperatorLayer> layers = operator_layers(op);
+  if (l >= layers.size()) throw std::logic_error("layer_slice: no such layer of " + op.name());
+  const OperatorLayer& layer = layers[l];
+  const int64_t hidden = wi * op.expansion;
+  const int64_t in = layer.from_hidden ? hidden : wi;
+  if (layer.shape == OperatorLayer::Shape::Depthwise) return {in, in};
+  return {layer.to_hidden ? hidden : wo, in};
 }
 
 /// Matrix [choices, channels]: row j is 1 on the first widths[j] channels.

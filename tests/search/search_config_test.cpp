@@ -119,3 +119,38 @@ TEST(SearchConfig, BadInputNamesKeyAndReason) {
                 .find("search.derivation.candidates"),
             std::string::npos);
 }
+
+// Each operator's weighted layers, in execution order, as the paper's operators are built:
+// roles, which take a sparsity choice (never a depthwise), and where channels come from.
+TEST(SearchConfig, OperatorLayersDescribeEachOperator) {
+  auto roles = [](const OpChoice& op) {
+    std::string text;
+    for (const OperatorLayer& l : operator_layers(op)) {
+      text += std::string(text.empty() ? "" : " ") + l.role + (l.prunable ? "" : "(dense)");
+    }
+    return text;
+  };
+  EXPECT_EQ(roles({BlockOp::Conv, 1}), "conv");
+  EXPECT_EQ(roles({BlockOp::Separable, 1}), "dw(dense) pw");
+  EXPECT_EQ(roles({BlockOp::InvertedResidual, 4}), "expand dw(dense) project");
+  EXPECT_EQ(roles({BlockOp::InvertedResidual, 1}), "dw(dense) project");
+  EXPECT_EQ(roles({BlockOp::Classifier, 1}), "fc");
+  EXPECT_EQ(roles({BlockOp::Skip, 1}), "");
+  for (const OpChoice& op :
+       {OpChoice{BlockOp::Conv, 1}, OpChoice{BlockOp::Separable, 1},
+        OpChoice{BlockOp::InvertedResidual, 6}, OpChoice{BlockOp::Classifier, 1}}) {
+    const std::vector<OperatorLayer> layers = operator_layers(op);
+    // A chain: the first layer reads the block input, the last writes the block output,
+    // and each layer reads where the previous one wrote.
+    EXPECT_FALSE(layers.front().from_hidden) << op.name();
+    EXPECT_FALSE(layers.back().to_hidden) << op.name();
+    for (size_t i = 1; i < layers.size(); ++i) {
+      EXPECT_EQ(layers[i].from_hidden, layers[i - 1].to_hidden) << op.name() << " layer " << i;
+    }
+    for (const OperatorLayer& l : layers) {
+      if (l.shape == OperatorLayer::Shape::Depthwise) {
+        EXPECT_FALSE(l.prunable) << op.name();
+      }
+    }
+  }
+}
