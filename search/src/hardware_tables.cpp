@@ -105,46 +105,40 @@ fm::Model candidate_model(const BlockSpace& block, const BlockGeometry& g, const
   fm::ModelBuilder builder(block.name + "_" + op.name());
   const int32_t input = builder.add_input("input", {g.in_height, g.in_width, in_c}, 0.05f, -128);
   int32_t t = input;
-  const uint32_t k = block.kernel;
-  switch (op.op) {
-    case BlockOp::Conv:
-      t = builder.conv2d("conv", t, out_c, k, block.stride, fm::Padding::Same,
-                         weights(size_t(out_c) * k * k * in_c), bits, requant(out_c), quant,
-                         fm::Activation::Relu);
-      break;
-    case BlockOp::Separable:
-      t = builder.depthwise_conv2d("dw", t, k, block.stride, fm::Padding::Same,
-                                   dense_weights(size_t(in_c) * k * k), bits, requant(in_c), quant,
-                                   fm::Activation::Relu);
-      t = builder.conv2d("pw", t, out_c, 1, 1, fm::Padding::Same, weights(size_t(out_c) * in_c),
-                         bits, requant(out_c), quant, fm::Activation::Relu);
-      break;
-    case BlockOp::InvertedResidual: {
-      const uint32_t hidden = in_c * op.expansion;
-      if (op.expansion > 1) {
-        t = builder.conv2d("expand", t, hidden, 1, 1, fm::Padding::Same,
-                           weights(size_t(hidden) * in_c), bits, requant(hidden), quant,
-                           fm::Activation::Relu);
-      }
-      t = builder.depthwise_conv2d("dw", t, k, block.stride, fm::Padding::Same,
-                                   dense_weights(size_t(hidden) * k * k), bits, requant(hidden),
-                                   quant, fm::Activation::Relu);
-      t = builder.conv2d("project", t, out_c, 1, 1, fm::Padding::Same,
-                         weights(size_t(out_c) * hidden), bits, requant(out_c), quant,
-                         fm::Activation::None);
-      if (block.stride == 1 && in_c == out_c) {
-        t = builder.add("add", input, t, int8::add_params(0.05, 0.05, 0.05), quant,
-                        fm::Activation::None);
-      }
-      break;
+  // The operator's weighted layers as operator_layers() describes them, in order; a fully
+  // connected layer follows global pooling, and an inverted residual whose input and
+  // output match (stride 1, same width) adds its input back.
+  using Shape = OperatorLayer::Shape;
+  const uint32_t hidden = in_c * op.expansion;
+  for (const OperatorLayer& l : operator_layers(op)) {
+    const uint32_t from = l.from_hidden ? hidden : in_c;
+    const uint32_t to = l.shape == Shape::Depthwise ? from : l.to_hidden ? hidden : out_c;
+    const uint32_t kernel = l.windowed ? block.kernel : 1;
+    const uint32_t stride = l.windowed ? block.stride : 1;
+    const fm::Activation activation = l.relu ? fm::Activation::Relu : fm::Activation::None;
+    const size_t per_channel =
+        l.shape == Shape::Depthwise ? size_t(kernel) * kernel : size_t(kernel) * kernel * from;
+    std::vector<int8_t> w =
+        l.prunable ? weights(size_t(to) * per_channel) : dense_weights(size_t(to) * per_channel);
+    switch (l.shape) {
+      case Shape::Conv:
+        t = builder.conv2d(l.role, t, to, kernel, stride, fm::Padding::Same, std::move(w), bits,
+                           requant(to), quant, activation);
+        break;
+      case Shape::Depthwise:
+        t = builder.depthwise_conv2d(l.role, t, kernel, stride, fm::Padding::Same, std::move(w),
+                                     bits, requant(to), quant, activation);
+        break;
+      case Shape::FullyConnected:
+        t = builder.global_avg_pool("pool", t);
+        t = builder.fully_connected(l.role, t, to, std::move(w), bits, requant(to), quant,
+                                    activation);
+        break;
     }
-    case BlockOp::Classifier:
-      t = builder.global_avg_pool("pool", t);
-      t = builder.fully_connected("fc", t, out_c, weights(size_t(out_c) * in_c), bits,
-                                  requant(out_c), quant, fm::Activation::None);
-      break;
-    case BlockOp::Skip:
-      break;
+  }
+  if (op.op == BlockOp::InvertedResidual && block.stride == 1 && in_c == out_c) {
+    t = builder.add("add", input, t, int8::add_params(0.05, 0.05, 0.05), quant,
+                    fm::Activation::None);
   }
   builder.mark_output(t);
   return builder.finish();

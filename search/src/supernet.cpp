@@ -223,44 +223,34 @@ Supernet::Supernet(const SearchSpace& space) : space_(space), geometry_(block_ge
     const uint32_t max_out = bs.widths.back();
     Block block;
     for (const OpChoice& op : bs.ops) {
+      // The operator's weighted layers, as operator_layers() describes them: the windowed
+      // layer and those before it see the block's input grid, those after it its output
+      // grid; a fully connected layer follows global pooling (1x1).
       std::vector<std::shared_ptr<SharedLayer>> layers;
       using K = SharedLayer::Kind;
-      switch (op.op) {
-        case BlockOp::Conv:
-          layers.push_back(std::make_shared<SharedLayer>(K::Conv, max_in, max_out, bs.kernel,
-                                                         bs.stride, g.in_height, g.in_width, true));
-          break;
-        case BlockOp::Separable:
-          layers.push_back(std::make_shared<SharedLayer>(K::Depthwise, max_in, max_in, bs.kernel,
-                                                         bs.stride, g.in_height, g.in_width, true));
-          layers.push_back(std::make_shared<SharedLayer>(K::Conv, max_in, max_out, 1, 1,
-                                                         g.out_height, g.out_width, true));
-          break;
-        case BlockOp::InvertedResidual: {
-          const uint32_t hidden = max_in * op.expansion;
-          if (op.expansion > 1) {
-            layers.push_back(std::make_shared<SharedLayer>(K::Conv, max_in, hidden, 1, 1,
-                                                           g.in_height, g.in_width, true));
-          }
-          layers.push_back(std::make_shared<SharedLayer>(K::Depthwise, hidden, hidden, bs.kernel,
-                                                         bs.stride, g.in_height, g.in_width, true));
-          layers.push_back(std::make_shared<SharedLayer>(K::Conv, hidden, max_out, 1, 1,
-                                                         g.out_height, g.out_width, false));
-          break;
-        }
-        case BlockOp::Classifier:
-          layers.push_back(
-              std::make_shared<SharedLayer>(K::FullyConnected, max_in, max_out, 1, 1, 1, 1, false));
-          break;
-        case BlockOp::Skip:
-          break;
+      using Shape = OperatorLayer::Shape;
+      const uint32_t hidden = max_in * op.expansion;
+      bool after_window = false;
+      for (const OperatorLayer& l : operator_layers(op)) {
+        const K kind = l.shape == Shape::Conv        ? K::Conv
+                       : l.shape == Shape::Depthwise ? K::Depthwise
+                                                     : K::FullyConnected;
+        const uint32_t in_c = l.from_hidden ? hidden : max_in;
+        const uint32_t out_c = l.shape == Shape::Depthwise ? in_c : l.to_hidden ? hidden : max_out;
+        const bool pooled = l.shape == Shape::FullyConnected;
+        const uint32_t height = pooled ? 1 : after_window ? g.out_height : g.in_height;
+        const uint32_t width = pooled ? 1 : after_window ? g.out_width : g.in_width;
+        layers.push_back(
+            std::make_shared<SharedLayer>(kind, in_c, out_c, l.windowed ? bs.kernel : 1,
+                                          l.windowed ? bs.stride : 1, height, width, l.relu));
+        after_window = after_window || l.windowed;
       }
       // Each layer's possible input widths, by the block's input width index.
       std::vector<int64_t> block_inputs(g.in_widths.begin(), g.in_widths.end()), hidden_inputs;
       for (uint32_t w : g.in_widths) hidden_inputs.push_back(int64_t(w) * op.expansion);
       for (size_t i = 0; i < layers.size(); ++i) {
         const bool depthwise = layers[i]->kind() == K::Depthwise;
-        const bool after_hidden = op.op == BlockOp::InvertedResidual && i + 1 == layers.size();
+        const bool after_hidden = operator_layers(op)[i].from_hidden;
         if (!depthwise) layers[i]->set_input_widths(after_hidden ? hidden_inputs : block_inputs);
         register_module(fmt::format("{}_{}_{}", bs.name, op.name(), i), layers[i]);
       }
