@@ -6,7 +6,7 @@
 #include <chrono>
 #include <memory>
 
-#include "npu_options.hpp"
+#include "cli.hpp"
 #include "udc/data/batch_loader.hpp"
 #include "udc/data/dataset.hpp"
 #include "udc/firmware_model/compiler.hpp"

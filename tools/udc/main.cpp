@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "calibrate_command.hpp"
+#include "cli.hpp"
 #include "codec_command.hpp"
 #include "eval_command.hpp"
 #include "model_commands.hpp"
@@ -36,15 +37,7 @@ int sc_main(int argc, char* argv[]) {
   app.add_subcommand(
       "search",
       "Hardware-aware DNAS under weight, flash, SRAM and latency budgets (see udc search --help)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "udc: error: {}\n", e.what());
-    return 1;
-  }
-  return 0;
+  return udc::tool::run_cli(app, argc, argv);
 }
 
 namespace {

@@ -6,7 +6,7 @@
 #include <random>
 #include <stdexcept>
 
-#include "npu_options.hpp"
+#include "cli.hpp"
 #include "udc/common/file_io.hpp"
 #include "udc/firmware_model/compiler.hpp"
 #include "udc/firmware_model/driver.hpp"

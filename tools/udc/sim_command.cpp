@@ -6,7 +6,7 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "npu_options.hpp"
+#include "cli.hpp"
 #include "udc/common/file_io.hpp"
 #include "udc/npu_sim/command_stream.hpp"
 #include "udc/npu_sim/config.hpp"

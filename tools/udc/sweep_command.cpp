@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <thread>
 
-#include "npu_options.hpp"
+#include "cli.hpp"
 #include "udc/common/file_io.hpp"
 #include "udc/firmware_model/model_io.hpp"
 #include "udc/firmware_model/sweep.hpp"

@@ -14,7 +14,7 @@
 #include <memory>
 #include <string>
 
-#include "npu_options.hpp"
+#include "cli.hpp"
 #include "udc/common/yaml_section.hpp"
 #include "udc/search/search.hpp"
 #include "udc/search/search_config.hpp"
@@ -159,15 +159,7 @@ int sc_main(int argc, char* argv[]) {
   app.require_subcommand(1);
   add_train_command(app);
   add_search_command(app);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "udc: error: {}\n", e.what());
-    return 1;
-  }
-  return 0;
+  return udc::tool::run_cli(app, argc, argv);
 }
 
 int main(int argc, char* argv[]) {
