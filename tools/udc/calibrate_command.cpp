@@ -15,12 +15,12 @@ namespace {
 namespace fm = udc::firmware_model;
 
 struct CalibrateFlags {
-  std::string path;
-  std::string config_dir = "configs/npu";
-  std::vector<std::string> overrides;
-  std::string json_path;
-  std::string layer;
-  bool details = false;
+  std::string path;                        ///< Vela's figures (single layers or whole networks)
+  std::string config_dir = "configs/npu";  ///< where the rows' NPU and system files are
+  std::vector<std::string> overrides;      ///< --set, applied to every row's NPU
+  std::string json_path;                   ///< --json output; empty: none
+  std::string layer;                       ///< only this row; empty: all
+  bool details = false;                    ///< blocks, traversal and the per-layer report per row
 };
 
 /// --json: every row (both sides' cycles, ratio and bounds) and the summaries.

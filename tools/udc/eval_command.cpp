@@ -20,10 +20,12 @@ namespace fm = firmware_model;
 
 namespace {
 
+/// The model, the data set (a name of data::dataset_registry(), its folder, split and
+/// the first `limit` images), and where it runs (interpreter or simulator, on `npu`).
 struct EvalArgs {
   std::string model, set = "fashion-mnist", dir, split = "test", on = "interpreter";
-  size_t limit = 0;
-  uint32_t side = 32;
+  size_t limit = 0;    ///< first N images; 0: all
+  uint32_t side = 32;  ///< image-folder: images resized to side x side [pixels]
   common::ConfigSource npu;
 };
 

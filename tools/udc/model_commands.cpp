@@ -19,15 +19,17 @@ namespace {
 
 namespace fm = udc::firmware_model;
 
+/// --weights, --block-depth, --weight-buffer, --stripe-rows: fm::CompileOptions as typed.
 struct CompileFlags {
-  std::string weights = "auto";
-  uint32_t block_depth = 0;
-  uint64_t weight_buffer_bytes = 0;
-  uint32_t stripe_rows = 0;
+  std::string weights = "auto";      ///< auto | stream | prefetch
+  uint32_t block_depth = 0;          ///< output channels per block; 0: the compiler's choice
+  uint64_t weight_buffer_bytes = 0;  ///< each prefetch buffer [bytes]; 0: the largest layer's need
+  uint32_t stripe_rows = 0;          ///< output rows per stripe; 0: the compiler's choice
 };
 
-/// The compiler options `compile`, `run` and `verify` share (weight placement, stripes,
-/// memory reuse), so that the three commands lay a model out the same way.
+/// The compiler options `compile`, `run` and `verify` share (weight placement, output
+/// block depth, weight buffer, stripes), so that the three commands lay a model out the
+/// same way.
 void add_compile_flags(CLI::App* command, CompileFlags& flags) {
   command
       ->add_option("--weights", flags.weights,
@@ -96,12 +98,14 @@ std::vector<fm::TensorValues> read_input(const std::string& path, const fm::Mode
 
 // --- udc model ---
 
+/// `udc model FILE`, or `udc model --generate KIND -o FILE` with the generator's shape,
+/// weight bits and sparsity.
 struct ModelFlags {
-  std::string path;
-  std::string generate;
-  std::string output;
-  uint32_t side = 96, bits = 8, seed = 1, classes = 10;
-  double sparsity = 0.0;
+  std::string path;      ///< .udcm to summarise
+  std::string generate;  ///< generator name (mobilenet, random); empty: summarise `path`
+  std::string output;    ///< where the generated model goes
+  uint32_t side = 96, bits = 8, seed = 1, classes = 10;  ///< input side [pixels], weight bits
+  double sparsity = 0.0;  ///< fraction of generated weights that are zero
 };
 
 /// `udc model`: a summary of a .udcm file, or a generated model written to -o.
@@ -137,8 +141,8 @@ struct CompileCommandFlags {
   std::string model;
   common::ConfigSource npu;
   CompileFlags compile;
-  std::string output;
-  std::string input;
+  std::string output;  ///< command stream JSON for `udc sim`; empty: plan only
+  std::string input;   ///< raw int8 input placed in the stream; empty: random, seeded
 };
 
 /// `udc compile`: the memory plan, and the command stream for `udc sim` with -o.
@@ -165,8 +169,10 @@ struct RunFlags {
   std::string model;
   common::ConfigSource npu;
   CompileFlags compile;
+  /// Raw int8 input (empty: random, seeded), Perfetto trace, JSON report and the folder
+  /// for the outputs (NAME.bin); empty: not written.
   std::string input, trace, json, output;
-  bool timing_only = false;
+  bool timing_only = false;  ///< skip the arithmetic: same cycles, no outputs
 };
 
 /// `udc run`: compile, simulate on the given or random inputs, print the per-layer
@@ -205,9 +211,9 @@ struct VerifyFlags {
   std::string model;
   common::ConfigSource npu;
   CompileFlags compile;
-  uint32_t inputs = 3;
-  std::string data;
-  uint32_t seed = 0;
+  uint32_t inputs = 3;  ///< random inputs to compare on, when no --data
+  std::string data;     ///< folder of raw int8 inputs, each compared
+  uint32_t seed = 0;    ///< of the first random input (then seed + 1, ...)
 };
 
 /// `udc verify`: interpreter against simulator on every input (firmware_model::

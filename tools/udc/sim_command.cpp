@@ -16,10 +16,11 @@ namespace udc::tool {
 namespace {
 
 struct SimOptions {
-  std::string stream;
+  std::string stream;  ///< command stream JSON (COMMANDS.md)
   common::ConfigSource npu;
-  bool list_params = false;
-  bool timing_only = false;
+  bool list_params = false;  ///< print the NPU parameters and exit
+  bool timing_only = false;  ///< skip the arithmetic: same cycles, no outputs
+  /// JSON report, Perfetto trace and the folder for the output regions; empty: not written.
   std::string json_path, trace_path, outputs_dir;
 };
 
