@@ -769,6 +769,117 @@ nlohmann::json train_report_json(const TrainConfig& config, const TrainingData& 
       {"float_step_ms", step_epochs ? step_ms_sum / double(step_epochs) : 0.0}};
 }
 
+/// Whether the masks are at their targets after the mask update of `phase_step` (or the
+/// last one before it): only then does the encoded size mean what the exported model holds.
+bool masks_at_target_after(const TrainSpec& spec, Phase phase, size_t phase_step,
+                           size_t phase_steps) {
+  if (phase != Phase::Compress) return phase == Phase::Finetune;
+  const size_t last_update =
+      phase_step + 1 == phase_steps ? phase_step : phase_step - phase_step % spec.prune_interval;
+  return ramp_sparsity(1.0, double(last_update + 1) / double(phase_steps), spec.ramp_fraction) >=
+         1.0;
+}
+
+/// What one epoch's training steps need: the network, its optimiser and distillation
+/// teacher, the batches, the budget guard, the phase and where the epoch stands in it.
+struct EpochSteps {
+  const TrainSpec& spec;
+  QNet& net;
+  torch::optim::AdamW& optimizer;
+  QNet* teacher;  ///< null: no distillation (or not begun)
+  data::BatchLoader& loader;
+  EpochBudgetGuard& guard;
+  Phase phase;
+  const PhaseSpec& ps;
+  ForwardContext context;
+  size_t steps_per_epoch, phase_step0, phase_steps;  ///< [steps]
+  uint32_t epoch, total_epochs;
+  std::ostream* log;  ///< progress four times an epoch; null: silent
+};
+
+/// What the steps add up to.
+struct StepTotals {
+  double loss_sum = 0;  ///< training loss x images
+  size_t correct = 0, seen = 0, steps = 0;
+  double step_milliseconds = 0;  ///< mean wall time of a step
+};
+
+/// One epoch of training steps: the learning-rate schedule, the compress phase's mask
+/// ramp, the budget held as often as the masks move, and the (distilled) loss.
+StepTotals run_epoch_steps(const EpochSteps& e) {
+  const TrainSpec& spec = e.spec;
+  QNet& net = e.net;
+  torch::optim::AdamW& optimizer = e.optimizer;
+  data::BatchLoader& loader = e.loader;
+  const Phase phase = e.phase;
+  const PhaseSpec& ps = e.ps;
+  const ForwardContext& context = e.context;
+  const size_t steps_per_epoch = e.steps_per_epoch, phase_step0 = e.phase_step0,
+               phase_steps = e.phase_steps;
+  const uint32_t epoch = e.epoch, total_epochs = e.total_epochs;
+  std::ostream* log = e.log;
+  auto say = [&](const std::string& line) {
+    if (log) *log << line << std::endl;
+  };
+  QNet* teacher = e.teacher;
+  net.train();
+  loader.start_epoch(epoch);
+  data::Batch batch;
+  double loss_sum = 0;
+  size_t correct = 0, seen = 0;
+  const Clock::time_point steps_start = Clock::now();
+  size_t step = 0;
+  for (; step < steps_per_epoch && loader.next(batch); ++step) {
+    const size_t phase_step = phase_step0 + step;
+    set_rate(optimizer, cosine_rate(ps.learning_rate, phase_step, phase_steps));
+    if (phase == Phase::Compress &&
+        (phase_step % spec.prune_interval == 0 || phase_step + 1 == phase_steps)) {
+      const double progress = double(phase_step + 1) / double(phase_steps);
+      for (const auto& layer : net.weighted()) {
+        layer->update_mask(ramp_sparsity(layer->target_sparsity(), progress, spec.ramp_fraction));
+      }
+    }
+    // Training moves the weights and with them the encoded size; holding the budget as
+    // often as the masks move prunes a few weights at a time, with steps to recover in
+    // between, rather than many at the end of an epoch, just before it is evaluated.
+    if (spec.has_budget() && phase_step % spec.prune_interval == 0 &&
+        masks_at_target_after(spec, phase, phase_step, phase_steps)) {
+      e.guard.hold(net);
+    }
+    const torch::Tensor labels =
+        torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong);
+    const torch::Tensor images = images_tensor(batch);
+    torch::Tensor teacher_logits;
+    if (teacher && phase != Phase::Warmup) {
+      torch::NoGradGuard no_grad;
+      teacher_logits = teacher->forward(images, {Mode::Float, false, 0.0}).x;
+    }
+    const QTensor logits = net.forward(images, context);
+    const torch::Tensor loss = training_loss(logits.x, labels, teacher_logits, spec.distillation);
+    optimizer.zero_grad();
+    loss.backward();
+    optimizer.step();
+    loss_sum += loss.item<double>() * batch.size;
+    correct += size_t((logits.x.argmax(1) == labels).sum().item<int64_t>());
+    seen += batch.size;
+    if (log && (step + 1) % std::max<size_t>(1, steps_per_epoch / 4) == 0 &&
+        step + 1 < steps_per_epoch) {
+      const double per_step =
+          std::chrono::duration<double>(Clock::now() - steps_start).count() / double(step + 1);
+      const double remaining =
+          per_step * double((total_epochs - epoch) * steps_per_epoch - (step + 1));
+      say(
+          fmt::format("  epoch {}/{} [{}] step {}/{}: loss {:.4f}, accuracy {:.2f}%, "
+                      "{:.0f} ms/step, ETA {}",
+                      epoch + 1, total_epochs, phase_name(phase), step + 1, steps_per_epoch,
+                      loss_sum / double(seen), 100.0 * double(correct) / double(seen),
+                      1e3 * per_step, format_duration(remaining)));
+    }
+  }
+  return {loss_sum, correct, seen, step,
+          1e3 * std::chrono::duration<double>(Clock::now() - steps_start).count() / double(step)};
+}
+
 }  // namespace
 
 TrainResult train(const TrainConfig& config, std::optional<npu_sim::NpuConfig> npu,
@@ -865,16 +976,6 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
                   total_epochs, spec.warmup.epochs, spec.compress.epochs, spec.finetune.epochs,
                   steps_per_epoch, spec.batch_size));
 
-  // Whether the masks are at their targets after the mask update of `phase_step` (or the
-  // last one before it): only then does the encoded size mean what the exported model holds.
-  auto masks_at_target_after = [&](Phase phase, size_t phase_step, size_t phase_steps) {
-    if (phase != Phase::Compress) return phase == Phase::Finetune;
-    const size_t last_update =
-        phase_step + 1 == phase_steps ? phase_step : phase_step - phase_step % spec.prune_interval;
-    return ramp_sparsity(1.0, double(last_update + 1) / double(phase_steps), spec.ramp_fraction) >=
-           1.0;
-  };
-
   const Clock::time_point run_start = Clock::now();
   double run_seconds = 0;
   for (uint32_t epoch = state.epochs_done; epoch < total_epochs; ++epoch) {
@@ -915,62 +1016,12 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
     const size_t phase_step0 = size_t(epoch - phase_first_epoch(phase)) * steps_per_epoch;
     const ForwardContext context{phase == Phase::Warmup ? Mode::Float : Mode::Quantized,
                                  phase == Phase::Compress, spec.activation_momentum};
-    net->train();
-    loader.start_epoch(epoch);
-    data::Batch batch;
-    double loss_sum = 0;
-    size_t correct = 0, seen = 0;
-    const Clock::time_point steps_start = Clock::now();
-    size_t step = 0;
-    for (; step < steps_per_epoch && loader.next(batch); ++step) {
-      const size_t phase_step = phase_step0 + step;
-      set_rate(*optimizer, cosine_rate(ps.learning_rate, phase_step, phase_steps));
-      if (phase == Phase::Compress &&
-          (phase_step % spec.prune_interval == 0 || phase_step + 1 == phase_steps)) {
-        const double progress = double(phase_step + 1) / double(phase_steps);
-        for (const auto& layer : net->weighted()) {
-          layer->update_mask(ramp_sparsity(layer->target_sparsity(), progress, spec.ramp_fraction));
-        }
-      }
-      // Training moves the weights and with them the encoded size; holding the budget as
-      // often as the masks move prunes a few weights at a time, with steps to recover in
-      // between, rather than many at the end of an epoch, just before it is evaluated.
-      if (spec.has_budget() && phase_step % spec.prune_interval == 0 &&
-          masks_at_target_after(phase, phase_step, phase_steps)) {
-        guard.hold(*net);
-      }
-      const torch::Tensor labels =
-          torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong);
-      const torch::Tensor images = images_tensor(batch);
-      torch::Tensor teacher_logits;
-      if (teacher && phase != Phase::Warmup) {
-        torch::NoGradGuard no_grad;
-        teacher_logits = teacher->forward(images, {Mode::Float, false, 0.0}).x;
-      }
-      const QTensor logits = net->forward(images, context);
-      const torch::Tensor loss = training_loss(logits.x, labels, teacher_logits, spec.distillation);
-      optimizer->zero_grad();
-      loss.backward();
-      optimizer->step();
-      loss_sum += loss.item<double>() * batch.size;
-      correct += size_t((logits.x.argmax(1) == labels).sum().item<int64_t>());
-      seen += batch.size;
-      if (log && (step + 1) % std::max<size_t>(1, steps_per_epoch / 4) == 0 &&
-          step + 1 < steps_per_epoch) {
-        const double per_step =
-            std::chrono::duration<double>(Clock::now() - steps_start).count() / double(step + 1);
-        const double remaining =
-            per_step * double((total_epochs - epoch) * steps_per_epoch - (step + 1));
-        say(
-            fmt::format("  epoch {}/{} [{}] step {}/{}: loss {:.4f}, accuracy {:.2f}%, "
-                        "{:.0f} ms/step, ETA {}",
-                        epoch + 1, total_epochs, phase_name(phase), step + 1, steps_per_epoch,
-                        loss_sum / double(seen), 100.0 * double(correct) / double(seen),
-                        1e3 * per_step, format_duration(remaining)));
-      }
-    }
-    const double step_ms =
-        1e3 * std::chrono::duration<double>(Clock::now() - steps_start).count() / double(step);
+    const StepTotals totals =
+        run_epoch_steps({spec, *net, *optimizer, teacher.get(), loader, guard, phase, ps, context,
+                         steps_per_epoch, phase_step0, phase_steps, epoch, total_epochs, log});
+    const double loss_sum = totals.loss_sum;
+    const size_t correct = totals.correct, seen = totals.seen, step = totals.steps;
+    const double step_ms = totals.step_milliseconds;
 
     EpochRecord record;
     record.epoch = epoch;
@@ -978,7 +1029,7 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
     record.loss = loss_sum / double(std::max<size_t>(seen, 1));
     record.train_accuracy = double(correct) / double(std::max<size_t>(seen, 1));
     const bool masks_at_target =
-        step > 0 ? masks_at_target_after(phase, phase_step0 + step - 1, phase_steps)
+        step > 0 ? masks_at_target_after(spec, phase, phase_step0 + step - 1, phase_steps)
                  : phase == Phase::Finetune;
     if (spec.has_budget() && masks_at_target) guard.hold(*net);
     guard.report();
