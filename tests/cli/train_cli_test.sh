@@ -34,10 +34,11 @@ npu: $root/configs/npu/u55-128-deep-embedded.yaml
 verify_images: 30
 YAML
 
-# Kill the run once its first checkpoint is written, then resume it.
+# Kill the run once its first epoch is reported (its checkpoint is written just before the
+# report, so waiting for the checkpoint alone could kill it in between), then resume it.
 "$udc" train --config "$work/tiny.yaml" -o "$work/run" >"$work/first.txt" 2>&1 &
 for _ in $(seq 600); do
-  [ -f "$work/run/checkpoint.pt" ] && break
+  grep -q "epoch 1/5 \[warmup\]: loss" "$work/first.txt" && break
   sleep 0.1
 done
 test -f "$work/run/checkpoint.pt"
