@@ -231,7 +231,8 @@ Supernet::Supernet(const SearchSpace& space) : space_(space), geometry_(block_ge
       using Shape = OperatorLayer::Shape;
       const uint32_t hidden = max_in * op.expansion;
       bool after_window = false;
-      for (const OperatorLayer& l : operator_layers(op)) {
+      const std::vector<OperatorLayer> described = operator_layers(op);
+      for (const OperatorLayer& l : described) {
         const K kind = l.shape == Shape::Conv        ? K::Conv
                        : l.shape == Shape::Depthwise ? K::Depthwise
                                                      : K::FullyConnected;
@@ -250,7 +251,7 @@ Supernet::Supernet(const SearchSpace& space) : space_(space), geometry_(block_ge
       for (uint32_t w : g.in_widths) hidden_inputs.push_back(int64_t(w) * op.expansion);
       for (size_t i = 0; i < layers.size(); ++i) {
         const bool depthwise = layers[i]->kind() == K::Depthwise;
-        const bool after_hidden = operator_layers(op)[i].from_hidden;
+        const bool after_hidden = described[i].from_hidden;
         if (!depthwise) layers[i]->set_input_widths(after_hidden ? hidden_inputs : block_inputs);
         register_module(fmt::format("{}_{}_{}", bs.name, op.name(), i), layers[i]);
       }
