@@ -18,15 +18,15 @@ std::vector<ArchitectureChoice> repair_moves(const Supernet& net, const Architec
   std::vector<ArchitectureChoice> moves;
   for (size_t k = 0; k < choice.size(); ++k) {
     const BlockChoice& c = choice[k];
-    const OpChoice& op = space.blocks[k].ops[c.op];
-    if (op.op == BlockOp::Skip) continue;
+    const SearchOperator& op = *space.blocks[k].ops[c.op];
+    if (op.passes_input()) continue;
     auto add = [&](auto change) {
       ArchitectureChoice m = choice;
       change(m[k]);
       moves.push_back(m);
     };
     for (size_t l = 0; l < c.layers.size(); ++l) {
-      if (layer_prunable(op, l) && c.layers[l].sparsity + 1 < space.sparsity.size()) {
+      if (op.prunable(l) && c.layers[l].sparsity + 1 < space.sparsity.size()) {
         add([l](BlockChoice& b) { ++b.layers[l].sparsity; });
       }
       if (c.layers[l].bits > 0) add([l](BlockChoice& b) { --b.layers[l].bits; });
@@ -64,14 +64,14 @@ ArchitectureChoice sample_choice(const Supernet& net, std::mt19937_64& rng) {
   for (size_t k = 0; k < choice.size(); ++k) {
     const size_t op = draw(k, "op");
     choice[k] = {op, draw(k, "width"), {}};
-    const OpChoice& o = net.space().blocks[k].ops[op];
-    for (size_t l = 0; l < weighted_layer_count(o); ++l) {
+    const SearchOperator& o = *net.space().blocks[k].ops[op];
+    for (size_t l = 0; l < o.layers().size(); ++l) {
       auto draw_layer = [&](const char* kind) {
         const std::vector<double> p = net.probabilities(k, kind, op, l);
         return size_t(std::discrete_distribution<size_t>(p.begin(), p.end())(rng));
       };
       const size_t bits = draw_layer("bits");
-      choice[k].layers.push_back({bits, layer_prunable(o, l) ? draw_layer("sparsity") : 0});
+      choice[k].layers.push_back({bits, o.prunable(l) ? draw_layer("sparsity") : 0});
     }
   }
   return choice;
@@ -145,7 +145,7 @@ ArchitectureChoice grow_to_budget(const Supernet& net, ArchitectureChoice choice
     double best_score = -std::numeric_limits<double>::infinity();
     for (size_t k = 0; k < choice.size(); ++k) {
       const BlockSpace& bs = space.blocks[k];
-      if (bs.ops[choice[k].op].op == BlockOp::Skip) continue;
+      if (bs.ops[choice[k].op]->passes_input()) continue;
       auto consider = [&](auto change) {
         ArchitectureChoice m = choice;
         change(m[k]);
@@ -162,7 +162,7 @@ ArchitectureChoice grow_to_budget(const Supernet& net, ArchitectureChoice choice
       for (size_t l = 0; l < choice[k].layers.size(); ++l) {
         const LayerChoice& lc = choice[k].layers[l];
         if (lc.bits + 1 < space.bits.size()) consider([l](BlockChoice& b) { ++b.layers[l].bits; });
-        if (layer_prunable(bs.ops[choice[k].op], l) && lc.sparsity > 0) {
+        if (bs.ops[choice[k].op]->prunable(l) && lc.sparsity > 0) {
           consider([l](BlockChoice& b) { --b.layers[l].sparsity; });
         }
       }

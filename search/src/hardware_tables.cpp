@@ -30,7 +30,7 @@ std::vector<BlockGeometry> block_geometry(const SearchSpace& space) {
     g.in_height = h;
     g.in_width = w;
     g.in_widths = widths;
-    if (block.ops.front().op == BlockOp::Classifier) {
+    if (block.ops.front()->pools_globally()) {
       g.out_height = g.out_width = 1;
     } else {
       g.out_height = fm::window_axis(h, block.kernel, block.stride, fm::Padding::Same).out;
@@ -44,25 +44,11 @@ std::vector<BlockGeometry> block_geometry(const SearchSpace& space) {
   return geometry;
 }
 
-size_t weighted_layer_count(const OpChoice& op) {
-  return operator_layers(op).size();
-}
-
-bool layer_prunable(const OpChoice& op, size_t layer) {
-  const std::vector<OperatorLayer> layers = operator_layers(op);
-  return layer < layers.size() && layers[layer].prunable;
-}
-
-const char* layer_role(const OpChoice& op, size_t layer) {
-  const std::vector<OperatorLayer> layers = operator_layers(op);
-  return layer < layers.size() ? layers[layer].role : "";
-}
-
 TableShape table_shape(const SearchSpace& space, size_t block) {
   const std::vector<BlockGeometry> geometry = block_geometry(space);
   const BlockSpace& bs = space.blocks[block];
   size_t layers = 0;
-  for (const OpChoice& op : bs.ops) layers = std::max(layers, weighted_layer_count(op));
+  for (const OperatorPtr& op : bs.ops) layers = std::max(layers, op->layers().size());
   return {bs.ops.size(),
           layers,
           geometry[block].in_widths.size(),
@@ -88,7 +74,7 @@ LayerWeights synthetic_layer_weights(uint32_t bits, double sparsity) {
 
 /// A one-block model of candidate (op, in width, out width, bits), its weights from
 /// `source`.
-fm::Model candidate_model(const BlockSpace& block, const BlockGeometry& g, const OpChoice& op,
+fm::Model candidate_model(const BlockSpace& block, const BlockGeometry& g, const SearchOperator& op,
                           uint32_t in_c, uint32_t out_c, uint32_t bits,
                           const LayerWeights& source) {
   // Depthwise layers stay dense whatever the block's sparsity (SharedLayer::prunable).
@@ -105,12 +91,12 @@ fm::Model candidate_model(const BlockSpace& block, const BlockGeometry& g, const
   fm::ModelBuilder builder(block.name + "_" + op.name());
   const int32_t input = builder.add_input("input", {g.in_height, g.in_width, in_c}, 0.05f, -128);
   int32_t t = input;
-  // The operator's weighted layers as operator_layers() describes them, in order; a fully
-  // connected layer follows global pooling, and an inverted residual whose input and
-  // output match (stride 1, same width) adds its input back.
+  // The operator's weighted layers as it describes them, in order; a fully connected layer
+  // follows global pooling, and an operator that adds its input does so when the shapes
+  // match (stride 1, same width).
   using Shape = OperatorLayer::Shape;
-  const uint32_t hidden = in_c * op.expansion;
-  for (const OperatorLayer& l : operator_layers(op)) {
+  const uint32_t hidden = in_c * op.expansion();
+  for (const OperatorLayer& l : op.layers()) {
     const uint32_t from = l.from_hidden ? hidden : in_c;
     const uint32_t to = l.shape == Shape::Depthwise ? from : l.to_hidden ? hidden : out_c;
     const uint32_t kernel = l.windowed ? block.kernel : 1;
@@ -136,7 +122,7 @@ fm::Model candidate_model(const BlockSpace& block, const BlockGeometry& g, const
         break;
     }
   }
-  if (op.op == BlockOp::InvertedResidual && block.stride == 1 && in_c == out_c) {
+  if (op.adds_input() && block.stride == 1 && in_c == out_c) {
     t = builder.add("add", input, t, int8::add_params(0.05, 0.05, 0.05), quant,
                     fm::Activation::None);
   }
@@ -193,7 +179,7 @@ std::string fingerprint(const SearchSpace& space, const npu_sim::NpuConfig& npu)
   for (double s : space.sparsity) text << ' ' << s;
   for (const BlockSpace& b : space.blocks) {
     text << " | " << b.name << " k" << b.kernel << " s" << b.stride << " ops";
-    for (const OpChoice& o : b.ops) text << ' ' << o.name();
+    for (const OperatorPtr& o : b.ops) text << ' ' << o->name();
     text << " widths";
     for (uint32_t w : b.widths) text << ' ' << w;
   }
@@ -217,14 +203,14 @@ BlockHardwareTable measure_block(const SearchSpace& space, const npu_sim::NpuCon
   t.sram_bytes.assign(shape.uniform_size(), 0.0);
   t.fits.assign(shape.uniform_size(), 1);
   for (size_t o = 0; o < shape.ops; ++o) {
-    if (block.ops[o].op == BlockOp::Skip) continue;
+    if (block.ops[o]->passes_input()) continue;
     for (size_t i = 0; i < shape.in_widths; ++i) {
       for (size_t j = 0; j < shape.out_widths; ++j) {
         for (size_t b = 0; b < shape.bits; ++b) {
           for (size_t s = 0; s < shape.sparsity; ++s) {
             const size_t n = shape.uniform_index(o, i, j, b, s);
             const fm::Model model =
-                candidate_model(block, g, block.ops[o], g.in_widths[i], block.widths[j],
+                candidate_model(block, g, *block.ops[o], g.in_widths[i], block.widths[j],
                                 space.bits[b], source(o, i, j, space.bits[b], space.sparsity[s]));
             const fm::CompileResult compiled = fm::compile(model, npu);
             if (!compiled.fits()) {

@@ -27,15 +27,6 @@ struct BlockGeometry {
 /// Geometry of every block of `space` (classifier included).
 std::vector<BlockGeometry> block_geometry(const SearchSpace& space);
 
-/// Weighted layers of an operator (operator_layers(op).size()); each has its own bitwidth
-/// and sparsity choice.
-size_t weighted_layer_count(const OpChoice& op);
-/// Whether layer `l` of `op` takes a sparsity choice: depthwise layers stay dense (few
-/// weights per channel; pruning them silences channels for a few bytes).
-bool layer_prunable(const OpChoice& op, size_t layer);
-/// Short name of layer `l` of `op` ("conv", "dw", "pw", "expand", "project", "fc").
-const char* layer_role(const OpChoice& op, size_t layer);
-
 /// The layout of a block's tables. Per-layer tables (flash bytes, cycles) are laid out
 /// [op][layer][in width][out width][bits][sparsity], `layers` being the most weighted layers
 /// of any of the block's operators (unused slots hold 0). Tables of whole uniform

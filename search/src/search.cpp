@@ -76,7 +76,7 @@ void check_budgets_reachable(const Supernet& net, const Limits& limits, double c
       const BlockHardwareTable* hw = have_hardware ? &net.hardware_tables().blocks[k] : nullptr;
       std::vector<double> next(shape.out_widths, std::numeric_limits<double>::infinity());
       for (size_t o = 0; o < shape.ops; ++o) {
-        if (bs.ops[o].op == BlockOp::Skip) {
+        if (bs.ops[o]->passes_input()) {
           for (size_t j = 0; j < shape.out_widths; ++j) next[j] = std::min(next[j], best[j]);
           continue;
         }
@@ -89,7 +89,7 @@ void check_budgets_reachable(const Supernet& net, const Limits& limits, double c
               return !hw || hw->fits[shape.uniform_index(o, i, j, b, s)];
             };
             double cost = r == Sram ? inf : 0.0;
-            for (size_t l = 0; l < weighted_layer_count(bs.ops[o]); ++l) {
+            for (size_t l = 0; l < bs.ops[o]->layers().size(); ++l) {
               double least = inf;
               for (size_t b = 0; b < shape.bits; ++b) {
                 for (size_t s = 0; s < shape.sparsity; ++s) {
@@ -339,12 +339,12 @@ nlohmann::json evolution_record(const Supernet& net, uint32_t epoch, double temp
   for (size_t k = 0; k < net.space().blocks.size(); ++k) {
     nlohmann::json layers = nlohmann::json::array();
     for (size_t o = 0; o < net.space().blocks[k].ops.size(); ++o) {
-      const OpChoice& op = net.space().blocks[k].ops[o];
-      for (size_t l = 0; l < weighted_layer_count(op); ++l) {
+      const SearchOperator& op = *net.space().blocks[k].ops[o];
+      for (size_t l = 0; l < op.layers().size(); ++l) {
         nlohmann::json layer = {{"op", op.name()},
-                                {"layer", layer_role(op, l)},
+                                {"layer", op.layers().at(l).role},
                                 {"bits", net.probabilities(k, "bits", o, l)}};
-        if (layer_prunable(op, l)) {
+        if (op.prunable(l)) {
           layer["sparsity"] = net.probabilities(k, "sparsity", o, l);
         }
         layers.push_back(layer);

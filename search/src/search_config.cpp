@@ -9,61 +9,12 @@ namespace udc::search {
 
 using common::YamlSection;
 
-std::string OpChoice::name() const {
-  switch (op) {
-    case BlockOp::Conv:
-      return "conv";
-    case BlockOp::Separable:
-      return "separable";
-    case BlockOp::InvertedResidual:
-      return "ir" + std::to_string(expansion);
-    case BlockOp::Skip:
-      return "skip";
-    case BlockOp::Classifier:
-      return "classifier";
-  }
-  return "?";
-}
-
-std::vector<OperatorLayer> operator_layers(const OpChoice& op) {
-  using Shape = OperatorLayer::Shape;
-  //        shape                role       window hidden-in hidden-out relu   prunable
-  const OperatorLayer conv{Shape::Conv, "conv", true, false, false, true, true};
-  const OperatorLayer depthwise_of_input{Shape::Depthwise, "dw", true, false, true, true, false};
-  const OperatorLayer pointwise{Shape::Conv, "pw", false, true, false, true, true};
-  const OperatorLayer expand{Shape::Conv, "expand", false, false, true, true, true};
-  const OperatorLayer depthwise_of_hidden{Shape::Depthwise, "dw", true, true, true, true, false};
-  const OperatorLayer project{Shape::Conv, "project", false, true, false, false, true};
-  const OperatorLayer classifier{Shape::FullyConnected, "fc", false, false, false, false, true};
-  switch (op.op) {
-    case BlockOp::Conv:
-      return {conv};
-    case BlockOp::Separable:
-      return {depthwise_of_input, pointwise};
-    case BlockOp::InvertedResidual:
-      if (op.expansion > 1) return {expand, depthwise_of_hidden, project};
-      return {depthwise_of_hidden, project};
-    case BlockOp::Classifier:
-      return {classifier};
-    case BlockOp::Skip:
-      break;
-  }
-  return {};
-}
-
 namespace {
 
-OpChoice parse_op(YamlSection& block, size_t index, const std::string& text) {
-  const std::string key = "ops[" + std::to_string(index) + "]";
-  if (text == "conv") return {BlockOp::Conv, 1};
-  if (text == "separable") return {BlockOp::Separable, 1};
-  if (text == "skip") return {BlockOp::Skip, 1};
-  if (text.size() > 2 && text.compare(0, 2, "ir") == 0 &&
-      text.find_first_not_of("0123456789", 2) == std::string::npos && text.size() <= 4) {
-    const uint32_t e = uint32_t(std::stoul(text.substr(2)));
-    if (e >= 1 && e <= 16) return {BlockOp::InvertedResidual, e};
-  }
-  block.fail(key, "'" + text + "' is not an operator: conv, separable, ir<expansion 1..16>, skip");
+OperatorPtr parse_op(YamlSection& block, size_t index, const std::string& text) {
+  if (OperatorPtr op = parse_operator(text)) return op;
+  block.fail("ops[" + std::to_string(index) + "]",
+             "'" + text + "' is not an operator: " + operator_spellings());
 }
 
 void read_space(YamlSection space, SearchSpace& s) {
@@ -92,9 +43,9 @@ void read_space(YamlSection space, SearchSpace& s) {
     }
     const std::vector<std::string> ops = block.strings("ops", {"conv"});
     for (size_t k = 0; k < ops.size(); ++k) {
-      const OpChoice op = parse_op(block, k, ops[k]);
-      for (const OpChoice& seen : b.ops) {
-        if (seen.name() == op.name()) block.fail("ops", "'" + ops[k] + "' listed twice");
+      const OperatorPtr op = parse_op(block, k, ops[k]);
+      for (const OperatorPtr& seen : b.ops) {
+        if (seen->name() == op->name()) block.fail("ops", "'" + ops[k] + "' listed twice");
       }
       b.ops.push_back(op);
     }
@@ -107,7 +58,7 @@ void read_space(YamlSection space, SearchSpace& s) {
     b.stride = uint32_t(block.integer("stride", 1, 1, 4));
     block.finish();
     const bool skip = std::any_of(b.ops.begin(), b.ops.end(),
-                                  [](const OpChoice& o) { return o.op == BlockOp::Skip; });
+                                  [](const OperatorPtr& o) { return o->passes_input(); });
     if (skip && b.ops.size() == 1) block.fail("ops", "skip needs another operator beside it");
     if (skip && b.stride != 1) block.fail("ops", "skip needs stride 1");
     // A skipped block passes its input on, so its width choices must be its input's.
@@ -119,7 +70,7 @@ void read_space(YamlSection space, SearchSpace& s) {
   }
   BlockSpace classifier;
   classifier.name = "classifier";
-  classifier.ops = {{BlockOp::Classifier, 1}};
+  classifier.ops = {classifier_operator()};
   classifier.widths = {s.classes};
   classifier.kernel = 1;
   s.blocks.push_back(classifier);

@@ -19,16 +19,16 @@ nlohmann::json choice_json(const Supernet& net, const ArchitectureChoice& choice
   for (size_t k = 0; k < choice.size(); ++k) {
     const BlockSpace& bs = space.blocks[k];
     const BlockChoice& c = choice[k];
-    const OpChoice& op = bs.ops[c.op];
+    const SearchOperator& op = *bs.ops[c.op];
     nlohmann::json b = {{"block", bs.name}, {"op", op.name()}};
-    if (op.op != BlockOp::Skip) {
+    if (!op.passes_input()) {
       b["width"] = bs.widths[c.width];
       nlohmann::json layers = nlohmann::json::array();
       for (size_t l = 0; l < c.layers.size(); ++l) {
         layers.push_back(
-            {{"layer", layer_role(op, l)},
+            {{"layer", op.layers().at(l).role},
              {"bits", space.bits[c.layers[l].bits]},
-             {"sparsity", layer_prunable(op, l) ? space.sparsity[c.layers[l].sparsity] : 0.0}});
+             {"sparsity", op.prunable(l) ? space.sparsity[c.layers[l].sparsity] : 0.0}});
       }
       b["layers"] = layers;
     }
@@ -158,7 +158,7 @@ std::string evolution_csv(const SearchSpace& space, const nlohmann::json& evolut
         }
       };
       std::vector<std::string> ops, widths, bits, sparsity;
-      for (const OpChoice& o : bs.ops) ops.push_back(o.name());
+      for (const OperatorPtr& o : bs.ops) ops.push_back(o->name());
       for (uint32_t w : bs.widths) widths.push_back(std::to_string(w));
       for (uint32_t w : space.bits) bits.push_back(std::to_string(w));
       for (double s : space.sparsity) sparsity.push_back(fmt::format("{}", s));

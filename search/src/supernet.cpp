@@ -196,11 +196,11 @@ size_t argmax_of(const torch::Tensor& logits) {
 
 /// {outputs, inputs} of the slice of weighted layer `l` of `op` in a block with `wi` input
 /// and `wo` output channels (a depthwise layer: {channels, channels}).
-std::pair<int64_t, int64_t> layer_slice(const OpChoice& op, size_t l, int64_t wi, int64_t wo) {
-  const std::vector<OperatorLayer> layers = operator_layers(op);
-  if (l >= layers.size()) throw std::logic_error("layer_slice: no such layer of " + op.name());
-  const OperatorLayer& layer = layers[l];
-  const int64_t hidden = wi * op.expansion;
+std::pair<int64_t, int64_t> layer_slice(const SearchOperator& op, size_t l, int64_t wi,
+                                        int64_t wo) {
+  if (l >= op.layers().size()) throw std::logic_error("layer_slice: no such layer of " + op.name());
+  const OperatorLayer& layer = op.layers()[l];
+  const int64_t hidden = wi * op.expansion();
   const int64_t in = layer.from_hidden ? hidden : wi;
   if (layer.shape == OperatorLayer::Shape::Depthwise) return {in, in};
   return {layer.to_hidden ? hidden : wo, in};
@@ -222,16 +222,16 @@ Supernet::Supernet(const SearchSpace& space) : space_(space), geometry_(block_ge
     const uint32_t max_in = *std::max_element(g.in_widths.begin(), g.in_widths.end());
     const uint32_t max_out = bs.widths.back();
     Block block;
-    for (const OpChoice& op : bs.ops) {
-      // The operator's weighted layers, as operator_layers() describes them: the windowed
+    for (const OperatorPtr& op : bs.ops) {
+      // The operator's weighted layers, as the operator describes them: the windowed
       // layer and those before it see the block's input grid, those after it its output
       // grid; a fully connected layer follows global pooling (1x1).
       std::vector<std::shared_ptr<SharedLayer>> layers;
       using K = SharedLayer::Kind;
       using Shape = OperatorLayer::Shape;
-      const uint32_t hidden = max_in * op.expansion;
+      const uint32_t hidden = max_in * op->expansion();
       bool after_window = false;
-      const std::vector<OperatorLayer> described = operator_layers(op);
+      const std::vector<OperatorLayer>& described = op->layers();
       for (const OperatorLayer& l : described) {
         const K kind = l.shape == Shape::Conv        ? K::Conv
                        : l.shape == Shape::Depthwise ? K::Depthwise
@@ -248,12 +248,12 @@ Supernet::Supernet(const SearchSpace& space) : space_(space), geometry_(block_ge
       }
       // Each layer's possible input widths, by the block's input width index.
       std::vector<int64_t> block_inputs(g.in_widths.begin(), g.in_widths.end()), hidden_inputs;
-      for (uint32_t w : g.in_widths) hidden_inputs.push_back(int64_t(w) * op.expansion);
+      for (uint32_t w : g.in_widths) hidden_inputs.push_back(int64_t(w) * op->expansion());
       for (size_t i = 0; i < layers.size(); ++i) {
         const bool depthwise = layers[i]->kind() == K::Depthwise;
         const bool after_hidden = described[i].from_hidden;
         if (!depthwise) layers[i]->set_input_widths(after_hidden ? hidden_inputs : block_inputs);
-        register_module(fmt::format("{}_{}_{}", bs.name, op.name(), i), layers[i]);
+        register_module(fmt::format("{}_{}_{}", bs.name, op->name(), i), layers[i]);
       }
       block.op_layers.push_back(std::move(layers));
     }
@@ -262,12 +262,12 @@ Supernet::Supernet(const SearchSpace& space) : space_(space), geometry_(block_ge
     };
     block.op_logits = logits(bs.name + "_op", bs.ops.size());
     block.width_logits = logits(bs.name + "_width", bs.widths.size());
-    for (const OpChoice& op : bs.ops) {
+    for (const OperatorPtr& op : bs.ops) {
       std::vector<torch::Tensor> bits, sparsity;
-      for (size_t l = 0; l < weighted_layer_count(op); ++l) {
-        const std::string layer = fmt::format("{}_{}_{}", bs.name, op.name(), l);
+      for (size_t l = 0; l < op->layers().size(); ++l) {
+        const std::string layer = fmt::format("{}_{}_{}", bs.name, op->name(), l);
         bits.push_back(logits(layer + "_bits", space_.bits.size()));
-        sparsity.push_back(layer_prunable(op, l)
+        sparsity.push_back(op->prunable(l)
                                ? logits(layer + "_sparsity", space_.sparsity.size())
                                : torch::Tensor());
       }
@@ -394,9 +394,9 @@ SuperTensor Supernet::run_operator(size_t k, size_t o, const SuperTensor& in,
                                    const torch::Tensor& width_p, const SamplingSettings& settings) {
   const Block& block = blocks_[k];
   const BlockSpace& bs = space_.blocks[k];
-  const OpChoice& op = bs.ops[o];
+  const SearchOperator& op = *bs.ops[o];
   const auto& layers = block.op_layers[o];
-  if (op.op == BlockOp::Skip) return in;
+  if (op.passes_input()) return in;
 
   // Each layer's bitwidth and sparsity probabilities (a depthwise layer: dense, index 0).
   const auto levels = int64_t(space_.sparsity.size());
@@ -428,47 +428,36 @@ SuperTensor Supernet::run_operator(size_t k, size_t o, const SuperTensor& in,
     return layers[i]->forward(x, depthwise ? whole : in.width_probabilities, bits_p[i],
                               sparsity_p[i], space_.bits);
   };
-  torch::Tensor y;
-  switch (op.op) {
-    case BlockOp::Conv:
-      y = run(0, in.x);
-      break;
-    case BlockOp::Separable:
-      y = run(1, run(0, in.x) * channel_mask(in.mask));
-      break;
-    case BlockOp::InvertedResidual: {
-      torch::Tensor h = in.x;
-      size_t next = 0;
-      const torch::Tensor hidden_mask =
-          channel_mask(in.mask.repeat_interleave(int64_t(op.expansion)));
-      if (op.expansion > 1) h = run(next++, h) * hidden_mask;
-      h = run(next++, h) * hidden_mask;
-      y = run(next, h);
-      if (bs.stride == 1) {
-        // The residual exists when the output width equals the input width: its weight is
-        // the probability of that event.
-        const std::vector<uint32_t>& in_widths = geometry_[k].in_widths;
-        torch::Tensor same = torch::zeros({});
-        for (size_t i = 0; i < in_widths.size(); ++i) {
-          for (size_t j = 0; j < bs.widths.size(); ++j) {
-            if (in_widths[i] == bs.widths[j]) {
-              same = same + in.width_probabilities[int64_t(i)] * width_p[int64_t(j)];
-            }
-          }
-        }
-        torch::Tensor x = in.x;
-        if (x.size(1) > max_out) x = x.slice(1, 0, max_out);
-        if (x.size(1) < max_out)
-          x = torch::constant_pad_nd(x, {0, 0, 0, 0, 0, max_out - x.size(1)});
-        y = y + same * x;
-      }
-      break;
-    }
-    case BlockOp::Classifier:
-      y = run(0, in.x.mean({2, 3}, /*keepdim=*/true));
+  // The layers in order, each reading what the one before wrote; a layer that writes the
+  // hidden width has its output masked to the active hidden channels. A fully connected
+  // layer reads the globally pooled input and ends the network (logits, all classes).
+  const std::vector<OperatorLayer>& described = op.layers();
+  const torch::Tensor hidden_mask = channel_mask(in.mask.repeat_interleave(int64_t(op.expansion())));
+  torch::Tensor y = in.x;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (described[i].shape == OperatorLayer::Shape::FullyConnected) {
+      y = run(i, y.mean({2, 3}, /*keepdim=*/true));
       return {y.reshape({y.size(0), -1}), torch::ones({max_out}), width_p};
-    case BlockOp::Skip:
-      break;
+    }
+    y = run(i, y);
+    if (described[i].to_hidden) y = y * hidden_mask;
+  }
+  if (op.adds_input() && bs.stride == 1) {
+    // The input is added when the output width equals the input width: its weight is the
+    // probability of that event.
+    const std::vector<uint32_t>& in_widths = geometry_[k].in_widths;
+    torch::Tensor same = torch::zeros({});
+    for (size_t i = 0; i < in_widths.size(); ++i) {
+      for (size_t j = 0; j < bs.widths.size(); ++j) {
+        if (in_widths[i] == bs.widths[j]) {
+          same = same + in.width_probabilities[int64_t(i)] * width_p[int64_t(j)];
+        }
+      }
+    }
+    torch::Tensor x = in.x;
+    if (x.size(1) > max_out) x = x.slice(1, 0, max_out);
+    if (x.size(1) < max_out) x = torch::constant_pad_nd(x, {0, 0, 0, 0, 0, max_out - x.size(1)});
+    y = y + same * x;
   }
   return {y * channel_mask(out_mask), out_mask, width_p};
 }
@@ -499,7 +488,7 @@ void Supernet::refresh_weight_tables() {
         encoded.clear();
         for (size_t i = 0; i < shape.in_widths; ++i) {
           for (size_t j = 0; j < shape.out_widths; ++j) {
-            const auto [out, in] = layer_slice(bs.ops[o], l, g.in_widths[i], bs.widths[j]);
+            const auto [out, in] = layer_slice(*bs.ops[o], l, g.in_widths[i], bs.widths[j]);
             for (size_t b = 0; b < shape.bits; ++b) {
               for (size_t s = 0; s < shape.sparsity; ++s) {
                 const size_t n = shape.index(o, l, i, j, b, s);
@@ -530,7 +519,7 @@ double Supernet::refresh_cycles_table(const npu_sim::NpuConfig& npu) {
       hardware_, space_, npu,
       [&](size_t k, size_t o, size_t l, size_t i, size_t j, uint32_t bits, double sparsity) {
         const BlockSpace& bs = space_.blocks[k];
-        const auto [out, in] = layer_slice(bs.ops[o], l, geometry_[k].in_widths[i], bs.widths[j]);
+        const auto [out, in] = layer_slice(*bs.ops[o], l, geometry_[k].in_widths[i], bs.widths[j]);
         return blocks_[k].op_layers[o][l]->integer_weights(out, in, bits, sparsity);
       });
   return hardware_.seconds;
@@ -585,7 +574,7 @@ ExpectedCosts Supernet::expected_costs() const {
     sram.push_back(torch::einsum("o,i,j,oij->", {op, in, width, arena}));
     torch::Tensor out = width;
     for (size_t o = 0; o < bs.ops.size(); ++o) {
-      if (bs.ops[o].op == BlockOp::Skip) {
+      if (bs.ops[o]->passes_input()) {
         const torch::Tensor skip = op[int64_t(o)];
         out = skip * in + (1.0 - skip) * width;
       }
@@ -600,7 +589,7 @@ std::vector<size_t> Supernet::input_width_indices(const ArchitectureChoice& choi
   size_t current = 0;
   for (size_t k = 0; k < blocks_.size(); ++k) {
     indices.push_back(current);
-    if (space_.blocks[k].ops[choice[k].op].op != BlockOp::Skip) current = choice[k].width;
+    if (!space_.blocks[k].ops[choice[k].op]->passes_input()) current = choice[k].width;
   }
   return indices;
 }
@@ -664,7 +653,7 @@ double Supernet::log_probability(const ArchitectureChoice& choice) const {
     const Block& b = blocks_[k];
     const BlockChoice& c = choice[k];
     total += log_p(b.op_logits, c.op);
-    if (space_.blocks[k].ops[c.op].op == BlockOp::Skip) continue;
+    if (space_.blocks[k].ops[c.op]->passes_input()) continue;
     total += log_p(b.width_logits, c.width);
     for (size_t l = 0; l < c.layers.size(); ++l) {
       total += log_p(b.bits_logits[c.op].at(l), c.layers[l].bits);
@@ -704,74 +693,17 @@ ArchitectureSpec Supernet::derive(const ArchitectureChoice& choice) const {
   for (size_t k = 0; k < blocks_.size(); ++k) {
     const BlockSpace& bs = space_.blocks[k];
     const BlockChoice& c = choice[k];
-    const OpChoice& op = bs.ops[c.op];
-    if (c.layers.size() != weighted_layer_count(op)) {
+    const SearchOperator& op = *bs.ops[c.op];
+    if (c.layers.size() != op.layers().size()) {
       throw std::logic_error("Supernet::derive: layer choices do not match the operator");
     }
-    auto bits_of = [&](size_t l) { return space_.bits[c.layers[l].bits]; };
-    // A depthwise layer is dense whatever its (unused) index.
-    auto sparsity_of = [&](size_t l) {
-      return layer_prunable(op, l) ? space_.sparsity[c.layers[l].sparsity] : 0.0;
-    };
-    LayerSpec layer;
-    layer.name = bs.name;
-    layer.out_channels = bs.widths[c.width];
-    layer.kernel = bs.kernel;
-    layer.stride = bs.stride;
-    layer.activation = ActivationKind::Relu;
-    switch (op.op) {
-      case BlockOp::Conv:
-        layer.kind = LayerKind::Conv;
-        layer.weight_bits = bits_of(0);
-        layer.sparsity = sparsity_of(0);
-        arch.layers.push_back(layer);
-        break;
-      case BlockOp::Separable: {
-        LayerSpec depthwise = layer;
-        depthwise.kind = LayerKind::Depthwise;
-        depthwise.name = bs.name + "_dw";
-        depthwise.out_channels = 0;
-        depthwise.weight_bits = bits_of(0);
-        depthwise.sparsity = 0.0;
-        arch.layers.push_back(depthwise);
-        layer.kind = LayerKind::Conv;
-        layer.name = bs.name + "_pw";
-        layer.kernel = 1;
-        layer.stride = 1;
-        layer.weight_bits = bits_of(1);
-        layer.sparsity = sparsity_of(1);
-        arch.layers.push_back(layer);
-        break;
-      }
-      case BlockOp::InvertedResidual:
-        layer.kind = LayerKind::InvertedResidual;
-        layer.expansion = op.expansion;
-        for (size_t l = 0; l < c.layers.size(); ++l) {
-          layer.sublayer_bits.push_back(bits_of(l));
-          layer.sublayer_sparsity.push_back(sparsity_of(l));
-        }
-        layer.weight_bits = layer.sublayer_bits.back();
-        layer.sparsity = layer.sublayer_sparsity.back();
-        arch.layers.push_back(layer);
-        break;
-      case BlockOp::Classifier: {
-        LayerSpec pool;
-        pool.kind = LayerKind::GlobalAvgPool;
-        pool.name = "pool";
-        pool.activation = ActivationKind::None;
-        pool.kernel = 1;
-        arch.layers.push_back(pool);
-        layer.kind = LayerKind::FullyConnected;
-        layer.kernel = 1;
-        layer.activation = ActivationKind::None;
-        layer.weight_bits = bits_of(0);
-        layer.sparsity = sparsity_of(0);
-        arch.layers.push_back(layer);
-        break;
-      }
-      case BlockOp::Skip:
-        break;
+    ChosenOperator chosen{bs.name, bs.widths[c.width], bs.kernel, bs.stride, {}, {}};
+    for (size_t l = 0; l < c.layers.size(); ++l) {
+      chosen.bits.push_back(space_.bits[c.layers[l].bits]);
+      // A dense layer's sparsity is 0 whatever its (unused) index.
+      chosen.sparsity.push_back(op.prunable(l) ? space_.sparsity[c.layers[l].sparsity] : 0.0);
     }
+    op.derive(chosen, arch.layers);
   }
   return arch;
 }
@@ -787,7 +719,7 @@ void Supernet::inherit(const ArchitectureChoice& choice, QNet& net) const {
     for (size_t l = 0; l < layers.size(); ++l) {
       if (next >= targets.size()) throw std::logic_error("Supernet::inherit: network mismatch");
       const auto [out, in_channels] =
-          layer_slice(bs.ops[c.op], l, geometry_[k].in_widths[in[k]], bs.widths[c.width]);
+          layer_slice(*bs.ops[c.op], l, geometry_[k].in_widths[in[k]], bs.widths[c.width]);
       layers[l]->copy_to(*targets[next++], out, in_channels);
     }
   }
@@ -806,14 +738,14 @@ std::string Supernet::describe(const ArchitectureChoice& choice) const {
   for (size_t k = 0; k < blocks_.size(); ++k) {
     const BlockSpace& bs = space_.blocks[k];
     const BlockChoice& c = choice[k];
-    const OpChoice& op = bs.ops[c.op];
+    const SearchOperator& op = *bs.ops[c.op];
     if (!text.empty()) text += ' ';
     text += bs.name + ':' + op.name();
-    if (op.op == BlockOp::Skip) continue;
+    if (op.passes_input()) continue;
     std::vector<int> bits, sparsity;
     for (size_t l = 0; l < c.layers.size(); ++l) {
       bits.push_back(int(space_.bits[c.layers[l].bits]));
-      if (layer_prunable(op, l)) {
+      if (op.prunable(l)) {
         sparsity.push_back(int(std::lround(100 * space_.sparsity[c.layers[l].sparsity])));
       }
     }

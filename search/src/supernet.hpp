@@ -5,10 +5,12 @@
 // quantisation, magnitude masks), so the supernet costs one network's memory per operator.
 // Each block chooses its operator and output width, and every weighted layer of every
 // operator its own bitwidth and (unless depthwise) sparsity; each choice is a vector of
-// logits relaxed with Gumbel-softmax. The operator is sampled hard (one operator runs per
-// step, the gradient reaches all logits through the straight-through softmax, as in GDAS);
-// width, bitwidths and sparsities are soft mixtures, cheap because they only mix weights
-// and channel masks.
+// logits relaxed with Gumbel-softmax. By default every operator runs and the outputs are
+// mixed by the relaxed operator probabilities (FBNet); `operators: sampled` runs one
+// operator per step, the gradient reaching all logits through the straight-through softmax
+// (GDAS). Width, bitwidths and sparsities are always soft mixtures, cheap because they only
+// mix weights and channel masks. The operators themselves are search_operator.hpp's: the
+// supernet builds and runs the layers each describes.
 #pragma once
 
 #include <torch/torch.h>
@@ -34,7 +36,7 @@ struct LayerChoice {
   bool operator==(const LayerChoice& o) const { return bits == o.bits && sparsity == o.sparsity; }
 };
 /// One candidate per block: indices into its ops and widths, and one LayerChoice per
-/// weighted layer of the operator, in execution order (weighted_layer_count; none for a
+/// weighted layer of the operator, in execution order (SearchOperator::layers(); none for a
 /// skip).
 struct BlockChoice {
   size_t op = 0, width = 0;

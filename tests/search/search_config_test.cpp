@@ -42,7 +42,7 @@ TEST(SearchConfig, ShippedPresetsParse) {
     ASSERT_EQ(config.npu.files.size(), 1u);
     EXPECT_TRUE(fs::exists(config.npu.files[0])) << config.npu.files[0];
     EXPECT_TRUE(config.budgets.any());
-    EXPECT_EQ(config.space.blocks.back().ops.front().op, BlockOp::Classifier);
+    EXPECT_EQ(config.space.blocks.back().ops.front()->name(), "classifier");
     EXPECT_EQ(config.space.blocks.back().widths, std::vector<uint32_t>{config.space.classes});
     if (!config.baselines.empty()) {
       EXPECT_TRUE(fs::exists(config.baselines)) << config.baselines;
@@ -66,9 +66,11 @@ TEST(SearchConfig, ReadsChoicesSorted) {
   EXPECT_EQ(c.space.sparsity, (std::vector<double>{0.0, 0.5}));
   ASSERT_EQ(c.space.blocks.size(), 3u);
   EXPECT_EQ(c.space.blocks[0].widths, (std::vector<uint32_t>{8, 16}));
-  EXPECT_EQ(c.space.blocks[0].ops[1].op, BlockOp::InvertedResidual);
-  EXPECT_EQ(c.space.blocks[0].ops[1].expansion, 6u);
-  EXPECT_EQ(c.space.blocks[1].ops[1].name(), "skip");
+  EXPECT_EQ(c.space.blocks[0].ops[1]->name(), "ir6");
+  EXPECT_EQ(c.space.blocks[0].ops[1]->expansion(), 6u);
+  EXPECT_TRUE(c.space.blocks[0].ops[1]->adds_input());
+  EXPECT_EQ(c.space.blocks[1].ops[1]->name(), "skip");
+  EXPECT_TRUE(c.space.blocks[1].ops[1]->passes_input());
   EXPECT_DOUBLE_EQ(*c.budgets.milliseconds, 0.5);
   EXPECT_FALSE(c.budgets.flash_bytes.has_value());
   EXPECT_EQ(*c.budgets.weight_bytes, 900u);
@@ -123,34 +125,92 @@ TEST(SearchConfig, BadInputNamesKeyAndReason) {
 // Each operator's weighted layers, in execution order, as the paper's operators are built:
 // roles, which take a sparsity choice (never a depthwise), and where channels come from.
 TEST(SearchConfig, OperatorLayersDescribeEachOperator) {
-  auto roles = [](const OpChoice& op) {
+  auto roles = [](const std::string& name) {
+    const OperatorPtr op = name == "classifier" ? classifier_operator() : parse_operator(name);
     std::string text;
-    for (const OperatorLayer& l : operator_layers(op)) {
+    for (const OperatorLayer& l : op->layers()) {
       text += std::string(text.empty() ? "" : " ") + l.role + (l.prunable ? "" : "(dense)");
     }
     return text;
   };
-  EXPECT_EQ(roles({BlockOp::Conv, 1}), "conv");
-  EXPECT_EQ(roles({BlockOp::Separable, 1}), "dw(dense) pw");
-  EXPECT_EQ(roles({BlockOp::InvertedResidual, 4}), "expand dw(dense) project");
-  EXPECT_EQ(roles({BlockOp::InvertedResidual, 1}), "dw(dense) project");
-  EXPECT_EQ(roles({BlockOp::Classifier, 1}), "fc");
-  EXPECT_EQ(roles({BlockOp::Skip, 1}), "");
-  for (const OpChoice& op :
-       {OpChoice{BlockOp::Conv, 1}, OpChoice{BlockOp::Separable, 1},
-        OpChoice{BlockOp::InvertedResidual, 6}, OpChoice{BlockOp::Classifier, 1}}) {
-    const std::vector<OperatorLayer> layers = operator_layers(op);
+  EXPECT_EQ(roles("conv"), "conv");
+  EXPECT_EQ(roles("separable"), "dw(dense) pw");
+  EXPECT_EQ(roles("ir4"), "expand dw(dense) project");
+  EXPECT_EQ(roles("ir1"), "dw(dense) project");
+  EXPECT_EQ(roles("classifier"), "fc");
+  EXPECT_EQ(roles("skip"), "");
+  for (const OperatorPtr& op : {parse_operator("conv"), parse_operator("separable"),
+                                parse_operator("ir6"), classifier_operator()}) {
+    const std::vector<OperatorLayer>& layers = op->layers();
     // A chain: the first layer reads the block input, the last writes the block output,
     // and each layer reads where the previous one wrote.
-    EXPECT_FALSE(layers.front().from_hidden) << op.name();
-    EXPECT_FALSE(layers.back().to_hidden) << op.name();
+    EXPECT_FALSE(layers.front().from_hidden) << op->name();
+    EXPECT_FALSE(layers.back().to_hidden) << op->name();
     for (size_t i = 1; i < layers.size(); ++i) {
-      EXPECT_EQ(layers[i].from_hidden, layers[i - 1].to_hidden) << op.name() << " layer " << i;
+      EXPECT_EQ(layers[i].from_hidden, layers[i - 1].to_hidden) << op->name() << " layer " << i;
     }
     for (const OperatorLayer& l : layers) {
       if (l.shape == OperatorLayer::Shape::Depthwise) {
-        EXPECT_FALSE(l.prunable) << op.name();
+        EXPECT_FALSE(l.prunable) << op->name();
       }
+    }
+  }
+}
+
+// The registry recognises exactly the spellings it lists; the classifier is appended by the
+// reader, never named in a config.
+TEST(SearchConfig, OperatorRegistryParsesOnlyItsSpellings) {
+  for (const char* name : {"conv", "separable", "skip", "ir1", "ir6", "ir16"}) {
+    const OperatorPtr op = parse_operator(name);
+    ASSERT_NE(op, nullptr) << name;
+    EXPECT_EQ(op->name(), name);
+  }
+  for (const char* name : {"ir0", "ir17", "ir", "ir-1", "ir123", "classifier", "Conv", ""}) {
+    EXPECT_EQ(parse_operator(name), nullptr) << name;
+  }
+  EXPECT_EQ(operator_spellings(), "conv, separable, ir<expansion 1..16>, skip");
+}
+
+// Every operator derives layers that carry its choices in its layers' order: one bitwidth
+// per weighted layer, the chosen sparsity on prunable layers and none on dense ones.
+TEST(SearchConfig, DerivedLayersCarryEachWeightedLayersChoice) {
+  for (const OperatorPtr& op : {parse_operator("conv"), parse_operator("separable"),
+                                parse_operator("ir1"), parse_operator("ir4"),
+                                parse_operator("skip"), classifier_operator()}) {
+    ChosenOperator chosen{"blk", 24, 5, 2, {}, {}};
+    for (size_t l = 0; l < op->layers().size(); ++l) {
+      chosen.bits.push_back(uint32_t(2 + l));
+      chosen.sparsity.push_back(op->prunable(l) ? 0.25 * double(l + 1) : 0.0);
+    }
+    std::vector<LayerSpec> derived;
+    op->derive(chosen, derived);
+    // Flatten the derived layers to their weighted (sub-)layers' bits and sparsity.
+    std::vector<uint32_t> bits;
+    std::vector<double> sparsity;
+    for (const LayerSpec& l : derived) {
+      if (l.kind == LayerKind::InvertedResidual) {
+        EXPECT_EQ(l.expansion, op->expansion());
+        for (size_t i = 0; i < l.sublayer_count(); ++i) {
+          bits.push_back(l.sublayer_bits_at(i));
+          sparsity.push_back(l.sublayer_sparsity_at(i));
+        }
+      } else if (l.kind != LayerKind::GlobalAvgPool) {
+        bits.push_back(l.weight_bits);
+        sparsity.push_back(l.sparsity);
+      }
+      EXPECT_EQ(l.name.rfind(op->pools_globally() && l.kind == LayerKind::GlobalAvgPool
+                                 ? "pool"
+                                 : "blk",
+                             0),
+                0u)
+          << op->name() << " " << l.name;
+    }
+    EXPECT_EQ(bits, chosen.bits) << op->name();
+    EXPECT_EQ(sparsity, chosen.sparsity) << op->name();
+    // The layer writing the block's output has the chosen width (a depthwise keeps its
+    // input's).
+    if (!derived.empty()) {
+      EXPECT_EQ(derived.back().out_channels, 24u) << op->name();
     }
   }
 }

@@ -34,18 +34,11 @@ SearchSpace tiny_space() {
   s.classes = 10;
   s.bits = {2, 4, 8};
   s.sparsity = {0.0, 0.5, 0.9};
-  s.blocks.push_back({"stem", {{BlockOp::Conv, 1}}, {4, 8}, 3, 2});
-  s.blocks.push_back({"b1",
-                      {{BlockOp::Conv, 1},
-                       {BlockOp::Separable, 1},
-                       {BlockOp::InvertedResidual, 2},
-                       {BlockOp::Skip, 1}},
-                      {4, 8},
-                      3,
-                      1});
-  s.blocks.push_back(
-      {"b2", {{BlockOp::Separable, 1}, {BlockOp::InvertedResidual, 3}}, {8, 12}, 3, 2});
-  s.blocks.push_back({"classifier", {{BlockOp::Classifier, 1}}, {10}, 1, 1});
+  auto op = [](const std::string& name) { return parse_operator(name); };
+  s.blocks.push_back({"stem", {op("conv")}, {4, 8}, 3, 2});
+  s.blocks.push_back({"b1", {op("conv"), op("separable"), op("ir2"), op("skip")}, {4, 8}, 3, 1});
+  s.blocks.push_back({"b2", {op("separable"), op("ir3")}, {8, 12}, 3, 2});
+  s.blocks.push_back({"classifier", {classifier_operator()}, {10}, 1, 1});
   return s;
 }
 
@@ -60,10 +53,10 @@ ArchitectureChoice random_choice(const SearchSpace& s, std::mt19937& rng) {
   for (const BlockSpace& b : s.blocks) {
     auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
     BlockChoice block{pick(b.ops.size()), pick(b.widths.size()), {}};
-    const OpChoice& op = b.ops[block.op];
-    for (size_t l = 0; l < weighted_layer_count(op); ++l) {
+    const SearchOperator& op = *b.ops[block.op];
+    for (size_t l = 0; l < op.layers().size(); ++l) {
       const size_t bits = pick(s.bits.size());
-      block.layers.push_back({bits, layer_prunable(op, l) ? pick(s.sparsity.size()) : 0});
+      block.layers.push_back({bits, op.prunable(l) ? pick(s.sparsity.size()) : 0});
     }
     c.push_back(block);
   }
@@ -77,10 +70,11 @@ std::vector<std::pair<std::string, torch::Tensor>> block_logits(const Supernet& 
   std::vector<std::pair<std::string, torch::Tensor>> list{{"op", net.logits(k, "op")},
                                                           {"width", net.logits(k, "width")}};
   for (size_t o = 0; o < bs.ops.size(); ++o) {
-    for (size_t l = 0; l < weighted_layer_count(bs.ops[o]); ++l) {
-      const std::string layer = bs.ops[o].name() + "_" + layer_role(bs.ops[o], l);
+    const SearchOperator& op = *bs.ops[o];
+    for (size_t l = 0; l < op.layers().size(); ++l) {
+      const std::string layer = op.name() + "_" + op.layers()[l].role;
       list.emplace_back(layer + "_bits", net.logits(k, "bits", o, l));
-      if (layer_prunable(bs.ops[o], l)) {
+      if (op.prunable(l)) {
         list.emplace_back(layer + "_sparsity", net.logits(k, "sparsity", o, l));
       }
     }
@@ -308,8 +302,8 @@ TEST(Derivation, CandidatesFitAndGrowthStopsOnlyAtTheBudget) {
       // Never poorer than where it started, and no single richer step still fits.
       EXPECT_EQ(grown[k].op, (*fitted)[k].op);
       EXPECT_GE(grown[k].width, (*fitted)[k].width);
-      const OpChoice& op = space.blocks[k].ops[grown[k].op];
-      if (op.op == BlockOp::Skip) continue;
+      const SearchOperator& op = *space.blocks[k].ops[grown[k].op];
+      if (op.passes_input()) continue;
       auto still_fits = [&](ArchitectureChoice richer) {
         const TableCosts t = net.table_costs(richer);
         return t.fits && within(costs_of(t), limits, 1.0);
@@ -320,12 +314,12 @@ TEST(Derivation, CandidatesFitAndGrowthStopsOnlyAtTheBudget) {
         EXPECT_FALSE(still_fits(m)) << net.describe(m);
         m = grown;
       }
-      ASSERT_EQ(grown[k].layers.size(), weighted_layer_count(op));
+      ASSERT_EQ(grown[k].layers.size(), op.layers().size());
       for (size_t l = 0; l < grown[k].layers.size(); ++l) {
         const LayerChoice& now = grown[k].layers[l];
         EXPECT_GE(now.bits, (*fitted)[k].layers[l].bits);
         EXPECT_LE(now.sparsity, (*fitted)[k].layers[l].sparsity);
-        if (!layer_prunable(op, l)) {
+        if (!op.prunable(l)) {
           EXPECT_EQ(now.sparsity, 0u);
         }
         if (now.bits + 1 < space.bits.size()) {
@@ -333,7 +327,7 @@ TEST(Derivation, CandidatesFitAndGrowthStopsOnlyAtTheBudget) {
           EXPECT_FALSE(still_fits(m)) << net.describe(m);
           m = grown;
         }
-        if (layer_prunable(op, l) && now.sparsity > 0) {
+        if (op.prunable(l) && now.sparsity > 0) {
           --m[k].layers[l].sparsity;
           EXPECT_FALSE(still_fits(m)) << net.describe(m);
           m = grown;

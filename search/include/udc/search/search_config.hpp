@@ -9,48 +9,16 @@
 #include <string>
 #include <vector>
 
+#include "udc/search/search_operator.hpp"
 #include "udc/search/train_config.hpp"
 
 namespace udc::search {
-
-/// Operator choices of a searchable block.
-enum class BlockOp {
-  Conv,              ///< kxk convolution + batch norm + ReLU
-  Separable,         ///< kxk depthwise + ReLU, then 1x1 convolution + ReLU
-  InvertedResidual,  ///< MobileNetV2 block with an expansion factor
-  Skip,              ///< identity (removes the block: the depth choice)
-  Classifier,        ///< global average pool + fully connected (the fixed last block)
-};
-
-struct OpChoice {
-  BlockOp op = BlockOp::Conv;
-  uint32_t expansion = 1;  ///< InvertedResidual only
-  /// "conv", "separable", "ir<e>", "skip", "classifier": the YAML spelling.
-  std::string name() const;
-};
-
-/// One weighted layer of a search operator, in execution order: what it computes, where
-/// its channels come from and go to, and whether it takes a sparsity choice. The
-/// operator's layer count, roles, prunability and weight slices all derive from this.
-struct OperatorLayer {
-  enum class Shape { Conv, Depthwise, FullyConnected } shape = Shape::Conv;
-  const char* role = "";     ///< "conv", "dw", "pw", "expand", "project", "fc"
-  bool windowed = false;     ///< the block's kernel and stride (else 1x1, stride 1)
-  bool from_hidden = false;  ///< input channels: block input x expansion (else block input)
-  bool to_hidden = false;    ///< output channels: block input x expansion (else block output)
-  bool relu = true;          ///< followed by ReLU
-  bool prunable = true;      ///< takes a sparsity choice; depthwise layers stay dense
-};
-/// The weighted layers of `op`: conv 1, separable 2 (depthwise, pointwise), inverted
-/// residual 3 with an expansion (expand, depthwise, project) else 2, classifier 1 (after
-/// global average pooling), skip none.
-std::vector<OperatorLayer> operator_layers(const OpChoice& op);
 
 /// One block of the supernet. The block's output width is one of `widths`; its input width
 /// is the previous block's output width (the image channels for the first block).
 struct BlockSpace {
   std::string name;
-  std::vector<OpChoice> ops;
+  std::vector<OperatorPtr> ops;  ///< operator choices (search_operator.hpp)
   std::vector<uint32_t> widths;  ///< output channel choices, ascending
   uint32_t kernel = 3;           ///< [pixels]
   uint32_t stride = 1;
