@@ -31,32 +31,13 @@ std::string format_param_line(const std::string& key, const std::string& value,
                      range.empty() ? "" : " [" + range + "]");
 }
 
-YamlSection override_section(const std::string& assignment, const std::string& origin) {
+std::pair<std::string, std::string> split_assignment(const std::string& assignment,
+                                                     const std::string& origin) {
   const size_t equals = assignment.find('=');
   if (equals == std::string::npos || equals == 0) {
     throw ConfigError(origin + ": '" + assignment + "': expected KEY=VALUE");
   }
-  const std::string key = assignment.substr(0, equals);
-  YAML::Node value;
-  try {
-    value = YAML::Load(assignment.substr(equals + 1));
-  } catch (const YAML::Exception& e) {
-    throw ConfigError(origin + ": " + key + ": malformed value: " + e.what());
-  }
-  // Build {a: {b: {c: value}}} from the innermost key out.
-  YAML::Node node = value;
-  size_t end = key.size();
-  while (true) {
-    const size_t dot = key.rfind('.', end - 1);
-    const std::string part = key.substr(dot == std::string::npos ? 0 : dot + 1,
-                                        end - (dot == std::string::npos ? 0 : dot + 1));
-    YAML::Node parent(YAML::NodeType::Map);
-    parent[part] = node;
-    node = parent;
-    if (dot == std::string::npos) break;
-    end = dot;
-  }
-  return YamlSection(origin, node, "");
+  return {assignment.substr(0, equals), assignment.substr(equals + 1)};
 }
 
 }  // namespace udc::common

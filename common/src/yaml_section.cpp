@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <sstream>
 
+#include <fmt/format.h>
+
 namespace udc::common {
 
 YAML::Node load_yaml_file(const std::string& path) {
@@ -17,6 +19,41 @@ YAML::Node load_yaml_file(const std::string& path) {
   } catch (const YAML::Exception& e) {
     throw ConfigError(path + ": malformed YAML: " + e.what());
   }
+}
+
+std::string parse_integer_param(const std::string& text, int64_t min, int64_t max, int64_t& value) {
+  std::istringstream in(text);
+  int64_t number = 0;
+  if (!(in >> number) || !(in >> std::ws).eof() || number < min || number > max) {
+    return "expected an integer " + std::to_string(min) + ".." + std::to_string(max) + ", got '" +
+           text + "'";
+  }
+  value = number;
+  return {};
+}
+
+std::string parse_real_param(const std::string& text, double min, double max, double& value) {
+  std::istringstream in(text);
+  double number = 0;
+  if (!(in >> number) || !(in >> std::ws).eof() || !std::isfinite(number) || number < min ||
+      number > max) {
+    return "expected a number " + fmt::format("{}..{}", min, max) + ", got '" + text + "'";
+  }
+  value = number;
+  return {};
+}
+
+std::string parse_choice_param(const std::string& text, const std::vector<std::string>& choices,
+                               size_t& index) {
+  std::string list;
+  for (size_t i = 0; i < choices.size(); ++i) {
+    if (choices[i] == text) {
+      index = i;
+      return {};
+    }
+    list += (i ? ", " : "") + choices[i];
+  }
+  return "'" + text + "' is not one of: " + list;
 }
 
 YamlSection::YamlSection(std::string file, YAML::Node node, std::string path)
@@ -73,23 +110,19 @@ std::string YamlSection::required_string(const std::string& key) {
 std::string YamlSection::choice(const std::string& key, const std::string& fallback,
                                 const std::vector<std::string>& choices) {
   const std::string value = string(key, fallback);
-  for (const std::string& c : choices) {
-    if (c == value) return value;
+  size_t index = 0;
+  if (std::string error = parse_choice_param(value, choices, index); !error.empty()) {
+    fail(key, error);
   }
-  std::string list;
-  for (const std::string& c : choices) list += (list.empty() ? "" : ", ") + c;
-  fail(key, "'" + value + "' is not one of: " + list);
+  return value;
 }
 
 int64_t YamlSection::integer(const std::string& key, int64_t fallback, int64_t min, int64_t max) {
   const std::optional<YAML::Node> value = scalar(key);
   if (!value) return fallback;
-  std::istringstream in(value->Scalar());
   int64_t number = 0;
-  if (!(in >> number) || !(in >> std::ws).eof() || number < min || number > max) {
-    fail_at(*value, key,
-            "expected an integer " + std::to_string(min) + ".." + std::to_string(max) + ", got '" +
-                value->Scalar() + "'");
+  if (std::string error = parse_integer_param(value->Scalar(), min, max, number); !error.empty()) {
+    fail_at(*value, key, error);
   }
   return number;
 }
@@ -97,13 +130,9 @@ int64_t YamlSection::integer(const std::string& key, int64_t fallback, int64_t m
 double YamlSection::number(const std::string& key, double fallback, double min, double max) {
   const std::optional<YAML::Node> value = scalar(key);
   if (!value) return fallback;
-  std::istringstream in(value->Scalar());
   double number = 0;
-  if (!(in >> number) || !(in >> std::ws).eof() || !std::isfinite(number) || number < min ||
-      number > max) {
-    std::ostringstream range;
-    range << min << ".." << max;
-    fail_at(*value, key, "expected a number " + range.str() + ", got '" + value->Scalar() + "'");
+  if (std::string error = parse_real_param(value->Scalar(), min, max, number); !error.empty()) {
+    fail_at(*value, key, error);
   }
   return number;
 }
@@ -127,12 +156,12 @@ std::vector<int64_t> YamlSection::integers(const std::string& key,
   if (!value.IsSequence() || value.size() == 0) fail_at(value, key, "expected a list of integers");
   std::vector<int64_t> numbers;
   for (size_t i = 0; i < value.size(); ++i) {
-    std::istringstream in(value[i].IsScalar() ? value[i].Scalar() : "");
+    const std::string element = key + "[" + std::to_string(i) + "]";
+    if (!value[i].IsScalar()) fail_at(value[i], element, "expected a single value");
     int64_t number = 0;
-    if (!value[i].IsScalar() || !(in >> number) || !(in >> std::ws).eof() || number < min ||
-        number > max) {
-      fail_at(value[i], key + "[" + std::to_string(i) + "]",
-              "expected an integer " + std::to_string(min) + ".." + std::to_string(max));
+    if (std::string error = parse_integer_param(value[i].Scalar(), min, max, number);
+        !error.empty()) {
+      fail_at(value[i], element, error);
     }
     numbers.push_back(number);
   }
@@ -149,13 +178,11 @@ std::vector<double> YamlSection::numbers(const std::string& key,
   if (!value.IsSequence() || value.size() == 0) fail_at(value, key, "expected a list of numbers");
   std::vector<double> numbers;
   for (size_t i = 0; i < value.size(); ++i) {
-    std::istringstream in(value[i].IsScalar() ? value[i].Scalar() : "");
+    const std::string element = key + "[" + std::to_string(i) + "]";
+    if (!value[i].IsScalar()) fail_at(value[i], element, "expected a single value");
     double number = 0;
-    if (!value[i].IsScalar() || !(in >> number) || !(in >> std::ws).eof() ||
-        !std::isfinite(number) || number < min || number > max) {
-      std::ostringstream range;
-      range << min << ".." << max;
-      fail_at(value[i], key + "[" + std::to_string(i) + "]", "expected a number " + range.str());
+    if (std::string error = parse_real_param(value[i].Scalar(), min, max, number); !error.empty()) {
+      fail_at(value[i], element, error);
     }
     numbers.push_back(number);
   }
@@ -176,6 +203,17 @@ std::vector<std::string> YamlSection::strings(const std::string& key,
     list.push_back(value[i].Scalar());
   }
   return list;
+}
+
+std::vector<std::string> YamlSection::keys() const {
+  std::vector<std::string> list;
+  if (!node_ || !node_.IsMap()) return list;
+  for (const auto& entry : node_) list.push_back(entry.first.Scalar());
+  return list;
+}
+
+bool YamlSection::holds_map(const std::string& key) const {
+  return has(key) && node_[key].IsMap();
 }
 
 YamlSection YamlSection::section(const std::string& key) {

@@ -4,7 +4,6 @@
 #include <fmt/ranges.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <chrono>
@@ -13,17 +12,13 @@
 #include <stdexcept>
 #include <thread>
 
+#include "udc/common/params.hpp"
 #include "udc/common/svg_plot.hpp"
 #include "udc/common/yaml_section.hpp"
 #include "udc/firmware_model/measurement.hpp"
 
 namespace udc::firmware_model {
 namespace {
-
-[[noreturn]] void fail_at(const std::string& path, const YAML::Node& node,
-                          const std::string& what) {
-  throw std::runtime_error(fmt::format("{}:{}: {}", path, node.Mark().line + 1, what));
-}
 
 /// Runs in a worker process: compile and a timing-only run, as one result line. Never
 /// throws: errors become the line.
@@ -83,75 +78,43 @@ void mark_pareto(std::vector<SweepPoint>& points) {
 }  // namespace
 
 SweepSpace read_sweep_space(const std::string& path) {
-  const YAML::Node root = common::load_yaml_file(path);
-  if (!root.IsMap()) throw std::runtime_error(path + ": expected a map with parameters:");
+  common::YamlSection root(path, common::load_yaml_file(path), "");
   SweepSpace space;
   space.file = path;
   const std::filesystem::path dir = std::filesystem::path(path).parent_path();
-  std::map<std::string, const npu_sim::ParamInfo*> known;
-  for (const npu_sim::ParamInfo& p : npu_sim::npu_params()) known[p.key] = &p;
-  for (const auto& entry : root) {
-    const std::string key = entry.first.as<std::string>();
-    const YAML::Node& value = entry.second;
-    if (key == "npu") {
-      const YAML::Node list =
-          value.IsSequence() ? value : YAML::Node(std::vector<YAML::Node>{value});
-      for (const YAML::Node& file : list) {
-        if (!file.IsScalar()) fail_at(path, file, "npu: expected a file path or a list of them");
-        space.base_files.push_back((dir / file.as<std::string>()).string());
-      }
-    } else if (key == "parameters") {
-      if (!value.IsMap() || value.size() == 0) {
-        fail_at(path, value, "parameters: expected a map of PARAMETER: [values...]");
-      }
-      for (const auto& axis : value) {
-        const std::string name = axis.first.as<std::string>();
-        if (!known.count(name)) {
-          fail_at(path, axis.first,
-                  "parameters: unknown NPU parameter '" + name + "' (see `udc sim --list-params`)");
-        }
-        if (!axis.second.IsSequence() || axis.second.size() == 0) {
-          fail_at(path, axis.second, "parameters." + name + ": expected a non-empty list");
-        }
-        std::vector<std::string> values;
-        for (const YAML::Node& v : axis.second) {
-          if (!v.IsScalar()) fail_at(path, v, "parameters." + name + ": expected scalar values");
-          values.push_back(v.as<std::string>());
-        }
-        space.axes.emplace_back(name, values);
-      }
-    } else if (key == "hardware_size") {
-      if (!value.IsMap()) {
-        fail_at(path, value, "hardware_size: expected a map of PARAMETER: weight");
-      }
-      for (const auto& term : value) {
-        const std::string name = term.first.as<std::string>();
-        if (!known.count(name) || known[name]->kind == npu_sim::ParamKind::Text) {
-          fail_at(path, term.first, "hardware_size: '" + name + "' is not a numeric NPU parameter");
-        }
-        try {
-          space.size_weights.emplace_back(name, term.second.as<double>());
-        } catch (const YAML::Exception&) {
-          fail_at(path, term.second, "hardware_size." + name + ": expected a number");
-        }
-      }
-    } else if (key == "weights") {
-      const std::string placement = value.IsScalar() ? value.as<std::string>() : "";
-      if (placement == "auto") {
-        space.weights = WeightPlacement::Auto;
-      } else if (placement == "stream") {
-        space.weights = WeightPlacement::Stream;
-      } else if (placement == "prefetch") {
-        space.weights = WeightPlacement::Prefetch;
-      } else {
-        fail_at(path, value, "weights: expected auto, stream or prefetch");
-      }
-    } else {
-      fail_at(path, entry.first,
-              "unknown key '" + key + "' (expected npu, parameters, hardware_size, weights)");
-    }
+  for (const std::string& file : root.strings("npu", {})) {
+    space.base_files.push_back((dir / file).string());
   }
-  if (space.axes.empty()) throw std::runtime_error(path + ": parameters: missing");
+  // Each axis's values are checked where they are written, by the parameter's own checks
+  // (on a default configuration: the range does not depend on the base).
+  common::YamlSection axes = root.section("parameters");
+  for (const std::string& key : axes.keys()) {
+    const common::Param<npu_sim::NpuConfig>* param = common::find_param(npu_sim::npu_params(), key);
+    if (!param) axes.fail(key, "unknown NPU parameter (see `udc sim --list-params`)");
+    const std::vector<std::string> values = axes.strings(key, {});
+    if (values.empty()) axes.fail(key, "expected a non-empty list of values");
+    for (const std::string& value : values) {
+      npu_sim::NpuConfig probe;
+      if (std::string error = param->set(probe, value); !error.empty()) axes.fail(key, error);
+    }
+    space.axes.emplace_back(key, values);
+  }
+  axes.finish();
+  if (space.axes.empty()) {
+    root.fail("parameters", "missing (required): a map of PARAMETER: [values...]");
+  }
+  common::YamlSection size = root.section("hardware_size");
+  for (const std::string& key : size.keys()) {
+    const common::Param<npu_sim::NpuConfig>* param = common::find_param(npu_sim::npu_params(), key);
+    if (!param || !param->number) size.fail(key, "not a numeric NPU parameter");
+    space.size_weights.emplace_back(key, size.number(key, 0, -1e12, 1e12));
+  }
+  size.finish();
+  const std::string placement = root.choice("weights", "auto", {"auto", "stream", "prefetch"});
+  space.weights = placement == "stream"     ? WeightPlacement::Stream
+                  : placement == "prefetch" ? WeightPlacement::Prefetch
+                                            : WeightPlacement::Auto;
+  root.finish();
   return space;
 }
 

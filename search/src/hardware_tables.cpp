@@ -167,13 +167,8 @@ std::vector<double> layer_shares(const fm::Model& model, const fm::NpuRun& run, 
 /// Identifies the NPU parameters and the space the tables were measured for.
 std::string fingerprint(const SearchSpace& space, const npu_sim::NpuConfig& npu) {
   std::ostringstream text;
-  text << "v5 " << npu.npu_name << ' ' << npu.system_name << ' ' << npu.memory_mode;
-  for (const npu_sim::ParamInfo& p : npu_sim::npu_params()) {
-    if (p.kind != npu_sim::ParamKind::Text)
-      text << ' ' << p.key << '=' << npu_sim::param_value(npu, p.key);
-  }
-  text << " | " << space.height << 'x' << space.width << 'x' << space.channels << ' '
-       << space.classes << " bits";
+  text << "v6 " << npu_sim::config_fingerprint(npu) << " | " << space.height << 'x' << space.width
+       << 'x' << space.channels << ' ' << space.classes << " bits";
   for (uint32_t b : space.bits) text << ' ' << b;
   text << " sparsity";
   for (double s : space.sparsity) text << ' ' << s;

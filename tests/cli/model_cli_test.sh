@@ -64,8 +64,11 @@ grep -q "does not fit .*: sram: needs .* of SRAM" "$work/err"
 test ! -e "$work/nofit.json"
 printf 'parameters:\n  npu.macs: [1]\n' >"$work/bad.yaml"
 if "$udc" sweep "$work/m.udcm" --space "$work/bad.yaml" 2>"$work/err"; then exit 1; fi
-grep -q "bad.yaml:2: parameters: unknown NPU parameter 'npu.macs'" "$work/err"
+grep -q "bad.yaml:2: parameters.npu.macs: unknown NPU parameter" "$work/err"
+printf 'parameters:\n  npu.cores: [1, 9]\n' >"$work/bad.yaml"
+if "$udc" sweep "$work/m.udcm" --space "$work/bad.yaml" 2>"$work/err"; then exit 1; fi
+grep -q "bad.yaml:2: parameters.npu.cores: expected an integer 1..4, got '9'" "$work/err"
 printf 'parameters: {npu.cores: [1]}\nsizes: 3\n' >"$work/bad.yaml"
 if "$udc" sweep "$work/m.udcm" --space "$work/bad.yaml" 2>"$work/err"; then exit 1; fi
-grep -q "bad.yaml:2: unknown key 'sizes'" "$work/err"
+grep -q "bad.yaml:2: sizes: unknown key (expected one of:" "$work/err"
 echo "model CLI: ok"

@@ -89,9 +89,9 @@ grep -q "^train.seed  *7 " "$work/params.txt"
 grep -q "^train.warmup.epochs  *2 " "$work/params.txt"
 grep -q "^npu.macs_per_cycle  *128 " "$work/params.txt"
 if "$udc" train --config "$work/over.yaml" -o "$work/nope" --set train.nope=1 2>"$work/err.txt"; then exit 1; fi
-grep -q "train.nope: unknown key" "$work/err.txt"
+grep -q "^udc: error: --set: train.nope: unknown parameter" "$work/err.txt"
 if "$udc" train --config "$work/over.yaml" -o "$work/nope" --set npu.nope=1 2>"$work/err.txt"; then exit 1; fi
-grep -q "npu.nope" "$work/err.txt"
+grep -q "^udc: error: --set: npu.nope: unknown parameter" "$work/err.txt"
 test ! -e "$work/nope/checkpoint.pt"
 
 # Errors: bad config, missing data, wrong data for the model.
@@ -113,7 +113,7 @@ sed -e 's/weight_bytes: 8192/weight_bytes: 16/' "$root/configs/search/fmnist-qui
 if "$udc" search --config "$work/impossible.yaml" -o "$work/impossible" 2>"$work/err.txt"; then exit 1; fi
 grep -q "budget weight_bytes = 16 cannot be met: the cheapest architecture of the search space needs" "$work/err.txt"
 if "$udc" search --config "$work/impossible.yaml" -o "$work/impossible" --set npu.nope=1 2>"$work/err.txt"; then exit 1; fi
-grep -q "npu.nope" "$work/err.txt"
+grep -q "^udc: error: --set: npu.nope: unknown parameter" "$work/err.txt"
 sed -e 's/ops: \[conv, separable, skip\]/ops: [conv, pool]/' "$work/impossible.yaml" >"$work/badspace.yaml"
 if "$udc" search --config "$work/badspace.yaml" -o "$work/bad" 2>"$work/err.txt"; then exit 1; fi
 grep -q "space.blocks\[2\].ops\[1\]: 'pool' is not an operator" "$work/err.txt"

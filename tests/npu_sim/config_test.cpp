@@ -62,11 +62,12 @@ TEST(NpuConfig, SystemsComposeWithNpuFiles) {
   const NpuConfig combined = load_npu_config(kNpuDir + "u65-512-mid-end.yaml");
   const NpuConfig pair =
       load_npu_config({kNpuDir + "ethos-u65-512.yaml", kNpuDir + "systems/u65-mid-end.yaml"});
-  for (const ParamInfo& p : npu_params()) {
-    if (p.kind != ParamKind::Text) {
-      EXPECT_EQ(param_value(combined, p.key), param_value(pair, p.key)) << p.key;
+  for (const common::Param<NpuConfig>& p : npu_params()) {
+    if (p.type != common::ParamType::Text) {
+      EXPECT_EQ(p.text(combined), p.text(pair)) << p.key;
     }
   }
+  EXPECT_EQ(config_fingerprint(combined), config_fingerprint(pair));
   // U65 mid-end: 128-bit AXI, DRAM at 0.46875 of a 500 MHz clock.
   EXPECT_EQ(combined.core_clock_hz, 500e6);
   EXPECT_EQ(combined.sram.bytes_per_cycle, 16);
@@ -82,18 +83,45 @@ TEST(NpuConfig, SystemsComposeWithNpuFiles) {
 }
 
 TEST(NpuConfig, EveryParameterIsDeclaredWithUnitAndHelp) {
-  for (const ParamInfo& p : npu_params()) {
+  const NpuConfig defaults;
+  for (const common::Param<NpuConfig>& p : npu_params()) {
     EXPECT_FALSE(p.help.empty()) << p.key;
-    EXPECT_FALSE(p.default_text.empty()) << p.key;
-    if (p.kind != ParamKind::Text) {
+    EXPECT_FALSE(p.text(defaults).empty()) << p.key;
+    // Its own text reads back to the same value (what written configs and sweeps rely on).
+    NpuConfig copy;
+    EXPECT_EQ(p.set(copy, p.text(defaults)), "") << p.key;
+    EXPECT_EQ(p.text(copy), p.text(defaults)) << p.key;
+    if (p.number) {
       EXPECT_FALSE(p.unit.empty()) << p.key;
       EXPECT_LE(p.min, p.max) << p.key;
-      const double value = param_value(NpuConfig{}, p.key);
+      const double value = p.number(defaults);
       EXPECT_GE(value, p.min) << p.key << ": default out of its own range";
       EXPECT_LE(value, p.max) << p.key;
     }
   }
   EXPECT_EQ(check_consistency(NpuConfig{}), "");
+}
+
+// Every parameter that changes the NPU changes the fingerprint; the names do not.
+TEST(NpuConfig, FingerprintCoversEveryNonNameParameter) {
+  const NpuConfig base;
+  for (const common::Param<NpuConfig>& p : npu_params()) {
+    NpuConfig changed = base;
+    std::string other;
+    if (p.type == common::ParamType::Choice) {
+      other = p.choices.back() == p.text(base) ? p.choices.front() : p.choices.back();
+    } else if (p.type == common::ParamType::Text) {
+      other = "renamed";
+    } else {
+      other = common::param_number_text(p.number(base) == p.max ? p.min : p.max);
+    }
+    ASSERT_EQ(p.set(changed, other), "") << p.key << "=" << other;
+    if (p.type == common::ParamType::Text) {
+      EXPECT_EQ(config_fingerprint(changed), config_fingerprint(base)) << p.key;
+    } else {
+      EXPECT_NE(config_fingerprint(changed), config_fingerprint(base)) << p.key;
+    }
+  }
 }
 
 TEST(NpuConfig, BadInputNamesFileKeyAndReason) {
@@ -103,23 +131,29 @@ TEST(NpuConfig, BadInputNamesFileKeyAndReason) {
       EXPECT_NE(error.find(part), std::string::npos) << "'" << part << "' missing in: " << error;
     }
   };
-  expect("npu:\n  macs_per_cyle: 64\n", {"bad.yaml:2", "npu.macs_per_cyle", "unknown parameter"});
-  expect("npu:\n  macs_per_cycle: many\n", {"bad.yaml:2", "npu.macs_per_cycle", "not a number"});
-  expect("npu:\n  macs_per_cycle: 12.5\n", {"npu.macs_per_cycle", "not an integer"});
-  expect("npu:\n  macs_per_cycle: 1\n", {"npu.macs_per_cycle", "out of range"});
+  expect("npu:\n  macs_per_cyle: 64\n",
+         {"bad.yaml:2", "npu.macs_per_cyle", "unknown key (expected one of:", "macs_per_cycle"});
+  expect("npu:\n  macs_per_cycle: many\n",
+         {"bad.yaml:2: npu.macs_per_cycle: expected an integer 8..4096, got 'many'"});
+  expect("npu:\n  macs_per_cycle: 12.5\n", {"npu.macs_per_cycle: expected an integer"});
+  expect("npu:\n  macs_per_cycle: 1\n", {"npu.macs_per_cycle: expected an integer 8..4096"});
   expect("system:\n  offchip: {bytes_per_cycle: -1}\n",
-         {"system.offchip.bytes_per_cycle", "out of range"});
+         {"system.offchip.bytes_per_cycle: expected a number 0.0009765625..1024, got '-1'"});
   expect("system:\n  memory_mode: rom\n",
-         {"system.memory_mode", "not one of shared_sram, dedicated_sram, sram_only"});
+         {"system.memory_mode", "'rom' is not one of: shared_sram, dedicated_sram, sram_only"});
+  expect("npu:\n  name: ''\n", {"npu.name: expected a non-empty name"});
+  expect("npu:\n  micro_block: 4\n", {"npu.micro_block: expected a map of keys"});
   expect("npu:\n  macs_per_cycle: 32\n  micro_block: {h: 2, w: 2, c: 16}\n",
          {"inconsistent", "micro_block", "macs_per_cycle"});
   expect("npu: [1, 2\n", {"bad.yaml", "malformed YAML"});
-  expect("gpu: {}\n", {"bad.yaml:1", "unknown key 'gpu'"});
+  expect("gpu: {}\n", {"bad.yaml:1: gpu: unknown key (expected one of: npu, overrides, system)"});
   expect("npu: missing.yaml\n", {"missing.yaml", "no such configuration file"});
   // Found by fuzzing: a file naming a folder ("." is the config's own) made yaml-cpp leak
   // the buffer of the stream it could not read.
   expect("npu: .\n", {"not a configuration file (a folder or a device)"});
-  expect("overrides:\n  npu.cores: 9\n", {"npu.cores", "out of range"});
+  expect("overrides:\n  npu.cores: 9\n",
+         {"bad.yaml:2: overrides.npu.cores: expected an integer 1..4, got '9'"});
+  expect("overrides:\n  npu.core: 2\n", {"bad.yaml:2: overrides.npu.core: unknown parameter"});
 }
 
 TEST(NpuConfig, OverridesApplyAndAreChecked) {

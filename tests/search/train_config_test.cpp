@@ -223,7 +223,7 @@ TEST(Params, OverridesAreCheckedAsTheFileIs) {
     }
     return std::string();
   };
-  EXPECT_NE(error("train.nope=1").find("train.nope: unknown key"), std::string::npos);
+  EXPECT_NE(error("train.nope=1").find("--set: train.nope: unknown parameter"), std::string::npos);
   EXPECT_NE(
       error("train.holdout_fraction=0.9").find("train.holdout_fraction: expected a number 0..0.5"),
       std::string::npos);

@@ -15,9 +15,16 @@
 
 namespace udc::common {
 
-enum class ParamType { Integer, Real, Choice };
+enum class ParamType {
+  Integer,  ///< a whole number in [min, max]
+  Real,     ///< a finite number in [min, max]
+  Choice,   ///< one of `choices`
+  Text,     ///< any non-empty text (a name)
+};
 
-/// One parameter of a configuration struct `Spec`.
+/// One parameter of a configuration struct `Spec`. Every way of reading or writing it
+/// (YAML file, --set, sweep axis, written config, listing, fingerprint) goes through `text`
+/// and `set`, so the checks and the messages are the same everywhere.
 template <typename Spec>
 struct Param {
   std::string key;  ///< dotted within its section ("warmup.epochs" is `epochs` of `warmup:`)
@@ -26,11 +33,13 @@ struct Param {
   std::vector<std::string> choices;  ///< accepted values (Choice)
   std::string unit;                  ///< e.g. "images", "steps", "1/step"; empty: none
   std::string help;
-  /// The value as YAML text.
+  /// The value as text that `set` reads back to the same value (YAML scalar).
   std::function<std::string(const Spec&)> text;
-  /// Reads `leaf` of `section` (its own key, without the dotted prefix), falling back to
-  /// the current value, with the section's checks and error messages.
-  std::function<void(Spec&, YamlSection&, const std::string& leaf)> read;
+  /// Integer and Real: the value as a number (sweep size formulas); empty otherwise.
+  std::function<double(const Spec&)> number;
+  /// Sets the value from text after its type's checks; returns "" when set, else what was
+  /// expected ("expected an integer 1..4, got '9'"), the value left unchanged.
+  std::function<std::string(Spec&, const std::string& value)> set;
 };
 
 /// Shortest text that reads back as the same double; an integer as written.
@@ -40,9 +49,9 @@ std::string param_integer_text(int64_t value);
 std::string format_param_line(const std::string& key, const std::string& value,
                               const std::string& unit, const std::string& help,
                               const std::string& range);
-/// A one-entry YAML tree ("a.b.c=v" as {a: {b: {c: v}}}) named after `origin`; throws
-/// ConfigError when the assignment has no '='.
-YamlSection override_section(const std::string& assignment, const std::string& origin);
+/// Splits "KEY=VALUE"; throws ConfigError naming `origin` when there is no '=' or no key.
+std::pair<std::string, std::string> split_assignment(const std::string& assignment,
+                                                     const std::string& origin);
 
 /// An Integer or Real parameter reached by `access`, a generic lambda such as
 /// `[](auto& s) -> auto& { return s.warmup.epochs; }`; its type decides Integer or Real.
@@ -57,26 +66,32 @@ Param<Spec> number_param(std::string key, Access access, double min, double max,
   p.max = max;
   p.unit = std::move(unit);
   p.help = std::move(help);
+  p.number = [access](const Spec& s) { return static_cast<double>(access(const_cast<Spec&>(s))); };
   p.text = [access](const Spec& s) {
     if constexpr (std::is_integral_v<T>) {
-      return param_integer_text(static_cast<int64_t>(access(s)));
+      return param_integer_text(static_cast<int64_t>(access(const_cast<Spec&>(s))));
     } else {
-      return param_number_text(static_cast<double>(access(s)));
+      return param_number_text(static_cast<double>(access(const_cast<Spec&>(s))));
     }
   };
-  p.read = [access, min, max](Spec& s, YamlSection& section, const std::string& leaf) {
+  p.set = [access, min, max](Spec& s, const std::string& text) {
     if constexpr (std::is_integral_v<T>) {
-      access(s) =
-          static_cast<T>(section.integer(leaf, static_cast<int64_t>(access(s)),
-                                         static_cast<int64_t>(min), static_cast<int64_t>(max)));
+      int64_t value = 0;
+      std::string error =
+          parse_integer_param(text, static_cast<int64_t>(min), static_cast<int64_t>(max), value);
+      if (error.empty()) access(s) = static_cast<T>(value);
+      return error;
     } else {
-      access(s) = static_cast<T>(section.number(leaf, static_cast<double>(access(s)), min, max));
+      double value = 0;
+      std::string error = parse_real_param(text, min, max, value);
+      if (error.empty()) access(s) = static_cast<T>(value);
+      return error;
     }
   };
   return p;
 }
 
-/// A parameter with named values, stored as `Value` (an enum); `names[i]` names value i.
+/// A parameter with named values, stored as an enum; `names[i]` names value i.
 template <typename Spec, typename Access>
 Param<Spec> choice_param(std::string key, Access access, std::vector<std::string> names,
                          std::string help) {
@@ -86,21 +101,70 @@ Param<Spec> choice_param(std::string key, Access access, std::vector<std::string
   p.type = ParamType::Choice;
   p.choices = names;
   p.help = std::move(help);
-  p.text = [access, names](const Spec& s) { return names.at(static_cast<size_t>(access(s))); };
-  p.read = [access, names](Spec& s, YamlSection& section, const std::string& leaf) {
-    const std::string chosen =
-        section.choice(leaf, names.at(static_cast<size_t>(access(s))), names);
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == chosen) access(s) = static_cast<T>(i);
-    }
+  p.text = [access, names](const Spec& s) {
+    return names.at(static_cast<size_t>(access(const_cast<Spec&>(s))));
+  };
+  p.set = [access, names](Spec& s, const std::string& text) {
+    size_t index = 0;
+    std::string error = parse_choice_param(text, names, index);
+    if (error.empty()) access(s) = static_cast<T>(index);
+    return error;
   };
   return p;
 }
 
-namespace detail {
-/// The parameters whose key starts with `prefix` + ".", keys stripped of it.
+/// A parameter stored as text: one of `choices`, or any non-empty name when there are none.
+template <typename Spec, typename Access>
+Param<Spec> text_param(std::string key, Access access, std::vector<std::string> choices,
+                       std::string help) {
+  Param<Spec> p;
+  p.key = std::move(key);
+  p.type = choices.empty() ? ParamType::Text : ParamType::Choice;
+  p.choices = choices;
+  p.help = std::move(help);
+  p.text = [access](const Spec& s) { return std::string(access(const_cast<Spec&>(s))); };
+  p.set = [access, choices](Spec& s, const std::string& text) {
+    if (text.empty()) return std::string("expected a non-empty name");
+    size_t index = 0;
+    if (!choices.empty()) {
+      if (std::string error = parse_choice_param(text, choices, index); !error.empty()) {
+        return error;
+      }
+    }
+    access(s) = text;
+    return std::string();
+  };
+  return p;
+}
+
+/// The parameter whose full key is `key`; nullptr when none is.
 template <typename Spec>
-std::vector<Param<Spec>> under(const std::vector<Param<Spec>>& params, const std::string& prefix) {
+const Param<Spec>* find_param(const std::vector<Param<Spec>>& params, const std::string& key) {
+  for (const Param<Spec>& p : params) {
+    if (p.key == key) return &p;
+  }
+  return nullptr;
+}
+
+/// Sets parameter `key` (full dotted key) from `value`; throws ConfigError
+/// "ORIGIN: NAME: problem", NAME being `key` prefixed by `section` when given.
+template <typename Spec>
+void set_param_text(const std::vector<Param<Spec>>& params, Spec& spec, const std::string& key,
+                    const std::string& value, const std::string& origin,
+                    const std::string& section = "") {
+  const std::string name = section.empty() ? key : section + "." + key;
+  const Param<Spec>* p = find_param(params, key);
+  if (!p) throw ConfigError(origin + ": " + name + ": unknown parameter (see --list-params)");
+  if (std::string error = p->set(spec, value); !error.empty()) {
+    throw ConfigError(origin + ": " + name + ": " + error);
+  }
+}
+
+/// The parameters whose key starts with `prefix` + ".", keys stripped of it: a section's
+/// parameters out of a list that spans several sections.
+template <typename Spec>
+std::vector<Param<Spec>> params_under(const std::vector<Param<Spec>>& params,
+                                      const std::string& prefix) {
   std::vector<Param<Spec>> inner;
   for (const Param<Spec>& p : params) {
     if (p.key.compare(0, prefix.size() + 1, prefix + ".") != 0) continue;
@@ -110,6 +174,8 @@ std::vector<Param<Spec>> under(const std::vector<Param<Spec>>& params, const std
   }
   return inner;
 }
+
+namespace detail {
 /// First component of each dotted key, in order of first appearance.
 std::vector<std::string> groups(const std::vector<std::string>& keys);
 }  // namespace detail
@@ -125,13 +191,17 @@ void read_params(YamlSection& section, const std::vector<Param<Spec>>& params, S
     bool leaf = false;
     for (const Param<Spec>& p : params) {
       if (p.key == group) {
-        p.read(spec, section, p.key);
+        const bool given = section.has(p.key);
+        const std::string value = section.string(p.key, "");  // marks the key read
+        if (given) {
+          if (std::string error = p.set(spec, value); !error.empty()) section.fail(p.key, error);
+        }
         leaf = true;
       }
     }
     if (leaf) continue;
     YamlSection sub = section.section(group);
-    read_params(sub, detail::under(params, group), spec);
+    read_params(sub, params_under(params, group), spec);
     sub.finish();
   }
 }
@@ -154,7 +224,7 @@ std::string params_yaml(const std::vector<Param<Spec>>& params, const Spec& spec
     }
     if (leaf) continue;
     std::string inner;
-    for (const Param<Spec>& p : detail::under(params, group)) {
+    for (const Param<Spec>& p : params_under(params, group)) {
       inner += (inner.empty() ? "" : ", ") + p.key + ": " + p.text(spec);
     }
     yaml += "{" + inner + "}\n";
@@ -162,23 +232,27 @@ std::string params_yaml(const std::vector<Param<Spec>>& params, const Spec& spec
   return yaml;
 }
 
-/// One line per parameter: `section.key`, current value, unit, help with range or choices.
+/// One line per parameter: `section.key` (the key alone when `section` is empty), current
+/// value, unit, help with the default (a default-constructed Spec's value) and the range or
+/// choices.
 template <typename Spec>
 std::string params_listing(const std::vector<Param<Spec>>& params, const Spec& spec,
                            const std::string& section) {
+  const Spec defaults{};
   std::string lines;
   for (const Param<Spec>& p : params) {
     std::string range;
     if (p.type == ParamType::Choice) {
       for (const std::string& c : p.choices) range += (range.empty() ? "" : ", ") + c;
-    } else {
+    } else if (p.type != ParamType::Text) {
       range = (p.type == ParamType::Integer ? param_integer_text(int64_t(p.min))
                                             : param_number_text(p.min)) +
               " .. " +
               (p.type == ParamType::Integer ? param_integer_text(int64_t(p.max))
                                             : param_number_text(p.max));
     }
-    lines += format_param_line(section + "." + p.key, p.text(spec), p.unit, p.help, range);
+    lines += format_param_line(section.empty() ? p.key : section + "." + p.key, p.text(spec),
+                               p.unit, p.help + " (default " + p.text(defaults) + ")", range);
   }
   return lines;
 }
@@ -192,15 +266,12 @@ std::vector<std::string> apply_param_overrides(const std::vector<Param<Spec>>& p
                                                const std::string& origin) {
   std::vector<std::string> others;
   for (const std::string& a : assignments) {
-    if (a.compare(0, section.size() + 1, section + ".") != 0) {
+    const auto [key, value] = split_assignment(a, origin);
+    if (key.compare(0, section.size() + 1, section + ".") != 0) {
       others.push_back(a);
       continue;
     }
-    YamlSection root = override_section(a, origin);
-    YamlSection s = root.section(section);
-    read_params(s, params, spec);
-    s.finish();
-    root.finish();
+    set_param_text(params, spec, key.substr(section.size() + 1), value, origin, section);
   }
   return others;
 }

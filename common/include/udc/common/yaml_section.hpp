@@ -21,6 +21,15 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// The checks of a configuration value, shared by YAML files, --set and sweep axes: parse
+/// `text` into `value`; "" on success, else what was expected ("expected an integer 1..4,
+/// got '9'"), `value` unchanged.
+std::string parse_integer_param(const std::string& text, int64_t min, int64_t max, int64_t& value);
+std::string parse_real_param(const std::string& text, double min, double max, double& value);
+/// The index of `text` in `choices`; an error listing them when absent.
+std::string parse_choice_param(const std::string& text, const std::vector<std::string>& choices,
+                               size_t& index);
+
 /// Parses a YAML file; throws ConfigError for a missing file or malformed YAML.
 YAML::Node load_yaml_file(const std::string& path);
 
@@ -49,6 +58,10 @@ class YamlSection {
   /// A list of strings (a scalar is a list of one).
   std::vector<std::string> strings(const std::string& key,
                                    const std::vector<std::string>& fallback);
+  /// The keys of this map in file order (marks none read).
+  std::vector<std::string> keys() const;
+  /// True when `key` holds a map (false when absent, null, a scalar or a list).
+  bool holds_map(const std::string& key) const;
   /// A sub-map (empty section if absent).
   YamlSection section(const std::string& key);
   /// A list of maps; each becomes a section "key[i]".

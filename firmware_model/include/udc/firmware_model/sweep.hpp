@@ -27,8 +27,8 @@ struct SweepSpace {
   WeightPlacement weights = WeightPlacement::Auto;
 };
 
-/// Reads a sweep file; throws common::ConfigError or std::runtime_error naming the file,
-/// line and key (unknown keys, unknown or non-numeric parameters, empty axes).
+/// Reads a sweep file; throws common::ConfigError naming the file, line and key (unknown
+/// keys, unknown or non-numeric parameters, empty axes, values a parameter does not accept).
 SweepSpace read_sweep_space(const std::string& path);
 
 /// One configuration of the grid and what it measured.

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "udc/common/config_source.hpp"
+#include "udc/common/params.hpp"
 
 namespace udc::npu_sim {
 
@@ -100,31 +101,18 @@ struct NpuConfig {
   uint32_t input_depth_per_step() const;
 };
 
-/// How a parameter is typed in YAML.
-enum class ParamKind { Integer, Real, Text };
-
-/// Declaration of one parameter: its YAML key (dotted path), unit, help, default and
-/// accepted range. Each parameter is declared once, in config.cpp.
-struct ParamInfo {
-  std::string key;
-  ParamKind kind;
-  std::string unit;
-  std::string help;
-  std::string default_text;
-  double min = 0, max = 0;           ///< inclusive range (numbers)
-  std::vector<std::string> choices;  ///< accepted values (text), empty = any non-empty
-};
-
-/// All declared parameters, in documentation order.
-const std::vector<ParamInfo>& npu_params();
+/// Every NPU and system parameter, declared once (key, type, range, unit, help; the default
+/// is a default-constructed NpuConfig's value), in documentation order: the list that
+/// reading, --set, --list-params, sweeps and config_fingerprint() all walk.
+const std::vector<common::Param<NpuConfig>>& npu_params();
 
 /// Loads a configuration file. Accepted forms:
 ///  - a file with `npu:` and/or `system:` maps (missing keys take defaults);
 ///  - `npu:` or `system:` given as a string: a path, relative to this file, of a file
 ///    holding that section (an NPU file plus a system file composed by name);
 ///  - an `overrides:` map of dotted keys applied last.
-/// Throws std::runtime_error naming the file, the key and the reason on unknown keys,
-/// wrong types, out-of-range or inconsistent values.
+/// Throws common::ConfigError naming the file, the line, the key and the reason on unknown
+/// keys, wrong types, out-of-range or inconsistent values.
 NpuConfig load_npu_config(const std::string& path);
 /// Loads several files in order onto the defaults (e.g. an NPU file, then a system file).
 NpuConfig load_npu_config(const std::vector<std::string>& paths);
@@ -137,17 +125,21 @@ NpuConfig load_npu_config(const common::ConfigSource& source);
 void apply_overrides(NpuConfig& config, const std::vector<std::string>& assignments,
                      const std::string& origin);
 
-/// Reads one parameter as a number (Integer/Real) for sweeps and reports.
+/// Reads one numeric parameter (sweep size formulas); throws std::invalid_argument for a
+/// key that is not one.
 double param_value(const NpuConfig& config, const std::string& key);
-/// Reads one parameter in its text form (any kind), as a config file would hold it.
-std::string param_text(const NpuConfig& config, const std::string& key);
-/// Sets one parameter from its text form; throws naming `origin` and the key.
+/// Sets one parameter from its text form; throws common::ConfigError naming `origin` and
+/// the key.
 void set_param(NpuConfig& config, const std::string& key, const std::string& value,
                const std::string& origin);
 
 /// One line per parameter (common::format_param_line): key, value in `config`, unit, help
 /// with default, range or choices. What every --list-params prints for the NPU.
 std::string npu_params_listing(const NpuConfig& config);
+
+/// Every parameter that decides what the NPU does and how fast, as "key=value ..." (the
+/// names left out): equal fingerprints, equal costs. Caches of measured costs key on it.
+std::string config_fingerprint(const NpuConfig& config);
 
 /// Consistency checks across parameters; returns the first problem, empty if none.
 std::string check_consistency(const NpuConfig& config);
