@@ -128,23 +128,24 @@ void check_budgets_reachable(const Supernet& net, const Limits& limits, double c
   }
 }
 
-/// Real costs of an exported model, as firmware_model::measure_model measures them.
-struct Measured {
-  Costs costs{};
-  double milliseconds = 0;
-  bool compiles = true;
-  std::string reason;  ///< why it does not compile
-};
+/// A measurement's costs per resource: the arena when the model fits, else the SRAM it
+/// would need.
+Costs costs_of(const fm::ModelMeasurement& measured) {
+  return {double(measured.weight_bytes), double(measured.flash_bytes),
+          double(measured.fits() ? measured.arena_bytes : measured.sram_bytes), measured.cycles};
+}
 
-Measured measure_costs(const fm::Model& model, const npu_sim::NpuConfig& npu) {
-  const fm::ModelMeasurement measured = fm::measure_model(model, npu);
-  Measured m;
-  m.costs = {double(measured.weight_bytes), double(measured.flash_bytes),
-             double(measured.fits() ? measured.arena_bytes : measured.sram_bytes), measured.cycles};
-  m.milliseconds = measured.milliseconds;
-  m.compiles = measured.fits();
-  if (!m.compiles) m.reason = measured.does_not_fit->reason;
-  return m;
+/// The limits as the budgets firmware_model checks a measurement against.
+fm::MeasuredBudgets measured_budgets(const Limits& limits) {
+  fm::MeasuredBudgets budgets;
+  auto bytes = [&](Resource r, std::optional<uint64_t>& budget) {
+    if (std::isfinite(limits[r])) budget = uint64_t(std::floor(limits[r]));
+  };
+  bytes(Weights, budgets.weight_bytes);
+  bytes(Flash, budgets.flash_bytes);
+  bytes(Sram, budgets.sram_bytes);
+  if (std::isfinite(limits[Cycles])) budgets.cycles = limits[Cycles];
+  return budgets;
 }
 
 /// Batch-norm statistics of the derived network re-estimated on training batches (the
@@ -177,9 +178,11 @@ struct SearchContext {
   }
 };
 
-/// The measured costs of a trained model, per resource.
+/// The measured costs of a trained model, per resource (training with an NPU always
+/// measures).
 Costs measured_costs(const TrainResult& t) {
-  return Costs{double(t.weight_bytes), double(t.flash_bytes), double(t.sram_peak_bytes), t.cycles};
+  if (!t.hardware) throw std::logic_error("measured_costs: the model was not measured");
+  return costs_of(*t.hardware);
 }
 
 /// A derived network made ready to train: weights inherited from the supernet, batch norm
@@ -653,23 +656,24 @@ Derivation derive_architecture(const SearchContext& ctx, const std::shared_ptr<S
         // Measure the real thing: the derived network with inherited weights, exported.
         QNet net(supernet->derive(choice), config.data.normalization);
         prepare_inherited(choice, net);
-        const Measured m = measure_costs(net.export_model(), npu);
+        const fm::ModelMeasurement m = fm::measure_model(net.export_model(), npu);
+        const Costs measured = costs_of(m);
         steps.push_back({{"architecture", supernet->describe(choice)},
                          {"table", costs_of(estimate)},
-                         {"measured", m.costs},
-                         {"compiles", m.compiles}});
-        if (m.compiles && within(m.costs, limits, fraction)) {
-          derived_costs = m.costs;
+                         {"measured", measured},
+                         {"compiles", m.fits()}});
+        if (m.fits() && within(measured, limits, fraction)) {
+          derived_costs = measured;
           break;
         }
         // The tables under-estimated: correct them by the measured ratio and go on.
         for (size_t r = 0; r < kResourceCount; ++r) {
           const double table = costs_of(estimate)[r];
-          if (table > 0 && m.costs[r] > limits[r] * fraction) {
-            scale[r] = std::max(scale[r] * 1.02, m.costs[r] / table);
+          if (table > 0 && measured[r] > limits[r] * fraction) {
+            scale[r] = std::max(scale[r] * 1.02, measured[r] / table);
           }
         }
-        if (!m.compiles) scale[Sram] *= 1.1;
+        if (!m.fits()) scale[Sram] *= 1.1;
       }
       const std::optional<ArchitectureChoice> next =
           best_repair(*supernet, choice, limits, scale, fraction, false);
@@ -842,12 +846,11 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
   SearchResult result;
   result.architecture = supernet->describe(choice);
   result.test_accuracy = trained.test_accuracy;
-  result.weight_bytes = trained.weight_bytes;
-  result.flash_bytes = trained.flash_bytes;
-  result.sram_bytes = trained.sram_peak_bytes;
-  result.cycles = trained.cycles;
-  result.milliseconds = trained.milliseconds;
-  result.fits = within(measured_costs(trained), limits, 1.0);
+  if (!trained.hardware)
+    throw std::logic_error("run_search: the fine-tuned model was not measured");
+  result.hardware = *trained.hardware;
+  result.budget_violations = fm::budget_violations(result.hardware, measured_budgets(limits));
+  result.within_budgets = result.budget_violations.empty();
   result.model_path = (out / "model.udcm").string();
   result.report_path = (out / "report.json").string();
   result.plot_path = (out / "accuracy_vs_size.svg").string();
@@ -865,9 +868,10 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
         {"budget", limits[r]}, {"measured", final_costs[r]}, {"fits", final_costs[r] <= limits[r]}};
   }
   if (config.budgets.milliseconds) {
+    const double milliseconds = result.hardware.milliseconds;
     budgets["milliseconds"] = {{"budget", *config.budgets.milliseconds},
-                               {"measured", result.milliseconds},
-                               {"fits", result.milliseconds <= *config.budgets.milliseconds}};
+                               {"measured", milliseconds},
+                               {"fits", milliseconds <= *config.budgets.milliseconds}};
   }
   const std::vector<uint8_t> train_report_bytes = common::read_file(trained.report_path);
   const nlohmann::json train_report =
@@ -879,12 +883,12 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
                                  {"architecture", result.architecture},
                                  {"choices", choice_json(*supernet, choice)},
                                  {"budgets", budgets},
-                                 {"fits", result.fits},
-                                 {"weight_bytes", result.weight_bytes},
-                                 {"flash_bytes", result.flash_bytes},
-                                 {"sram_peak_bytes", result.sram_bytes},
-                                 {"cycles", result.cycles},
-                                 {"milliseconds", result.milliseconds},
+                                 {"fits", result.within_budgets},
+                                 {"weight_bytes", result.hardware.weight_bytes},
+                                 {"flash_bytes", result.hardware.flash_bytes},
+                                 {"sram_peak_bytes", result.hardware.arena_bytes},
+                                 {"cycles", result.hardware.cycles},
+                                 {"milliseconds", result.hardware.milliseconds},
                                  {"verified_images", trained.verified_images},
                                  {"layers", train_report.at("layers")},
                                  {"search_history", history},
@@ -901,8 +905,9 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
   say(fmt::format(
       "found {}: test accuracy {:.2f}%, {} B of weight streams, {} B flash image, {} B SRAM, "
       "{:.0f} cycles = {:.3f} ms; budgets {}",
-      result.architecture, 100 * result.test_accuracy, result.weight_bytes, result.flash_bytes,
-      result.sram_bytes, result.cycles, result.milliseconds, result.fits ? "met" : "NOT met"));
+      result.architecture, 100 * result.test_accuracy, result.hardware.weight_bytes,
+      result.hardware.flash_bytes, result.hardware.arena_bytes, result.hardware.cycles,
+      result.hardware.milliseconds, result.within_budgets ? "met" : "NOT met (below)"));
   say(fmt::format("wrote {}, {}, {}, {}", result.model_path, result.report_path, result.plot_path,
                   result.evolution_path));
   return result;

@@ -132,8 +132,8 @@ std::string accuracy_plot_svg(const SearchConfig& config, const SearchResult& fo
     }
   }
   common::PlotSeries model{"found by udc search", "#d62728", 6, false, true, {}};
-  model.points.push_back(
-      {double(found.weight_bytes) / 1024.0, 100.0 * found.test_accuracy, config.space.name});
+  model.points.push_back({double(found.hardware.weight_bytes) / 1024.0, 100.0 * found.test_accuracy,
+                          config.space.name});
   common::PlotSpec spec{
       fmt::format("{}: test accuracy against compressed weights", config.space.name),
       "encoded weight streams as compiled (KiB)",

@@ -621,8 +621,7 @@ bool resume_training(const std::string& checkpoint_path, uint32_t total_epochs, 
 struct Exported {
   fm::Model model;
   fm::ModelSummary summary;
-  std::optional<fm::ModelMeasurement> measured;  ///< with an NPU
-  bool simulated = false;                        ///< verified on the simulator too
+  bool simulated = false;  ///< verified on the simulator too
 };
 
 Exported export_and_verify(const TrainConfig& config, const std::optional<npu_sim::NpuConfig>& npu,
@@ -638,7 +637,7 @@ Exported export_and_verify(const TrainConfig& config, const std::optional<npu_si
 
   // The same integers on the reference interpreter and on the simulator.
   std::optional<fm::CompiledModel> compiled;
-  std::optional<fm::ModelMeasurement>& measured = exported.measured;
+  std::optional<fm::ModelMeasurement>& measured = result.hardware;
   if (npu) {
     measured = fm::measure_model(model, *npu);
     if (!measured->fits()) {
@@ -646,18 +645,11 @@ Exported export_and_verify(const TrainConfig& config, const std::optional<npu_si
                                            config.npu.describe(), measured->does_not_fit->reason));
     }
     compiled = fm::compile(model, *npu).compiled;
-    result.weight_bytes = measured->weight_bytes;
-    result.flash_bytes = measured->flash_bytes;
     fm::MeasuredBudgets bounds;
     if (spec.weight_budget_bytes > 0) bounds.weight_bytes = spec.weight_budget_bytes;
     if (spec.flash_budget_bytes > 0) bounds.flash_bytes = spec.flash_budget_bytes;
     result.budget_violations = fm::budget_violations(*measured, bounds);
     result.within_budgets = result.budget_violations.empty();
-    result.hardware_measured = true;
-    result.sram_peak_bytes = measured->arena_bytes;
-    result.sram_bytes = measured->sram_bytes;
-    result.cycles = measured->cycles;
-    result.milliseconds = measured->milliseconds;
   }
   for (size_t i = 0; i < final_eval.logits.size(); ++i) {
     std::vector<int8_t> input(test_set.image_bytes());
@@ -694,7 +686,7 @@ nlohmann::json train_report_json(const TrainConfig& config, const TrainingData& 
   const TrainSpec& spec = config.train;
   const ArchitectureSpec& arch = config.architecture;
   const fm::ModelSummary& summary = exported.summary;
-  const std::optional<fm::ModelMeasurement>& measured = exported.measured;
+  const std::optional<fm::ModelMeasurement>& measured = result.hardware;
   const data::ImageDataset& train_set = data.train_set;
   const data::ImageDataset& test_set = data.test_set;
   nlohmann::json layers = nlohmann::json::array();
@@ -1109,7 +1101,7 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
   const Exported exported = export_and_verify(config, npu, *net, test_set, result);
   const fm::Model& model = exported.model;
   const fm::ModelSummary& summary = exported.summary;
-  const std::optional<fm::ModelMeasurement>& measured = exported.measured;
+  const std::optional<fm::ModelMeasurement>& measured = result.hardware;
   const nlohmann::json report = train_report_json(config, data, exported, result);
   // A model that breaks a budget is never left under the name a user flashes.
   const fs::path in_budget = fs::path(options.output_dir) / "model.udcm";

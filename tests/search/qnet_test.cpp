@@ -305,8 +305,9 @@ TEST(Trainer, TrainsExportsVerifiesAndResumesIdentically) {
   EXPECT_EQ(report["test_accuracy"].get<double>(), full.test_accuracy);
   EXPECT_GT(report["hardware"]["cycles"].get<double>(), 0.0);
   EXPECT_GT(report["hardware"]["sram_peak_bytes"].get<uint64_t>(), 28u * 28u);
-  EXPECT_EQ(report["hardware"]["weight_bytes"].get<uint64_t>(), full.weight_bytes);
-  EXPECT_EQ(report["hardware"]["flash_bytes"].get<uint64_t>(), full.flash_bytes);
+  ASSERT_TRUE(full.hardware.has_value());
+  EXPECT_EQ(report["hardware"]["weight_bytes"].get<uint64_t>(), full.hardware->weight_bytes);
+  EXPECT_EQ(report["hardware"]["flash_bytes"].get<uint64_t>(), full.hardware->flash_bytes);
   // The bytes reported are the compiler's, measured again here on the written model.
   const fm::Model model = fm::read_model(full.model_path);
   const fm::CompileResult compiled =
@@ -315,9 +316,9 @@ TEST(Trainer, TrainsExportsVerifiesAndResumesIdentically) {
   uint64_t streams = 0;
   for (const fm::LayerCommands& layer : compiled.compiled.layers)
     streams += layer.weight_stream_bytes;
-  EXPECT_EQ(streams, full.weight_bytes);
-  EXPECT_EQ(compiled.compiled.plan.flash_bytes, full.flash_bytes);
-  EXPECT_GT(full.flash_bytes, full.weight_bytes);
+  EXPECT_EQ(streams, full.hardware->weight_bytes);
+  EXPECT_EQ(compiled.compiled.plan.flash_bytes, full.hardware->flash_bytes);
+  EXPECT_GT(full.hardware->flash_bytes, full.hardware->weight_bytes);
 
   // Interrupted after 2 epochs (a run that stops there), then resumed to 3.
   options.output_dir = (root / "resumed").string();
@@ -339,7 +340,8 @@ TEST(Trainer, FlashBudgetHoldsAfterEveryEpochAndSurvivesResume) {
   TrainOptions options;
   options.output_dir = (root / "free").string();
   const TrainResult free_run = train(tiny_config(1), configured_npu(tiny_config(1)), options);
-  const uint64_t budget = free_run.flash_bytes * 9 / 10;
+  ASSERT_TRUE(free_run.hardware.has_value());
+  const uint64_t budget = free_run.hardware->flash_bytes * 9 / 10;
 
   TrainConfig bounded = tiny_config(1);
   bounded.train.flash_budget_bytes = budget;
@@ -357,7 +359,8 @@ TEST(Trainer, FlashBudgetHoldsAfterEveryEpochAndSurvivesResume) {
   const fm::CompileResult compiled = fm::compile(model, udc::npu_sim::load_npu_config(bounded.npu));
   ASSERT_TRUE(compiled.fits());
   EXPECT_LE(compiled.compiled.plan.flash_bytes, budget);
-  EXPECT_EQ(held.flash_bytes, compiled.compiled.plan.flash_bytes);
+  ASSERT_TRUE(held.hardware.has_value());
+  EXPECT_EQ(held.hardware->flash_bytes, compiled.compiled.plan.flash_bytes);
   EXPECT_TRUE(held.within_budgets);
   for (const EpochRecord& r : held.history) {
     if (r.phase != "warmup") {
@@ -407,7 +410,7 @@ TEST(Trainer, ABudgetThatCannotBeMetLeavesNoModelUdcm) {
   EXPECT_EQ(fm::measure_model(model, udc::npu_sim::load_npu_config(config.npu),
                               {/*simulate=*/false, /*compile=*/{}})
                 .flash_bytes,
-            result.flash_bytes);
+            result.hardware.value().flash_bytes);
   const auto report = nlohmann::json::parse(udc::common::read_file(result.report_path));
   EXPECT_FALSE(report["budgets"]["within"].get<bool>());
   fs::remove_all(root);

@@ -444,7 +444,7 @@ TEST(Search, TinySearchUnderTightBudgetsEndsWithAModelThatFits) {
   options.output_dir = out.string();
   const SearchResult result =
       run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
-  EXPECT_TRUE(result.fits);
+  EXPECT_TRUE(result.within_budgets);
   // Independent measurement of the written model: compiler and simulator.
   const fm::Model model = fm::read_model(result.model_path);
   const fm::CompileResult compiled = fm::compile(model, npu());
@@ -453,11 +453,11 @@ TEST(Search, TinySearchUnderTightBudgetsEndsWithAModelThatFits) {
   for (const fm::LayerCommands& layer : compiled.compiled.layers)
     streams += layer.weight_stream_bytes;
   EXPECT_LE(streams, 400u);
-  EXPECT_EQ(streams, result.weight_bytes);
+  EXPECT_EQ(streams, result.hardware.weight_bytes);
   EXPECT_LE(compiled.compiled.plan.flash_bytes, 1000u);
-  EXPECT_EQ(compiled.compiled.plan.flash_bytes, result.flash_bytes);
+  EXPECT_EQ(compiled.compiled.plan.flash_bytes, result.hardware.flash_bytes);
   EXPECT_LE(compiled.compiled.plan.arena_bytes, 4000u);
-  EXPECT_LE(result.cycles, 20000);
+  EXPECT_LE(result.hardware.cycles, 20000);
   for (const char* file : {"report.json", "accuracy_vs_size.svg", "evolution.csv", "derived.yaml",
                            "derivation.json", "search_checkpoint.pt", "hardware_tables.json"}) {
     EXPECT_TRUE(fs::exists(out / file)) << file;

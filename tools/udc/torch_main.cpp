@@ -147,7 +147,11 @@ void add_search_command(CLI::App& app) {
         options.log = &std::cout;
         const udc::search::SearchResult result =
             udc::search::run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
-        if (!result.fits) throw std::runtime_error("the found model does not meet its budgets");
+        if (!result.within_budgets) {
+          std::string lines;
+          for (const std::string& v : result.budget_violations) lines += "\n  " + v;
+          throw std::runtime_error("the found model does not meet its budgets:" + lines);
+        }
       });
 }
 

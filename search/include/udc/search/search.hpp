@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "udc/firmware_model/measurement.hpp"
 #include "udc/npu_sim/config.hpp"
 #include "udc/search/search_config.hpp"
 
@@ -30,13 +31,13 @@ struct SearchOptions {
 
 struct SearchResult {
   std::string model_path, report_path, plot_path, evolution_path;
-  std::string architecture;   ///< short description of the found model
-  double test_accuracy = 0;   ///< the integer model on the test set
-  uint64_t weight_bytes = 0;  ///< encoded weight streams as compiled
-  uint64_t flash_bytes = 0;   ///< the weight image as compiled
-  uint64_t sram_bytes = 0;    ///< compiler's arena
-  double cycles = 0, milliseconds = 0;
-  bool fits = false;  ///< every budget met by the measured model
+  std::string architecture;  ///< short description of the found model
+  double test_accuracy = 0;  ///< the integer model on the test set
+  /// The found model as compiled and simulated on the NPU (firmware_model::measure_model).
+  firmware_model::ModelMeasurement hardware;
+  /// Every budget met by `hardware`; else `budget_violations` says which and by how much.
+  bool within_budgets = false;
+  std::vector<std::string> budget_violations;
 };
 
 /// Runs the whole search. Throws BudgetError for impossible budgets (before any training)

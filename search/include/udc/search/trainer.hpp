@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "udc/firmware_model/measurement.hpp"
 #include "udc/npu_sim/config.hpp"
 #include "udc/search/train_config.hpp"
 
@@ -40,9 +41,10 @@ struct EpochRecord {
 struct TrainResult {
   std::string model_path, report_path;
   double test_accuracy = 0;  ///< integer model on the configured test set
-  /// Measured on the config's NPU (when it has one), as firmware_model::measure_model:
-  /// encoded weight streams and flash image as compiled [bytes]
-  uint64_t weight_bytes = 0, flash_bytes = 0;
+  /// The exported model as compiled and simulated on the config's NPU
+  /// (firmware_model::measure_model: weight streams, flash image, arena and SRAM, cycles);
+  /// none without an NPU. Always fits: a model that does not is an error.
+  std::optional<firmware_model::ModelMeasurement> hardware;
   /// Within train.weight_budget_bytes and train.flash_budget_bytes. When not, the model is
   /// written as model.over-budget.udcm (model_path) and `budget_violations` says how.
   bool within_budgets = true;
@@ -55,11 +57,6 @@ struct TrainResult {
   /// choice made.
   int64_t selected_epoch = -1;
   size_t holdout_images = 0;  ///< training images held out for that choice
-  /// Measured on the config's NPU (when it has one): compiler's arena and all SRAM, and the
-  /// simulator's timing-only run of one inference.
-  bool hardware_measured = false;
-  uint64_t sram_peak_bytes = 0, sram_bytes = 0;
-  double cycles = 0, milliseconds = 0;
 };
 
 /// Trains, exports and verifies. Throws std::runtime_error (data, config, does-not-fit and
