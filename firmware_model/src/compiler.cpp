@@ -488,84 +488,86 @@ std::string kib(uint64_t bytes) {
   return fmt::format("{:.1f} KiB", double(bytes) / 1024.0);
 }
 
-}  // namespace
+/// What the compiler works out for each operation on its way to the command stream,
+/// indexed by operation. Scratch state of one compile(); the stages below fill it in order.
+struct Lowering {
+  /// Operation i's kernel command with its output block: the starting point of every
+  /// command emitted for it (operations that lower to a command).
+  std::vector<Command> shaped;
+  std::vector<npu_sim::BlockShape> blocks;  ///< the output block of each operation
+  std::vector<OpWeights> weights;           ///< encoded per block depth (weighted operations)
+  std::vector<bool> prefetched;             ///< weights DMA'd into SRAM buffers, not streamed
+  std::vector<std::vector<Tile>> tiles;     ///< each weighted operation's weight tiles
+  /// Each tile's kernel command, its weight addresses where the NPU reads them.
+  std::vector<std::vector<Command>> tile_commands;
+  std::vector<uint64_t> tile_offsets;  ///< image offset of each prefetched tile, in order
+  std::vector<uint64_t> tile_sizes;    ///< its bytes (streams, scales, alignment)
+  npu_sim::MemoryImage weight_image;   ///< streams and scale records as laid out
+};
 
-CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
-                      const CompileOptions& options) {
-  const std::string problem = validate(model);
-  if (!problem.empty()) throw std::invalid_argument("model " + model.name + ": " + problem);
-  CompileResult result;
-  CompiledModel& out = result.compiled;
-  auto does_not_fit = [&](std::string resource, uint64_t needed, uint64_t available,
-                          std::string reason) {
-    result.does_not_fit = DoesNotFit{std::move(resource), needed, available, std::move(reason)};
-    return result;
-  };
-
-  // Operations the NPU cannot run in one command.
+/// Operations the NPU cannot run in one command: a global average pool wider than its
+/// 64x64 pooling window.
+std::optional<DoesNotFit> check_operations(const Model& model) {
   for (const Operation& op : model.operations) {
     if (op.type != OpType::GlobalAvgPool) continue;
     const Shape& s = model.tensors[size_t(op.inputs[0])].shape;
     if (s[0] > 64 || s[1] > 64) {
-      return does_not_fit("operation", std::max(s[0], s[1]), 64,
-                          fmt::format("{}: global average pool over {}x{}, the NPU's pooling "
-                                      "window is at most 64x64",
-                                      op.name, s[0], s[1]));
+      return DoesNotFit{"operation", std::max(s[0], s[1]), 64,
+                        fmt::format("{}: global average pool over {}x{}, the NPU's pooling "
+                                    "window is at most 64x64",
+                                    op.name, s[0], s[1])};
     }
   }
+  return std::nullopt;
+}
 
-  // 1. The activation arena: in SRAM, or off-chip in the dedicated_sram memory mode.
-  out.plan = liveness(model);
-  MemoryPlan& plan = out.plan;
-  plan_arena(model, plan, options.reuse_memory, config);
-  const uint64_t sram_arena = align_up(plan.arena_bytes, kPlacementAlignment);
-
-  // 2. Each operation's output block (the NPU's schedule), then its weights encoded per
-  // block depth, then where each operation reads them from.
-  const bool weights_in_sram = config.weights_in_sram();
-  // `shaped[i]`: operation i's kernel command with its output block, the starting point of
-  // every command emitted for it.
-  std::vector<npu_sim::BlockShape> blocks(model.operations.size());
-  std::vector<Command> shaped(model.operations.size());
+/// Each operation's kernel command and output block (the NPU's schedule); does not fit
+/// when even the smallest block overflows the shared buffer.
+std::optional<DoesNotFit> shape_operations(const Model& model, const MemoryPlan& plan,
+                                           const npu_sim::NpuConfig& config,
+                                           const CompileOptions& options, Lowering& lowering) {
+  lowering.blocks.assign(model.operations.size(), {});
+  lowering.shaped.assign(model.operations.size(), {});
   for (size_t i = 0; i < model.operations.size(); ++i) {
     const Operation& op = model.operations[i];
     if (!traits(op.type).lowers_to_command) continue;
-    Command& probe = shaped[i];
+    Command& probe = lowering.shaped[i];
+    npu_sim::BlockShape& block = lowering.blocks[i];
     probe = kernel_command(model, plan, op);
-    blocks[i] = npu_sim::choose_ofm_block(probe, config, options.ofm_block_depth);
-    probe.ofm_block_depth = blocks[i].d;
-    probe.ofm_block_height = blocks[i].h;
-    probe.ofm_block_width = blocks[i].w;
-    if (!npu_sim::fits_shared_buffer(probe, blocks[i], config)) {
-      const uint64_t needed = npu_sim::shared_buffer_banks(probe, blocks[i], config);
-      return does_not_fit(
+    block = npu_sim::choose_ofm_block(probe, config, options.ofm_block_depth);
+    probe.ofm_block_depth = block.d;
+    probe.ofm_block_height = block.h;
+    probe.ofm_block_width = block.w;
+    if (!npu_sim::fits_shared_buffer(probe, block, config)) {
+      const uint64_t needed = npu_sim::shared_buffer_banks(probe, block, config);
+      return DoesNotFit{
           "shared buffer", needed * npu_sim::kSharedBufferBankBytes, config.shared_buffer_bytes,
           fmt::format("{}: even a {}x{}x{} output block needs {} shared-buffer banks of 1 KiB "
                       "(input and accumulators, double-buffered), {} available",
-                      op.name, blocks[i].h, blocks[i].w, blocks[i].d, needed,
-                      config.shared_buffer_bytes / npu_sim::kSharedBufferBankBytes));
+                      op.name, block.h, block.w, block.d, needed,
+                      config.shared_buffer_bytes / npu_sim::kSharedBufferBankBytes)};
     }
   }
-  std::vector<OpWeights> weights(model.operations.size());
+  return std::nullopt;
+}
+
+/// Prefetch (DMA into two SRAM buffers) or stream in place, per weighted operation. Auto
+/// weighs the two: the NPU fetches a depth slice's weights again for every spatial block,
+/// from flash when streamed and from SRAM when prefetched, where the first tile's DMA is
+/// paid up front and the re-reads share the SRAM channel with the activations.
+void choose_prefetch(const Model& model, const npu_sim::NpuConfig& config,
+                     const CompileOptions& options, Lowering& lowering) {
+  lowering.prefetched.assign(model.operations.size(), false);
   for (size_t i = 0; i < model.operations.size(); ++i) {
     const Operation& op = model.operations[i];
-    if (has_weights(op.type)) weights[i] = encode_operation(model, op, blocks[i].d);
-  }
-  // Prefetch (DMA into two SRAM buffers) or stream in place, per operation. Auto weighs
-  // the two: the NPU fetches a depth slice's weights again for every spatial block, from
-  // flash when streamed and from SRAM when prefetched, where the first tile's DMA is paid
-  // up front and the re-reads share the SRAM channel with the activations.
-  std::vector<bool> prefetched(model.operations.size(), false);
-  uint64_t largest_op = 0, largest_block = 0;
-  for (size_t i = 0; i < model.operations.size(); ++i) {
-    const Operation& op = model.operations[i];
-    if (!has_weights(op.type) || weights_in_sram || options.weights == WeightPlacement::Stream) {
+    if (!has_weights(op.type) || config.weights_in_sram() ||
+        options.weights == WeightPlacement::Stream) {
       continue;
     }
     if (options.weights == WeightPlacement::Auto) {
-      const npu_sim::CommandEstimate e = npu_sim::estimate_command(shaped[i], config);
+      const npu_sim::CommandEstimate e = npu_sim::estimate_command(lowering.shaped[i], config);
       if (e.spatial_blocks < 2) continue;  // weights are read once either way
-      const double bytes = double(weights[i].whole_bytes);
+      const double bytes = double(lowering.weights[i].whole_bytes);
       const double refetched = double(e.spatial_blocks) * bytes;
       const double streamed =
           std::max({e.compute, e.sram_traffic,
@@ -577,99 +579,112 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
                     e.offchip_traffic + dma});
       if (prefetch >= streamed) continue;
     }
-    prefetched[i] = true;
-    largest_op = std::max(largest_op, weights[i].whole_bytes);
-    largest_block = std::max(largest_block, weights[i].largest_block_tile);
+    lowering.prefetched[i] = true;
+  }
+}
+
+/// The two prefetch buffers after the arena in SRAM (plan.weight_buffer_*), or streaming
+/// for every operation when Auto finds no room for them; does not fit when a requested or
+/// forced buffer cannot hold the largest block. Sets out.weights.
+std::optional<DoesNotFit> plan_weight_buffers(const npu_sim::NpuConfig& config,
+                                              const CompileOptions& options, uint64_t sram_arena,
+                                              Lowering& lowering, CompiledModel& out) {
+  uint64_t largest_op = 0, largest_block = 0;
+  for (size_t i = 0; i < lowering.prefetched.size(); ++i) {
+    if (!lowering.prefetched[i]) continue;
+    largest_op = std::max(largest_op, lowering.weights[i].whole_bytes);
+    largest_block = std::max(largest_block, lowering.weights[i].largest_block_tile);
   }
   const uint64_t free_sram =
       config.sram.size_bytes > sram_arena ? config.sram.size_bytes - sram_arena : 0;
   if (options.weights == WeightPlacement::Auto && free_sram / 2 < largest_block) {
     // No room for two buffers of the largest block: stream in place.
-    std::fill(prefetched.begin(), prefetched.end(), false);
+    std::fill(lowering.prefetched.begin(), lowering.prefetched.end(), false);
     largest_op = 0;
   }
   out.weights = WeightPlacement::Stream;
-  if (largest_op > 0) {
-    // Auto: buffers of about a quarter of the largest operation's weights, so that the DMA
-    // of the next tile overlaps the compute of this one (double buffering).
-    const uint64_t wanted = options.weights == WeightPlacement::Auto
-                                ? std::max(largest_block, largest_op / kAutoTilesPerOperation)
-                                : largest_op;
-    uint64_t buffer =
+  if (largest_op == 0) return std::nullopt;
+  // Auto: buffers of about a quarter of the largest operation's weights, so that the DMA
+  // of the next tile overlaps the compute of this one (double buffering).
+  const uint64_t wanted = options.weights == WeightPlacement::Auto
+                              ? std::max(largest_block, largest_op / kAutoTilesPerOperation)
+                              : largest_op;
+  uint64_t buffer =
+      options.weight_buffer_bytes
+          ? options.weight_buffer_bytes
+          : std::min(wanted, free_sram / 2 / kPlacementAlignment * kPlacementAlignment);
+  buffer = align_up(buffer, kPlacementAlignment);
+  if (buffer < largest_block) {
+    return DoesNotFit{
+        "weight buffer", largest_block, buffer,
         options.weight_buffer_bytes
-            ? options.weight_buffer_bytes
-            : std::min(wanted, free_sram / 2 / kPlacementAlignment * kPlacementAlignment);
-    buffer = align_up(buffer, kPlacementAlignment);
-    if (buffer < largest_block) {
-      return does_not_fit(
-          "weight buffer", largest_block, buffer,
-          options.weight_buffer_bytes
-              ? fmt::format("the requested weight buffer of {} bytes is smaller than the largest "
-                            "block's streams and scales ({} bytes)",
-                            buffer, largest_block)
-              : fmt::format("prefetch needs two weight buffers of at least {} bytes (the largest "
-                            "block), but only {} of SRAM are free beside the {} arena",
-                            largest_block, kib(free_sram), kib(sram_arena)));
-    }
-    out.weights = WeightPlacement::Prefetch;
-    plan.weight_buffer_address = sram_arena;
-    plan.weight_buffer_bytes = buffer;
+            ? fmt::format("the requested weight buffer of {} bytes is smaller than the largest "
+                          "block's streams and scales ({} bytes)",
+                          buffer, largest_block)
+            : fmt::format("prefetch needs two weight buffers of at least {} bytes (the largest "
+                          "block), but only {} of SRAM are free beside the {} arena",
+                          largest_block, kib(free_sram), kib(sram_arena))};
   }
-  // SRAM: [arena unless off-chip] [two prefetch buffers] [weights in sram_only].
-  // Off-chip: [arena in dedicated_sram] [weights otherwise].
-  const uint64_t sram_weights_base = sram_arena + 2 * plan.weight_buffer_bytes;
-  const uint64_t offchip_arena = plan.offchip_arena_bytes;
+  out.weights = WeightPlacement::Prefetch;
+  out.plan.weight_buffer_address = sram_arena;
+  out.plan.weight_buffer_bytes = buffer;
+  return std::nullopt;
+}
 
-  // 3. Commands, in model order. Prefetch keeps the DMA of tile k+2 behind the compute of
-  // tile k, which uses the same buffer; tile k+1 streams in meanwhile.
-  npu_sim::MemoryImage weight_image;
-  weight_image.memory = weights_in_sram ? MemoryId::Sram : MemoryId::Offchip;
-  weight_image.address = weights_in_sram ? sram_weights_base : offchip_arena;
-  std::vector<std::vector<Tile>> op_tiles(model.operations.size());
-  for (size_t i = 0; i < model.operations.size(); ++i) {
-    if (!has_weights(model.operations[i].type)) continue;
-    op_tiles[i] = make_tiles(weights[i].blocks, prefetched[i] ? plan.weight_buffer_bytes : 0);
-  }
-  std::vector<Command>& commands = out.stream.commands;
-  size_t next_dma = 0, tile_index = 0;
-  std::vector<uint64_t> tile_flash;  // flash offset of each prefetched tile, in order
-  std::vector<uint64_t> tile_size;
-  // Tiles are laid out in flash first, so DMAs can be issued ahead of their commands.
-  std::vector<std::vector<Command>> tile_commands(model.operations.size());
+/// The weight image, tile by tile in model order (so that DMAs can be issued ahead of
+/// their commands), and each tile's kernel command pointing at its weights: in the image
+/// when streamed, in its prefetch buffer (alternating) when prefetched.
+void lay_out_weights(const Model& model, const MemoryPlan& plan, Lowering& lowering) {
+  npu_sim::MemoryImage& image = lowering.weight_image;
+  lowering.tiles.assign(model.operations.size(), {});
+  lowering.tile_commands.assign(model.operations.size(), {});
   for (size_t i = 0; i < model.operations.size(); ++i) {
     const Operation& op = model.operations[i];
     if (!has_weights(op.type)) continue;
-    for (const Tile& tile : op_tiles[i]) {
-      Command c = shaped[i];
+    const bool prefetched = lowering.prefetched[i];
+    lowering.tiles[i] =
+        make_tiles(lowering.weights[i].blocks, prefetched ? plan.weight_buffer_bytes : 0);
+    for (const Tile& tile : lowering.tiles[i]) {
+      Command c = lowering.shaped[i];
       if (tile.channels != model.tensors[size_t(op.output)].shape[2]) {
         c.ofm = channel_slice(c.ofm, tile.first_channel, tile.channels);
         if (op.type == OpType::DepthwiseConv2d) {
           c.ifm = channel_slice(c.ifm, tile.first_channel, tile.channels);
         }
       }
-      weight_image.bytes.resize(align_up(weight_image.bytes.size(), kPlacementAlignment), 0);
-      const uint64_t tile_start = weight_image.bytes.size();
-      emit_tile_weights(op, weights[i], tile, weight_image.bytes, weight_image.address, c);
-      c.weight_memory = weight_image.memory;
-      if (prefetched[i]) {
-        const uint64_t buffer =
-            plan.weight_buffer_address + (tile_flash.size() % 2) * plan.weight_buffer_bytes;
-        const uint64_t stored_at = weight_image.address + tile_start;
+      image.bytes.resize(align_up(image.bytes.size(), kPlacementAlignment), 0);
+      const uint64_t tile_start = image.bytes.size();
+      emit_tile_weights(op, lowering.weights[i], tile, image.bytes, image.address, c);
+      c.weight_memory = image.memory;
+      if (prefetched) {
+        const uint64_t buffer = plan.weight_buffer_address +
+                                (lowering.tile_offsets.size() % 2) * plan.weight_buffer_bytes;
+        const uint64_t stored_at = image.address + tile_start;
         for (npu_sim::WeightStreamRef& s : c.weight_streams)
           s.address = s.address - stored_at + buffer;
         c.scale_address = c.scale_address - stored_at + buffer;
         c.weight_memory = MemoryId::Sram;
-        tile_flash.push_back(tile_start);
-        tile_size.push_back(weight_image.bytes.size() - tile_start);
+        lowering.tile_offsets.push_back(tile_start);
+        lowering.tile_sizes.push_back(image.bytes.size() - tile_start);
       }
-      tile_commands[i].push_back(c);
+      lowering.tile_commands[i].push_back(c);
     }
   }
-  const size_t tile_count = tile_flash.size();
+}
+
+/// The command stream in model order, with each layer's command range. Prefetch keeps the
+/// DMA of tile k+2 behind the compute of tile k, which uses the same buffer; tile k+1
+/// streams in meanwhile.
+void emit_commands(const Model& model, const npu_sim::NpuConfig& config,
+                   const CompileOptions& options, const Lowering& lowering, CompiledModel& out) {
+  const MemoryPlan& plan = out.plan;
+  std::vector<Command>& commands = out.stream.commands;
+  const size_t tile_count = lowering.tile_offsets.size();
+  size_t next_dma = 0, tile_index = 0;
   auto issue_dma = [&] {
     const uint64_t buffer = plan.weight_buffer_address + (next_dma % 2) * plan.weight_buffer_bytes;
-    commands.push_back(
-        dma_command(weight_image.address + tile_flash[next_dma], buffer, tile_size[next_dma]));
+    commands.push_back(dma_command(lowering.weight_image.address + lowering.tile_offsets[next_dma],
+                                   buffer, lowering.tile_sizes[next_dma]));
     ++next_dma;
   };
   while (next_dma < std::min<size_t>(2, tile_count)) issue_dma();
@@ -679,20 +694,21 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
     layer.operation = i;
     layer.first_command = commands.size();
     if (has_weights(op.type)) {
-      layer.weight_stream_bytes = weights[i].stream_bytes;
+      const bool prefetched = lowering.prefetched[i];
+      layer.weight_stream_bytes = lowering.weights[i].stream_bytes;
       layer.scale_bytes =
           uint64_t{model.tensors[size_t(op.output)].shape[2]} * npu_sim::kScaleRecordBytes;
-      layer.block_depth = weights[i].block_depth;
-      for (const Tile& tile : op_tiles[i]) layer.image_bytes += tile.bytes;
-      for (const Command& c : tile_commands[i]) {
-        if (prefetched[i]) {
+      layer.block_depth = lowering.weights[i].block_depth;
+      for (const Tile& tile : lowering.tiles[i]) layer.image_bytes += tile.bytes;
+      for (const Command& c : lowering.tile_commands[i]) {
+        if (prefetched) {
           // The tile's DMA is done when at most the next one is still in flight.
           commands.push_back(wait_command(next_dma > tile_index + 1 ? 1 : 0));
         }
         const size_t before = commands.size();
         emit_striped(c, choose_stripe_rows(c, options.stripe_rows), commands);
         layer.tiles += uint32_t(commands.size() - before);
-        if (prefetched[i]) {
+        if (prefetched) {
           ++tile_index;
           if (next_dma < tile_count) issue_dma();
         }
@@ -702,7 +718,7 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
       emit_depth_to_space(model, plan, op, layer.block_depth, commands);
       layer.tiles = op.block_size * op.block_size;
     } else if (op.type != OpType::Reshape) {
-      const Command& c = shaped[i];
+      const Command& c = lowering.shaped[i];
       layer.block_depth = c.ofm_block_depth;
       const size_t before = commands.size();
       emit_striped(c, choose_stripe_rows(c, options.stripe_rows), commands);
@@ -711,17 +727,20 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
     layer.end_command = commands.size();
     out.layers.push_back(layer);
   }
-  if (!weight_image.bytes.empty()) out.stream.images.push_back(weight_image);
+}
 
-  // 4. Sizes and what the job reads back.
-  if (weights_in_sram) {
-    plan.sram_weights_bytes = weight_image.bytes.size();
+/// SRAM and off-chip totals of the plan, and whether the NPU's memories hold them.
+std::optional<DoesNotFit> check_memory_totals(const npu_sim::NpuConfig& config, uint64_t sram_arena,
+                                              uint64_t sram_weights_base,
+                                              uint64_t weight_image_bytes, MemoryPlan& plan) {
+  if (config.weights_in_sram()) {
+    plan.sram_weights_bytes = weight_image_bytes;
   } else {
-    plan.flash_bytes = weight_image.bytes.size();
+    plan.flash_bytes = weight_image_bytes;
   }
   plan.sram_bytes = sram_weights_base + plan.sram_weights_bytes;
   if (plan.sram_bytes > config.sram.size_bytes) {
-    return does_not_fit(
+    return DoesNotFit{
         "sram", plan.sram_bytes, config.sram.size_bytes,
         fmt::format("needs {} of SRAM ({} activations at peak{}{}), {} available",
                     kib(plan.sram_bytes), kib(sram_arena),
@@ -731,14 +750,68 @@ CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
                     plan.sram_weights_bytes
                         ? fmt::format(" + {} weights", kib(plan.sram_weights_bytes))
                         : "",
-                    kib(config.sram.size_bytes)));
+                    kib(config.sram.size_bytes))};
   }
+  const uint64_t offchip_arena = plan.offchip_arena_bytes;
   if (offchip_arena + plan.flash_bytes > config.offchip.size_bytes) {
-    return does_not_fit(
+    return DoesNotFit{
         "flash", offchip_arena + plan.flash_bytes, config.offchip.size_bytes,
         fmt::format("weights need {} off-chip{}, {} available", kib(plan.flash_bytes),
                     offchip_arena ? fmt::format(" beside the {} arena", kib(offchip_arena)) : "",
-                    kib(config.offchip.size_bytes)));
+                    kib(config.offchip.size_bytes))};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+CompileResult compile(const Model& model, const npu_sim::NpuConfig& config,
+                      const CompileOptions& options) {
+  const std::string problem = validate(model);
+  if (!problem.empty()) throw std::invalid_argument("model " + model.name + ": " + problem);
+  CompileResult result;
+  CompiledModel& out = result.compiled;
+  auto fail = [&](std::optional<DoesNotFit> does_not_fit) {
+    result.does_not_fit = std::move(does_not_fit);
+    return result.does_not_fit.has_value();
+  };
+  if (fail(check_operations(model))) return result;
+
+  // 1. The activation arena: in SRAM, or off-chip in the dedicated_sram memory mode.
+  out.plan = liveness(model);
+  MemoryPlan& plan = out.plan;
+  plan_arena(model, plan, options.reuse_memory, config);
+  const uint64_t sram_arena = align_up(plan.arena_bytes, kPlacementAlignment);
+
+  // 2. Each operation's output block, then its weights encoded per block depth, then
+  // where each operation reads them from.
+  Lowering lowering;
+  if (fail(shape_operations(model, plan, config, options, lowering))) return result;
+  lowering.weights.assign(model.operations.size(), {});
+  for (size_t i = 0; i < model.operations.size(); ++i) {
+    const Operation& op = model.operations[i];
+    if (has_weights(op.type)) {
+      lowering.weights[i] = encode_operation(model, op, lowering.blocks[i].d);
+    }
+  }
+  choose_prefetch(model, config, options, lowering);
+  if (fail(plan_weight_buffers(config, options, sram_arena, lowering, out))) return result;
+  // SRAM: [arena unless off-chip] [two prefetch buffers] [weights in sram_only].
+  // Off-chip: [arena in dedicated_sram] [weights otherwise].
+  const uint64_t sram_weights_base = sram_arena + 2 * plan.weight_buffer_bytes;
+  lowering.weight_image.memory = config.weights_in_sram() ? MemoryId::Sram : MemoryId::Offchip;
+  lowering.weight_image.address =
+      config.weights_in_sram() ? sram_weights_base : plan.offchip_arena_bytes;
+
+  // 3. The weight image and the commands, in model order.
+  lay_out_weights(model, plan, lowering);
+  emit_commands(model, config, options, lowering, out);
+  if (!lowering.weight_image.bytes.empty()) out.stream.images.push_back(lowering.weight_image);
+
+  // 4. Sizes and what the job reads back.
+  if (fail(check_memory_totals(config, sram_arena, sram_weights_base,
+                               lowering.weight_image.bytes.size(), plan))) {
+    return result;
   }
   std::vector<int32_t> read_back = model.outputs;
   if (!options.reuse_memory) {
