@@ -884,10 +884,158 @@ std::optional<npu_sim::NpuConfig> configured_npu(const TrainConfig& config) {
   return npu_sim::load_npu_config(config.npu);
 }
 
+namespace {
+
+/// The three phases laid out over the run's epochs: warm-up [0, warmup_end), compress
+/// [warmup_end, compress_end), fine-tune [compress_end, total).
+struct PhaseSchedule {
+  explicit PhaseSchedule(const TrainSpec& train)
+      : spec(train),
+        warmup_end(train.warmup.epochs),
+        compress_end(warmup_end + train.compress.epochs),
+        total(compress_end + train.finetune.epochs) {}
+  Phase phase_of(uint32_t epoch) const {
+    return epoch < warmup_end     ? Phase::Warmup
+           : epoch < compress_end ? Phase::Compress
+                                  : Phase::Finetune;
+  }
+  const PhaseSpec& spec_of(Phase phase) const {
+    return phase == Phase::Warmup     ? spec.warmup
+           : phase == Phase::Compress ? spec.compress
+                                      : spec.finetune;
+  }
+  uint32_t first_epoch(Phase phase) const {
+    return phase == Phase::Warmup ? 0u : phase == Phase::Compress ? warmup_end : compress_end;
+  }
+
+  const TrainSpec& spec;
+  const uint32_t warmup_end, compress_end, total;  ///< [epochs]
+};
+
+/// The frozen float teacher of distillation, from the checkpoint's snapshot.
+std::shared_ptr<QNet> make_teacher(const TrainConfig& config, const NetSnapshot& snapshot,
+                                   const std::string& checkpoint_path) {
+  auto teacher = std::make_shared<QNet>(config.architecture, config.data.normalization);
+  restore_snapshot(*teacher, snapshot, checkpoint_path);
+  teacher->eval();
+  return teacher;
+}
+
+/// What changes when a compress or fine-tune phase begins: the teacher is frozen (first
+/// phase after the warm-up, with distillation), quantisation is calibrated (compress, or a
+/// fine-tune without one), and the fine-tune fixes the masks at their targets.
+void begin_phase(const TrainConfig& config, const PhaseSchedule& schedule, Phase phase,
+                 uint32_t epoch, const std::string& checkpoint_path, QNet& net,
+                 data::ImageDataset& train_set, Checkpoint& state, std::shared_ptr<QNet>& teacher) {
+  const TrainSpec& spec = config.train;
+  if (spec.distillation.enabled() && !teacher) {
+    if (epoch != schedule.warmup_end) {
+      throw std::runtime_error(fmt::format(
+          "{}: distillation is on but the checkpoint, past the warm-up, holds no teacher (it "
+          "was written without distillation); use --restart",
+          checkpoint_path));
+    }
+    state.teacher = take_snapshot(net);
+    teacher = make_teacher(config, state.teacher, checkpoint_path);
+  }
+  if (phase == Phase::Compress || spec.compress.epochs == 0) {
+    prepare_quantization(net, train_set, config.data.normalization, spec.batch_size, spec.seed);
+  }
+  if (phase == Phase::Finetune) {
+    for (const auto& layer : net.weighted()) layer->update_mask(layer->target_sparsity());
+  }
+}
+
+/// The epoch's record after its steps: the budgets held once the masks are at their
+/// targets, test accuracy, held-out accuracy (the best held-out epoch's weights kept in
+/// `state` for export; `best_so_far` says whether this one is), the compiled bytes outside
+/// the warm-up. Timing is left to the caller.
+EpochRecord record_epoch(const TrainConfig& config, const TrainingData& data,
+                         const std::optional<npu_sim::NpuConfig>& npu, QNet& net,
+                         EpochBudgetGuard& guard, Checkpoint& state, uint32_t epoch, Phase phase,
+                         const StepTotals& totals, bool masks_at_target, bool& best_so_far) {
+  const data::Normalization& normalization = config.data.normalization;
+  EpochRecord record;
+  record.epoch = epoch;
+  record.phase = phase_name(phase);
+  record.loss = totals.loss_sum / double(std::max<size_t>(totals.seen, 1));
+  record.train_accuracy = double(totals.correct) / double(std::max<size_t>(totals.seen, 1));
+  if (config.train.has_budget() && masks_at_target) guard.hold(net);
+  guard.report();
+  const Mode mode = phase == Phase::Warmup ? Mode::Float : Mode::Quantized;
+  record.test_accuracy = evaluate(net, data.test_set, normalization, mode, 500, 0).accuracy;
+  best_so_far = false;
+  if (data.holdout.size() > 0 && phase != Phase::Warmup && masks_at_target) {
+    record.holdout_accuracy =
+        evaluate(net, data.holdout, normalization, Mode::Quantized, 500, 0).accuracy;
+    const double best_accuracy =
+        state.best_epoch < 0 ? -1.0 : state.history.at(size_t(state.best_epoch)).holdout_accuracy;
+    if (record.holdout_accuracy >= best_accuracy) {
+      state.best_epoch = epoch;
+      state.best = take_snapshot(net);
+      best_so_far = true;
+    }
+  }
+  if (phase != Phase::Warmup && npu) {
+    const fm::ModelMeasurement m =
+        fm::measure_model(net.export_model(), *npu, {/*simulate=*/false, /*compile=*/{}});
+    record.weight_bytes = m.weight_bytes;
+    record.flash_bytes = m.flash_bytes;
+  }
+  return record;
+}
+
+/// The epoch's line of progress: loss, accuracies, bytes, speed, ETA.
+std::string epoch_line(const EpochRecord& record, uint32_t total_epochs, bool best_so_far,
+                       bool measured, double step_ms, double eta_seconds) {
+  return fmt::format(
+      "epoch {}/{} [{}]: loss {:.4f}, train {:.2f}%, test {:.2f}%{}{}, {:.0f} ms/step, {}, ETA {}",
+      record.epoch + 1, total_epochs, record.phase, record.loss, 100 * record.train_accuracy,
+      100 * record.test_accuracy,
+      record.holdout_accuracy < 0
+          ? std::string()
+          : fmt::format(", held-out {:.2f}%{}", 100 * record.holdout_accuracy,
+                        best_so_far ? " (best)" : ""),
+      measured ? fmt::format(", weights {} B, flash {} B", record.weight_bytes, record.flash_bytes)
+               : std::string(),
+      step_ms, format_duration(record.seconds), format_duration(eta_seconds));
+}
+
+/// Writes model.udcm (or model.over-budget.udcm, the other name removed: a model that
+/// breaks a budget is never left under the name a user flashes) and report.json, and says
+/// what was written.
+void write_trained_model(const TrainOptions& options, const Exported& exported,
+                         const nlohmann::json& report, const std::optional<npu_sim::NpuConfig>& npu,
+                         TrainResult& result, const std::function<void(const std::string&)>& say) {
+  const fs::path in_budget = fs::path(options.output_dir) / "model.udcm";
+  const fs::path over_budget = fs::path(options.output_dir) / "model.over-budget.udcm";
+  result.model_path = (result.within_budgets ? in_budget : over_budget).string();
+  result.report_path = (fs::path(options.output_dir) / "report.json").string();
+  fs::remove(result.within_budgets ? over_budget : in_budget);
+  fm::write_model(exported.model, result.model_path);
+  common::write_file_atomically(result.report_path, report.dump(2) + "\n");
+  const fm::ModelSummary& summary = exported.summary;
+  const std::optional<fm::ModelMeasurement>& measured = result.hardware;
+  say(fmt::format(
+      "test accuracy {:.2f}% (integer model), {} weights, {} non-zero{}; {} test images equal on "
+      "LibTorch, interpreter{}",
+      100 * result.test_accuracy, summary.weights, summary.nonzero,
+      measured ? fmt::format(" ({} B of weight streams, {} B flash image on {}), SRAM peak {} B, "
+                             "{:.0f} cycles = {:.3f} ms",
+                             measured->weight_bytes, measured->flash_bytes, npu->npu_name,
+                             measured->arena_bytes, measured->cycles, measured->milliseconds)
+               : std::string(),
+      result.verified_images, exported.simulated ? " and simulator" : ""));
+  for (const std::string& v : result.budget_violations) say("over budget: " + v);
+  say("wrote " + result.model_path + " and " + result.report_path);
+}
+
+}  // namespace
+
 TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuConfig> npu,
                           const TrainOptions& options, const NetInitializer& initialize) {
   std::ostream* log = options.log;
-  auto say = [&](const std::string& line) {
+  const std::function<void(const std::string&)> say = [&](const std::string& line) {
     if (log) *log << line << std::endl;
   };
   const TrainSpec& spec = config.train;
@@ -916,23 +1064,8 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
   const std::string warmup_checkpoint_path =
       (fs::path(options.output_dir) / "warmup-checkpoint.pt").string();
   auto net = std::make_shared<QNet>(arch, config.data.normalization);
-
-  const uint32_t warmup_end = spec.warmup.epochs;
-  const uint32_t compress_end = warmup_end + spec.compress.epochs;
-  const uint32_t total_epochs = compress_end + spec.finetune.epochs;
-  auto phase_of = [&](uint32_t epoch) {
-    return epoch < warmup_end     ? Phase::Warmup
-           : epoch < compress_end ? Phase::Compress
-                                  : Phase::Finetune;
-  };
-  auto phase_spec = [&](Phase phase) -> const PhaseSpec& {
-    return phase == Phase::Warmup     ? spec.warmup
-           : phase == Phase::Compress ? spec.compress
-                                      : spec.finetune;
-  };
-  auto phase_first_epoch = [&](Phase phase) {
-    return phase == Phase::Warmup ? 0u : phase == Phase::Compress ? warmup_end : compress_end;
-  };
+  const PhaseSchedule schedule(spec);
+  const uint32_t total_epochs = schedule.total;
 
   TrainResult result;
   Checkpoint state;
@@ -950,12 +1083,7 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
   if (!result.resumed && initialize) initialize(*net);
   // The frozen float teacher of distillation (null: distillation off or not begun).
   std::shared_ptr<QNet> teacher;
-  auto make_teacher = [&] {
-    teacher = std::make_shared<QNet>(arch, config.data.normalization);
-    restore_snapshot(*teacher, state.teacher, checkpoint_path);
-    teacher->eval();
-  };
-  if (!state.teacher.empty()) make_teacher();
+  if (!state.teacher.empty()) teacher = make_teacher(config, state.teacher, checkpoint_path);
 
   data::BatchLoader loader(train_set, config.data.normalization, config.data.augmentation,
                            {spec.batch_size, true, true, spec.seed, 2});
@@ -969,30 +1097,13 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
                   steps_per_epoch, spec.batch_size));
 
   const Clock::time_point run_start = Clock::now();
-  double run_seconds = 0;
   for (uint32_t epoch = state.epochs_done; epoch < total_epochs; ++epoch) {
     const Clock::time_point epoch_start = Clock::now();
-    const Phase phase = phase_of(epoch);
-    const PhaseSpec& ps = phase_spec(phase);
-    const bool phase_start = epoch == phase_first_epoch(phase);
+    const Phase phase = schedule.phase_of(epoch);
+    const PhaseSpec& ps = schedule.spec_of(phase);
+    const bool phase_start = epoch == schedule.first_epoch(phase);
     if (phase_start && phase != Phase::Warmup) {
-      if (spec.distillation.enabled() && !teacher) {
-        if (epoch != warmup_end) {
-          throw std::runtime_error(fmt::format(
-              "{}: distillation is on but the checkpoint, past the warm-up, holds no teacher "
-              "(it was written without distillation); use --restart",
-              checkpoint_path));
-        }
-        state.teacher = take_snapshot(*net);
-        make_teacher();
-      }
-      if (phase == Phase::Compress || spec.compress.epochs == 0) {
-        prepare_quantization(*net, train_set, config.data.normalization, spec.batch_size,
-                             spec.seed);
-      }
-      if (phase == Phase::Finetune) {
-        for (const auto& layer : net->weighted()) layer->update_mask(layer->target_sparsity());
-      }
+      begin_phase(config, schedule, phase, epoch, checkpoint_path, *net, train_set, state, teacher);
     }
     if (!optimizer || phase_start) {
       optimizer = make_optimizer(*net, ps.learning_rate, spec.weight_decay);
@@ -1005,47 +1116,21 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
     }
 
     const size_t phase_steps = size_t(ps.epochs) * steps_per_epoch;
-    const size_t phase_step0 = size_t(epoch - phase_first_epoch(phase)) * steps_per_epoch;
+    const size_t phase_step0 = size_t(epoch - schedule.first_epoch(phase)) * steps_per_epoch;
     const ForwardContext context{phase == Phase::Warmup ? Mode::Float : Mode::Quantized,
                                  phase == Phase::Compress, spec.activation_momentum};
     const StepTotals totals =
         run_epoch_steps({spec, *net, *optimizer, teacher.get(), loader, guard, phase, ps, context,
                          steps_per_epoch, phase_step0, phase_steps, epoch, total_epochs, log});
-    const double loss_sum = totals.loss_sum;
-    const size_t correct = totals.correct, seen = totals.seen, step = totals.steps;
-    const double step_ms = totals.step_milliseconds;
 
-    EpochRecord record;
-    record.epoch = epoch;
-    record.phase = phase_name(phase);
-    record.loss = loss_sum / double(std::max<size_t>(seen, 1));
-    record.train_accuracy = double(correct) / double(std::max<size_t>(seen, 1));
     const bool masks_at_target =
-        step > 0 ? masks_at_target_after(spec, phase, phase_step0 + step - 1, phase_steps)
-                 : phase == Phase::Finetune;
-    if (spec.has_budget() && masks_at_target) guard.hold(*net);
-    guard.report();
-    record.test_accuracy =
-        evaluate(*net, test_set, config.data.normalization, context.mode, 500, 0).accuracy;
+        totals.steps > 0
+            ? masks_at_target_after(spec, phase, phase_step0 + totals.steps - 1, phase_steps)
+            : phase == Phase::Finetune;
     bool best_so_far = false;
-    if (holdout.size() > 0 && phase != Phase::Warmup && masks_at_target) {
-      record.holdout_accuracy =
-          evaluate(*net, holdout, config.data.normalization, Mode::Quantized, 500, 0).accuracy;
-      const double best_accuracy =
-          state.best_epoch < 0 ? -1.0 : state.history.at(size_t(state.best_epoch)).holdout_accuracy;
-      if (record.holdout_accuracy >= best_accuracy) {
-        state.best_epoch = epoch;
-        state.best = take_snapshot(*net);
-        best_so_far = true;
-      }
-    }
-    if (phase != Phase::Warmup && npu) {
-      const fm::ModelMeasurement m =
-          fm::measure_model(net->export_model(), *npu, {/*simulate=*/false, /*compile=*/{}});
-      record.weight_bytes = m.weight_bytes;
-      record.flash_bytes = m.flash_bytes;
-    }
-    record.step_milliseconds = step_ms;
+    EpochRecord record = record_epoch(config, data, npu, *net, guard, state, epoch, phase, totals,
+                                      masks_at_target, best_so_far);
+    record.step_milliseconds = totals.step_milliseconds;
     record.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     state.history.push_back(record);
     state.epochs_done = epoch + 1;
@@ -1056,24 +1141,13 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
     // Kept apart from the rolling checkpoint: a run resumed from it (copied to checkpoint.pt
     // of another output folder) tries another compress or fine-tune schedule without
     // repeating the float warm-up, which is most of a long fine-tune's time.
-    if (epoch + 1 == warmup_end && total_epochs > warmup_end)
+    if (epoch + 1 == schedule.warmup_end && total_epochs > schedule.warmup_end)
       save_checkpoint(warmup_checkpoint_path, *net, *optimizer, state);
-    run_seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
+    const double run_seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
     const double eta =
         run_seconds / double(epoch + 1 - result.first_epoch) * double(total_epochs - epoch - 1);
-    say(fmt::format(
-        "epoch {}/{} [{}]: loss {:.4f}, train {:.2f}%, test {:.2f}%{}{}, {:.0f} "
-        "ms/step, {}, ETA {}",
-        epoch + 1, total_epochs, phase_name(phase), record.loss, 100 * record.train_accuracy,
-        100 * record.test_accuracy,
-        record.holdout_accuracy < 0
-            ? std::string()
-            : fmt::format(", held-out {:.2f}%{}", 100 * record.holdout_accuracy,
-                          best_so_far ? " (best)" : ""),
-        phase == Phase::Warmup || !npu
-            ? std::string()
-            : fmt::format(", weights {} B, flash {} B", record.weight_bytes, record.flash_bytes),
-        step_ms, format_duration(record.seconds), format_duration(eta)));
+    say(epoch_line(record, total_epochs, best_so_far, phase != Phase::Warmup && npu,
+                   totals.step_milliseconds, eta));
   }
   if (spec.compress.epochs == 0 && spec.finetune.epochs == 0) {
     // Post-training quantisation only.
@@ -1099,30 +1173,8 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
 
   result.history = state.history;
   const Exported exported = export_and_verify(config, npu, *net, test_set, result);
-  const fm::Model& model = exported.model;
-  const fm::ModelSummary& summary = exported.summary;
-  const std::optional<fm::ModelMeasurement>& measured = result.hardware;
   const nlohmann::json report = train_report_json(config, data, exported, result);
-  // A model that breaks a budget is never left under the name a user flashes.
-  const fs::path in_budget = fs::path(options.output_dir) / "model.udcm";
-  const fs::path over_budget = fs::path(options.output_dir) / "model.over-budget.udcm";
-  result.model_path = (result.within_budgets ? in_budget : over_budget).string();
-  result.report_path = (fs::path(options.output_dir) / "report.json").string();
-  fs::remove(result.within_budgets ? over_budget : in_budget);
-  fm::write_model(model, result.model_path);
-  common::write_file_atomically(result.report_path, report.dump(2) + "\n");
-  say(fmt::format(
-      "test accuracy {:.2f}% (integer model), {} weights, {} non-zero{}; {} test images equal on "
-      "LibTorch, interpreter{}",
-      100 * result.test_accuracy, summary.weights, summary.nonzero,
-      measured ? fmt::format(" ({} B of weight streams, {} B flash image on {}), SRAM peak {} B, "
-                             "{:.0f} cycles = {:.3f} ms",
-                             measured->weight_bytes, measured->flash_bytes, npu->npu_name,
-                             measured->arena_bytes, measured->cycles, measured->milliseconds)
-               : std::string(),
-      result.verified_images, exported.simulated ? " and simulator" : ""));
-  for (const std::string& v : result.budget_violations) say("over budget: " + v);
-  say("wrote " + result.model_path + " and " + result.report_path);
+  write_trained_model(options, exported, report, npu, result, say);
   return result;
 }
 
