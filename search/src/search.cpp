@@ -810,41 +810,29 @@ FineTuned finetune_and_repair(const SearchContext& ctx, const std::shared_ptr<Su
   return result;
 }
 
-}  // namespace
+// ---------------------------------------------------------------- stage 6: results
 
-SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu,
-                        const SearchOptions& options) {
-  const Clock::time_point run_start = Clock::now();
+/// The found model, report.json (with every stage's record), evolution.csv and the
+/// accuracy-versus-size plot; the budget verdict on the fine-tuned model's measurement.
+SearchResult write_results(const SearchContext& ctx, const Supernet& net,
+                           const SupernetRecord& supernet_record, const Derivation& derived,
+                           const FineTuned& finetuned, Clock::time_point run_start) {
+  const SearchConfig& config = ctx.config;
   const SearchSpace& space = config.space;
-  torch::set_num_threads(int(config.search.threads));
-  torch::manual_seed(config.search.seed);
-  fs::create_directories(options.output_dir);
-  // What a killed run was writing when it died (its checkpoints and outputs are whole).
-  common::remove_stale_temporaries(options.output_dir);
-  const SearchContext ctx{config, npu, options, fs::path(options.output_dir),
-                          limits_of(config.budgets, npu.core_clock_hz)};
   const fs::path& out = ctx.out;
   const Limits& limits = ctx.limits;
-  std::ostream* log = options.log;
+  std::ostream* log = ctx.options.log;
   auto say = [&](const std::string& line) { ctx.say(line); };
-
-  const std::shared_ptr<Supernet> supernet = build_supernet(ctx);
-  const SearchData data = load_search_data(ctx);
-  const SupernetRecord supernet_record = train_supernet(ctx, supernet, data.train_set);
   const nlohmann::json& history = supernet_record.history;
   const nlohmann::json& evolution = supernet_record.evolution;
   const double search_seconds = supernet_record.seconds;
-  const Derivation derived = derive_architecture(ctx, supernet, data.train_set, data.holdout);
   const nlohmann::json& derivation = derived.json;
-  const FineTuned finetuned = finetune_and_repair(ctx, supernet, data.train_set, derived.choice);
   const TrainResult& trained = finetuned.trained;
   const ArchitectureChoice& choice = finetuned.choice;
   const nlohmann::json& repairs = finetuned.repairs;
   const double finetune_seconds = finetuned.seconds;
-
-  // ---------------------------------------------------------------- stage 6: results
   SearchResult result;
-  result.architecture = supernet->describe(choice);
+  result.architecture = net.describe(choice);
   result.test_accuracy = trained.test_accuracy;
   if (!trained.hardware)
     throw std::logic_error("run_search: the fine-tuned model was not measured");
@@ -881,7 +869,7 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
                                  {"npu_config", config.npu.describe()},
                                  {"test_accuracy", result.test_accuracy},
                                  {"architecture", result.architecture},
-                                 {"choices", choice_json(*supernet, choice)},
+                                 {"choices", choice_json(net, choice)},
                                  {"budgets", budgets},
                                  {"fits", result.within_budgets},
                                  {"weight_bytes", result.hardware.weight_bytes},
@@ -911,6 +899,28 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
   say(fmt::format("wrote {}, {}, {}, {}", result.model_path, result.report_path, result.plot_path,
                   result.evolution_path));
   return result;
+}
+
+}  // namespace
+
+SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu,
+                        const SearchOptions& options) {
+  const Clock::time_point run_start = Clock::now();
+  torch::set_num_threads(int(config.search.threads));
+  torch::manual_seed(config.search.seed);
+  fs::create_directories(options.output_dir);
+  // What a killed run was writing when it died (its checkpoints and outputs are whole).
+  common::remove_stale_temporaries(options.output_dir);
+  const SearchContext ctx{config, npu, options, fs::path(options.output_dir),
+                          limits_of(config.budgets, npu.core_clock_hz)};
+  // The stages in order; each resumes from what it wrote before (search_checkpoint.pt,
+  // derivation.json, the trainer's checkpoints) unless --restart.
+  const std::shared_ptr<Supernet> supernet = build_supernet(ctx);
+  const SearchData data = load_search_data(ctx);
+  const SupernetRecord supernet_record = train_supernet(ctx, supernet, data.train_set);
+  const Derivation derived = derive_architecture(ctx, supernet, data.train_set, data.holdout);
+  const FineTuned finetuned = finetune_and_repair(ctx, supernet, data.train_set, derived.choice);
+  return write_results(ctx, *supernet, supernet_record, derived, finetuned, run_start);
 }
 
 }  // namespace udc::search
