@@ -378,6 +378,88 @@ struct SupernetRecord {
 
 /// Warm-up and search epochs of the supernet, resumed from and checkpointed to
 /// search_checkpoint.pt after every epoch.
+/// The optimisers of the supernet: AdamW on the shared weights, Adam on the choice logits.
+struct SupernetOptimizers {
+  std::unique_ptr<torch::optim::AdamW> weights;
+  std::unique_ptr<torch::optim::Adam> architecture;
+};
+
+/// One training step of the supernet on `batch`: task loss plus, while searching, each
+/// budget's cost relative to its target times its Lagrange multiplier, which then grows
+/// while the expected cost exceeds the target. Returns the task loss and the correct count;
+/// `expected` receives the expected costs.
+std::pair<double, size_t> supernet_step(const SearchStageSpec& spec, const Limits& limits,
+                                        Supernet& supernet, SupernetOptimizers& optimizers,
+                                        data::Batch& batch, const SamplingSettings& sampling,
+                                        bool searching, std::array<double, kResourceCount>& lambda,
+                                        ExpectedCosts& expected) {
+  const torch::Tensor labels =
+      torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong);
+  const torch::Tensor logits = supernet.forward(images_tensor(batch), sampling);
+  const torch::Tensor task_loss = torch::cross_entropy_loss(logits, labels);
+  torch::Tensor loss = task_loss;
+  expected = supernet.expected_costs();
+  const std::array<torch::Tensor, kResourceCount> cost_terms{
+      expected.weight_bytes, expected.flash_bytes, expected.sram_bytes, expected.cycles};
+  if (searching) {
+    for (size_t r = 0; r < kResourceCount; ++r) {
+      if (!std::isfinite(limits[r])) continue;
+      const torch::Tensor relative = cost_terms[r] / (limits[r] * (1.0 - spec.budget_margin));
+      loss = loss + lambda[r] * relative.to(torch::kFloat);
+      lambda[r] = std::max(0.0, lambda[r] + spec.lagrange_rate * (relative.item<double>() - 1.0));
+    }
+  }
+  optimizers.weights->zero_grad();
+  optimizers.architecture->zero_grad();
+  loss.backward();
+  optimizers.weights->step();
+  if (searching) optimizers.architecture->step();
+  return {task_loss.item<double>() * batch.size,
+          size_t((logits.argmax(1) == labels).sum().item<int64_t>())};
+}
+
+/// The epoch's line of progress: loss, expected costs, multipliers, the most probable
+/// architecture with its table costs, time and ETA.
+std::string supernet_epoch_line(const nlohmann::json& history_entry, const nlohmann::json& e,
+                                const std::array<double, kResourceCount>& lambda,
+                                uint32_t total_epochs, double eta_seconds) {
+  return fmt::format(
+      "epoch {}/{} [{}]: loss {:.4f}, train {:.2f}%, E[weights] {:.0f} B, E[flash] {:.0f} B, "
+      "E[SRAM] {:.0f} B, E[cycles] {:.0f}, lambda {:.3g}/{:.3g}/{:.3g}/{:.3g}; most probable: "
+      "{} ({:.0f} B weights, {:.0f} B flash, {:.0f} B SRAM, {:.0f} cycles); {}, ETA {}",
+      history_entry["epoch"].get<uint32_t>(), total_epochs,
+      history_entry["phase"].get<std::string>(), history_entry["loss"].get<double>(),
+      100 * history_entry["train_accuracy"].get<double>(), e["expected"][Weights].get<double>(),
+      e["expected"][Flash].get<double>(), e["expected"][Sram].get<double>(),
+      e["expected"][Cycles].get<double>(), lambda[Weights], lambda[Flash], lambda[Sram],
+      lambda[Cycles], e["most_probable"].get<std::string>(),
+      e["most_probable_costs"][Weights].get<double>(),
+      e["most_probable_costs"][Flash].get<double>(), e["most_probable_costs"][Sram].get<double>(),
+      e["most_probable_costs"][Cycles].get<double>(),
+      format_duration(history_entry["seconds"].get<double>()), format_duration(eta_seconds));
+}
+
+/// The supernet, its optimisers and the stage's state as the checkpoint left them, with
+/// the masks in force then and the cost tables measured again on the restored weights.
+void resume_supernet(const SearchContext& ctx, const std::string& checkpoint_path,
+                     Supernet& supernet, SupernetOptimizers& optimizers, SupernetState& state) {
+  load_search_checkpoint(checkpoint_path, supernet, *optimizers.weights, *optimizers.architecture,
+                         state);
+  // The masks in force at the checkpoint came from the weights of their last refresh, not
+  // the final ones.
+  supernet.refresh_masks();
+  try {
+    supernet.set_masks(state.masks);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(
+        fmt::format("{}: {}; use --restart to start over", checkpoint_path, e.what()));
+  }
+  supernet.refresh_weight_tables();
+  if (state.epochs_done > ctx.config.search.warmup.epochs) supernet.refresh_cycles_table(ctx.npu);
+  ctx.say(fmt::format("resuming the search from {} after epoch {}", checkpoint_path,
+                      state.epochs_done));
+}
+
 SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Supernet>& supernet,
                               const data::ImageDataset& train_set) {
   const SearchConfig& config = ctx.config;
@@ -390,31 +472,21 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
   std::ostream* log = options.log;
   auto say = [&](const std::string& line) { ctx.say(line); };
   const std::string checkpoint_path = (out / "search_checkpoint.pt").string();
-  auto weight_optimizer = std::make_unique<torch::optim::AdamW>(
-      supernet->weight_parameters(),
-      torch::optim::AdamWOptions(spec.warmup.learning_rate).weight_decay(spec.weight_decay));
-  auto arch_optimizer = std::make_unique<torch::optim::Adam>(
-      supernet->architecture_parameters(),
-      torch::optim::AdamOptions(spec.architecture_learning_rate).betas({0.5, 0.999}));
+  SupernetOptimizers optimizers{
+      std::make_unique<torch::optim::AdamW>(
+          supernet->weight_parameters(),
+          torch::optim::AdamWOptions(spec.warmup.learning_rate).weight_decay(spec.weight_decay)),
+      std::make_unique<torch::optim::Adam>(
+          supernet->architecture_parameters(),
+          torch::optim::AdamOptions(spec.architecture_learning_rate).betas({0.5, 0.999}))};
+  torch::optim::AdamW& weight_optimizer = *optimizers.weights;
+  torch::optim::Adam& arch_optimizer = *optimizers.architecture;
   SupernetState state;
   std::array<double, kResourceCount>& lambda = state.lambda;
   nlohmann::json& history = state.history;
   nlohmann::json& evolution = state.evolution;
   if (!options.restart && fs::exists(checkpoint_path)) {
-    load_search_checkpoint(checkpoint_path, *supernet, *weight_optimizer, *arch_optimizer, state);
-    // The masks in force at the checkpoint came from the weights of their last refresh,
-    // not the final ones.
-    supernet->refresh_masks();
-    try {
-      supernet->set_masks(state.masks);
-    } catch (const std::exception& e) {
-      throw std::runtime_error(
-          fmt::format("{}: {}; use --restart to start over", checkpoint_path, e.what()));
-    }
-    supernet->refresh_weight_tables();
-    if (state.epochs_done > spec.warmup.epochs) supernet->refresh_cycles_table(npu);
-    say(fmt::format("resuming the search from {} after epoch {}", checkpoint_path,
-                    state.epochs_done));
+    resume_supernet(ctx, checkpoint_path, *supernet, optimizers, state);
   }
 
   data::BatchLoader loader(train_set, config.data.normalization, config.data.augmentation,
@@ -459,7 +531,7 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
                     std::pow(spec.temperature_final / spec.temperature_initial, progress);
       const double noise =
           searching ? spec.noise_initial + (spec.noise_final - spec.noise_initial) * progress : 1.0;
-      for (auto& group : weight_optimizer->param_groups()) {
+      for (auto& group : weight_optimizer.param_groups()) {
         static_cast<torch::optim::AdamWOptions&>(group.options())
             .lr(cosine_rate(phase.learning_rate, phase_step,
                             size_t(phase.epochs) * steps_per_epoch));
@@ -468,37 +540,16 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
       if (searching && phase_step % spec.flash_refresh_steps == 0)
         supernet->refresh_weight_tables();
 
-      const torch::Tensor labels =
-          torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong);
       // Widths, bitwidths and sparsity are noisy mixtures (in the warm-up near uniform:
       // one-hot samples of all four stall the shared weights, as most draws are 2-bit or
       // 90 % sparse); operators as configured.
       const SamplingSettings sampling{
           temperature, noise, false, spec.operators == SearchStageSpec::OperatorRelaxation::Sampled,
           nullptr};
-      const torch::Tensor logits = supernet->forward(images_tensor(batch), sampling);
-      const torch::Tensor task_loss = torch::cross_entropy_loss(logits, labels);
-      torch::Tensor loss = task_loss;
-      expected = supernet->expected_costs();
-      const std::array<torch::Tensor, kResourceCount> cost_terms{
-          expected.weight_bytes, expected.flash_bytes, expected.sram_bytes, expected.cycles};
-      if (searching) {
-        for (size_t r = 0; r < kResourceCount; ++r) {
-          if (!std::isfinite(limits[r])) continue;
-          const torch::Tensor relative = cost_terms[r] / (limits[r] * (1.0 - spec.budget_margin));
-          loss = loss + lambda[r] * relative.to(torch::kFloat);
-          // Lagrange multiplier: grows while the expected cost exceeds its target.
-          lambda[r] =
-              std::max(0.0, lambda[r] + spec.lagrange_rate * (relative.item<double>() - 1.0));
-        }
-      }
-      weight_optimizer->zero_grad();
-      arch_optimizer->zero_grad();
-      loss.backward();
-      weight_optimizer->step();
-      if (searching) arch_optimizer->step();
-      loss_sum += task_loss.item<double>() * batch.size;
-      correct += size_t((logits.argmax(1) == labels).sum().item<int64_t>());
+      const auto [batch_loss, batch_correct] = supernet_step(
+          spec, limits, *supernet, optimizers, batch, sampling, searching, lambda, expected);
+      loss_sum += batch_loss;
+      correct += batch_correct;
       seen += batch.size;
       if (log && (step + 1) % std::max<size_t>(1, steps_per_epoch / 4) == 0 &&
           step + 1 < steps_per_epoch) {
@@ -533,23 +584,11 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
                        {"train_accuracy", double(correct) / double(std::max<size_t>(seen, 1))},
                        {"seconds", seconds_since(epoch_start)}});
     state.epochs_done = epoch + 1;
-    save_search_checkpoint(checkpoint_path, *supernet, *weight_optimizer, *arch_optimizer, state);
+    save_search_checkpoint(checkpoint_path, *supernet, weight_optimizer, arch_optimizer, state);
     const double elapsed = seconds_since(search_start);
-    say(fmt::format(
-        "epoch {}/{} [{}]: loss {:.4f}, train {:.2f}%, E[weights] {:.0f} B, E[flash] {:.0f} B, "
-        "E[SRAM] {:.0f} B, E[cycles] {:.0f}, lambda {:.3g}/{:.3g}/{:.3g}/{:.3g}; most probable: "
-        "{} ({:.0f} B weights, {:.0f} B flash, {:.0f} B SRAM, {:.0f} cycles); {}, ETA {}",
-        epoch + 1, total_epochs, searching ? "search" : "warmup",
-        history.back()["loss"].get<double>(), 100 * history.back()["train_accuracy"].get<double>(),
-        e["expected"][Weights].get<double>(), e["expected"][Flash].get<double>(),
-        e["expected"][Sram].get<double>(), e["expected"][Cycles].get<double>(), lambda[Weights],
-        lambda[Flash], lambda[Sram], lambda[Cycles], e["most_probable"].get<std::string>(),
-        e["most_probable_costs"][Weights].get<double>(),
-        e["most_probable_costs"][Flash].get<double>(), e["most_probable_costs"][Sram].get<double>(),
-        e["most_probable_costs"][Cycles].get<double>(),
-        format_duration(history.back()["seconds"].get<double>()),
-        format_duration(elapsed / double(epoch + 1 - first_epoch) *
-                        double(total_epochs - epoch - 1))));
+    say(supernet_epoch_line(
+        history.back(), e, lambda, total_epochs,
+        elapsed / double(epoch + 1 - first_epoch) * double(total_epochs - epoch - 1)));
   }
 
   SupernetRecord record{history, evolution, 0};
