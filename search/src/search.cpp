@@ -604,6 +604,122 @@ struct Derivation {
   nlohmann::json json;
 };
 
+/// The derived network as it would be exported now: inherited, masks at their targets,
+/// quantisation calibrated.
+void prepare_inherited(const SearchContext& ctx, const Supernet& supernet,
+                       const data::ImageDataset& train_set, const ArchitectureChoice& c,
+                       QNet& net) {
+  const SearchConfig& config = ctx.config;
+  prepare_derived(ctx, supernet, train_set, c, net);
+  prepare_quantization(net, train_set, config.data.normalization, config.search.batch_size,
+                       config.search.seed);
+}
+
+/// The derivation's candidates ranked by accuracy, with inherited weights, quantised and
+/// masked as they will be exported, on the held-out images (the first training images when
+/// none are held out).
+struct Ranking {
+  ArchitectureChoice best;
+  nlohmann::json json = nlohmann::json::array();  ///< every candidate, its costs, accuracy
+  std::string set_name;                           ///< what they were ranked on
+};
+
+Ranking rank_candidates(const SearchContext& ctx, const Supernet& supernet,
+                        const data::ImageDataset& train_set, const data::ImageDataset& holdout,
+                        const std::vector<ArchitectureChoice>& candidates) {
+  const data::Normalization& normalization = ctx.config.data.normalization;
+  data::ImageDataset first_training_images;
+  if (holdout.size() == 0) {
+    first_training_images = train_set;
+    first_training_images.truncate(kRankingImagesWithoutHoldout);
+  }
+  const data::ImageDataset& ranking_set = holdout.size() > 0 ? holdout : first_training_images;
+  Ranking ranking;
+  ranking.set_name = ranking_set.name;
+  double best_accuracy = -1;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const ArchitectureChoice& c = candidates[i];
+    QNet net(supernet.derive(c), normalization);
+    prepare_inherited(ctx, supernet, train_set, c, net);
+    const double accuracy =
+        evaluate(net, ranking_set, normalization, Mode::Quantized, 256, 0).accuracy;
+    const Costs table = costs_of(supernet.table_costs(c));
+    ranking.json.push_back({{"architecture", supernet.describe(c)},
+                            {"table", table},
+                            {"log_probability", supernet.log_probability(c)},
+                            {"accuracy", accuracy}});
+    ctx.say(fmt::format(
+        "  candidate {}/{}: {}: {:.2f}% on {} ({:.0f} B weights, {:.0f} B flash by the tables)",
+        i + 1, candidates.size(), supernet.describe(c), 100 * accuracy, ranking_set.name,
+        table[Weights], table[Flash]));
+    if (accuracy > best_accuracy) {
+      best_accuracy = accuracy;
+      ranking.best = c;
+    }
+  }
+  return ranking;
+}
+
+/// An architecture the real encoder, compiler and simulator say fits, with what they
+/// measured and the steps that led there.
+struct Repaired {
+  ArchitectureChoice choice;
+  Costs measured{};
+  nlohmann::json steps = nlohmann::json::array();
+};
+
+/// Repairs `choice` by the tables until they say it fits within `fraction` of the limits,
+/// then measures the exported network with inherited weights; where the tables
+/// under-estimated, they are corrected by the measured ratio and the repair goes on.
+/// Throws BudgetError when no cheaper choice helps.
+Repaired repair_until_measured_fit(const SearchContext& ctx, const Supernet& supernet,
+                                   const data::ImageDataset& train_set, ArchitectureChoice choice,
+                                   double fraction) {
+  const Limits& limits = ctx.limits;
+  Repaired repaired;
+  Costs scale;
+  scale.fill(1.0);
+  for (int round = 0;; ++round) {
+    if (round > 200) throw BudgetError("derivation: no fitting architecture after 200 repairs");
+    const TableCosts estimate = supernet.table_costs(choice);
+    Costs scaled = costs_of(estimate);
+    for (size_t r = 0; r < kResourceCount; ++r) scaled[r] *= scale[r];
+    if (estimate.fits && within(scaled, limits, fraction)) {
+      // Measure the real thing: the derived network with inherited weights, exported.
+      QNet net(supernet.derive(choice), ctx.config.data.normalization);
+      prepare_inherited(ctx, supernet, train_set, choice, net);
+      const fm::ModelMeasurement m = fm::measure_model(net.export_model(), ctx.npu);
+      const Costs measured = costs_of(m);
+      repaired.steps.push_back({{"architecture", supernet.describe(choice)},
+                                {"table", costs_of(estimate)},
+                                {"measured", measured},
+                                {"compiles", m.fits()}});
+      if (m.fits() && within(measured, limits, fraction)) {
+        repaired.choice = choice;
+        repaired.measured = measured;
+        return repaired;
+      }
+      // The tables under-estimated: correct them by the measured ratio and go on.
+      for (size_t r = 0; r < kResourceCount; ++r) {
+        const double table = costs_of(estimate)[r];
+        if (table > 0 && measured[r] > limits[r] * fraction) {
+          scale[r] = std::max(scale[r] * 1.02, measured[r] / table);
+        }
+      }
+      if (!m.fits()) scale[Sram] *= 1.1;
+    }
+    const std::optional<ArchitectureChoice> next =
+        best_repair(supernet, choice, limits, scale, fraction, false);
+    if (!next) {
+      throw BudgetError(
+          fmt::format("derivation: {} does not fit the budgets and no cheaper choice helps",
+                      supernet.describe(choice)));
+    }
+    repaired.steps.push_back({{"repair", supernet.describe(*next)}});
+    choice = *next;
+  }
+}
+
 /// Candidates ranked on held-out images with inherited weights, the best repaired until
 /// the real encoder, compiler and simulator say it fits; read back from derivation.json on
 /// resume.
@@ -613,7 +729,6 @@ Derivation derive_architecture(const SearchContext& ctx, const std::shared_ptr<S
   const SearchConfig& config = ctx.config;
   const SearchStageSpec& spec = config.search;
   const SearchSpace& space = config.space;
-  const npu_sim::NpuConfig& npu = ctx.npu;
   const SearchOptions& options = ctx.options;
   const Limits& limits = ctx.limits;
   const fs::path& out = ctx.out;
@@ -623,12 +738,6 @@ Derivation derive_architecture(const SearchContext& ctx, const std::shared_ptr<S
   ArchitectureChoice& choice = result.choice;
   nlohmann::json& derivation = result.json;
   Costs derived_costs{};
-  // The derived network as it would be exported now: inherited, masks at their targets,
-  // quantisation calibrated.
-  auto prepare_inherited = [&](const ArchitectureChoice& c, QNet& net) {
-    prepare_derived(ctx, *supernet, train_set, c, net);
-    prepare_quantization(net, train_set, config.data.normalization, spec.batch_size, spec.seed);
-  };
   if (!options.restart && fs::exists(derivation_path)) {
     const std::vector<uint8_t> bytes = common::read_file(derivation_path);
     try {
@@ -655,79 +764,17 @@ Derivation derive_architecture(const SearchContext& ctx, const std::shared_ptr<S
       throw BudgetError(fmt::format(
           "derivation: {} does not fit the budgets and no cheaper choice helps", initial));
     }
-    data::ImageDataset first_training_images;
-    if (holdout.size() == 0) {
-      first_training_images = train_set;
-      first_training_images.truncate(kRankingImagesWithoutHoldout);
-    }
-    const data::ImageDataset& ranking_set = holdout.size() > 0 ? holdout : first_training_images;
-    nlohmann::json ranked = nlohmann::json::array();
-    double best_accuracy = -1;
-    for (size_t i = 0; i < candidates.size(); ++i) {
-      const ArchitectureChoice& c = candidates[i];
-      QNet net(supernet->derive(c), config.data.normalization);
-      prepare_inherited(c, net);
-      const double accuracy =
-          evaluate(net, ranking_set, config.data.normalization, Mode::Quantized, 256, 0).accuracy;
-      const Costs table = costs_of(supernet->table_costs(c));
-      ranked.push_back({{"architecture", supernet->describe(c)},
-                        {"table", table},
-                        {"log_probability", supernet->log_probability(c)},
-                        {"accuracy", accuracy}});
-      say(fmt::format(
-          "  candidate {}/{}: {}: {:.2f}% on {} ({:.0f} B weights, {:.0f} B flash by the tables)",
-          i + 1, candidates.size(), supernet->describe(c), 100 * accuracy, ranking_set.name,
-          table[Weights], table[Flash]));
-      if (accuracy > best_accuracy) {
-        best_accuracy = accuracy;
-        choice = c;
-      }
-    }
-    Costs scale;
-    scale.fill(1.0);
-    nlohmann::json steps = nlohmann::json::array();
-    for (int round = 0;; ++round) {
-      if (round > 200) throw BudgetError("derivation: no fitting architecture after 200 repairs");
-      const TableCosts estimate = supernet->table_costs(choice);
-      Costs scaled = costs_of(estimate);
-      for (size_t r = 0; r < kResourceCount; ++r) scaled[r] *= scale[r];
-      if (estimate.fits && within(scaled, limits, fraction)) {
-        // Measure the real thing: the derived network with inherited weights, exported.
-        QNet net(supernet->derive(choice), config.data.normalization);
-        prepare_inherited(choice, net);
-        const fm::ModelMeasurement m = fm::measure_model(net.export_model(), npu);
-        const Costs measured = costs_of(m);
-        steps.push_back({{"architecture", supernet->describe(choice)},
-                         {"table", costs_of(estimate)},
-                         {"measured", measured},
-                         {"compiles", m.fits()}});
-        if (m.fits() && within(measured, limits, fraction)) {
-          derived_costs = measured;
-          break;
-        }
-        // The tables under-estimated: correct them by the measured ratio and go on.
-        for (size_t r = 0; r < kResourceCount; ++r) {
-          const double table = costs_of(estimate)[r];
-          if (table > 0 && measured[r] > limits[r] * fraction) {
-            scale[r] = std::max(scale[r] * 1.02, measured[r] / table);
-          }
-        }
-        if (!m.fits()) scale[Sram] *= 1.1;
-      }
-      const std::optional<ArchitectureChoice> next =
-          best_repair(*supernet, choice, limits, scale, fraction, false);
-      if (!next) {
-        throw BudgetError(
-            fmt::format("derivation: {} does not fit the budgets and no cheaper choice helps",
-                        supernet->describe(choice)));
-      }
-      steps.push_back({{"repair", supernet->describe(*next)}});
-      choice = *next;
-    }
+    const Ranking ranking = rank_candidates(ctx, *supernet, train_set, holdout, candidates);
+    const Repaired repaired =
+        repair_until_measured_fit(ctx, *supernet, train_set, ranking.best, fraction);
+    choice = repaired.choice;
+    derived_costs = repaired.measured;
+    const nlohmann::json& ranked = ranking.json;
+    const nlohmann::json& steps = repaired.steps;
     derivation = {{"most_probable", initial},
                   {"derived", supernet->describe(choice)},
                   {"candidates", ranked},
-                  {"ranked_on", ranking_set.name},
+                  {"ranked_on", ranking.set_name},
                   {"indices", choice_indices_json(choice)},
                   {"choices", choice_json(*supernet, choice)},
                   {"log_probability", supernet->log_probability(choice)},
