@@ -91,10 +91,13 @@ uint64_t op_macs(const Model& model, const Operation& op) {
 
 namespace {
 
+/// "HxWxC", as messages write shapes.
 std::string shape_text(const Shape& s) {
   return fmt::format("{}x{}x{}", s[0], s[1], s[2]);
 }
 
+/// Per-output-channel requantisation: one bias, multiplier and shift per channel, the
+/// multiplier non-negative and the shift within what int8::requantize() takes (-31..30).
 std::string check_requant(const Operation& op, uint32_t channels) {
   if (op.bias.size() != channels || op.multiplier.size() != channels ||
       op.shift.size() != channels) {
@@ -110,6 +113,9 @@ std::string check_requant(const Operation& op, uint32_t channels) {
   return {};
 }
 
+/// The weights of a weighted operation: `expected` of them (the layout's count), each within
+/// the symmetric range of its bitwidth (+-(2^(bits-1) - 1), the range the codec and the
+/// NPU's weight decoder take). Returns the first problem, empty if none.
 std::string check_weights(const Operation& op, uint64_t expected) {
   if (op.weight_bits < 2 || op.weight_bits > 8) {
     return fmt::format("weight_bits is {} (expected 2..8)", op.weight_bits);
@@ -164,6 +170,12 @@ std::string check_accumulator(const Model& model, const Operation& op) {
   return {};
 }
 
+/// One operation against its type's rules, given that its tensors exist: the input count
+/// and clamp every operation shares, the window's geometry (windowed types: kernel and
+/// stride bounded so that address arithmetic cannot wrap, output shape equal to the
+/// window's), the zero point of types that keep their input's quantisation, then the
+/// type's own shape, weight and requantisation rules. Returns the first problem, empty if
+/// none; validate() prefixes the operation's index and name.
 std::string check_operation(const Model& model, const Operation& op) {
   const size_t wanted_inputs = traits(op.type).inputs;
   if (op.inputs.size() != wanted_inputs) {

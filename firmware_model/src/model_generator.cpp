@@ -13,11 +13,15 @@ constexpr double kActivationSpread = 40.0;
 /// Spread the requantisation aims the outputs at [integer steps].
 constexpr double kOutputSpread = 30.0;
 
+/// How a generated layer's weights are drawn.
 struct WeightSpec {
-  uint32_t bits = 8;
-  double sparsity = 0.0;
+  uint32_t bits = 8;      ///< 2..8
+  double sparsity = 0.0;  ///< fraction drawn as exact zeros
 };
 
+/// `count` weights: zero with probability spec.sparsity, else a non-zero Gaussian draw of
+/// half the bitwidth's range, rounded and clamped to it (so pruning alone makes the zeros
+/// the codec's zero runs see).
 std::vector<int8_t> synthetic_weights(size_t count, const WeightSpec& spec, std::mt19937& rng) {
   const int limit = (1 << (spec.bits - 1)) - 1;
   std::normal_distribution<double> normal(0.0, std::max(1.0, limit / 2.0));
@@ -57,15 +61,18 @@ ModelBuilder::Requant synthetic_requant(const std::vector<int8_t>& weights, uint
   return r;
 }
 
+/// An activation scale of 0.01..0.1 and a zero point of -40..40.
 ModelBuilder::Quant random_quant(std::mt19937& rng) {
   return ModelBuilder::Quant{float(std::uniform_real_distribution<double>(0.01, 0.1)(rng)),
                              std::uniform_int_distribution<int32_t>(-40, 40)(rng)};
 }
 
+/// None, ReLU or ReLU6, uniformly.
 Activation random_activation(std::mt19937& rng) {
   return Activation(std::uniform_int_distribution<int>(0, 2)(rng));
 }
 
+/// A bitwidth of 2..8 and one of the sparsity levels the search offers.
 WeightSpec random_spec(std::mt19937& rng) {
   static const double sparsities[] = {0.0, 0.3, 0.5, 0.75, 0.9};
   return WeightSpec{uint32_t(std::uniform_int_distribution<int>(2, 8)(rng)),
