@@ -211,7 +211,8 @@ TEST(Supernet, DerivedNetworkComputesWhatTheSupernetComputes) {
     const torch::Tensor got =
         derived.forward(images, {Mode::Quantized, false, 0.0}).x.reshape({32, -1});
     const double scale = expected.abs().max().item<double>();
-    EXPECT_LT((got - expected).abs().max().item<double>(), 0.08 * scale) << net.describe(choice);
+    // LE: a choice that silences every logit (2-bit, 90 % sparse) gives 0 on both sides.
+    EXPECT_LE((got - expected).abs().max().item<double>(), 0.08 * scale) << net.describe(choice);
   }
 }
 
