@@ -66,12 +66,12 @@ Param<Spec> number_param(std::string key, Access access, double min, double max,
   p.max = max;
   p.unit = std::move(unit);
   p.help = std::move(help);
-  p.number = [access](const Spec& s) { return static_cast<double>(access(const_cast<Spec&>(s))); };
+  p.number = [access](const Spec& s) { return static_cast<double>(access(s)); };
   p.text = [access](const Spec& s) {
     if constexpr (std::is_integral_v<T>) {
-      return param_integer_text(static_cast<int64_t>(access(const_cast<Spec&>(s))));
+      return param_integer_text(static_cast<int64_t>(access(s)));
     } else {
-      return param_number_text(static_cast<double>(access(const_cast<Spec&>(s))));
+      return param_number_text(static_cast<double>(access(s)));
     }
   };
   p.set = [access, min, max](Spec& s, const std::string& text) {
@@ -101,9 +101,7 @@ Param<Spec> choice_param(std::string key, Access access, std::vector<std::string
   p.type = ParamType::Choice;
   p.choices = names;
   p.help = std::move(help);
-  p.text = [access, names](const Spec& s) {
-    return names.at(static_cast<size_t>(access(const_cast<Spec&>(s))));
-  };
+  p.text = [access, names](const Spec& s) { return names.at(static_cast<size_t>(access(s))); };
   p.set = [access, names](Spec& s, const std::string& text) {
     size_t index = 0;
     std::string error = parse_choice_param(text, names, index);
@@ -122,7 +120,7 @@ Param<Spec> text_param(std::string key, Access access, std::vector<std::string> 
   p.type = choices.empty() ? ParamType::Text : ParamType::Choice;
   p.choices = choices;
   p.help = std::move(help);
-  p.text = [access](const Spec& s) { return std::string(access(const_cast<Spec&>(s))); };
+  p.text = [access](const Spec& s) { return std::string(access(s)); };
   p.set = [access, choices](Spec& s, const std::string& text) {
     if (text.empty()) return std::string("expected a non-empty name");
     size_t index = 0;
