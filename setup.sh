@@ -14,6 +14,7 @@ packages=(
   libgtest-dev libbenchmark-dev libcli11-dev libfmt-dev
   libsystemc-dev libyaml-cpp-dev nlohmann-json3-dev
   libtorch-dev libstb-dev zlib1g-dev dataset-fashion-mnist
+  libflatbuffers-dev flatbuffers-compiler
 )
 
 missing=()

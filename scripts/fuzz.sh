@@ -3,11 +3,11 @@
 # and runs them from seed corpora. Usage:
 #   scripts/fuzz.sh [TARGET|all] [RUNS]     RUNS executions each (default 1000000)
 #   scripts/fuzz.sh [TARGET|all] 60s        60 seconds each
-# Targets: decoder udcm command_stream npu_config npy idx config. A crash leaves its input
+# Targets: decoder udcm tflite command_stream npu_config npy idx config. A crash leaves its input
 # in build-fuzz/crashes/<target>/; make it a regression test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-targets=(decoder udcm command_stream npu_config npy idx config)
+targets=(decoder udcm tflite command_stream npu_config npy idx config)
 which=${1:-all}
 amount=${2:-1000000}
 if ! command -v clang++ >/dev/null; then
@@ -34,6 +34,7 @@ seed() {
   case $1 in
     decoder) cp -n tests/data/mlw/*.mlw "$dir"/ ;;
     udcm) cp -n tests/data/calibration/vela_wholenet/*.udcm "$dir"/ ;;
+    tflite) ;;  # no .tflite in the tree yet: the fuzzer starts from its own inputs
     command_stream) cp -n npu_sim/examples/*.json "$dir"/ ;;
     npu_config) cp -n configs/npu/*.yaml configs/npu/systems/*.yaml "$dir"/ ;;
     npy) for f in tests/data/calibration/vela/*.npy; do head -c 2048 "$f" >"$dir/$(basename "$f")"; done ;;
