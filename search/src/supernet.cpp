@@ -267,9 +267,8 @@ Supernet::Supernet(const SearchSpace& space) : space_(space), geometry_(block_ge
       for (size_t l = 0; l < op->layers().size(); ++l) {
         const std::string layer = fmt::format("{}_{}_{}", bs.name, op->name(), l);
         bits.push_back(logits(layer + "_bits", space_.bits.size()));
-        sparsity.push_back(op->prunable(l)
-                               ? logits(layer + "_sparsity", space_.sparsity.size())
-                               : torch::Tensor());
+        sparsity.push_back(op->prunable(l) ? logits(layer + "_sparsity", space_.sparsity.size())
+                                           : torch::Tensor());
       }
       block.bits_logits.push_back(std::move(bits));
       block.sparsity_logits.push_back(std::move(sparsity));
@@ -432,7 +431,8 @@ SuperTensor Supernet::run_operator(size_t k, size_t o, const SuperTensor& in,
   // hidden width has its output masked to the active hidden channels. A fully connected
   // layer reads the globally pooled input and ends the network (logits, all classes).
   const std::vector<OperatorLayer>& described = op.layers();
-  const torch::Tensor hidden_mask = channel_mask(in.mask.repeat_interleave(int64_t(op.expansion())));
+  // Built on first use: most operators (conv, the classifier) write no hidden width.
+  torch::Tensor hidden_mask;
   torch::Tensor y = in.x;
   for (size_t i = 0; i < layers.size(); ++i) {
     if (described[i].shape == OperatorLayer::Shape::FullyConnected) {
@@ -440,7 +440,12 @@ SuperTensor Supernet::run_operator(size_t k, size_t o, const SuperTensor& in,
       return {y.reshape({y.size(0), -1}), torch::ones({max_out}), width_p};
     }
     y = run(i, y);
-    if (described[i].to_hidden) y = y * hidden_mask;
+    if (described[i].to_hidden) {
+      if (!hidden_mask.defined()) {
+        hidden_mask = channel_mask(in.mask.repeat_interleave(int64_t(op.expansion())));
+      }
+      y = y * hidden_mask;
+    }
   }
   if (op.adds_input() && bs.stride == 1) {
     // The input is added when the output width equals the input width: its weight is the
