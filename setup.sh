@@ -15,6 +15,7 @@ packages=(
   libsystemc-dev libyaml-cpp-dev nlohmann-json3-dev
   libtorch-dev libstb-dev zlib1g-dev dataset-fashion-mnist
   libflatbuffers-dev flatbuffers-compiler
+  libarmnn-dev libarmnntfliteparser-dev libarmnn-cpuref-backend22
 )
 
 missing=()

@@ -79,6 +79,23 @@ WeightSpec random_spec(std::mt19937& rng) {
                     sparsities[std::uniform_int_distribution<int>(0, 4)(rng)]};
 }
 
+/// Re-derives every layer's multipliers from a float32 weight scale the way TFLite does
+/// (int8::channel_multiplier), so that a generated model is one a .tflite file can hold,
+/// as a converter's output would be. Each multiplier moves by less than a float step.
+Model with_float_weight_scales(Model model) {
+  for (Operation& op : model.operations) {
+    if (!has_weights(op.type)) continue;
+    const float in = model.tensors[size_t(op.inputs[0])].scale;
+    const float out = model.tensors[size_t(op.output)].scale;
+    for (size_t c = 0; c < op.multiplier.size(); ++c) {
+      const double real = std::ldexp(double(op.multiplier[c]), op.shift[c] - 31);
+      const float weight_scale = float(real * double(out) / double(in));
+      std::tie(op.multiplier[c], op.shift[c]) = int8::channel_multiplier(in, weight_scale, out);
+    }
+  }
+  return model;
+}
+
 }  // namespace
 
 Model random_model(std::mt19937& rng, const RandomModelOptions& options) {
@@ -147,7 +164,7 @@ Model random_model(std::mt19937& rng, const RandomModelOptions& options) {
     }
   }
   b.mark_output(x);
-  return b.finish();
+  return with_float_weight_scales(b.finish());
 }
 
 Model mobilenet_like(const MobileNetOptions& options) {
@@ -192,7 +209,7 @@ Model mobilenet_like(const MobileNetOptions& options) {
   x = b.fully_connected("classifier", x, options.classes, std::move(w), rest.bits, std::move(r),
                         ModelBuilder::Quant{0.1f, 0}, Activation::None);
   b.mark_output(x);
-  return b.finish();
+  return with_float_weight_scales(b.finish());
 }
 
 }  // namespace udc::firmware_model

@@ -72,6 +72,7 @@ TfliteOptions read_options(const fb::Operator& op) {
     o.activation = int8_t(p->fused_activation_function());
   } else if (const fb::FullyConnectedOptions* f = op.builtin_options_as_FullyConnectedOptions()) {
     o.activation = int8_t(f->fused_activation_function());
+    o.weights_format = f->weights_format();
   } else if (const fb::AddOptions* a = op.builtin_options_as_AddOptions()) {
     o.activation = int8_t(a->fused_activation_function());
   } else if (const fb::MulOptions* m = op.builtin_options_as_MulOptions()) {
@@ -199,6 +200,18 @@ TfliteModel parse_tflite(const std::vector<uint8_t>& bytes, const std::string& o
   }
   model.inputs = checked_indices(graph.inputs(), tensor_count, false, origin + ": inputs");
   model.outputs = checked_indices(graph.outputs(), tensor_count, false, origin + ": outputs");
+
+  if (const auto* metadata = file.metadata()) {
+    for (size_t i = 0; i < metadata->size(); ++i) {
+      const fb::Metadata& entry = *metadata->Get(flatbuffers::uoffset_t(i));
+      if (entry.buffer() >= buffer_count) {
+        throw std::runtime_error(fmt::format("{}: metadata {}: buffer {} (the file has {} buffers)",
+                                             origin, i, entry.buffer(), buffer_count));
+      }
+      model.metadata.emplace_back(entry.name() ? entry.name()->str() : std::string(),
+                                  to_vector(buffers->Get(entry.buffer())->data()));
+    }
+  }
 
   const auto* codes = file.operator_codes();
   const size_t code_count = codes ? codes->size() : 0;

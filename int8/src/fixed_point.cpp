@@ -27,6 +27,11 @@ std::pair<int32_t, int32_t> quantize_multiplier(double real) {
   return {int32_t(q), exponent};
 }
 
+std::pair<int32_t, int32_t> channel_multiplier(float input_scale, float weight_scale,
+                                               float output_scale) {
+  return quantize_multiplier(double(input_scale) * double(weight_scale) / double(output_scale));
+}
+
 AddParams add_params(double s1, double s2, double s_out) {
   AddParams p;
   p.left_shift = 20;

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "cli.hpp"
+#include "model_commands.hpp"
 #include "udc/data/batch_loader.hpp"
 #include "udc/data/dataset.hpp"
 #include "udc/firmware_model/compiler.hpp"
@@ -38,7 +39,7 @@ size_t top1(const std::vector<int8_t>& logits) {
 /// simulator (the model compiled once for the NPU); the model's input and output must
 /// match the images and classes, checked before any image runs.
 void run_eval(const EvalArgs& args) {
-  const fm::Model model = fm::read_model(args.model);
+  const fm::Model model = load_model(args.model);
   const data::Split split = args.split == "train" ? data::Split::Train : data::Split::Test;
   data::ImageDataset set = data::load_dataset(
       {args.set, args.dir, args.side, model.tensors[size_t(model.inputs.at(0))].shape[2]}, split);
@@ -124,7 +125,7 @@ void add_eval_command(CLI::App& app) {
   auto args = std::make_shared<EvalArgs>();
   CLI::App* cmd = app.add_subcommand(
       "eval", "Top-1 accuracy of an integer model on a data set (interpreter or simulator)");
-  cmd->add_option("model", args->model, "integer model (.udcm)")->required();
+  cmd->add_option("model", args->model, "integer model (.udcm or .tflite)")->required();
   cmd->add_option("--data", args->set, "data set")
       ->check(CLI::IsMember(data::dataset_names()))
       ->capture_default_str();

@@ -13,6 +13,8 @@
 #include "udc/firmware_model/model_generator.hpp"
 #include "udc/firmware_model/model_io.hpp"
 #include "udc/firmware_model/reference_interpreter.hpp"
+#include "udc/firmware_model/tflite_export.hpp"
+#include "udc/firmware_model/tflite_import.hpp"
 
 namespace udc::tool {
 namespace {
@@ -101,14 +103,14 @@ std::vector<fm::TensorValues> read_input(const std::string& path, const fm::Mode
 /// `udc model FILE`, or `udc model --generate KIND -o FILE` with the generator's shape,
 /// weight bits and sparsity.
 struct ModelFlags {
-  std::string path;      ///< .udcm to summarise
+  std::string path;      ///< .udcm or .tflite to summarise
   std::string generate;  ///< generator name (mobilenet, random); empty: summarise `path`
   std::string output;    ///< where the generated model goes
   uint32_t side = 96, bits = 8, seed = 1, classes = 10;  ///< input side [pixels], weight bits
   double sparsity = 0.0;  ///< fraction of generated weights that are zero
 };
 
-/// `udc model`: a summary of a .udcm file, or a generated model written to -o.
+/// `udc model`: a summary of a .udcm or .tflite file, or a generated model written to -o.
 void run_model(const ModelFlags& f) {
   if (!f.generate.empty()) {
     if (f.output.empty()) throw std::runtime_error("model --generate needs -o FILE.udcm");
@@ -130,9 +132,31 @@ void run_model(const ModelFlags& f) {
     fmt::print("{}", fm::format_summary(model, fm::summarize(model)));
     return;
   }
-  if (f.path.empty()) throw std::runtime_error("model: a .udcm file or --generate is required");
-  const fm::Model model = fm::read_model(f.path);
+  if (f.path.empty()) throw std::runtime_error("model: a model file or --generate is required");
+  const fm::Model model = load_model(f.path);
   fmt::print("{}", fm::format_summary(model, fm::summarize(model)));
+}
+
+// --- udc import, udc export ---
+
+/// `udc import IN -o OUT.udcm` and `udc export IN -o OUT.tflite`: IN is either format.
+struct ConvertFlags {
+  std::string input, output;
+};
+
+/// `udc import`: a .tflite file as a .udcm model, with its summary and CPU operators.
+void run_import(const ConvertFlags& f) {
+  const fm::Model model = load_model(f.input);
+  fm::write_model(model, f.output);
+  fmt::print("wrote {}\n{}", f.output, fm::format_summary(model, fm::summarize(model)));
+}
+
+/// `udc export`: a model as a .tflite file for Vela and TFLite Micro.
+void run_export(const ConvertFlags& f) {
+  const fm::Model model = load_model(f.input);
+  fm::write_tflite(model, f.output);
+  fmt::print("wrote {} ({} operators, int8; compile with: vela {})\n", f.output,
+             model.operations.size(), f.output);
 }
 
 // --- udc compile ---
@@ -147,7 +171,7 @@ struct CompileCommandFlags {
 
 /// `udc compile`: the memory plan, and the command stream for `udc sim` with -o.
 void run_compile(const CompileCommandFlags& f) {
-  const fm::Model model = fm::read_model(f.model);
+  const fm::Model model = load_model(f.model);
   const npu_sim::NpuConfig config = npu_sim::load_npu_config(f.npu);
   const fm::CompiledModel compiled =
       compile_or_fail(f.model, model, config, compile_options(f.compile));
@@ -178,7 +202,7 @@ struct RunFlags {
 /// `udc run`: compile, simulate on the given or random inputs, print the per-layer
 /// report; the JSON report, trace and outputs are written only after the run succeeded.
 void run_run(const RunFlags& f) {
-  const fm::Model model = fm::read_model(f.model);
+  const fm::Model model = load_model(f.model);
   const npu_sim::NpuConfig config = npu_sim::load_npu_config(f.npu);
   const fm::CompiledModel compiled =
       compile_or_fail(f.model, model, config, compile_options(f.compile));
@@ -219,7 +243,7 @@ struct VerifyFlags {
 /// `udc verify`: interpreter against simulator on every input (firmware_model::
 /// verify_on_npu); the first difference stops it with layer and position.
 void run_verify(const VerifyFlags& f) {
-  const fm::Model model = fm::read_model(f.model);
+  const fm::Model model = load_model(f.model);
   const npu_sim::NpuConfig config = npu_sim::load_npu_config(f.npu);
   fm::CompileOptions options = compile_options(f.compile);
   const fm::CompiledModel compiled = compile_or_fail(f.model, model, config, options);
@@ -261,10 +285,18 @@ void run_verify(const VerifyFlags& f) {
 
 }  // namespace
 
+fm::Model load_model(const std::string& path) {
+  fm::ImportedModel loaded = fm::load_model_file(path);
+  fmt::print("{}", fm::format_cpu_operators(loaded.cpu_operators));
+  for (const std::string& note : loaded.notes) fmt::print("note: {}\n", note);
+  return std::move(loaded.model);
+}
+
 void add_model_commands(CLI::App& app) {
   auto model = std::make_shared<ModelFlags>();
-  CLI::App* m = app.add_subcommand("model", "Print a .udcm model's summary, or generate one");
-  m->add_option("model", model->path, ".udcm model file");
+  CLI::App* m =
+      app.add_subcommand("model", "Print a model's summary (.udcm or .tflite), or generate one");
+  m->add_option("model", model->path, "model file (.udcm or .tflite)");
   m->add_option("--generate", model->generate, "generate a model: mobilenet or random")
       ->check(CLI::IsMember({"mobilenet", "random"}));
   m->add_option("-o,--output", model->output, "where --generate writes the model");
@@ -279,10 +311,24 @@ void add_model_commands(CLI::App& app) {
   m->add_option("--seed", model->seed, "random seed of the weights (or of the random model)");
   m->callback([model] { run_model(*model); });
 
+  auto import = std::make_shared<ConvertFlags>();
+  CLI::App* im = app.add_subcommand(
+      "import", "Convert a TFLite int8 model (.tflite) to a .udcm model, reporting CPU operators");
+  im->add_option("model", import->input, ".tflite (or .udcm) model file")->required();
+  im->add_option("-o,--output", import->output, "the .udcm file to write")->required();
+  im->callback([import] { run_import(*import); });
+
+  auto exported = std::make_shared<ConvertFlags>();
+  CLI::App* ex = app.add_subcommand(
+      "export", "Write a model as a TFLite int8 file (.tflite) for Vela and TFLite Micro");
+  ex->add_option("model", exported->input, ".udcm (or .tflite) model file")->required();
+  ex->add_option("-o,--output", exported->output, "the .tflite file to write")->required();
+  ex->callback([exported] { run_export(*exported); });
+
   auto compile = std::make_shared<CompileCommandFlags>();
   CLI::App* c = app.add_subcommand(
       "compile", "Lower a model to a command stream for an NPU and print the memory plan");
-  c->add_option("model", compile->model, ".udcm model file")->required();
+  c->add_option("model", compile->model, "model file (.udcm or .tflite)")->required();
   add_npu_options(c, compile->npu);
   add_compile_flags(c, compile->compile);
   c->add_option("-o,--output", compile->output,
@@ -293,7 +339,7 @@ void add_model_commands(CLI::App& app) {
   auto run = std::make_shared<RunFlags>();
   CLI::App* r = app.add_subcommand(
       "run", "Compile and run a model on the simulated NPU; print the per-layer report");
-  r->add_option("model", run->model, ".udcm model file")->required();
+  r->add_option("model", run->model, "model file (.udcm or .tflite)")->required();
   add_npu_options(r, run->npu);
   add_compile_flags(r, run->compile);
   r->add_option("--input", run->input, "raw int8 NHWC input (default: seeded random)");
@@ -308,7 +354,7 @@ void add_model_commands(CLI::App& app) {
       "verify",
       "Run reference interpreter and simulated NPU on the same inputs; fail on the "
       "first differing byte, naming layer and position");
-  v->add_option("model", verify->model, ".udcm model file")->required();
+  v->add_option("model", verify->model, "model file (.udcm or .tflite)")->required();
   add_npu_options(v, verify->npu);
   add_compile_flags(v, verify->compile);
   v->add_option("--inputs", verify->inputs, "number of seeded random inputs")

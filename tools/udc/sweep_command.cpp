@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cli.hpp"
+#include "model_commands.hpp"
 #include "udc/common/file_io.hpp"
 #include "udc/firmware_model/model_io.hpp"
 #include "udc/firmware_model/sweep.hpp"
@@ -25,7 +26,7 @@ struct SweepFlags {
 /// `udc sweep`: the grid of firmware_model/sweep.hpp over the model, with progress per
 /// configuration; the CSV and the plot are written whole at the end.
 void run_sweep(const SweepFlags& f) {
-  const fm::Model model = fm::read_model(f.model);
+  const fm::Model model = load_model(f.model);
   const fm::SweepSpace space = fm::read_sweep_space(f.space);
   // The command line's --npu replaces the sweep file's base; --set applies on top.
   const common::ConfigSource base = common::ConfigSource{space.base_files, {}}.overridden_by(f.npu);
@@ -59,7 +60,7 @@ void add_sweep_command(CLI::App& app) {
       "sweep",
       "Evaluate a model over a grid of NPU parameters (in parallel processes); write a "
       "CSV and a plot of the latency / hardware-size Pareto front");
-  s->add_option("model", flags->model, ".udcm model file")->required();
+  s->add_option("model", flags->model, "model file (.udcm or .tflite)")->required();
   s->add_option("--space", flags->space, "sweep YAML (see configs/sweeps/)")
       ->required()
       ->check(CLI::ExistingFile);

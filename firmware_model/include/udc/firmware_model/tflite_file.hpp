@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace udc::firmware_model {
@@ -46,8 +47,9 @@ struct TfliteOptions {
   int32_t block_size = 0;          ///< DEPTH_TO_SPACE
   std::vector<int32_t> new_shape;  ///< RESHAPE
   std::vector<int32_t> squeeze_dims;
-  bool keep_dims = false;    ///< MEAN and other reductions
-  uint8_t options_type = 0;  ///< BuiltinOptions member in the file (0: none)
+  bool keep_dims = false;     ///< MEAN and other reductions
+  int8_t weights_format = 0;  ///< FULLY_CONNECTED: 0 the plain [out, in] layout
+  uint8_t options_type = 0;   ///< BuiltinOptions member in the file (0: none)
 };
 
 struct TfliteOperator {
@@ -66,6 +68,8 @@ struct TfliteModel {
   std::vector<TfliteTensor> tensors;
   std::vector<TfliteOperator> operators;
   std::vector<int32_t> inputs, outputs;  ///< tensor indices of the first subgraph
+  /// Named metadata buffers (Model.metadata), in file order.
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> metadata;
 };
 
 /// The name TFLite gives builtin operator `code` ("CONV_2D"), or "BUILTIN_<code>" for codes

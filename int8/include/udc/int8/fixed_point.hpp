@@ -84,6 +84,13 @@ inline int32_t add(int32_t a, int32_t za, int32_t b, int32_t zb, const AddParams
 /// -31..30. Throws std::invalid_argument for negative, non-finite or too large values.
 std::pair<int32_t, int32_t> quantize_multiplier(double real);
 
+/// The fixed-point pair of one output channel of a convolution or fully connected layer
+/// from its float32 scales, as TFLite computes it (input x weight / output, in double
+/// precision), so that a model read from or written to a .tflite file requantises exactly
+/// as TFLite's kernels do. Throws as quantize_multiplier().
+std::pair<int32_t, int32_t> channel_multiplier(float input_scale, float weight_scale,
+                                               float output_scale);
+
 /// TFLite's int8 ADD parameters for input scales s1, s2 and output scale s_out
 /// [real units per integer step].
 AddParams add_params(double s1, double s2, double s_out);

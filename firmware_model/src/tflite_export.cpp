@@ -1,0 +1,349 @@
+#include "udc/firmware_model/tflite_export.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "udc/common/file_io.hpp"
+#include "udc/firmware_model/tflite_generated.h"
+
+namespace udc::firmware_model {
+namespace fb = udc::tflite;
+
+std::optional<float> weight_scale_for(int32_t multiplier, int32_t shift, float input_scale,
+                                      float output_scale) {
+  const double ratio = double(output_scale) / double(input_scale);
+  // multiplier 0: any scale below TFLite's smallest step (2^-32 of the ratio) gives it.
+  const double real =
+      multiplier == 0 ? std::ldexp(1.0, -40) : std::ldexp(double(multiplier), shift - 31);
+  const float start = float(real * ratio);
+  if (!(start > 0.0f) || !std::isfinite(start)) return std::nullopt;
+  // The float nearest the exact scale, or a neighbour: the product and quotient in double
+  // move the real multiplier by less than a float step either way.
+  constexpr int kNeighbours = 4;
+  float below = start, above = start;
+  for (int step = 0; step <= kNeighbours; ++step) {
+    for (const float candidate : {below, above}) {
+      if (int8::channel_multiplier(input_scale, candidate, output_scale) ==
+          std::pair<int32_t, int32_t>{multiplier, shift}) {
+        return candidate;
+      }
+    }
+    below = std::nextafter(below, 0.0f);
+    above = std::nextafter(above, INFINITY);
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+/// TFLite operator versions for int8 kernels with per-channel weights (what converters
+/// write for these operators; Vela and TFLite Micro accept them).
+struct BuiltinChoice {
+  fb::BuiltinOperator code;
+  int32_t version;
+};
+BuiltinChoice builtin_for(OpType type) {
+  switch (type) {
+    case OpType::Conv2d:
+      return {fb::BuiltinOperator::CONV_2D, 3};
+    case OpType::DepthwiseConv2d:
+      return {fb::BuiltinOperator::DEPTHWISE_CONV_2D, 3};
+    case OpType::FullyConnected:
+      return {fb::BuiltinOperator::FULLY_CONNECTED, 4};
+    case OpType::Add:
+      return {fb::BuiltinOperator::ADD, 2};
+    case OpType::MaxPool:
+      return {fb::BuiltinOperator::MAX_POOL_2D, 2};
+    case OpType::AvgPool:
+    case OpType::GlobalAvgPool:
+      return {fb::BuiltinOperator::AVERAGE_POOL_2D, 2};
+    case OpType::Reshape:
+      return {fb::BuiltinOperator::RESHAPE, 1};
+    case OpType::DepthToSpace:
+      return {fb::BuiltinOperator::DEPTH_TO_SPACE, 2};
+  }
+  throw std::invalid_argument("unknown operation type");
+}
+
+fb::ActivationFunctionType fused_activation(Activation activation) {
+  switch (activation) {
+    case Activation::Relu:
+      return fb::ActivationFunctionType::RELU;
+    case Activation::Relu6:
+      return fb::ActivationFunctionType::RELU6;
+    case Activation::None:
+      break;
+  }
+  return fb::ActivationFunctionType::NONE;
+}
+
+fb::Padding padding_of(const Operation& op) {
+  return op.padding == Padding::Same ? fb::Padding::SAME : fb::Padding::VALID;
+}
+
+/// Builds the flatbuffer: tensors and buffers as they are added, operators in order.
+class Writer {
+ public:
+  explicit Writer(const Model& model) : model_(model) {
+    buffers_.push_back(fb::CreateBuffer(fbb_));  // buffer 0: the format's empty sentinel
+  }
+
+  std::vector<uint8_t> write() {
+    for (size_t t = 0; t < model_.tensors.size(); ++t) add_activation(t);
+    for (size_t i = 0; i < model_.operations.size(); ++i) add_operation(i);
+    const std::vector<int32_t> inputs(model_.inputs), outputs(model_.outputs);
+    const auto graph = fb::CreateSubGraphDirect(fbb_, &tensors_, &inputs, &outputs, &operators_,
+                                                model_.name.c_str());
+    const std::vector<flatbuffers::Offset<fb::SubGraph>> graphs{graph};
+    const std::string json = metadata_json();
+    const uint32_t metadata_buffer = add_buffer(json.data(), json.size());
+    const std::vector<flatbuffers::Offset<fb::Metadata>> metadata{
+        fb::CreateMetadataDirect(fbb_, kTfliteMetadataName, metadata_buffer)};
+    const std::string description = "udc export of " + model_.name;
+    const auto root = fb::CreateModelDirect(fbb_, 3, &codes_, &graphs, description.c_str(),
+                                            &buffers_, nullptr, &metadata);
+    fb::FinishModelBuffer(fbb_, root);
+    return std::vector<uint8_t>(fbb_.GetBufferPointer(), fbb_.GetBufferPointer() + fbb_.GetSize());
+  }
+
+ private:
+  std::string where(size_t index) const {
+    return fmt::format("operation {} ({})", index, model_.operations[index].name);
+  }
+
+  uint32_t add_buffer(const void* data, size_t bytes) {
+    const auto* begin = static_cast<const uint8_t*>(data);
+    const std::vector<uint8_t> copy(begin, begin + bytes);
+    buffers_.push_back(fb::CreateBufferDirect(fbb_, &copy));
+    return uint32_t(buffers_.size() - 1);
+  }
+
+  int32_t add_tensor(const std::string& name, const std::vector<int32_t>& shape,
+                     fb::TensorType type, uint32_t buffer, const std::vector<float>* scales,
+                     const std::vector<int64_t>* zero_points, int32_t quantized_dimension) {
+    flatbuffers::Offset<fb::QuantizationParameters> quant = 0;
+    if (scales) {
+      quant = fb::CreateQuantizationParametersDirect(fbb_, nullptr, nullptr, scales, zero_points,
+                                                     fb::QuantizationDetails::NONE, 0,
+                                                     quantized_dimension);
+    }
+    tensors_.push_back(fb::CreateTensorDirect(fbb_, &shape, type, buffer, name.c_str(), quant));
+    return int32_t(tensors_.size() - 1);
+  }
+
+  /// Activation tensors keep their .udcm index: [1, H, W, C], except a fully connected
+  /// output, which TFLite shapes [1, N].
+  void add_activation(size_t t) {
+    const TensorInfo& info = model_.tensors[t];
+    bool flat = false;
+    for (const Operation& op : model_.operations) {
+      if (op.output == int32_t(t)) flat = op.type == OpType::FullyConnected;
+    }
+    const std::vector<int32_t> shape =
+        flat ? std::vector<int32_t>{1, int32_t(info.shape[2])}
+             : std::vector<int32_t>{1, int32_t(info.shape[0]), int32_t(info.shape[1]),
+                                    int32_t(info.shape[2])};
+    const std::vector<float> scales{info.scale};
+    const std::vector<int64_t> zero_points{info.zero_point};
+    add_tensor(info.name, shape, fb::TensorType::INT8, 0, &scales, &zero_points, 0);
+  }
+
+  uint32_t opcode_index(OpType type) {
+    const BuiltinChoice choice = builtin_for(type);
+    const auto found = opcode_of_.find(choice.code);
+    if (found != opcode_of_.end()) return found->second;
+    codes_.push_back(fb::CreateOperatorCode(fbb_, int8_t(std::min(int32_t(choice.code), 127)), 0,
+                                            choice.version, choice.code));
+    opcode_of_[choice.code] = uint32_t(codes_.size() - 1);
+    return opcode_of_[choice.code];
+  }
+
+  /// The clamp must be what TFLite derives from the fused activation and the output's
+  /// quantisation: the file cannot state a clamp of its own.
+  void check_clamp(size_t index) const {
+    const Operation& op = model_.operations[index];
+    const TensorInfo& out = model_.tensors[size_t(op.output)];
+    const auto [lo, hi] = activation_range(op.activation, out.scale, out.zero_point);
+    if (lo != op.activation_min || hi != op.activation_max) {
+      throw std::invalid_argument(fmt::format(
+          "{}: clamp [{}, {}] is not the {} clamp [{}, {}] of its output quantisation; TFLite "
+          "cannot state it",
+          where(index), op.activation_min, op.activation_max, activation_name(op.activation), lo,
+          hi));
+    }
+  }
+
+  /// Weights, per-channel scales found from the multipliers, and the int32 bias; returns
+  /// the weight and bias tensor indices.
+  std::pair<int32_t, int32_t> add_weights(size_t index) {
+    const Operation& op = model_.operations[index];
+    const TensorInfo& in = model_.tensors[size_t(op.inputs[0])];
+    const TensorInfo& out = model_.tensors[size_t(op.output)];
+    const uint32_t channels = out.shape[2];
+    std::vector<float> weight_scales, bias_scales;
+    for (uint32_t c = 0; c < channels; ++c) {
+      const std::optional<float> scale =
+          weight_scale_for(op.multiplier[c], op.shift[c], in.scale, out.scale);
+      if (!scale) {
+        throw std::invalid_argument(fmt::format(
+            "{}: channel {}: multiplier {} shift {} has no float32 weight scale between input "
+            "scale {} and output scale {}, so TFLite cannot express it",
+            where(index), c, op.multiplier[c], op.shift[c], in.scale, out.scale));
+      }
+      weight_scales.push_back(*scale);
+      bias_scales.push_back(in.scale * *scale);
+    }
+    const std::vector<int64_t> zeros(channels, 0);
+    std::vector<int32_t> shape;
+    std::vector<int8_t> weights = op.weights;
+    int32_t quantized_dimension = 0;
+    switch (op.type) {
+      case OpType::Conv2d:
+        shape = {int32_t(channels), int32_t(op.kernel_h), int32_t(op.kernel_w),
+                 int32_t(in.shape[2])};
+        break;
+      case OpType::DepthwiseConv2d: {
+        // [c][kh][kw] here, [1][kh][kw][c] in TFLite.
+        const uint32_t taps = op.kernel_h * op.kernel_w;
+        for (uint32_t c = 0; c < channels; ++c) {
+          for (uint32_t t = 0; t < taps; ++t)
+            weights[size_t(t) * channels + c] = op.weights[c * taps + t];
+        }
+        shape = {1, int32_t(op.kernel_h), int32_t(op.kernel_w), int32_t(channels)};
+        quantized_dimension = 3;
+        break;
+      }
+      default:  // FullyConnected
+        shape = {int32_t(channels), int32_t(in.elements())};
+        break;
+    }
+    const int32_t w = add_tensor(op.name + "/weights", shape, fb::TensorType::INT8,
+                                 add_buffer(weights.data(), weights.size()), &weight_scales, &zeros,
+                                 quantized_dimension);
+    const int32_t b = add_tensor(op.name + "/bias", {int32_t(channels)}, fb::TensorType::INT32,
+                                 add_buffer(op.bias.data(), op.bias.size() * sizeof(int32_t)),
+                                 &bias_scales, &zeros, 0);
+    return {w, b};
+  }
+
+  void add_operation(size_t index) {
+    const Operation& op = model_.operations[index];
+    check_clamp(index);
+    const fb::ActivationFunctionType activation = fused_activation(op.activation);
+    std::vector<int32_t> inputs(op.inputs.begin(), op.inputs.end());
+    fb::BuiltinOptions options_type = fb::BuiltinOptions::NONE;
+    flatbuffers::Offset<void> options = 0;
+    switch (op.type) {
+      case OpType::Conv2d:
+      case OpType::DepthwiseConv2d:
+      case OpType::FullyConnected: {
+        const auto [w, b] = add_weights(index);
+        inputs.push_back(w);
+        inputs.push_back(b);
+        if (op.type == OpType::Conv2d) {
+          options_type = fb::BuiltinOptions::Conv2DOptions;
+          options = fb::CreateConv2DOptions(fbb_, padding_of(op), int32_t(op.stride_w),
+                                            int32_t(op.stride_h), activation)
+                        .Union();
+        } else if (op.type == OpType::DepthwiseConv2d) {
+          options_type = fb::BuiltinOptions::DepthwiseConv2DOptions;
+          options = fb::CreateDepthwiseConv2DOptions(fbb_, padding_of(op), int32_t(op.stride_w),
+                                                     int32_t(op.stride_h), 1, activation)
+                        .Union();
+        } else {
+          options_type = fb::BuiltinOptions::FullyConnectedOptions;
+          options = fb::CreateFullyConnectedOptions(fbb_, activation).Union();
+        }
+        break;
+      }
+      case OpType::Add: {
+        const float s1 = model_.tensors[size_t(op.inputs[0])].scale;
+        const float s2 = model_.tensors[size_t(op.inputs[1])].scale;
+        const float so = model_.tensors[size_t(op.output)].scale;
+        const int8::AddParams expected = int8::add_params(s1, s2, so);
+        if (std::memcmp(&expected, &op.add, sizeof(expected)) != 0) {
+          throw std::invalid_argument(where(index) +
+                                      ": add parameters differ from TFLite's for its input and "
+                                      "output scales, so TFLite cannot express them");
+        }
+        options_type = fb::BuiltinOptions::AddOptions;
+        options = fb::CreateAddOptions(fbb_, activation).Union();
+        break;
+      }
+      case OpType::MaxPool:
+      case OpType::AvgPool:
+      case OpType::GlobalAvgPool: {
+        const bool global = op.type == OpType::GlobalAvgPool;
+        options_type = fb::BuiltinOptions::Pool2DOptions;
+        options = fb::CreatePool2DOptions(fbb_, global ? fb::Padding::VALID : padding_of(op),
+                                          int32_t(op.stride_w), int32_t(op.stride_h),
+                                          int32_t(op.kernel_w), int32_t(op.kernel_h), activation)
+                      .Union();
+        break;
+      }
+      case OpType::Reshape: {
+        const Shape& s = model_.tensors[size_t(op.output)].shape;
+        const std::vector<int32_t> shape{1, int32_t(s[0]), int32_t(s[1]), int32_t(s[2])};
+        inputs.push_back(add_tensor(op.name + "/shape", {4}, fb::TensorType::INT32,
+                                    add_buffer(shape.data(), shape.size() * sizeof(int32_t)),
+                                    nullptr, nullptr, 0));
+        options_type = fb::BuiltinOptions::ReshapeOptions;
+        options = fb::CreateReshapeOptionsDirect(fbb_, &shape).Union();
+        break;
+      }
+      case OpType::DepthToSpace:
+        options_type = fb::BuiltinOptions::DepthToSpaceOptions;
+        options = fb::CreateDepthToSpaceOptions(fbb_, int32_t(op.block_size)).Union();
+        break;
+    }
+    const std::vector<int32_t> outputs{op.output};
+    operators_.push_back(fb::CreateOperatorDirect(fbb_, opcode_index(op.type), &inputs, &outputs,
+                                                  options_type, options));
+  }
+
+  /// What TFLite cannot say, per operation in order: its name, its type where TFLite's
+  /// operator stands for two of ours (a global average pool), its weights' bit width.
+  std::string metadata_json() const {
+    nlohmann::json ops = nlohmann::json::array();
+    for (const Operation& op : model_.operations) {
+      nlohmann::json entry{{"name", op.name}, {"type", op_type_name(op.type)}};
+      if (has_weights(op.type)) entry["weight_bits"] = op.weight_bits;
+      ops.push_back(std::move(entry));
+    }
+    const nlohmann::json root{
+        {"format", "udc"}, {"version", 1}, {"model", model_.name}, {"operations", ops}};
+    return root.dump();
+  }
+
+  const Model& model_;
+  flatbuffers::FlatBufferBuilder fbb_;
+  std::vector<flatbuffers::Offset<fb::Buffer>> buffers_;
+  std::vector<flatbuffers::Offset<fb::Tensor>> tensors_;
+  std::vector<flatbuffers::Offset<fb::Operator>> operators_;
+  std::vector<flatbuffers::Offset<fb::OperatorCode>> codes_;
+  std::map<fb::BuiltinOperator, uint32_t> opcode_of_;
+};
+
+}  // namespace
+
+std::vector<uint8_t> export_tflite(const Model& model) {
+  const std::string problem = validate(model);
+  if (!problem.empty()) throw std::invalid_argument("model " + model.name + ": " + problem);
+  try {
+    return Writer(model).write();
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("model " + model.name + ": " + e.what());
+  }
+}
+
+void write_tflite(const Model& model, const std::string& path) {
+  const std::vector<uint8_t> bytes = export_tflite(model);
+  common::write_file_atomically(path, bytes.data(), bytes.size());
+}
+
+}  // namespace udc::firmware_model
