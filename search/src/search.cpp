@@ -929,8 +929,12 @@ SearchResult write_results(const SearchContext& ctx, const Supernet& net,
   result.report_path = (out / "report.json").string();
   result.plot_path = (out / "accuracy_vs_size.svg").string();
   result.evolution_path = (out / "evolution.csv").string();
-  common::write_file_atomically(result.model_path, common::read_file(trained.model_path).data(),
-                                common::read_file(trained.model_path).size());
+  result.tflite_path = (out / "model.tflite").string();
+  for (const auto& [from, to] : {std::pair{trained.model_path, result.model_path},
+                                 std::pair{trained.tflite_path, result.tflite_path}}) {
+    const std::vector<uint8_t> bytes = common::read_file(from);
+    common::write_file_atomically(to, bytes.data(), bytes.size());
+  }
 
   common::write_file_atomically(result.evolution_path, evolution_csv(space, evolution));
 
@@ -982,8 +986,8 @@ SearchResult write_results(const SearchContext& ctx, const Supernet& net,
       result.architecture, 100 * result.test_accuracy, result.hardware.weight_bytes,
       result.hardware.flash_bytes, result.hardware.arena_bytes, result.hardware.cycles,
       result.hardware.milliseconds, result.within_budgets ? "met" : "NOT met (below)"));
-  say(fmt::format("wrote {}, {}, {}, {}", result.model_path, result.report_path, result.plot_path,
-                  result.evolution_path));
+  say(fmt::format("wrote {}, {}, {}, {}, {}", result.model_path, result.tflite_path,
+                  result.report_path, result.plot_path, result.evolution_path));
   return result;
 }
 

@@ -23,6 +23,7 @@
 #include "udc/firmware_model/measurement.hpp"
 #include "udc/firmware_model/model_io.hpp"
 #include "udc/firmware_model/reference_interpreter.hpp"
+#include "udc/firmware_model/tflite_export.hpp"
 #include "udc/npu_sim/config.hpp"
 #include "udc/npu_sim/simulator.hpp"
 
@@ -1001,18 +1002,23 @@ std::string epoch_line(const EpochRecord& record, uint32_t total_epochs, bool be
       step_ms, format_duration(record.seconds), format_duration(eta_seconds));
 }
 
-/// Writes model.udcm (or model.over-budget.udcm, the other name removed: a model that
-/// breaks a budget is never left under the name a user flashes) and report.json, and says
-/// what was written.
+/// Writes model.udcm and model.tflite (or model.over-budget.*, the other names removed: a
+/// model that breaks a budget is never left under the name a user flashes) and
+/// report.json, and says what was written.
 void write_trained_model(const TrainOptions& options, const Exported& exported,
                          const nlohmann::json& report, const std::optional<npu_sim::NpuConfig>& npu,
                          TrainResult& result, const std::function<void(const std::string&)>& say) {
-  const fs::path in_budget = fs::path(options.output_dir) / "model.udcm";
-  const fs::path over_budget = fs::path(options.output_dir) / "model.over-budget.udcm";
-  result.model_path = (result.within_budgets ? in_budget : over_budget).string();
+  const fs::path in_budget = fs::path(options.output_dir) / "model";
+  const fs::path over_budget = fs::path(options.output_dir) / "model.over-budget";
+  const fs::path stem = result.within_budgets ? in_budget : over_budget;
+  result.model_path = stem.string() + ".udcm";
+  result.tflite_path = stem.string() + ".tflite";
   result.report_path = (fs::path(options.output_dir) / "report.json").string();
-  fs::remove(result.within_budgets ? over_budget : in_budget);
+  for (const char* extension : {".udcm", ".tflite"}) {
+    fs::remove((result.within_budgets ? over_budget : in_budget).string() + extension);
+  }
   fm::write_model(exported.model, result.model_path);
+  fm::write_tflite(exported.model, result.tflite_path);
   common::write_file_atomically(result.report_path, report.dump(2) + "\n");
   const fm::ModelSummary& summary = exported.summary;
   const std::optional<fm::ModelMeasurement>& measured = result.hardware;
@@ -1027,7 +1033,7 @@ void write_trained_model(const TrainOptions& options, const Exported& exported,
                : std::string(),
       result.verified_images, exported.simulated ? " and simulator" : ""));
   for (const std::string& v : result.budget_violations) say("over budget: " + v);
-  say("wrote " + result.model_path + " and " + result.report_path);
+  say("wrote " + result.model_path + ", " + result.tflite_path + " and " + result.report_path);
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include "udc/firmware_model/measurement.hpp"
 #include "udc/firmware_model/model_io.hpp"
 #include "udc/firmware_model/reference_interpreter.hpp"
+#include "udc/firmware_model/tflite_import.hpp"
 #include "udc/search/trainer.hpp"
 
 namespace fs = std::filesystem;
@@ -67,6 +68,15 @@ TEST(Pruning, MagnitudeMaskHasExactCountPerChannelAtSmallestMagnitudes) {
 }
 
 namespace {
+
+/// model.tflite beside a trained model.udcm holds the same model: importing it gives back
+/// the .udcm byte for byte.
+void expect_tflite_round_trip(const udc::search::TrainResult& trained) {
+  EXPECT_EQ(udc::firmware_model::serialize_model(
+                udc::firmware_model::load_model_file(trained.tflite_path).model),
+            udc::common::read_file(trained.model_path))
+      << trained.tflite_path;
+}
 
 /// Random images with random labels: enough to move weights and activation ranges.
 udc::data::ImageDataset synthetic_set(uint32_t side, uint32_t channels, size_t count,
@@ -310,6 +320,7 @@ TEST(Trainer, TrainsExportsVerifiesAndResumesIdentically) {
   EXPECT_EQ(report["hardware"]["flash_bytes"].get<uint64_t>(), full.hardware->flash_bytes);
   // The bytes reported are the compiler's, measured again here on the written model.
   const fm::Model model = fm::read_model(full.model_path);
+  expect_tflite_round_trip(full);
   const fm::CompileResult compiled =
       fm::compile(model, udc::npu_sim::load_npu_config(tiny_config(1).npu));
   ASSERT_TRUE(compiled.fits());
@@ -356,6 +367,7 @@ TEST(Trainer, FlashBudgetHoldsAfterEveryEpochAndSurvivesResume) {
       << log.str();
   // The exported model, compiled independently of the trainer's bookkeeping, fits.
   const fm::Model model = fm::read_model(held.model_path);
+  expect_tflite_round_trip(held);
   const fm::CompileResult compiled = fm::compile(model, udc::npu_sim::load_npu_config(bounded.npu));
   ASSERT_TRUE(compiled.fits());
   EXPECT_LE(compiled.compiled.plan.flash_bytes, budget);
@@ -407,6 +419,7 @@ TEST(Trainer, ABudgetThatCannotBeMetLeavesNoModelUdcm) {
   EXPECT_FALSE(fs::exists(root / "model.udcm"));
   EXPECT_EQ(result.model_path, (root / "model.over-budget.udcm").string());
   const fm::Model model = fm::read_model(result.model_path);
+  expect_tflite_round_trip(result);
   EXPECT_EQ(fm::measure_model(model, udc::npu_sim::load_npu_config(config.npu),
                               {/*simulate=*/false, /*compile=*/{}})
                 .flash_bytes,
@@ -553,6 +566,7 @@ TEST(Trainer, ExportsTheEpochBestOnHeldOutImagesAndResumesIt) {
   udc::data::ImageDataset training_images = load_data(config.data, udc::data::Split::Train);
   const udc::data::ImageDataset held_out = training_images.split_off(128);
   const fm::Model model = fm::read_model(full.model_path);
+  expect_tflite_round_trip(full);
   size_t correct = 0;
   for (size_t i = 0; i < held_out.size(); ++i) {
     std::vector<int8_t> input(held_out.image_bytes());

@@ -16,6 +16,7 @@
 #include "udc/firmware_model/compiler.hpp"
 #include "udc/firmware_model/driver.hpp"
 #include "udc/firmware_model/model_io.hpp"
+#include "udc/firmware_model/tflite_import.hpp"
 #include "udc/npu_sim/config.hpp"
 #include "udc/search/search.hpp"
 
@@ -448,6 +449,9 @@ TEST(Search, TinySearchUnderTightBudgetsEndsWithAModelThatFits) {
   EXPECT_TRUE(result.within_budgets);
   // Independent measurement of the written model: compiler and simulator.
   const fm::Model model = fm::read_model(result.model_path);
+  // model.tflite holds the same model: importing it gives back model.udcm byte for byte.
+  EXPECT_EQ(fm::serialize_model(fm::load_model_file(result.tflite_path).model),
+            udc::common::read_file(result.model_path));
   const fm::CompileResult compiled = fm::compile(model, npu());
   ASSERT_TRUE(compiled.fits());
   uint64_t streams = 0;

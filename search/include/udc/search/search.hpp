@@ -30,7 +30,7 @@ struct SearchOptions {
 };
 
 struct SearchResult {
-  std::string model_path, report_path, plot_path, evolution_path;
+  std::string model_path, tflite_path, report_path, plot_path, evolution_path;
   std::string architecture;  ///< short description of the found model
   double test_accuracy = 0;  ///< the integer model on the test set
   /// The found model as compiled and simulated on the NPU (firmware_model::measure_model).

@@ -37,10 +37,10 @@ struct OperatorLayer {
 
 /// A block's chosen operator as the derived model needs it: the choices resolved to values.
 struct ChosenOperator {
-  std::string block;          ///< the block's name; derived layers are named after it
-  uint32_t out_channels = 0;  ///< the chosen output width [channels]
-  uint32_t kernel = 3;        ///< the block's kernel [pixels]
-  uint32_t stride = 1;        ///< the block's stride [pixels]
+  std::string block;             ///< the block's name; derived layers are named after it
+  uint32_t out_channels = 0;     ///< the chosen output width [channels]
+  uint32_t kernel = 3;           ///< the block's kernel [pixels]
+  uint32_t stride = 1;           ///< the block's stride [pixels]
   std::vector<uint32_t> bits;    ///< per weighted layer, in order [bits]
   std::vector<double> sparsity;  ///< per weighted layer, in order (0 for a dense layer)
 };

@@ -39,14 +39,15 @@ struct EpochRecord {
 };
 
 struct TrainResult {
-  std::string model_path, report_path;
+  /// model.udcm, the same model as model.tflite (for Vela and TFLite Micro) and report.json.
+  std::string model_path, tflite_path, report_path;
   double test_accuracy = 0;  ///< integer model on the configured test set
   /// The exported model as compiled and simulated on the config's NPU
   /// (firmware_model::measure_model: weight streams, flash image, arena and SRAM, cycles);
   /// none without an NPU. Always fits: a model that does not is an error.
   std::optional<firmware_model::ModelMeasurement> hardware;
   /// Within train.weight_budget_bytes and train.flash_budget_bytes. When not, the model is
-  /// written as model.over-budget.udcm (model_path) and `budget_violations` says how.
+  /// written as model.over-budget.udcm and .tflite and `budget_violations` says how.
   bool within_budgets = true;
   std::vector<std::string> budget_violations;
   uint64_t verified_images = 0;  ///< equal on LibTorch, interpreter and simulator
