@@ -392,9 +392,13 @@ Command kernel_command(const Model& model, const MemoryPlan& plan, const Operati
     c.pad_left = x.pad_before;
     c.pad_right = x.pad_after;
   }
-  if (op.type == OpType::GlobalAvgPool) {  // a window over the whole plane
+  if (pools_whole_plane(op.type)) {  // a window over the whole plane
     c.kernel_h = in.shape[0];
     c.kernel_w = in.shape[1];
+  }
+  if (op.type == OpType::Mean) {
+    c.mean_multiplier = op.multiplier[0];
+    c.mean_shift = op.shift[0];
   }
   if (npu_sim::traits(c.kind).second_input) {
     c.ifm2 = tensor_ref(model, plan, op.inputs[1]);
@@ -505,17 +509,17 @@ struct Lowering {
   npu_sim::MemoryImage weight_image;   ///< streams and scale records as laid out
 };
 
-/// Operations the NPU cannot run in one command: a global average pool wider than its
-/// 64x64 pooling window.
+/// Operations the NPU cannot run in one command: a global average pool or mean wider than
+/// its 64x64 pooling window.
 std::optional<DoesNotFit> check_operations(const Model& model) {
   for (const Operation& op : model.operations) {
-    if (op.type != OpType::GlobalAvgPool) continue;
+    if (!pools_whole_plane(op.type)) continue;
     const Shape& s = model.tensors[size_t(op.inputs[0])].shape;
     if (s[0] > 64 || s[1] > 64) {
       return DoesNotFit{"operation", std::max(s[0], s[1]), 64,
-                        fmt::format("{}: global average pool over {}x{}, the NPU's pooling "
-                                    "window is at most 64x64",
-                                    op.name, s[0], s[1])};
+                        fmt::format("{}: {} over {}x{}, the NPU's pooling window is at most "
+                                    "64x64",
+                                    op.name, op_type_name(op.type), s[0], s[1])};
     }
   }
   return std::nullopt;

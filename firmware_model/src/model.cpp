@@ -81,6 +81,7 @@ uint64_t op_macs(const Model& model, const Operation& op) {
       return out.elements() * in.elements();
     case OpType::Add:
     case OpType::GlobalAvgPool:
+    case OpType::Mean:
       return in.elements();
     case OpType::Reshape:
     case OpType::DepthToSpace:
@@ -140,10 +141,11 @@ std::string check_weights(const Operation& op, uint64_t expected) {
 std::string check_accumulator(const Model& model, const Operation& op) {
   constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
   const TensorInfo& in = model.tensors[size_t(op.inputs[0])];
-  if (op.type == OpType::GlobalAvgPool || op.type == OpType::AvgPool) {
-    const uint64_t window = op.type == OpType::GlobalAvgPool ? uint64_t{in.shape[0]} * in.shape[1]
-                                                             : uint64_t{op.kernel_h} * op.kernel_w;
-    if (window * 128 > uint64_t(kMax)) {
+  if (pools_whole_plane(op.type) || op.type == OpType::AvgPool) {
+    const uint64_t window = pools_whole_plane(op.type) ? uint64_t{in.shape[0]} * in.shape[1]
+                                                       : uint64_t{op.kernel_h} * op.kernel_w;
+    // A mean sums (input - zero point): up to 255 per value.
+    if (window * 255 > uint64_t(kMax)) {
       return fmt::format("pooling window of {} values can sum beyond int32 (at most {})", window,
                          kMax / 128);
     }
@@ -243,9 +245,14 @@ std::string check_operation(const Model& model, const Operation& op) {
       if (out.shape[2] != in.shape[2]) return "pooling changes the depth";
       break;
     case OpType::GlobalAvgPool:
+    case OpType::Mean:
       if (out.shape != Shape{1, 1, in.shape[2]}) {
-        return fmt::format("global_avg_pool output {} (expected 1x1x{})", shape_text(out.shape),
-                           in.shape[2]);
+        return fmt::format("{} output {} (expected 1x1x{})", op_type_name(op.type),
+                           shape_text(out.shape), in.shape[2]);
+      }
+      if (op.type == OpType::Mean) {
+        problem = check_requant(op, 1);
+        if (problem.empty() && op.bias[0] != 0) problem = "mean bias must be 0";
       }
       break;
     case OpType::Reshape:
@@ -458,6 +465,24 @@ int32_t ModelBuilder::global_avg_pool(const std::string& name, int32_t input) {
   op.output = t;
   op.kernel_h = in.shape[0];
   op.kernel_w = in.shape[1];
+  model_.operations.push_back(std::move(op));
+  return t;
+}
+
+int32_t ModelBuilder::mean(const std::string& name, int32_t input, Quant out) {
+  const TensorInfo in = tensor(input);
+  const int32_t t = add_tensor(name, Shape{1, 1, in.shape[2]}, out);
+  Operation op;
+  op.type = OpType::Mean;
+  op.name = name;
+  op.inputs = {input};
+  op.output = t;
+  op.kernel_h = in.shape[0];
+  op.kernel_w = in.shape[1];
+  const auto [multiplier, shift] = int8::quantize_multiplier(double(in.scale) / double(out.scale));
+  op.bias = {0};
+  op.multiplier = {multiplier};
+  op.shift = {shift};
   model_.operations.push_back(std::move(op));
   return t;
 }

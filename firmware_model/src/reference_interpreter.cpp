@@ -89,7 +89,7 @@ void add(const Model& model, const Operation& op, const TensorValues& a, const T
 void pool(const Model& model, const Operation& op, const TensorValues& in, TensorValues& out) {
   const TensorInfo& ti = model.tensors[size_t(op.inputs[0])];
   const TensorInfo& to = model.tensors[size_t(op.output)];
-  const bool global = op.type == OpType::GlobalAvgPool;
+  const bool global = pools_whole_plane(op.type);
   const uint32_t kh = global ? ti.shape[0] : op.kernel_h, kw = global ? ti.shape[1] : op.kernel_w;
   const int32_t pad_top =
       global ? 0 : int32_t(window_axis(ti.shape[0], kh, op.stride_h, op.padding).pad_before);
@@ -115,8 +115,13 @@ void pool(const Model& model, const Operation& op, const TensorValues& in, Tenso
         int32_t value = best;
         if (op.type != OpType::MaxPool) {
           const int32_t count = (y_end - y_begin) * (x_end - x_begin);
+          if (op.type == OpType::Mean) {  // TFLite's MEAN: offsets first, rescaled
+            sum = int8::multiply_by_quantized_multiplier(sum - count * ti.zero_point,
+                                                         op.multiplier[0], op.shift[0]);
+          }
           // Round half away from zero, as TFLite's integer average pool.
           value = count == 0 ? 0 : sum >= 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
+          if (op.type == OpType::Mean) value += to.zero_point;
         }
         out[at(to.shape, oy, ox, c)] = clamp_to(value, op);
       }
@@ -174,6 +179,7 @@ std::vector<TensorValues> run_reference(const Model& model,
       case OpType::MaxPool:
       case OpType::AvgPool:
       case OpType::GlobalAvgPool:
+      case OpType::Mean:
         pool(model, op, in, out);
         break;
       case OpType::Reshape:

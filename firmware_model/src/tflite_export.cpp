@@ -66,6 +66,8 @@ BuiltinChoice builtin_for(OpType type) {
       return {fb::BuiltinOperator::RESHAPE, 1};
     case OpType::DepthToSpace:
       return {fb::BuiltinOperator::DEPTH_TO_SPACE, 2};
+    case OpType::Mean:
+      return {fb::BuiltinOperator::MEAN, 2};
   }
   throw std::invalid_argument("unknown operation type");
 }
@@ -294,6 +296,24 @@ class Writer {
                                     nullptr, nullptr, 0));
         options_type = fb::BuiltinOptions::ReshapeOptions;
         options = fb::CreateReshapeOptionsDirect(fbb_, &shape).Union();
+        break;
+      }
+      case OpType::Mean: {
+        const TensorInfo& in = model_.tensors[size_t(op.inputs[0])];
+        const TensorInfo& out = model_.tensors[size_t(op.output)];
+        if (int8::quantize_multiplier(double(in.scale) / double(out.scale)) !=
+            std::pair<int32_t, int32_t>{op.multiplier[0], op.shift[0]}) {
+          throw std::invalid_argument(where(index) +
+                                      ": mean scaling differs from TFLite's for its input and "
+                                      "output scales, so TFLite cannot express it");
+        }
+        // Axes 1 and 2 with the dimensions kept: TFLite's integer MEAN kernel.
+        const std::vector<int32_t> axes{1, 2};
+        inputs.push_back(add_tensor(op.name + "/axes", {2}, fb::TensorType::INT32,
+                                    add_buffer(axes.data(), axes.size() * sizeof(int32_t)), nullptr,
+                                    nullptr, 0));
+        options_type = fb::BuiltinOptions::ReducerOptions;
+        options = fb::CreateReducerOptions(fbb_, true).Union();
         break;
       }
       case OpType::DepthToSpace:

@@ -32,6 +32,7 @@ enum Builtin : int32_t {
   kSoftmax = 25,
   kTanh = 28,
   kPad = 34,
+  kMean = 40,
   kSqueeze = 43,
   kArgMax = 56,
   kQuantize = 114,
@@ -50,6 +51,7 @@ bool runs_on_npu(int32_t code) {
     case kReshape:
     case kSqueeze:
     case kPad:
+    case kMean:
       return true;
     default:
       return false;
@@ -97,6 +99,8 @@ bool metadata_type_matches(int32_t code, const std::string& type) {
       return type == "reshape";
     case kDepthToSpace:
       return type == "depth_to_space";
+    case kMean:
+      return type == "mean";
     default:
       return false;
   }
@@ -421,6 +425,8 @@ class Importer {
         return convert_data_movement(i, op);
       case kPad:
         return record_pad(i, op);
+      case kMean:
+        return convert_mean(i, op);
       default:
         fail(i, "not an NPU operator");
     }
@@ -642,6 +648,37 @@ class Importer {
     if (to_space) {
       if (file_op.options.block_size < 2) fail(i, "block size below 2");
       op.block_size = uint32_t(file_op.options.block_size);
+    }
+    push(std::move(op));
+  }
+
+  /// MEAN over height and width (axes 1 and 2 of a 4-d input, kept or not) as TFLite's
+  /// integer kernel computes it.
+  void convert_mean(size_t i, const TfliteOperator& file_op) {
+    if (file_op.inputs.size() != 2) fail(i, "expected an input and an axes tensor");
+    const TfliteTensor& axes = constant(i, 1, TfliteType::Int32, 1, "axes");
+    std::vector<int32_t> axis(size_t(axes.shape[0]));
+    std::memcpy(axis.data(), axes.data.data(), axis.size() * sizeof(int32_t));
+    std::sort(axis.begin(), axis.end());
+    if (file_.tensors[size_t(file_op.inputs[0])].shape.size() != 4 ||
+        axis != std::vector<int32_t>{1, 2}) {
+      fail(i, "udc takes MEAN over height and width (axes 1 and 2 of a 4-d input) only");
+    }
+    Operation op = start(i, OpType::Mean);
+    op.inputs = {model_tensor(file_op.inputs[0])};
+    op.output = model_tensor(file_op.outputs[0]);
+    const TensorInfo& in = info(op.inputs[0]);
+    if (info(op.output).shape != Shape{1, 1, in.shape[2]}) fail(i, "output is not 1x1xC");
+    op.kernel_h = in.shape[0];
+    op.kernel_w = in.shape[1];
+    try {
+      const auto [m, s] =
+          int8::quantize_multiplier(double(in.scale) / double(info(op.output).scale));
+      op.bias = {0};
+      op.multiplier = {m};
+      op.shift = {s};
+    } catch (const std::invalid_argument& e) {
+      fail(i, e.what());
     }
     push(std::move(op));
   }

@@ -62,6 +62,7 @@ uint64_t Command::macs() const {
       return outputs;
     case CommandKind::MaxPool:
     case CommandKind::AvgPool:
+    case CommandKind::Mean:
       return outputs * kernel_h * kernel_w;
     default:
       return 0;
@@ -208,7 +209,7 @@ Command command_from(const json& j, const Where& outer) {
   check_keys(j,
              {"op", "ifm", "ifm2", "ofm", "kernel", "stride", "padding", "input_zero_point",
               "input2_zero_point", "output_zero_point", "activation", "ofm_block_depth",
-              "ofm_block", "weights", "scales", "add_scaling"},
+              "ofm_block", "weights", "scales", "add_scaling", "mean_scaling"},
              where);
   c.ifm = tensor_from(member(j, "ifm", where), "ifm", where);
   c.ofm = tensor_from(member(j, "ofm", where), "ofm", where);
@@ -279,6 +280,13 @@ Command command_from(const json& j, const Where& outer) {
     optional(s, "output_shift", c.add.output_shift, swhere);
     optional(s, "left_shift", c.add.left_shift, swhere);
   }
+  if (c.kind == CommandKind::Mean) {
+    const json& s = member(j, "mean_scaling", where);
+    const Where swhere{where.prefix + "mean_scaling."};
+    check_keys(s, {"multiplier", "shift"}, swhere);
+    c.mean_multiplier = integer<int32_t>(member(s, "multiplier", swhere), "multiplier", swhere);
+    c.mean_shift = integer<int32_t>(member(s, "shift", swhere), "shift", swhere);
+  }
   return c;
 }
 
@@ -329,6 +337,9 @@ json command_to(const Command& c) {
                         {"output_multiplier", c.add.output_multiplier},
                         {"output_shift", c.add.output_shift},
                         {"left_shift", c.add.left_shift}};
+  }
+  if (c.kind == CommandKind::Mean) {
+    j["mean_scaling"] = {{"multiplier", c.mean_multiplier}, {"shift", c.mean_shift}};
   }
   return j;
 }
@@ -571,8 +582,13 @@ std::string validate(const CommandStream& stream) {
     if (c.kind == CommandKind::Add && (c.add.left_shift < 0 || c.add.left_shift > 20)) {
       return where + "add_scaling.left_shift must be in 0..20";
     }
-    if (c.kind == CommandKind::AvgPool && uint64_t{c.kernel_h} * c.kernel_w > 65536) {
-      return where + "avg_pool window too large";
+    if ((c.kind == CommandKind::AvgPool || c.kind == CommandKind::Mean) &&
+        uint64_t{c.kernel_h} * c.kernel_w > 65536) {
+      return where + command_name(c.kind) + " window too large";
+    }
+    if (c.kind == CommandKind::Mean &&
+        (c.mean_multiplier < 0 || c.mean_shift < -31 || c.mean_shift > 30)) {
+      return where + "mean_scaling: multiplier must be >= 0 and shift in -31..30";
     }
     if (has_weights(c.kind) && c.weight_streams.size() != c.ofm_blocks()) {
       return where + "has " + std::to_string(c.weight_streams.size()) +

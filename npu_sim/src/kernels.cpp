@@ -75,6 +75,7 @@ void KernelContext::run_block(uint32_t block, const int16_t* weights, const Chan
       break;
     case CommandKind::MaxPool:
     case CommandKind::AvgPool:
+    case CommandKind::Mean:
       pool_block(first, count);
       break;
     default:
@@ -184,8 +185,14 @@ void KernelContext::pool_block(uint32_t first, uint32_t count) {
               sum += load(memories_, c.ifm, static_cast<uint32_t>(y), static_cast<uint32_t>(x), k);
             }
           }
+          if (c.kind == CommandKind::Mean) {
+            // TFLite's MEAN: the sum of (input - zero point), rescaled, then averaged.
+            sum = int8::multiply_by_quantized_multiplier(sum - n * c.input_zero_point,
+                                                         c.mean_multiplier, c.mean_shift);
+          }
           // TFLite: round half away from zero; an all-padding window averages to 0.
           value = n == 0 ? 0 : (sum > 0 ? (sum + n / 2) / n : (sum - n / 2) / n);
+          if (c.kind == CommandKind::Mean) value += c.output_zero_point;
         }
         value = std::clamp(value, c.activation_min, c.activation_max);
         memories_.base[static_cast<int>(c.ofm.memory)]

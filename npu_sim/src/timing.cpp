@@ -132,6 +132,7 @@ double block_compute_cycles(const Command& c, const BlockShape& block, const Npu
       break;
     case CommandKind::MaxPool:
     case CommandKind::AvgPool:
+    case CommandKind::Mean:
       kernel_steps = 1;
       cycles = double(std::max<uint64_t>(4, positions) * blocks_xy * blocks_z);
       break;

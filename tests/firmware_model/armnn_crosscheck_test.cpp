@@ -99,6 +99,27 @@ TEST(ArmnnCrossCheck, ExportedLayersComputeWhatTheInterpreterComputes) {
       ++layers;
     }
   }
+  // MEAN, which the generator does not make.
+  for (uint32_t trial = 0; trial < 10; ++trial) {
+    std::mt19937 rng(100 + trial);
+    ModelBuilder b("mean");
+    const int32_t x = b.add_input("in", Shape{1 + trial % 5, 2 + trial % 4, 3 + trial}, 0.04f,
+                                  int32_t(trial * 20) - 100);
+    b.mark_output(b.mean("mean", x, ModelBuilder::Quant{0.01f + 0.01f * float(trial % 3), 7}));
+    const Model one = b.finish();
+    std::vector<int8_t> input(one.tensors[0].elements());
+    for (int8_t& v : input) v = int8_t(std::uniform_int_distribution<int>(-128, 127)(rng));
+    const std::vector<int8_t> ours = run_reference(one, {input})[size_t(one.outputs[0])];
+    const std::vector<int8_t> theirs = run_on_armnn(export_tflite(one), {input});
+    ASSERT_EQ(theirs.size(), ours.size()) << "mean " << trial;
+    for (size_t k = 0; k < ours.size(); ++k) {
+      const int difference = std::abs(int(ours[k]) - int(theirs[k]));
+      ASSERT_LE(difference, 1) << "mean " << trial << " output " << k;
+      off_by_one += size_t(difference);
+    }
+    values += ours.size();
+    ++layers;
+  }
   std::printf("Arm NN cross-check: %zu layers (%zu left out), %zu values, %zu off by one\n", layers,
               skipped, values, off_by_one);
   EXPECT_GE(layers, 100u);

@@ -75,6 +75,30 @@ TEST(CompileRun, RandomModelsMatchReferenceOnEveryShippedConfig) {
   }
 }
 
+TEST(CompileRun, MeanMatchesReferenceOnEveryShippedConfig) {
+  // The MobileNet's global pool as TFLite's MEAN into another quantisation (as imported
+  // Keras models have it): zero points applied, rescaled, averaged.
+  MobileNetOptions options;
+  options.input_side = 32;
+  Model model = mobilenet_like(options);
+  Operation& pool = model.operations[model.operations.size() - 2];
+  ASSERT_EQ(pool.type, OpType::GlobalAvgPool);
+  TensorInfo& out = model.tensors[size_t(pool.output)];
+  out.scale *= 0.7f;
+  out.zero_point = -90;
+  pool.type = OpType::Mean;
+  const auto [multiplier, shift] = int8::quantize_multiplier(
+      double(model.tensors[size_t(pool.inputs[0])].scale) / double(out.scale));
+  pool.bias = {0};
+  pool.multiplier = {multiplier};
+  pool.shift = {shift};
+  ASSERT_EQ(validate(model), "");
+  std::mt19937 rng(7);
+  for (const std::string& path : shipped_configs()) {
+    expect_matches_reference(model, npu_sim::load_npu_config(path), {}, rng, path);
+  }
+}
+
 TEST(CompileRun, EveryPlacementAndTilingMatchesReference) {
   std::mt19937 rng(7);
   npu_sim::NpuConfig config;

@@ -152,6 +152,28 @@ TEST(ReferenceInterpreter, AddAndPoolingMatchScalarReference) {
   }
 }
 
+TEST(ReferenceInterpreter, MeanMatchesScalarReference) {
+  std::mt19937 rng(21);
+  for (int trial = 0; trial < 30; ++trial) {
+    ModelBuilder b("mean");
+    const uint32_t h = 1 + rng() % 8, w = 1 + rng() % 8, c = 1 + rng() % 12;
+    const int32_t x = b.add_input("in", Shape{h, w, c}, 0.02f + 0.01f * float(rng() % 7),
+                                  int32_t(rng() % 256) - 128);
+    const int32_t y = b.mean(
+        "mean", x, ModelBuilder::Quant{0.01f + 0.01f * float(rng() % 9), int32_t(rng() % 61) - 30});
+    b.mark_output(y);
+    const Model m = b.finish();
+    const TensorValues input = random_values(m.tensors[0].elements(), rng);
+    const Operation& op = m.operations[0];
+    EXPECT_EQ(run_reference(m, {input})[size_t(y)],
+              npu_sim::test::ref_mean(as_tensor(m.tensors[0], input), m.tensors[0].zero_point,
+                                      op.multiplier[0], op.shift[0],
+                                      m.tensors[size_t(y)].zero_point, -128, 127)
+                  .data)
+        << trial;
+  }
+}
+
 TEST(ReferenceInterpreter, DepthToSpaceAndReshapeMoveBytesAsSpecified) {
   // 1x2 input with 8 channels, block 2: 2x4 output with 2 channels. Input channel
   // (i*2+j)*2+c of pixel x goes to output (i, 2x+j, c).

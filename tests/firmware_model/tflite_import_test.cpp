@@ -293,6 +293,31 @@ TEST(TfliteImport, PoolingDepthToSpaceAndSqueezeMatchTflite) {
   EXPECT_EQ(imported.model.tensors[size_t(imported.model.outputs[0])].shape, (Shape{1, 1, 48}));
 }
 
+TEST(TfliteImport, MeanOverHeightAndWidthMatchesTflite) {
+  std::mt19937 rng(9);
+  TfliteBuilder f;
+  const int32_t in = f.activation("in", {1, 5, 6, 7}, 0.05f, -128);
+  const int32_t axes = f.int32_constant("axes", {2}, {2, 1});
+  const int32_t out = f.activation("out", {1, 7}, 0.03f, 11);  // keep_dims false
+  f.op(tflite::BuiltinOperator::MEAN, {in, axes}, {out}, tflite::BuiltinOptions::ReducerOptions,
+       tflite::CreateReducerOptions(f.fbb(), false).Union());
+  const ImportedModel imported = import_bytes(f.finish({in}, {out}));
+  ASSERT_EQ(imported.model.operations.at(0).type, OpType::Mean);
+  const std::vector<int8_t> x = random_int8(5 * 6 * 7, rng, -128, 127);
+  // TFLite's integer MEAN: offsets summed, scaled by input/output scale, averaged with
+  // ties away from zero, output zero point added.
+  const auto [m, s] = int8::quantize_multiplier(double(0.05f) / double(0.03f));
+  std::vector<int8_t> expected;
+  for (int c = 0; c < 7; ++c) {
+    int32_t acc = 0;
+    for (int p = 0; p < 30; ++p) acc += x[size_t(p * 7 + c)] + 128;
+    acc = int8::multiply_by_quantized_multiplier(acc, m, s);
+    acc = acc > 0 ? (acc + 15) / 30 : (acc - 15) / 30;
+    expected.push_back(int8_t(std::clamp(acc + 11, -128, 127)));
+  }
+  EXPECT_EQ(output_of(imported.model, {x}), expected);
+}
+
 /// PAD then a VALID 3x3 convolution; `pads` is [top, bottom, left, right].
 std::vector<uint8_t> padded_conv_file(std::vector<int32_t> pads,
                                       const std::vector<int8_t>& filter) {
@@ -444,6 +469,15 @@ TEST(TfliteRoundTrip, GeneratedModelsComeBackByteIdentical) {
     EXPECT_EQ(serialize_model(import_bytes(export_tflite(model)).model), serialize_model(model))
         << bits << " bits";
   }
+}
+
+TEST(TfliteRoundTrip, MeanComesBackByteIdentical) {
+  ModelBuilder b("mean");
+  const int32_t x = b.add_input("in", Shape{4, 4, 8}, 0.05f, -128);
+  const int32_t y = b.mean("mean", x, ModelBuilder::Quant{0.02f, 3});
+  b.mark_output(y);
+  const Model model = b.finish();
+  EXPECT_EQ(serialize_model(import_bytes(export_tflite(model)).model), serialize_model(model));
 }
 
 TEST(TfliteRoundTrip, WithoutMetadataBitWidthsComeFromTheValues) {

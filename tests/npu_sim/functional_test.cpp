@@ -251,6 +251,42 @@ TEST(NpuFunctional, PoolingMatchesScalarReference) {
   }
 }
 
+TEST(NpuFunctional, MeanMatchesScalarReference) {
+  std::mt19937 rng(15);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  for (int trial = 0; trial < 40; ++trial) {
+    const Tensor input = random_tensor(pick(1, 9), pick(1, 9), pick(1, 20), rng);
+    const int in_zp = pick(-128, 127), out_zp = pick(-40, 40);
+    const int32_t multiplier = pick(1 << 30, INT32_MAX);
+    const int shift = pick(-2, 2);
+    const int act_min = trial % 4 == 0 ? out_zp : -128;
+    CommandStream stream;
+    Command c;
+    c.kind = CommandKind::Mean;
+    c.ifm = tensor_ref(kIfmAddress, input);
+    c.ofm = tensor_ref(kOfmAddress, Tensor(1, 1, input.c));
+    c.kernel_h = uint32_t(input.h);
+    c.kernel_w = uint32_t(input.w);
+    c.ofm_block_depth = uint32_t(pick(1, input.c));
+    c.input_zero_point = in_zp;
+    c.output_zero_point = out_zp;
+    c.activation_min = act_min;
+    c.mean_multiplier = multiplier;
+    c.mean_shift = shift;
+    place_input(stream, kIfmAddress, input);
+    stream.commands.push_back(c);
+    stream.outputs.push_back({"ofm", MemoryId::Sram, kOfmAddress, c.ofm.elements()});
+    // Through the JSON form too: what udc sim reads is what runs.
+    const std::string path = ::testing::TempDir() + "mean_stream.json";
+    write_command_stream(stream, path);
+    const JobReport report = run(read_command_stream(path), config_named("u55-128-deep-embedded"));
+    const Tensor expected = ref_mean(input, in_zp, multiplier, shift, out_zp, act_min, 127);
+    ASSERT_EQ(report.outputs.at(0),
+              std::vector<uint8_t>(expected.data.begin(), expected.data.end()))
+        << "trial " << trial;
+  }
+}
+
 TEST(NpuFunctional, SaturatingRequantisationAndStridedOutput) {
   // Left shifts and large biases drive the output unit into saturation; the ofm is
   // written with a column stride into a wider tensor, as a stripe of a concat would be.

@@ -163,4 +163,23 @@ inline Tensor ref_pool(const Tensor& in, bool max_pool, const RefWindow& win, in
   return out;
 }
 
+/// TFLite's int8 MEAN over the whole plane: the sum of (input - in_zp), requantised by
+/// (multiplier, shift), divided by the plane's size to nearest with ties away from zero,
+/// plus out_zp, clamped.
+inline Tensor ref_mean(const Tensor& in, int in_zp, int32_t multiplier, int shift, int out_zp,
+                       int act_min, int act_max) {
+  Tensor out(1, 1, in.c);
+  const int64_t count = int64_t(in.h) * in.w;
+  for (int k = 0; k < in.c; ++k) {
+    int64_t sum = 0;
+    for (int y = 0; y < in.h; ++y)
+      for (int x = 0; x < in.w; ++x) sum += in.at(y, x, k) - in_zp;
+    const int64_t scaled = ref_requantize(int32_t(sum), multiplier, shift);
+    const int64_t magnitude = (std::abs(scaled) * 2 + count) / (2 * count);
+    const int64_t v = (scaled < 0 ? -magnitude : magnitude) + out_zp;
+    out.at(0, 0, k) = int8_t(std::clamp<int64_t>(v, act_min, act_max));
+  }
+  return out;
+}
+
 }  // namespace udc::npu_sim::test

@@ -39,6 +39,10 @@ enum class OpType : uint8_t {
   GlobalAvgPool = 7,  ///< average over the whole plane; output 1x1xC
   Reshape = 8,        ///< same bytes, new shape
   DepthToSpace = 9,   ///< block b: out[y*b+i][x*b+j][c] = in[y][x][(i*b+j)*C+c]
+  /// TFLite's int8 MEAN over height and width, output 1x1xC: the plane's sum of
+  /// (in - zp_in) times multiplier[0], shift[0] (the input-to-output scale ratio), divided
+  /// by H*W rounding half away from zero, plus zp_out (bias[0] is 0).
+  Mean = 10,
 };
 
 /// What an operation type is, said once: its name, and the properties that validation,
@@ -57,7 +61,7 @@ struct OpTraits {
   npu_sim::CommandKind command;
 };
 // clang-format off
-inline constexpr std::array<OpTraits, 9> kOpTraits{{
+inline constexpr std::array<OpTraits, 10> kOpTraits{{
     // type                  name                weights window inputs keeps_q command? command
     {OpType::Conv2d,          "conv2d",           true,  true,  1, false, true,  npu_sim::CommandKind::Conv2d},
     {OpType::DepthwiseConv2d, "depthwise_conv2d", true,  true,  1, false, true,  npu_sim::CommandKind::DepthwiseConv2d},
@@ -68,6 +72,7 @@ inline constexpr std::array<OpTraits, 9> kOpTraits{{
     {OpType::GlobalAvgPool,   "global_avg_pool",  false, false, 1, true,  true,  npu_sim::CommandKind::AvgPool},
     {OpType::Reshape,         "reshape",          false, false, 1, true,  false, npu_sim::CommandKind::Dma},
     {OpType::DepthToSpace,    "depth_to_space",   false, false, 1, true,  false, npu_sim::CommandKind::Dma},
+    {OpType::Mean,            "mean",             false, false, 1, false, true,  npu_sim::CommandKind::Mean},
 }};
 // clang-format on
 /// The traits of a valid type (1..kOpTraits.size(); see is_op_type()).
@@ -83,6 +88,10 @@ constexpr const char* op_type_name(OpType type) {
 }
 constexpr bool has_weights(OpType type) {
   return traits(type).weights;
+}
+/// Types whose window is the whole input plane (output 1x1xC).
+constexpr bool pools_whole_plane(OpType type) {
+  return type == OpType::GlobalAvgPool || type == OpType::Mean;
 }
 
 enum class Padding : uint8_t { Valid = 0, Same = 1 };  ///< TFLite semantics
@@ -177,6 +186,8 @@ class ModelBuilder {
   int32_t avg_pool(const std::string& name, int32_t input, uint32_t kernel, uint32_t stride,
                    Padding padding);
   int32_t global_avg_pool(const std::string& name, int32_t input);
+  /// TFLite's MEAN over height and width into `out`'s quantisation.
+  int32_t mean(const std::string& name, int32_t input, Quant out);
   int32_t reshape(const std::string& name, int32_t input, Shape shape);
   int32_t depth_to_space(const std::string& name, int32_t input, uint32_t block_size);
   void mark_output(int32_t tensor) { model_.outputs.push_back(tensor); }

@@ -43,6 +43,7 @@ enum class CommandKind : uint8_t {
   Add,
   MaxPool,
   AvgPool,
+  Mean,  ///< TFLite's int8 MEAN over a window: zero points applied, rescaled, averaged
 };
 
 /// What a command kind is, said once: its name in the stream and the properties that
@@ -58,7 +59,7 @@ struct CommandTraits {
   bool second_input;        ///< reads ifm2
 };
 // clang-format off
-inline constexpr std::array<CommandTraits, 8> kCommandTraits{{
+inline constexpr std::array<CommandTraits, 9> kCommandTraits{{
     // kind                         name                kernel weights window all_ic ifm2
     {CommandKind::Dma,             "dma",              false, false, false, false, false},
     {CommandKind::WaitDma,         "wait_dma",         false, false, false, false, false},
@@ -68,6 +69,7 @@ inline constexpr std::array<CommandTraits, 8> kCommandTraits{{
     {CommandKind::Add,             "add",              true,  false, false, false, true},
     {CommandKind::MaxPool,         "max_pool",         true,  false, true,  false, false},
     {CommandKind::AvgPool,         "avg_pool",         true,  false, true,  false, false},
+    {CommandKind::Mean,            "mean",             true,  false, true,  false, false},
 }};
 // clang-format on
 constexpr const CommandTraits& traits(CommandKind kind) {
@@ -113,6 +115,10 @@ struct Command {
   int32_t output_zero_point = 0;
   int32_t activation_min = -128, activation_max = 127;  ///< fused clamp (ReLU/ReLU6)
   int8::AddParams add;  ///< Add only: requantisation of both inputs and the output
+  /// Mean only: the window's sum of (input - input_zero_point) is scaled by this pair
+  /// (TFLite's input-to-output scale ratio; shift > 0: left) before it is divided by the
+  /// window's size, rounding half away from zero.
+  int32_t mean_multiplier = 1 << 30, mean_shift = 1;
   /// Output channels per block. Weight-carrying ops have one weight stream and one
   /// scale record per channel for each block, in order; blocks pipeline through the
   /// decoders, the MAC array and the output unit.
