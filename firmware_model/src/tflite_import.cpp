@@ -558,6 +558,13 @@ class Importer {
       } else {
         // Output channel o reads input channel o / multiplier only: a convolution whose
         // other weights are exact zeros, which the codec stores as zero runs.
+        constexpr uint64_t kMaxExpandedWeights = uint64_t{1} << 26;
+        if (uint64_t{out_c} * taps * in_c > kMaxExpandedWeights) {
+          fail(i,
+               fmt::format("depth multiplier {} over {} channels would need {} weights as a "
+                           "convolution (at most {})",
+                           multiplier, in_c, uint64_t{out_c} * taps * in_c, kMaxExpandedWeights));
+        }
         op.type = OpType::Conv2d;
         weights.assign(size_t(out_c) * taps * in_c, 0);
         for (uint32_t o = 0; o < out_c; ++o) {
@@ -613,8 +620,12 @@ class Importer {
     if (info(op.inputs[0]).shape != out || info(op.inputs[1]).shape != out) {
       fail(i, "input shapes differ from the output's (udc adds without broadcasting)");
     }
-    op.add =
-        int8::add_params(info(op.inputs[0]).scale, info(op.inputs[1]).scale, info(op.output).scale);
+    try {
+      op.add = int8::add_params(info(op.inputs[0]).scale, info(op.inputs[1]).scale,
+                                info(op.output).scale);
+    } catch (const std::invalid_argument& e) {
+      fail(i, e.what());
+    }
     set_activation(i, op);
     push(std::move(op));
   }

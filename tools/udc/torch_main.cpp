@@ -66,7 +66,8 @@ void add_train_command(CLI::App& app) {
       "Train a fixed architecture with per-layer bitwidth and sparsity (warm-up, compress, "
       "fine-tune), export it to .udcm and verify it on the interpreter and the simulator",
       "training configuration (YAML, configs/train/)",
-      "output folder: model.udcm (model.over-budget.udcm when it breaks a budget), report.json, "
+      "output folder: model.udcm and model.tflite (model.over-budget.* when it breaks a budget), "
+      "report.json, "
       "checkpoint.pt (default: runs/<config name>)",
       "ignore an existing checkpoint and start over", [](const RunArguments& args) {
         udc::search::TrainConfig config;
@@ -115,7 +116,7 @@ void add_search_command(CLI::App& app) {
       "weight, flash, SRAM and latency budgets measured on the compiled model and the simulator; "
       "fine-tune, export and verify the found model",
       "search configuration (YAML, configs/search/)",
-      "results folder: model.udcm, report.json, accuracy_vs_size.svg, evolution.csv, "
+      "results folder: model.udcm, model.tflite, report.json, accuracy_vs_size.svg, evolution.csv, "
       "derived.yaml, checkpoints (default: runs/<config name>)",
       "ignore existing checkpoints and start over", [](const RunArguments& args) {
         udc::search::SearchConfig config;
