@@ -72,6 +72,24 @@ BuiltinChoice builtin_for(OpType type) {
   throw std::invalid_argument("unknown operation type");
 }
 
+/// How a fully connected layer is written. Vela takes per-channel weight scales only on
+/// convolutions, so a layer whose channels share one multiplier is a FULLY_CONNECTED with
+/// one scale (what converters write); otherwise it is a CONV_2D whose window is its whole
+/// input (the same sums: its filters [n][h][w][c] are the layer's rows), within Vela's
+/// window limits (height 64, area 4096); beyond them, a per-channel FULLY_CONNECTED that
+/// Vela leaves to the CPU.
+enum class FcForm { PerTensor, Convolution, PerChannel };
+FcForm fc_form(const Model& model, const Operation& op) {
+  bool uniform = true;
+  for (size_t c = 1; c < op.multiplier.size(); ++c) {
+    uniform &= op.multiplier[c] == op.multiplier[0] && op.shift[c] == op.shift[0];
+  }
+  if (uniform) return FcForm::PerTensor;
+  const Shape& in = model.tensors[size_t(op.inputs[0])].shape;
+  return in[0] <= 64 && in[1] <= 64 && in[0] * in[1] <= 4096 ? FcForm::Convolution
+                                                             : FcForm::PerChannel;
+}
+
 fb::ActivationFunctionType fused_activation(Activation activation) {
   switch (activation) {
     case Activation::Relu:
@@ -91,7 +109,7 @@ fb::Padding padding_of(const Operation& op) {
 /// Builds the flatbuffer: tensors and buffers as they are added, operators in order.
 class Writer {
  public:
-  explicit Writer(const Model& model) : model_(model) {
+  Writer(const Model& model, std::vector<std::string>* notes) : model_(model), notes_(notes) {
     buffers_.push_back(fb::CreateBuffer(fbb_));  // buffer 0: the format's empty sentinel
   }
 
@@ -138,13 +156,19 @@ class Writer {
     return int32_t(tensors_.size() - 1);
   }
 
-  /// Activation tensors keep their .udcm index: [1, H, W, C], except a fully connected
-  /// output, which TFLite shapes [1, N].
+  void note(const std::string& text) {
+    if (notes_) notes_->push_back(text);
+  }
+
+  /// Activation tensors keep their .udcm index: [1, H, W, C], except the output of a
+  /// FULLY_CONNECTED, which TFLite shapes [1, N].
   void add_activation(size_t t) {
     const TensorInfo& info = model_.tensors[t];
     bool flat = false;
     for (const Operation& op : model_.operations) {
-      if (op.output == int32_t(t)) flat = op.type == OpType::FullyConnected;
+      if (op.output == int32_t(t)) {
+        flat = op.type == OpType::FullyConnected && fc_form(model_, op) != FcForm::Convolution;
+      }
     }
     const std::vector<int32_t> shape =
         flat ? std::vector<int32_t>{1, int32_t(info.shape[2])}
@@ -155,8 +179,7 @@ class Writer {
     add_tensor(info.name, shape, fb::TensorType::INT8, 0, &scales, &zero_points, 0);
   }
 
-  uint32_t opcode_index(OpType type) {
-    const BuiltinChoice choice = builtin_for(type);
+  uint32_t opcode_index(const BuiltinChoice& choice) {
     const auto found = opcode_of_.find(choice.code);
     if (found != opcode_of_.end()) return found->second;
     codes_.push_back(fb::CreateOperatorCode(fbb_, int8_t(std::min(int32_t(choice.code), 127)), 0,
@@ -180,9 +203,10 @@ class Writer {
     }
   }
 
-  /// Weights, per-channel scales found from the multipliers, and the int32 bias; returns
-  /// the weight and bias tensor indices.
-  std::pair<int32_t, int32_t> add_weights(size_t index) {
+  /// Weights, the scales found from the multipliers (per channel, or one for all when
+  /// `per_tensor`), and the int32 bias; returns the weight and bias tensor indices.
+  /// `as_convolution`: a fully connected layer's rows as filters over its whole input.
+  std::pair<int32_t, int32_t> add_weights(size_t index, bool per_tensor, bool as_convolution) {
     const Operation& op = model_.operations[index];
     const TensorInfo& in = model_.tensors[size_t(op.inputs[0])];
     const TensorInfo& out = model_.tensors[size_t(op.output)];
@@ -199,8 +223,9 @@ class Writer {
       }
       weight_scales.push_back(*scale);
       bias_scales.push_back(in.scale * *scale);
+      if (per_tensor) break;
     }
-    const std::vector<int64_t> zeros(channels, 0);
+    const std::vector<int64_t> zeros(weight_scales.size(), 0);
     std::vector<int32_t> shape;
     std::vector<int8_t> weights = op.weights;
     int32_t quantized_dimension = 0;
@@ -221,7 +246,9 @@ class Writer {
         break;
       }
       default:  // FullyConnected
-        shape = {int32_t(channels), int32_t(in.elements())};
+        shape = as_convolution ? std::vector<int32_t>{int32_t(channels), int32_t(in.shape[0]),
+                                                      int32_t(in.shape[1]), int32_t(in.shape[2])}
+                               : std::vector<int32_t>{int32_t(channels), int32_t(in.elements())};
         break;
     }
     const int32_t w = add_tensor(op.name + "/weights", shape, fb::TensorType::INT8,
@@ -240,14 +267,25 @@ class Writer {
     std::vector<int32_t> inputs(op.inputs.begin(), op.inputs.end());
     fb::BuiltinOptions options_type = fb::BuiltinOptions::NONE;
     flatbuffers::Offset<void> options = 0;
+    BuiltinChoice builtin = builtin_for(op.type);
     switch (op.type) {
       case OpType::Conv2d:
       case OpType::DepthwiseConv2d:
       case OpType::FullyConnected: {
-        const auto [w, b] = add_weights(index);
+        const FcForm form =
+            op.type == OpType::FullyConnected ? fc_form(model_, op) : FcForm::PerChannel;
+        const bool as_convolution = form == FcForm::Convolution;
+        const auto [w, b] = add_weights(index, form == FcForm::PerTensor, as_convolution);
         inputs.push_back(w);
         inputs.push_back(b);
-        if (op.type == OpType::Conv2d) {
+        if (as_convolution) {
+          builtin = builtin_for(OpType::Conv2d);
+          options_type = fb::BuiltinOptions::Conv2DOptions;
+          options = fb::CreateConv2DOptions(fbb_, fb::Padding::VALID, 1, 1, activation).Union();
+          note(where(index) +
+               ": per-channel scales: written as a CONV_2D over its whole input (Vela takes "
+               "per-channel scales only on convolutions)");
+        } else if (op.type == OpType::Conv2d) {
           options_type = fb::BuiltinOptions::Conv2DOptions;
           options = fb::CreateConv2DOptions(fbb_, padding_of(op), int32_t(op.stride_w),
                                             int32_t(op.stride_h), activation)
@@ -260,6 +298,11 @@ class Writer {
         } else {
           options_type = fb::BuiltinOptions::FullyConnectedOptions;
           options = fb::CreateFullyConnectedOptions(fbb_, activation).Union();
+          if (form == FcForm::PerChannel) {
+            note(where(index) +
+                 ": per-channel FULLY_CONNECTED (its input exceeds a convolution window); "
+                 "Vela runs it on the CPU");
+          }
         }
         break;
       }
@@ -317,12 +360,15 @@ class Writer {
         break;
       }
       case OpType::DepthToSpace:
+        note(where(index) +
+             ": DEPTH_TO_SPACE is not among Vela's NPU operators; Vela runs it "
+             "on the CPU");
         options_type = fb::BuiltinOptions::DepthToSpaceOptions;
         options = fb::CreateDepthToSpaceOptions(fbb_, int32_t(op.block_size)).Union();
         break;
     }
     const std::vector<int32_t> outputs{op.output};
-    operators_.push_back(fb::CreateOperatorDirect(fbb_, opcode_index(op.type), &inputs, &outputs,
+    operators_.push_back(fb::CreateOperatorDirect(fbb_, opcode_index(builtin), &inputs, &outputs,
                                                   options_type, options));
   }
 
@@ -341,6 +387,7 @@ class Writer {
   }
 
   const Model& model_;
+  std::vector<std::string>* notes_;  ///< where notes go; null: dropped
   flatbuffers::FlatBufferBuilder fbb_;
   std::vector<flatbuffers::Offset<fb::Buffer>> buffers_;
   std::vector<flatbuffers::Offset<fb::Tensor>> tensors_;
@@ -351,18 +398,18 @@ class Writer {
 
 }  // namespace
 
-std::vector<uint8_t> export_tflite(const Model& model) {
+std::vector<uint8_t> export_tflite(const Model& model, std::vector<std::string>* notes) {
   const std::string problem = validate(model);
   if (!problem.empty()) throw std::invalid_argument("model " + model.name + ": " + problem);
   try {
-    return Writer(model).write();
+    return Writer(model, notes).write();
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument("model " + model.name + ": " + e.what());
   }
 }
 
-void write_tflite(const Model& model, const std::string& path) {
-  const std::vector<uint8_t> bytes = export_tflite(model);
+void write_tflite(const Model& model, const std::string& path, std::vector<std::string>* notes) {
+  const std::vector<uint8_t> bytes = export_tflite(model, notes);
   common::write_file_atomically(path, bytes.data(), bytes.size());
 }
 

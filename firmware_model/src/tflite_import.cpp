@@ -82,8 +82,8 @@ const char* cpu_cost_class(int32_t code) {
 /// metadata describes this file's operators.
 bool metadata_type_matches(int32_t code, const std::string& type) {
   switch (code) {
-    case kConv:
-      return type == "conv2d";
+    case kConv:  // a fully connected layer may be written as a convolution over its input
+      return type == "conv2d" || type == "fully_connected";
     case kDepthwise:
       return type == "depthwise_conv2d";
     case kFullyConnected:
@@ -581,6 +581,16 @@ class Importer {
     set_weights(i, op, std::move(weights), w, channel_dimension, out_c);
     check_window_output(i, op);
     set_activation(i, op);
+    // udc's exporter writes a fully connected layer with per-channel scales as a
+    // convolution over its whole input (the same sums, filters laid out as its rows).
+    const auto meta = metadata_.find(i);
+    const Shape in = info(op.inputs[0]).shape;
+    if (meta != metadata_.end() && meta->second.type == "fully_connected" &&
+        op.type == OpType::Conv2d && op.padding == Padding::Valid && op.kernel_h == in[0] &&
+        op.kernel_w == in[1]) {
+      op.type = OpType::FullyConnected;
+      op.kernel_h = op.kernel_w = op.stride_h = op.stride_w = 1;
+    }
     push(std::move(op));
   }
 

@@ -1018,7 +1018,9 @@ void write_trained_model(const TrainOptions& options, const Exported& exported,
     fs::remove((result.within_budgets ? over_budget : in_budget).string() + extension);
   }
   fm::write_model(exported.model, result.model_path);
-  fm::write_tflite(exported.model, result.tflite_path);
+  std::vector<std::string> tflite_notes;
+  fm::write_tflite(exported.model, result.tflite_path, &tflite_notes);
+  for (const std::string& note : tflite_notes) say("model.tflite: " + note);
   common::write_file_atomically(result.report_path, report.dump(2) + "\n");
   const fm::ModelSummary& summary = exported.summary;
   const std::optional<fm::ModelMeasurement>& measured = result.hardware;

@@ -530,6 +530,25 @@ TEST(TfliteRoundTrip, WithoutMetadataBitWidthsComeFromTheValues) {
   EXPECT_EQ(run_reference(back, {input}), run_reference(model, {input}));
 }
 
+TEST(TfliteExport, FullyConnectedTakesTheFormVelaRunsOnTheNpu) {
+  // The MobileNet's classifier has per-channel multipliers: Vela takes those only on
+  // convolutions, so it is written as a CONV_2D over its 1x1x256 input; with one
+  // multiplier for all channels it is a FULLY_CONNECTED with one scale.
+  Model model = mobilenet_like(MobileNetOptions{});
+  std::vector<std::string> notes;
+  TfliteModel file = parse_tflite(export_tflite(model, &notes), "m.tflite");
+  EXPECT_EQ(tflite_operator_name(file.operators.back().builtin_code), "CONV_2D");
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("operation 13 (classifier)"), std::string::npos) << notes[0];
+  Operation& classifier = model.operations.back();
+  std::fill(classifier.multiplier.begin(), classifier.multiplier.end(), classifier.multiplier[0]);
+  std::fill(classifier.shift.begin(), classifier.shift.end(), classifier.shift[0]);
+  file = parse_tflite(export_tflite(model), "m.tflite");
+  EXPECT_EQ(tflite_operator_name(file.operators.back().builtin_code), "FULLY_CONNECTED");
+  EXPECT_EQ(file.tensors[size_t(file.operators.back().inputs[1])].scales.size(), 1u);
+  EXPECT_EQ(serialize_model(import_tflite(file, "m.tflite").model), serialize_model(model));
+}
+
 TEST(TfliteExport, RefusesMultipliersNoFloatScaleGives) {
   std::mt19937 rng(2);
   Model model = mobilenet_like(MobileNetOptions{});

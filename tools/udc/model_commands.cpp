@@ -154,7 +154,9 @@ void run_import(const ConvertFlags& f) {
 /// `udc export`: a model as a .tflite file for Vela and TFLite Micro.
 void run_export(const ConvertFlags& f) {
   const fm::Model model = load_model(f.input);
-  fm::write_tflite(model, f.output);
+  std::vector<std::string> notes;
+  fm::write_tflite(model, f.output, &notes);
+  for (const std::string& note : notes) fmt::print("note: {}\n", note);
   fmt::print("wrote {} ({} operators, int8; compile with: vela {})\n", f.output,
              model.operations.size(), f.output);
 }

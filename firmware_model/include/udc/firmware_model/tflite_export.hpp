@@ -29,9 +29,14 @@ std::optional<float> weight_scale_for(int32_t multiplier, int32_t shift, float i
 
 /// The .tflite file of a valid model. Throws std::invalid_argument naming the operation
 /// when a part of it has no TFLite form: a multiplier without a float32 weight scale, ADD
-/// parameters other than TFLite's for its scales, a clamp other than its fused activation's.
-std::vector<uint8_t> export_tflite(const Model& model);
+/// or MEAN parameters other than TFLite's for its scales, a clamp other than its fused
+/// activation's. A fully connected layer with per-channel scales is written as a CONV_2D
+/// over its whole input, which Vela runs on the NPU (it takes per-channel scales only on
+/// convolutions). `notes` (if given) receives such choices and the operators Vela would
+/// leave to the CPU (DEPTH_TO_SPACE).
+std::vector<uint8_t> export_tflite(const Model& model, std::vector<std::string>* notes = nullptr);
 /// export_tflite() written through a temporary file and a rename.
-void write_tflite(const Model& model, const std::string& path);
+void write_tflite(const Model& model, const std::string& path,
+                  std::vector<std::string>* notes = nullptr);
 
 }  // namespace udc::firmware_model
