@@ -260,116 +260,141 @@ class Writer {
     return {w, b};
   }
 
+  /// One operator being written: its code, its inputs (the operation's, then constants
+  /// added for it) and its options table.
+  struct Operator {
+    BuiltinChoice builtin;
+    std::vector<int32_t> inputs;
+    fb::BuiltinOptions options_type = fb::BuiltinOptions::NONE;
+    flatbuffers::Offset<void> options = 0;
+  };
+
   void add_operation(size_t index) {
     const Operation& op = model_.operations[index];
     check_clamp(index);
     const fb::ActivationFunctionType activation = fused_activation(op.activation);
-    std::vector<int32_t> inputs(op.inputs.begin(), op.inputs.end());
-    fb::BuiltinOptions options_type = fb::BuiltinOptions::NONE;
-    flatbuffers::Offset<void> options = 0;
-    BuiltinChoice builtin = builtin_for(op.type);
+    Operator o{builtin_for(op.type), std::vector<int32_t>(op.inputs.begin(), op.inputs.end())};
     switch (op.type) {
       case OpType::Conv2d:
       case OpType::DepthwiseConv2d:
-      case OpType::FullyConnected: {
-        const FcForm form =
-            op.type == OpType::FullyConnected ? fc_form(model_, op) : FcForm::PerChannel;
-        const bool as_convolution = form == FcForm::Convolution;
-        const auto [w, b] = add_weights(index, form == FcForm::PerTensor, as_convolution);
-        inputs.push_back(w);
-        inputs.push_back(b);
-        if (as_convolution) {
-          builtin = builtin_for(OpType::Conv2d);
-          options_type = fb::BuiltinOptions::Conv2DOptions;
-          options = fb::CreateConv2DOptions(fbb_, fb::Padding::VALID, 1, 1, activation).Union();
-          note(where(index) +
-               ": per-channel scales: written as a CONV_2D over its whole input (Vela takes "
-               "per-channel scales only on convolutions)");
-        } else if (op.type == OpType::Conv2d) {
-          options_type = fb::BuiltinOptions::Conv2DOptions;
-          options = fb::CreateConv2DOptions(fbb_, padding_of(op), int32_t(op.stride_w),
-                                            int32_t(op.stride_h), activation)
-                        .Union();
-        } else if (op.type == OpType::DepthwiseConv2d) {
-          options_type = fb::BuiltinOptions::DepthwiseConv2DOptions;
-          options = fb::CreateDepthwiseConv2DOptions(fbb_, padding_of(op), int32_t(op.stride_w),
-                                                     int32_t(op.stride_h), 1, activation)
-                        .Union();
-        } else {
-          options_type = fb::BuiltinOptions::FullyConnectedOptions;
-          options = fb::CreateFullyConnectedOptions(fbb_, activation).Union();
-          if (form == FcForm::PerChannel) {
-            note(where(index) +
-                 ": per-channel FULLY_CONNECTED (its input exceeds a convolution window); "
-                 "Vela runs it on the CPU");
-          }
-        }
+      case OpType::FullyConnected:
+        weighted_layer(index, activation, o);
         break;
-      }
-      case OpType::Add: {
-        const float s1 = model_.tensors[size_t(op.inputs[0])].scale;
-        const float s2 = model_.tensors[size_t(op.inputs[1])].scale;
-        const float so = model_.tensors[size_t(op.output)].scale;
-        const int8::AddParams expected = int8::add_params(s1, s2, so);
-        if (std::memcmp(&expected, &op.add, sizeof(expected)) != 0) {
-          throw std::invalid_argument(where(index) +
-                                      ": add parameters differ from TFLite's for its input and "
-                                      "output scales, so TFLite cannot express them");
-        }
-        options_type = fb::BuiltinOptions::AddOptions;
-        options = fb::CreateAddOptions(fbb_, activation).Union();
+      case OpType::Add:
+        check_add(index);
+        o.options_type = fb::BuiltinOptions::AddOptions;
+        o.options = fb::CreateAddOptions(fbb_, activation).Union();
         break;
-      }
       case OpType::MaxPool:
       case OpType::AvgPool:
-      case OpType::GlobalAvgPool: {
-        const bool global = op.type == OpType::GlobalAvgPool;
-        options_type = fb::BuiltinOptions::Pool2DOptions;
-        options = fb::CreatePool2DOptions(fbb_, global ? fb::Padding::VALID : padding_of(op),
-                                          int32_t(op.stride_w), int32_t(op.stride_h),
-                                          int32_t(op.kernel_w), int32_t(op.kernel_h), activation)
-                      .Union();
+      case OpType::GlobalAvgPool:
+        o.options_type = fb::BuiltinOptions::Pool2DOptions;
+        o.options =
+            fb::CreatePool2DOptions(
+                fbb_, op.type == OpType::GlobalAvgPool ? fb::Padding::VALID : padding_of(op),
+                int32_t(op.stride_w), int32_t(op.stride_h), int32_t(op.kernel_w),
+                int32_t(op.kernel_h), activation)
+                .Union();
         break;
-      }
       case OpType::Reshape: {
         const Shape& s = model_.tensors[size_t(op.output)].shape;
         const std::vector<int32_t> shape{1, int32_t(s[0]), int32_t(s[1]), int32_t(s[2])};
-        inputs.push_back(add_tensor(op.name + "/shape", {4}, fb::TensorType::INT32,
-                                    add_buffer(shape.data(), shape.size() * sizeof(int32_t)),
-                                    nullptr, nullptr, 0));
-        options_type = fb::BuiltinOptions::ReshapeOptions;
-        options = fb::CreateReshapeOptionsDirect(fbb_, &shape).Union();
+        o.inputs.push_back(int32_constant(op.name + "/shape", shape));
+        o.options_type = fb::BuiltinOptions::ReshapeOptions;
+        o.options = fb::CreateReshapeOptionsDirect(fbb_, &shape).Union();
         break;
       }
-      case OpType::Mean: {
-        const TensorInfo& in = model_.tensors[size_t(op.inputs[0])];
-        const TensorInfo& out = model_.tensors[size_t(op.output)];
-        if (int8::quantize_multiplier(double(in.scale) / double(out.scale)) !=
-            std::pair<int32_t, int32_t>{op.multiplier[0], op.shift[0]}) {
-          throw std::invalid_argument(where(index) +
-                                      ": mean scaling differs from TFLite's for its input and "
-                                      "output scales, so TFLite cannot express it");
-        }
+      case OpType::Mean:
+        check_mean(index);
         // Axes 1 and 2 with the dimensions kept: TFLite's integer MEAN kernel.
-        const std::vector<int32_t> axes{1, 2};
-        inputs.push_back(add_tensor(op.name + "/axes", {2}, fb::TensorType::INT32,
-                                    add_buffer(axes.data(), axes.size() * sizeof(int32_t)), nullptr,
-                                    nullptr, 0));
-        options_type = fb::BuiltinOptions::ReducerOptions;
-        options = fb::CreateReducerOptions(fbb_, true).Union();
+        o.inputs.push_back(int32_constant(op.name + "/axes", {1, 2}));
+        o.options_type = fb::BuiltinOptions::ReducerOptions;
+        o.options = fb::CreateReducerOptions(fbb_, true).Union();
         break;
-      }
       case OpType::DepthToSpace:
         note(where(index) +
              ": DEPTH_TO_SPACE is not among Vela's NPU operators; Vela runs it "
              "on the CPU");
-        options_type = fb::BuiltinOptions::DepthToSpaceOptions;
-        options = fb::CreateDepthToSpaceOptions(fbb_, int32_t(op.block_size)).Union();
+        o.options_type = fb::BuiltinOptions::DepthToSpaceOptions;
+        o.options = fb::CreateDepthToSpaceOptions(fbb_, int32_t(op.block_size)).Union();
         break;
     }
     const std::vector<int32_t> outputs{op.output};
-    operators_.push_back(fb::CreateOperatorDirect(fbb_, opcode_index(builtin), &inputs, &outputs,
-                                                  options_type, options));
+    operators_.push_back(fb::CreateOperatorDirect(fbb_, opcode_index(o.builtin), &o.inputs,
+                                                  &outputs, o.options_type, o.options));
+  }
+
+  /// A constant int32 vector tensor (shapes, axes).
+  int32_t int32_constant(const std::string& name, const std::vector<int32_t>& values) {
+    return add_tensor(name, {int32_t(values.size())}, fb::TensorType::INT32,
+                      add_buffer(values.data(), values.size() * sizeof(int32_t)), nullptr, nullptr,
+                      0);
+  }
+
+  /// A convolution, depthwise convolution or fully connected layer: weights, bias and
+  /// options, a fully connected layer in the form fc_form() chooses.
+  void weighted_layer(size_t index, fb::ActivationFunctionType activation, Operator& o) {
+    const Operation& op = model_.operations[index];
+    const FcForm form =
+        op.type == OpType::FullyConnected ? fc_form(model_, op) : FcForm::PerChannel;
+    const bool as_convolution = form == FcForm::Convolution;
+    const auto [w, b] = add_weights(index, form == FcForm::PerTensor, as_convolution);
+    o.inputs.push_back(w);
+    o.inputs.push_back(b);
+    if (op.type == OpType::Conv2d || as_convolution) {
+      o.builtin = builtin_for(OpType::Conv2d);
+      o.options_type = fb::BuiltinOptions::Conv2DOptions;
+      // As a convolution, a fully connected layer's window is its whole input.
+      o.options = as_convolution
+                      ? fb::CreateConv2DOptions(fbb_, fb::Padding::VALID, 1, 1, activation).Union()
+                      : fb::CreateConv2DOptions(fbb_, padding_of(op), int32_t(op.stride_w),
+                                                int32_t(op.stride_h), activation)
+                            .Union();
+      if (as_convolution) {
+        note(where(index) +
+             ": per-channel scales: written as a CONV_2D over its whole input (Vela takes "
+             "per-channel scales only on convolutions)");
+      }
+    } else if (op.type == OpType::DepthwiseConv2d) {
+      o.options_type = fb::BuiltinOptions::DepthwiseConv2DOptions;
+      o.options = fb::CreateDepthwiseConv2DOptions(fbb_, padding_of(op), int32_t(op.stride_w),
+                                                   int32_t(op.stride_h), 1, activation)
+                      .Union();
+    } else {
+      o.options_type = fb::BuiltinOptions::FullyConnectedOptions;
+      o.options = fb::CreateFullyConnectedOptions(fbb_, activation).Union();
+      if (form == FcForm::PerChannel) {
+        note(where(index) +
+             ": per-channel FULLY_CONNECTED (its input exceeds a convolution window); Vela "
+             "runs it on the CPU");
+      }
+    }
+  }
+
+  /// TFLite derives ADD's parameters from the scales; the operation must hold exactly those.
+  void check_add(size_t index) const {
+    const Operation& op = model_.operations[index];
+    const int8::AddParams expected = int8::add_params(model_.tensors[size_t(op.inputs[0])].scale,
+                                                      model_.tensors[size_t(op.inputs[1])].scale,
+                                                      model_.tensors[size_t(op.output)].scale);
+    if (std::memcmp(&expected, &op.add, sizeof(expected)) != 0) {
+      throw std::invalid_argument(where(index) +
+                                  ": add parameters differ from TFLite's for its input and "
+                                  "output scales, so TFLite cannot express them");
+    }
+  }
+
+  /// Likewise MEAN's scaling (input scale over output scale).
+  void check_mean(size_t index) const {
+    const Operation& op = model_.operations[index];
+    const double ratio = double(model_.tensors[size_t(op.inputs[0])].scale) /
+                         double(model_.tensors[size_t(op.output)].scale);
+    if (int8::quantize_multiplier(ratio) !=
+        std::pair<int32_t, int32_t>{op.multiplier[0], op.shift[0]}) {
+      throw std::invalid_argument(where(index) +
+                                  ": mean scaling differs from TFLite's for its input and "
+                                  "output scales, so TFLite cannot express it");
+    }
   }
 
   /// What TFLite cannot say, per operation in order: its name, its type where TFLite's

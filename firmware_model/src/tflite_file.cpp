@@ -104,6 +104,67 @@ std::vector<int32_t> checked_indices(const flatbuffers::Vector<int32_t>* list, s
   return indices;
 }
 
+/// Tensor `t` of the first subgraph with its quantisation and constant data, each checked:
+/// dimensions, per-channel scales against the shape, the buffer index, the data size.
+TfliteTensor read_tensor(const fb::Tensor& in, size_t t,
+                         const flatbuffers::Vector<flatbuffers::Offset<fb::Buffer>>* buffers,
+                         const std::string& origin) {
+  const size_t buffer_count = buffers ? buffers->size() : 0;
+  TfliteTensor tensor;
+  tensor.name = in.name() ? in.name()->str() : fmt::format("tensor{}", t);
+  const std::string where = fmt::format("{}: tensor {} ({})", origin, t, tensor.name);
+  tensor.shape = to_vector(in.shape());
+  uint64_t elements = 1;
+  for (int32_t d : tensor.shape) {
+    if (d < 1 || d > (1 << 24)) {
+      throw std::runtime_error(fmt::format("{}: dimension {} (expected 1..2^24)", where, d));
+    }
+    elements *= uint64_t(d);
+    if (elements > (uint64_t{1} << 31))
+      throw std::runtime_error(where + ": more than 2^31 elements");
+  }
+  tensor.type = int8_t(in.type());
+  if (const fb::QuantizationParameters* q = in.quantization()) {
+    if (q->details_type() != fb::QuantizationDetails::NONE) {
+      throw std::runtime_error(where + ": custom quantisation is not supported");
+    }
+    tensor.scales = to_vector(q->scale());
+    tensor.zero_points = to_vector(q->zero_point());
+    tensor.quantized_dimension = q->quantized_dimension();
+    if (tensor.scales.size() != tensor.zero_points.size()) {
+      throw std::runtime_error(fmt::format("{}: {} scales but {} zero points", where,
+                                           tensor.scales.size(), tensor.zero_points.size()));
+    }
+    if (tensor.scales.size() > 1 &&
+        (tensor.quantized_dimension < 0 ||
+         size_t(tensor.quantized_dimension) >= tensor.shape.size() ||
+         size_t(tensor.shape[size_t(tensor.quantized_dimension)]) != tensor.scales.size())) {
+      throw std::runtime_error(
+          fmt::format("{}: {} per-channel scales do not match dimension {} of its shape", where,
+                      tensor.scales.size(), tensor.quantized_dimension));
+    }
+  }
+  if (in.buffer() >= buffer_count && in.buffer() != 0) {
+    throw std::runtime_error(
+        fmt::format("{}: buffer {} (the file has {} buffers)", where, in.buffer(), buffer_count));
+  }
+  if (in.buffer() != 0) {
+    const fb::Buffer& buffer = *buffers->Get(in.buffer());
+    if (buffer.offset() > 1) {
+      throw std::runtime_error(where +
+                               ": data stored outside the flatbuffer (files over 2 GB) "
+                               "is not supported");
+    }
+    tensor.data = to_vector(buffer.data());
+    const int64_t expected = data_bytes(tensor.type, elements);
+    if (!tensor.data.empty() && expected >= 0 && uint64_t(expected) != tensor.data.size()) {
+      throw std::runtime_error(fmt::format("{}: {} bytes of data, its shape and type need {}",
+                                           where, tensor.data.size(), expected));
+    }
+  }
+  return tensor;
+}
+
 }  // namespace
 
 std::string tflite_operator_name(int32_t code) {
@@ -142,61 +203,8 @@ TfliteModel parse_tflite(const std::vector<uint8_t>& bytes, const std::string& o
   const auto* tensors = graph.tensors();
   const size_t tensor_count = tensors ? tensors->size() : 0;
   for (size_t t = 0; t < tensor_count; ++t) {
-    const fb::Tensor& in = *tensors->Get(flatbuffers::uoffset_t(t));
-    TfliteTensor tensor;
-    tensor.name = in.name() ? in.name()->str() : fmt::format("tensor{}", t);
-    const std::string where = fmt::format("{}: tensor {} ({})", origin, t, tensor.name);
-    tensor.shape = to_vector(in.shape());
-    uint64_t elements = 1;
-    for (int32_t d : tensor.shape) {
-      if (d < 1 || d > (1 << 24)) {
-        throw std::runtime_error(fmt::format("{}: dimension {} (expected 1..2^24)", where, d));
-      }
-      elements *= uint64_t(d);
-      if (elements > (uint64_t{1} << 31)) {
-        throw std::runtime_error(where + ": more than 2^31 elements");
-      }
-    }
-    tensor.type = int8_t(in.type());
-    if (const fb::QuantizationParameters* q = in.quantization()) {
-      if (q->details_type() != fb::QuantizationDetails::NONE) {
-        throw std::runtime_error(where + ": custom quantisation is not supported");
-      }
-      tensor.scales = to_vector(q->scale());
-      tensor.zero_points = to_vector(q->zero_point());
-      tensor.quantized_dimension = q->quantized_dimension();
-      if (tensor.scales.size() != tensor.zero_points.size()) {
-        throw std::runtime_error(fmt::format("{}: {} scales but {} zero points", where,
-                                             tensor.scales.size(), tensor.zero_points.size()));
-      }
-      if (tensor.scales.size() > 1 &&
-          (tensor.quantized_dimension < 0 ||
-           size_t(tensor.quantized_dimension) >= tensor.shape.size() ||
-           size_t(tensor.shape[size_t(tensor.quantized_dimension)]) != tensor.scales.size())) {
-        throw std::runtime_error(
-            fmt::format("{}: {} per-channel scales do not match dimension {} of its shape", where,
-                        tensor.scales.size(), tensor.quantized_dimension));
-      }
-    }
-    if (in.buffer() >= buffer_count && in.buffer() != 0) {
-      throw std::runtime_error(
-          fmt::format("{}: buffer {} (the file has {} buffers)", where, in.buffer(), buffer_count));
-    }
-    if (in.buffer() != 0) {
-      const fb::Buffer& buffer = *buffers->Get(in.buffer());
-      if (buffer.offset() > 1) {
-        throw std::runtime_error(where +
-                                 ": data stored outside the flatbuffer (files over 2 GB) "
-                                 "is not supported");
-      }
-      tensor.data = to_vector(buffer.data());
-      const int64_t expected = data_bytes(tensor.type, elements);
-      if (!tensor.data.empty() && expected >= 0 && uint64_t(expected) != tensor.data.size()) {
-        throw std::runtime_error(fmt::format("{}: {} bytes of data, its shape and type need {}",
-                                             where, tensor.data.size(), expected));
-      }
-    }
-    model.tensors.push_back(std::move(tensor));
+    model.tensors.push_back(
+        read_tensor(*tensors->Get(flatbuffers::uoffset_t(t)), t, file.buffers(), origin));
   }
   model.inputs = checked_indices(graph.inputs(), tensor_count, false, origin + ": inputs");
   model.outputs = checked_indices(graph.outputs(), tensor_count, false, origin + ": outputs");

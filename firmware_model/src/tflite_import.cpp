@@ -219,12 +219,12 @@ class Importer {
   /// finds the region's inputs and outputs. Refuses operators neither side runs and CPU
   /// operators between NPU operators.
   void place_operators() {
-    std::vector<Source> tensor_source(file_.tensors.size(), Source::Computed);
-    std::vector<size_t> writer(file_.tensors.size(), 0);
+    tensor_source_.assign(file_.tensors.size(), Source::Computed);
+    writer_.assign(file_.tensors.size(), 0);
     for (size_t t = 0; t < file_.tensors.size(); ++t) {
-      if (!file_.tensors[t].data.empty()) tensor_source[t] = Source::Constant;
+      if (!file_.tensors[t].data.empty()) tensor_source_[t] = Source::Constant;
     }
-    for (int32_t t : file_.inputs) tensor_source[size_t(t)] = Source::GraphInput;
+    for (int32_t t : file_.inputs) tensor_source_[size_t(t)] = Source::GraphInput;
     std::vector<int32_t> read_before;  // tensors from the inputs side that NPU operators read
     for (size_t i = 0; i < file_.operators.size(); ++i) {
       const TfliteOperator& op = file_.operators[i];
@@ -233,35 +233,15 @@ class Importer {
         placed = Source::Npu;
         for (int32_t t : op.inputs) {
           if (t < 0) continue;
-          const Source s = tensor_source[size_t(t)];
-          if (s == Source::CpuAfter) {
-            fail(i, fmt::format(
-                        "reads tensor {} ({}) that operator {} ({}) computes on the CPU; "
-                        "udc simulates one NPU region, so CPU operators must come before "
-                        "or after every NPU operator",
-                        t, file_.tensors[size_t(t)].name, writer[size_t(t)],
-                        tflite_operator_name(file_.operators[writer[size_t(t)]].builtin_code)));
-          }
+          const Source s = tensor_source_[size_t(t)];
+          if (s == Source::CpuAfter) refuse_cpu_input(i, t);
           if ((s == Source::GraphInput || s == Source::CpuBefore) &&
               std::find(read_before.begin(), read_before.end(), t) == read_before.end()) {
             read_before.push_back(t);
           }
         }
       } else if (const char* cost = cpu_cost_class(op.builtin_code)) {
-        bool on_inputs = true;
-        for (int32_t t : op.inputs) {
-          if (t < 0) continue;
-          const Source s = tensor_source[size_t(t)];
-          on_inputs &= s == Source::GraphInput || s == Source::CpuBefore || s == Source::Constant;
-        }
-        placed = on_inputs ? Source::CpuBefore : Source::CpuAfter;
-        CpuOperator cpu;
-        cpu.index = i;
-        cpu.name = tflite_operator_name(op.builtin_code);
-        cpu.output = op.outputs.empty() ? "" : file_.tensors[size_t(op.outputs[0])].name;
-        cpu.cost_class = cost;
-        cpu.before_npu = on_inputs;
-        result_.cpu_operators.push_back(cpu);
+        placed = place_on_cpu(i, cost);
       } else {
         const std::string name = op.custom_code.empty()
                                      ? tflite_operator_name(op.builtin_code)
@@ -272,22 +252,56 @@ class Importer {
       }
       sources_.push_back(placed);
       for (int32_t t : op.outputs) {
-        tensor_source[size_t(t)] = placed;
-        writer[size_t(t)] = i;
+        tensor_source_[size_t(t)] = placed;
+        writer_[size_t(t)] = i;
       }
     }
-    // Inputs: the graph's own first, in their order, then tensors made by CPU operators.
+    bound_npu_region(read_before);
+  }
+
+  [[noreturn]] void refuse_cpu_input(size_t i, int32_t t) const {
+    const size_t w = writer_[size_t(t)];
+    fail(i, fmt::format("reads tensor {} ({}) that operator {} ({}) computes on the CPU; udc "
+                        "simulates one NPU region, so CPU operators must come before or after "
+                        "every NPU operator",
+                        t, file_.tensors[size_t(t)].name, w,
+                        tflite_operator_name(file_.operators[w].builtin_code)));
+  }
+
+  /// A CPU operator: before the NPU region when it reads only the graph's inputs,
+  /// constants and other such operators' outputs, else after it. Recorded for the report.
+  Source place_on_cpu(size_t i, const char* cost) {
+    const TfliteOperator& op = file_.operators[i];
+    bool on_inputs = true;
+    for (int32_t t : op.inputs) {
+      if (t < 0) continue;
+      const Source s = tensor_source_[size_t(t)];
+      on_inputs &= s == Source::GraphInput || s == Source::CpuBefore || s == Source::Constant;
+    }
+    CpuOperator cpu;
+    cpu.index = i;
+    cpu.name = tflite_operator_name(op.builtin_code);
+    cpu.output = op.outputs.empty() ? "" : file_.tensors[size_t(op.outputs[0])].name;
+    cpu.cost_class = cost;
+    cpu.before_npu = on_inputs;
+    result_.cpu_operators.push_back(cpu);
+    return on_inputs ? Source::CpuBefore : Source::CpuAfter;
+  }
+
+  /// The NPU region's inputs (the graph's own first, in their order, then tensors made by
+  /// CPU operators before it) and outputs (NPU tensors the graph returns, then those CPU
+  /// operators after it read).
+  void bound_npu_region(const std::vector<int32_t>& read_before) {
     for (int32_t t : file_.inputs) {
       if (std::find(read_before.begin(), read_before.end(), t) != read_before.end()) {
         npu_inputs_.push_back(t);
       }
     }
     for (int32_t t : read_before) {
-      if (tensor_source[size_t(t)] == Source::CpuBefore) npu_inputs_.push_back(t);
+      if (tensor_source_[size_t(t)] == Source::CpuBefore) npu_inputs_.push_back(t);
     }
-    // Outputs: NPU tensors the graph returns, then those CPU operators read afterwards.
     auto add_output = [&](int32_t t) {
-      if (tensor_source[size_t(t)] == Source::Npu &&
+      if (tensor_source_[size_t(t)] == Source::Npu &&
           std::find(npu_outputs_.begin(), npu_outputs_.end(), t) == npu_outputs_.end()) {
         npu_outputs_.push_back(t);
       }
@@ -731,6 +745,8 @@ class Importer {
   std::string origin_;
   ImportedModel result_;
   std::vector<Source> sources_;        ///< per operator: Npu, CpuBefore or CpuAfter
+  std::vector<Source> tensor_source_;  ///< per file tensor, as placement reaches it
+  std::vector<size_t> writer_;         ///< per file tensor: the operator writing it
   std::vector<int32_t> model_tensor_;  ///< per file tensor: the model's tensor, -1 none yet
   std::vector<int32_t> npu_inputs_, npu_outputs_;  ///< file tensors bounding the NPU region
   std::map<size_t, MetadataEntry> metadata_;       ///< per file operator
