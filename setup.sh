@@ -16,6 +16,7 @@ packages=(
   libtorch-dev libstb-dev zlib1g-dev dataset-fashion-mnist
   libflatbuffers-dev flatbuffers-compiler
   libarmnn-dev libarmnntfliteparser-dev libarmnn-cpuref-backend22
+  opencv-doc
 )
 
 missing=()

@@ -326,42 +326,10 @@ ImageDataset load_image_folder(const std::string& dir, Split split, uint32_t sid
   return set;
 }
 
-SuperResolutionSet load_div2k(const std::string& dir, uint32_t scale, uint32_t channels,
-                              size_t max_images) {
-  if (scale < 2 || scale > 4) {
-    throw std::invalid_argument(fmt::format("load_div2k: scale {}, expected 2, 3 or 4", scale));
-  }
-  if (!fs::is_directory(dir)) {
-    throw DataError(
-        fmt::format("{}: DIV2K folder not found (expected high-resolution PNG files, "
-                    "e.g. DIV2K_train_HR)",
-                    dir));
-  }
-  std::vector<fs::path> files = sorted_entries(dir, false);
-  if (files.empty()) throw DataError(fmt::format("{}: no PNG or JPEG files", dir));
-  if (max_images != 0 && files.size() > max_images) files.resize(max_images);
-  SuperResolutionSet set;
-  set.name = fs::path(dir).filename().string();
-  set.scale = scale;
-  for (const fs::path& file : files) {
-    Image high = read_image(file.string(), channels);
-    const uint32_t h = high.height / scale * scale, w = high.width / scale * scale;
-    if (h == 0 || w == 0) {
-      throw DataError(fmt::format("{}: {}x{} image is smaller than the scale {}", file.string(),
-                                  high.width, high.height, scale));
-    }
-    if (h != high.height || w != high.width) {
-      Image cropped{h, w, channels, {}};
-      for (uint32_t y = 0; y < h; ++y) {
-        const uint8_t* row = high.pixels.data() + size_t{y} * high.width * channels;
-        cropped.pixels.insert(cropped.pixels.end(), row, row + size_t{w} * channels);
-      }
-      high = std::move(cropped);
-    }
-    set.low.push_back(resize_bicubic(high, h / scale, w / scale));
-    set.high.push_back(std::move(high));
-  }
-  return set;
+std::vector<std::string> image_files(const std::string& dir) {
+  std::vector<std::string> files;
+  for (const fs::path& path : sorted_entries(dir, false)) files.push_back(path.string());
+  return files;
 }
 
 const std::vector<DatasetKind>& dataset_registry() {

@@ -212,4 +212,28 @@ Model mobilenet_like(const MobileNetOptions& options) {
   return with_float_weight_scales(b.finish());
 }
 
+Model espcn_like(const EspcnOptions& options) {
+  std::mt19937 rng(options.seed);
+  ModelBuilder b(fmt::format("espcn_like_x2_{}_w{}_s{:.0f}", options.input_side,
+                             options.weight_bits, options.sparsity * 100));
+  const WeightSpec first{8, 0.0};
+  const WeightSpec rest{options.weight_bits, options.sparsity};
+  const ModelBuilder::Quant pixels{1.0f / 255, -128};
+  int32_t x = b.add_input("input", Shape{options.input_side, options.input_side, 1}, pixels.scale,
+                          pixels.zero_point);
+  auto conv = [&](const std::string& name, uint32_t oc, uint32_t k, const WeightSpec& spec,
+                  ModelBuilder::Quant quant, Activation activation) {
+    std::vector<int8_t> w = synthetic_weights(size_t(oc) * k * k * b.tensor(x).shape[2], spec, rng);
+    ModelBuilder::Requant r = synthetic_requant(w, oc, rng);
+    x = b.conv2d(name, x, oc, k, 1, Padding::Same, std::move(w), spec.bits, std::move(r), quant,
+                 activation);
+  };
+  const ModelBuilder::Quant features{0.05f, -128};  // ReLU outputs: zero point at the bottom
+  conv("feature", 64, 5, first, features, Activation::Relu);
+  conv("map", 32, 3, rest, features, Activation::Relu);
+  conv("subpixel", 4, 3, rest, pixels, Activation::None);
+  b.mark_output(b.depth_to_space("upscale", x, 2));
+  return with_float_weight_scales(b.finish());
+}
+
 }  // namespace udc::firmware_model

@@ -71,4 +71,15 @@ grep -q "bad.yaml:2: parameters.npu.cores: expected an integer 1..4, got '9'" "$
 printf 'parameters: {npu.cores: [1]}\nsizes: 3\n' >"$work/bad.yaml"
 if "$udc" sweep "$work/m.udcm" --space "$work/bad.yaml" 2>"$work/err"; then exit 1; fi
 grep -q "bad.yaml:2: sizes: unknown key (expected one of:" "$work/err"
+
+# Super-resolution: an ESPCN-like x2 network over whole photographs in tiles, PSNR beside
+# bicubic; the simulator's result is the interpreter's (bit-exact), its cycles are added.
+"$udc" model --generate espcn --side 24 --bits 4 --sparsity 0.5 -o "$work/sr.udcm" >/dev/null
+"$udc" eval "$work/sr.udcm" --data sr-photos --limit 1 >"$work/sr_interp.txt"
+"$udc" eval "$work/sr.udcm" --data sr-photos --limit 1 --on simulator >"$work/sr_npu.txt"
+grep -q "baboon.jpg .* dB (bicubic  24.97 dB)" "$work/sr_interp.txt"
+test "$(grep baboon "$work/sr_interp.txt")" = "$(grep baboon "$work/sr_npu.txt")"
+grep -q "NPU cycles per tile" "$work/sr_npu.txt"
+if "$udc" eval "$work/m.udcm" --data sr-photos 2>"$work/err"; then exit 1; fi
+grep -q "not a one-channel image and its upscale" "$work/err"
 echo "model CLI: ok"

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -13,6 +15,7 @@
 
 #include "udc/data/batch_loader.hpp"
 #include "udc/data/dataset.hpp"
+#include "udc/data/super_resolution.hpp"
 
 namespace fs = std::filesystem;
 using namespace udc::data;
@@ -267,11 +270,57 @@ TEST(Div2k, BicubicDownscaledPairs) {
   EXPECT_EQ(set.high[0].height, 30u);
   EXPECT_EQ(set.low[0].width, 18u);
   EXPECT_EQ(set.low[0].height, 15u);
-  // Downscaling a linear ramp by 2 samples it at the centres of 2-pixel cells: x = 2j + 0.5.
+  // Downscaling a linear ramp by 2 samples it at the centres of 2-pixel cells: x = 2j + 0.5;
+  // one channel is the luminance, 16 + 219/255 of the grey value.
   for (uint32_t j = 2; j < 16; ++j) {
-    EXPECT_NEAR(set.low[0].pixels[5 * 18 + j], 40 + 4 * (2.0 * j + 0.5), 1.0) << j;
+    EXPECT_NEAR(set.low[0].pixels[5 * 18 + j], 16 + 219.0 / 255 * (40 + 4 * (2.0 * j + 0.5)), 1.0)
+        << j;
   }
   fs::remove_all(dir);
+}
+
+TEST(SuperResolution, LumaIsStudioRangeBt601) {
+  // Black, white, pure red, green, blue and a grey pixel, against rgb2ycbcr's values.
+  const Image rgb{
+      1, 6, 3, {0, 0, 0, 255, 255, 255, 255, 0, 0, 0, 255, 0, 0, 0, 255, 100, 100, 100}};
+  EXPECT_EQ(luma(rgb).pixels, (std::vector<uint8_t>{16, 235, 81, 145, 41, 102}));
+  const Image grey{1, 2, 1, {0, 100}};
+  EXPECT_EQ(luma(grey).pixels, (std::vector<uint8_t>{16, 102}));  // as R = G = B
+}
+
+TEST(SuperResolution, PsnrFromTheMeanSquaredErrorInsideTheBorder) {
+  Image a{4, 4, 1, std::vector<uint8_t>(16, 100)};
+  Image b = a;
+  EXPECT_TRUE(std::isinf(psnr(a, b, 0)));
+  b.pixels[0] = 0;  // in the border: ignored with border 1
+  EXPECT_TRUE(std::isinf(psnr(a, b, 1)));
+  b.pixels[5] = 90;  // inside: MSE 100 / 4 over the 2x2 centre
+  EXPECT_NEAR(psnr(a, b, 1), 10 * std::log10(255.0 * 255.0 / 25.0), 1e-9);
+  EXPECT_THROW(psnr(a, Image{4, 3, 1, std::vector<uint8_t>(12)}, 0), std::invalid_argument);
+  EXPECT_THROW(psnr(a, b, 2), std::invalid_argument);
+}
+
+TEST(SuperResolution, PhotosFromOpencvDocSplitOnceAndPaired) {
+  const SuperResolutionSet train = load_sr_photos(kOpencvSamplesDir, Split::Train, 2);
+  const SuperResolutionSet test = load_sr_photos(kOpencvSamplesDir, Split::Test, 2);
+  EXPECT_GE(train.high.size(), 20u);
+  EXPECT_GE(test.high.size(), 5u);
+  for (const std::string& name : sr_photo_files(Split::Test)) {
+    const auto& in_train = sr_photo_files(Split::Train);
+    EXPECT_EQ(std::count(in_train.begin(), in_train.end(), name), 0) << name;
+  }
+  for (const SuperResolutionSet* set : {&train, &test}) {
+    for (size_t i = 0; i < set->high.size(); ++i) {
+      const Image& high = set->high[i];
+      EXPECT_GE(std::min(high.height, high.width), 256u) << set->files[i];
+      EXPECT_EQ(high.channels, 1u);
+      EXPECT_EQ(set->low[i].height * 2, high.height);
+      EXPECT_EQ(set->low[i].width * 2, high.width);
+    }
+  }
+  const std::string error = error_of([] { load_sr_photos("/nonexistent", Split::Test, 2); });
+  EXPECT_NE(error.find("/nonexistent/baboon.jpg: missing"), std::string::npos) << error;
+  EXPECT_NE(error.find("opencv-doc"), std::string::npos) << error;
 }
 
 namespace {

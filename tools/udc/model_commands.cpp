@@ -104,7 +104,7 @@ std::vector<fm::TensorValues> read_input(const std::string& path, const fm::Mode
 /// weight bits and sparsity.
 struct ModelFlags {
   std::string path;      ///< .udcm or .tflite to summarise
-  std::string generate;  ///< generator name (mobilenet, random); empty: summarise `path`
+  std::string generate;  ///< generator name (mobilenet, espcn, random); empty: summarise `path`
   std::string output;    ///< where the generated model goes
   uint32_t side = 96, bits = 8, seed = 1, classes = 10;  ///< input side [pixels], weight bits
   double sparsity = 0.0;  ///< fraction of generated weights that are zero
@@ -115,7 +115,14 @@ void run_model(const ModelFlags& f) {
   if (!f.generate.empty()) {
     if (f.output.empty()) throw std::runtime_error("model --generate needs -o FILE.udcm");
     fm::Model model;
-    if (f.generate == "mobilenet") {
+    if (f.generate == "espcn") {
+      fm::EspcnOptions options;
+      options.input_side = f.side;
+      options.weight_bits = f.bits;
+      options.sparsity = f.sparsity;
+      options.seed = f.seed;
+      model = fm::espcn_like(options);
+    } else if (f.generate == "mobilenet") {
       fm::MobileNetOptions options;
       options.input_side = f.side;
       options.weight_bits = f.bits;
@@ -299,14 +306,15 @@ void add_model_commands(CLI::App& app) {
   CLI::App* m =
       app.add_subcommand("model", "Print a model's summary (.udcm or .tflite), or generate one");
   m->add_option("model", model->path, "model file (.udcm or .tflite)");
-  m->add_option("--generate", model->generate, "generate a model: mobilenet or random")
-      ->check(CLI::IsMember({"mobilenet", "random"}));
+  m->add_option("--generate", model->generate,
+                "generate a model: mobilenet, espcn (x2 super-resolution) or random")
+      ->check(CLI::IsMember({"mobilenet", "espcn", "random"}));
   m->add_option("-o,--output", model->output, "where --generate writes the model");
-  m->add_option("--side", model->side, "mobilenet: input height and width [pixels]")
+  m->add_option("--side", model->side, "mobilenet, espcn: input height and width [pixels]")
       ->check(CLI::Range(8u, 1024u));
-  m->add_option("--bits", model->bits, "mobilenet: weight bits of all layers but the first")
+  m->add_option("--bits", model->bits, "mobilenet, espcn: weight bits of all layers but the first")
       ->check(CLI::Range(2u, 8u));
-  m->add_option("--sparsity", model->sparsity, "mobilenet: fraction of zero weights")
+  m->add_option("--sparsity", model->sparsity, "mobilenet, espcn: fraction of zero weights")
       ->check(CLI::Range(0.0, 0.99));
   m->add_option("--classes", model->classes, "mobilenet: classifier outputs")
       ->check(CLI::Range(1u, 10000u));

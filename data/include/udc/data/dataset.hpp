@@ -99,15 +99,7 @@ Image read_image(const std::string& path, uint32_t channels);
 /// Bicubic (Catmull-Rom, as MATLAB's imresize) resampling to height x width.
 Image resize_bicubic(const Image& image, uint32_t height, uint32_t width);
 
-/// Super-resolution pairs in the DIV2K layout: high-resolution PNGs in `dir` (e.g.
-/// DIV2K_train_HR), each cropped to a multiple of `scale` and bicubically downscaled by
-/// `scale` (2, 3 or 4) to form its low-resolution input. `max_images` 0 reads all.
-struct SuperResolutionSet {
-  std::string name;
-  uint32_t scale = 2;
-  std::vector<Image> high, low;  ///< pairs, same index
-};
-SuperResolutionSet load_div2k(const std::string& dir, uint32_t scale, uint32_t channels,
-                              size_t max_images = 0);
+/// The PNG and JPEG files directly in `dir`, sorted by path.
+std::vector<std::string> image_files(const std::string& dir);
 
 }  // namespace udc::data

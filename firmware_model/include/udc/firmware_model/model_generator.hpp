@@ -35,4 +35,17 @@ struct MobileNetOptions {
 /// pooling and a classifier): about 9 M MACs at 96x96x3.
 Model mobilenet_like(const MobileNetOptions& options = {});
 
+struct EspcnOptions {
+  uint32_t input_side = 32;  ///< square input tile [pixels] of the low-resolution image
+  uint32_t weight_bits = 8;  ///< all layers but the first, which keeps 8
+  double sparsity = 0.0;     ///< fraction of zero weights, all layers but the first
+  uint32_t seed = 1;
+};
+
+/// An ESPCN-like x2 super-resolution network on one luminance channel: 5x5 conv to 64,
+/// 3x3 conv to 32, 3x3 conv to 4, depth-to-space 2 (about 22 M MACs at a 32x32 tile).
+/// Synthetic weights: a workload for the simulator, not a trained upscaler. Input and
+/// output hold pixel / 255 in steps of 1/255 (zero point -128), as `udc eval` feeds them.
+Model espcn_like(const EspcnOptions& options = {});
+
 }  // namespace udc::firmware_model
