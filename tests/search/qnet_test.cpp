@@ -25,6 +25,7 @@
 #include "udc/firmware_model/model_io.hpp"
 #include "udc/firmware_model/reference_interpreter.hpp"
 #include "udc/firmware_model/tflite_import.hpp"
+#include "udc/search/seeds.hpp"
 #include "udc/search/trainer.hpp"
 
 namespace fs = std::filesystem;
@@ -297,6 +298,37 @@ TrainConfig tiny_config(uint32_t finetune_epochs) {
 }
 
 }  // namespace
+
+TEST(Trainer, SeedsRunInTheirOwnFoldersAndSummarise) {
+  const fs::path root = fs::temp_directory_path() / ("udc_seeds_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  TrainOptions options;
+  options.output_dir = root.string();
+  const TrainConfig config = tiny_config(1);
+  const SeedsResult result = train_seeds(config, configured_npu(config), options, {3, 4});
+  ASSERT_EQ(result.runs.size(), 2u);
+  std::vector<double> accuracies;
+  for (const SeedRun& run : result.runs) {
+    EXPECT_EQ(run.output_dir, (root / ("seed-" + std::to_string(run.seed))).string());
+    // Each run is an ordinary training with that seed: its own report says the same.
+    const auto report =
+        nlohmann::json::parse(udc::common::read_file(run.output_dir + "/report.json"));
+    EXPECT_EQ(report["test_accuracy"].get<double>(), run.test_accuracy);
+    ASSERT_TRUE(run.hardware.has_value());
+    EXPECT_EQ(report["hardware"]["weight_bytes"].get<uint64_t>(), run.hardware->weight_bytes);
+    accuracies.push_back(100 * run.test_accuracy);
+  }
+  EXPECT_NE(udc::common::read_file(result.runs[0].output_dir + "/model.udcm"),
+            udc::common::read_file(result.runs[1].output_dir + "/model.udcm"));
+  const auto summary = nlohmann::json::parse(udc::common::read_file(result.summary_path));
+  const auto& accuracy = summary["summary"]["test_accuracy"];
+  EXPECT_DOUBLE_EQ(accuracy["mean"].get<double>(), (accuracies[0] + accuracies[1]) / 2);
+  EXPECT_NEAR(accuracy["std"].get<double>(),
+              std::abs(accuracies[0] - accuracies[1]) / std::sqrt(2.0), 1e-9);
+  EXPECT_EQ(summary["runs"].size(), 2u);
+  EXPECT_NE(format_seeds_table(result).find("± std"), std::string::npos);
+  fs::remove_all(root);
+}
 
 TEST(Trainer, TrainsExportsVerifiesAndResumesIdentically) {
   ASSERT_TRUE(fs::is_directory(udc::data::kFashionMnistDir))

@@ -18,6 +18,7 @@
 #include "udc/common/yaml_section.hpp"
 #include "udc/search/search.hpp"
 #include "udc/search/search_config.hpp"
+#include "udc/search/seeds.hpp"
 #include "udc/search/train_config.hpp"
 #include "udc/search/trainer.hpp"
 
@@ -30,6 +31,8 @@ struct RunArguments {
   bool restart = false;
   bool list_params = false;
   udc::common::ConfigSource npu;
+  /// Repeat the run once per seed, each in <output>/seed-<seed>, and summarise (seeds.hpp).
+  std::vector<uint64_t> seeds;
   /// The output folder: as given, else runs/<config file stem>.
   std::string output() const {
     return output_dir.empty()
@@ -48,6 +51,10 @@ void add_run_command(CLI::App& app, const std::string& name, const std::string& 
   cmd->add_option("--config", args->config, config_help);
   cmd->add_option("-o,--output", args->output_dir, output_help);
   cmd->add_flag("--restart", args->restart, restart_help);
+  cmd->add_option("--seeds", args->seeds,
+                  "run once per seed (comma-separated), each in OUTPUT/seed-N, then write "
+                  "OUTPUT/seeds.json and print mean ± std")
+      ->delimiter(',');
   udc::tool::add_npu_options(cmd, args->npu);
   cmd->add_flag("--list-params", args->list_params,
                 "list the parameters --set takes (the config's sections and the NPU's), with "
@@ -58,6 +65,19 @@ void add_run_command(CLI::App& app, const std::string& name, const std::string& 
     }
     run(*args);
   });
+}
+
+/// A multi-seed run fails when any of its runs broke its budgets (each was still written).
+void check_seed_runs(const udc::search::SeedsResult& result) {
+  std::string over;
+  for (const udc::search::SeedRun& run : result.runs) {
+    if (!run.within_budgets) over += fmt::format(" {}", run.seed);
+  }
+  if (!over.empty()) {
+    throw std::runtime_error(
+        fmt::format("seeds{}: the model breaks its budgets (see {})", over, result.summary_path));
+  }
+  fmt::print("wrote {}\n", result.summary_path);
 }
 
 void add_train_command(CLI::App& app) {
@@ -97,6 +117,11 @@ void add_train_command(CLI::App& app) {
         options.output_dir = args.output();
         options.restart = args.restart;
         options.log = &std::cout;
+        if (!args.seeds.empty()) {
+          check_seed_runs(udc::search::train_seeds(config, udc::search::configured_npu(config),
+                                                   options, args.seeds));
+          return;
+        }
         const udc::search::TrainResult result =
             udc::search::train(config, udc::search::configured_npu(config), options);
         if (!result.within_budgets) {
@@ -146,6 +171,11 @@ void add_search_command(CLI::App& app) {
         options.output_dir = args.output();
         options.restart = args.restart;
         options.log = &std::cout;
+        if (!args.seeds.empty()) {
+          check_seed_runs(udc::search::search_seeds(
+              config, udc::npu_sim::load_npu_config(config.npu), options, args.seeds));
+          return;
+        }
         const udc::search::SearchResult result =
             udc::search::run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
         if (!result.within_budgets) {

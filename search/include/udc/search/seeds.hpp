@@ -1,0 +1,49 @@
+// Repeating a training or a search over seeds (`udc train --seeds`, `udc search --seeds`):
+// each seed is an ordinary run in its own folder (resumable like one), and the figures
+// are summarised as mean ± sample standard deviation, so that a difference is called real
+// only beside its spread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "udc/firmware_model/measurement.hpp"
+#include "udc/npu_sim/config.hpp"
+#include "udc/search/search.hpp"
+#include "udc/search/trainer.hpp"
+
+namespace udc::search {
+
+/// One seed's run: where it went and what it measured.
+struct SeedRun {
+  uint64_t seed = 0;
+  std::string output_dir;    ///< <output>/seed-<seed>
+  double test_accuracy = 0;  ///< [fraction]
+  /// The exported epoch's accuracy on the held-out training images [fraction]; negative
+  /// when none were held out (or for a search).
+  double holdout_accuracy = -1;
+  std::optional<firmware_model::ModelMeasurement> hardware;  ///< none without an NPU
+  bool within_budgets = true;
+  double seconds = 0;  ///< wall time of this invocation's part of the run
+};
+
+struct SeedsResult {
+  std::vector<SeedRun> runs;  ///< in the order of the seeds given
+  std::string summary_path;   ///< <output>/seeds.json
+};
+
+/// Trains `config` once per seed (train.seed), each in options.output_dir/seed-<seed>,
+/// then writes seeds.json (each run and the mean ± std of every figure) and returns the
+/// runs. A run over its budgets is recorded as such and the others still run.
+SeedsResult train_seeds(const TrainConfig& config, const std::optional<npu_sim::NpuConfig>& npu,
+                        const TrainOptions& options, const std::vector<uint64_t>& seeds);
+/// The same for a search: search.seed and finetune.seed both set to the seed.
+SeedsResult search_seeds(const SearchConfig& config, const npu_sim::NpuConfig& npu,
+                         const SearchOptions& options, const std::vector<uint64_t>& seeds);
+
+/// The runs as a table with a mean ± std row (accuracy in %, bytes, cycles, seconds).
+std::string format_seeds_table(const SeedsResult& result);
+
+}  // namespace udc::search

@@ -1,0 +1,182 @@
+#include "udc/search/seeds.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <ostream>
+
+#include "udc/common/file_io.hpp"
+#include "udc/common/statistics.hpp"
+
+namespace udc::search {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// A figure of every run, as the summary lists it.
+struct Figure {
+  const char* name;
+  double scale;  ///< applied for display and JSON (accuracy: percent)
+  std::function<std::optional<double>(const SeedRun&)> value;  ///< none: not measured
+};
+
+const std::vector<Figure>& figures() {
+  static const std::vector<Figure> list{
+      {"test_accuracy", 100,
+       [](const SeedRun& r) { return std::optional<double>(r.test_accuracy); }},
+      {"holdout_accuracy", 100,
+       [](const SeedRun& r) {
+         return r.holdout_accuracy < 0 ? std::nullopt : std::optional<double>(r.holdout_accuracy);
+       }},
+      {"weight_bytes", 1,
+       [](const SeedRun& r) {
+         return r.hardware ? std::optional<double>(double(r.hardware->weight_bytes)) : std::nullopt;
+       }},
+      {"flash_bytes", 1,
+       [](const SeedRun& r) {
+         return r.hardware ? std::optional<double>(double(r.hardware->flash_bytes)) : std::nullopt;
+       }},
+      {"sram_peak_bytes", 1,
+       [](const SeedRun& r) {
+         return r.hardware ? std::optional<double>(double(r.hardware->arena_bytes)) : std::nullopt;
+       }},
+      {"cycles", 1,
+       [](const SeedRun& r) {
+         return r.hardware ? std::optional<double>(r.hardware->cycles) : std::nullopt;
+       }},
+      {"seconds", 1, [](const SeedRun& r) { return std::optional<double>(r.seconds); }},
+  };
+  return list;
+}
+
+/// Each figure's values over the runs that measured it.
+std::vector<double> values_of(const SeedsResult& result, const Figure& figure) {
+  std::vector<double> values;
+  for (const SeedRun& run : result.runs) {
+    if (const std::optional<double> v = figure.value(run)) values.push_back(*v * figure.scale);
+  }
+  return values;
+}
+
+void write_summary(const std::string& config_file, SeedsResult& result,
+                   const std::string& output_dir) {
+  nlohmann::json runs = nlohmann::json::array();
+  for (const SeedRun& run : result.runs) {
+    nlohmann::json j{
+        {"seed", run.seed}, {"output_dir", run.output_dir}, {"within_budgets", run.within_budgets}};
+    for (const Figure& figure : figures()) {
+      if (const std::optional<double> v = figure.value(run)) j[figure.name] = *v * figure.scale;
+    }
+    runs.push_back(std::move(j));
+  }
+  nlohmann::json summary = nlohmann::json::object();
+  for (const Figure& figure : figures()) {
+    const common::Spread s = common::spread_of(values_of(result, figure));
+    if (s.n > 0) summary[figure.name] = {{"mean", s.mean}, {"std", s.std}, {"n", s.n}};
+  }
+  result.summary_path = (fs::path(output_dir) / "seeds.json").string();
+  const nlohmann::json root{
+      {"config", config_file}, {"accuracy_unit", "percent"}, {"runs", runs}, {"summary", summary}};
+  common::write_file_atomically(result.summary_path, root.dump(2) + "\n");
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void say(std::ostream* log, const std::string& line) {
+  if (log) *log << line << std::endl;
+}
+
+}  // namespace
+
+SeedsResult train_seeds(const TrainConfig& config, const std::optional<npu_sim::NpuConfig>& npu,
+                        const TrainOptions& options, const std::vector<uint64_t>& seeds) {
+  SeedsResult result;
+  for (size_t i = 0; i < seeds.size(); ++i) {
+    TrainConfig seeded = config;
+    seeded.train.seed = seeds[i];
+    TrainOptions run_options = options;
+    run_options.output_dir =
+        (fs::path(options.output_dir) / fmt::format("seed-{}", seeds[i])).string();
+    say(options.log, fmt::format("=== seed {} ({} of {}): {}", seeds[i], i + 1, seeds.size(),
+                                 run_options.output_dir));
+    const auto start = std::chrono::steady_clock::now();
+    const TrainResult trained = train(seeded, npu, run_options);
+    SeedRun run;
+    run.seed = seeds[i];
+    run.output_dir = run_options.output_dir;
+    run.test_accuracy = trained.test_accuracy;
+    if (trained.selected_epoch >= 0 && size_t(trained.selected_epoch) < trained.history.size()) {
+      run.holdout_accuracy = trained.history[size_t(trained.selected_epoch)].holdout_accuracy;
+    }
+    run.hardware = trained.hardware;
+    run.within_budgets = trained.within_budgets;
+    run.seconds = seconds_since(start);
+    result.runs.push_back(std::move(run));
+  }
+  write_summary(config.file, result, options.output_dir);
+  say(options.log, format_seeds_table(result));
+  return result;
+}
+
+SeedsResult search_seeds(const SearchConfig& config, const npu_sim::NpuConfig& npu,
+                         const SearchOptions& options, const std::vector<uint64_t>& seeds) {
+  SeedsResult result;
+  for (size_t i = 0; i < seeds.size(); ++i) {
+    SearchConfig seeded = config;
+    seeded.search.seed = seeds[i];
+    seeded.finetune.seed = seeds[i];
+    SearchOptions run_options = options;
+    run_options.output_dir =
+        (fs::path(options.output_dir) / fmt::format("seed-{}", seeds[i])).string();
+    say(options.log, fmt::format("=== seed {} ({} of {}): {}", seeds[i], i + 1, seeds.size(),
+                                 run_options.output_dir));
+    const auto start = std::chrono::steady_clock::now();
+    const SearchResult found = run_search(seeded, npu, run_options);
+    SeedRun run;
+    run.seed = seeds[i];
+    run.output_dir = run_options.output_dir;
+    run.test_accuracy = found.test_accuracy;
+    run.hardware = found.hardware;
+    run.within_budgets = found.within_budgets;
+    run.seconds = seconds_since(start);
+    result.runs.push_back(std::move(run));
+  }
+  write_summary(config.file, result, options.output_dir);
+  say(options.log, format_seeds_table(result));
+  return result;
+}
+
+std::string format_seeds_table(const SeedsResult& result) {
+  std::string text = fmt::format("{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8}\n", "seed",
+                                 "test %", "held %", "weights", "flash", "SRAM", "cycles", "s");
+  auto cell = [](const std::optional<double>& v, double scale, int decimals, int width) {
+    return v ? fmt::format("{:>{}.{}f}", *v * scale, width, decimals)
+             : fmt::format("{:>{}}", "-", width);
+  };
+  const std::vector<Figure>& f = figures();
+  const int decimals[] = {2, 2, 0, 0, 0, 0, 0};
+  const int widths[] = {9, 9, 9, 9, 9, 10, 8};
+  for (const SeedRun& run : result.runs) {
+    std::string row = fmt::format("{:<8}", run.seed);
+    for (size_t k = 0; k < f.size(); ++k) {
+      row += " " + cell(f[k].value(run), f[k].scale, decimals[k], widths[k]);
+    }
+    text += row + (run.within_budgets ? "" : "  over budget") + "\n";
+  }
+  std::string mean = fmt::format("{:<8}", "mean"), spread = fmt::format("{:<8}", "± std");
+  for (size_t k = 0; k < f.size(); ++k) {
+    const common::Spread s = common::spread_of(values_of(result, f[k]));
+    mean += " " + (s.n ? fmt::format("{:>{}.{}f}", s.mean, widths[k], decimals[k])
+                       : fmt::format("{:>{}}", "-", widths[k]));
+    spread += " " + (s.n ? fmt::format("{:>{}.{}f}", s.std, widths[k], decimals[k])
+                         : fmt::format("{:>{}}", "-", widths[k]));
+  }
+  return text + mean + "\n" + spread + "\n";
+}
+
+}  // namespace udc::search
