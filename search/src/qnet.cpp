@@ -539,6 +539,21 @@ ExportedTensor QInvertedResidual::export_to(fm::ModelBuilder& builder,
           out};
 }
 
+// ---------------------------------------------------------------- QDepthToSpace
+
+QTensor QDepthToSpace::forward(const QTensor& input, const ForwardContext&) {
+  const torch::Tensor& x = input.x;  // [N, b*b*C, H, W], channel (i*b + j)*C + c
+  const int64_t b = block_, n = x.size(0), h = x.size(2), w = x.size(3);
+  const int64_t c = x.size(1) / (b * b);
+  const torch::Tensor y =
+      x.reshape({n, b, b, c, h, w}).permute({0, 3, 4, 1, 5, 2}).reshape({n, c, h * b, w * b});
+  return {y, input.quant};
+}
+
+ExportedTensor QDepthToSpace::export_to(fm::ModelBuilder& builder, const ExportedTensor& input) {
+  return {builder.depth_to_space(name_, input.index, block_), input.quant};
+}
+
 // ---------------------------------------------------------------- QNet
 
 QNet::QNet(const ArchitectureSpec& spec, const data::Normalization& normalization) : spec_(spec) {
@@ -589,6 +604,19 @@ QNet::QNet(const ArchitectureSpec& spec, const data::Normalization& normalizatio
         module = std::make_shared<QPool>(layer.name, QPool::Kind::GlobalAverage, 1, 1);
         h = w = 1;
         break;
+      case LayerKind::DepthToSpace: {
+        const uint32_t b = layer.kernel;
+        if (b < 2 || c % (b * b) != 0) {
+          throw std::invalid_argument(
+              fmt::format("layer {}: depth_to_space by {} needs a multiple of {} channels, has {}",
+                          layer.name, b, b * b, c));
+        }
+        module = std::make_shared<QDepthToSpace>(layer.name, b);
+        c /= b * b;
+        h *= b;
+        w *= b;
+        break;
+      }
     }
     layers_.push_back(register_module(layer.name, module));
   }

@@ -190,6 +190,20 @@ class QPool : public QLayer {
   uint32_t kernel_, stride_;
 };
 
+/// Depth-to-space by `block`, TFLite's channel order (firmware_model::OpType::DepthToSpace):
+/// data movement, so both modes are exact and the quantisation is kept.
+class QDepthToSpace : public QLayer {
+ public:
+  QDepthToSpace(std::string name, uint32_t block) : name_(std::move(name)), block_(block) {}
+  QTensor forward(const QTensor& input, const ForwardContext& context) override;
+  ExportedTensor export_to(firmware_model::ModelBuilder& builder,
+                           const ExportedTensor& input) override;
+
+ private:
+  std::string name_;
+  uint32_t block_;
+};
+
 /// MobileNetV2 block: optional 1x1 expansion, kxk depthwise, 1x1 projection, and the
 /// residual add when the stride is 1 and the width unchanged.
 class QInvertedResidual : public QLayer {

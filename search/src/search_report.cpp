@@ -79,14 +79,16 @@ std::string train_config_yaml(const TrainConfig& c) {
       y += fmt::format(", kernel: {}, stride: {}", l.kernel, l.stride);
     }
     if (l.kind == LayerKind::InvertedResidual) y += fmt::format(", expansion: {}", l.expansion);
+    if (l.kind == LayerKind::DepthToSpace) y += fmt::format(", block: {}", l.kernel);
+    const bool weightless = l.kind == LayerKind::GlobalAvgPool || l.kind == LayerKind::DepthToSpace;
     if (l.kind == LayerKind::InvertedResidual && !l.sublayer_bits.empty()) {
       y += fmt::format(", bits: [{}]", fmt::join(l.sublayer_bits, ", "));
-    } else if (l.kind != LayerKind::GlobalAvgPool) {
+    } else if (!weightless) {
       y += fmt::format(", bits: {}", l.weight_bits);
     }
     if (l.kind == LayerKind::InvertedResidual && !l.sublayer_sparsity.empty()) {
       y += fmt::format(", sparsity: [{}]", fmt::join(l.sublayer_sparsity, ", "));
-    } else if (l.kind != LayerKind::GlobalAvgPool) {
+    } else if (!weightless) {
       y += fmt::format(", sparsity: {}", l.sparsity);
     }
     y += "}\n";

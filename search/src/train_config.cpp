@@ -27,6 +27,8 @@ const char* layer_kind_name(LayerKind kind) {
       return "global_avg_pool";
     case LayerKind::FullyConnected:
       return "fc";
+    case LayerKind::DepthToSpace:
+      return "depth_to_space";
   }
   return "?";
 }
@@ -34,12 +36,12 @@ const char* layer_kind_name(LayerKind kind) {
 namespace {
 
 LayerKind parse_kind(YamlSection& layer) {
-  const std::string op = layer.choice(
-      "op", "",
-      {"conv", "depthwise", "inverted_residual", "max_pool", "avg_pool", "global_avg_pool", "fc"});
-  for (LayerKind kind :
-       {LayerKind::Conv, LayerKind::Depthwise, LayerKind::InvertedResidual, LayerKind::MaxPool,
-        LayerKind::AvgPool, LayerKind::GlobalAvgPool, LayerKind::FullyConnected}) {
+  const std::string op = layer.choice("op", "",
+                                      {"conv", "depthwise", "inverted_residual", "max_pool",
+                                       "avg_pool", "global_avg_pool", "fc", "depth_to_space"});
+  for (LayerKind kind : {LayerKind::Conv, LayerKind::Depthwise, LayerKind::InvertedResidual,
+                         LayerKind::MaxPool, LayerKind::AvgPool, LayerKind::GlobalAvgPool,
+                         LayerKind::FullyConnected, LayerKind::DepthToSpace}) {
     if (op == layer_kind_name(kind)) return kind;
   }
   layer.fail("op", "missing (required)");
@@ -112,8 +114,13 @@ void read_architecture(YamlSection model, ArchitectureSpec& arch) {
     const bool weighted = spec.kind == LayerKind::Conv || spec.kind == LayerKind::Depthwise ||
                           spec.kind == LayerKind::InvertedResidual ||
                           spec.kind == LayerKind::FullyConnected;
-    const bool windowed =
-        spec.kind != LayerKind::GlobalAvgPool && spec.kind != LayerKind::FullyConnected;
+    const bool windowed = spec.kind != LayerKind::GlobalAvgPool &&
+                          spec.kind != LayerKind::FullyConnected &&
+                          spec.kind != LayerKind::DepthToSpace;
+    if (spec.kind == LayerKind::DepthToSpace) {
+      spec.kernel = uint32_t(layer.integer("block", 2, 2, 8));
+      spec.stride = 1;
+    }
     if (spec.kind == LayerKind::Conv || spec.kind == LayerKind::InvertedResidual ||
         spec.kind == LayerKind::FullyConnected) {
       const bool last = i + 1 == layers.size();

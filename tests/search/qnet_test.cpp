@@ -144,6 +144,11 @@ std::vector<ArchitectureSpec> test_architectures() {
                     layer(K::AvgPool, 0, 3, 2, 8, 0), layer(K::Conv, 16, 3, 1, 7, 0.6),
                     layer(K::GlobalAvgPool, 0, 1, 1, 8, 0),
                     layer(K::FullyConnected, 10, 1, 1, 2, 0.0, none)}),
+      // Sub-pixel output (ESPCN): depth-to-space by 2 of 4 channels; its 8x8 values serve as
+      // the logits here.
+      architecture("subpixel", 4, 1,
+                   {layer(K::Conv, 8, 3, 1, 6, 0.0), layer(K::Conv, 4, 3, 1, 4, 0.25, none),
+                    layer(K::DepthToSpace, 0, 2, 1, 8, 0)}),
       // Wide 8-bit layers: 576 products per output (split float accumulation) and 9,216
       // (double accumulation).
       architecture("wide", 12, 1,

@@ -69,6 +69,22 @@ TEST(TrainConfig, DefaultsAndDerivedValues) {
   fs::remove(path);
 }
 
+TEST(TrainConfig, DepthToSpaceTakesABlockAndNoWeights) {
+  const fs::path path = fs::temp_directory_path() / "udc_cfg_d2s.yaml";
+  std::ofstream(path) << "model:\n  input: [16, 16, 1]\n  layers:\n    - {op: conv, out: 4}\n"
+                         "    - {op: depth_to_space, block: 2}\n    - {op: fc}\n";
+  const TrainConfig config = load_train_config(path.string());
+  const LayerSpec& d2s = config.architecture.layers.at(1);
+  EXPECT_EQ(d2s.kind, LayerKind::DepthToSpace);
+  EXPECT_EQ(d2s.kernel, 2u);
+  EXPECT_EQ(d2s.name, "depth_to_space1");
+  fs::remove(path);
+  EXPECT_NE(error_for("model:\n  layers:\n    - {op: depth_to_space, block: 9}\n").find("block"),
+            std::string::npos);
+  EXPECT_NE(error_for("model:\n  layers:\n    - {op: depth_to_space, bits: 4}\n").find("bits"),
+            std::string::npos);
+}
+
 // npu: takes a list of files (an NPU file then a system file), relative to the config, and
 // npu_set: overrides as --set does.
 TEST(TrainConfig, NpuFilesAndOverrides) {

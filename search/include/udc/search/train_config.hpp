@@ -26,6 +26,10 @@ enum class LayerKind {
   AvgPool,           ///< kxk window, stride, valid padding
   GlobalAvgPool,
   FullyConnected,  ///< flattens its input (HWC order)
+  /// Sub-pixel rearrangement by `block` (kernel field): channel (i*b + j)*C + c of pixel
+  /// (y, x) goes to pixel (y*b + i, x*b + j), channel c; the output of super-resolution
+  /// networks (ESPCN).
+  DepthToSpace,
 };
 const char* layer_kind_name(LayerKind kind);
 
@@ -35,7 +39,7 @@ struct LayerSpec {
   LayerKind kind = LayerKind::Conv;
   std::string name;           ///< unique; derived ("conv0", ...) if not given
   uint32_t out_channels = 0;  ///< Conv, InvertedResidual, FullyConnected
-  uint32_t kernel = 3;        ///< [pixels]
+  uint32_t kernel = 3;        ///< [pixels]; DepthToSpace: the block size
   uint32_t stride = 1;
   uint32_t expansion = 1;    ///< InvertedResidual: hidden width = expansion x input width
   uint32_t weight_bits = 8;  ///< 2..8, symmetric: +-(2^(bits-1) - 1)
