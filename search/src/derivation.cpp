@@ -174,8 +174,9 @@ ArchitectureChoice grow_to_budget(const Supernet& net, ArchitectureChoice choice
 
 std::vector<ArchitectureChoice> derivation_candidates(const Supernet& net, const Limits& limits,
                                                       double fraction, uint32_t samples,
-                                                      uint64_t seed) {
-  std::vector<ArchitectureChoice> starts{net.most_probable()};
+                                                      uint64_t seed, bool most_probable) {
+  std::vector<ArchitectureChoice> starts;
+  if (most_probable) starts.push_back(net.most_probable());
   std::mt19937_64 rng(seed ^ 0xde51u);
   for (uint32_t i = 0; i < samples; ++i) starts.push_back(sample_choice(net, rng));
   std::vector<ArchitectureChoice> candidates;

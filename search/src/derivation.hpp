@@ -48,11 +48,11 @@ std::optional<ArchitectureChoice> fit_by_tables(const Supernet& net, Architectur
 ArchitectureChoice grow_to_budget(const Supernet& net, ArchitectureChoice choice,
                                   const Limits& limits, double fraction);
 
-/// The derivation's candidates, distinct: the most probable architecture and `samples`
-/// drawn from the learnt distributions (seeded), each fitted to the budgets by the tables,
-/// as fitted and as grown. Empty when none can be fitted.
+/// The derivation's candidates, distinct: the most probable architecture (when
+/// `most_probable`) and `samples` drawn from the learnt distributions (seeded), each fitted
+/// to the budgets by the tables, as fitted and as grown. Empty when none can be fitted.
 std::vector<ArchitectureChoice> derivation_candidates(const Supernet& net, const Limits& limits,
                                                       double fraction, uint32_t samples,
-                                                      uint64_t seed);
+                                                      uint64_t seed, bool most_probable = true);
 
 }  // namespace udc::search

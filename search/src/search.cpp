@@ -401,6 +401,8 @@ std::pair<double, size_t> supernet_step(const SearchStageSpec& spec, const Limit
   expected = supernet.expected_costs();
   const std::array<torch::Tensor, kResourceCount> cost_terms{
       expected.weight_bytes, expected.flash_bytes, expected.sram_bytes, expected.cycles};
+  // The random control never moves the choice logits: no budget terms, no steps.
+  searching &= spec.strategy == SearchStageSpec::Strategy::Dnas;
   if (searching) {
     for (size_t r = 0; r < kResourceCount; ++r) {
       if (!std::isfinite(limits[r])) continue;
@@ -758,8 +760,9 @@ Derivation derive_architecture(const SearchContext& ctx, const std::shared_ptr<S
     const double fraction = 1.0 - spec.budget_margin / 2;
     // Rank the candidates by their held-out accuracy with inherited weights, quantised
     // and masked as they will be exported.
-    const std::vector<ArchitectureChoice> candidates =
-        derivation_candidates(*supernet, limits, fraction, spec.derivation_samples, spec.seed);
+    const bool random = spec.strategy == SearchStageSpec::Strategy::Random;
+    const std::vector<ArchitectureChoice> candidates = derivation_candidates(
+        *supernet, limits, fraction, spec.derivation_samples, spec.seed, !random);
     if (candidates.empty()) {
       throw BudgetError(fmt::format(
           "derivation: {} does not fit the budgets and no cheaper choice helps", initial));
@@ -954,30 +957,32 @@ SearchResult write_results(const SearchContext& ctx, const Supernet& net,
   const std::vector<uint8_t> train_report_bytes = common::read_file(trained.report_path);
   const nlohmann::json train_report =
       nlohmann::json::parse(train_report_bytes.begin(), train_report_bytes.end());
-  const nlohmann::json report = {{"config", config.file},
-                                 {"space", space.name},
-                                 {"npu_config", config.npu.describe()},
-                                 {"test_accuracy", result.test_accuracy},
-                                 {"architecture", result.architecture},
-                                 {"choices", choice_json(net, choice)},
-                                 {"budgets", budgets},
-                                 {"fits", result.within_budgets},
-                                 {"weight_bytes", result.hardware.weight_bytes},
-                                 {"flash_bytes", result.hardware.flash_bytes},
-                                 {"sram_peak_bytes", result.hardware.arena_bytes},
-                                 {"cycles", result.hardware.cycles},
-                                 {"milliseconds", result.hardware.milliseconds},
-                                 {"verified_images", trained.verified_images},
-                                 {"layers", train_report.at("layers")},
-                                 {"search_history", history},
-                                 {"evolution", evolution},
-                                 {"derivation", derivation},
-                                 {"repairs", repairs},
-                                 {"finetune_history", train_report.at("history")},
-                                 {"seconds",
-                                  {{"search", search_seconds},
-                                   {"finetune", finetune_seconds},
-                                   {"total_this_run", seconds_since(run_start)}}}};
+  const nlohmann::json report = {
+      {"config", config.file},
+      {"space", space.name},
+      {"strategy", config.search.strategy == SearchStageSpec::Strategy::Random ? "random" : "dnas"},
+      {"npu_config", config.npu.describe()},
+      {"test_accuracy", result.test_accuracy},
+      {"architecture", result.architecture},
+      {"choices", choice_json(net, choice)},
+      {"budgets", budgets},
+      {"fits", result.within_budgets},
+      {"weight_bytes", result.hardware.weight_bytes},
+      {"flash_bytes", result.hardware.flash_bytes},
+      {"sram_peak_bytes", result.hardware.arena_bytes},
+      {"cycles", result.hardware.cycles},
+      {"milliseconds", result.hardware.milliseconds},
+      {"verified_images", trained.verified_images},
+      {"layers", train_report.at("layers")},
+      {"search_history", history},
+      {"evolution", evolution},
+      {"derivation", derivation},
+      {"repairs", repairs},
+      {"finetune_history", train_report.at("history")},
+      {"seconds",
+       {{"search", search_seconds},
+        {"finetune", finetune_seconds},
+        {"total_this_run", seconds_since(run_start)}}}};
   common::write_file_atomically(result.report_path, report.dump(2) + "\n");
   common::write_file_atomically(result.plot_path, accuracy_plot_svg(config, result, log));
   say(fmt::format(

@@ -136,6 +136,10 @@ const std::vector<common::Param<SearchStageSpec>>& search_params() {
       common::choice_param<S>(
           "operators", [](auto& s) -> auto& { return s.operators; }, {"mixed", "sampled"},
           "operator relaxation: every operator weighted (mixed) or one sampled per step"),
+      common::choice_param<S>(
+          "strategy", [](auto& s) -> auto& { return s.strategy; }, {"dnas", "random"},
+          "dnas: learn the choices; random: the control, choices drawn uniformly (no "
+          "architecture learning), ranked, repaired and fine-tuned the same way"),
       number_param<S>(
           "lagrange_rate", [](auto& s) -> auto& { return s.lagrange_rate; }, 0.0, 100.0, "1/step",
           "growth of a budget's multiplier per unit of relative excess"),

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 
 #include "derivation.hpp"
@@ -429,7 +430,47 @@ SearchConfig tiny_search_config(const std::string& budgets_yaml, const std::stri
   return config;
 }
 
+/// The largest distance of a choice's probability from uniform over its options, over
+/// every epoch, block and choice of an evolution.csv.
+double max_deviation_from_uniform(const fs::path& evolution_csv) {
+  std::ifstream in(evolution_csv);
+  std::string line;
+  std::getline(in, line);  // header: epoch,block,choice,option,probability
+  std::map<std::string, std::vector<double>> groups;
+  while (std::getline(in, line)) {
+    const size_t last = line.rfind(',');
+    const size_t option = line.rfind(',', last - 1);
+    groups[line.substr(0, option)].push_back(std::stod(line.substr(last + 1)));
+  }
+  EXPECT_FALSE(groups.empty());
+  double deviation = 0;
+  for (const auto& [key, probabilities] : groups) {
+    for (double p : probabilities) {
+      deviation = std::max(deviation, std::abs(p - 1.0 / double(probabilities.size())));
+    }
+  }
+  return deviation;
+}
+
 }  // namespace
+
+TEST(Search, RandomControlKeepsTheChoicesUniformAndStillFits) {
+  SearchConfig config =
+      tiny_search_config("{weight_bytes: 400, flash_bytes: 1000, sram_bytes: 4000, cycles: 20000}",
+                         udc::data::kFashionMnistDir);
+  config.search.strategy = SearchStageSpec::Strategy::Random;
+  const fs::path out =
+      fs::temp_directory_path() / ("udc_random_search_" + std::to_string(::getpid()));
+  fs::remove_all(out);
+  SearchOptions options;
+  options.output_dir = out.string();
+  const SearchResult result =
+      run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
+  EXPECT_TRUE(result.within_budgets);
+  // evolution.csv prints 6 decimals.
+  EXPECT_LT(max_deviation_from_uniform(out / "evolution.csv"), 1e-6);
+  fs::remove_all(out);
+}
 
 TEST(Search, TinySearchUnderTightBudgetsEndsWithAModelThatFits) {
   ASSERT_TRUE(fs::is_directory(udc::data::kFashionMnistDir))
@@ -463,6 +504,8 @@ TEST(Search, TinySearchUnderTightBudgetsEndsWithAModelThatFits) {
   EXPECT_EQ(compiled.compiled.plan.flash_bytes, result.hardware.flash_bytes);
   EXPECT_LE(compiled.compiled.plan.arena_bytes, 4000u);
   EXPECT_LE(result.hardware.cycles, 20000);
+  // The DNAS moves its choices (what the random control must not do).
+  EXPECT_GT(max_deviation_from_uniform(out / "evolution.csv"), 1e-3);
   for (const char* file : {"report.json", "accuracy_vs_size.svg", "evolution.csv", "derived.yaml",
                            "derivation.json", "search_checkpoint.pt", "hardware_tables.json"}) {
     EXPECT_TRUE(fs::exists(out / file)) << file;

@@ -66,6 +66,11 @@ struct SearchStageSpec {
   /// one operator per step, straight-through (GDAS-style; cheaper, but the weights learn
   /// much more slowly because every downstream layer sees a different operator each step).
   enum class OperatorRelaxation { Mixed, Sampled } operators = OperatorRelaxation::Mixed;
+  /// Dnas: the choice logits learn (task loss plus budget terms). Random, the control:
+  /// they stay uniform, so the shared weights train on uniformly drawn paths and the
+  /// derivation ranks uniformly drawn architectures (no most-probable start), then repairs
+  /// and fine-tunes the best exactly as for the DNAS.
+  enum class Strategy { Dnas, Random } strategy = Strategy::Dnas;
   double lagrange_rate = 0.05;  ///< multiplier growth per step per unit of relative excess
   /// The search aims below each budget by this fraction, so that the derived model fits
   /// after fine-tuning moves its weights.
