@@ -93,62 +93,65 @@ void say(std::ostream* log, const std::string& line) {
 
 }  // namespace
 
-SeedsResult train_seeds(const TrainConfig& config, const std::optional<npu_sim::NpuConfig>& npu,
-                        const TrainOptions& options, const std::vector<uint64_t>& seeds) {
+namespace {
+
+/// The loop both commands share: one run per seed in <output>/seed-<seed>, timed, then the
+/// summary. `run(seed, folder)` runs one and fills its figures.
+SeedsResult run_seeds(const std::string& config_file, const std::string& output_dir,
+                      std::ostream* log, const std::vector<uint64_t>& seeds,
+                      const std::function<void(uint64_t, const std::string&, SeedRun&)>& run) {
   SeedsResult result;
   for (size_t i = 0; i < seeds.size(); ++i) {
-    TrainConfig seeded = config;
-    seeded.train.seed = seeds[i];
-    TrainOptions run_options = options;
-    run_options.output_dir =
-        (fs::path(options.output_dir) / fmt::format("seed-{}", seeds[i])).string();
-    say(options.log, fmt::format("=== seed {} ({} of {}): {}", seeds[i], i + 1, seeds.size(),
-                                 run_options.output_dir));
+    SeedRun r;
+    r.seed = seeds[i];
+    r.output_dir = (fs::path(output_dir) / fmt::format("seed-{}", seeds[i])).string();
+    say(log,
+        fmt::format("=== seed {} ({} of {}): {}", seeds[i], i + 1, seeds.size(), r.output_dir));
     const auto start = std::chrono::steady_clock::now();
-    const TrainResult trained = train(seeded, npu, run_options);
-    SeedRun run;
-    run.seed = seeds[i];
-    run.output_dir = run_options.output_dir;
-    run.test_accuracy = trained.test_accuracy;
-    if (trained.selected_epoch >= 0 && size_t(trained.selected_epoch) < trained.history.size()) {
-      run.holdout_accuracy = trained.history[size_t(trained.selected_epoch)].holdout_accuracy;
-    }
-    run.hardware = trained.hardware;
-    run.within_budgets = trained.within_budgets;
-    run.seconds = seconds_since(start);
-    result.runs.push_back(std::move(run));
+    run(seeds[i], r.output_dir, r);
+    r.seconds = seconds_since(start);
+    result.runs.push_back(std::move(r));
   }
-  write_summary(config.file, result, options.output_dir);
-  say(options.log, format_seeds_table(result));
+  write_summary(config_file, result, output_dir);
+  say(log, format_seeds_table(result));
   return result;
+}
+
+}  // namespace
+
+SeedsResult train_seeds(const TrainConfig& config, const std::optional<npu_sim::NpuConfig>& npu,
+                        const TrainOptions& options, const std::vector<uint64_t>& seeds) {
+  return run_seeds(config.file, options.output_dir, options.log, seeds,
+                   [&](uint64_t seed, const std::string& folder, SeedRun& run) {
+                     TrainConfig seeded = config;
+                     seeded.train.seed = seed;
+                     TrainOptions run_options = options;
+                     run_options.output_dir = folder;
+                     const TrainResult trained = train(seeded, npu, run_options);
+                     run.test_accuracy = trained.test_accuracy;
+                     const int64_t selected = trained.selected_epoch;
+                     if (selected >= 0 && size_t(selected) < trained.history.size()) {
+                       run.holdout_accuracy = trained.history[size_t(selected)].holdout_accuracy;
+                     }
+                     run.hardware = trained.hardware;
+                     run.within_budgets = trained.within_budgets;
+                   });
 }
 
 SeedsResult search_seeds(const SearchConfig& config, const npu_sim::NpuConfig& npu,
                          const SearchOptions& options, const std::vector<uint64_t>& seeds) {
-  SeedsResult result;
-  for (size_t i = 0; i < seeds.size(); ++i) {
-    SearchConfig seeded = config;
-    seeded.search.seed = seeds[i];
-    seeded.finetune.seed = seeds[i];
-    SearchOptions run_options = options;
-    run_options.output_dir =
-        (fs::path(options.output_dir) / fmt::format("seed-{}", seeds[i])).string();
-    say(options.log, fmt::format("=== seed {} ({} of {}): {}", seeds[i], i + 1, seeds.size(),
-                                 run_options.output_dir));
-    const auto start = std::chrono::steady_clock::now();
-    const SearchResult found = run_search(seeded, npu, run_options);
-    SeedRun run;
-    run.seed = seeds[i];
-    run.output_dir = run_options.output_dir;
-    run.test_accuracy = found.test_accuracy;
-    run.hardware = found.hardware;
-    run.within_budgets = found.within_budgets;
-    run.seconds = seconds_since(start);
-    result.runs.push_back(std::move(run));
-  }
-  write_summary(config.file, result, options.output_dir);
-  say(options.log, format_seeds_table(result));
-  return result;
+  return run_seeds(config.file, options.output_dir, options.log, seeds,
+                   [&](uint64_t seed, const std::string& folder, SeedRun& run) {
+                     SearchConfig seeded = config;
+                     seeded.search.seed = seed;
+                     seeded.finetune.seed = seed;
+                     SearchOptions run_options = options;
+                     run_options.output_dir = folder;
+                     const SearchResult found = run_search(seeded, npu, run_options);
+                     run.test_accuracy = found.test_accuracy;
+                     run.hardware = found.hardware;
+                     run.within_budgets = found.within_budgets;
+                   });
 }
 
 std::string format_seeds_table(const SeedsResult& result) {
