@@ -456,33 +456,31 @@ int32_t ModelBuilder::avg_pool(const std::string& name, int32_t input, uint32_t 
 }
 
 int32_t ModelBuilder::global_avg_pool(const std::string& name, int32_t input) {
-  const TensorInfo in = tensor(input);
-  const int32_t t = add_tensor(name, Shape{1, 1, in.shape[2]}, Quant{in.scale, in.zero_point});
-  Operation op;
-  op.type = OpType::GlobalAvgPool;
-  op.name = name;
-  op.inputs = {input};
-  op.output = t;
-  op.kernel_h = in.shape[0];
-  op.kernel_w = in.shape[1];
-  model_.operations.push_back(std::move(op));
-  return t;
+  const TensorInfo& in = tensor(input);
+  return whole_plane(OpType::GlobalAvgPool, name, input, Quant{in.scale, in.zero_point});
 }
 
 int32_t ModelBuilder::mean(const std::string& name, int32_t input, Quant out) {
+  const double ratio = double(tensor(input).scale) / double(out.scale);
+  const int32_t t = whole_plane(OpType::Mean, name, input, out);
+  Operation& op = model_.operations.back();
+  const auto [multiplier, shift] = int8::quantize_multiplier(ratio);
+  op.bias = {0};
+  op.multiplier = {multiplier};
+  op.shift = {shift};
+  return t;
+}
+
+int32_t ModelBuilder::whole_plane(OpType type, const std::string& name, int32_t input, Quant out) {
   const TensorInfo in = tensor(input);
   const int32_t t = add_tensor(name, Shape{1, 1, in.shape[2]}, out);
   Operation op;
-  op.type = OpType::Mean;
+  op.type = type;
   op.name = name;
   op.inputs = {input};
   op.output = t;
   op.kernel_h = in.shape[0];
   op.kernel_w = in.shape[1];
-  const auto [multiplier, shift] = int8::quantize_multiplier(double(in.scale) / double(out.scale));
-  op.bias = {0};
-  op.multiplier = {multiplier};
-  op.shift = {shift};
   model_.operations.push_back(std::move(op));
   return t;
 }

@@ -201,6 +201,8 @@ class ModelBuilder {
   int32_t add_tensor(const std::string& name, Shape shape, Quant quant);
   int32_t windowed(OpType type, const std::string& name, int32_t input, uint32_t out_channels,
                    uint32_t kernel, uint32_t stride, Padding padding, Quant out);
+  /// An operation over the whole input plane (global average pool, mean) into 1x1xC.
+  int32_t whole_plane(OpType type, const std::string& name, int32_t input, Quant out);
   Model model_;
 };
 
