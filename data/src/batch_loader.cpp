@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <stdexcept>
+#include <string>
 
 namespace udc::data {
 
@@ -16,10 +18,35 @@ float Normalization::normalize(uint8_t pixel) const {
   return float(double(int32_t{pixel} - mean_level()) / (255.0 * double(std)));
 }
 
+namespace {
+
+/// One HWC image of `h` x `w` x `c` into NCHW floats at `out` through `lookup`, shifted by
+/// (dy, dx) with `padding_value` outside, mirrored first when `flip`.
+void write_planes(const uint8_t* image, uint32_t h, uint32_t w, uint32_t c, int32_t dy, int32_t dx,
+                  bool flip, const float* lookup, float padding_value, float* out) {
+  for (uint32_t y = 0; y < h; ++y) {
+    const int32_t sy = int32_t(y) + dy;
+    for (uint32_t x = 0; x < w; ++x) {
+      const int32_t sx0 = int32_t(flip ? w - 1 - x : x) + dx;
+      const bool inside = sy >= 0 && sy < int32_t(h) && sx0 >= 0 && sx0 < int32_t(w);
+      for (uint32_t ch = 0; ch < c; ++ch) {
+        out[(size_t{ch} * h + y) * w + x] =
+            inside ? lookup[image[(size_t(sy) * w + size_t(sx0)) * c + ch]] : padding_value;
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void make_batch(const ImageDataset& data, const std::vector<uint32_t>& indices,
                 const Normalization& normalization, const Augmentation& augmentation,
                 std::mt19937_64& rng, Batch& batch) {
   const uint32_t h = data.height, w = data.width, c = data.channels;
+  if (data.has_targets() && augmentation.crop_padding > 0) {
+    throw std::invalid_argument(data.name +
+                                ": crop augmentation of images with targets (not supported)");
+  }
   batch.size = uint32_t(indices.size());
   batch.channels = c;
   batch.height = h;
@@ -27,6 +54,9 @@ void make_batch(const ImageDataset& data, const std::vector<uint32_t>& indices,
   batch.images.resize(size_t{batch.size} * c * h * w);
   batch.labels.resize(batch.size);
   batch.indices = indices;
+  batch.target_height = h * data.target_scale;
+  batch.target_width = w * data.target_scale;
+  batch.targets.resize(size_t{batch.size} * c * batch.target_height * batch.target_width);
   // Padding pixels are black (pixel 0), as the zero padding of the usual crop augmentation
   // on raw images.
   const float padding_value = normalization.normalize(0);
@@ -34,7 +64,6 @@ void make_batch(const ImageDataset& data, const std::vector<uint32_t>& indices,
   for (int p = 0; p < 256; ++p) lookup[p] = normalization.normalize(uint8_t(p));
   const int32_t pad = int32_t(augmentation.crop_padding);
   for (uint32_t b = 0; b < batch.size; ++b) {
-    const uint8_t* image = data.image(indices[b]);
     batch.labels[b] = data.labels[indices[b]];
     int32_t dy = 0, dx = 0;
     bool flip = false;
@@ -44,17 +73,12 @@ void make_batch(const ImageDataset& data, const std::vector<uint32_t>& indices,
       dx = offset(rng);
     }
     if (augmentation.horizontal_flip) flip = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
-    float* out = batch.images.data() + size_t{b} * c * h * w;
-    for (uint32_t y = 0; y < h; ++y) {
-      const int32_t sy = int32_t(y) + dy;
-      for (uint32_t x = 0; x < w; ++x) {
-        const int32_t sx0 = int32_t(flip ? w - 1 - x : x) + dx;
-        const bool inside = sy >= 0 && sy < int32_t(h) && sx0 >= 0 && sx0 < int32_t(w);
-        for (uint32_t ch = 0; ch < c; ++ch) {
-          out[(size_t{ch} * h + y) * w + x] =
-              inside ? lookup[image[(size_t(sy) * w + size_t(sx0)) * c + ch]] : padding_value;
-        }
-      }
+    write_planes(data.image(indices[b]), h, w, c, dy, dx, flip, lookup, padding_value,
+                 batch.images.data() + size_t{b} * c * h * w);
+    if (data.has_targets()) {
+      const size_t target_floats = size_t{c} * batch.target_height * batch.target_width;
+      write_planes(data.target(indices[b]), batch.target_height, batch.target_width, c, 0, 0, flip,
+                   lookup, padding_value, batch.targets.data() + b * target_floats);
     }
   }
 }

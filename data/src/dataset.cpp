@@ -26,6 +26,7 @@ void ImageDataset::truncate(size_t count) {
   if (count == 0 || count >= size()) return;
   labels.resize(count);
   pixels.resize(count * image_bytes());
+  targets.resize(count * target_bytes());
 }
 
 ImageDataset ImageDataset::split_off(size_t count) {
@@ -40,8 +41,11 @@ ImageDataset ImageDataset::split_off(size_t count) {
   tail.class_names = class_names;
   tail.labels.assign(labels.begin() + std::ptrdiff_t(kept), labels.end());
   tail.pixels.assign(pixels.begin() + std::ptrdiff_t(kept * image_bytes()), pixels.end());
+  tail.target_scale = target_scale;
+  tail.targets.assign(targets.begin() + std::ptrdiff_t(kept * target_bytes()), targets.end());
   labels.resize(kept);
   pixels.resize(kept * image_bytes());
+  targets.resize(kept * target_bytes());
   return tail;
 }
 

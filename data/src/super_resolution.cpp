@@ -129,6 +129,48 @@ const SuperResolutionKind* find_super_resolution_kind(const std::string& set) {
   return nullptr;
 }
 
+ImageDataset patch_pairs(const SuperResolutionSet& set, uint32_t patch, uint32_t stride) {
+  if (patch == 0 || stride == 0) {
+    throw std::invalid_argument(fmt::format("patch_pairs: patch {}, stride {}", patch, stride));
+  }
+  ImageDataset patches;
+  patches.name = fmt::format("{} ({}x{} patches)", set.name, patch, patch);
+  patches.height = patches.width = patch;
+  patches.channels = set.low.empty() ? 1 : set.low.front().channels;
+  patches.target_scale = set.scale;
+  const uint32_t s = set.scale, c = patches.channels;
+  // Window origins along an axis of `extent` pixels: every `stride`, and one flush with the end.
+  const auto origins = [&](uint32_t extent) {
+    std::vector<uint32_t> at;
+    for (uint32_t o = 0; o + patch <= extent; o += stride) at.push_back(o);
+    if (at.back() + patch < extent) at.push_back(extent - patch);
+    return at;
+  };
+  for (size_t i = 0; i < set.low.size(); ++i) {
+    const Image& low = set.low[i];
+    const Image& high = set.high[i];
+    if (low.height < patch || low.width < patch) {
+      throw DataError(fmt::format("{}: {}x{} at the low resolution, smaller than a {}x{} patch",
+                                  set.files.at(i), low.width, low.height, patch, patch));
+    }
+    for (uint32_t y0 : origins(low.height)) {
+      for (uint32_t x0 : origins(low.width)) {
+        for (uint32_t y = 0; y < patch; ++y) {
+          const uint8_t* row = low.pixels.data() + (size_t{y0 + y} * low.width + x0) * c;
+          patches.pixels.insert(patches.pixels.end(), row, row + size_t{patch} * c);
+        }
+        for (uint32_t y = 0; y < patch * s; ++y) {
+          const uint8_t* row =
+              high.pixels.data() + (size_t{y0 * s + y} * high.width + size_t{x0} * s) * c;
+          patches.targets.insert(patches.targets.end(), row, row + size_t{patch} * s * c);
+        }
+        patches.labels.push_back(0);
+      }
+    }
+  }
+  return patches;
+}
+
 Image luma(const Image& image) {
   if (image.channels != 1 && image.channels != 3) {
     throw std::invalid_argument(fmt::format("luma: {} channels, expected 1 or 3", image.channels));

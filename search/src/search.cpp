@@ -644,7 +644,7 @@ Ranking rank_candidates(const SearchContext& ctx, const Supernet& supernet,
     QNet net(supernet.derive(c), normalization);
     prepare_inherited(ctx, supernet, train_set, c, net);
     const double accuracy =
-        evaluate(net, ranking_set, normalization, Mode::Quantized, 256, 0).accuracy;
+        evaluate(net, ranking_set, normalization, Mode::Quantized, 256, 0).score;
     const Costs table = costs_of(supernet.table_costs(c));
     ranking.json.push_back({{"architecture", supernet.describe(c)},
                             {"table", table},
@@ -886,7 +886,7 @@ FineTuned finetune_and_repair(const SearchContext& ctx, const std::shared_ptr<Su
     train_config.train.finetune.epochs = 1;
     train_options.output_dir = (out / fmt::format("repair{}", round)).string();
     trained = train_network(train_config, npu, train_options,
-                            [&](QNet& net) { load_exported_network(previous, net); });
+                            [&](QNet& net) { load_exported_network(previous, net, Metric::Top1); });
     repairs.push_back(
         {{"architecture", supernet->describe(choice)}, {"measured", measured_costs(trained)}});
     common::write_file_atomically((out / "derived.yaml").string(), train_config_yaml(train_config));
@@ -922,7 +922,7 @@ SearchResult write_results(const SearchContext& ctx, const Supernet& net,
   const double finetune_seconds = finetuned.seconds;
   SearchResult result;
   result.architecture = net.describe(choice);
-  result.test_accuracy = trained.test_accuracy;
+  result.test_accuracy = trained.test_score;
   if (!trained.hardware)
     throw std::logic_error("run_search: the fine-tuned model was not measured");
   result.hardware = *trained.hardware;

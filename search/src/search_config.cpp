@@ -185,7 +185,14 @@ SearchConfig load_search_config(const std::string& path) {
   space.classes = uint32_t(root.integer("classes", space.classes, 2, 100000));
   read_space(root.section("space"), space);
   read_budgets(root.section("budgets"), config.budgets);
-  config.data = read_data_spec(root.section("data"));
+  {
+    YamlSection data = root.section("data");
+    config.data = read_data_spec(data);
+    if (config.data.super_resolution()) {
+      data.fail("set", "the search's space ends in a classifier; super-resolution sets (" +
+                           config.data.set + ") are trained with udc train for now");
+    }
+  }
   read_search(root.section("search"), config.search);
   config.finetune = read_train_spec(root.section("finetune"));
   config.npu = read_npu_source(root);

@@ -18,18 +18,23 @@ namespace fs = std::filesystem;
 
 /// A figure of every run, as the summary lists it.
 struct Figure {
-  const char* name;
+  std::string name;
   double scale;  ///< applied for display and JSON (accuracy: percent)
   std::function<std::optional<double>(const SeedRun&)> value;  ///< none: not measured
 };
 
-const std::vector<Figure>& figures() {
-  static const std::vector<Figure> list{
-      {"test_accuracy", 100,
-       [](const SeedRun& r) { return std::optional<double>(r.test_accuracy); }},
-      {"holdout_accuracy", 100,
+/// Accuracy in percent, PSNR in dB.
+double score_scale(Metric metric) {
+  return metric == Metric::Top1 ? 100 : 1;
+}
+
+std::vector<Figure> figures(Metric metric) {
+  return {
+      {score_key(metric, "test"), score_scale(metric),
+       [](const SeedRun& r) { return std::optional<double>(r.test_score); }},
+      {score_key(metric, "holdout"), score_scale(metric),
        [](const SeedRun& r) {
-         return r.holdout_accuracy < 0 ? std::nullopt : std::optional<double>(r.holdout_accuracy);
+         return r.holdout_score < 0 ? std::nullopt : std::optional<double>(r.holdout_score);
        }},
       {"weight_bytes", 1,
        [](const SeedRun& r) {
@@ -49,7 +54,6 @@ const std::vector<Figure>& figures() {
        }},
       {"seconds", 1, [](const SeedRun& r) { return std::optional<double>(r.seconds); }},
   };
-  return list;
 }
 
 /// Each figure's values over the runs that measured it.
@@ -67,19 +71,21 @@ void write_summary(const std::string& config_file, SeedsResult& result,
   for (const SeedRun& run : result.runs) {
     nlohmann::json j{
         {"seed", run.seed}, {"output_dir", run.output_dir}, {"within_budgets", run.within_budgets}};
-    for (const Figure& figure : figures()) {
+    for (const Figure& figure : figures(result.metric)) {
       if (const std::optional<double> v = figure.value(run)) j[figure.name] = *v * figure.scale;
     }
     runs.push_back(std::move(j));
   }
   nlohmann::json summary = nlohmann::json::object();
-  for (const Figure& figure : figures()) {
+  for (const Figure& figure : figures(result.metric)) {
     const common::Spread s = common::spread_of(values_of(result, figure));
     if (s.n > 0) summary[figure.name] = {{"mean", s.mean}, {"std", s.std}, {"n", s.n}};
   }
   result.summary_path = (fs::path(output_dir) / "seeds.json").string();
-  const nlohmann::json root{
-      {"config", config_file}, {"accuracy_unit", "percent"}, {"runs", runs}, {"summary", summary}};
+  const nlohmann::json root{{"config", config_file},
+                            {"score_unit", result.metric == Metric::Top1 ? "percent" : "dB"},
+                            {"runs", runs},
+                            {"summary", summary}};
   common::write_file_atomically(result.summary_path, root.dump(2) + "\n");
 }
 
@@ -109,6 +115,7 @@ SeedsResult run_seeds(const std::string& config_file, const std::string& output_
         fmt::format("=== seed {} ({} of {}): {}", seeds[i], i + 1, seeds.size(), r.output_dir));
     const auto start = std::chrono::steady_clock::now();
     run(seeds[i], r.output_dir, r);
+    result.metric = r.metric;
     r.seconds = seconds_since(start);
     result.runs.push_back(std::move(r));
   }
@@ -128,10 +135,11 @@ SeedsResult train_seeds(const TrainConfig& config, const std::optional<npu_sim::
                      TrainOptions run_options = options;
                      run_options.output_dir = folder;
                      const TrainResult trained = train(seeded, npu, run_options);
-                     run.test_accuracy = trained.test_accuracy;
+                     run.metric = trained.metric;
+                     run.test_score = trained.test_score;
                      const int64_t selected = trained.selected_epoch;
                      if (selected >= 0 && size_t(selected) < trained.history.size()) {
-                       run.holdout_accuracy = trained.history[size_t(selected)].holdout_accuracy;
+                       run.holdout_score = trained.history[size_t(selected)].holdout_score;
                      }
                      run.hardware = trained.hardware;
                      run.within_budgets = trained.within_budgets;
@@ -148,20 +156,22 @@ SeedsResult search_seeds(const SearchConfig& config, const npu_sim::NpuConfig& n
                      SearchOptions run_options = options;
                      run_options.output_dir = folder;
                      const SearchResult found = run_search(seeded, npu, run_options);
-                     run.test_accuracy = found.test_accuracy;
+                     run.test_score = found.test_accuracy;
                      run.hardware = found.hardware;
                      run.within_budgets = found.within_budgets;
                    });
 }
 
 std::string format_seeds_table(const SeedsResult& result) {
+  const char* unit = result.metric == Metric::Top1 ? "%" : "dB";
   std::string text = fmt::format("{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8}\n", "seed",
-                                 "test %", "held %", "weights", "flash", "SRAM", "cycles", "s");
+                                 fmt::format("test {}", unit), fmt::format("held {}", unit),
+                                 "weights", "flash", "SRAM", "cycles", "s");
   auto cell = [](const std::optional<double>& v, double scale, int decimals, int width) {
     return v ? fmt::format("{:>{}.{}f}", *v * scale, width, decimals)
              : fmt::format("{:>{}}", "-", width);
   };
-  const std::vector<Figure>& f = figures();
+  const std::vector<Figure> f = figures(result.metric);
   const int decimals[] = {2, 2, 0, 0, 0, 0, 0};
   const int widths[] = {9, 9, 9, 9, 9, 10, 8};
   for (const SeedRun& run : result.runs) {

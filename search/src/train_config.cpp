@@ -90,14 +90,37 @@ void read_sublayer_choices(YamlSection& layer, uint32_t default_bits, double def
   }
 }
 
-void read_architecture(YamlSection model, ArchitectureSpec& arch) {
+/// A super-resolution model ends in a convolution to scale^2 x input channels and a
+/// depth_to_space by the scale, so that its output is the input upscaled.
+void check_upscaler_layers(YamlSection& model, const DataSpec& data, const ArchitectureSpec& arch) {
+  const std::vector<LayerSpec>& layers = arch.layers;
+  const uint32_t s = data.scale;
+  const std::string expected = fmt::format(
+      "a super-resolution model (data.set {}, data.scale {}) must end in a conv with out = {} "
+      "and a depth_to_space with block {}",
+      data.set, s, s * s * arch.channels, s);
+  if (layers.size() < 2 || layers.back().kind != LayerKind::DepthToSpace ||
+      layers.back().kernel != s || layers[layers.size() - 2].kind != LayerKind::Conv ||
+      layers[layers.size() - 2].out_channels != s * s * arch.channels) {
+    model.fail("layers", expected);
+  }
+}
+
+void read_architecture(YamlSection model, const DataSpec& data, ArchitectureSpec& arch) {
   arch.name = model.string("name", arch.name);
   const std::vector<int64_t> input = model.integers("input", {28, 28, 1}, 1, 4096);
   if (input.size() != 3) model.fail("input", "expected [height, width, channels]");
   arch.height = uint32_t(input[0]);
   arch.width = uint32_t(input[1]);
   arch.channels = uint32_t(input[2]);
-  arch.classes = uint32_t(model.integer("classes", arch.classes, 2, 100000));
+  if (data.super_resolution()) {
+    if (model.has("classes")) {
+      model.fail("classes", "a super-resolution model (data.set " + data.set + ") has no classes");
+    }
+    arch.classes = 0;
+  } else {
+    arch.classes = uint32_t(model.integer("classes", arch.classes, 2, 100000));
+  }
   YamlSection defaults = model.section("defaults");
   const uint32_t default_bits = uint32_t(defaults.integer("bits", 8, 2, 8));
   const double default_sparsity = defaults.number("sparsity", 0.0, 0.0, 0.99);
@@ -111,6 +134,13 @@ void read_architecture(YamlSection model, ArchitectureSpec& arch) {
     spec.kind = parse_kind(layer);
     spec.name = layer.string("name", std::string(layer_kind_name(spec.kind)) + std::to_string(i));
     if (!names.insert(spec.name).second) layer.fail("name", "'" + spec.name + "' used twice");
+    if (data.super_resolution() &&
+        (spec.kind == LayerKind::MaxPool || spec.kind == LayerKind::AvgPool ||
+         spec.kind == LayerKind::GlobalAvgPool || spec.kind == LayerKind::FullyConnected)) {
+      layer.fail("op", fmt::format("{}: a super-resolution model keeps the resolution until its "
+                                   "depth_to_space (no pooling, no fc)",
+                                   layer_kind_name(spec.kind)));
+    }
     const bool weighted = spec.kind == LayerKind::Conv || spec.kind == LayerKind::Depthwise ||
                           spec.kind == LayerKind::InvertedResidual ||
                           spec.kind == LayerKind::FullyConnected;
@@ -133,6 +163,12 @@ void read_architecture(YamlSection model, ArchitectureSpec& arch) {
       spec.kernel = uint32_t(layer.integer("kernel", pool ? 2 : 3, 1, 15));
       spec.stride = uint32_t(layer.integer("stride", pool ? spec.kernel : 1, 1, 8));
     }
+    if (data.super_resolution() && spec.stride != 1) {
+      layer.fail("stride",
+                 fmt::format("{}: a super-resolution model keeps the resolution until its "
+                             "depth_to_space (stride 1)",
+                             spec.stride));
+    }
     if (spec.kind == LayerKind::InvertedResidual) {
       spec.expansion = uint32_t(layer.integer("expansion", 4, 1, 16));
     }
@@ -152,8 +188,10 @@ void read_architecture(YamlSection model, ArchitectureSpec& arch) {
     layer.finish();
     arch.layers.push_back(spec);
   }
-  if (arch.layers.back().kind != LayerKind::FullyConnected ||
-      arch.layers.back().out_channels != arch.classes) {
+  if (data.super_resolution()) {
+    check_upscaler_layers(model, data, arch);
+  } else if (arch.layers.back().kind != LayerKind::FullyConnected ||
+             arch.layers.back().out_channels != arch.classes) {
     model.fail("layers", "the last layer must be fc with out = classes (" +
                              std::to_string(arch.classes) + ")");
   }
@@ -167,22 +205,59 @@ std::string resolve_path(const std::string& file, const std::string& path) {
   return (std::filesystem::path(file).parent_path() / path).lexically_normal().string();
 }
 
+bool DataSpec::super_resolution() const {
+  return data::find_super_resolution_kind(set) != nullptr;
+}
+
+Metric metric_of(const DataSpec& data) {
+  return data.super_resolution() ? Metric::Psnr : Metric::Top1;
+}
+
+std::string format_score(Metric metric, double score) {
+  return metric == Metric::Psnr ? fmt::format("{:.2f} dB", score)
+                                : fmt::format("{:.2f}%", 100 * score);
+}
+
+std::string score_key(Metric metric, const std::string& where) {
+  return where + (metric == Metric::Psnr ? "_psnr_db" : "_accuracy");
+}
+
 DataSpec read_data_spec(YamlSection data) {
   DataSpec d;
-  d.set = data.choice("set", d.set, data::dataset_names());
-  d.dir = resolve_path(data.file(), data.string("dir", data::dataset_kind(d.set).default_dir));
+  std::vector<std::string> sets = data::dataset_names();
+  for (const std::string& name : data::super_resolution_names()) sets.push_back(name);
+  d.set = data.choice("set", d.set, sets);
+  const data::SuperResolutionKind* sr = data::find_super_resolution_kind(d.set);
+  d.dir = resolve_path(data.file(), data.string("dir", sr ? sr->default_dir
+                                                          : data::dataset_kind(d.set).default_dir));
   if (d.dir.empty()) data.fail("dir", "missing (required for " + d.set + ")");
   d.image_side = uint32_t(data.integer("image_side", d.image_side, 4, 1024));
   d.train_subset = size_t(data.integer("train_subset", 0, 0, int64_t{1} << 40));
   d.test_subset = size_t(data.integer("test_subset", 0, 0, int64_t{1} << 40));
+  // A super-resolution model reads and writes pixels as v / 255 (firmware_model::upscale_image).
+  if (sr) d.normalization = {0.0f, 1.0f};
   YamlSection normalize = data.section("normalize");
   d.normalization.mean = float(normalize.number("mean", d.normalization.mean, 0.0, 1.0));
   d.normalization.std = float(normalize.number("std", d.normalization.std, 1e-3, 10.0));
+  if (sr && (d.normalization.mean != 0.0f || d.normalization.std != 1.0f)) {
+    normalize.fail("mean",
+                   "a super-resolution model reads and writes pixels as v / 255: "
+                   "normalize must be {mean: 0, std: 1}");
+  }
   normalize.finish();
   YamlSection augment = data.section("augment");
   d.augmentation.crop_padding = uint32_t(augment.integer("crop_padding", 0, 0, 64));
+  if (sr && d.augmentation.crop_padding > 0) {
+    augment.fail("crop_padding",
+                 "not for super-resolution patches (their targets would not "
+                 "follow); flip is");
+  }
   d.augmentation.horizontal_flip = augment.boolean("flip", false);
   augment.finish();
+  if (sr) {
+    d.scale = uint32_t(data.integer("scale", d.scale, 2, 4));
+    d.patch_stride = uint32_t(data.integer("patch_stride", 0, 0, 4096));
+  }
   data.finish();
   return d;
 }
@@ -274,8 +349,8 @@ TrainConfig load_train_config(const std::string& path) {
   TrainConfig config;
   config.file = path;
   YamlSection root(path, common::load_yaml_file(path), "");
-  read_architecture(root.section("model"), config.architecture);
   config.data = read_data_spec(root.section("data"));
+  read_architecture(root.section("model"), config.data, config.architecture);
   config.train = read_train_spec(root.section("train"));
   config.npu = read_npu_source(root);
   if (config.train.has_budget() && config.npu.empty()) {
@@ -302,7 +377,27 @@ common::ConfigSource read_npu_source(YamlSection& root) {
   return source;
 }
 
-data::ImageDataset load_data(const DataSpec& spec, data::Split split) {
+data::SuperResolutionSet load_photographs(const DataSpec& spec, data::Split split) {
+  const data::SuperResolutionKind* kind = data::find_super_resolution_kind(spec.set);
+  if (!kind) {
+    throw std::invalid_argument("load_photographs: " + spec.set + " is not a super-resolution set");
+  }
+  data::SuperResolutionSet set = kind->load(spec.dir, split, spec.scale);
+  const size_t subset = split == data::Split::Train ? spec.train_subset : spec.test_subset;
+  if (subset > 0 && subset < set.high.size()) {
+    set.files.resize(subset);
+    set.high.resize(subset);
+    set.low.resize(subset);
+  }
+  return set;
+}
+
+data::ImageDataset load_data(const DataSpec& spec, data::Split split, uint32_t patch) {
+  if (spec.super_resolution()) {
+    if (patch == 0) throw std::invalid_argument("load_data: super-resolution needs a patch size");
+    return data::patch_pairs(load_photographs(spec, split), patch,
+                             spec.patch_stride > 0 ? spec.patch_stride : std::max(patch / 2, 1u));
+  }
   data::ImageDataset set =
       data::load_dataset({spec.set, spec.dir, spec.image_side, /*channels=*/3}, split);
   set.truncate(split == data::Split::Train ? spec.train_subset : spec.test_subset);

@@ -35,39 +35,41 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+/// Images per batch when a set is evaluated (no gradients: memory allows more than training).
+constexpr size_t kEvaluationBatch = 500;
+
 enum class Phase { Warmup, Compress, Finetune };
 const char* phase_name(Phase phase) {
   return phase == Phase::Warmup ? "warmup" : phase == Phase::Compress ? "compress" : "finetune";
 }
 
-nlohmann::json epoch_json(const EpochRecord& r) {
+nlohmann::json epoch_json(const EpochRecord& r, Metric metric) {
   return {{"epoch", r.epoch},
           {"phase", r.phase},
           {"loss", r.loss},
-          {"train_accuracy", r.train_accuracy},
-          {"test_accuracy", r.test_accuracy},
+          {score_key(metric, "train"), r.train_score},
+          {score_key(metric, "test"), r.test_score},
           {"weight_bytes", r.weight_bytes},
           {"flash_bytes", r.flash_bytes},
           {"seconds", r.seconds},
           {"step_ms", r.step_milliseconds},
-          {"holdout_accuracy",
-           r.holdout_accuracy >= 0 ? nlohmann::json(r.holdout_accuracy) : nlohmann::json()}};
+          {score_key(metric, "holdout"),
+           r.holdout_score >= 0 ? nlohmann::json(r.holdout_score) : nlohmann::json()}};
 }
 
-EpochRecord epoch_from_json(const nlohmann::json& j) {
+EpochRecord epoch_from_json(const nlohmann::json& j, Metric metric) {
   EpochRecord r;
   r.epoch = j.at("epoch");
   r.phase = j.at("phase");
   r.loss = j.at("loss");
-  r.train_accuracy = j.at("train_accuracy");
-  r.test_accuracy = j.at("test_accuracy");
+  r.train_score = j.at(score_key(metric, "train"));
+  r.test_score = j.at(score_key(metric, "test"));
   r.weight_bytes = j.value("weight_bytes", uint64_t{0});
   r.flash_bytes = j.value("flash_bytes", uint64_t{0});
   r.seconds = j.at("seconds");
   r.step_milliseconds = j.at("step_ms");
-  if (j.contains("holdout_accuracy") && j["holdout_accuracy"].is_number()) {
-    r.holdout_accuracy = j["holdout_accuracy"];
-  }
+  const std::string holdout = score_key(metric, "holdout");
+  if (j.contains(holdout) && j[holdout].is_number()) r.holdout_score = j[holdout];
   return r;
 }
 
@@ -148,12 +150,13 @@ NetSnapshot read_snapshot(torch::serialize::InputArchive& archive, size_t tensor
 
 /// Everything a resumed run needs besides the network: the epochs done and their records.
 struct Checkpoint {
+  Metric metric = Metric::Top1;  ///< what the history's scores are
   uint32_t epochs_done = 0;
   std::vector<EpochRecord> history;
   /// Target sparsity of every weighted layer, in QNet::weighted() order: the flash budget
   /// may have raised them above the architecture's.
   std::vector<double> target_sparsity;
-  /// The epoch with the best held-out accuracy so far (-1: none yet) and its network.
+  /// The epoch with the best held-out score so far (-1: none yet) and its network.
   int64_t best_epoch = -1;
   NetSnapshot best;
   /// The distillation teacher: the network at the end of the float warm-up (empty: none).
@@ -180,7 +183,7 @@ void save_checkpoint(const std::string& path, QNet& net, torch::optim::Optimizer
     archive.write("teacher", teacher_archive);
   }
   nlohmann::json history = nlohmann::json::array();
-  for (const EpochRecord& r : state.history) history.push_back(epoch_json(r));
+  for (const EpochRecord& r : state.history) history.push_back(epoch_json(r, state.metric));
   archive.write("state", c10::IValue(nlohmann::json{{"epochs_done", state.epochs_done},
                                                     {"history", history},
                                                     {"target_sparsity", state.target_sparsity},
@@ -193,14 +196,21 @@ void save_checkpoint(const std::string& path, QNet& net, torch::optim::Optimizer
 /// Reads the state and the kept epoch's network (of `net`'s architecture); the network and
 /// optimizer themselves are read by the caller.
 Checkpoint read_checkpoint_state(torch::serialize::InputArchive& archive, const std::string& path,
-                                 QNet& net) {
+                                 QNet& net, Metric metric) {
   c10::IValue value;
   archive.read("state", value);
   if (!value.isString()) throw std::runtime_error(path + ": checkpoint without a state record");
   const nlohmann::json j = nlohmann::json::parse(value.toStringRef());
   Checkpoint state;
+  state.metric = metric;
   state.epochs_done = j.at("epochs_done");
-  for (const auto& r : j.at("history")) state.history.push_back(epoch_from_json(r));
+  try {
+    for (const auto& r : j.at("history")) state.history.push_back(epoch_from_json(r, metric));
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(
+        fmt::format("{}: checkpoint history without the scores this task keeps ({}); use --restart",
+                    path, e.what()));
+  }
   if (j.contains("target_sparsity")) {
     state.target_sparsity = j.at("target_sparsity").get<std::vector<double>>();
   }
@@ -375,6 +385,70 @@ torch::Tensor training_loss(const torch::Tensor& logits, const torch::Tensor& la
   return (1.0 - distillation.weight) * hard + distillation.weight * t * t * kl;
 }
 
+namespace {
+
+/// A batch's targets as [N, C*H*W] (no copy: valid while `batch` lives).
+torch::Tensor targets_tensor(const data::Batch& batch) {
+  return torch::from_blob(const_cast<float*>(batch.targets.data()),
+                          {int64_t(batch.size), int64_t(batch.targets.size() / batch.size)},
+                          torch::kFloat);
+}
+
+}  // namespace
+
+torch::Tensor batch_loss(const torch::Tensor& output, data::Batch& batch,
+                         const torch::Tensor& teacher_output,
+                         const DistillationSpec& distillation) {
+  if (batch.targets.empty()) {
+    const torch::Tensor labels =
+        torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong);
+    return training_loss(output, labels, teacher_output, distillation);
+  }
+  const torch::Tensor targets = targets_tensor(batch);
+  const torch::Tensor hard = torch::l1_loss(output, targets);
+  if (!teacher_output.defined()) return hard;
+  return (1.0 - distillation.weight) * hard +
+         distillation.weight * torch::l1_loss(output, teacher_output);
+}
+
+torch::Tensor output_pixels(const QTensor& output, Mode mode,
+                            const data::Normalization& normalization) {
+  const torch::Tensor x = output.x.detach();
+  const torch::Tensor real =
+      mode == Mode::Quantized
+          ? (recover_integers(x, output.quant).to(torch::kDouble) - output.quant.zero_point) *
+                double(output.quant.scale)
+          : x.to(torch::kDouble);
+  return (real * (255.0 * double(normalization.std)) + double(normalization.mean_level()) + 0.5)
+      .floor()
+      .clamp(0, 255);
+}
+
+void ScoreTally::add(const QTensor& output, const data::Batch& batch) {
+  torch::NoGradGuard no_grad;
+  if (batch.targets.empty()) {
+    const torch::Tensor labels = torch::from_blob(const_cast<int64_t*>(batch.labels.data()),
+                                                  {int64_t(batch.size)}, torch::kLong);
+    // Ties go to the first class, as in `udc eval`.
+    sum_ += double((output.x.argmax(1) == labels).sum().item<int64_t>());
+    count_ += batch.size;
+    return;
+  }
+  pixels_ = true;
+  const torch::Tensor targets = targets_tensor(batch);
+  const torch::Tensor error = output_pixels(output, mode_, normalization_) -
+                              output_pixels({targets, {}}, Mode::Float, normalization_);
+  sum_ += error.square().sum().item<double>();
+  count_ += size_t(error.numel());
+}
+
+double ScoreTally::score() const {
+  if (count_ == 0) return 0.0;
+  if (!pixels_) return sum_ / double(count_);
+  if (sum_ == 0) return std::numeric_limits<double>::infinity();
+  return 10.0 * std::log10(255.0 * 255.0 / (sum_ / double(count_)));
+}
+
 std::string format_duration(double seconds) {
   const long s = std::lround(seconds);
   if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, s / 60 % 60);
@@ -432,16 +506,11 @@ Evaluation evaluate(QNet& net, const data::ImageDataset& set,
   data::BatchLoader loader(set, normalization, {}, {batch_size, false, false, 0, 2});
   loader.start_epoch(0);
   Evaluation result;
+  ScoreTally tally(normalization, mode);
   data::Batch batch;
-  size_t correct = 0, seen = 0;
   while (loader.next(batch)) {
     const QTensor logits = net.forward(images_tensor(batch), {mode, false, 0.0});
-    // Ties go to the first class, as in `udc eval`.
-    const torch::Tensor predicted = logits.x.argmax(1);
-    correct += size_t(
-        (predicted == torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong))
-            .sum()
-            .item<int64_t>());
+    tally.add(logits, batch);
     if (mode == Mode::Quantized && result.logits.size() < keep_logits) {
       const torch::Tensor q =
           recover_integers(logits.x, logits.quant).to(torch::kInt8).contiguous();
@@ -450,20 +519,52 @@ Evaluation evaluate(QNet& net, const data::ImageDataset& set,
         result.logits.emplace_back(row, row + q.size(1));
       }
     }
-    seen += batch.size;
   }
-  result.accuracy = seen == 0 ? 0.0 : double(correct) / double(seen);
+  result.score = tally.score();
   return result;
 }
 
-void load_exported_network(const std::string& output_dir, QNet& net) {
+double photograph_psnr(QNet& net, const data::SuperResolutionSet& photographs,
+                       const data::Normalization& normalization, Mode mode) {
+  torch::NoGradGuard no_grad;
+  net.eval();
+  double sum = 0;
+  for (size_t i = 0; i < photographs.low.size(); ++i) {
+    const data::Image& low = photographs.low[i];
+    const data::Image& high = photographs.high[i];
+    if (low.channels != 1) {
+      throw std::invalid_argument(fmt::format("photograph_psnr: {} has {} channels, expected 1",
+                                              photographs.files.at(i), low.channels));
+    }
+    // The network is convolutional up to its depth_to_space: it takes the whole photograph,
+    // padded with real 0 as the integer model's SAME padding and udc eval's tiles are.
+    std::vector<float> input(low.pixels.size());
+    for (size_t k = 0; k < input.size(); ++k) input[k] = normalization.normalize(low.pixels[k]);
+    const torch::Tensor images = torch::from_blob(
+        input.data(), {1, 1, int64_t(low.height), int64_t(low.width)}, torch::kFloat);
+    const torch::Tensor pixels =
+        output_pixels(net.forward(images, {mode, false, 0.0}), mode, normalization)
+            .to(torch::kUInt8)
+            .contiguous();
+    if (size_t(pixels.numel()) != high.pixels.size()) {
+      throw std::invalid_argument(fmt::format("photograph_psnr: {} values out for a {}x{} target",
+                                              pixels.numel(), high.width, high.height));
+    }
+    data::Image up{high.height, high.width, 1, {}};
+    up.pixels.assign(pixels.data_ptr<uint8_t>(), pixels.data_ptr<uint8_t>() + pixels.numel());
+    sum += data::psnr(high, up, photographs.scale);
+  }
+  return photographs.low.empty() ? 0.0 : sum / double(photographs.low.size());
+}
+
+void load_exported_network(const std::string& output_dir, QNet& net, Metric metric) {
   const std::string path = (fs::path(output_dir) / "checkpoint.pt").string();
   try {
     torch::serialize::InputArchive archive, net_archive;
     archive.load_from(path);
     archive.read("net", net_archive);
     net.load(net_archive);
-    const Checkpoint state = read_checkpoint_state(archive, path, net);
+    const Checkpoint state = read_checkpoint_state(archive, path, net, metric);
     if (state.best_epoch >= 0) restore_snapshot(net, state.best, path, /*tensors_only=*/true);
   } catch (const c10::Error& e) {
     throw std::runtime_error(
@@ -535,20 +636,80 @@ class EpochBudgetGuard {
 };
 
 /// The configured training and test images and the training images held out to choose
-/// the exported epoch; throws when they do not suit the model.
+/// the exported epoch; throws when they do not suit the model. Super-resolution: patch
+/// pairs, the held-out ones from whole photographs kept out, and the test photographs.
 struct TrainingData {
   data::ImageDataset train_set, test_set, holdout;
+  /// Super-resolution: the test photographs the score is measured on; test_set holds
+  /// patches of them that do not overlap (the images verified on interpreter and simulator).
+  std::optional<data::SuperResolutionSet> test_photographs;
 };
+
+/// `fraction` of `count` things, rounded.
+size_t fraction_of(double fraction, size_t count) {
+  return size_t(std::llround(fraction * double(count)));
+}
+
+/// The last `count` photographs of `set`, moved out of it.
+data::SuperResolutionSet split_off_photographs(data::SuperResolutionSet& set, size_t count) {
+  data::SuperResolutionSet tail;
+  tail.name = set.name + "/held-out";
+  tail.scale = set.scale;
+  const size_t kept = set.high.size() - std::min(count, set.high.size());
+  for (size_t i = kept; i < set.high.size(); ++i) {
+    tail.files.push_back(std::move(set.files[i]));
+    tail.high.push_back(std::move(set.high[i]));
+    tail.low.push_back(std::move(set.low[i]));
+  }
+  set.files.resize(kept);
+  set.high.resize(kept);
+  set.low.resize(kept);
+  return tail;
+}
+
+TrainingData load_super_resolution_data(const TrainConfig& config) {
+  const DataSpec& spec = config.data;
+  const uint32_t patch = config.architecture.height;
+  if (config.architecture.width != patch) {
+    throw std::runtime_error(
+        fmt::format("{}: model.input {}x{}: super-resolution patches are square", config.file,
+                    config.architecture.height, config.architecture.width));
+  }
+  const uint32_t stride = spec.patch_stride > 0 ? spec.patch_stride : std::max(patch / 2, 1u);
+  data::SuperResolutionSet photographs = load_photographs(spec, data::Split::Train);
+  const size_t total = photographs.high.size();
+  data::SuperResolutionSet held_out =
+      split_off_photographs(photographs, fraction_of(config.train.holdout_fraction, total));
+  if (config.train.holdout_fraction > 0 && (held_out.high.empty() || photographs.high.empty())) {
+    throw std::runtime_error(fmt::format(
+        "{}: train.holdout_fraction {} of {} training photographs holds out {} and leaves {}; "
+        "both must be at least one",
+        config.file, config.train.holdout_fraction, total, held_out.high.size(),
+        photographs.high.size()));
+  }
+  TrainingData data;
+  data.train_set = data::patch_pairs(photographs, patch, stride);
+  if (!held_out.high.empty()) data.holdout = data::patch_pairs(held_out, patch, stride);
+  data.test_photographs = load_photographs(spec, data::Split::Test);
+  data.test_set = data::patch_pairs(*data.test_photographs, patch, patch);
+  if (data.train_set.channels != config.architecture.channels) {
+    throw std::runtime_error(fmt::format("{}: model.input has {} channels but {} has {}",
+                                         config.file, config.architecture.channels,
+                                         data.train_set.name, data.train_set.channels));
+  }
+  return data;
+}
 
 TrainingData load_training_data(const TrainConfig& config) {
   const TrainSpec& spec = config.train;
   const ArchitectureSpec& arch = config.architecture;
+  if (config.data.super_resolution()) return load_super_resolution_data(config);
   data::ImageDataset train_set = load_data(config.data, data::Split::Train);
   data::ImageDataset test_set = load_data(config.data, data::Split::Test);
   // Chooses the exported epoch; the last images, as the search's derivation holds out, so
   // that a fine-tune after a search never trains on the images it is judged by.
   data::ImageDataset holdout =
-      train_set.split_off(size_t(std::llround(spec.holdout_fraction * double(train_set.size()))));
+      train_set.split_off(fraction_of(spec.holdout_fraction, train_set.size()));
   if (spec.holdout_fraction > 0 && (holdout.size() == 0 || train_set.size() == 0)) {
     throw std::runtime_error(fmt::format(
         "{}: train.holdout_fraction {} of {} training images holds out {} and leaves {}; both "
@@ -569,7 +730,7 @@ TrainingData load_training_data(const TrainConfig& config) {
                                          train_set.classes));
   }
 
-  return {std::move(train_set), std::move(test_set), std::move(holdout)};
+  return {std::move(train_set), std::move(test_set), std::move(holdout), std::nullopt};
 }
 
 /// Reads checkpoint.pt (when there is one) into the network and `state`, and the random
@@ -580,7 +741,7 @@ bool resume_training(const std::string& checkpoint_path, uint32_t total_epochs, 
   if (fs::exists(checkpoint_path)) {
     try {
       resume_archive.load_from(checkpoint_path);
-      state = read_checkpoint_state(resume_archive, checkpoint_path, net);
+      state = read_checkpoint_state(resume_archive, checkpoint_path, net, state.metric);
       torch::serialize::InputArchive net_archive;
       resume_archive.read("net", net_archive);
       net.load(net_archive);
@@ -626,14 +787,19 @@ struct Exported {
 };
 
 Exported export_and_verify(const TrainConfig& config, const std::optional<npu_sim::NpuConfig>& npu,
-                           QNet& net, const data::ImageDataset& test_set, TrainResult& result) {
+                           QNet& net, const TrainingData& data, TrainResult& result) {
+  const data::ImageDataset& test_set = data.test_set;
   const TrainSpec& spec = config.train;
   Exported exported;
   exported.model = net.export_model();
   const fm::Model& model = exported.model;
   const Evaluation final_eval = evaluate(net, test_set, config.data.normalization, Mode::Quantized,
-                                         500, config.verify_images);
-  result.test_accuracy = final_eval.accuracy;
+                                         kEvaluationBatch, config.verify_images);
+  result.metric = metric_of(config.data);
+  result.test_score =
+      data.test_photographs
+          ? photograph_psnr(net, *data.test_photographs, config.data.normalization, Mode::Quantized)
+          : final_eval.score;
   exported.summary = fm::summarize(model);
 
   // The same integers on the reference interpreter and on the simulator.
@@ -663,7 +829,7 @@ Exported export_and_verify(const TrainConfig& config, const std::optional<npu_si
         on_npu ? on_npu->reference : fm::run_reference(model, {input});
     if (values[size_t(model.outputs[0])] != final_eval.logits[i]) {
       throw std::runtime_error(fmt::format(
-          "verification failed: test image {}: the reference interpreter's logits differ from "
+          "verification failed: test image {}: the reference interpreter's outputs differ from "
           "LibTorch's integer forward pass",
           i));
     }
@@ -723,15 +889,17 @@ nlohmann::json train_report_json(const TrainConfig& config, const TrainingData& 
     ++step_epochs;
   }
   nlohmann::json history = nlohmann::json::array();
-  for (const EpochRecord& r : result.history) history.push_back(epoch_json(r));
+  for (const EpochRecord& r : result.history) history.push_back(epoch_json(r, result.metric));
   return {
       {"config", config.file},
       {"model", arch.name},
       {"data",
        {{"set", config.data.set},
         {"train_images", train_set.size()},
-        {"test_images", test_set.size()}}},
-      {"test_accuracy", result.test_accuracy},
+        {"test_images", test_set.size()},
+        {"test_photographs",
+         data.test_photographs ? nlohmann::json(data.test_photographs->files) : nlohmann::json()}}},
+      {score_key(result.metric, "test"), result.test_score},
       {"weights", summary.weights},
       {"nonzero_weights", summary.nonzero},
       {"macs", summary.macs},
@@ -743,10 +911,10 @@ nlohmann::json train_report_json(const TrainConfig& config, const TrainingData& 
            : nlohmann::
                  json{{"holdout_images", result.holdout_images},
                       {"epoch", result.selected_epoch},
-                      {"holdout_accuracy",
-                       result.history.at(size_t(result.selected_epoch)).holdout_accuracy},
+                      {score_key(result.metric, "holdout"),
+                       result.history.at(size_t(result.selected_epoch)).holdout_score},
                       {"rule",
-                       "best held-out accuracy of the epochs whose model is final in form; later "
+                       "best held-out score of the epochs whose model is final in form; later "
                        "on ties"}}},
       {"budgets",
        {{"weight_bytes", spec.weight_budget_bytes > 0 ? nlohmann::json(spec.weight_budget_bytes)
@@ -788,12 +956,15 @@ struct EpochSteps {
   size_t steps_per_epoch, phase_step0, phase_steps;  ///< [steps]
   uint32_t epoch, total_epochs;
   std::ostream* log;  ///< progress four times an epoch; null: silent
+  const data::Normalization& normalization;
+  Metric metric;
 };
 
 /// What the steps add up to.
 struct StepTotals {
   double loss_sum = 0;  ///< training loss x images
-  size_t correct = 0, seen = 0, steps = 0;
+  double score = 0;     ///< ScoreTally::score of the training batches
+  size_t seen = 0, steps = 0;
   double step_milliseconds = 0;  ///< mean wall time of a step
 };
 
@@ -819,7 +990,8 @@ StepTotals run_epoch_steps(const EpochSteps& e) {
   loader.start_epoch(epoch);
   data::Batch batch;
   double loss_sum = 0;
-  size_t correct = 0, seen = 0;
+  size_t seen = 0;
+  ScoreTally tally(e.normalization, context.mode);
   const Clock::time_point steps_start = Clock::now();
   size_t step = 0;
   for (; step < steps_per_epoch && loader.next(batch); ++step) {
@@ -839,8 +1011,6 @@ StepTotals run_epoch_steps(const EpochSteps& e) {
         masks_at_target_after(spec, phase, phase_step, phase_steps)) {
       e.guard.hold(net);
     }
-    const torch::Tensor labels =
-        torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong);
     const torch::Tensor images = images_tensor(batch);
     torch::Tensor teacher_logits;
     if (teacher && phase != Phase::Warmup) {
@@ -848,12 +1018,12 @@ StepTotals run_epoch_steps(const EpochSteps& e) {
       teacher_logits = teacher->forward(images, {Mode::Float, false, 0.0}).x;
     }
     const QTensor logits = net.forward(images, context);
-    const torch::Tensor loss = training_loss(logits.x, labels, teacher_logits, spec.distillation);
+    const torch::Tensor loss = batch_loss(logits.x, batch, teacher_logits, spec.distillation);
     optimizer.zero_grad();
     loss.backward();
     optimizer.step();
     loss_sum += loss.item<double>() * batch.size;
-    correct += size_t((logits.x.argmax(1) == labels).sum().item<int64_t>());
+    tally.add(logits, batch);
     seen += batch.size;
     if (log && (step + 1) % std::max<size_t>(1, steps_per_epoch / 4) == 0 &&
         step + 1 < steps_per_epoch) {
@@ -862,14 +1032,14 @@ StepTotals run_epoch_steps(const EpochSteps& e) {
       const double remaining =
           per_step * double((total_epochs - epoch) * steps_per_epoch - (step + 1));
       say(
-          fmt::format("  epoch {}/{} [{}] step {}/{}: loss {:.4f}, accuracy {:.2f}%, "
+          fmt::format("  epoch {}/{} [{}] step {}/{}: loss {:.4f}, train {}, "
                       "{:.0f} ms/step, ETA {}",
                       epoch + 1, total_epochs, phase_name(phase), step + 1, steps_per_epoch,
-                      loss_sum / double(seen), 100.0 * double(correct) / double(seen),
+                      loss_sum / double(seen), format_score(e.metric, tally.score()),
                       1e3 * per_step, format_duration(remaining)));
     }
   }
-  return {loss_sum, correct, seen, step,
+  return {loss_sum, tally.score(), seen, step,
           1e3 * std::chrono::duration<double>(Clock::now() - steps_start).count() / double(step)};
 }
 
@@ -960,18 +1130,21 @@ EpochRecord record_epoch(const TrainConfig& config, const TrainingData& data,
   record.epoch = epoch;
   record.phase = phase_name(phase);
   record.loss = totals.loss_sum / double(std::max<size_t>(totals.seen, 1));
-  record.train_accuracy = double(totals.correct) / double(std::max<size_t>(totals.seen, 1));
+  record.train_score = totals.score;
   if (config.train.has_budget() && masks_at_target) guard.hold(net);
   guard.report();
   const Mode mode = phase == Phase::Warmup ? Mode::Float : Mode::Quantized;
-  record.test_accuracy = evaluate(net, data.test_set, normalization, mode, 500, 0).accuracy;
+  record.test_score =
+      data.test_photographs
+          ? photograph_psnr(net, *data.test_photographs, normalization, mode)
+          : evaluate(net, data.test_set, normalization, mode, kEvaluationBatch, 0).score;
   best_so_far = false;
   if (data.holdout.size() > 0 && phase != Phase::Warmup && masks_at_target) {
-    record.holdout_accuracy =
-        evaluate(net, data.holdout, normalization, Mode::Quantized, 500, 0).accuracy;
-    const double best_accuracy =
-        state.best_epoch < 0 ? -1.0 : state.history.at(size_t(state.best_epoch)).holdout_accuracy;
-    if (record.holdout_accuracy >= best_accuracy) {
+    record.holdout_score =
+        evaluate(net, data.holdout, normalization, Mode::Quantized, kEvaluationBatch, 0).score;
+    const double best_score =
+        state.best_epoch < 0 ? -1e300 : state.history.at(size_t(state.best_epoch)).holdout_score;
+    if (record.holdout_score >= best_score) {
       state.best_epoch = epoch;
       state.best = take_snapshot(net);
       best_so_far = true;
@@ -986,16 +1159,16 @@ EpochRecord record_epoch(const TrainConfig& config, const TrainingData& data,
   return record;
 }
 
-/// The epoch's line of progress: loss, accuracies, bytes, speed, ETA.
-std::string epoch_line(const EpochRecord& record, uint32_t total_epochs, bool best_so_far,
-                       bool measured, double step_ms, double eta_seconds) {
+/// The epoch's line of progress: loss, scores, bytes, speed, ETA.
+std::string epoch_line(const EpochRecord& record, Metric metric, uint32_t total_epochs,
+                       bool best_so_far, bool measured, double step_ms, double eta_seconds) {
   return fmt::format(
-      "epoch {}/{} [{}]: loss {:.4f}, train {:.2f}%, test {:.2f}%{}{}, {:.0f} ms/step, {}, ETA {}",
-      record.epoch + 1, total_epochs, record.phase, record.loss, 100 * record.train_accuracy,
-      100 * record.test_accuracy,
-      record.holdout_accuracy < 0
+      "epoch {}/{} [{}]: loss {:.4f}, train {}, test {}{}{}, {:.0f} ms/step, {}, ETA {}",
+      record.epoch + 1, total_epochs, record.phase, record.loss,
+      format_score(metric, record.train_score), format_score(metric, record.test_score),
+      record.holdout_score < 0
           ? std::string()
-          : fmt::format(", held-out {:.2f}%{}", 100 * record.holdout_accuracy,
+          : fmt::format(", held-out {}{}", format_score(metric, record.holdout_score),
                         best_so_far ? " (best)" : ""),
       measured ? fmt::format(", weights {} B, flash {} B", record.weight_bytes, record.flash_bytes)
                : std::string(),
@@ -1025,9 +1198,9 @@ void write_trained_model(const TrainOptions& options, const Exported& exported,
   const fm::ModelSummary& summary = exported.summary;
   const std::optional<fm::ModelMeasurement>& measured = result.hardware;
   say(fmt::format(
-      "test accuracy {:.2f}% (integer model), {} weights, {} non-zero{}; {} test images equal on "
+      "test {} (integer model), {} weights, {} non-zero{}; {} test images equal on "
       "LibTorch, interpreter{}",
-      100 * result.test_accuracy, summary.weights, summary.nonzero,
+      format_score(result.metric, result.test_score), summary.weights, summary.nonzero,
       measured ? fmt::format(" ({} B of weight streams, {} B flash image on {}), SRAM peak {} B, "
                              "{:.0f} cycles = {:.3f} ms",
                              measured->weight_bytes, measured->flash_bytes, npu->npu_name,
@@ -1077,6 +1250,7 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
 
   TrainResult result;
   Checkpoint state;
+  state.metric = metric_of(config.data);
   std::unique_ptr<torch::optim::AdamW> optimizer;
   bool load_optimizer = false;
   torch::serialize::InputArchive resume_archive;
@@ -1129,7 +1303,8 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
                                  phase == Phase::Compress, spec.activation_momentum};
     const StepTotals totals =
         run_epoch_steps({spec, *net, *optimizer, teacher.get(), loader, guard, phase, ps, context,
-                         steps_per_epoch, phase_step0, phase_steps, epoch, total_epochs, log});
+                         steps_per_epoch, phase_step0, phase_steps, epoch, total_epochs, log,
+                         config.data.normalization, state.metric});
 
     const bool masks_at_target =
         totals.steps > 0
@@ -1154,7 +1329,7 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
     const double run_seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
     const double eta =
         run_seconds / double(epoch + 1 - result.first_epoch) * double(total_epochs - epoch - 1);
-    say(epoch_line(record, total_epochs, best_so_far, phase != Phase::Warmup && npu,
+    say(epoch_line(record, state.metric, total_epochs, best_so_far, phase != Phase::Warmup && npu,
                    totals.step_milliseconds, eta));
   }
   if (spec.compress.epochs == 0 && spec.finetune.epochs == 0) {
@@ -1172,15 +1347,15 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
     if (size_t(state.best_epoch) + 1 < state.history.size()) {
       restore_snapshot(*net, state.best, checkpoint_path);
     }
-    say(
-        fmt::format("exporting epoch {}: held-out accuracy {:.2f}% on {} training images kept "
-                    "out of training (the last epoch: {:.2f}%)",
-                    state.best_epoch + 1, 100 * best.holdout_accuracy, holdout.size(),
-                    100 * state.history.back().holdout_accuracy));
+    say(fmt::format(
+        "exporting epoch {}: held-out {} on {} training images kept "
+        "out of training (the last epoch: {})",
+        state.best_epoch + 1, format_score(state.metric, best.holdout_score), holdout.size(),
+        format_score(state.metric, state.history.back().holdout_score)));
   }
 
   result.history = state.history;
-  const Exported exported = export_and_verify(config, npu, *net, test_set, result);
+  const Exported exported = export_and_verify(config, npu, *net, data, result);
   const nlohmann::json report = train_report_json(config, data, exported, result);
   write_trained_model(options, exported, report, npu, result, say);
   return result;

@@ -8,6 +8,7 @@
 
 #include "qnet.hpp"
 #include "udc/data/batch_loader.hpp"
+#include "udc/data/super_resolution.hpp"
 #include "udc/search/trainer.hpp"
 
 namespace udc::search {
@@ -18,14 +19,47 @@ void prepare_quantization(QNet& net, const data::ImageDataset& train_set,
                           const data::Normalization& normalization, uint32_t batch_size,
                           uint64_t seed);
 
-struct Evaluation {
-  double accuracy = 0;                      ///< top-1 [fraction]
-  std::vector<std::vector<int8_t>> logits;  ///< integer logits of the first images (Quantized)
+/// What the outputs of batches score, summed over the batches: top-1 hits among the images
+/// (a set with labels), or squared errors among the pixels (a set with targets; outputs
+/// turned into 8-bit pixels as the integer model's are).
+class ScoreTally {
+ public:
+  /// Outputs of a network forwarded in `mode`.
+  ScoreTally(const data::Normalization& normalization, Mode mode)
+      : normalization_(normalization), mode_(mode) {}
+  /// `output` [N, ...], flattened as QNet::forward returns it.
+  void add(const QTensor& output, const data::Batch& batch);
+  /// Top-1 accuracy [fraction] or PSNR [dB] of what was added; 0 before anything.
+  double score() const;
+
+ private:
+  data::Normalization normalization_;
+  Mode mode_;
+  bool pixels_ = false;  ///< targets: sums are squared pixel errors
+  double sum_ = 0;       ///< hits, or squared pixel errors
+  size_t count_ = 0;     ///< images, or pixels
 };
-/// Top-1 accuracy on `set` in `mode`; keeps the integer logits of the first `keep_logits`.
+
+/// A network's output [N, C*H*W] forwarded in `mode` as 8-bit pixels (in a double tensor),
+/// as firmware_model::upscale_image maps the integer model's output to pixels: the real
+/// value (from the integers in Quantized mode, in double) x 255 x std + the mean level,
+/// rounded half up and clamped to 0..255.
+torch::Tensor output_pixels(const QTensor& output, Mode mode,
+                            const data::Normalization& normalization);
+
+struct Evaluation {
+  double score = 0;  ///< ScoreTally::score: top-1 [fraction] or PSNR [dB]
+  /// Integer outputs (logits, or output pixels) of the first images (Quantized)
+  std::vector<std::vector<int8_t>> logits;
+};
+/// The score on `set` in `mode`; keeps the integer outputs of the first `keep_logits`.
 Evaluation evaluate(QNet& net, const data::ImageDataset& set,
                     const data::Normalization& normalization, Mode mode, size_t batch_size,
                     size_t keep_logits);
+/// PSNR [dB] of a super-resolution network on whole photographs, the mean over them of
+/// data::psnr with a border of the scale, as `udc eval` measures the exported model.
+double photograph_psnr(QNet& net, const data::SuperResolutionSet& photographs,
+                       const data::Normalization& normalization, Mode mode);
 
 /// Sets up a freshly built network before its first epoch (e.g. weights inherited from the
 /// supernet); not called when training resumes from a checkpoint.
@@ -37,7 +71,7 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
 /// Loads into `net` (of the trained architecture) the network that train_network() wrote
 /// to `output_dir` and exported: the kept epoch's when one was chosen on held-out images.
 /// Parameters and buffers (masks included) only: `net` keeps its own target sparsities.
-void load_exported_network(const std::string& output_dir, QNet& net);
+void load_exported_network(const std::string& output_dir, QNet& net, Metric metric);
 
 /// Writes a checkpoint archive through a temporary file and a rename.
 void save_archive_atomically(torch::serialize::OutputArchive& archive, const std::string& path);
@@ -53,6 +87,11 @@ std::string format_duration(double seconds);
 /// Learning rate at `step` of `steps` in a phase: cosine from `base` to 5 % of it.
 double cosine_rate(double base, size_t step, size_t steps);
 
+/// Loss of a training step on `batch`: training_loss() on its labels, or for a batch with
+/// targets the mean absolute error of `output` against them (EDSR's L1), mixed with the
+/// L1 distance to `teacher_output` when that is defined (weight: distillation.weight).
+torch::Tensor batch_loss(const torch::Tensor& output, data::Batch& batch,
+                         const torch::Tensor& teacher_output, const DistillationSpec& distillation);
 /// Loss of a training step: cross-entropy of `logits` [N, classes] on `labels`, mixed with
 /// the softened KL divergence from `teacher_logits` when that is defined (DistillationSpec).
 torch::Tensor training_loss(const torch::Tensor& logits, const torch::Tensor& labels,

@@ -56,7 +56,7 @@ grep -q '"test_accuracy"' "$work/run/report.json"
 "$udc" model "$work/run/model.udcm" | grep -q "tiny_add\|add"
 
 # udc eval gives the trainer's accuracy (same integers), on both back ends.
-expected=$(sed -n 's/^test accuracy \([0-9.]*\)% (integer model).*/\1/p' "$work/second.txt")
+expected=$(sed -n 's/^test \([0-9.]*\)% (integer model).*/\1/p' "$work/second.txt")
 test -n "$expected"
 "$udc" eval "$work/run/model.udcm" --limit 300 >"$work/eval.txt"
 grep -q "top-1 accuracy $expected% " "$work/eval.txt"

@@ -323,6 +323,105 @@ TEST(SuperResolution, PhotosFromOpencvDocSplitOnceAndPaired) {
   EXPECT_NE(error.find("opencv-doc"), std::string::npos) << error;
 }
 
+TEST(SuperResolution, PatchPairsCoverTheSameSceneAtBothResolutions) {
+  // Two photographs of different sizes with distinct pixels, scale 2.
+  SuperResolutionSet set;
+  set.name = "synthetic";
+  set.scale = 2;
+  for (uint32_t k = 0; k < 2; ++k) {
+    const uint32_t h = 10 + 2 * k, w = 13;  // low resolution
+    Image low{h, w, 1, {}}, high{2 * h, 2 * w, 1, {}};
+    for (uint32_t p = 0; p < h * w; ++p) low.pixels.push_back(uint8_t(p * 7 + k));
+    for (uint32_t p = 0; p < 4 * h * w; ++p) high.pixels.push_back(uint8_t(p * 5 + k));
+    set.low.push_back(low);
+    set.high.push_back(high);
+    set.files.push_back("photo" + std::to_string(k));
+  }
+  const uint32_t patch = 6, stride = 4;
+  const ImageDataset pairs = patch_pairs(set, patch, stride);
+  // Origins along 10: 0, 4 (8 would overrun) and 4 flush with the end (=10-6) already
+  // there; along 12: 0, 4, 6; along 13: 0, 4, 7.
+  const std::vector<std::vector<uint32_t>> ys{{0, 4}, {0, 4, 6}};
+  const std::vector<uint32_t> xs{0, 4, 7};
+  ASSERT_EQ(pairs.size(), 2 * 3 + 3 * 3u);
+  EXPECT_EQ(pairs.target_scale, 2u);
+  EXPECT_EQ(pairs.targets.size(), pairs.size() * 4 * patch * patch);
+  size_t index = 0;
+  for (uint32_t k = 0; k < 2; ++k) {
+    for (uint32_t y0 : ys[k]) {
+      for (uint32_t x0 : xs) {
+        const Image& low = set.low[k];
+        const Image& high = set.high[k];
+        for (uint32_t y = 0; y < patch; ++y) {
+          for (uint32_t x = 0; x < patch; ++x) {
+            ASSERT_EQ(pairs.image(index)[y * patch + x], low.pixels[(y0 + y) * low.width + x0 + x]);
+          }
+        }
+        for (uint32_t y = 0; y < 2 * patch; ++y) {
+          for (uint32_t x = 0; x < 2 * patch; ++x) {
+            ASSERT_EQ(pairs.target(index)[y * 2 * patch + x],
+                      high.pixels[(2 * y0 + y) * high.width + 2 * x0 + x]);
+          }
+        }
+        ++index;
+      }
+    }
+  }
+  // Held out from the end: the last photograph's patches, targets with them.
+  ImageDataset kept = pairs;
+  const ImageDataset tail = kept.split_off(9);
+  EXPECT_EQ(kept.size(), 6u);
+  EXPECT_EQ(kept.targets.size(), 6 * kept.target_bytes());
+  ASSERT_EQ(tail.size(), 9u);
+  EXPECT_TRUE(std::equal(tail.target(0), tail.target(0) + tail.target_bytes(), pairs.target(6)));
+  const std::string error = error_of([&] { patch_pairs(set, 11, 4); });
+  EXPECT_NE(error.find("photo0: 13x10 at the low resolution, smaller than a 11x11 patch"),
+            std::string::npos)
+      << error;
+}
+
+TEST(BatchLoader, TargetsFollowTheirImagesThroughTheFlip) {
+  SuperResolutionSet set;
+  set.name = "synthetic";
+  set.scale = 2;
+  Image low{8, 8, 1, {}}, high{16, 16, 1, {}};
+  for (uint32_t p = 0; p < 64; ++p) low.pixels.push_back(uint8_t(p * 3));
+  for (uint32_t p = 0; p < 256; ++p) high.pixels.push_back(uint8_t(p));
+  set.low = {low};
+  set.high = {high};
+  set.files = {"ramp"};
+  const ImageDataset pairs = patch_pairs(set, 4, 2);
+  const Normalization n{0.0f, 1.0f};
+  std::mt19937_64 rng(3);
+  Batch batch;
+  std::vector<uint32_t> indices(pairs.size());
+  std::iota(indices.begin(), indices.end(), 0u);
+  make_batch(pairs, indices, n, {0, true}, rng, batch);
+  ASSERT_EQ(batch.target_height, 8u);
+  ASSERT_EQ(batch.targets.size(), pairs.size() * 64);
+  int flipped = 0;
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    // Mirrored or not, the image and its target alike.
+    const bool flip = batch.images[i * 16] != n.normalize(pairs.image(i)[0]);
+    flipped += flip;
+    for (uint32_t y = 0; y < 4; ++y) {
+      for (uint32_t x = 0; x < 4; ++x) {
+        ASSERT_EQ(batch.images[i * 16 + y * 4 + x],
+                  n.normalize(pairs.image(i)[y * 4 + (flip ? 3 - x : x)]));
+      }
+    }
+    for (uint32_t y = 0; y < 8; ++y) {
+      for (uint32_t x = 0; x < 8; ++x) {
+        ASSERT_EQ(batch.targets[i * 64 + y * 8 + x],
+                  n.normalize(pairs.target(i)[y * 8 + (flip ? 7 - x : x)]));
+      }
+    }
+  }
+  EXPECT_GT(flipped, 0);
+  EXPECT_LT(flipped, int(pairs.size()));
+  EXPECT_THROW(make_batch(pairs, indices, n, {1, false}, rng, batch), std::invalid_argument);
+}
+
 namespace {
 
 ImageDataset ramp_set(size_t count, uint32_t side, uint32_t channels) {

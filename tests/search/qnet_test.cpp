@@ -25,6 +25,7 @@
 #include "udc/firmware_model/model_io.hpp"
 #include "udc/firmware_model/reference_interpreter.hpp"
 #include "udc/firmware_model/tflite_import.hpp"
+#include "udc/firmware_model/upscale.hpp"
 #include "udc/search/seeds.hpp"
 #include "udc/search/trainer.hpp"
 
@@ -318,10 +319,10 @@ TEST(Trainer, SeedsRunInTheirOwnFoldersAndSummarise) {
     // Each run is an ordinary training with that seed: its own report says the same.
     const auto report =
         nlohmann::json::parse(udc::common::read_file(run.output_dir + "/report.json"));
-    EXPECT_EQ(report["test_accuracy"].get<double>(), run.test_accuracy);
+    EXPECT_EQ(report["test_accuracy"].get<double>(), run.test_score);
     ASSERT_TRUE(run.hardware.has_value());
     EXPECT_EQ(report["hardware"]["weight_bytes"].get<uint64_t>(), run.hardware->weight_bytes);
-    accuracies.push_back(100 * run.test_accuracy);
+    accuracies.push_back(100 * run.test_score);
   }
   EXPECT_NE(udc::common::read_file(result.runs[0].output_dir + "/model.udcm"),
             udc::common::read_file(result.runs[1].output_dir + "/model.udcm"));
@@ -349,7 +350,7 @@ TEST(Trainer, TrainsExportsVerifiesAndResumesIdentically) {
   EXPECT_EQ(full.history.size(), 3u);
   EXPECT_FALSE(full.resumed);
   const auto report = nlohmann::json::parse(udc::common::read_file(full.report_path));
-  EXPECT_EQ(report["test_accuracy"].get<double>(), full.test_accuracy);
+  EXPECT_EQ(report["test_accuracy"].get<double>(), full.test_score);
   EXPECT_GT(report["hardware"]["cycles"].get<double>(), 0.0);
   EXPECT_GT(report["hardware"]["sram_peak_bytes"].get<uint64_t>(), 28u * 28u);
   ASSERT_TRUE(full.hardware.has_value());
@@ -375,7 +376,7 @@ TEST(Trainer, TrainsExportsVerifiesAndResumesIdentically) {
   EXPECT_TRUE(resumed.resumed);
   EXPECT_EQ(resumed.first_epoch, 2u);
   EXPECT_EQ(udc::common::read_file(resumed.model_path), udc::common::read_file(full.model_path));
-  EXPECT_EQ(resumed.test_accuracy, full.test_accuracy);
+  EXPECT_EQ(resumed.test_score, full.test_score);
   fs::remove_all(root);
 }
 
@@ -583,12 +584,12 @@ TEST(Trainer, ExportsTheEpochBestOnHeldOutImagesAndResumesIt) {
   double best = -1;
   for (const EpochRecord& r : full.history) {
     if (r.phase == "warmup") {
-      EXPECT_LT(r.holdout_accuracy, 0.0);
+      EXPECT_LT(r.holdout_score, 0.0);
       continue;
     }
-    EXPECT_GE(r.holdout_accuracy, 0.0) << "epoch " << r.epoch;
-    if (r.holdout_accuracy >= best) {
-      best = r.holdout_accuracy;
+    EXPECT_GE(r.holdout_score, 0.0) << "epoch " << r.epoch;
+    if (r.holdout_score >= best) {
+      best = r.holdout_score;
       expected = r.epoch;
     }
   }
@@ -599,7 +600,7 @@ TEST(Trainer, ExportsTheEpochBestOnHeldOutImagesAndResumesIt) {
   EXPECT_EQ(report["selection"]["epoch"].get<int64_t>(), expected);
   // The model exported is that epoch's: it scores that epoch's test accuracy, and on the
   // reference interpreter exactly its held-out accuracy.
-  EXPECT_EQ(full.test_accuracy, full.history.at(size_t(expected)).test_accuracy);
+  EXPECT_EQ(full.test_score, full.history.at(size_t(expected)).test_score);
   udc::data::ImageDataset training_images = load_data(config.data, udc::data::Split::Train);
   const udc::data::ImageDataset held_out = training_images.split_off(128);
   const fm::Model model = fm::read_model(full.model_path);
@@ -627,5 +628,69 @@ TEST(Trainer, ExportsTheEpochBestOnHeldOutImagesAndResumesIt) {
   EXPECT_TRUE(resumed.resumed);
   EXPECT_EQ(resumed.selected_epoch, full.selected_epoch);
   EXPECT_EQ(udc::common::read_file(resumed.model_path), udc::common::read_file(full.model_path));
+  fs::remove_all(root);
+}
+
+TEST(Trainer, SuperResolutionScoresWholePhotographsAsUdcEvalDoes) {
+  const fs::path root = fs::temp_directory_path() / ("udc_train_sr_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  using K = LayerKind;
+  TrainConfig config;
+  config.file = "tiny-sr";
+  config.architecture = architecture(
+      "tiny-sr", 12, 1,
+      {layer(K::Conv, 8, 3, 1, 8, 0.0), layer(K::Conv, 4, 3, 1, 4, 0.5, ActivationKind::None),
+       layer(K::DepthToSpace, 0, 2, 1, 8, 0.0, ActivationKind::None)});
+  config.architecture.classes = 0;
+  config.data.set = "sr-photos";
+  config.data.dir = udc::data::kOpencvSamplesDir;
+  config.data.normalization = {0.0f, 1.0f};
+  config.data.augmentation = {0, true};
+  config.data.train_subset = 3;  // photographs; the third held out
+  config.data.test_subset = 1;
+  config.train.batch_size = 16;
+  config.train.warmup = {1, 3e-3};
+  config.train.compress = {1, 1e-3};
+  config.train.finetune = {1, 3e-4};
+  config.train.max_steps_per_epoch = 6;
+  config.train.prune_interval = 2;
+  config.train.holdout_fraction = 0.34;
+  config.npu.files = {std::string(UDC_CONFIG_DIR) + "/npu/u55-128-deep-embedded.yaml"};
+  config.verify_images = 4;
+  TrainOptions options;
+  options.output_dir = root.string();
+  const TrainResult trained = train(config, configured_npu(config), options);
+  EXPECT_EQ(trained.metric, Metric::Psnr);
+  EXPECT_EQ(trained.verified_images, 4u);  // patches, equal on LibTorch, interpreter, simulator
+  EXPECT_GT(trained.holdout_images, 0u);   // patches of the held-out photograph
+  EXPECT_GE(trained.selected_epoch, 1);
+
+  // The score is what `udc eval` measures on the exported model: whole photographs through
+  // tiles on the reference interpreter, PSNR with the scale as border.
+  const fm::Model model = fm::read_model(trained.model_path);
+  expect_tflite_round_trip(trained);
+  const udc::data::SuperResolutionSet photos =
+      load_photographs(config.data, udc::data::Split::Test);
+  ASSERT_EQ(photos.high.size(), 1u);
+  const udc::data::Image& low = photos.low[0];
+  const udc::data::Image up{
+      photos.high[0].height, photos.high[0].width, 1,
+      fm::upscale_image(model, low.pixels.data(), low.height, low.width,
+                        fm::receptive_radius(model), [&](const fm::TensorValues& tile) {
+                          return fm::run_reference(model, {tile})[size_t(model.outputs[0])];
+                        })};
+  EXPECT_DOUBLE_EQ(trained.test_score, udc::data::psnr(photos.high[0], up, 2));
+  const auto report = nlohmann::json::parse(udc::common::read_file(trained.report_path));
+  EXPECT_EQ(report["test_psnr_db"].get<double>(), trained.test_score);
+  EXPECT_FALSE(report.contains("test_accuracy"));
+  EXPECT_TRUE(report["history"][1]["holdout_psnr_db"].is_number());
+
+  // The checkpoint's PSNR history reads back: a second run resumes at the end and writes
+  // the same model.
+  const TrainResult again = train(config, configured_npu(config), options);
+  EXPECT_TRUE(again.resumed);
+  EXPECT_EQ(again.history.size(), trained.history.size());
+  EXPECT_EQ(again.history.back().holdout_score, trained.history.back().holdout_score);
+  EXPECT_EQ(udc::common::read_file(again.model_path), udc::common::read_file(trained.model_path));
   fs::remove_all(root);
 }

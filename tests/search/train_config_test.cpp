@@ -35,7 +35,9 @@ TEST(TrainConfig, ShippedBaselinesParse) {
   int count = 0;
   for (const auto& entry : fs::directory_iterator(fs::path(UDC_CONFIG_DIR) / "train")) {
     const TrainConfig config = load_train_config(entry.path().string());
-    EXPECT_EQ(config.architecture.layers.back().kind, LayerKind::FullyConnected);
+    // Classifiers end in fc, super-resolution models in depth_to_space.
+    EXPECT_EQ(config.architecture.layers.back().kind,
+              config.data.super_resolution() ? LayerKind::DepthToSpace : LayerKind::FullyConnected);
     ASSERT_EQ(config.npu.files.size(), 1u);
     EXPECT_TRUE(fs::exists(config.npu.files[0])) << config.npu.files[0];
     ++count;
@@ -82,6 +84,54 @@ TEST(TrainConfig, DepthToSpaceTakesABlockAndNoWeights) {
   EXPECT_NE(error_for("model:\n  layers:\n    - {op: depth_to_space, block: 9}\n").find("block"),
             std::string::npos);
   EXPECT_NE(error_for("model:\n  layers:\n    - {op: depth_to_space, bits: 4}\n").find("bits"),
+            std::string::npos);
+}
+
+// A super-resolution set makes the model an upscaler: no classes, pixels as v / 255, an
+// ending in conv to scale^2 channels and depth_to_space by the scale, resolution kept.
+TEST(TrainConfig, SuperResolutionSetsTakeAnUpscaler) {
+  const std::string upscaler =
+      "model:\n  input: [16, 16, 1]\n  layers:\n    - {op: conv, out: 8}\n"
+      "    - {op: conv, out: 4, activation: none}\n    - {op: depth_to_space, block: 2}\n";
+  const fs::path path = fs::temp_directory_path() / "udc_cfg_sr.yaml";
+  std::ofstream(path) << upscaler << "data: {set: sr-photos, patch_stride: 5}\n";
+  const TrainConfig config = load_train_config(path.string());
+  fs::remove(path);
+  EXPECT_TRUE(config.data.super_resolution());
+  EXPECT_EQ(config.data.dir, udc::data::kOpencvSamplesDir);
+  EXPECT_EQ(config.data.scale, 2u);
+  EXPECT_EQ(config.data.patch_stride, 5u);
+  EXPECT_EQ(config.data.normalization.mean, 0.0f);
+  EXPECT_EQ(config.data.normalization.std, 1.0f);
+  EXPECT_EQ(config.architecture.classes, 0u);
+  EXPECT_EQ(metric_of(config.data), Metric::Psnr);
+  EXPECT_EQ(score_key(Metric::Psnr, "test"), "test_psnr_db");
+  EXPECT_EQ(format_score(Metric::Psnr, 27.314), "27.31 dB");
+  EXPECT_EQ(format_score(Metric::Top1, 0.8837), "88.37%");
+
+  EXPECT_NE(error_for(upscaler + "data: {set: sr-photos, scale: 3}\n")
+                .find("must end in a conv with out = 9 and a depth_to_space with block 3"),
+            std::string::npos);
+  EXPECT_NE(error_for(std::string(kMinimal) + "data: {set: sr-photos}\n")
+                .find("model.layers[1].op: fc: a super-resolution model keeps the resolution"),
+            std::string::npos);
+  EXPECT_NE(
+      error_for("model:\n  classes: 10\n  layers:\n    - {op: conv, out: 4}\n"
+                "    - {op: depth_to_space}\ndata: {set: sr-photos}\n")
+          .find("model.classes: a super-resolution model (data.set sr-photos) has no classes"),
+      std::string::npos);
+  EXPECT_NE(error_for("model:\n  layers:\n    - {op: conv, out: 8, stride: 2}\n"
+                      "    - {op: conv, out: 4}\n    - {op: depth_to_space}\n"
+                      "data: {set: sr-photos}\n")
+                .find("model.layers[0].stride: 2: a super-resolution model keeps the resolution"),
+            std::string::npos);
+  EXPECT_NE(error_for(upscaler + "data: {set: sr-photos, normalize: {mean: 0.5}}\n")
+                .find("normalize must be {mean: 0, std: 1}"),
+            std::string::npos);
+  EXPECT_NE(error_for(upscaler + "data: {set: sr-photos, augment: {crop_padding: 2}}\n")
+                .find("data.augment.crop_padding: not for super-resolution patches"),
+            std::string::npos);
+  EXPECT_NE(error_for(std::string(kMinimal) + "data: {scale: 2}\n").find("data.scale: unknown key"),
             std::string::npos);
 }
 

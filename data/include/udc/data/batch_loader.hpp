@@ -33,7 +33,8 @@ inline int8_t quantize_pixel(uint8_t pixel) {
   return static_cast<int8_t>(int32_t{pixel} - 128);
 }
 
-/// Training-time augmentation; both off at evaluation.
+/// Training-time augmentation; both off at evaluation. A set with targets takes the flip
+/// (mirroring image and target together) but not the crop.
 struct Augmentation {
   uint32_t crop_padding = 0;     ///< random crop from the image zero-padded by this [pixels]
   bool horizontal_flip = false;  ///< mirror with probability 1/2
@@ -45,6 +46,10 @@ struct Batch {
   std::vector<float> images;      ///< size * channels * height * width
   std::vector<int64_t> labels;    ///< size
   std::vector<uint32_t> indices;  ///< data set indices, size
+  /// The images' targets when the set has them (ImageDataset::target_scale, else empty),
+  /// normalised like the images: size * channels * (target_scale*height) * (target_scale*width).
+  std::vector<float> targets;
+  uint32_t target_height = 0, target_width = 0;
 };
 
 /// Fills `batch` with the images `indices` of `data`, augmented with draws from `rng`.

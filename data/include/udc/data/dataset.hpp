@@ -20,18 +20,27 @@ class DataError : public std::runtime_error {
 enum class Split { Train, Test };
 const char* split_name(Split split);
 
-/// Labelled 8-bit images of one size, stored HWC per image, images back to back.
+/// 8-bit images of one size, stored HWC per image, images back to back, each with what a
+/// network should make of it: a label (classification) or a target image (super-resolution).
 struct ImageDataset {
   std::string name;  ///< e.g. "fashion-mnist/test", for messages and reports
   uint32_t height = 0, width = 0, channels = 0;  ///< [pixels], [pixels], [1 or 3]
   uint32_t classes = 0;
   std::vector<std::string> class_names;  ///< classes entries
   std::vector<uint8_t> pixels;           ///< size() * image_bytes()
-  std::vector<uint16_t> labels;          ///< size() entries, each < classes
+  std::vector<uint16_t> labels;          ///< size() entries, each < classes (targets: all 0)
+  /// Super-resolution: each image's target, the same scene target_scale times larger
+  /// (target_scale*height x target_scale*width x channels, HWC), back to back; 0 and empty
+  /// for classification.
+  uint32_t target_scale = 0;
+  std::vector<uint8_t> targets;
 
   size_t size() const { return labels.size(); }
   size_t image_bytes() const { return size_t{height} * width * channels; }
   const uint8_t* image(size_t index) const { return pixels.data() + index * image_bytes(); }
+  bool has_targets() const { return target_scale > 0; }
+  size_t target_bytes() const { return image_bytes() * target_scale * target_scale; }
+  const uint8_t* target(size_t index) const { return targets.data() + index * target_bytes(); }
   /// Keeps the first `count` images (all if count is 0 or larger than the set).
   void truncate(size_t count);
   /// Moves the last `count` images (at most all) into the returned set, named

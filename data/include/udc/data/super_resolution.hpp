@@ -39,6 +39,14 @@ const std::vector<std::string>& sr_photo_files(Split split);
 /// naming a missing file (and the package that installs it).
 SuperResolutionSet load_sr_photos(const std::string& dir, Split split, uint32_t scale);
 
+/// Training material from pairs: every `patch` x `patch` window of each low-resolution
+/// image at a step of `stride` pixels (both axes, from the top-left; a last window flush
+/// with the right and bottom edges when the step does not land there), with the window of
+/// its high-resolution image that covers the same scene as target (ImageDataset targets).
+/// Pairs in order, so the last windows come from the last photographs. Throws DataError
+/// naming a photograph smaller than a patch.
+ImageDataset patch_pairs(const SuperResolutionSet& set, uint32_t patch, uint32_t stride);
+
 /// The luminance of an RGB image as super-resolution papers measure it: ITU-R BT.601
 /// Y' in studio range, 16 + (65.481 R + 128.553 G + 24.966 B) / 255, rounded (MATLAB's
 /// rgb2ycbcr). A one-channel image is taken as grey (R = G = B).

@@ -19,19 +19,21 @@ namespace udc::search {
 /// One seed's run: where it went and what it measured.
 struct SeedRun {
   uint64_t seed = 0;
-  std::string output_dir;    ///< <output>/seed-<seed>
-  double test_accuracy = 0;  ///< [fraction]
-  /// The exported epoch's accuracy on the held-out training images [fraction]; negative
-  /// when none were held out (or for a search).
-  double holdout_accuracy = -1;
+  std::string output_dir;  ///< <output>/seed-<seed>
+  Metric metric = Metric::Top1;
+  double test_score = 0;  ///< Metric: [fraction] or [dB]
+  /// The exported epoch's score on the held-out training images; negative when none were
+  /// held out (or for a search).
+  double holdout_score = -1;
   std::optional<firmware_model::ModelMeasurement> hardware;  ///< none without an NPU
   bool within_budgets = true;
   double seconds = 0;  ///< wall time of this invocation's part of the run
 };
 
 struct SeedsResult {
-  std::vector<SeedRun> runs;  ///< in the order of the seeds given
-  std::string summary_path;   ///< <output>/seeds.json
+  Metric metric = Metric::Top1;  ///< what the runs' scores are
+  std::vector<SeedRun> runs;     ///< in the order of the seeds given
+  std::string summary_path;      ///< <output>/seeds.json
 };
 
 /// Trains `config` once per seed (train.seed), each in options.output_dir/seed-<seed>,
@@ -43,7 +45,8 @@ SeedsResult train_seeds(const TrainConfig& config, const std::optional<npu_sim::
 SeedsResult search_seeds(const SearchConfig& config, const npu_sim::NpuConfig& npu,
                          const SearchOptions& options, const std::vector<uint64_t>& seeds);
 
-/// The runs as a table with a mean ± std row (accuracy in %, bytes, cycles, seconds).
+/// The runs as a table with a mean ± std row (accuracy in % or PSNR in dB, bytes, cycles,
+/// seconds).
 std::string format_seeds_table(const SeedsResult& result);
 
 }  // namespace udc::search

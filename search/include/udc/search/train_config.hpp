@@ -12,6 +12,7 @@
 #include "udc/common/yaml_section.hpp"
 #include "udc/data/batch_loader.hpp"
 #include "udc/data/dataset.hpp"
+#include "udc/data/super_resolution.hpp"
 
 namespace udc::search {
 
@@ -76,15 +77,35 @@ struct ArchitectureSpec {
 };
 
 /// Where the images come from and how they are prepared.
+///
+/// A super-resolution set (data::super_resolution_registry(): sr-photos, div2k) makes the
+/// task super-resolution: the network learns the high-resolution photographs from their
+/// bicubic downscales by `scale`, trained on patch pairs (data::patch_pairs) of the model's
+/// input size, scored by PSNR on the luminance of whole held-out photographs.
 struct DataSpec {
-  std::string set = "fashion-mnist";         ///< fashion-mnist | cifar100 | image-folder
+  std::string set = "fashion-mnist";         ///< a data::dataset_registry() or SR set name
   std::string dir = data::kFashionMnistDir;  ///< required for the other sets
   uint32_t image_side = 32;                  ///< image-folder: images are resized to side x side
   size_t train_subset = 0;                   ///< first N training images (0: all)
   size_t test_subset = 0;                    ///< first N test images (0: all)
   data::Normalization normalization{0.286f, 0.353f};
   data::Augmentation augmentation;
+  uint32_t scale = 2;  ///< super-resolution: output pixels per input pixel along each axis
+  /// Super-resolution: step between training patches [low-resolution pixels]; 0: half the
+  /// patch side.
+  uint32_t patch_stride = 0;
+  bool super_resolution() const;
 };
+
+/// What a trained network is scored by, larger being better: top-1 accuracy [fraction] for
+/// classification, PSNR [dB] on luminance for super-resolution (DataSpec::super_resolution).
+enum class Metric { Top1, Psnr };
+Metric metric_of(const DataSpec& data);
+/// A score as people read it: "88.37%" or "27.31 dB".
+std::string format_score(Metric metric, double score);
+/// The JSON key of a score measured on `where` ("test", "train", "holdout"):
+/// "test_accuracy" [fraction] or "test_psnr_db" [dB].
+std::string score_key(Metric metric, const std::string& where);
 
 /// One training phase. Phases: warmup (float), compress (quantisation and pruning ramp),
 /// finetune (masks and activation ranges frozen).
@@ -165,7 +186,11 @@ std::string resolve_path(const std::string& file, const std::string& path);
 /// (KEY=VALUE overrides, as --set).
 common::ConfigSource read_npu_source(common::YamlSection& root);
 
-/// Loads the configured split (with its subset) of the configured data set.
-data::ImageDataset load_data(const DataSpec& spec, data::Split split);
+/// Loads the configured split (with its subset) of the configured data set. A
+/// super-resolution set's split becomes patch pairs of `patch` x `patch` input pixels,
+/// its subset counting photographs.
+data::ImageDataset load_data(const DataSpec& spec, data::Split split, uint32_t patch = 0);
+/// A super-resolution set's split (with its subset) as whole photographs.
+data::SuperResolutionSet load_photographs(const DataSpec& spec, data::Split split);
 
 }  // namespace udc::search

@@ -24,13 +24,13 @@ struct TrainOptions {
 
 /// One finished epoch.
 struct EpochRecord {
-  uint32_t epoch = 0;                            ///< 0-based over all phases
-  std::string phase;                             ///< warmup | compress | finetune
-  double loss = 0;                               ///< mean training loss
-  double train_accuracy = 0, test_accuracy = 0;  ///< [fraction]
-  /// Integer model on the held-out training images [fraction]; negative: not evaluated
-  /// (no images held out, or the epoch's model is not final in form).
-  double holdout_accuracy = -1;
+  uint32_t epoch = 0;                      ///< 0-based over all phases
+  std::string phase;                       ///< warmup | compress | finetune
+  double loss = 0;                         ///< mean training loss
+  double train_score = 0, test_score = 0;  ///< Metric: [fraction] or [dB]
+  /// Integer model on the held-out training images (Metric); negative: not evaluated (no
+  /// images held out, or the epoch's model is not final in form).
+  double holdout_score = -1;
   /// The integer model as compiled for the config's NPU (firmware_model::measure_model):
   /// encoded weight streams and the flash image [bytes] (0 in warm-up or without an NPU)
   uint64_t weight_bytes = 0, flash_bytes = 0;
@@ -41,7 +41,10 @@ struct EpochRecord {
 struct TrainResult {
   /// model.udcm, the same model as model.tflite (for Vela and TFLite Micro) and report.json.
   std::string model_path, tflite_path, report_path;
-  double test_accuracy = 0;  ///< integer model on the configured test set
+  Metric metric = Metric::Top1;
+  /// The integer model on the configured test set (Metric: [fraction] or [dB]; PSNR
+  /// over whole photographs, as `udc eval` measures it)
+  double test_score = 0;
   /// The exported model as compiled and simulated on the config's NPU
   /// (firmware_model::measure_model: weight streams, flash image, arena and SRAM, cycles);
   /// none without an NPU. Always fits: a model that does not is an error.
