@@ -37,6 +37,23 @@ void write_planes(const uint8_t* image, uint32_t h, uint32_t w, uint32_t c, int3
   }
 }
 
+/// Batch::target_weights of one target: 0 within `border` of a side that is not a
+/// photograph's edge (ImageDataset::PhotoEdge bits in `edges`; left and right swap when
+/// mirrored), else 1.
+void write_target_weights(uint8_t edges, bool flip, uint32_t border, uint32_t h, uint32_t w,
+                          uint32_t c, float* out) {
+  const bool top = edges & ImageDataset::kTop, bottom = edges & ImageDataset::kBottom;
+  bool left = edges & ImageDataset::kLeft, right = edges & ImageDataset::kRight;
+  if (flip) std::swap(left, right);
+  for (uint32_t y = 0; y < h; ++y) {
+    const bool row = (top || y >= border) && (bottom || y + border < h);
+    for (uint32_t x = 0; x < w; ++x) {
+      const bool counted = row && (left || x >= border) && (right || x + border < w);
+      for (uint32_t ch = 0; ch < c; ++ch) out[(size_t{ch} * h + y) * w + x] = counted ? 1.0f : 0.0f;
+    }
+  }
+}
+
 }  // namespace
 
 void make_batch(const ImageDataset& data, const std::vector<uint32_t>& indices,
@@ -57,6 +74,7 @@ void make_batch(const ImageDataset& data, const std::vector<uint32_t>& indices,
   batch.target_height = h * data.target_scale;
   batch.target_width = w * data.target_scale;
   batch.targets.resize(size_t{batch.size} * c * batch.target_height * batch.target_width);
+  batch.target_weights.resize(batch.targets.size());
   // Padding pixels are black (pixel 0), as the zero padding of the usual crop augmentation
   // on raw images.
   const float padding_value = normalization.normalize(0);
@@ -79,6 +97,9 @@ void make_batch(const ImageDataset& data, const std::vector<uint32_t>& indices,
       const size_t target_floats = size_t{c} * batch.target_height * batch.target_width;
       write_planes(data.target(indices[b]), batch.target_height, batch.target_width, c, 0, 0, flip,
                    lookup, padding_value, batch.targets.data() + b * target_floats);
+      const uint8_t edges = data.photo_edges.empty() ? 0xff : data.photo_edges[indices[b]];
+      write_target_weights(edges, flip, data.target_border, batch.target_height, batch.target_width,
+                           c, batch.target_weights.data() + b * target_floats);
     }
   }
 }

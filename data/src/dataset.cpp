@@ -27,6 +27,7 @@ void ImageDataset::truncate(size_t count) {
   labels.resize(count);
   pixels.resize(count * image_bytes());
   targets.resize(count * target_bytes());
+  if (!photo_edges.empty()) photo_edges.resize(count);
 }
 
 ImageDataset ImageDataset::split_off(size_t count) {
@@ -42,6 +43,11 @@ ImageDataset ImageDataset::split_off(size_t count) {
   tail.labels.assign(labels.begin() + std::ptrdiff_t(kept), labels.end());
   tail.pixels.assign(pixels.begin() + std::ptrdiff_t(kept * image_bytes()), pixels.end());
   tail.target_scale = target_scale;
+  tail.target_border = target_border;
+  if (!photo_edges.empty()) {
+    tail.photo_edges.assign(photo_edges.begin() + std::ptrdiff_t(kept), photo_edges.end());
+    photo_edges.resize(kept);
+  }
   tail.targets.assign(targets.begin() + std::ptrdiff_t(kept * target_bytes()), targets.end());
   labels.resize(kept);
   pixels.resize(kept * image_bytes());

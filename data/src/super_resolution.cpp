@@ -155,6 +155,11 @@ ImageDataset patch_pairs(const SuperResolutionSet& set, uint32_t patch, uint32_t
     }
     for (uint32_t y0 : origins(low.height)) {
       for (uint32_t x0 : origins(low.width)) {
+        patches.photo_edges.push_back(
+            uint8_t((y0 == 0 ? ImageDataset::kTop : 0) |
+                    (y0 + patch == low.height ? ImageDataset::kBottom : 0) |
+                    (x0 == 0 ? ImageDataset::kLeft : 0) |
+                    (x0 + patch == low.width ? ImageDataset::kRight : 0)));
         for (uint32_t y = 0; y < patch; ++y) {
           const uint8_t* row = low.pixels.data() + (size_t{y0 + y} * low.width + x0) * c;
           patches.pixels.insert(patches.pixels.end(), row, row + size_t{patch} * c);

@@ -122,6 +122,7 @@ fm::Model candidate_model(const BlockSpace& block, const BlockGeometry& g, const
         break;
     }
   }
+  if (op.upscales() > 0) t = builder.depth_to_space("shuffle", t, op.upscales());
   if (op.adds_input() && block.stride == 1 && in_c == out_c) {
     t = builder.add("add", input, t, int8::add_params(0.05, 0.05, 0.05), quant,
                     fm::Activation::None);
@@ -168,7 +169,7 @@ std::vector<double> layer_shares(const fm::Model& model, const fm::NpuRun& run, 
 std::string fingerprint(const SearchSpace& space, const npu_sim::NpuConfig& npu) {
   std::ostringstream text;
   text << "v6 " << npu_sim::config_fingerprint(npu) << " | " << space.height << 'x' << space.width
-       << 'x' << space.channels << ' ' << space.classes << " bits";
+       << 'x' << space.channels << ' ' << space.classes << " x" << space.scale << " bits";
   for (uint32_t b : space.bits) text << ' ' << b;
   text << " sparsity";
   for (double s : space.sparsity) text << ' ' << s;

@@ -340,7 +340,7 @@ QTensor QWeighted::forward(const QTensor& input, const ForwardContext& context) 
     if (kind_ == Kind::FullyConnected) {
       y = y + bias_.reshape({1, -1, 1, 1});
     } else {
-      y = batch_norm_->forward(y);
+      y = channel_norm(batch_norm_, y, batch_statistics_);
     }
     return {activation(y), {}};
   }
@@ -541,13 +541,22 @@ ExportedTensor QInvertedResidual::export_to(fm::ModelBuilder& builder,
 
 // ---------------------------------------------------------------- QDepthToSpace
 
-QTensor QDepthToSpace::forward(const QTensor& input, const ForwardContext&) {
-  const torch::Tensor& x = input.x;  // [N, b*b*C, H, W], channel (i*b + j)*C + c
-  const int64_t b = block_, n = x.size(0), h = x.size(2), w = x.size(3);
+torch::Tensor depth_to_space(const torch::Tensor& x, int64_t block) {
+  // [N, b*b*C, H, W], channel (i*b + j)*C + c
+  const int64_t b = block, n = x.size(0), h = x.size(2), w = x.size(3);
   const int64_t c = x.size(1) / (b * b);
-  const torch::Tensor y =
-      x.reshape({n, b, b, c, h, w}).permute({0, 3, 4, 1, 5, 2}).reshape({n, c, h * b, w * b});
-  return {y, input.quant};
+  return x.reshape({n, b, b, c, h, w}).permute({0, 3, 4, 1, 5, 2}).reshape({n, c, h * b, w * b});
+}
+
+torch::Tensor channel_norm(torch::nn::BatchNorm2d& norm, const torch::Tensor& y,
+                           bool batch_statistics) {
+  if (batch_statistics) return norm->forward(y);
+  return torch::batch_norm(y, norm->weight, norm->bias, norm->running_mean, norm->running_var,
+                           /*training=*/false, 0.0, norm->options.eps(), /*cudnn_enabled=*/false);
+}
+
+QTensor QDepthToSpace::forward(const QTensor& input, const ForwardContext&) {
+  return {depth_to_space(input.x, block_), input.quant};
 }
 
 ExportedTensor QDepthToSpace::export_to(fm::ModelBuilder& builder, const ExportedTensor& input) {
@@ -619,6 +628,9 @@ QNet::QNet(const ArchitectureSpec& spec, const data::Normalization& normalizatio
       }
     }
     layers_.push_back(register_module(layer.name, module));
+  }
+  if (!spec.batch_statistics) {
+    for (const auto& layer : weighted_) layer->freeze_batch_statistics();
   }
 }
 

@@ -35,6 +35,14 @@ torch::Tensor recover_integers(const torch::Tensor& real, ActQuant quant);
 torch::Tensor dequantize(const torch::Tensor& q, ActQuant quant);
 /// `differentiable` in the backward pass, `value` in the forward pass.
 torch::Tensor straight_through(const torch::Tensor& differentiable, const torch::Tensor& value);
+/// TFLite's DEPTH_TO_SPACE on NCHW: channel (i*block + j)*C + c of pixel (y, x) goes to
+/// pixel (y*block + i, x*block + j), channel c.
+torch::Tensor depth_to_space(const torch::Tensor& x, int64_t block);
+/// A convolution's batch norm: by the batch's statistics while training when
+/// `batch_statistics` (BatchNorm2d::forward), else always on its running statistics, which
+/// then stay as they are (ArchitectureSpec::batch_statistics).
+torch::Tensor channel_norm(torch::nn::BatchNorm2d& norm, const torch::Tensor& y,
+                           bool batch_statistics);
 
 /// Output integers of a weighted layer: clamp(zero_point + MultiplyByQuantizedMultiplier(
 /// acc + bias[c], multiplier[c], shift[c])) for accumulators `accumulators` (integer values
@@ -124,6 +132,8 @@ class QWeighted : public QLayer {
   QWeighted(std::string name, Kind kind, uint32_t in_channels, uint32_t in_height,
             uint32_t in_width, uint32_t out_channels, uint32_t kernel, uint32_t stride,
             uint32_t bits, double sparsity, ActivationKind activation);
+  /// Batch norm on its frozen statistics from now on (ArchitectureSpec::batch_statistics).
+  void freeze_batch_statistics() { batch_statistics_ = false; }
 
   QTensor forward(const QTensor& input, const ForwardContext& context) override;
   ExportedTensor export_to(firmware_model::ModelBuilder& builder,
@@ -171,6 +181,7 @@ class QWeighted : public QLayer {
   int64_t pad_top_ = 0, pad_bottom_ = 0, pad_left_ = 0, pad_right_ = 0;
   torch::Tensor weight_, bias_, step_, mask_;
   torch::nn::BatchNorm2d batch_norm_{nullptr};
+  bool batch_statistics_ = true;  ///< ArchitectureSpec::batch_statistics
   std::unique_ptr<RangeObserver> output_range_;
 };
 

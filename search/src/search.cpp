@@ -235,10 +235,32 @@ struct SearchData {
   data::ImageDataset train_set, holdout;
 };
 
+/// A super-resolution search's patch pairs: the space's input side, its largest receptive
+/// radius (every block present at its kernel).
+SearchData load_search_patches(const SearchConfig& config) {
+  const SearchSpace& space = config.space;
+  if (space.width != space.height) {
+    throw std::runtime_error(fmt::format("{}: input {}x{}: super-resolution patches are square",
+                                         config.file, space.height, space.width));
+  }
+  uint32_t radius = 0;
+  for (const BlockSpace& block : space.blocks) radius += block.kernel / 2;
+  PatchPairs pairs =
+      load_patch_pairs(config.data, space.height, radius, config.search.holdout_fraction,
+                       {config.file, "search.derivation.holdout_fraction", "input"});
+  if (pairs.train_set.channels != space.channels) {
+    throw std::runtime_error(fmt::format("{}: input has {} channels but {} has {}", config.file,
+                                         space.channels, pairs.train_set.name,
+                                         pairs.train_set.channels));
+  }
+  return {std::move(pairs.train_set), std::move(pairs.holdout)};
+}
+
 SearchData load_search_data(const SearchContext& ctx) {
   const SearchConfig& config = ctx.config;
   const SearchSpace& space = config.space;
   const SearchStageSpec& spec = config.search;
+  if (config.data.super_resolution()) return load_search_patches(config);
   data::ImageDataset train_set = load_data(config.data, data::Split::Train);
   const data::ImageDataset test_set = load_data(config.data, data::Split::Test);
   if (train_set.height != space.height || train_set.width != space.width ||
@@ -386,17 +408,15 @@ struct SupernetOptimizers {
 
 /// One training step of the supernet on `batch`: task loss plus, while searching, each
 /// budget's cost relative to its target times its Lagrange multiplier, which then grows
-/// while the expected cost exceeds the target. Returns the task loss and the correct count;
-/// `expected` receives the expected costs.
-std::pair<double, size_t> supernet_step(const SearchStageSpec& spec, const Limits& limits,
-                                        Supernet& supernet, SupernetOptimizers& optimizers,
-                                        data::Batch& batch, const SamplingSettings& sampling,
-                                        bool searching, std::array<double, kResourceCount>& lambda,
-                                        ExpectedCosts& expected) {
-  const torch::Tensor labels =
-      torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong);
+/// while the expected cost exceeds the target. Returns the task loss x images and adds the
+/// outputs to `tally`; `expected` receives the expected costs.
+double supernet_step(const SearchStageSpec& spec, const Limits& limits, Supernet& supernet,
+                     SupernetOptimizers& optimizers, data::Batch& batch,
+                     const SamplingSettings& sampling, bool searching,
+                     std::array<double, kResourceCount>& lambda, ExpectedCosts& expected,
+                     ScoreTally& tally) {
   const torch::Tensor logits = supernet.forward(images_tensor(batch), sampling);
-  const torch::Tensor task_loss = torch::cross_entropy_loss(logits, labels);
+  const torch::Tensor task_loss = batch_loss(logits, batch, {}, {});
   torch::Tensor loss = task_loss;
   expected = supernet.expected_costs();
   const std::array<torch::Tensor, kResourceCount> cost_terms{
@@ -416,25 +436,26 @@ std::pair<double, size_t> supernet_step(const SearchStageSpec& spec, const Limit
   loss.backward();
   optimizers.weights->step();
   if (searching) optimizers.architecture->step();
-  return {task_loss.item<double>() * batch.size,
-          size_t((logits.argmax(1) == labels).sum().item<int64_t>())};
+  tally.add({logits, {}}, batch);
+  return task_loss.item<double>() * batch.size;
 }
 
 /// The epoch's line of progress: loss, expected costs, multipliers, the most probable
 /// architecture with its table costs, time and ETA.
-std::string supernet_epoch_line(const nlohmann::json& history_entry, const nlohmann::json& e,
+std::string supernet_epoch_line(Metric metric, const nlohmann::json& history_entry,
+                                const nlohmann::json& e,
                                 const std::array<double, kResourceCount>& lambda,
                                 uint32_t total_epochs, double eta_seconds) {
   return fmt::format(
-      "epoch {}/{} [{}]: loss {:.4f}, train {:.2f}%, E[weights] {:.0f} B, E[flash] {:.0f} B, "
+      "epoch {}/{} [{}]: loss {:.4f}, train {}, E[weights] {:.0f} B, E[flash] {:.0f} B, "
       "E[SRAM] {:.0f} B, E[cycles] {:.0f}, lambda {:.3g}/{:.3g}/{:.3g}/{:.3g}; most probable: "
       "{} ({:.0f} B weights, {:.0f} B flash, {:.0f} B SRAM, {:.0f} cycles); {}, ETA {}",
       history_entry["epoch"].get<uint32_t>(), total_epochs,
       history_entry["phase"].get<std::string>(), history_entry["loss"].get<double>(),
-      100 * history_entry["train_accuracy"].get<double>(), e["expected"][Weights].get<double>(),
-      e["expected"][Flash].get<double>(), e["expected"][Sram].get<double>(),
-      e["expected"][Cycles].get<double>(), lambda[Weights], lambda[Flash], lambda[Sram],
-      lambda[Cycles], e["most_probable"].get<std::string>(),
+      format_score(metric, history_entry[score_key(metric, "train")].get<double>()),
+      e["expected"][Weights].get<double>(), e["expected"][Flash].get<double>(),
+      e["expected"][Sram].get<double>(), e["expected"][Cycles].get<double>(), lambda[Weights],
+      lambda[Flash], lambda[Sram], lambda[Cycles], e["most_probable"].get<std::string>(),
       e["most_probable_costs"][Weights].get<double>(),
       e["most_probable_costs"][Flash].get<double>(), e["most_probable_costs"][Sram].get<double>(),
       e["most_probable_costs"][Cycles].get<double>(),
@@ -496,6 +517,7 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
   const size_t steps_per_epoch = checked_steps_per_epoch(
       loader, spec.max_steps_per_epoch, config.file, train_set.size(), spec.batch_size);
   const uint32_t total_epochs = spec.warmup.epochs + spec.search.epochs;
+  const Metric metric = metric_of(config.data);
   const size_t search_steps = size_t(spec.search.epochs) * steps_per_epoch;
   say(fmt::format(
       "search {}: {} blocks, {} training images, {} warm-up + {} search epochs of {} steps; "
@@ -523,7 +545,8 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
     loader.start_epoch(epoch);
     data::Batch batch;
     double loss_sum = 0, temperature = spec.temperature_initial;
-    size_t correct = 0, seen = 0, step = 0;
+    size_t seen = 0, step = 0;
+    ScoreTally tally(config.data.normalization, Mode::Float);
     ExpectedCosts expected;
     for (; step < steps_per_epoch && loader.next(batch); ++step) {
       const size_t phase_step = phase_step0 + step;
@@ -548,20 +571,18 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
       const SamplingSettings sampling{
           temperature, noise, false, spec.operators == SearchStageSpec::OperatorRelaxation::Sampled,
           nullptr};
-      const auto [batch_loss, batch_correct] = supernet_step(
-          spec, limits, *supernet, optimizers, batch, sampling, searching, lambda, expected);
-      loss_sum += batch_loss;
-      correct += batch_correct;
+      loss_sum += supernet_step(spec, limits, *supernet, optimizers, batch, sampling, searching,
+                                lambda, expected, tally);
       seen += batch.size;
       if (log && (step + 1) % std::max<size_t>(1, steps_per_epoch / 4) == 0 &&
           step + 1 < steps_per_epoch) {
         const double per_step = seconds_since(epoch_start) / double(step + 1);
         say(fmt::format(
-            "  epoch {}/{} [{}] step {}/{}: loss {:.4f}, accuracy {:.2f}%, E[weights] {:.0f} B, "
+            "  epoch {}/{} [{}] step {}/{}: loss {:.4f}, train {}, E[weights] {:.0f} B, "
             "E[flash] {:.0f} B, E[SRAM] {:.0f} B, E[cycles] {:.0f}, temperature {:.2f}, {:.0f} "
             "ms/step, ETA {}",
             epoch + 1, total_epochs, searching ? "search" : "warmup", step + 1, steps_per_epoch,
-            loss_sum / double(seen), 100.0 * double(correct) / double(seen),
+            loss_sum / double(seen), format_score(metric, tally.score()),
             expected.weight_bytes.item<double>(), expected.flash_bytes.item<double>(),
             expected.sram_bytes.item<double>(), expected.cycles.item<double>(), temperature,
             1e3 * per_step,
@@ -583,13 +604,13 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
     history.push_back({{"epoch", epoch + 1},
                        {"phase", searching ? "search" : "warmup"},
                        {"loss", loss_sum / double(std::max<size_t>(seen, 1))},
-                       {"train_accuracy", double(correct) / double(std::max<size_t>(seen, 1))},
+                       {score_key(metric, "train"), tally.score()},
                        {"seconds", seconds_since(epoch_start)}});
     state.epochs_done = epoch + 1;
     save_search_checkpoint(checkpoint_path, *supernet, weight_optimizer, arch_optimizer, state);
     const double elapsed = seconds_since(search_start);
     say(supernet_epoch_line(
-        history.back(), e, lambda, total_epochs,
+        metric, history.back(), e, lambda, total_epochs,
         elapsed / double(epoch + 1 - first_epoch) * double(total_epochs - epoch - 1)));
   }
 
@@ -638,24 +659,24 @@ Ranking rank_candidates(const SearchContext& ctx, const Supernet& supernet,
   const data::ImageDataset& ranking_set = holdout.size() > 0 ? holdout : first_training_images;
   Ranking ranking;
   ranking.set_name = ranking_set.name;
-  double best_accuracy = -1;
+  const Metric metric = metric_of(ctx.config.data);
+  double best_score = -1e300;
   for (size_t i = 0; i < candidates.size(); ++i) {
     const ArchitectureChoice& c = candidates[i];
     QNet net(supernet.derive(c), normalization);
     prepare_inherited(ctx, supernet, train_set, c, net);
-    const double accuracy =
-        evaluate(net, ranking_set, normalization, Mode::Quantized, 256, 0).score;
+    const double score = evaluate(net, ranking_set, normalization, Mode::Quantized, 256, 0).score;
     const Costs table = costs_of(supernet.table_costs(c));
     ranking.json.push_back({{"architecture", supernet.describe(c)},
                             {"table", table},
                             {"log_probability", supernet.log_probability(c)},
-                            {"accuracy", accuracy}});
+                            {score_key(metric, "holdout"), score}});
     ctx.say(fmt::format(
-        "  candidate {}/{}: {}: {:.2f}% on {} ({:.0f} B weights, {:.0f} B flash by the tables)",
-        i + 1, candidates.size(), supernet.describe(c), 100 * accuracy, ranking_set.name,
+        "  candidate {}/{}: {}: {} on {} ({:.0f} B weights, {:.0f} B flash by the tables)", i + 1,
+        candidates.size(), supernet.describe(c), format_score(metric, score), ranking_set.name,
         table[Weights], table[Flash]));
-    if (accuracy > best_accuracy) {
-      best_accuracy = accuracy;
+    if (score > best_score) {
+      best_score = score;
       ranking.best = c;
     }
   }
@@ -885,8 +906,9 @@ FineTuned finetune_and_repair(const SearchContext& ctx, const std::shared_ptr<Su
     train_config.train.compress.epochs = 1;
     train_config.train.finetune.epochs = 1;
     train_options.output_dir = (out / fmt::format("repair{}", round)).string();
-    trained = train_network(train_config, npu, train_options,
-                            [&](QNet& net) { load_exported_network(previous, net, Metric::Top1); });
+    trained = train_network(train_config, npu, train_options, [&](QNet& net) {
+      load_exported_network(previous, net, metric_of(config.data));
+    });
     repairs.push_back(
         {{"architecture", supernet->describe(choice)}, {"measured", measured_costs(trained)}});
     common::write_file_atomically((out / "derived.yaml").string(), train_config_yaml(train_config));
@@ -922,7 +944,8 @@ SearchResult write_results(const SearchContext& ctx, const Supernet& net,
   const double finetune_seconds = finetuned.seconds;
   SearchResult result;
   result.architecture = net.describe(choice);
-  result.test_accuracy = trained.test_score;
+  result.metric = trained.metric;
+  result.test_score = trained.test_score;
   if (!trained.hardware)
     throw std::logic_error("run_search: the fine-tuned model was not measured");
   result.hardware = *trained.hardware;
@@ -962,7 +985,7 @@ SearchResult write_results(const SearchContext& ctx, const Supernet& net,
       {"space", space.name},
       {"strategy", config.search.strategy == SearchStageSpec::Strategy::Random ? "random" : "dnas"},
       {"npu_config", config.npu.describe()},
-      {"test_accuracy", result.test_accuracy},
+      {score_key(result.metric, "test"), result.test_score},
       {"architecture", result.architecture},
       {"choices", choice_json(net, choice)},
       {"budgets", budgets},
@@ -985,12 +1008,13 @@ SearchResult write_results(const SearchContext& ctx, const Supernet& net,
         {"total_this_run", seconds_since(run_start)}}}};
   common::write_file_atomically(result.report_path, report.dump(2) + "\n");
   common::write_file_atomically(result.plot_path, accuracy_plot_svg(config, result, log));
-  say(fmt::format(
-      "found {}: test accuracy {:.2f}%, {} B of weight streams, {} B flash image, {} B SRAM, "
-      "{:.0f} cycles = {:.3f} ms; budgets {}",
-      result.architecture, 100 * result.test_accuracy, result.hardware.weight_bytes,
-      result.hardware.flash_bytes, result.hardware.arena_bytes, result.hardware.cycles,
-      result.hardware.milliseconds, result.within_budgets ? "met" : "NOT met (below)"));
+  say(
+      fmt::format("found {}: test {}, {} B of weight streams, {} B flash image, {} B SRAM, "
+                  "{:.0f} cycles = {:.3f} ms; budgets {}",
+                  result.architecture, format_score(result.metric, result.test_score),
+                  result.hardware.weight_bytes, result.hardware.flash_bytes,
+                  result.hardware.arena_bytes, result.hardware.cycles, result.hardware.milliseconds,
+                  result.within_budgets ? "met" : "NOT met (below)"));
   say(fmt::format("wrote {}, {}, {}, {}, {}", result.model_path, result.tflite_path,
                   result.report_path, result.plot_path, result.evolution_path));
   return result;

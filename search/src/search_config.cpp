@@ -38,7 +38,7 @@ void read_space(YamlSection space, SearchSpace& s) {
     YamlSection& block = blocks[i];
     BlockSpace b;
     b.name = block.string("name", "block" + std::to_string(i));
-    if (!names.insert(b.name).second || b.name == "classifier") {
+    if (!names.insert(b.name).second || b.name == "classifier" || b.name == "upscale") {
       block.fail("name", "'" + b.name + "' used twice");
     }
     const std::vector<std::string> ops = block.strings("ops", {"conv"});
@@ -56,6 +56,11 @@ void read_space(YamlSection space, SearchSpace& s) {
     std::sort(b.widths.begin(), b.widths.end());
     b.kernel = uint32_t(block.integer("kernel", 3, 1, 15));
     b.stride = uint32_t(block.integer("stride", 1, 1, 4));
+    if (s.scale > 0 && b.stride != 1) {
+      block.fail("stride",
+                 "a super-resolution space keeps the resolution until its upscaler "
+                 "(stride 1)");
+    }
     block.finish();
     const bool skip = std::any_of(b.ops.begin(), b.ops.end(),
                                   [](const OperatorPtr& o) { return o->passes_input(); });
@@ -68,12 +73,19 @@ void read_space(YamlSection space, SearchSpace& s) {
     input_widths = b.widths;
     s.blocks.push_back(b);
   }
-  BlockSpace classifier;
-  classifier.name = "classifier";
-  classifier.ops = {classifier_operator()};
-  classifier.widths = {s.classes};
-  classifier.kernel = 1;
-  s.blocks.push_back(classifier);
+  BlockSpace last;
+  if (s.scale > 0) {
+    last.name = "upscale";
+    last.ops = {upscaler_operator(s.scale)};
+    last.widths = {s.scale * s.scale * s.channels};
+    last.kernel = uint32_t(space.integer("upscale_kernel", 3, 1, 15));
+  } else {
+    last.name = "classifier";
+    last.ops = {classifier_operator()};
+    last.widths = {s.classes};
+    last.kernel = 1;
+  }
+  s.blocks.push_back(last);
   space.finish();
 }
 
@@ -182,17 +194,20 @@ SearchConfig load_search_config(const std::string& path) {
   space.height = uint32_t(input[0]);
   space.width = uint32_t(input[1]);
   space.channels = uint32_t(input[2]);
-  space.classes = uint32_t(root.integer("classes", space.classes, 2, 100000));
+  config.data = read_data_spec(root.section("data"));
+  if (config.data.super_resolution()) {
+    if (root.has("classes")) {
+      root.fail("classes",
+                "a super-resolution search (data.set " + config.data.set + ") has no classes");
+    }
+    space.classes = 0;
+    space.scale = config.data.scale;
+    space.batch_statistics = false;
+  } else {
+    space.classes = uint32_t(root.integer("classes", space.classes, 2, 100000));
+  }
   read_space(root.section("space"), space);
   read_budgets(root.section("budgets"), config.budgets);
-  {
-    YamlSection data = root.section("data");
-    config.data = read_data_spec(data);
-    if (config.data.super_resolution()) {
-      data.fail("set", "the search's space ends in a classifier; super-resolution sets (" +
-                           config.data.set + ") are trained with udc train for now");
-    }
-  }
   read_search(root.section("search"), config.search);
   config.finetune = read_train_spec(root.section("finetune"));
   config.npu = read_npu_source(root);

@@ -64,10 +64,10 @@ nlohmann::json choice_indices_json(const ArchitectureChoice& choice) {
 /// `udc train` configuration text of a derived architecture, so a user can train it again.
 std::string train_config_yaml(const TrainConfig& c) {
   std::string y = fmt::format(
-      "# Derived by udc search from {}.\nmodel:\n  name: {}\n  input: [{}, {}, {}]\n  classes: "
-      "{}\n  layers:\n",
+      "# Derived by udc search from {}.\nmodel:\n  name: {}\n  input: [{}, {}, {}]\n{}  layers:\n",
       c.file, c.architecture.name, c.architecture.height, c.architecture.width,
-      c.architecture.channels, c.architecture.classes);
+      c.architecture.channels,
+      c.data.super_resolution() ? "" : fmt::format("  classes: {}\n", c.architecture.classes));
   for (const LayerSpec& l : c.architecture.layers) {
     y += fmt::format("    - {{op: {}, name: {}", layer_kind_name(l.kind), l.name);
     if (l.kind == LayerKind::Conv || l.kind == LayerKind::InvertedResidual ||
@@ -91,6 +91,14 @@ std::string train_config_yaml(const TrainConfig& c) {
     } else if (!weightless) {
       y += fmt::format(", sparsity: {}", l.sparsity);
     }
+    // Written where it is not the reader's default (ReLU after convolutions, none after fc).
+    const ActivationKind usual =
+        l.kind == LayerKind::FullyConnected ? ActivationKind::None : ActivationKind::Relu;
+    if (!weightless && l.kind != LayerKind::MaxPool && l.kind != LayerKind::AvgPool &&
+        l.activation != usual) {
+      const char* names[] = {"none", "relu", "relu6"};
+      y += fmt::format(", activation: {}", names[int(l.activation)]);
+    }
     y += "}\n";
   }
   const DataSpec& d = c.data;
@@ -100,6 +108,9 @@ std::string train_config_yaml(const TrainConfig& c) {
       d.set, fs::absolute(d.dir).string(), d.image_side, d.train_subset, d.test_subset,
       d.normalization.mean, d.normalization.std, d.augmentation.crop_padding,
       d.augmentation.horizontal_flip);
+  if (d.super_resolution()) {
+    y += fmt::format("  scale: {}\n  patch_stride: {}\n", d.scale, d.patch_stride);
+  }
   y += "train:\n" + common::params_yaml(train_params(), c.train, 2);
   std::vector<std::string> npu_files;
   for (const std::string& file : c.npu.files) npu_files.push_back(fs::absolute(file).string());
@@ -114,6 +125,8 @@ std::string train_config_yaml(const TrainConfig& c) {
 
 std::string accuracy_plot_svg(const SearchConfig& config, const SearchResult& found,
                               std::ostream* log) {
+  const bool psnr = found.metric == Metric::Psnr;
+  const double shown = psnr ? 1.0 : 100.0;  // PSNR in dB, accuracy in %
   common::PlotSeries baselines{"baselines (udc train)", "#1f77b4", 5, false, true, {}};
   if (!config.baselines.empty()) {
     try {
@@ -125,7 +138,7 @@ std::string accuracy_plot_svg(const SearchConfig& config, const SearchResult& fo
                                         ? b.at("weight_bytes").get<double>()
                                         : b.at("compressed_weight_bytes").get<double>();
         baselines.points.push_back({weight_bytes / 1024.0,
-                                    100.0 * b.at("test_accuracy").get<double>(),
+                                    shown * b.at(score_key(found.metric, "test")).get<double>(),
                                     b.at("name").get<std::string>()});
       }
     } catch (const std::exception& e) {
@@ -134,14 +147,14 @@ std::string accuracy_plot_svg(const SearchConfig& config, const SearchResult& fo
     }
   }
   common::PlotSeries model{"found by udc search", "#d62728", 6, false, true, {}};
-  model.points.push_back({double(found.hardware.weight_bytes) / 1024.0, 100.0 * found.test_accuracy,
-                          config.space.name});
-  common::PlotSpec spec{
-      fmt::format("{}: test accuracy against compressed weights", config.space.name),
-      "encoded weight streams as compiled (KiB)",
-      "top-1 test accuracy (%)",
-      {baselines, model},
-      false};
+  model.points.push_back(
+      {double(found.hardware.weight_bytes) / 1024.0, shown * found.test_score, config.space.name});
+  common::PlotSpec spec{fmt::format("{}: test {} against compressed weights", config.space.name,
+                                    psnr ? "PSNR" : "accuracy"),
+                        "encoded weight streams as compiled (KiB)",
+                        psnr ? "PSNR on luminance (dB)" : "top-1 test accuracy (%)",
+                        {baselines, model},
+                        false};
   return common::svg_scatter_plot(spec);
 }
 

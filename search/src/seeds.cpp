@@ -156,7 +156,8 @@ SeedsResult search_seeds(const SearchConfig& config, const npu_sim::NpuConfig& n
                      SearchOptions run_options = options;
                      run_options.output_dir = folder;
                      const SearchResult found = run_search(seeded, npu, run_options);
-                     run.test_score = found.test_accuracy;
+                     run.metric = found.metric;
+                     run.test_score = found.test_score;
                      run.hardware = found.hardware;
                      run.within_budgets = found.within_budgets;
                    });

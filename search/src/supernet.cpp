@@ -125,7 +125,7 @@ torch::Tensor SharedLayer::forward(const torch::Tensor& x, const torch::Tensor& 
     y = torch::conv2d(padded, mixed, torch::Tensor(), torch::IntArrayRef{stride, stride},
                       torch::IntArrayRef{0, 0}, torch::IntArrayRef{1, 1},
                       kind_ == Kind::Depthwise ? int64_t(in_channels_) : 1);
-    y = batch_norm_->forward(y);
+    y = channel_norm(batch_norm_, y, batch_statistics_);
   }
   return relu_ ? torch::relu(y) : y;
 }
@@ -274,6 +274,13 @@ Supernet::Supernet(const SearchSpace& space) : space_(space), geometry_(block_ge
       block.sparsity_logits.push_back(std::move(sparsity));
     }
     blocks_.push_back(std::move(block));
+  }
+  if (!space_.batch_statistics) {
+    for (const Block& block : blocks_) {
+      for (const auto& layers : block.op_layers) {
+        for (const auto& layer : layers) layer->freeze_batch_statistics();
+      }
+    }
   }
   refresh_masks();
   weight_table_.resize(blocks_.size());
@@ -470,6 +477,9 @@ SuperTensor Supernet::run_operator(size_t k, size_t o, const SuperTensor& in,
 torch::Tensor Supernet::forward(const torch::Tensor& images, const SamplingSettings& settings) {
   SuperTensor t{images, torch::ones({images.size(1)}), torch::ones({1})};
   for (size_t k = 0; k < blocks_.size(); ++k) t = run_block(k, t, settings);
+  // A super-resolution network's output: the upscaler's channels as pixels, flattened as
+  // QNet::forward returns them.
+  if (space_.scale > 0) return depth_to_space(t.x, space_.scale).flatten(1);
   return t.x;
 }
 
@@ -695,6 +705,7 @@ ArchitectureSpec Supernet::derive(const ArchitectureChoice& choice) const {
   arch.width = space_.width;
   arch.channels = space_.channels;
   arch.classes = space_.classes;
+  arch.batch_statistics = space_.batch_statistics;
   for (size_t k = 0; k < blocks_.size(); ++k) {
     const BlockSpace& bs = space_.blocks[k];
     const BlockChoice& c = choice[k];

@@ -74,6 +74,8 @@ class SharedLayer : public torch::nn::Module {
   enum class Kind { Conv, Depthwise, FullyConnected };
   SharedLayer(Kind kind, uint32_t in_channels, uint32_t out_channels, uint32_t kernel,
               uint32_t stride, uint32_t in_height, uint32_t in_width, bool relu);
+  /// Batch norm on its frozen statistics from now on (ArchitectureSpec::batch_statistics).
+  void freeze_batch_statistics() { batch_statistics_ = false; }
 
   /// y = activation(bn(op(x, mixed weights))). The weights are mixed over the active input
   /// widths (probabilities `input_widths`, aligned with set_input_widths), the sparsity
@@ -119,6 +121,7 @@ class SharedLayer : public torch::nn::Module {
   int64_t pad_top_ = 0, pad_bottom_ = 0, pad_left_ = 0, pad_right_ = 0;
   torch::Tensor weight_, bias_;
   torch::nn::BatchNorm2d batch_norm_{nullptr};
+  bool batch_statistics_ = true;       ///< ArchitectureSpec::batch_statistics
   std::vector<int64_t> input_widths_;  ///< see set_input_widths [channels]
   /// [input width][sparsity level]: full-size masks, 1 outside the slice; not module
   /// state (a search checkpoint keeps them through Supernet::masks()).

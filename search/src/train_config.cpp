@@ -118,6 +118,7 @@ void read_architecture(YamlSection model, const DataSpec& data, ArchitectureSpec
       model.fail("classes", "a super-resolution model (data.set " + data.set + ") has no classes");
     }
     arch.classes = 0;
+    arch.batch_statistics = false;
   } else {
     arch.classes = uint32_t(model.integer("classes", arch.classes, 2, 100000));
   }

@@ -24,6 +24,7 @@
 #include "udc/firmware_model/model_io.hpp"
 #include "udc/firmware_model/reference_interpreter.hpp"
 #include "udc/firmware_model/tflite_export.hpp"
+#include "udc/firmware_model/upscale.hpp"
 #include "udc/npu_sim/config.hpp"
 #include "udc/npu_sim/simulator.hpp"
 
@@ -394,6 +395,20 @@ torch::Tensor targets_tensor(const data::Batch& batch) {
                           torch::kFloat);
 }
 
+/// A batch's target weights (data::Batch::target_weights) as [N, C*H*W].
+torch::Tensor target_weights_tensor(const data::Batch& batch) {
+  return torch::from_blob(const_cast<float*>(batch.target_weights.data()),
+                          {int64_t(batch.size), int64_t(batch.target_weights.size() / batch.size)},
+                          torch::kFloat);
+}
+
+/// Mean absolute difference of `a` and `b` over the pixels the batch's target weights count.
+torch::Tensor weighted_l1(const torch::Tensor& a, const torch::Tensor& b,
+                          const data::Batch& batch) {
+  const torch::Tensor weights = target_weights_tensor(batch);
+  return ((a - b).abs() * weights).sum() / weights.sum().clamp_min(1.0);
+}
+
 }  // namespace
 
 torch::Tensor batch_loss(const torch::Tensor& output, data::Batch& batch,
@@ -404,11 +419,10 @@ torch::Tensor batch_loss(const torch::Tensor& output, data::Batch& batch,
         torch::from_blob(batch.labels.data(), {int64_t(batch.size)}, torch::kLong);
     return training_loss(output, labels, teacher_output, distillation);
   }
-  const torch::Tensor targets = targets_tensor(batch);
-  const torch::Tensor hard = torch::l1_loss(output, targets);
+  const torch::Tensor hard = weighted_l1(output, targets_tensor(batch), batch);
   if (!teacher_output.defined()) return hard;
   return (1.0 - distillation.weight) * hard +
-         distillation.weight * torch::l1_loss(output, teacher_output);
+         distillation.weight * weighted_l1(output, teacher_output, batch);
 }
 
 torch::Tensor output_pixels(const QTensor& output, Mode mode,
@@ -435,11 +449,12 @@ void ScoreTally::add(const QTensor& output, const data::Batch& batch) {
     return;
   }
   pixels_ = true;
-  const torch::Tensor targets = targets_tensor(batch);
-  const torch::Tensor error = output_pixels(output, mode_, normalization_) -
-                              output_pixels({targets, {}}, Mode::Float, normalization_);
-  sum_ += error.square().sum().item<double>();
-  count_ += size_t(error.numel());
+  const torch::Tensor error =
+      output_pixels(output, mode_, normalization_) -
+      output_pixels({targets_tensor(batch), {}}, Mode::Float, normalization_);
+  const torch::Tensor weights = target_weights_tensor(batch);
+  sum_ += (error.square() * weights).sum().item<double>();
+  count_ += size_t(weights.sum().item<double>());
 }
 
 double ScoreTally::score() const {
@@ -557,6 +572,47 @@ double photograph_psnr(QNet& net, const data::SuperResolutionSet& photographs,
   return photographs.low.empty() ? 0.0 : sum / double(photographs.low.size());
 }
 
+PatchPairs load_patch_pairs(const DataSpec& spec, uint32_t patch, uint32_t radius,
+                            double holdout_fraction, const PatchPairsSource& source) {
+  if (2 * radius >= patch) {
+    throw std::runtime_error(fmt::format(
+        "{}: {} {}x{} leaves no output that does not read the padding: the model's receptive "
+        "radius is {} pixels; take patches larger than {}",
+        source.file, source.patch_key, patch, patch, radius, 2 * radius));
+  }
+  data::SuperResolutionSet photographs = load_photographs(spec, data::Split::Train);
+  const size_t total = photographs.high.size();
+  const size_t kept =
+      total - std::min(total, size_t(std::llround(holdout_fraction * double(total))));
+  data::SuperResolutionSet held_out;
+  held_out.name = photographs.name + "/held-out";
+  held_out.scale = photographs.scale;
+  for (size_t i = kept; i < total; ++i) {
+    held_out.files.push_back(std::move(photographs.files[i]));
+    held_out.high.push_back(std::move(photographs.high[i]));
+    held_out.low.push_back(std::move(photographs.low[i]));
+  }
+  photographs.files.resize(kept);
+  photographs.high.resize(kept);
+  photographs.low.resize(kept);
+  if (holdout_fraction > 0 && (held_out.high.empty() || photographs.high.empty())) {
+    throw std::runtime_error(fmt::format(
+        "{}: {} {} of {} training photographs holds out {} and leaves {}; both must be at "
+        "least one",
+        source.file, source.holdout_key, holdout_fraction, total, held_out.high.size(),
+        photographs.high.size()));
+  }
+  const uint32_t stride = spec.patch_stride > 0 ? spec.patch_stride : std::max(patch / 2, 1u);
+  PatchPairs pairs;
+  pairs.train_set = data::patch_pairs(photographs, patch, stride);
+  pairs.train_set.target_border = radius * spec.scale;
+  if (!held_out.high.empty()) {
+    pairs.holdout = data::patch_pairs(held_out, patch, stride);
+    pairs.holdout.target_border = radius * spec.scale;
+  }
+  return pairs;
+}
+
 void load_exported_network(const std::string& output_dir, QNet& net, Metric metric) {
   const std::string path = (fs::path(output_dir) / "checkpoint.pt").string();
   try {
@@ -650,52 +706,28 @@ size_t fraction_of(double fraction, size_t count) {
   return size_t(std::llround(fraction * double(count)));
 }
 
-/// The last `count` photographs of `set`, moved out of it.
-data::SuperResolutionSet split_off_photographs(data::SuperResolutionSet& set, size_t count) {
-  data::SuperResolutionSet tail;
-  tail.name = set.name + "/held-out";
-  tail.scale = set.scale;
-  const size_t kept = set.high.size() - std::min(count, set.high.size());
-  for (size_t i = kept; i < set.high.size(); ++i) {
-    tail.files.push_back(std::move(set.files[i]));
-    tail.high.push_back(std::move(set.high[i]));
-    tail.low.push_back(std::move(set.low[i]));
-  }
-  set.files.resize(kept);
-  set.high.resize(kept);
-  set.low.resize(kept);
-  return tail;
-}
-
 TrainingData load_super_resolution_data(const TrainConfig& config) {
-  const DataSpec& spec = config.data;
-  const uint32_t patch = config.architecture.height;
-  if (config.architecture.width != patch) {
+  const ArchitectureSpec& arch = config.architecture;
+  if (arch.width != arch.height) {
     throw std::runtime_error(
         fmt::format("{}: model.input {}x{}: super-resolution patches are square", config.file,
-                    config.architecture.height, config.architecture.width));
+                    arch.height, arch.width));
   }
-  const uint32_t stride = spec.patch_stride > 0 ? spec.patch_stride : std::max(patch / 2, 1u);
-  data::SuperResolutionSet photographs = load_photographs(spec, data::Split::Train);
-  const size_t total = photographs.high.size();
-  data::SuperResolutionSet held_out =
-      split_off_photographs(photographs, fraction_of(config.train.holdout_fraction, total));
-  if (config.train.holdout_fraction > 0 && (held_out.high.empty() || photographs.high.empty())) {
-    throw std::runtime_error(fmt::format(
-        "{}: train.holdout_fraction {} of {} training photographs holds out {} and leaves {}; "
-        "both must be at least one",
-        config.file, config.train.holdout_fraction, total, held_out.high.size(),
-        photographs.high.size()));
-  }
+  // Outputs near a patch's edge read the padding; udc eval discards them from its tiles.
+  const uint32_t radius =
+      fm::receptive_radius(QNet(arch, config.data.normalization).export_model());
+  PatchPairs pairs =
+      load_patch_pairs(config.data, arch.height, radius, config.train.holdout_fraction,
+                       {config.file, "train.holdout_fraction", "model.input"});
   TrainingData data;
-  data.train_set = data::patch_pairs(photographs, patch, stride);
-  if (!held_out.high.empty()) data.holdout = data::patch_pairs(held_out, patch, stride);
-  data.test_photographs = load_photographs(spec, data::Split::Test);
-  data.test_set = data::patch_pairs(*data.test_photographs, patch, patch);
-  if (data.train_set.channels != config.architecture.channels) {
+  data.train_set = std::move(pairs.train_set);
+  data.holdout = std::move(pairs.holdout);
+  data.test_photographs = load_photographs(config.data, data::Split::Test);
+  data.test_set = data::patch_pairs(*data.test_photographs, arch.height, arch.height);
+  if (data.train_set.channels != arch.channels) {
     throw std::runtime_error(fmt::format("{}: model.input has {} channels but {} has {}",
-                                         config.file, config.architecture.channels,
-                                         data.train_set.name, data.train_set.channels));
+                                         config.file, arch.channels, data.train_set.name,
+                                         data.train_set.channels));
   }
   return data;
 }

@@ -73,6 +73,24 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
 /// Parameters and buffers (masks included) only: `net` keeps its own target sparsities.
 void load_exported_network(const std::string& output_dir, QNet& net, Metric metric);
 
+/// Super-resolution training material: patch pairs of `patch` x `patch` input pixels
+/// (data::patch_pairs at DataSpec::patch_stride) from the training photographs, those of the
+/// last `holdout_fraction` of the photographs apart, with a target border of `radius` x the
+/// scale (ImageDataset::target_border; `radius`: the network's receptive radius [input
+/// pixels]). Throws naming the config when the patch is no larger than twice the radius or
+/// the fraction leaves no photograph on a side.
+struct PatchPairs {
+  data::ImageDataset train_set, holdout;
+};
+/// Where the settings came from, for errors: the config file and its keys.
+struct PatchPairsSource {
+  std::string file;
+  const char* holdout_key;
+  const char* patch_key;
+};
+PatchPairs load_patch_pairs(const DataSpec& spec, uint32_t patch, uint32_t radius,
+                            double holdout_fraction, const PatchPairsSource& source);
+
 /// Writes a checkpoint archive through a temporary file and a rename.
 void save_archive_atomically(torch::serialize::OutputArchive& archive, const std::string& path);
 

@@ -367,11 +367,16 @@ TEST(SuperResolution, PatchPairsCoverTheSameSceneAtBothResolutions) {
       }
     }
   }
+  ASSERT_EQ(pairs.photo_edges.size(), pairs.size());
+  EXPECT_EQ(pairs.photo_edges[0], ImageDataset::kTop | ImageDataset::kLeft);
+  EXPECT_EQ(pairs.photo_edges[1], ImageDataset::kTop);
+  EXPECT_EQ(pairs.photo_edges[5], ImageDataset::kBottom | ImageDataset::kRight);
   // Held out from the end: the last photograph's patches, targets with them.
   ImageDataset kept = pairs;
   const ImageDataset tail = kept.split_off(9);
   EXPECT_EQ(kept.size(), 6u);
   EXPECT_EQ(kept.targets.size(), 6 * kept.target_bytes());
+  EXPECT_EQ(tail.photo_edges.front(), ImageDataset::kTop | ImageDataset::kLeft);
   ASSERT_EQ(tail.size(), 9u);
   EXPECT_TRUE(std::equal(tail.target(0), tail.target(0) + tail.target_bytes(), pairs.target(6)));
   const std::string error = error_of([&] { patch_pairs(set, 11, 4); });
@@ -390,7 +395,8 @@ TEST(BatchLoader, TargetsFollowTheirImagesThroughTheFlip) {
   set.low = {low};
   set.high = {high};
   set.files = {"ramp"};
-  const ImageDataset pairs = patch_pairs(set, 4, 2);
+  ImageDataset pairs = patch_pairs(set, 4, 2);
+  pairs.target_border = 1;
   const Normalization n{0.0f, 1.0f};
   std::mt19937_64 rng(3);
   Batch batch;
@@ -398,6 +404,7 @@ TEST(BatchLoader, TargetsFollowTheirImagesThroughTheFlip) {
   std::iota(indices.begin(), indices.end(), 0u);
   make_batch(pairs, indices, n, {0, true}, rng, batch);
   ASSERT_EQ(batch.target_height, 8u);
+  ASSERT_EQ(batch.target_weights.size(), batch.targets.size());
   ASSERT_EQ(batch.targets.size(), pairs.size() * 64);
   int flipped = 0;
   for (size_t i = 0; i < pairs.size(); ++i) {
@@ -410,10 +417,17 @@ TEST(BatchLoader, TargetsFollowTheirImagesThroughTheFlip) {
                   n.normalize(pairs.image(i)[y * 4 + (flip ? 3 - x : x)]));
       }
     }
+    // Patches at origins 0, 2, 4 along each axis of the 8x8 photograph: the first and last
+    // touch its edges; a target pixel within 1 of any other side is not counted.
+    const uint32_t oy = uint32_t(i) / 3 * 2, ox = uint32_t(i) % 3 * 2;
     for (uint32_t y = 0; y < 8; ++y) {
       for (uint32_t x = 0; x < 8; ++x) {
-        ASSERT_EQ(batch.targets[i * 64 + y * 8 + x],
-                  n.normalize(pairs.target(i)[y * 8 + (flip ? 7 - x : x)]));
+        const uint32_t sx = flip ? 7 - x : x;  // in the unmirrored patch
+        ASSERT_EQ(batch.targets[i * 64 + y * 8 + x], n.normalize(pairs.target(i)[y * 8 + sx]));
+        const bool counted = (oy == 0 || y >= 1) && (oy == 4 || y < 7) && (ox == 0 || sx >= 1) &&
+                             (ox == 4 || sx < 7);
+        ASSERT_EQ(batch.target_weights[i * 64 + y * 8 + x], counted ? 1.0f : 0.0f)
+            << i << " " << y << " " << x;
       }
     }
   }

@@ -642,6 +642,7 @@ TEST(Trainer, SuperResolutionScoresWholePhotographsAsUdcEvalDoes) {
       {layer(K::Conv, 8, 3, 1, 8, 0.0), layer(K::Conv, 4, 3, 1, 4, 0.5, ActivationKind::None),
        layer(K::DepthToSpace, 0, 2, 1, 8, 0.0, ActivationKind::None)});
   config.architecture.classes = 0;
+  config.architecture.batch_statistics = false;  // as load_train_config sets it
   config.data.set = "sr-photos";
   config.data.dir = udc::data::kOpencvSamplesDir;
   config.data.normalization = {0.0f, 1.0f};

@@ -42,8 +42,15 @@ TEST(SearchConfig, ShippedPresetsParse) {
     ASSERT_EQ(config.npu.files.size(), 1u);
     EXPECT_TRUE(fs::exists(config.npu.files[0])) << config.npu.files[0];
     EXPECT_TRUE(config.budgets.any());
-    EXPECT_EQ(config.space.blocks.back().ops.front()->name(), "classifier");
-    EXPECT_EQ(config.space.blocks.back().widths, std::vector<uint32_t>{config.space.classes});
+    // Classification spaces end in the classifier, super-resolution spaces in the upscaler
+    // to scale^2 sub-pixels of each image channel.
+    const bool upscaler = config.data.super_resolution();
+    EXPECT_EQ(config.space.blocks.back().ops.front()->name(), upscaler ? "upscaler" : "classifier");
+    EXPECT_EQ(config.space.blocks.back().widths,
+              std::vector<uint32_t>{upscaler ? config.space.scale * config.space.scale *
+                                                   config.space.channels
+                                             : config.space.classes});
+    EXPECT_EQ(config.space.blocks.back().ops.front()->upscales(), config.space.scale);
     if (!config.baselines.empty()) {
       EXPECT_TRUE(fs::exists(config.baselines)) << config.baselines;
     }
@@ -120,6 +127,15 @@ TEST(SearchConfig, BadInputNamesKeyAndReason) {
                       "search: {derivation: {candidates: 4}}\n")
                 .find("search.derivation.candidates"),
             std::string::npos);
+  // Super-resolution spaces: no classes, stride 1 until the upscaler.
+  EXPECT_NE(error_for(with_blocks("    - {ops: [conv], widths: [8], stride: 2}\n") +
+                      "data: {set: sr-photos}\n")
+                .find("space.blocks[0].stride: a super-resolution space keeps the resolution"),
+            std::string::npos);
+  EXPECT_NE(error_for("classes: 10\n" + with_blocks("    - {ops: [conv], widths: [8]}\n") +
+                      "data: {set: sr-photos}\n")
+                .find("classes: a super-resolution search (data.set sr-photos) has no classes"),
+            std::string::npos);
 }
 
 // Each operator's weighted layers, in execution order, as the paper's operators are built:
@@ -174,9 +190,9 @@ TEST(SearchConfig, OperatorRegistryParsesOnlyItsSpellings) {
 // Every operator derives layers that carry its choices in its layers' order: one bitwidth
 // per weighted layer, the chosen sparsity on prunable layers and none on dense ones.
 TEST(SearchConfig, DerivedLayersCarryEachWeightedLayersChoice) {
-  for (const OperatorPtr& op : {parse_operator("conv"), parse_operator("separable"),
-                                parse_operator("ir1"), parse_operator("ir4"),
-                                parse_operator("skip"), classifier_operator()}) {
+  for (const OperatorPtr& op :
+       {parse_operator("conv"), parse_operator("separable"), parse_operator("ir1"),
+        parse_operator("ir4"), parse_operator("skip"), classifier_operator()}) {
     ChosenOperator chosen{"blk", 24, 5, 2, {}, {}};
     for (size_t l = 0; l < op->layers().size(); ++l) {
       chosen.bits.push_back(uint32_t(2 + l));
@@ -198,10 +214,8 @@ TEST(SearchConfig, DerivedLayersCarryEachWeightedLayersChoice) {
         bits.push_back(l.weight_bits);
         sparsity.push_back(l.sparsity);
       }
-      EXPECT_EQ(l.name.rfind(op->pools_globally() && l.kind == LayerKind::GlobalAvgPool
-                                 ? "pool"
-                                 : "blk",
-                             0),
+      EXPECT_EQ(l.name.rfind(
+                    op->pools_globally() && l.kind == LayerKind::GlobalAvgPool ? "pool" : "blk", 0),
                 0u)
           << op->name() << " " << l.name;
     }

@@ -10,6 +10,8 @@
 #include <map>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
 #include "derivation.hpp"
 #include "hardware_tables.hpp"
 #include "supernet.hpp"
@@ -18,6 +20,7 @@
 #include "udc/firmware_model/driver.hpp"
 #include "udc/firmware_model/model_io.hpp"
 #include "udc/firmware_model/tflite_import.hpp"
+#include "udc/firmware_model/upscale.hpp"
 #include "udc/npu_sim/config.hpp"
 #include "udc/search/search.hpp"
 
@@ -41,6 +44,25 @@ SearchSpace tiny_space() {
   s.blocks.push_back({"b1", {op("conv"), op("separable"), op("ir2"), op("skip")}, {4, 8}, 3, 1});
   s.blocks.push_back({"b2", {op("separable"), op("ir3")}, {8, 12}, 3, 2});
   s.blocks.push_back({"classifier", {classifier_operator()}, {10}, 1, 1});
+  return s;
+}
+
+/// A super-resolution space: stride 1 throughout, the upscaler (x2) last, batch norm on
+/// frozen statistics.
+SearchSpace tiny_upscaler_space() {
+  SearchSpace s;
+  s.name = "tiny-sr";
+  s.height = s.width = 10;
+  s.channels = 1;
+  s.classes = 0;
+  s.scale = 2;
+  s.batch_statistics = false;
+  s.bits = {2, 4, 8};
+  s.sparsity = {0.0, 0.5, 0.9};
+  auto op = [](const std::string& name) { return parse_operator(name); };
+  s.blocks.push_back({"feature", {op("conv")}, {4, 8}, 5, 1});
+  s.blocks.push_back({"b1", {op("conv"), op("separable"), op("ir2"), op("skip")}, {4, 8}, 3, 1});
+  s.blocks.push_back({"upscale", {upscaler_operator(2)}, {4}, 3, 1});
   return s;
 }
 
@@ -215,6 +237,43 @@ TEST(Supernet, DerivedNetworkComputesWhatTheSupernetComputes) {
     const double scale = expected.abs().max().item<double>();
     // LE: a choice that silences every logit (2-bit, 90 % sparse) gives 0 on both sides.
     EXPECT_LE((got - expected).abs().max().item<double>(), 0.08 * scale) << net.describe(choice);
+  }
+}
+
+TEST(Supernet, UpscalerSpaceDerivesSubPixelNetworksThatComputeWhatItComputes) {
+  // The supernet's output is the upscaler's channels as pixels (depth_to_space, flattened);
+  // a derived network ends in the same conv and depth_to_space, with frozen batch norm.
+  torch::manual_seed(6);
+  const SearchSpace space = tiny_upscaler_space();
+  Supernet net(space);
+  move_batch_norm_statistics(net);
+  net.refresh_masks();
+  net.train();  // frozen statistics: training mode computes what evaluation does
+  std::mt19937 rng(12);
+  const torch::Tensor images = torch::rand({8, 1, 10, 10});
+  for (int trial = 0; trial < 8; ++trial) {
+    const ArchitectureChoice choice = random_choice(space, rng);
+    torch::NoGradGuard no_grad;
+    SamplingSettings fixed;
+    fixed.fixed = &choice;
+    const torch::Tensor expected = net.forward(images, fixed);
+    ASSERT_EQ(expected.sizes(), (std::vector<int64_t>{8, 20 * 20}));
+    const ArchitectureSpec arch = net.derive(choice);
+    EXPECT_FALSE(arch.batch_statistics);
+    ASSERT_EQ(arch.layers.back().kind, LayerKind::DepthToSpace);
+    EXPECT_EQ(arch.layers.back().kernel, 2u);
+    EXPECT_EQ(arch.layers[arch.layers.size() - 2].activation, ActivationKind::None);
+    QNet derived(arch, {0.0f, 1.0f});
+    inherit_for_export(net, choice, derived);
+    derived.train();
+    const torch::Tensor compressed =
+        derived.forward(images, {Mode::CompressedWeights, false, 0.0}).x;
+    EXPECT_TRUE(torch::allclose(compressed, expected, 1e-4, 1e-5)) << net.describe(choice);
+    // The exported model is an upscaler of the space's input.
+    derived.forward(images, {Mode::Quantized, true, 0.0});
+    const fm::UpscalerShape shape = fm::upscaler_shape(derived.export_model());
+    EXPECT_EQ(shape.height, 10u);
+    EXPECT_EQ(shape.scale, 2u);
   }
 }
 
@@ -518,6 +577,55 @@ TEST(Search, TinySearchUnderTightBudgetsEndsWithAModelThatFits) {
   const std::vector<uint8_t> first = udc::common::read_file(result.model_path);
   const SearchResult again = run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
   EXPECT_EQ(udc::common::read_file(again.model_path), first);
+  fs::remove_all(out);
+}
+
+TEST(Search, SuperResolutionSearchEndsInAVerifiedUpscalerThatFits) {
+  const fs::path config_path =
+      fs::temp_directory_path() / ("udc_tiny_sr_search_" + std::to_string(::getpid()) + ".yaml");
+  std::ofstream(config_path)
+      << "name: tiny-sr\ninput: [12, 12, 1]\n"
+         "space:\n  bits: [2, 4, 8]\n  sparsity: [0.0, 0.5, 0.9]\n  blocks:\n"
+         "    - {name: feature, ops: [conv], widths: [4, 8]}\n"
+         "    - {name: b1, ops: [conv, separable, skip], widths: [4, 8]}\n"
+         "budgets: {weight_bytes: 300}\n"
+         "data: {set: sr-photos, train_subset: 3, test_subset: 1, augment: {flip: true}}\n"
+         "search: {batch_size: 16, warmup: {epochs: 1}, search: {epochs: 1}, "
+         "max_steps_per_epoch: 3, flash_refresh_steps: 2, lagrange_rate: 1.0, "
+         "derivation: {samples: 2, holdout_fraction: 0.34}}\n"
+         "finetune: {batch_size: 16, warmup: {epochs: 1}, compress: {epochs: 1}, "
+         "finetune: {epochs: 1}, max_steps_per_epoch: 2}\n"
+         "npu: " UDC_CONFIG_DIR
+         "/npu/u55-128-deep-embedded.yaml\n"
+         "verify_images: 4\n";
+  const SearchConfig config = load_search_config(config_path.string());
+  fs::remove(config_path);
+  EXPECT_EQ(config.space.scale, 2u);
+  EXPECT_EQ(config.space.blocks.back().name, "upscale");
+  const fs::path out = fs::temp_directory_path() / ("udc_sr_search_" + std::to_string(::getpid()));
+  fs::remove_all(out);
+  SearchOptions options;
+  options.output_dir = out.string();
+  const SearchResult result =
+      run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
+  EXPECT_TRUE(result.within_budgets);
+  EXPECT_EQ(result.metric, Metric::Psnr);
+  const fm::Model model = fm::read_model(result.model_path);
+  EXPECT_EQ(fm::upscaler_shape(model).scale, 2u);
+  const fm::CompileResult compiled = fm::compile(model, npu());
+  ASSERT_TRUE(compiled.fits());
+  uint64_t streams = 0;
+  for (const fm::LayerCommands& layer : compiled.compiled.layers)
+    streams += layer.weight_stream_bytes;
+  EXPECT_LE(streams, 300u);
+  const auto report = nlohmann::json::parse(udc::common::read_file(result.report_path));
+  EXPECT_EQ(report["test_psnr_db"].get<double>(), result.test_score);
+  EXPECT_EQ(report["verified_images"].get<uint64_t>(), 4u);
+  // The derived architecture trains again with udc train: an upscaler config.
+  const TrainConfig derived = load_train_config((out / "derived.yaml").string());
+  EXPECT_TRUE(derived.data.super_resolution());
+  EXPECT_EQ(derived.architecture.layers.back().kind, LayerKind::DepthToSpace);
+  EXPECT_FALSE(derived.architecture.batch_statistics);
   fs::remove_all(out);
 }
 

@@ -50,6 +50,10 @@ struct Batch {
   /// normalised like the images: size * channels * (target_scale*height) * (target_scale*width).
   std::vector<float> targets;
   uint32_t target_height = 0, target_width = 0;
+  /// 1 for the target pixels that losses and scores count, 0 for those within the target
+  /// border (ImageDataset::target_border) of a side that is not a photograph's edge, mirrored
+  /// with the image; same layout as `targets`.
+  std::vector<float> target_weights;
 };
 
 /// Fills `batch` with the images `indices` of `data`, augmented with draws from `rng`.

@@ -34,6 +34,14 @@ struct ImageDataset {
   /// for classification.
   uint32_t target_scale = 0;
   std::vector<uint8_t> targets;
+  /// Target pixels on each side that losses and scores leave out, except on the sides that
+  /// are the photograph's own edges: there a network that runs on the patch reads padding
+  /// (0) that it does not read inside a whole photograph, whose tiles' edges are discarded
+  /// (firmware_model::upscale_image).
+  uint32_t target_border = 0;
+  /// Per image with targets: the sides that are the photograph's edges (PhotoEdge bits).
+  std::vector<uint8_t> photo_edges;
+  enum PhotoEdge : uint8_t { kTop = 1, kBottom = 2, kLeft = 4, kRight = 8 };
 
   size_t size() const { return labels.size(); }
   size_t image_bytes() const { return size_t{height} * width * channels; }

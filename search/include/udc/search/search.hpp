@@ -32,7 +32,8 @@ struct SearchOptions {
 struct SearchResult {
   std::string model_path, tflite_path, report_path, plot_path, evolution_path;
   std::string architecture;  ///< short description of the found model
-  double test_accuracy = 0;  ///< the integer model on the test set
+  Metric metric = Metric::Top1;
+  double test_score = 0;  ///< the integer model on the test set (Metric)
   /// The found model as compiled and simulated on the NPU (firmware_model::measure_model).
   firmware_model::ModelMeasurement hardware;
   /// Every budget met by `hardware`; else `budget_violations` says which and by how much.

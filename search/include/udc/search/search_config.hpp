@@ -27,10 +27,16 @@ struct BlockSpace {
 struct SearchSpace {
   std::string name = "dnas";
   uint32_t height = 28, width = 28, channels = 1;  ///< input [pixels, pixels, channels]
-  uint32_t classes = 10;
-  std::vector<uint32_t> bits{2, 4, 8};                ///< weight bitwidth choices, every block
+  uint32_t classes = 10;                           ///< classification; 0 for super-resolution
+  /// Super-resolution (data: a super-resolution set): the output pixels per input pixel
+  /// along each axis, the last block being the upscaler; 0: classification, the last
+  /// block the classifier.
+  uint32_t scale = 0;
+  bool batch_statistics = true;         ///< ArchitectureSpec::batch_statistics (false with scale)
+  std::vector<uint32_t> bits{2, 4, 8};  ///< weight bitwidth choices, every block
   std::vector<double> sparsity{0.0, 0.5, 0.75, 0.9};  ///< sparsity choices, every block
-  /// Searchable blocks in order, then the classifier block (appended by the reader).
+  /// Searchable blocks in order, then the classifier or upscaler block (appended by the
+  /// reader).
   std::vector<BlockSpace> blocks;
 };
 

@@ -59,6 +59,9 @@ class SearchOperator {
   /// Adds the block's input to its output when their shapes agree (stride 1, output width
   /// equal to input width).
   virtual bool adds_input() const { return false; }
+  /// Ends in depth_to_space by this block size (output pixels per input pixel along each
+  /// axis); 0: no depth_to_space.
+  virtual uint32_t upscales() const { return 0; }
   /// The derived model's layers for this operator with the chosen values, appended to
   /// `layers`. `chosen.bits` and `chosen.sparsity` have one entry per weighted layer.
   virtual void derive(const ChosenOperator& chosen, std::vector<LayerSpec>& layers) const = 0;
@@ -96,5 +99,8 @@ std::string operator_spellings();
 /// The fixed last block's operator (global average pooling, fully connected). Not in the
 /// registry: the config reader appends it to every space.
 OperatorPtr classifier_operator();
+/// The fixed last block of a super-resolution space (a convolution to scale^2 x image
+/// channels, then depth_to_space by `scale`, at least 2). Not in the registry either.
+OperatorPtr upscaler_operator(uint32_t scale);
 
 }  // namespace udc::search
