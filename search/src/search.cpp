@@ -931,7 +931,15 @@ SearchResult write_results(const SearchContext& ctx, const Supernet& net,
   const SearchConfig& config = ctx.config;
   const SearchSpace& space = config.space;
   const fs::path& out = ctx.out;
-  const Limits& limits = ctx.limits;
+  // The found model answers to the search's budgets and to tighter ones of the fine-tune
+  // (a sequential control searches int8 under a loose budget and compresses to the target
+  // in the fine-tune).
+  Limits limits = ctx.limits;
+  const TrainSpec& finetune = config.finetune;
+  if (finetune.weight_budget_bytes > 0)
+    limits[Weights] = std::min(limits[Weights], double(finetune.weight_budget_bytes));
+  if (finetune.flash_budget_bytes > 0)
+    limits[Flash] = std::min(limits[Flash], double(finetune.flash_budget_bytes));
   std::ostream* log = ctx.options.log;
   auto say = [&](const std::string& line) { ctx.say(line); };
   const nlohmann::json& history = supernet_record.history;

@@ -88,6 +88,14 @@ grep -q '"npu_config": ".*u55-128-deep-embedded.yaml, set npu.macs_per_cycle=64"
 grep -q "^train.seed  *7 " "$work/params.txt"
 grep -q "^train.warmup.epochs  *2 " "$work/params.txt"
 grep -q "^npu.macs_per_cycle  *128 " "$work/params.txt"
+# --recipe trains with a search config's fine-tune recipe (fmnist-8k.yaml: 24 float epochs,
+# distillation 0.5); the config's own budgets stay, --set applies after.
+"$udc" train --config "$work/tiny.yaml" --recipe "$root/configs/search/fmnist-8k.yaml" \
+  --set train.seed=9 --list-params >"$work/recipe.txt"
+grep -q "^train.warmup.epochs  *24 " "$work/recipe.txt"
+grep -q "^train.distillation.weight  *0.5 " "$work/recipe.txt"
+grep -q "^train.seed  *9 " "$work/recipe.txt"
+grep -q "^train.weight_budget_bytes  *0 " "$work/recipe.txt"
 if "$udc" train --config "$work/over.yaml" -o "$work/nope" --set train.nope=1 2>"$work/err.txt"; then exit 1; fi
 grep -q "^udc: error: --set: train.nope: unknown parameter" "$work/err.txt"
 if "$udc" train --config "$work/over.yaml" -o "$work/nope" --set npu.nope=1 2>"$work/err.txt"; then exit 1; fi

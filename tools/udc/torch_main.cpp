@@ -33,6 +33,9 @@ struct RunArguments {
   udc::common::ConfigSource npu;
   /// Repeat the run once per seed, each in <output>/seed-<seed>, and summarise (seeds.hpp).
   std::vector<uint64_t> seeds;
+  /// udc train: a search config whose fine-tune recipe (`finetune:`) replaces the `train:`
+  /// section, budgets excepted: a baseline trained exactly as the search's models are.
+  std::string recipe;
   /// The output folder: as given, else runs/<config file stem>.
   std::string output() const {
     return output_dir.empty()
@@ -44,8 +47,8 @@ struct RunArguments {
 /// A command of the form `udc NAME --config FILE [-o DIR] [--restart]`.
 void add_run_command(CLI::App& app, const std::string& name, const std::string& description,
                      const std::string& config_help, const std::string& output_help,
-                     const std::string& restart_help,
-                     std::function<void(const RunArguments&)> run) {
+                     const std::string& restart_help, std::function<void(const RunArguments&)> run,
+                     bool takes_recipe = false) {
   auto args = std::make_shared<RunArguments>();
   CLI::App* cmd = app.add_subcommand(name, description);
   cmd->add_option("--config", args->config, config_help);
@@ -55,6 +58,12 @@ void add_run_command(CLI::App& app, const std::string& name, const std::string& 
                   "run once per seed (comma-separated), each in OUTPUT/seed-N, then write "
                   "OUTPUT/seeds.json and print mean ± std")
       ->delimiter(',');
+  if (takes_recipe) {
+    cmd->add_option("--recipe", args->recipe,
+                    "search config (configs/search/) whose finetune: section trains this model "
+                    "in place of its train: section (its budgets kept; --set still applies "
+                    "after): a baseline with the found models' recipe");
+  }
   udc::tool::add_npu_options(cmd, args->npu);
   cmd->add_flag("--list-params", args->list_params,
                 "list the parameters --set takes (the config's sections and the NPU's), with "
@@ -89,9 +98,16 @@ void add_train_command(CLI::App& app) {
       "output folder: model.udcm and model.tflite (model.over-budget.* when it breaks a budget), "
       "report.json, "
       "checkpoint.pt (default: runs/<config name>)",
-      "ignore an existing checkpoint and start over", [](const RunArguments& args) {
+      "ignore an existing checkpoint and start over",
+      [](const RunArguments& args) {
         udc::search::TrainConfig config;
         if (!args.config.empty()) config = udc::search::load_train_config(args.config);
+        if (!args.recipe.empty()) {
+          udc::search::TrainSpec recipe = udc::search::load_search_config(args.recipe).finetune;
+          recipe.weight_budget_bytes = config.train.weight_budget_bytes;
+          recipe.flash_budget_bytes = config.train.flash_budget_bytes;
+          config.train = recipe;
+        }
         // --set: train.KEY to the training parameters, every other key to the NPU.
         udc::common::ConfigSource npu_changes = args.npu;
         npu_changes.overrides = udc::common::apply_param_overrides(
@@ -131,7 +147,8 @@ void add_train_command(CLI::App& app) {
               fmt::format("{}: the trained model breaks its budgets; written as {}{}", args.config,
                           result.model_path, lines));
         }
-      });
+      },
+      /*takes_recipe=*/true);
 }
 
 void add_search_command(CLI::App& app) {
