@@ -233,7 +233,24 @@ std::shared_ptr<Supernet> build_supernet(const SearchContext& ctx) {
 /// Training images, and those held out of the supernet's training for the derivation.
 struct SearchData {
   data::ImageDataset train_set, holdout;
+  /// Bi-level search: the images of the architecture steps (the last of train_set's,
+  /// moved out of it); empty: single-level.
+  data::ImageDataset architecture_set;
 };
+
+/// The bi-level search's images, split off the end of the supernet's training images.
+void split_architecture_set(const SearchConfig& config, SearchData& data) {
+  const double fraction = config.search.architecture_fraction;
+  if (fraction <= 0) return;
+  const size_t total = data.train_set.size();
+  data.architecture_set = data.train_set.split_off(size_t(std::llround(fraction * double(total))));
+  if (data.architecture_set.size() == 0 || data.train_set.size() == 0) {
+    throw std::runtime_error(fmt::format(
+        "{}: search.architecture_fraction {} of {} training images keeps {} for the "
+        "architecture and leaves {} for the weights; both must be at least one",
+        config.file, fraction, total, data.architecture_set.size(), data.train_set.size()));
+  }
+}
 
 /// A super-resolution search's patch pairs: the space's input side, its largest receptive
 /// radius (every block present at its kernel).
@@ -253,7 +270,9 @@ SearchData load_search_patches(const SearchConfig& config) {
                                          space.channels, pairs.train_set.name,
                                          pairs.train_set.channels));
   }
-  return {std::move(pairs.train_set), std::move(pairs.holdout)};
+  SearchData data{std::move(pairs.train_set), std::move(pairs.holdout), {}};
+  split_architecture_set(config, data);
+  return data;
 }
 
 SearchData load_search_data(const SearchContext& ctx) {
@@ -280,10 +299,17 @@ SearchData load_search_data(const SearchContext& ctx) {
                     config.file, spec.holdout_fraction));
   }
 
-  return {std::move(train_set), std::move(holdout)};
+  SearchData data{std::move(train_set), std::move(holdout), {}};
+  split_architecture_set(config, data);
+  return data;
 }
 
 // ---------------------------------------------------------------- stage 3: supernet training
+
+/// Bi-level search: the architecture loader's epochs are numbered epoch x this + restarts,
+/// so that they never repeat across the supernet's epochs (and a resumed run draws what an
+/// uninterrupted one would).
+constexpr uint64_t kArchitectureEpochsPerEpoch = 1000;
 
 /// The supernet stage's state besides the networks: epochs done, the Lagrange
 /// multipliers, the per-epoch history and the evolution of the probabilities, and (read
@@ -406,6 +432,9 @@ struct SupernetOptimizers {
   std::unique_ptr<torch::optim::Adam> architecture;
 };
 
+/// Which parameters a supernet step moves: both (single-level), or one of them (bi-level).
+enum class StepTarget { Both, Weights, Architecture };
+
 /// One training step of the supernet on `batch`: task loss plus, while searching, each
 /// budget's cost relative to its target times its Lagrange multiplier, which then grows
 /// while the expected cost exceeds the target. Returns the task loss x images and adds the
@@ -414,7 +443,7 @@ double supernet_step(const SearchStageSpec& spec, const Limits& limits, Supernet
                      SupernetOptimizers& optimizers, data::Batch& batch,
                      const SamplingSettings& sampling, bool searching,
                      std::array<double, kResourceCount>& lambda, ExpectedCosts& expected,
-                     ScoreTally& tally) {
+                     ScoreTally& tally, StepTarget target = StepTarget::Both) {
   const torch::Tensor logits = supernet.forward(images_tensor(batch), sampling);
   const torch::Tensor task_loss = batch_loss(logits, batch, {}, {});
   torch::Tensor loss = task_loss;
@@ -423,6 +452,7 @@ double supernet_step(const SearchStageSpec& spec, const Limits& limits, Supernet
       expected.weight_bytes, expected.flash_bytes, expected.sram_bytes, expected.cycles};
   // The random control never moves the choice logits: no budget terms, no steps.
   searching &= spec.strategy == SearchStageSpec::Strategy::Dnas;
+  searching &= target != StepTarget::Weights;
   if (searching) {
     for (size_t r = 0; r < kResourceCount; ++r) {
       if (!std::isfinite(limits[r])) continue;
@@ -434,9 +464,9 @@ double supernet_step(const SearchStageSpec& spec, const Limits& limits, Supernet
   optimizers.weights->zero_grad();
   optimizers.architecture->zero_grad();
   loss.backward();
-  optimizers.weights->step();
+  if (target != StepTarget::Architecture) optimizers.weights->step();
   if (searching) optimizers.architecture->step();
-  tally.add({logits, {}}, batch);
+  if (target != StepTarget::Architecture) tally.add({logits, {}}, batch);
   return task_loss.item<double>() * batch.size;
 }
 
@@ -484,7 +514,8 @@ void resume_supernet(const SearchContext& ctx, const std::string& checkpoint_pat
 }
 
 SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Supernet>& supernet,
-                              const data::ImageDataset& train_set) {
+                              const data::ImageDataset& train_set,
+                              const data::ImageDataset& architecture_set) {
   const SearchConfig& config = ctx.config;
   const SearchStageSpec& spec = config.search;
   const SearchSpace& space = config.space;
@@ -518,12 +549,22 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
       loader, spec.max_steps_per_epoch, config.file, train_set.size(), spec.batch_size);
   const uint32_t total_epochs = spec.warmup.epochs + spec.search.epochs;
   const Metric metric = metric_of(config.data);
+  // Bi-level: the architecture steps' batches, as many per epoch as the weights'.
+  std::unique_ptr<data::BatchLoader> architecture_loader;
+  if (architecture_set.size() > 0) {
+    architecture_loader = std::make_unique<data::BatchLoader>(
+        architecture_set, config.data.normalization, config.data.augmentation,
+        data::BatchLoader::Options{spec.batch_size, true, false, spec.seed ^ 0xa5c4u, 2});
+  }
   const size_t search_steps = size_t(spec.search.epochs) * steps_per_epoch;
   say(fmt::format(
-      "search {}: {} blocks, {} training images, {} warm-up + {} search epochs of {} steps; "
+      "search {}: {} blocks, {} training images{}, {} warm-up + {} search epochs of {} steps; "
       "budgets: {}",
-      space.name, space.blocks.size(), train_set.size(), spec.warmup.epochs, spec.search.epochs,
-      steps_per_epoch, [&] {
+      space.name, space.blocks.size(), train_set.size(),
+      architecture_set.size() > 0
+          ? fmt::format(" (bi-level: {} more for the architecture steps)", architecture_set.size())
+          : std::string(),
+      spec.warmup.epochs, spec.search.epochs, steps_per_epoch, [&] {
         std::string b;
         for (size_t r = 0; r < kResourceCount; ++r) {
           if (std::isfinite(limits[r])) {
@@ -543,7 +584,11 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
         size_t(epoch - (searching ? spec.warmup.epochs : 0)) * steps_per_epoch;
     supernet->train();
     loader.start_epoch(epoch);
-    data::Batch batch;
+    data::Batch batch, architecture_batch;
+    uint64_t architecture_restarts = 0;
+    if (architecture_loader) {
+      architecture_loader->start_epoch(uint64_t(epoch) * kArchitectureEpochsPerEpoch);
+    }
     double loss_sum = 0, temperature = spec.temperature_initial;
     size_t seen = 0, step = 0;
     ScoreTally tally(config.data.normalization, Mode::Float);
@@ -571,8 +616,21 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
       const SamplingSettings sampling{
           temperature, noise, false, spec.operators == SearchStageSpec::OperatorRelaxation::Sampled,
           nullptr};
-      loss_sum += supernet_step(spec, limits, *supernet, optimizers, batch, sampling, searching,
-                                lambda, expected, tally);
+      const bool bilevel = searching && architecture_set.size() > 0;
+      loss_sum +=
+          supernet_step(spec, limits, *supernet, optimizers, batch, sampling, searching, lambda,
+                        expected, tally, bilevel ? StepTarget::Weights : StepTarget::Both);
+      if (bilevel) {
+        // The architecture's own batch; its loader restarts (epochs numbered on) when spent.
+        if (!architecture_loader->next(architecture_batch)) {
+          architecture_loader->start_epoch(uint64_t(epoch) * kArchitectureEpochsPerEpoch +
+                                           ++architecture_restarts);
+          architecture_loader->next(architecture_batch);
+        }
+        ScoreTally unused(config.data.normalization, Mode::Float);
+        supernet_step(spec, limits, *supernet, optimizers, architecture_batch, sampling, true,
+                      lambda, expected, unused, StepTarget::Architecture);
+      }
       seen += batch.size;
       if (log && (step + 1) % std::max<size_t>(1, steps_per_epoch / 4) == 0 &&
           step + 1 < steps_per_epoch) {
@@ -1044,7 +1102,8 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
   // derivation.json, the trainer's checkpoints) unless --restart.
   const std::shared_ptr<Supernet> supernet = build_supernet(ctx);
   const SearchData data = load_search_data(ctx);
-  const SupernetRecord supernet_record = train_supernet(ctx, supernet, data.train_set);
+  const SupernetRecord supernet_record =
+      train_supernet(ctx, supernet, data.train_set, data.architecture_set);
   const Derivation derived = derive_architecture(ctx, supernet, data.train_set, data.holdout);
   const FineTuned finetuned = finetune_and_repair(ctx, supernet, data.train_set, derived.choice);
   return write_results(ctx, *supernet, supernet_record, derived, finetuned, run_start);

@@ -165,6 +165,11 @@ const std::vector<common::Param<SearchStageSpec>>& search_params() {
           "derivation.holdout_fraction", [](auto& s) -> auto& { return s.holdout_fraction; }, 0.0,
           0.5, "", "training images held out to rank the candidates"),
       number_param<S>(
+          "architecture_fraction", [](auto& s) -> auto& { return s.architecture_fraction; }, 0.0,
+          0.9, "",
+          "bi-level search: training images kept for the architecture steps (0: single-level, "
+          "both steps on the same batches)"),
+      number_param<S>(
           "flash_refresh_steps", [](auto& s) -> auto& { return s.flash_refresh_steps; }, 1, 1 << 30,
           "steps", "steps between measurements of the weight and flash tables"),
       number_param<S>(

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -528,6 +529,44 @@ TEST(Search, RandomControlKeepsTheChoicesUniformAndStillFits) {
   EXPECT_TRUE(result.within_budgets);
   // evolution.csv prints 6 decimals.
   EXPECT_LT(max_deviation_from_uniform(out / "evolution.csv"), 1e-6);
+  fs::remove_all(out);
+}
+
+TEST(Search, BiLevelSearchStepsTheArchitectureOnItsOwnImagesAndFits) {
+  SearchConfig config =
+      tiny_search_config("{weight_bytes: 400, flash_bytes: 1000, sram_bytes: 4000, cycles: 20000}",
+                         udc::data::kFashionMnistDir);
+  config.search.architecture_fraction = 0.25;
+  const fs::path out =
+      fs::temp_directory_path() / ("udc_bilevel_search_" + std::to_string(::getpid()));
+  fs::remove_all(out);
+  std::ostringstream log;
+  SearchOptions options;
+  options.output_dir = out.string();
+  options.log = &log;
+  const SearchResult result =
+      run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
+  EXPECT_TRUE(result.within_budgets);
+  // 384 images: 38 held out for the derivation (0.1), a quarter of the other 346 (87) for
+  // the architecture steps, 259 for the weights.
+  EXPECT_NE(log.str().find("259 training images (bi-level: 87 more for the architecture steps)"),
+            std::string::npos)
+      << log.str();
+  // The architecture steps move the choices.
+  EXPECT_GT(max_deviation_from_uniform(out / "evolution.csv"), 1e-3);
+  fs::remove_all(out);
+
+  // A split that leaves the weights no image is refused before training, naming the key.
+  SearchConfig starved = config;
+  starved.data.train_subset = 2;
+  starved.search.architecture_fraction = 0.9;
+  try {
+    run_search(starved, udc::npu_sim::load_npu_config(config.npu), options);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("search.architecture_fraction"), std::string::npos)
+        << e.what();
+  }
   fs::remove_all(out);
 }
 

@@ -90,6 +90,11 @@ struct SearchStageSpec {
   /// derivation ranks its candidates (0: ranked on the first training images instead). The
   /// fine-tune trains on every training image.
   double holdout_fraction = 0.1;
+  /// Bi-level search (DARTS): this part of the supernet's training images (those it trains
+  /// on after the derivation's are held out) is kept for the architecture steps, which then
+  /// take their own batches of it while the weights step on the rest, each step on one
+  /// loss. 0: single-level, weights and architecture step together on the same batches.
+  double architecture_fraction = 0.0;
   uint32_t flash_refresh_steps = 100;  ///< re-measure the flash table every N search steps
   uint32_t prune_interval = 50;        ///< steps between magnitude-mask updates
   uint64_t seed = 1;
