@@ -2,7 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
 
 namespace udc::common {
 
@@ -21,6 +25,42 @@ Spread spread_of(const std::vector<double>& values) {
 
 std::string format_spread(const Spread& spread, int decimals) {
   return fmt::format("{:.{}f} ± {:.{}f}", spread.mean, decimals, spread.std, decimals);
+}
+
+std::vector<double> fractional_ranks(const std::vector<double>& values) {
+  std::vector<size_t> order(values.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return values[a] < values[b]; });
+  std::vector<double> ranks(values.size());
+  for (size_t first = 0; first < order.size();) {
+    size_t last = first + 1;
+    while (last < order.size() && values[order[last]] == values[order[first]]) ++last;
+    // Positions first..last-1 hold equal values: each takes the mean of ranks first+1..last.
+    const double rank = double(first + 1 + last) / 2.0;
+    for (size_t k = first; k < last; ++k) ranks[order[k]] = rank;
+    first = last;
+  }
+  return ranks;
+}
+
+double spearman_correlation(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() != b.size()) {
+    throw std::invalid_argument(fmt::format(
+        "spearman_correlation: {} values against {}; the pairs must match", a.size(), b.size()));
+  }
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (a.size() < 2) return nan;
+  const std::vector<double> ra = fractional_ranks(a), rb = fractional_ranks(b);
+  const double mean = double(a.size() + 1) / 2.0;  // of ranks 1..n, ties included
+  double covariance = 0, variance_a = 0, variance_b = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    covariance += (ra[i] - mean) * (rb[i] - mean);
+    variance_a += (ra[i] - mean) * (ra[i] - mean);
+    variance_b += (rb[i] - mean) * (rb[i] - mean);
+  }
+  if (variance_a == 0 || variance_b == 0) return nan;
+  return covariance / std::sqrt(variance_a * variance_b);
 }
 
 }  // namespace udc::common

@@ -20,6 +20,7 @@
 #include "supernet.hpp"
 #include "training.hpp"
 #include "udc/common/file_io.hpp"
+#include "udc/common/statistics.hpp"
 #include "udc/firmware_model/compiler.hpp"
 #include "udc/firmware_model/driver.hpp"
 #include "udc/firmware_model/measurement.hpp"
@@ -192,6 +193,29 @@ void prepare_derived(const SearchContext& ctx, const Supernet& supernet,
   supernet.inherit(c, net);
   recalibrate_batch_norm(net, train_set, ctx.config.data.normalization,
                          ctx.config.search.batch_size, ctx.config.search.seed);
+}
+
+/// The `udc train` config that fine-tunes a derived architecture: the search's data, its
+/// fine-tune recipe and NPU. It keeps the measured weight and flash bytes inside their
+/// budgets epoch by epoch, rather than leaving a drift to a coarse repair afterwards.
+TrainConfig derived_train_config(const SearchContext& ctx, const Supernet& supernet,
+                                 const ArchitectureChoice& choice) {
+  const SearchConfig& config = ctx.config;
+  TrainConfig train_config;
+  train_config.file = config.file;
+  train_config.architecture = supernet.derive(choice);
+  train_config.data = config.data;
+  train_config.train = config.finetune;
+  auto hold = [&](Resource r, uint64_t& own) {
+    if (!std::isfinite(ctx.limits[r])) return;
+    const auto budget = uint64_t(std::floor(ctx.limits[r]));
+    own = own == 0 ? budget : std::min(own, budget);
+  };
+  hold(Weights, train_config.train.weight_budget_bytes);
+  hold(Flash, train_config.train.flash_budget_bytes);
+  train_config.npu = config.npu;
+  train_config.verify_images = config.verify_images;
+  return train_config;
 }
 
 // ---------------------------------------------------------------- stage 1: cost tables
@@ -741,6 +765,103 @@ Ranking rank_candidates(const SearchContext& ctx, const Supernet& supernet,
   return ranking;
 }
 
+/// The fine-tune recipe cut to its first `epochs` epochs, taken phase by phase (float
+/// warm-up, compress, fine-tune).
+TrainSpec first_epochs_of(TrainSpec recipe, uint32_t epochs) {
+  for (PhaseSpec* phase : {&recipe.warmup, &recipe.compress, &recipe.finetune}) {
+    phase->epochs = std::min(phase->epochs, epochs);
+    epochs -= phase->epochs;
+  }
+  return recipe;
+}
+
+/// search.derivation.finetune_epochs: every candidate trained from its inherited weights
+/// with the fine-tune recipe cut to that many epochs, in candidates/N/ (resumable), and
+/// scored as exported on the same held-out images the inherited ranking used (the trainer
+/// holds out the same last training images). The candidate best there becomes
+/// `ranking.best`; each candidate's entry gains its scores after the fine-tune (the test
+/// score recorded, never used), and the result is the rank correlations of the inherited
+/// scores with them.
+nlohmann::json finetune_candidates(const SearchContext& ctx, const Supernet& supernet,
+                                   const data::ImageDataset& train_set,
+                                   const std::vector<ArchitectureChoice>& candidates,
+                                   Ranking& ranking) {
+  const SearchConfig& config = ctx.config;
+  const SearchStageSpec& spec = config.search;
+  const uint32_t epochs = spec.derivation_finetune_epochs;
+  const TrainSpec recipe = first_epochs_of(config.finetune, epochs);
+  if (recipe.compress.epochs + recipe.finetune.epochs == 0) {
+    throw std::runtime_error(fmt::format(
+        "{}: search.derivation.finetune_epochs {} ends within the fine-tune's {} float warm-up "
+        "epochs; the candidates must end quantised to be ranked as exported",
+        config.file, epochs, config.finetune.warmup.epochs));
+  }
+  if (spec.holdout_fraction <= 0) {
+    throw std::runtime_error(
+        fmt::format("{}: search.derivation.finetune_epochs needs held-out images to rank on "
+                    "(search.derivation.holdout_fraction is 0)",
+                    config.file));
+  }
+  const Metric metric = metric_of(config.data);
+  const std::string inherited_key = score_key(metric, "holdout");
+  std::vector<double> inherited, finetuned, tested;
+  double best = -1e300;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const ArchitectureChoice& c = candidates[i];
+    TrainConfig train_config = derived_train_config(ctx, supernet, c);
+    train_config.train = first_epochs_of(train_config.train, epochs);
+    train_config.train.holdout_fraction = spec.holdout_fraction;
+    train_config.verify_images = 0;
+    const TrainOptions options{(ctx.out / "candidates" / std::to_string(i + 1)).string(),
+                               ctx.options.restart, ctx.options.log};
+    ctx.say(fmt::format("candidate {}/{}: {}: {} epochs of the fine-tune ({})", i + 1,
+                        candidates.size(), supernet.describe(c), epochs, options.output_dir));
+    const TrainResult trained = train_network(train_config, ctx.npu, options, [&](QNet& net) {
+      prepare_derived(ctx, supernet, train_set, c, net);
+    });
+    const size_t exported =
+        trained.selected_epoch >= 0 ? size_t(trained.selected_epoch) : trained.history.size() - 1;
+    const double score = trained.history.at(exported).holdout_score;
+    nlohmann::json by_epoch = nlohmann::json::array();
+    for (const EpochRecord& record : trained.history) by_epoch.push_back(record.holdout_score);
+    nlohmann::json& entry = ranking.json.at(i);
+    entry["finetuned"] = {{"epochs", epochs},
+                          {inherited_key, score},
+                          {"holdout_by_epoch", by_epoch},
+                          {score_key(metric, "test"), trained.test_score},
+                          {"weight_bytes", measured_costs(trained)[Weights]},
+                          {"flash_bytes", measured_costs(trained)[Flash]},
+                          {"within_budgets", trained.within_budgets}};
+    inherited.push_back(entry.at(inherited_key).get<double>());
+    finetuned.push_back(score);
+    tested.push_back(trained.test_score);
+    ctx.say(fmt::format("candidate {}/{}: {} held out with inherited weights, {} after {} epochs",
+                        i + 1, candidates.size(), format_score(metric, inherited.back()),
+                        format_score(metric, score), epochs));
+    if (score > best) {
+      best = score;
+      ranking.best = c;
+    }
+  }
+  // JSON has no NaN: an undefined correlation (fewer than two candidates, or ties all
+  // round) is written as null.
+  auto correlation = [](const std::vector<double>& a, const std::vector<double>& b) {
+    const double rho = common::spearman_correlation(a, b);
+    return std::isnan(rho) ? nlohmann::json(nullptr) : nlohmann::json(rho);
+  };
+  const nlohmann::json correlations = {
+      {"candidates", candidates.size()},
+      {"finetune_epochs", epochs},
+      {"inherited_vs_finetuned_holdout", correlation(inherited, finetuned)},
+      {"inherited_vs_finetuned_test", correlation(inherited, tested)},
+      {"finetuned_holdout_vs_test", correlation(finetuned, tested)}};
+  ctx.say(fmt::format(
+      "derivation check: Spearman rank correlation of the inherited ranking with "
+      "the held-out score after {} epochs of fine-tuning: {} ({} candidates)",
+      epochs, correlations["inherited_vs_finetuned_holdout"].dump(), candidates.size()));
+  return correlations;
+}
+
 /// An architecture the real encoder, compiler and simulator say fits, with what they
 /// measured and the steps that led there.
 struct Repaired {
@@ -846,7 +967,11 @@ Derivation derive_architecture(const SearchContext& ctx, const std::shared_ptr<S
       throw BudgetError(fmt::format(
           "derivation: {} does not fit the budgets and no cheaper choice helps", initial));
     }
-    const Ranking ranking = rank_candidates(ctx, *supernet, train_set, holdout, candidates);
+    Ranking ranking = rank_candidates(ctx, *supernet, train_set, holdout, candidates);
+    nlohmann::json rank_correlation;
+    if (spec.derivation_finetune_epochs > 0) {
+      rank_correlation = finetune_candidates(ctx, *supernet, train_set, candidates, ranking);
+    }
     const Repaired repaired =
         repair_until_measured_fit(ctx, *supernet, train_set, ranking.best, fraction);
     choice = repaired.choice;
@@ -857,6 +982,11 @@ Derivation derive_architecture(const SearchContext& ctx, const std::shared_ptr<S
                   {"derived", supernet->describe(choice)},
                   {"candidates", ranked},
                   {"ranked_on", ranking.set_name},
+                  {"ranked_by", spec.derivation_finetune_epochs > 0
+                                    ? fmt::format("held-out score after {} fine-tune epochs",
+                                                  spec.derivation_finetune_epochs)
+                                    : std::string("held-out score with inherited weights")},
+                  {"rank_correlation", rank_correlation},
                   {"indices", choice_indices_json(choice)},
                   {"choices", choice_json(*supernet, choice)},
                   {"log_probability", supernet->log_probability(choice)},
@@ -898,22 +1028,7 @@ FineTuned finetune_and_repair(const SearchContext& ctx, const std::shared_ptr<Su
   std::ostream* log = options.log;
   auto say = [&](const std::string& line) { ctx.say(line); };
   FineTuned result;
-  TrainConfig train_config;
-  train_config.file = config.file;
-  train_config.architecture = supernet->derive(choice);
-  train_config.data = config.data;
-  train_config.train = config.finetune;
-  // The fine-tune keeps the measured weight and flash bytes inside their budgets epoch by
-  // epoch, rather than leaving a drift to a coarse repair afterwards.
-  auto hold = [&](Resource r, uint64_t& own) {
-    if (!std::isfinite(limits[r])) return;
-    const auto budget = uint64_t(std::floor(limits[r]));
-    own = own == 0 ? budget : std::min(own, budget);
-  };
-  hold(Weights, train_config.train.weight_budget_bytes);
-  hold(Flash, train_config.train.flash_budget_bytes);
-  train_config.npu = config.npu;
-  train_config.verify_images = config.verify_images;
+  TrainConfig train_config = derived_train_config(ctx, *supernet, choice);
   common::write_file_atomically((out / "derived.yaml").string(), train_config_yaml(train_config));
   TrainOptions train_options{(out / "finetune").string(), options.restart, log};
   const Clock::time_point finetune_start = Clock::now();

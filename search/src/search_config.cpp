@@ -162,6 +162,11 @@ const std::vector<common::Param<SearchStageSpec>>& search_params() {
           "derivation.samples", [](auto& s) -> auto& { return s.derivation_samples; }, 0, 10000,
           "architectures", "candidates sampled from the learnt distribution"),
       number_param<S>(
+          "derivation.finetune_epochs",
+          [](auto& s) -> auto& { return s.derivation_finetune_epochs; }, 0, 10000, "epochs",
+          "0: rank the candidates with inherited weights; N: rank them after the fine-tune "
+          "recipe's first N epochs each, and report the rank correlation"),
+      number_param<S>(
           "derivation.holdout_fraction", [](auto& s) -> auto& { return s.holdout_fraction; }, 0.0,
           0.5, "", "training images held out to rank the candidates"),
       number_param<S>(

@@ -1,7 +1,10 @@
-// Mean and sample standard deviation against values worked out by hand.
+// Mean, sample standard deviation and Spearman's rank correlation against values worked
+// out by hand.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <stdexcept>
+#include <vector>
 
 #include "udc/common/statistics.hpp"
 
@@ -20,6 +23,23 @@ TEST(Statistics, MeanAndSampleStandardDeviation) {
   EXPECT_EQ(one.mean, 3.5);
   EXPECT_EQ(one.std, 0.0);
   EXPECT_EQ(spread_of({}).n, 0u);
+}
+
+TEST(Statistics, SpearmanRankCorrelation) {
+  // Without ties, rho = 1 - 6 sum(d^2) / (n (n^2 - 1)): rank differences 0, -1, 1, -1, 1
+  // give 1 - 6 * 4 / (5 * 24) = 0.8.
+  EXPECT_DOUBLE_EQ(spearman_correlation({10, 20, 30, 40, 50}, {1, 3, 2, 5, 4}), 0.8);
+  // Only the order counts: any increasing map of one side keeps the value.
+  EXPECT_DOUBLE_EQ(spearman_correlation({0.1, 0.2, 0.3, 0.4, 0.5}, {1, 30, 2, 500, 40}), 0.8);
+  EXPECT_DOUBLE_EQ(spearman_correlation({1, 2, 3}, {30, 20, 10}), -1.0);
+  // Ties take the mean rank: {1, 2.5, 2.5, 4} against {1, 2, 3, 4}, deviations from 2.5
+  // multiply to 4.5 over sqrt(4.5 * 5).
+  EXPECT_EQ(fractional_ranks({1, 2, 2, 3}), (std::vector<double>{1, 2.5, 2.5, 4}));
+  EXPECT_DOUBLE_EQ(spearman_correlation({1, 2, 2, 3}, {1, 2, 3, 4}), 4.5 / std::sqrt(22.5));
+  // No ordering on one side, or too few pairs: undefined.
+  EXPECT_TRUE(std::isnan(spearman_correlation({1, 1, 1}, {1, 2, 3})));
+  EXPECT_TRUE(std::isnan(spearman_correlation({1}, {2})));
+  EXPECT_THROW(spearman_correlation({1, 2}, {1}), std::invalid_argument);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "hardware_tables.hpp"
 #include "supernet.hpp"
 #include "udc/common/file_io.hpp"
+#include "udc/common/statistics.hpp"
 #include "udc/firmware_model/compiler.hpp"
 #include "udc/firmware_model/driver.hpp"
 #include "udc/firmware_model/model_io.hpp"
@@ -565,6 +566,72 @@ TEST(Search, BiLevelSearchStepsTheArchitectureOnItsOwnImagesAndFits) {
     FAIL() << "expected an error";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("search.architecture_fraction"), std::string::npos)
+        << e.what();
+  }
+  fs::remove_all(out);
+}
+
+TEST(Search, DerivationCanRankCandidatesAfterAShortFineTuneAndReportsTheRankCorrelation) {
+  SearchConfig config =
+      tiny_search_config("{weight_bytes: 400, flash_bytes: 1000, sram_bytes: 4000, cycles: 20000}",
+                         udc::data::kFashionMnistDir);
+  config.search.derivation_samples = 1;
+  config.search.derivation_finetune_epochs = 2;  // the float warm-up and one compress epoch
+  const fs::path out =
+      fs::temp_directory_path() / ("udc_checked_derivation_" + std::to_string(::getpid()));
+  fs::remove_all(out);
+  SearchOptions options;
+  options.output_dir = out.string();
+  const SearchResult result =
+      run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
+  EXPECT_TRUE(result.within_budgets);
+  const auto derivation =
+      nlohmann::json::parse(udc::common::read_file((out / "derivation.json").string()));
+  const nlohmann::json& candidates = derivation.at("candidates");
+  ASSERT_GE(candidates.size(), 2u);
+  std::vector<double> inherited, finetuned;
+  double best = -1;
+  std::string best_architecture;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const nlohmann::json& c = candidates[i];
+    const nlohmann::json& f = c.at("finetuned");
+    inherited.push_back(c.at("holdout_accuracy").get<double>());
+    finetuned.push_back(f.at("holdout_accuracy").get<double>());
+    // The score is the held-out figure of the exported epoch in the candidate's own run:
+    // the float warm-up is not scored, the compress epoch is.
+    const auto report = nlohmann::json::parse(udc::common::read_file(
+        (out / "candidates" / std::to_string(i + 1) / "report.json").string()));
+    EXPECT_EQ(f.at("holdout_by_epoch").size(), 2u);
+    EXPECT_LT(f.at("holdout_by_epoch")[0].get<double>(), 0);
+    EXPECT_EQ(f.at("holdout_by_epoch")[1].get<double>(), finetuned.back());
+    EXPECT_EQ(report.at("test_accuracy").get<double>(), f.at("test_accuracy").get<double>());
+    if (finetuned.back() > best) {
+      best = finetuned.back();
+      best_architecture = c.at("architecture").get<std::string>();
+    }
+  }
+  // The candidate best after its fine-tune is the one derived (unless the measured repair
+  // had to change it).
+  if (derivation.at("steps").empty()) {
+    EXPECT_EQ(derivation.at("derived"), best_architecture);
+  }
+  const nlohmann::json& rho = derivation.at("rank_correlation");
+  EXPECT_EQ(rho.at("candidates").get<size_t>(), candidates.size());
+  const double expected = udc::common::spearman_correlation(inherited, finetuned);
+  if (std::isnan(expected)) {
+    EXPECT_TRUE(rho.at("inherited_vs_finetuned_holdout").is_null());
+  } else {
+    EXPECT_DOUBLE_EQ(rho.at("inherited_vs_finetuned_holdout").get<double>(), expected);
+  }
+  fs::remove_all(out);
+
+  // A cut that ends in the float warm-up cannot be ranked as exported.
+  config.search.derivation_finetune_epochs = 1;
+  try {
+    run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("search.derivation.finetune_epochs 1"), std::string::npos)
         << e.what();
   }
   fs::remove_all(out);

@@ -1,4 +1,5 @@
-// Summaries of repeated measurements (runs over seeds): mean and sample standard deviation.
+// Summaries of repeated measurements (runs over seeds): mean and sample standard deviation;
+// Spearman's rank correlation of two orderings (a derivation's ranking against results).
 #pragma once
 
 #include <cstddef>
@@ -17,5 +18,13 @@ Spread spread_of(const std::vector<double>& values);
 
 /// "mean ± std" with `decimals` digits after the point, e.g. "88.37 ± 0.21".
 std::string format_spread(const Spread& spread, int decimals);
+
+/// Ranks 1..n of `values`, ties given the mean of the ranks they span (1 is the smallest).
+std::vector<double> fractional_ranks(const std::vector<double>& values);
+
+/// Spearman's rank correlation of paired values: Pearson's correlation of their fractional
+/// ranks, in [-1, 1]. NaN when there are fewer than two pairs or either side's ranks are
+/// all equal (no ordering to compare). Throws std::invalid_argument on unequal lengths.
+double spearman_correlation(const std::vector<double>& a, const std::vector<double>& b);
 
 }  // namespace udc::common

@@ -86,6 +86,12 @@ struct SearchStageSpec {
   /// back towards them by the tables; the one most accurate on the held-out images, with
   /// inherited weights and quantised, is fine-tuned.
   uint32_t derivation_samples = 8;
+  /// 0: the candidates are ranked by their held-out score with inherited weights. N: each
+  /// is first trained from its inherited weights with the fine-tune recipe cut to its
+  /// first N epochs, then ranked by its held-out score as exported; derivation.json gets
+  /// the rank correlation of the two rankings (N = the whole recipe checks the inherited
+  /// ranking against accuracy after fine-tuning).
+  uint32_t derivation_finetune_epochs = 0;
   /// Part of the training images kept out of the supernet's training, on which the
   /// derivation ranks its candidates (0: ranked on the first training images instead). The
   /// fine-tune trains on every training image.
