@@ -513,6 +513,17 @@ double max_deviation_from_uniform(const fs::path& evolution_csv) {
   return deviation;
 }
 
+/// Runs a search that must stop with an error whose message contains `fragment`.
+void expect_search_error(const SearchConfig& config, const SearchOptions& options,
+                         const std::string& fragment) {
+  try {
+    run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
+    FAIL() << "expected an error naming " << fragment;
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 
 TEST(Search, RandomControlKeepsTheChoicesUniformAndStillFits) {
@@ -561,13 +572,7 @@ TEST(Search, BiLevelSearchStepsTheArchitectureOnItsOwnImagesAndFits) {
   SearchConfig starved = config;
   starved.data.train_subset = 2;
   starved.search.architecture_fraction = 0.9;
-  try {
-    run_search(starved, udc::npu_sim::load_npu_config(config.npu), options);
-    FAIL() << "expected an error";
-  } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("search.architecture_fraction"), std::string::npos)
-        << e.what();
-  }
+  expect_search_error(starved, options, "search.architecture_fraction");
   fs::remove_all(out);
 }
 
@@ -627,13 +632,7 @@ TEST(Search, DerivationCanRankCandidatesAfterAShortFineTuneAndReportsTheRankCorr
 
   // A cut that ends in the float warm-up cannot be ranked as exported.
   config.search.derivation_finetune_epochs = 1;
-  try {
-    run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
-    FAIL() << "expected an error";
-  } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("search.derivation.finetune_epochs 1"), std::string::npos)
-        << e.what();
-  }
+  expect_search_error(config, options, "search.derivation.finetune_epochs 1");
   fs::remove_all(out);
 }
 
