@@ -513,6 +513,18 @@ double max_deviation_from_uniform(const fs::path& evolution_csv) {
   return deviation;
 }
 
+/// Budgets that, in the tiny space, only a sparse, low-bit or narrow choice meets: the
+/// widest 8-bit dense models need several KB.
+constexpr const char* kTightBudgets =
+    "{weight_bytes: 400, flash_bytes: 1000, sram_bytes: 4000, cycles: 20000}";
+
+/// An empty folder for one test's search output, named per process.
+fs::path fresh_output_dir(const std::string& prefix) {
+  const fs::path out = fs::temp_directory_path() / (prefix + std::to_string(::getpid()));
+  fs::remove_all(out);
+  return out;
+}
+
 /// Runs a search that must stop with an error whose message contains `fragment`.
 void expect_search_error(const SearchConfig& config, const SearchOptions& options,
                          const std::string& fragment) {
@@ -527,13 +539,9 @@ void expect_search_error(const SearchConfig& config, const SearchOptions& option
 }  // namespace
 
 TEST(Search, RandomControlKeepsTheChoicesUniformAndStillFits) {
-  SearchConfig config =
-      tiny_search_config("{weight_bytes: 400, flash_bytes: 1000, sram_bytes: 4000, cycles: 20000}",
-                         udc::data::kFashionMnistDir);
+  SearchConfig config = tiny_search_config(kTightBudgets, udc::data::kFashionMnistDir);
   config.search.strategy = SearchStageSpec::Strategy::Random;
-  const fs::path out =
-      fs::temp_directory_path() / ("udc_random_search_" + std::to_string(::getpid()));
-  fs::remove_all(out);
+  const fs::path out = fresh_output_dir("udc_random_search_");
   SearchOptions options;
   options.output_dir = out.string();
   const SearchResult result =
@@ -545,13 +553,9 @@ TEST(Search, RandomControlKeepsTheChoicesUniformAndStillFits) {
 }
 
 TEST(Search, BiLevelSearchStepsTheArchitectureOnItsOwnImagesAndFits) {
-  SearchConfig config =
-      tiny_search_config("{weight_bytes: 400, flash_bytes: 1000, sram_bytes: 4000, cycles: 20000}",
-                         udc::data::kFashionMnistDir);
+  SearchConfig config = tiny_search_config(kTightBudgets, udc::data::kFashionMnistDir);
   config.search.architecture_fraction = 0.25;
-  const fs::path out =
-      fs::temp_directory_path() / ("udc_bilevel_search_" + std::to_string(::getpid()));
-  fs::remove_all(out);
+  const fs::path out = fresh_output_dir("udc_bilevel_search_");
   std::ostringstream log;
   SearchOptions options;
   options.output_dir = out.string();
@@ -577,14 +581,10 @@ TEST(Search, BiLevelSearchStepsTheArchitectureOnItsOwnImagesAndFits) {
 }
 
 TEST(Search, DerivationCanRankCandidatesAfterAShortFineTuneAndReportsTheRankCorrelation) {
-  SearchConfig config =
-      tiny_search_config("{weight_bytes: 400, flash_bytes: 1000, sram_bytes: 4000, cycles: 20000}",
-                         udc::data::kFashionMnistDir);
+  SearchConfig config = tiny_search_config(kTightBudgets, udc::data::kFashionMnistDir);
   config.search.derivation_samples = 1;
   config.search.derivation_finetune_epochs = 2;  // the float warm-up and one compress epoch
-  const fs::path out =
-      fs::temp_directory_path() / ("udc_checked_derivation_" + std::to_string(::getpid()));
-  fs::remove_all(out);
+  const fs::path out = fresh_output_dir("udc_checked_derivation_");
   SearchOptions options;
   options.output_dir = out.string();
   const SearchResult result =
@@ -640,13 +640,8 @@ TEST(Search, TinySearchUnderTightBudgetsEndsWithAModelThatFits) {
   ASSERT_TRUE(fs::is_directory(udc::data::kFashionMnistDir))
       << udc::data::kFashionMnistDir
       << ": no Fashion-MNIST; ./setup.sh installs dataset-fashion-mnist";
-  // Tight: the widest 8-bit dense models need several KB; only a sparse, low-bit or narrow
-  // choice fits.
-  const SearchConfig config =
-      tiny_search_config("{weight_bytes: 400, flash_bytes: 1000, sram_bytes: 4000, cycles: 20000}",
-                         udc::data::kFashionMnistDir);
-  const fs::path out = fs::temp_directory_path() / ("udc_search_" + std::to_string(::getpid()));
-  fs::remove_all(out);
+  const SearchConfig config = tiny_search_config(kTightBudgets, udc::data::kFashionMnistDir);
+  const fs::path out = fresh_output_dir("udc_search_");
   SearchOptions options;
   options.output_dir = out.string();
   const SearchResult result =
@@ -707,8 +702,7 @@ TEST(Search, SuperResolutionSearchEndsInAVerifiedUpscalerThatFits) {
   fs::remove(config_path);
   EXPECT_EQ(config.space.scale, 2u);
   EXPECT_EQ(config.space.blocks.back().name, "upscale");
-  const fs::path out = fs::temp_directory_path() / ("udc_sr_search_" + std::to_string(::getpid()));
-  fs::remove_all(out);
+  const fs::path out = fresh_output_dir("udc_sr_search_");
   SearchOptions options;
   options.output_dir = out.string();
   const SearchResult result =
