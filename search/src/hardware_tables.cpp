@@ -122,6 +122,9 @@ fm::Model candidate_model(const BlockSpace& block, const BlockGeometry& g, const
         break;
     }
   }
+  // The anchor (ArchitectureSpec::anchor: a fixed convolution of the network's input and
+  // an ADD) is a cost outside every block's table; derivation and fine-tune measure the
+  // whole exported network, so the budgets count it.
   if (op.upscales() > 0) t = builder.depth_to_space("shuffle", t, op.upscales());
   if (op.adds_input() && block.stride == 1 && in_c == out_c) {
     t = builder.add("add", input, t, int8::add_params(0.05, 0.05, 0.05), quant,

@@ -512,18 +512,7 @@ QTensor QInvertedResidual::forward(const QTensor& input, const ForwardContext& c
   if (expand_) h = expand_->forward(h, context);
   h = project_->forward(depthwise_->forward(h, context), context);
   if (!residual_) return h;
-  const torch::Tensor y = input.x + h.x;
-  if (context.mode != Mode::Quantized) return {y, {}};
-  if (context.observe) sum_range_->observe(y.detach(), context.momentum);
-  // TFLite int8 ADD.
-  torch::NoGradGuard no_grad;
-  const ActQuant out = sum_range_->quant();
-  const int8::AddParams p = int8::add_params(input.quant.scale, h.quant.scale, out.scale);
-  const torch::Tensor q =
-      add_integers(recover_integers(input.x.detach(), input.quant), input.quant.zero_point,
-                   recover_integers(h.x.detach(), h.quant), h.quant.zero_point, p, out.zero_point);
-  torch::AutoGradMode enable_grad(true);
-  return {straight_through(y, dequantize(q, out)), out};
+  return quantized_add(input, h, *sum_range_, context);
 }
 
 ExportedTensor QInvertedResidual::export_to(fm::ModelBuilder& builder,
@@ -532,10 +521,32 @@ ExportedTensor QInvertedResidual::export_to(fm::ModelBuilder& builder,
   if (expand_) h = expand_->export_to(builder, h);
   h = project_->export_to(builder, depthwise_->export_to(builder, h));
   if (!residual_) return h;
-  const ActQuant out = sum_range_->quant();
-  const int8::AddParams p = int8::add_params(input.quant.scale, h.quant.scale, out.scale);
-  return {builder.add(name_ + "_add", input.index, h.index, p, {out.scale, out.zero_point},
-                      fm::Activation::None),
+  return export_add(builder, name_ + "_add", input, h, *sum_range_);
+}
+
+// ---------------------------------------------------------------- residual adds
+
+QTensor quantized_add(const QTensor& a, const QTensor& b, RangeObserver& range,
+                      const ForwardContext& context) {
+  const torch::Tensor y = a.x + b.x;
+  if (context.mode != Mode::Quantized) return {y, {}};
+  if (context.observe) range.observe(y.detach(), context.momentum);
+  torch::NoGradGuard no_grad;
+  const ActQuant out = range.quant();
+  const int8::AddParams p = int8::add_params(a.quant.scale, b.quant.scale, out.scale);
+  const torch::Tensor q =
+      add_integers(recover_integers(a.x.detach(), a.quant), a.quant.zero_point,
+                   recover_integers(b.x.detach(), b.quant), b.quant.zero_point, p, out.zero_point);
+  torch::AutoGradMode enable_grad(true);
+  return {straight_through(y, dequantize(q, out)), out};
+}
+
+ExportedTensor export_add(fm::ModelBuilder& builder, const std::string& name,
+                          const ExportedTensor& a, const ExportedTensor& b,
+                          const RangeObserver& range) {
+  const ActQuant out = range.quant();
+  const int8::AddParams p = int8::add_params(a.quant.scale, b.quant.scale, out.scale);
+  return {builder.add(name, a.index, b.index, p, {out.scale, out.zero_point}, fm::Activation::None),
           out};
 }
 
@@ -632,20 +643,127 @@ QNet::QNet(const ArchitectureSpec& spec, const data::Normalization& normalizatio
   if (!spec.batch_statistics) {
     for (const auto& layer : weighted_) layer->freeze_batch_statistics();
   }
+  if (spec.anchor != AnchorKind::None) {
+    if (spec.layers.empty() || spec.layers.back().kind != LayerKind::DepthToSpace) {
+      throw std::invalid_argument("an anchor needs a network that ends in depth_to_space");
+    }
+    // Per output channel: the largest weight at 127, or weights 1 at scale 1 (exact) where
+    // the filter is a copy.
+    const torch::Tensor filter =
+        anchor_filter(spec.anchor, spec.layers.back().kernel, spec.channels);
+    const torch::Tensor largest = std::get<0>(filter.abs().flatten(1).max(1));
+    anchor_scales_ = spec.anchor == AnchorKind::Nearest ? torch::ones_like(largest)
+                                                        : largest / double(weight_limit(8));
+    anchor_weights_ = torch::round(filter / anchor_scales_.reshape({-1, 1, 1, 1}));
+    for (int64_t k = 0; k < anchor_scales_.size(0); ++k) {
+      // Accumulator scale input_scale * weight scale into the input's scale.
+      const auto [multiplier, shift] = int8::quantize_multiplier(anchor_scales_[k].item<double>());
+      anchor_multiplier_.push_back(multiplier);
+      anchor_shift_.push_back(shift);
+    }
+    anchor_sum_range_ = std::make_unique<RangeObserver>(*this, "anchor_sum_range");
+  }
+}
+
+torch::Tensor anchor_filter(AnchorKind kind, uint32_t block, uint32_t channels) {
+  const int64_t b = block, c = channels;
+  if (kind == AnchorKind::Nearest) {
+    torch::Tensor filter = torch::zeros({b * b * c, c, 1, 1});
+    for (int64_t k = 0; k < b * b * c; ++k) filter[k][k % c][0][0] = 1.0;
+    return filter;
+  }
+  // Catmull-Rom (cubic convolution with a = -0.5) at distance d.
+  auto cubic = [](double d) {
+    d = std::abs(d);
+    if (d < 1) return 1.5 * d * d * d - 2.5 * d * d + 1;
+    if (d < 2) return -0.5 * d * d * d + 2.5 * d * d - 4 * d + 2;
+    return 0.0;
+  };
+  constexpr int64_t kTaps = 5;  // offsets -2..2 hold every tap of a shift within +-0.5
+  auto taps = [&](int64_t phase) {
+    const double shift = (double(phase) + 0.5) / double(b) - 0.5;
+    std::vector<double> t(kTaps);
+    for (int64_t o = 0; o < kTaps; ++o) t[size_t(o)] = cubic(double(o - kTaps / 2) - shift);
+    return t;
+  };
+  torch::Tensor filter = torch::zeros({b * b * c, c, kTaps, kTaps});
+  for (int64_t i = 0; i < b; ++i) {
+    for (int64_t j = 0; j < b; ++j) {
+      const std::vector<double> rows = taps(i), columns = taps(j);
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const int64_t k = (i * b + j) * c + ch;
+        for (int64_t y = 0; y < kTaps; ++y) {
+          for (int64_t x = 0; x < kTaps; ++x) {
+            filter[k][ch][y][x] = rows[size_t(y)] * columns[size_t(x)];
+          }
+        }
+      }
+    }
+  }
+  return filter;
+}
+
+QTensor QNet::add_anchor(const QTensor& input, const QTensor& residual,
+                         const ForwardContext& context) {
+  const int64_t pad = anchor_weights_.size(3) / 2;
+  QTensor anchor{torch::Tensor(), input.quant};
+  if (context.mode != Mode::Quantized) {
+    const torch::Tensor weights = anchor_weights_ * anchor_scales_.reshape({-1, 1, 1, 1});
+    anchor.x = torch::conv2d(input.x.detach(), weights, {}, 1, pad);
+  } else {
+    // The exported convolution: zero-point padding, int32 accumulators, requantisation.
+    torch::NoGradGuard no_grad;
+    const torch::Tensor centered =
+        recover_integers(input.x.detach(), input.quant) - input.quant.zero_point;
+    const torch::Tensor accumulators =
+        torch::conv2d(centered.to(torch::kDouble), anchor_weights_.to(torch::kDouble), {}, 1, pad);
+    const torch::Tensor q = requantize(
+        accumulators, std::vector<int32_t>(anchor_multiplier_.size(), 0), anchor_multiplier_,
+        anchor_shift_, input.quant.zero_point, int8::kMin, int8::kMax);
+    anchor.x = dequantize(q, input.quant);
+  }
+  return quantized_add(anchor, residual, *anchor_sum_range_, context);
+}
+
+ExportedTensor QNet::export_anchor(fm::ModelBuilder& builder, const ExportedTensor& input,
+                                   const ExportedTensor& residual) const {
+  const uint32_t out_channels = uint32_t(anchor_weights_.size(0));
+  const uint32_t kernel = uint32_t(anchor_weights_.size(3));
+  // Torch [oc][ic][kh][kw] to the model's [oc][kh][kw][ic].
+  const torch::Tensor ordered =
+      anchor_weights_.permute({0, 2, 3, 1}).contiguous().to(torch::kInt8).flatten();
+  std::vector<int8_t> weights(ordered.data_ptr<int8_t>(),
+                              ordered.data_ptr<int8_t>() + ordered.numel());
+  fm::ModelBuilder::Requant requant{std::vector<int32_t>(out_channels, 0), anchor_multiplier_,
+                                    anchor_shift_};
+  const ExportedTensor anchor{
+      builder.conv2d("anchor", input.index, out_channels, kernel, 1, fm::Padding::Same,
+                     std::move(weights), 8, std::move(requant),
+                     {input.quant.scale, input.quant.zero_point}, fm::Activation::None),
+      input.quant};
+  return export_add(builder, "anchor_add", anchor, residual, *anchor_sum_range_);
 }
 
 QTensor QNet::forward(const torch::Tensor& images, const ForwardContext& context) {
-  QTensor t{images, input_quant_};
-  for (const auto& layer : layers_) t = layer->forward(t, context);
+  const QTensor input{images, input_quant_};
+  QTensor t = input;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (anchor_sum_range_ && i + 1 == layers_.size()) t = add_anchor(input, t, context);
+    t = layers_[i]->forward(t, context);
+  }
   return {t.x.reshape({t.x.size(0), -1}), t.quant};
 }
 
 fm::Model QNet::export_model() const {
   fm::ModelBuilder builder(spec_.name);
-  ExportedTensor t{builder.add_input("input", {spec_.height, spec_.width, spec_.channels},
-                                     input_quant_.scale, input_quant_.zero_point),
-                   input_quant_};
-  for (const auto& layer : layers_) t = layer->export_to(builder, t);
+  const ExportedTensor input{builder.add_input("input", {spec_.height, spec_.width, spec_.channels},
+                                               input_quant_.scale, input_quant_.zero_point),
+                             input_quant_};
+  ExportedTensor t = input;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (anchor_sum_range_ && i + 1 == layers_.size()) t = export_anchor(builder, input, t);
+    t = layers_[i]->export_to(builder, t);
+  }
   builder.mark_output(t.index);
   return builder.finish();
 }

@@ -235,6 +235,23 @@ class QInvertedResidual : public QLayer {
   std::unique_ptr<RangeObserver> sum_range_;
 };
 
+/// The fixed filter of an anchor (AnchorKind, not None) for depth_to_space by `block` of
+/// `channels` channels: [block^2 * channels, channels, k, k] float, output channel
+/// (i*block + j)*channels + c reading input channel c (depth_to_space's order). Nearest:
+/// 1x1, weight 1. Bicubic: 5x5, the Catmull-Rom weights of sub-pixel (i, j) at
+/// centre-aligned positions (i + 0.5) / block - 0.5 (stb's resize, data::resize_bicubic),
+/// zero padding at the borders in place of its edge clamp.
+torch::Tensor anchor_filter(AnchorKind kind, uint32_t block, uint32_t channels);
+
+/// `a` + `b` as TFLite's int8 ADD computes it in quantised mode (output range observed by
+/// `range`), the float sum otherwise: the residual adds of blocks and of the anchor.
+QTensor quantized_add(const QTensor& a, const QTensor& b, RangeObserver& range,
+                      const ForwardContext& context);
+/// The ADD of exported tensors `a` and `b` into the range `range` observed.
+ExportedTensor export_add(firmware_model::ModelBuilder& builder, const std::string& name,
+                          const ExportedTensor& a, const ExportedTensor& b,
+                          const RangeObserver& range);
+
 /// The network of an ArchitectureSpec. forward() returns logits [N, classes] (and their
 /// quantisation in quantised mode).
 class QNet : public torch::nn::Module {
@@ -248,10 +265,22 @@ class QNet : public torch::nn::Module {
   ActQuant input_quant() const { return input_quant_; }
 
  private:
+  /// ArchitectureSpec::anchor: `residual` (the upscaler's output) plus the anchor filter
+  /// applied to the input (in quantised mode as the exported integer convolution).
+  QTensor add_anchor(const QTensor& input, const QTensor& residual, const ForwardContext& context);
+  ExportedTensor export_anchor(firmware_model::ModelBuilder& builder, const ExportedTensor& input,
+                               const ExportedTensor& residual) const;
+
   ArchitectureSpec spec_;
   ActQuant input_quant_;
   std::vector<std::shared_ptr<QLayer>> layers_;
   std::vector<std::shared_ptr<QWeighted>> weighted_;
+  /// ArchitectureSpec::anchor as exported: integer weights (float dtype, Torch layout),
+  /// their per-output-channel scale and requantisation into the input's quantisation.
+  /// Undefined without an anchor.
+  torch::Tensor anchor_weights_, anchor_scales_;
+  std::vector<int32_t> anchor_multiplier_, anchor_shift_;
+  std::unique_ptr<RangeObserver> anchor_sum_range_;
 };
 
 }  // namespace udc::search

@@ -73,6 +73,7 @@ void read_space(YamlSection space, SearchSpace& s) {
     input_widths = b.widths;
     s.blocks.push_back(b);
   }
+  s.anchor = read_anchor(space, s.scale > 0);
   BlockSpace last;
   if (s.scale > 0) {
     last.name = "upscale";

@@ -67,7 +67,9 @@ std::string train_config_yaml(const TrainConfig& c) {
       "# Derived by udc search from {}.\nmodel:\n  name: {}\n  input: [{}, {}, {}]\n{}  layers:\n",
       c.file, c.architecture.name, c.architecture.height, c.architecture.width,
       c.architecture.channels,
-      c.data.super_resolution() ? "" : fmt::format("  classes: {}\n", c.architecture.classes));
+      c.data.super_resolution()
+          ? fmt::format("  anchor: {}\n", anchor_kind_name(c.architecture.anchor))
+          : fmt::format("  classes: {}\n", c.architecture.classes));
   for (const LayerSpec& l : c.architecture.layers) {
     y += fmt::format("    - {{op: {}, name: {}", layer_kind_name(l.kind), l.name);
     if (l.kind == LayerKind::Conv || l.kind == LayerKind::InvertedResidual ||

@@ -479,7 +479,16 @@ torch::Tensor Supernet::forward(const torch::Tensor& images, const SamplingSetti
   for (size_t k = 0; k < blocks_.size(); ++k) t = run_block(k, t, settings);
   // A super-resolution network's output: the upscaler's channels as pixels, flattened as
   // QNet::forward returns them.
-  if (space_.scale > 0) return depth_to_space(t.x, space_.scale).flatten(1);
+  if (space_.scale > 0) {
+    torch::Tensor y = t.x;
+    if (space_.anchor != AnchorKind::None) {
+      // ArchitectureSpec::anchor with its exact float filter (the derived network's is
+      // rounded to int8 weights).
+      const torch::Tensor filter = anchor_filter(space_.anchor, space_.scale, space_.channels);
+      y = y + torch::conv2d(images, filter, {}, 1, filter.size(3) / 2);
+    }
+    return depth_to_space(y, space_.scale).flatten(1);
+  }
   return t.x;
 }
 
@@ -706,6 +715,7 @@ ArchitectureSpec Supernet::derive(const ArchitectureChoice& choice) const {
   arch.channels = space_.channels;
   arch.classes = space_.classes;
   arch.batch_statistics = space_.batch_statistics;
+  arch.anchor = space_.anchor;
   for (size_t k = 0; k < blocks_.size(); ++k) {
     const BlockSpace& bs = space_.blocks[k];
     const BlockChoice& c = choice[k];

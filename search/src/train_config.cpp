@@ -33,6 +33,29 @@ const char* layer_kind_name(LayerKind kind) {
   return "?";
 }
 
+const char* anchor_kind_name(AnchorKind kind) {
+  switch (kind) {
+    case AnchorKind::None:
+      return "none";
+    case AnchorKind::Nearest:
+      return "nearest";
+    case AnchorKind::Bicubic:
+      return "bicubic";
+  }
+  return "?";
+}
+
+AnchorKind read_anchor(YamlSection& section, bool super_resolution) {
+  if (!super_resolution && section.has("anchor")) {
+    section.fail("anchor", "only a super-resolution network (an upscaler's data.set) has one");
+  }
+  const std::string name = section.choice("anchor", "none", {"none", "nearest", "bicubic"});
+  for (AnchorKind kind : {AnchorKind::None, AnchorKind::Nearest, AnchorKind::Bicubic}) {
+    if (name == anchor_kind_name(kind)) return kind;
+  }
+  return AnchorKind::None;
+}
+
 namespace {
 
 LayerKind parse_kind(YamlSection& layer) {
@@ -122,6 +145,7 @@ void read_architecture(YamlSection model, const DataSpec& data, ArchitectureSpec
   } else {
     arch.classes = uint32_t(model.integer("classes", arch.classes, 2, 100000));
   }
+  arch.anchor = read_anchor(model, data.super_resolution());
   YamlSection defaults = model.section("defaults");
   const uint32_t default_bits = uint32_t(defaults.integer("bits", 8, 2, 8));
   const double default_sparsity = defaults.number("sparsity", 0.0, 0.0, 0.99);

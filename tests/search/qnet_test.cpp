@@ -122,6 +122,19 @@ ArchitectureSpec architecture(const std::string& name, uint32_t side, uint32_t c
   return arch;
 }
 
+/// Sub-pixel output with the anchor (ArchitectureSpec::anchor): the input tiled over the 4
+/// sub-pixels added to the last convolution before depth_to_space.
+ArchitectureSpec anchored_upscaler(AnchorKind anchor, uint32_t side, uint32_t channels) {
+  using K = LayerKind;
+  ArchitectureSpec arch =
+      architecture(fmt::format("anchored_{}", anchor_kind_name(anchor)), side, channels,
+                   {layer(K::Conv, 8, 3, 1, 6, 0.0),
+                    layer(K::Conv, 4 * channels, 3, 1, 4, 0.25, ActivationKind::None),
+                    layer(K::DepthToSpace, 0, 2, 1, 8, 0)});
+  arch.anchor = anchor;
+  return arch;
+}
+
 std::vector<ArchitectureSpec> test_architectures() {
   using K = LayerKind;
   const auto none = ActivationKind::None, relu6 = ActivationKind::Relu6;
@@ -150,6 +163,8 @@ std::vector<ArchitectureSpec> test_architectures() {
       architecture("subpixel", 4, 1,
                    {layer(K::Conv, 8, 3, 1, 6, 0.0), layer(K::Conv, 4, 3, 1, 4, 0.25, none),
                     layer(K::DepthToSpace, 0, 2, 1, 8, 0)}),
+      anchored_upscaler(AnchorKind::Nearest, 4, 1),
+      anchored_upscaler(AnchorKind::Bicubic, 6, 1),
       // Wide 8-bit layers: 576 products per output (split float accumulation) and 9,216
       // (double accumulation).
       architecture("wide", 12, 1,
@@ -238,6 +253,15 @@ TEST(Export, IntegerModelEqualsLibTorchOnInterpreterAndSimulator) {
     size_t weighted = 0;
     for (const fm::Operation& op : loaded.operations) {
       if (op.weights.empty()) continue;
+      if (op.name == "anchor") {
+        // Fixed, not trained; nearest: a copy of input channel k % C into channel k.
+        if (arch.anchor != AnchorKind::Nearest) continue;
+        for (size_t k = 0; k < op.weights.size(); ++k) {
+          ASSERT_EQ(int(op.weights[k]), k / arch.channels % arch.channels == k % arch.channels)
+              << k;
+        }
+        continue;
+      }
       const auto& layer = net.weighted()[weighted++];
       const int limit = weight_limit(layer->bits());
       EXPECT_EQ(op.weight_bits, layer->bits());
@@ -250,6 +274,58 @@ TEST(Export, IntegerModelEqualsLibTorchOnInterpreterAndSimulator) {
       EXPECT_GE(zeros, pruned_per_channel * layer->out_channels()) << op.name;
     }
     EXPECT_EQ(weighted, net.weighted().size());
+  }
+}
+
+TEST(Anchor, AZeroResidualGivesTheAnchorsUpscale) {
+  // The upscaler's weights and bias 0 leave only the anchor: the nearest-neighbour upscale
+  // (exact up to the output's requantisation), or data::resize_bicubic's (stb's
+  // Catmull-Rom) away from the borders, where it clamps and the convolution pads.
+  const udc::data::Normalization normalization{0.4f, 0.3f};
+  for (const AnchorKind kind : {AnchorKind::Nearest, AnchorKind::Bicubic}) {
+    SCOPED_TRACE(anchor_kind_name(kind));
+    const ArchitectureSpec arch = anchored_upscaler(kind, 8, 2);  // k reads input channel k % 2
+    const uint32_t side = arch.height, c = arch.channels, out_side = 2 * side;
+    const auto set = synthetic_set(side, c, 24, 3);
+    QNet net(arch, normalization);
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : net.named_parameters()) {
+        if (p.key().rfind(arch.layers[1].name + ".", 0) == 0) p.value().zero_();
+      }
+    }
+    prepare_quantization(net, set, normalization, 8, 3);
+    const fm::Model model = net.export_model();
+    const Evaluation eval = evaluate(net, set, normalization, Mode::Quantized, 8, set.size());
+    const fm::TensorInfo& output = model.tensors[size_t(model.outputs[0])];
+    ASSERT_EQ(output.shape, (fm::Shape{out_side, out_side, c}));
+    // Bicubic: within 2 input pixels of a border the clamp and the padding differ.
+    const uint32_t margin = kind == AnchorKind::Bicubic ? 4 : 0;
+    const double tolerance = kind == AnchorKind::Bicubic ? 2.5 * output.scale : output.scale;
+    for (size_t i = 0; i < set.size(); ++i) {
+      const auto values = fm::run_reference(model, {model_input(set, i)});
+      const auto& up = values[size_t(model.outputs[0])];  // HWC
+      const udc::data::Image low{side, side, c, {set.image(i), set.image(i) + set.image_bytes()}};
+      const udc::data::Image bicubic = udc::data::resize_bicubic(low, out_side, out_side);
+      for (uint32_t y = 0; y < out_side; ++y) {
+        for (uint32_t x = 0; x < out_side; ++x) {
+          for (uint32_t ch = 0; ch < c; ++ch) {
+            const int8_t q = up[(size_t{y} * out_side + x) * c + ch];
+            // LibTorch's integers (CHW) are the interpreter's, as for every network.
+            ASSERT_EQ(q, eval.logits[i][(size_t{ch} * out_side + y) * out_side + x]) << i;
+            if (y < margin || x < margin || y >= out_side - margin || x >= out_side - margin) {
+              continue;
+            }
+            const uint8_t pixel = kind == AnchorKind::Nearest
+                                      ? set.image(i)[(size_t{y / 2} * side + x / 2) * c + ch]
+                                      : bicubic.pixels[(size_t{y} * out_side + x) * c + ch];
+            const double out = double(output.scale) * (q - output.zero_point);
+            ASSERT_NEAR(out, normalization.normalize(pixel), tolerance)
+                << "image " << i << " pixel " << y << "," << x << "," << ch;
+          }
+        }
+      }
+    }
   }
 }
 
@@ -631,8 +707,11 @@ TEST(Trainer, ExportsTheEpochBestOnHeldOutImagesAndResumesIt) {
   fs::remove_all(root);
 }
 
-TEST(Trainer, SuperResolutionScoresWholePhotographsAsUdcEvalDoes) {
-  const fs::path root = fs::temp_directory_path() / ("udc_train_sr_" + std::to_string(::getpid()));
+namespace {
+
+void expect_super_resolution_scored_as_udc_eval(AnchorKind anchor) {
+  const fs::path root = fs::temp_directory_path() /
+                        fmt::format("udc_train_sr_{}_{}", ::getpid(), anchor_kind_name(anchor));
   fs::remove_all(root);
   using K = LayerKind;
   TrainConfig config;
@@ -643,6 +722,7 @@ TEST(Trainer, SuperResolutionScoresWholePhotographsAsUdcEvalDoes) {
        layer(K::DepthToSpace, 0, 2, 1, 8, 0.0, ActivationKind::None)});
   config.architecture.classes = 0;
   config.architecture.batch_statistics = false;  // as load_train_config sets it
+  config.architecture.anchor = anchor;
   config.data.set = "sr-photos";
   config.data.dir = udc::data::kOpencvSamplesDir;
   config.data.normalization = {0.0f, 1.0f};
@@ -694,4 +774,15 @@ TEST(Trainer, SuperResolutionScoresWholePhotographsAsUdcEvalDoes) {
   EXPECT_EQ(again.history.back().holdout_score, trained.history.back().holdout_score);
   EXPECT_EQ(udc::common::read_file(again.model_path), udc::common::read_file(trained.model_path));
   fs::remove_all(root);
+}
+
+}  // namespace
+
+TEST(Trainer, SuperResolutionScoresWholePhotographsAsUdcEvalDoes) {
+  // Plain, and with the anchor (its fixed convolution and ADD exported, verified and
+  // round-tripped like every layer).
+  for (AnchorKind anchor : {AnchorKind::None, AnchorKind::Bicubic}) {
+    SCOPED_TRACE(anchor_kind_name(anchor));
+    expect_super_resolution_scored_as_udc_eval(anchor);
+  }
 }

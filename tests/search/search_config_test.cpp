@@ -136,6 +136,10 @@ TEST(SearchConfig, BadInputNamesKeyAndReason) {
                       "data: {set: sr-photos}\n")
                 .find("classes: a super-resolution search (data.set sr-photos) has no classes"),
             std::string::npos);
+  EXPECT_NE(error_for("space:\n  anchor: nearest\n  blocks:\n    - {ops: [conv], widths: [8]}\n"
+                      "budgets: {flash_bytes: 1000}\nnpu: x.yaml\n")
+                .find("space.anchor: only a super-resolution network"),
+            std::string::npos);
 }
 
 // Each operator's weighted layers, in execution order, as the paper's operators are built:

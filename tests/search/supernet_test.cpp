@@ -685,7 +685,7 @@ TEST(Search, SuperResolutionSearchEndsInAVerifiedUpscalerThatFits) {
       fs::temp_directory_path() / ("udc_tiny_sr_search_" + std::to_string(::getpid()) + ".yaml");
   std::ofstream(config_path)
       << "name: tiny-sr\ninput: [12, 12, 1]\n"
-         "space:\n  bits: [2, 4, 8]\n  sparsity: [0.0, 0.5, 0.9]\n  blocks:\n"
+         "space:\n  bits: [2, 4, 8]\n  sparsity: [0.0, 0.5, 0.9]\n  anchor: bicubic\n  blocks:\n"
          "    - {name: feature, ops: [conv], widths: [4, 8]}\n"
          "    - {name: b1, ops: [conv, separable, skip], widths: [4, 8]}\n"
          "budgets: {weight_bytes: 300}\n"
@@ -702,6 +702,7 @@ TEST(Search, SuperResolutionSearchEndsInAVerifiedUpscalerThatFits) {
   fs::remove(config_path);
   EXPECT_EQ(config.space.scale, 2u);
   EXPECT_EQ(config.space.blocks.back().name, "upscale");
+  EXPECT_EQ(config.space.anchor, AnchorKind::Bicubic);
   const fs::path out = fresh_output_dir("udc_sr_search_");
   SearchOptions options;
   options.output_dir = out.string();
@@ -711,6 +712,9 @@ TEST(Search, SuperResolutionSearchEndsInAVerifiedUpscalerThatFits) {
   EXPECT_EQ(result.metric, Metric::Psnr);
   const fm::Model model = fm::read_model(result.model_path);
   EXPECT_EQ(fm::upscaler_shape(model).scale, 2u);
+  // The anchor's convolution and ADD are in the model whose streams the budget counts.
+  EXPECT_TRUE(std::any_of(model.operations.begin(), model.operations.end(),
+                          [](const fm::Operation& op) { return op.name == "anchor_add"; }));
   const fm::CompileResult compiled = fm::compile(model, npu());
   ASSERT_TRUE(compiled.fits());
   uint64_t streams = 0;
@@ -725,6 +729,7 @@ TEST(Search, SuperResolutionSearchEndsInAVerifiedUpscalerThatFits) {
   EXPECT_TRUE(derived.data.super_resolution());
   EXPECT_EQ(derived.architecture.layers.back().kind, LayerKind::DepthToSpace);
   EXPECT_FALSE(derived.architecture.batch_statistics);
+  EXPECT_EQ(derived.architecture.anchor, AnchorKind::Bicubic);
   fs::remove_all(out);
 }
 

@@ -104,6 +104,7 @@ TEST(TrainConfig, SuperResolutionSetsTakeAnUpscaler) {
   EXPECT_EQ(config.data.normalization.mean, 0.0f);
   EXPECT_EQ(config.data.normalization.std, 1.0f);
   EXPECT_EQ(config.architecture.classes, 0u);
+  EXPECT_EQ(config.architecture.anchor, AnchorKind::None);
   EXPECT_EQ(metric_of(config.data), Metric::Psnr);
   EXPECT_EQ(score_key(Metric::Psnr, "test"), "test_psnr_db");
   EXPECT_EQ(format_score(Metric::Psnr, 27.314), "27.31 dB");
@@ -132,6 +133,18 @@ TEST(TrainConfig, SuperResolutionSetsTakeAnUpscaler) {
                 .find("data.augment.crop_padding: not for super-resolution patches"),
             std::string::npos);
   EXPECT_NE(error_for(std::string(kMinimal) + "data: {scale: 2}\n").find("data.scale: unknown key"),
+            std::string::npos);
+  // The anchor: read for an upscaler, refused for a classifier.
+  const fs::path anchored = fs::temp_directory_path() / "udc_cfg_sr_anchor.yaml";
+  std::ofstream(anchored) << "model:\n  anchor: bicubic\n"
+                          << upscaler.substr(7) << "data: {set: sr-photos}\n";
+  EXPECT_EQ(load_train_config(anchored.string()).architecture.anchor, AnchorKind::Bicubic);
+  fs::remove(anchored);
+  EXPECT_NE(error_for("model:\n  anchor: nearest\n" + std::string(kMinimal).substr(7))
+                .find("model.anchor: only a super-resolution network"),
+            std::string::npos);
+  EXPECT_NE(error_for("model:\n  anchor: true\n" + upscaler.substr(7) + "data: {set: sr-photos}\n")
+                .find("model.anchor"),
             std::string::npos);
 }
 

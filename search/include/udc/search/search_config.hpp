@@ -32,8 +32,9 @@ struct SearchSpace {
   /// along each axis, the last block being the upscaler; 0: classification, the last
   /// block the classifier.
   uint32_t scale = 0;
-  bool batch_statistics = true;         ///< ArchitectureSpec::batch_statistics (false with scale)
-  std::vector<uint32_t> bits{2, 4, 8};  ///< weight bitwidth choices, every block
+  bool batch_statistics = true;          ///< ArchitectureSpec::batch_statistics (false with scale)
+  AnchorKind anchor = AnchorKind::None;  ///< ArchitectureSpec::anchor (only with scale)
+  std::vector<uint32_t> bits{2, 4, 8};   ///< weight bitwidth choices, every block
   std::vector<double> sparsity{0.0, 0.5, 0.75, 0.9};  ///< sparsity choices, every block
   /// Searchable blocks in order, then the classifier or upscaler block (appended by the
   /// reader).

@@ -36,6 +36,16 @@ const char* layer_kind_name(LayerKind kind);
 
 enum class ActivationKind { None, Relu, Relu6 };
 
+/// What a super-resolution network's output is added to (ArchitectureSpec::anchor): none,
+/// the input's nearest-neighbour upscale (the anchor of ABPN, Du et al. 2021) or its
+/// bicubic upscale (the global residual of VDSR, Kim et al. 2016; Catmull-Rom, as
+/// data::resize_bicubic and `udc eval`'s bicubic figure).
+enum class AnchorKind { None, Nearest, Bicubic };
+const char* anchor_kind_name(AnchorKind kind);
+/// The YAML key `anchor` of a model or search space: none, nearest or bicubic; only a
+/// super-resolution network (`super_resolution`) may have one.
+AnchorKind read_anchor(common::YamlSection& section, bool super_resolution);
+
 struct LayerSpec {
   LayerKind kind = LayerKind::Conv;
   std::string name;           ///< unique; derived ("conv0", ...) if not given
@@ -79,6 +89,12 @@ struct ArchitectureSpec {
   /// (EDSR, Lim et al. 2017: batch norm hurts it; here the float warm-up of an ESPCN
   /// reached 24 dB with it, the same network with frozen statistics 31 dB).
   bool batch_statistics = true;
+  /// Super-resolution: the last convolution's output is added, before depth_to_space, to a
+  /// fixed upscale of the input in the same sub-pixel layout, so that the network learns
+  /// only the residual over it. Low-bit and pruned weights then perturb a small correction,
+  /// not the whole image. Exported as a fixed int8 convolution of the input (1x1 for
+  /// nearest, 5x5 for bicubic) and an ADD, which the budgets count like any layer.
+  AnchorKind anchor = AnchorKind::None;
 };
 
 /// Where the images come from and how they are prepared.
