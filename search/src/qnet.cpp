@@ -662,6 +662,12 @@ QNet::QNet(const ArchitectureSpec& spec, const data::Normalization& normalizatio
       anchor_shift_.push_back(shift);
     }
     anchor_sum_range_ = std::make_unique<RangeObserver>(*this, "anchor_sum_range");
+    // The residual starts at 0 and the output at the anchor (SkipInit's zero-initialised
+    // residual branch): a random residual is an error far above the anchor's, and the
+    // first steps that remove it leave the ReLUs before it dead (a bicubic-anchored ESPCN
+    // stayed at bicubic's PSNR through its whole float warm-up, issue 25 note).
+    torch::NoGradGuard no_grad;
+    weighted_.back()->named_parameters(/*recurse=*/false)["weight"].zero_();
   }
 }
 

@@ -282,6 +282,13 @@ Supernet::Supernet(const SearchSpace& space) : space_(space), geometry_(block_ge
       }
     }
   }
+  if (space_.anchor != AnchorKind::None) {
+    // The upscaler's residual starts at 0, as in QNet (ArchitectureSpec::anchor).
+    torch::NoGradGuard no_grad;
+    for (const auto& layer : blocks_.back().op_layers.back()) {
+      layer->named_parameters(/*recurse=*/false)["weight"].zero_();
+    }
+  }
   refresh_masks();
   weight_table_.resize(blocks_.size());
   flash_table_.resize(blocks_.size());
