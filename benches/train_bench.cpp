@@ -23,7 +23,7 @@ struct Fixture {
   torch::Tensor images, labels;
 
   explicit Fixture(int threads) {
-    torch::set_num_threads(threads);
+    use_training_threads(uint32_t(threads));
     torch::manual_seed(1);
     config = load_train_config(std::string(UDC_CONFIG_DIR) + "/train/fmnist-cnn-w4.yaml");
     for (auto& layer : config.architecture.layers) layer.sparsity = 0.5;

@@ -1206,7 +1206,7 @@ SearchResult write_results(const SearchContext& ctx, const Supernet& net,
 SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu,
                         const SearchOptions& options) {
   const Clock::time_point run_start = Clock::now();
-  torch::set_num_threads(int(config.search.threads));
+  use_training_threads(config.search.threads);
   torch::manual_seed(config.search.seed);
   fs::create_directories(options.output_dir);
   // What a killed run was writing when it died (its checkpoints and outputs are whole).

@@ -118,8 +118,9 @@ SeedsResult run_seeds(const std::string& config_file, const std::string& output_
     result.metric = r.metric;
     r.seconds = seconds_since(start);
     result.runs.push_back(std::move(r));
+    // After every seed, so that a run stopped later keeps the seeds it finished.
+    write_summary(config_file, result, output_dir);
   }
-  write_summary(config_file, result, output_dir);
   say(log, format_seeds_table(result));
   return result;
 }

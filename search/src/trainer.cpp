@@ -11,6 +11,9 @@
 #include <optional>
 #include <ostream>
 #include <sstream>
+#if defined(__GLIBC__)
+#include <malloc.h>  // mallopt
+#endif
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -366,6 +369,21 @@ size_t checked_steps_per_epoch(const data::BatchLoader& loader, size_t max_steps
   }
   return max_steps == 0 ? loader.batches_per_epoch()
                         : std::min(loader.batches_per_epoch(), max_steps);
+}
+
+void use_training_threads(uint32_t threads) {
+  torch::set_num_threads(int(threads));
+#ifdef __GLIBC__
+  static const bool retained = [] {
+    // Blocks up to 256 MiB come from the heap; up to 1 GiB free at its top stays mapped,
+    // and the heap grows by 64 MiB at a time. A fixed threshold also turns off glibc's
+    // own dynamic one.
+    constexpr int kMmapThreshold = 256 << 20, kTrimThreshold = 1 << 30, kTopPad = 64 << 20;
+    return mallopt(M_MMAP_THRESHOLD, kMmapThreshold) == 1 &&
+           mallopt(M_TRIM_THRESHOLD, kTrimThreshold) == 1 && mallopt(M_TOP_PAD, kTopPad) == 1;
+  }();
+  (void)retained;
+#endif
 }
 
 double cosine_rate(double base, size_t step, size_t steps) {
@@ -1262,7 +1280,7 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
         config.file));
   }
   EpochBudgetGuard guard(spec, npu ? &*npu : nullptr, say);
-  torch::set_num_threads(int(spec.threads));
+  use_training_threads(spec.threads);
   torch::manual_seed(spec.seed);
 
   TrainingData data = load_training_data(config);

@@ -37,8 +37,8 @@ struct SeedsResult {
 };
 
 /// Trains `config` once per seed (train.seed), each in options.output_dir/seed-<seed>,
-/// then writes seeds.json (each run and the mean ± std of every figure) and returns the
-/// runs. A run over its budgets is recorded as such and the others still run.
+/// rewriting seeds.json (each run and the mean ± std of every figure) after each seed, and
+/// returns the runs. A run over its budgets is recorded as such and the others still run.
 SeedsResult train_seeds(const TrainConfig& config, const std::optional<npu_sim::NpuConfig>& npu,
                         const TrainOptions& options, const std::vector<uint64_t>& seeds);
 /// The same for a search: search.seed and finetune.seed both set to the seed.
