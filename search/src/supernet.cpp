@@ -283,6 +283,7 @@ Supernet::Supernet(const SearchSpace& space) : space_(space), geometry_(block_ge
     }
   }
   if (space_.anchor != AnchorKind::None) {
+    anchor_filter_ = anchor_filter(space_.anchor, space_.scale, space_.channels);
     // The upscaler's residual starts at 0, as in QNet (ArchitectureSpec::anchor).
     torch::NoGradGuard no_grad;
     for (const auto& layer : blocks_.back().op_layers.back()) {
@@ -488,11 +489,10 @@ torch::Tensor Supernet::forward(const torch::Tensor& images, const SamplingSetti
   // QNet::forward returns them.
   if (space_.scale > 0) {
     torch::Tensor y = t.x;
-    if (space_.anchor != AnchorKind::None) {
+    if (anchor_filter_.defined()) {
       // ArchitectureSpec::anchor with its exact float filter (the derived network's is
       // rounded to int8 weights).
-      const torch::Tensor filter = anchor_filter(space_.anchor, space_.scale, space_.channels);
-      y = y + torch::conv2d(images, filter, {}, 1, filter.size(3) / 2);
+      y = y + torch::conv2d(images, anchor_filter_, {}, 1, anchor_filter_.size(3) / 2);
     }
     return depth_to_space(y, space_.scale).flatten(1);
   }

@@ -217,6 +217,9 @@ class Supernet : public torch::nn::Module {
   /// alignment in the weight image [B]
   std::vector<std::vector<double>> weight_table_, flash_table_;
   HardwareTables hardware_;
+  /// A super-resolution space's anchor as a float filter [scale^2 x channels, channels, k,
+  /// k] (anchor_filter); undefined without one. Fixed: built once, not a parameter.
+  torch::Tensor anchor_filter_;
 };
 
 }  // namespace udc::search
