@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -21,6 +22,7 @@ struct Figure {
   std::string name;
   double scale;  ///< applied for display and JSON (accuracy: percent)
   std::function<std::optional<double>(const SeedRun&)> value;  ///< none: not measured
+  std::function<void(SeedRun&, double)> set;  ///< from an unscaled value (seeds.json / scale)
 };
 
 /// Accuracy in percent, PSNR in dB.
@@ -28,32 +30,91 @@ double score_scale(Metric metric) {
   return metric == Metric::Top1 ? 100 : 1;
 }
 
+firmware_model::ModelMeasurement& hardware_of(SeedRun& r) {
+  if (!r.hardware) r.hardware.emplace();
+  return *r.hardware;
+}
+
 std::vector<Figure> figures(Metric metric) {
   return {
       {score_key(metric, "test"), score_scale(metric),
-       [](const SeedRun& r) { return std::optional<double>(r.test_score); }},
+       [](const SeedRun& r) { return std::optional<double>(r.test_score); },
+       [](SeedRun& r, double v) { r.test_score = v; }},
       {score_key(metric, "holdout"), score_scale(metric),
        [](const SeedRun& r) {
          return r.holdout_score < 0 ? std::nullopt : std::optional<double>(r.holdout_score);
-       }},
+       },
+       [](SeedRun& r, double v) { r.holdout_score = v; }},
       {"weight_bytes", 1,
        [](const SeedRun& r) {
          return r.hardware ? std::optional<double>(double(r.hardware->weight_bytes)) : std::nullopt;
-       }},
+       },
+       [](SeedRun& r, double v) { hardware_of(r).weight_bytes = uint64_t(v); }},
       {"flash_bytes", 1,
        [](const SeedRun& r) {
          return r.hardware ? std::optional<double>(double(r.hardware->flash_bytes)) : std::nullopt;
-       }},
+       },
+       [](SeedRun& r, double v) { hardware_of(r).flash_bytes = uint64_t(v); }},
       {"sram_peak_bytes", 1,
        [](const SeedRun& r) {
          return r.hardware ? std::optional<double>(double(r.hardware->arena_bytes)) : std::nullopt;
-       }},
+       },
+       [](SeedRun& r, double v) { hardware_of(r).arena_bytes = uint64_t(v); }},
       {"cycles", 1,
        [](const SeedRun& r) {
          return r.hardware ? std::optional<double>(r.hardware->cycles) : std::nullopt;
-       }},
-      {"seconds", 1, [](const SeedRun& r) { return std::optional<double>(r.seconds); }},
+       },
+       [](SeedRun& r, double v) { hardware_of(r).cycles = v; }},
+      {"seconds", 1, [](const SeedRun& r) { return std::optional<double>(r.seconds); },
+       [](SeedRun& r, double v) { r.seconds = v; }},
   };
+}
+
+/// The runs an earlier invocation recorded in `path` (seeds.json), so that seeds run in
+/// several invocations into one folder are summarised together; none when there is no
+/// such file. Throws naming the file when it is not a summary of `config_file`.
+std::vector<SeedRun> read_earlier_runs(const std::string& path, const std::string& config_file) {
+  if (!fs::exists(path)) return {};
+  const std::vector<uint8_t> bytes = common::read_file(path);
+  const nlohmann::json root = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+  auto bad = [&](const std::string& what) {
+    return std::runtime_error(
+        fmt::format("{}: {}; remove it or choose another output folder", path, what));
+  };
+  if (root.is_discarded() || !root.is_object() || !root.contains("runs") ||
+      !root["runs"].is_array() || !root.contains("score_unit")) {
+    throw bad("not a seeds summary (expected JSON with \"score_unit\" and \"runs\")");
+  }
+  const std::string recorded = root.value("config", "");
+  std::error_code error;
+  const bool same_config =
+      recorded == config_file ||
+      (!recorded.empty() && !config_file.empty() &&
+       fs::weakly_canonical(recorded, error) == fs::weakly_canonical(config_file, error));
+  if (!same_config) {
+    throw bad(fmt::format("summarises the seeds of {}, not of {}", root.value("config", "?"),
+                          config_file));
+  }
+  const Metric metric = root["score_unit"] == "dB" ? Metric::Psnr : Metric::Top1;
+  std::vector<SeedRun> runs;
+  for (const nlohmann::json& j : root["runs"]) {
+    if (!j.is_object() || !j.contains("seed") || !j["seed"].is_number_unsigned()) {
+      throw bad("a run without a \"seed\"");
+    }
+    SeedRun r;
+    r.seed = j["seed"].get<uint64_t>();
+    r.metric = metric;
+    r.output_dir = j.value("output_dir", "");
+    r.within_budgets = j.value("within_budgets", true);
+    for (const Figure& figure : figures(metric)) {
+      if (!j.contains(figure.name)) continue;
+      if (!j[figure.name].is_number())
+        throw bad(fmt::format("seed {}: \"{}\" is not a number", r.seed, figure.name));
+      figure.set(r, j[figure.name].get<double>() / figure.scale);
+    }
+    runs.push_back(std::move(r));
+  }
+  return runs;
 }
 
 /// Each figure's values over the runs that measured it.
@@ -107,6 +168,17 @@ SeedsResult run_seeds(const std::string& config_file, const std::string& output_
                       std::ostream* log, const std::vector<uint64_t>& seeds,
                       const std::function<void(uint64_t, const std::string&, SeedRun&)>& run) {
   SeedsResult result;
+  // Seeds an earlier invocation finished into this folder stay in the summary; a seed run
+  // again replaces its record.
+  std::vector<SeedRun> earlier =
+      read_earlier_runs((fs::path(output_dir) / "seeds.json").string(), config_file);
+  std::vector<SeedRun> kept;
+  for (SeedRun& earlier_run : earlier) {
+    if (std::find(seeds.begin(), seeds.end(), earlier_run.seed) == seeds.end()) {
+      result.metric = earlier_run.metric;
+      kept.push_back(std::move(earlier_run));
+    }
+  }
   for (size_t i = 0; i < seeds.size(); ++i) {
     SeedRun r;
     r.seed = seeds[i];
@@ -119,7 +191,12 @@ SeedsResult run_seeds(const std::string& config_file, const std::string& output_
     r.seconds = seconds_since(start);
     result.runs.push_back(std::move(r));
     // After every seed, so that a run stopped later keeps the seeds it finished.
-    write_summary(config_file, result, output_dir);
+    SeedsResult all = result;
+    all.runs.insert(all.runs.end(), kept.begin(), kept.end());
+    std::sort(all.runs.begin(), all.runs.end(),
+              [](const SeedRun& a, const SeedRun& b) { return a.seed < b.seed; });
+    write_summary(config_file, all, output_dir);
+    if (i + 1 == seeds.size()) result = std::move(all);
   }
   say(log, format_seeds_table(result));
   return result;

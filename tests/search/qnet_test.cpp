@@ -404,6 +404,32 @@ TEST(Trainer, SeedsRunInTheirOwnFoldersAndSummarise) {
               std::abs(accuracies[0] - accuracies[1]) / std::sqrt(2.0), 1e-9);
   EXPECT_EQ(summary["runs"].size(), 2u);
   EXPECT_NE(format_seeds_table(result).find("± std"), std::string::npos);
+
+  // A later invocation into the same folder adds its seed to the summary (stops lose no
+  // finished seed); the table and seeds.json hold all three, in seed order.
+  const SeedsResult later = train_seeds(config, configured_npu(config), options, {2});
+  ASSERT_EQ(later.runs.size(), 3u);
+  EXPECT_EQ(later.runs[0].seed, 2u);
+  EXPECT_EQ(later.runs[1].seed, 3u);
+  EXPECT_EQ(later.runs[2].seed, 4u);
+  EXPECT_NEAR(later.runs[1].test_score, result.runs[0].test_score, 1e-12);
+  ASSERT_TRUE(later.runs[2].hardware.has_value());
+  EXPECT_EQ(later.runs[2].hardware->weight_bytes, result.runs[1].hardware->weight_bytes);
+  accuracies.push_back(100 * later.runs[0].test_score);
+  const auto merged = nlohmann::json::parse(udc::common::read_file(later.summary_path));
+  EXPECT_EQ(merged["runs"].size(), 3u);
+  EXPECT_NEAR(merged["summary"]["test_accuracy"]["mean"].get<double>(),
+              (accuracies[0] + accuracies[1] + accuracies[2]) / 3, 1e-9);
+  EXPECT_EQ(merged["summary"]["weight_bytes"]["n"].get<size_t>(), 3u);
+
+  // A summary that is not one, or is another config's, is named and left alone.
+  udc::common::write_file_atomically(later.summary_path, std::string("{\"runs\": 3}"));
+  try {
+    train_seeds(config, configured_npu(config), options, {2});
+    ADD_FAILURE() << "a corrupt seeds.json was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(later.summary_path), std::string::npos) << e.what();
+  }
   fs::remove_all(root);
 }
 

@@ -38,7 +38,11 @@ struct SeedsResult {
 
 /// Trains `config` once per seed (train.seed), each in options.output_dir/seed-<seed>,
 /// rewriting seeds.json (each run and the mean ± std of every figure) after each seed, and
-/// returns the runs. A run over its budgets is recorded as such and the others still run.
+/// returns the runs. Runs of other seeds that an earlier invocation recorded in that
+/// seeds.json (of the same config file) stay in it and in the result, in seed order, so
+/// that seeds run at different times into one folder are summarised together; a corrupt
+/// seeds.json or another config's is an error that names it. A run over its budgets is recorded as
+/// such and the others still run.
 SeedsResult train_seeds(const TrainConfig& config, const std::optional<npu_sim::NpuConfig>& npu,
                         const TrainOptions& options, const std::vector<uint64_t>& seeds);
 /// The same for a search: search.seed and finetune.seed both set to the seed.
