@@ -30,6 +30,11 @@ double score_scale(Metric metric) {
   return metric == Metric::Top1 ? 100 : 1;
 }
 
+/// seeds.json's "score_unit" for a metric's figures, as score_scale gives them.
+const char* score_unit(Metric metric) {
+  return metric == Metric::Top1 ? "percent" : "dB";
+}
+
 firmware_model::ModelMeasurement& hardware_of(SeedRun& r) {
   if (!r.hardware) r.hardware.emplace();
   return *r.hardware;
@@ -92,10 +97,10 @@ std::vector<SeedRun> read_earlier_runs(const std::string& path, const std::strin
       (!recorded.empty() && !config_file.empty() &&
        fs::weakly_canonical(recorded, error) == fs::weakly_canonical(config_file, error));
   if (!same_config) {
-    throw bad(fmt::format("summarises the seeds of {}, not of {}", root.value("config", "?"),
-                          config_file));
+    throw bad(fmt::format("summarises the seeds of {}, not of {}", recorded, config_file));
   }
-  const Metric metric = root["score_unit"] == "dB" ? Metric::Psnr : Metric::Top1;
+  const Metric metric =
+      root["score_unit"] == score_unit(Metric::Psnr) ? Metric::Psnr : Metric::Top1;
   std::vector<SeedRun> runs;
   for (const nlohmann::json& j : root["runs"]) {
     if (!j.is_object() || !j.contains("seed") || !j["seed"].is_number_unsigned()) {
@@ -144,7 +149,7 @@ void write_summary(const std::string& config_file, SeedsResult& result,
   }
   result.summary_path = (fs::path(output_dir) / "seeds.json").string();
   const nlohmann::json root{{"config", config_file},
-                            {"score_unit", result.metric == Metric::Top1 ? "percent" : "dB"},
+                            {"score_unit", score_unit(result.metric)},
                             {"runs", runs},
                             {"summary", summary}};
   common::write_file_atomically(result.summary_path, root.dump(2) + "\n");
@@ -170,13 +175,11 @@ SeedsResult run_seeds(const std::string& config_file, const std::string& output_
   SeedsResult result;
   // Seeds an earlier invocation finished into this folder stay in the summary; a seed run
   // again replaces its record.
-  std::vector<SeedRun> earlier =
-      read_earlier_runs((fs::path(output_dir) / "seeds.json").string(), config_file);
-  std::vector<SeedRun> kept;
-  for (SeedRun& earlier_run : earlier) {
-    if (std::find(seeds.begin(), seeds.end(), earlier_run.seed) == seeds.end()) {
-      result.metric = earlier_run.metric;
-      kept.push_back(std::move(earlier_run));
+  for (SeedRun& earlier :
+       read_earlier_runs((fs::path(output_dir) / "seeds.json").string(), config_file)) {
+    if (std::find(seeds.begin(), seeds.end(), earlier.seed) == seeds.end()) {
+      result.metric = earlier.metric;
+      result.runs.push_back(std::move(earlier));
     }
   }
   for (size_t i = 0; i < seeds.size(); ++i) {
@@ -190,13 +193,10 @@ SeedsResult run_seeds(const std::string& config_file, const std::string& output_
     result.metric = r.metric;
     r.seconds = seconds_since(start);
     result.runs.push_back(std::move(r));
-    // After every seed, so that a run stopped later keeps the seeds it finished.
-    SeedsResult all = result;
-    all.runs.insert(all.runs.end(), kept.begin(), kept.end());
-    std::sort(all.runs.begin(), all.runs.end(),
+    std::sort(result.runs.begin(), result.runs.end(),
               [](const SeedRun& a, const SeedRun& b) { return a.seed < b.seed; });
-    write_summary(config_file, all, output_dir);
-    if (i + 1 == seeds.size()) result = std::move(all);
+    // After every seed, so that a run stopped later keeps the seeds it finished.
+    write_summary(config_file, result, output_dir);
   }
   say(log, format_seeds_table(result));
   return result;

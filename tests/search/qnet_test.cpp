@@ -421,6 +421,7 @@ TEST(Trainer, SeedsRunInTheirOwnFoldersAndSummarise) {
   EXPECT_NEAR(merged["summary"]["test_accuracy"]["mean"].get<double>(),
               (accuracies[0] + accuracies[1] + accuracies[2]) / 3, 1e-9);
   EXPECT_EQ(merged["summary"]["weight_bytes"]["n"].get<size_t>(), 3u);
+  nlohmann::json merged_other = merged;
 
   // A summary that is not one, or is another config's, is named and left alone.
   udc::common::write_file_atomically(later.summary_path, std::string("{\"runs\": 3}"));
@@ -429,6 +430,14 @@ TEST(Trainer, SeedsRunInTheirOwnFoldersAndSummarise) {
     ADD_FAILURE() << "a corrupt seeds.json was accepted";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find(later.summary_path), std::string::npos) << e.what();
+  }
+  merged_other["config"] = "configs/search/another.yaml";
+  udc::common::write_file_atomically(later.summary_path, merged_other.dump());
+  try {
+    train_seeds(config, configured_npu(config), options, {2});
+    ADD_FAILURE() << "another config's seeds.json was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("another.yaml"), std::string::npos) << e.what();
   }
   fs::remove_all(root);
 }

@@ -32,7 +32,7 @@ struct SeedRun {
 
 struct SeedsResult {
   Metric metric = Metric::Top1;  ///< what the runs' scores are
-  std::vector<SeedRun> runs;     ///< in the order of the seeds given
+  std::vector<SeedRun> runs;     ///< in seed order, earlier invocations' included
   std::string summary_path;      ///< <output>/seeds.json
 };
 
