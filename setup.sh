@@ -13,7 +13,7 @@ packages=(
   cmake ninja-build g++ pkg-config
   libgtest-dev libbenchmark-dev libcli11-dev libfmt-dev
   libsystemc-dev libyaml-cpp-dev nlohmann-json3-dev
-  libtorch-dev libstb-dev zlib1g-dev dataset-fashion-mnist
+  libtorch-dev libgloo-dev libstb-dev zlib1g-dev dataset-fashion-mnist
   libflatbuffers-dev flatbuffers-compiler
   libarmnn-dev libarmnntfliteparser-dev libarmnn-cpuref-backend22
   opencv-doc

@@ -58,19 +58,25 @@ void write_target_weights(uint8_t edges, bool flip, uint32_t border, uint32_t h,
 
 void make_batch(const ImageDataset& data, const std::vector<uint32_t>& indices,
                 const Normalization& normalization, const Augmentation& augmentation,
-                std::mt19937_64& rng, Batch& batch) {
+                std::mt19937_64& rng, Batch& batch, std::optional<BatchShare> share) {
   const uint32_t h = data.height, w = data.width, c = data.channels;
+  const size_t first = share ? share->first : 0;
+  const size_t count = share ? share->count : indices.size();
+  if (first + count > indices.size()) {
+    throw std::invalid_argument(data.name + ": batch share beyond the batch");
+  }
   if (data.has_targets() && augmentation.crop_padding > 0) {
     throw std::invalid_argument(data.name +
                                 ": crop augmentation of images with targets (not supported)");
   }
-  batch.size = uint32_t(indices.size());
+  batch.size = uint32_t(count);
+  batch.global_size = uint32_t(indices.size());
   batch.channels = c;
   batch.height = h;
   batch.width = w;
   batch.images.resize(size_t{batch.size} * c * h * w);
   batch.labels.resize(batch.size);
-  batch.indices = indices;
+  batch.indices.assign(indices.begin() + long(first), indices.begin() + long(first + count));
   batch.target_height = h * data.target_scale;
   batch.target_width = w * data.target_scale;
   batch.targets.resize(size_t{batch.size} * c * batch.target_height * batch.target_width);
@@ -81,8 +87,8 @@ void make_batch(const ImageDataset& data, const std::vector<uint32_t>& indices,
   float lookup[256];
   for (int p = 0; p < 256; ++p) lookup[p] = normalization.normalize(uint8_t(p));
   const int32_t pad = int32_t(augmentation.crop_padding);
-  for (uint32_t b = 0; b < batch.size; ++b) {
-    batch.labels[b] = data.labels[indices[b]];
+  for (size_t position = 0; position < first + count; ++position) {
+    // Every image of the whole batch draws, in order, whichever share is made.
     int32_t dy = 0, dx = 0;
     bool flip = false;
     if (pad > 0) {
@@ -91,23 +97,34 @@ void make_batch(const ImageDataset& data, const std::vector<uint32_t>& indices,
       dx = offset(rng);
     }
     if (augmentation.horizontal_flip) flip = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
-    write_planes(data.image(indices[b]), h, w, c, dy, dx, flip, lookup, padding_value,
+    if (position < first) continue;
+    const size_t b = position - first;
+    batch.labels[b] = data.labels[batch.indices[b]];
+    write_planes(data.image(batch.indices[b]), h, w, c, dy, dx, flip, lookup, padding_value,
                  batch.images.data() + size_t{b} * c * h * w);
     if (data.has_targets()) {
       const size_t target_floats = size_t{c} * batch.target_height * batch.target_width;
-      write_planes(data.target(indices[b]), batch.target_height, batch.target_width, c, 0, 0, flip,
-                   lookup, padding_value, batch.targets.data() + b * target_floats);
-      const uint8_t edges = data.photo_edges.empty() ? 0xff : data.photo_edges[indices[b]];
+      write_planes(data.target(batch.indices[b]), batch.target_height, batch.target_width, c, 0, 0,
+                   flip, lookup, padding_value, batch.targets.data() + b * target_floats);
+      const uint8_t edges = data.photo_edges.empty() ? 0xff : data.photo_edges[batch.indices[b]];
       write_target_weights(edges, flip, data.target_border, batch.target_height, batch.target_width,
                            c, batch.target_weights.data() + b * target_floats);
     }
   }
 }
 
+BatchShare batch_share(size_t batch_size, uint32_t rank, uint32_t world_size) {
+  const size_t base = batch_size / world_size, extra = batch_size % world_size;
+  return {rank * base + std::min<size_t>(rank, extra), base + (rank < extra ? 1 : 0)};
+}
+
 BatchLoader::BatchLoader(const ImageDataset& data, Normalization normalization,
                          Augmentation augmentation, Options options)
     : data_(data), normalization_(normalization), augmentation_(augmentation), options_(options) {
   if (options_.batch_size == 0) throw std::invalid_argument("BatchLoader: batch size 0");
+  if (options_.world_size == 0 || options_.rank >= options_.world_size) {
+    throw std::invalid_argument("BatchLoader: rank beyond the world size");
+  }
   options_.prefetch = std::max<size_t>(options_.prefetch, 1);
 }
 
@@ -154,7 +171,11 @@ void BatchLoader::produce(uint64_t epoch) {
     std::seed_seq batch_seed{uint32_t(options_.seed), uint32_t(epoch), uint32_t(k), 0xa09u};
     std::mt19937_64 rng(batch_seed);
     Batch batch;
-    make_batch(data_, indices, normalization_, augmentation_, rng, batch);
+    std::optional<BatchShare> share;
+    if (options_.world_size > 1) {
+      share = batch_share(indices.size(), options_.rank, options_.world_size);
+    }
+    make_batch(data_, indices, normalization_, augmentation_, rng, batch, share);
     std::unique_lock<std::mutex> lock(mutex_);
     changed_.wait(lock, [&] { return stopping_ || ready_.size() < options_.prefetch; });
     if (stopping_) return;

@@ -1,4 +1,5 @@
 #include "qnet.hpp"
+#include "collectives.hpp"
 
 #include <ATen/Parallel.h>
 
@@ -126,9 +127,15 @@ RangeObserver::RangeObserver(torch::nn::Module& owner, const std::string& name) 
   range_ = owner.register_buffer(name, torch::zeros({3}, torch::kDouble));
 }
 
-void RangeObserver::observe(const torch::Tensor& values, double momentum) {
+void RangeObserver::observe(const torch::Tensor& values, double momentum, Ranks* ranks) {
   torch::NoGradGuard no_grad;
-  const double lo = values.min().item<double>(), hi = values.max().item<double>();
+  double lo = values.min().item<double>(), hi = values.max().item<double>();
+  if (several(ranks)) {
+    torch::Tensor extremes = torch::tensor({-lo, hi}, torch::kDouble);
+    max_over_ranks(ranks, extremes, "activation ranges");
+    lo = -extremes[0].item<double>();
+    hi = extremes[1].item<double>();
+  }
   auto r = range_.accessor<double, 1>();
   if (r[2] == 0.0) {
     r[0] = lo;
@@ -340,7 +347,7 @@ QTensor QWeighted::forward(const QTensor& input, const ForwardContext& context) 
     if (kind_ == Kind::FullyConnected) {
       y = y + bias_.reshape({1, -1, 1, 1});
     } else {
-      y = channel_norm(batch_norm_, y, batch_statistics_);
+      y = channel_norm(batch_norm_, y, batch_statistics_, context.ranks);
     }
     return {activation(y), {}};
   }
@@ -355,7 +362,7 @@ QTensor QWeighted::forward(const QTensor& input, const ForwardContext& context) 
   const torch::Tensor fake =
       straight_through(scaled, torch::round(scaled)) * step.reshape(channel_shape);
   const torch::Tensor y = activation(apply(input.x, fake) + b.reshape({1, -1, 1, 1}));
-  if (context.observe) output_range_->observe(y.detach(), context.momentum);
+  if (context.observe) output_range_->observe(y.detach(), context.momentum, context.ranks);
 
   // Integer path (the values).
   torch::NoGradGuard no_grad;
@@ -530,7 +537,7 @@ QTensor quantized_add(const QTensor& a, const QTensor& b, RangeObserver& range,
                       const ForwardContext& context) {
   const torch::Tensor y = a.x + b.x;
   if (context.mode != Mode::Quantized) return {y, {}};
-  if (context.observe) range.observe(y.detach(), context.momentum);
+  if (context.observe) range.observe(y.detach(), context.momentum, context.ranks);
   torch::NoGradGuard no_grad;
   const ActQuant out = range.quant();
   const int8::AddParams p = int8::add_params(a.quant.scale, b.quant.scale, out.scale);
@@ -560,8 +567,8 @@ torch::Tensor depth_to_space(const torch::Tensor& x, int64_t block) {
 }
 
 torch::Tensor channel_norm(torch::nn::BatchNorm2d& norm, const torch::Tensor& y,
-                           bool batch_statistics) {
-  if (batch_statistics) return norm->forward(y);
+                           bool batch_statistics, Ranks* ranks) {
+  if (batch_statistics) return synchronized_batch_norm(norm, y, ranks);
   return torch::batch_norm(y, norm->weight, norm->bias, norm->running_mean, norm->running_var,
                            /*training=*/false, 0.0, norm->options.eps(), /*cudnn_enabled=*/false);
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "udc/firmware_model/model.hpp"
+#include "udc/search/ranks.hpp"
 #include "udc/search/train_config.hpp"
 
 namespace udc::search {
@@ -40,9 +41,10 @@ torch::Tensor straight_through(const torch::Tensor& differentiable, const torch:
 torch::Tensor depth_to_space(const torch::Tensor& x, int64_t block);
 /// A convolution's batch norm: by the batch's statistics while training when
 /// `batch_statistics` (BatchNorm2d::forward), else always on its running statistics, which
-/// then stay as they are (ArchitectureSpec::batch_statistics).
+/// then stay as they are (ArchitectureSpec::batch_statistics). The batch's statistics are
+/// those of every rank's share when `ranks` has several (synchronized_batch_norm).
 torch::Tensor channel_norm(torch::nn::BatchNorm2d& norm, const torch::Tensor& y,
-                           bool batch_statistics);
+                           bool batch_statistics, Ranks* ranks = nullptr);
 
 /// Output integers of a weighted layer: clamp(zero_point + MultiplyByQuantizedMultiplier(
 /// acc + bias[c], multiplier[c], shift[c])) for accumulators `accumulators` (integer values
@@ -80,6 +82,9 @@ struct ForwardContext {
   Mode mode = Mode::Float;
   bool observe = false;  ///< Quantized: update activation ranges from this batch
   double momentum = 0.99;
+  /// Data-parallel: the batch is this rank's share of a global batch, and batch-norm
+  /// statistics and observed ranges are those of the global batch. Null: one process.
+  Ranks* ranks = nullptr;
 };
 
 /// A tensor between layers: NCHW values and, in quantised mode, their quantisation.
@@ -115,7 +120,9 @@ class QLayer : public torch::nn::Module {
 class RangeObserver {
  public:
   explicit RangeObserver(torch::nn::Module& owner, const std::string& name);
-  void observe(const torch::Tensor& values, double momentum);
+  /// Moves the range towards the min and max of `values` (over every rank's share when
+  /// `ranks` has several).
+  void observe(const torch::Tensor& values, double momentum, Ranks* ranks = nullptr);
   bool initialized() const;
   ActQuant quant() const;
 

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "collectives.hpp"
 #include "derivation.hpp"
 #include "hardware_tables.hpp"
 #include "search_report.hpp"
@@ -153,17 +154,19 @@ fm::MeasuredBudgets measured_budgets(const Limits& limits) {
 /// supernet's were averaged over many sub-networks).
 void recalibrate_batch_norm(QNet& net, const data::ImageDataset& set,
                             const data::Normalization& normalization, uint32_t batch_size,
-                            uint64_t seed) {
+                            uint64_t seed, Ranks* ranks) {
   torch::NoGradGuard no_grad;
   // Statistics of the compressed weights: masks at their targets (per channel, so folding
   // the new statistics later does not move them), weights quantised as the supernet does.
   for (const auto& layer : net.weighted()) layer->update_mask(layer->target_sparsity());
   net.train();
-  data::BatchLoader loader(set, normalization, {}, {batch_size, true, false, seed ^ 0xb7u, 2});
+  data::BatchLoader::Options options{batch_size, true, false, seed ^ 0xb7u, 2};
+  if (ranks) options.rank = ranks->rank(), options.world_size = ranks->size();
+  data::BatchLoader loader(set, normalization, {}, options);
   loader.start_epoch(0);
   data::Batch batch;
   for (int k = 0; k < 20 && loader.next(batch); ++k) {
-    net.forward(images_tensor(batch), {Mode::CompressedWeights, false, 0.0});
+    net.forward(images_tensor(batch), {Mode::CompressedWeights, false, 0.0, ranks});
   }
 }
 
@@ -174,8 +177,14 @@ struct SearchContext {
   const SearchOptions& options;
   fs::path out;   ///< options.output_dir
   Limits limits;  ///< the budgets per resource, infinity where none
+  /// Data-parallel ranks (null: one process).
+  Ranks* ranks() const { return options.ranks.get(); }
+  /// This process logs and writes the results folder (rank 0, or the only process).
+  bool primary() const { return !options.ranks || options.ranks->primary(); }
+  /// The log of the process that logs; null on the others.
+  std::ostream* log() const { return primary() ? options.log : nullptr; }
   void say(const std::string& line) const {
-    if (options.log) *options.log << line << std::endl;
+    if (std::ostream* to = log()) *to << line << std::endl;
   }
 };
 
@@ -192,7 +201,7 @@ void prepare_derived(const SearchContext& ctx, const Supernet& supernet,
                      const data::ImageDataset& train_set, const ArchitectureChoice& c, QNet& net) {
   supernet.inherit(c, net);
   recalibrate_batch_norm(net, train_set, ctx.config.data.normalization,
-                         ctx.config.search.batch_size, ctx.config.search.seed);
+                         ctx.config.search.batch_size, ctx.config.search.seed, ctx.ranks());
 }
 
 /// The `udc train` config that fine-tunes a derived architecture: the search's data, its
@@ -231,8 +240,9 @@ std::shared_ptr<Supernet> build_supernet(const SearchContext& ctx) {
   auto supernet = std::make_shared<Supernet>(space);
   supernet->refresh_weight_tables();
   check_budgets_reachable(*supernet, limits, npu.core_clock_hz, {Weights, Flash});
-  HardwareTables hardware =
-      measure_hardware_tables(space, npu, (out / "hardware_tables.json").string());
+  // Rank 0 keeps the cache; the measurement is deterministic, so the others measure alike.
+  HardwareTables hardware = measure_hardware_tables(
+      space, npu, ctx.primary() ? (out / "hardware_tables.json").string() : std::string());
   say(hardware.from_cache
           ? fmt::format("latency and SRAM tables of {} read from {}", npu.npu_name,
                         (out / "hardware_tables.json").string())
@@ -369,14 +379,15 @@ void save_search_checkpoint(const std::string& path, Supernet& supernet,
   save_archive_atomically(archive, path);
 }
 
-/// Reads save_search_checkpoint()'s file into the networks and `state` (state.masks: the
-/// masks to set once the tables are refreshed); throws naming the file.
-void load_search_checkpoint(const std::string& path, Supernet& supernet,
+/// Reads save_search_checkpoint()'s file `path` (its `bytes`) into the networks and
+/// `state` (state.masks: the masks to set once the tables are refreshed); throws naming the
+/// file.
+void load_search_checkpoint(const std::string& path, const std::string& bytes, Supernet& supernet,
                             torch::optim::Optimizer& weight_optimizer,
                             torch::optim::Optimizer& arch_optimizer, SupernetState& state) {
   try {
     torch::serialize::InputArchive archive, net_archive, weights_archive, arch_archive;
-    archive.load_from(path);
+    archive.load_from(bytes.data(), bytes.size());
     archive.read("supernet", net_archive);
     archive.read("weight_optimizer", weights_archive);
     archive.read("arch_optimizer", arch_archive);
@@ -463,6 +474,8 @@ enum class StepTarget { Both, Weights, Architecture };
 /// budget's cost relative to its target times its Lagrange multiplier, which then grows
 /// while the expected cost exceeds the target. Returns the task loss x images and adds the
 /// outputs to `tally`; `expected` receives the expected costs.
+/// Data-parallel (sampling.ranks): the batch is this rank's share; the loss is scaled by the
+/// share and the gradients summed over the ranks, so every rank takes the same step.
 double supernet_step(const SearchStageSpec& spec, const Limits& limits, Supernet& supernet,
                      SupernetOptimizers& optimizers, data::Batch& batch,
                      const SamplingSettings& sampling, bool searching,
@@ -487,7 +500,9 @@ double supernet_step(const SearchStageSpec& spec, const Limits& limits, Supernet
   }
   optimizers.weights->zero_grad();
   optimizers.architecture->zero_grad();
-  loss.backward();
+  Ranks* ranks = sampling.ranks;
+  (several(ranks) ? loss * loss_share(batch, ranks) : loss).backward();
+  reduce_gradients(ranks, supernet.parameters());
   if (target != StepTarget::Architecture) optimizers.weights->step();
   if (searching) optimizers.architecture->step();
   if (target != StepTarget::Architecture) tally.add({logits, {}}, batch);
@@ -519,9 +534,10 @@ std::string supernet_epoch_line(Metric metric, const nlohmann::json& history_ent
 /// The supernet, its optimisers and the stage's state as the checkpoint left them, with
 /// the masks in force then and the cost tables measured again on the restored weights.
 void resume_supernet(const SearchContext& ctx, const std::string& checkpoint_path,
-                     Supernet& supernet, SupernetOptimizers& optimizers, SupernetState& state) {
-  load_search_checkpoint(checkpoint_path, supernet, *optimizers.weights, *optimizers.architecture,
-                         state);
+                     const std::string& bytes, Supernet& supernet, SupernetOptimizers& optimizers,
+                     SupernetState& state) {
+  load_search_checkpoint(checkpoint_path, bytes, supernet, *optimizers.weights,
+                         *optimizers.architecture, state);
   // The masks in force at the checkpoint came from the weights of their last refresh, not
   // the final ones.
   supernet.refresh_masks();
@@ -547,7 +563,7 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
   const SearchOptions& options = ctx.options;
   const Limits& limits = ctx.limits;
   const fs::path& out = ctx.out;
-  std::ostream* log = options.log;
+  std::ostream* log = ctx.log();
   auto say = [&](const std::string& line) { ctx.say(line); };
   const std::string checkpoint_path = (out / "search_checkpoint.pt").string();
   SupernetOptimizers optimizers{
@@ -563,12 +579,16 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
   std::array<double, kResourceCount>& lambda = state.lambda;
   nlohmann::json& history = state.history;
   nlohmann::json& evolution = state.evolution;
-  if (!options.restart && fs::exists(checkpoint_path)) {
-    resume_supernet(ctx, checkpoint_path, *supernet, optimizers, state);
+  if (!options.restart) {
+    if (const auto bytes = read_on_primary(ctx.ranks(), checkpoint_path)) {
+      resume_supernet(ctx, checkpoint_path, *bytes, *supernet, optimizers, state);
+    }
   }
 
-  data::BatchLoader loader(train_set, config.data.normalization, config.data.augmentation,
-                           {spec.batch_size, true, true, spec.seed, 2});
+  Ranks* ranks = ctx.ranks();
+  data::BatchLoader::Options batches{spec.batch_size, true, true, spec.seed, 2};
+  if (ranks) batches.rank = ranks->rank(), batches.world_size = ranks->size();
+  data::BatchLoader loader(train_set, config.data.normalization, config.data.augmentation, batches);
   const size_t steps_per_epoch = checked_steps_per_epoch(
       loader, spec.max_steps_per_epoch, config.file, train_set.size(), spec.batch_size);
   const uint32_t total_epochs = spec.warmup.epochs + spec.search.epochs;
@@ -576,9 +596,15 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
   // Bi-level: the architecture steps' batches, as many per epoch as the weights'.
   std::unique_ptr<data::BatchLoader> architecture_loader;
   if (architecture_set.size() > 0) {
-    architecture_loader = std::make_unique<data::BatchLoader>(
-        architecture_set, config.data.normalization, config.data.augmentation,
-        data::BatchLoader::Options{spec.batch_size, true, false, spec.seed ^ 0xa5c4u, 2});
+    data::BatchLoader::Options architecture_batches{spec.batch_size, true, false,
+                                                    spec.seed ^ 0xa5c4u, 2};
+    if (ranks) {
+      architecture_batches.rank = ranks->rank();
+      architecture_batches.world_size = ranks->size();
+    }
+    architecture_loader =
+        std::make_unique<data::BatchLoader>(architecture_set, config.data.normalization,
+                                            config.data.augmentation, architecture_batches);
   }
   const size_t search_steps = size_t(spec.search.epochs) * steps_per_epoch;
   say(fmt::format(
@@ -639,7 +665,7 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
       // 90 % sparse); operators as configured.
       const SamplingSettings sampling{
           temperature, noise, false, spec.operators == SearchStageSpec::OperatorRelaxation::Sampled,
-          nullptr};
+          nullptr,     ranks};
       const bool bilevel = searching && architecture_set.size() > 0;
       loss_sum +=
           supernet_step(spec, limits, *supernet, optimizers, batch, sampling, searching, lambda,
@@ -672,6 +698,16 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
                             double((total_epochs - epoch) * steps_per_epoch - (step + 1)))));
       }
     }
+    if (several(ranks)) {
+      std::vector<torch::Tensor> tensors = supernet->parameters();
+      for (const auto& b : supernet->buffers()) tensors.push_back(b);
+      check_same_on_ranks(ranks, tensors, "supernet after the epoch's steps");
+      torch::Tensor totals = torch::tensor({loss_sum, double(seen)}, torch::kDouble);
+      sum_over_ranks(ranks, {totals}, "training losses");
+      loss_sum = totals[0].item<double>();
+      seen = size_t(std::llround(totals[1].item<double>()));
+      tally.sum_over_ranks(ranks);
+    }
     supernet->refresh_weight_tables();
     if (searching) {
       // Latency follows the weights' streams: measure the cycles tables on them again.
@@ -689,7 +725,9 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
                        {score_key(metric, "train"), tally.score()},
                        {"seconds", seconds_since(epoch_start)}});
     state.epochs_done = epoch + 1;
-    save_search_checkpoint(checkpoint_path, *supernet, weight_optimizer, arch_optimizer, state);
+    if (ctx.primary()) {
+      save_search_checkpoint(checkpoint_path, *supernet, weight_optimizer, arch_optimizer, state);
+    }
     const double elapsed = seconds_since(search_start);
     say(supernet_epoch_line(
         metric, history.back(), e, lambda, total_epochs,
@@ -717,7 +755,7 @@ void prepare_inherited(const SearchContext& ctx, const Supernet& supernet,
   const SearchConfig& config = ctx.config;
   prepare_derived(ctx, supernet, train_set, c, net);
   prepare_quantization(net, train_set, config.data.normalization, config.search.batch_size,
-                       config.search.seed);
+                       config.search.seed, ctx.ranks());
 }
 
 /// The derivation's candidates ranked by accuracy, with inherited weights, quantised and
@@ -747,7 +785,8 @@ Ranking rank_candidates(const SearchContext& ctx, const Supernet& supernet,
     const ArchitectureChoice& c = candidates[i];
     QNet net(supernet.derive(c), normalization);
     prepare_inherited(ctx, supernet, train_set, c, net);
-    const double score = evaluate(net, ranking_set, normalization, Mode::Quantized, 256, 0).score;
+    const double score =
+        evaluate(net, ranking_set, normalization, Mode::Quantized, 256, 0, ctx.ranks()).score;
     const Costs table = costs_of(supernet.table_costs(c));
     ranking.json.push_back({{"architecture", supernet.describe(c)},
                             {"table", table},
@@ -813,7 +852,7 @@ nlohmann::json finetune_candidates(const SearchContext& ctx, const Supernet& sup
     train_config.train.holdout_fraction = spec.holdout_fraction;
     train_config.verify_images = 0;
     const TrainOptions options{(ctx.out / "candidates" / std::to_string(i + 1)).string(),
-                               ctx.options.restart, ctx.options.log};
+                               ctx.options.restart, ctx.options.log, ctx.options.ranks};
     ctx.say(fmt::format("candidate {}/{}: {}: {} epochs of the fine-tune ({})", i + 1,
                         candidates.size(), supernet.describe(c), epochs, options.output_dir));
     const TrainResult trained = train_network(train_config, ctx.npu, options, [&](QNet& net) {
@@ -940,10 +979,11 @@ Derivation derive_architecture(const SearchContext& ctx, const std::shared_ptr<S
   ArchitectureChoice& choice = result.choice;
   nlohmann::json& derivation = result.json;
   Costs derived_costs{};
-  if (!options.restart && fs::exists(derivation_path)) {
-    const std::vector<uint8_t> bytes = common::read_file(derivation_path);
+  const std::optional<std::string> saved =
+      options.restart ? std::nullopt : read_on_primary(ctx.ranks(), derivation_path);
+  if (saved) {
     try {
-      derivation = nlohmann::json::parse(bytes.begin(), bytes.end());
+      derivation = nlohmann::json::parse(*saved);
       choice = choice_from_json(derivation.at("indices"));
       if (choice.size() != space.blocks.size()) throw std::runtime_error("wrong number of blocks");
       supernet->table_costs(choice);  // checks every index against the space
@@ -993,7 +1033,7 @@ Derivation derive_architecture(const SearchContext& ctx, const std::shared_ptr<S
                   {"measured_with_inherited_weights", derived_costs},
                   {"steps", steps},
                   {"seconds", seconds_since(derive_start)}};
-    common::write_file_atomically(derivation_path, derivation.dump(2) + "\n");
+    if (ctx.primary()) common::write_file_atomically(derivation_path, derivation.dump(2) + "\n");
     say(
         fmt::format("derived {} (most probable: {}); with inherited weights {:.0f} B weights, "
                     "{:.0f} B flash, {:.0f} B SRAM, {:.0f} cycles",
@@ -1029,8 +1069,10 @@ FineTuned finetune_and_repair(const SearchContext& ctx, const std::shared_ptr<Su
   auto say = [&](const std::string& line) { ctx.say(line); };
   FineTuned result;
   TrainConfig train_config = derived_train_config(ctx, *supernet, choice);
-  common::write_file_atomically((out / "derived.yaml").string(), train_config_yaml(train_config));
-  TrainOptions train_options{(out / "finetune").string(), options.restart, log};
+  if (ctx.primary()) {
+    common::write_file_atomically((out / "derived.yaml").string(), train_config_yaml(train_config));
+  }
+  TrainOptions train_options{(out / "finetune").string(), options.restart, log, options.ranks};
   const Clock::time_point finetune_start = Clock::now();
   say("fine-tuning the derived model (" + train_options.output_dir + ")");
   TrainResult trained = train_network(train_config, npu, train_options, [&](QNet& net) {
@@ -1080,11 +1122,14 @@ FineTuned finetune_and_repair(const SearchContext& ctx, const std::shared_ptr<Su
     train_config.train.finetune.epochs = 1;
     train_options.output_dir = (out / fmt::format("repair{}", round)).string();
     trained = train_network(train_config, npu, train_options, [&](QNet& net) {
-      load_exported_network(previous, net, metric_of(config.data));
+      load_exported_network(previous, net, metric_of(config.data), ctx.ranks());
     });
     repairs.push_back(
         {{"architecture", supernet->describe(choice)}, {"measured", measured_costs(trained)}});
-    common::write_file_atomically((out / "derived.yaml").string(), train_config_yaml(train_config));
+    if (ctx.primary()) {
+      common::write_file_atomically((out / "derived.yaml").string(),
+                                    train_config_yaml(train_config));
+    }
   }
   result.seconds = seconds_since(finetune_start);
 
@@ -1113,7 +1158,7 @@ SearchResult write_results(const SearchContext& ctx, const Supernet& net,
     limits[Weights] = std::min(limits[Weights], double(finetune.weight_budget_bytes));
   if (finetune.flash_budget_bytes > 0)
     limits[Flash] = std::min(limits[Flash], double(finetune.flash_budget_bytes));
-  std::ostream* log = ctx.options.log;
+  std::ostream* log = ctx.log();
   auto say = [&](const std::string& line) { ctx.say(line); };
   const nlohmann::json& history = supernet_record.history;
   const nlohmann::json& evolution = supernet_record.evolution;
@@ -1137,6 +1182,8 @@ SearchResult write_results(const SearchContext& ctx, const Supernet& net,
   result.plot_path = (out / "accuracy_vs_size.svg").string();
   result.evolution_path = (out / "evolution.csv").string();
   result.tflite_path = (out / "model.tflite").string();
+  // Rank 0 writes; the others return the same result.
+  if (!ctx.primary()) return result;
   for (const auto& [from, to] : {std::pair{trained.model_path, result.model_path},
                                  std::pair{trained.tflite_path, result.tflite_path}}) {
     const std::vector<uint8_t> bytes = common::read_file(from);
@@ -1208,9 +1255,11 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
   const Clock::time_point run_start = Clock::now();
   use_training_threads(config.search.threads);
   torch::manual_seed(config.search.seed);
-  fs::create_directories(options.output_dir);
-  // What a killed run was writing when it died (its checkpoints and outputs are whole).
-  common::remove_stale_temporaries(options.output_dir);
+  if (!options.ranks || options.ranks->primary()) {
+    fs::create_directories(options.output_dir);
+    // What a killed run was writing when it died (its checkpoints and outputs are whole).
+    common::remove_stale_temporaries(options.output_dir);
+  }
   const SearchContext ctx{config, npu, options, fs::path(options.output_dir),
                           limits_of(config.budgets, npu.core_clock_hz)};
   // The stages in order; each resumes from what it wrote before (search_checkpoint.pt,

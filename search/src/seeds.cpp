@@ -169,14 +169,18 @@ namespace {
 
 /// The loop both commands share: one run per seed in <output>/seed-<seed>, timed, then the
 /// summary. `run(seed, folder)` runs one and fills its figures.
+/// `ranks`: a data-parallel run's; rank 0 alone reads and writes the summary and logs.
 SeedsResult run_seeds(const std::string& config_file, const std::string& output_dir,
-                      std::ostream* log, const std::vector<uint64_t>& seeds,
+                      std::ostream* log, const std::vector<uint64_t>& seeds, const Ranks* ranks,
                       const std::function<void(uint64_t, const std::string&, SeedRun&)>& run) {
+  const bool primary = !ranks || ranks->primary();
+  if (!primary) log = nullptr;
   SeedsResult result;
   // Seeds an earlier invocation finished into this folder stay in the summary; a seed run
   // again replaces its record.
   for (SeedRun& earlier :
-       read_earlier_runs((fs::path(output_dir) / "seeds.json").string(), config_file)) {
+       primary ? read_earlier_runs((fs::path(output_dir) / "seeds.json").string(), config_file)
+               : std::vector<SeedRun>{}) {
     if (std::find(seeds.begin(), seeds.end(), earlier.seed) == seeds.end()) {
       result.metric = earlier.metric;
       result.runs.push_back(std::move(earlier));
@@ -196,7 +200,7 @@ SeedsResult run_seeds(const std::string& config_file, const std::string& output_
     std::sort(result.runs.begin(), result.runs.end(),
               [](const SeedRun& a, const SeedRun& b) { return a.seed < b.seed; });
     // After every seed, so that a run stopped later keeps the seeds it finished.
-    write_summary(config_file, result, output_dir);
+    if (primary) write_summary(config_file, result, output_dir);
   }
   say(log, format_seeds_table(result));
   return result;
@@ -206,7 +210,7 @@ SeedsResult run_seeds(const std::string& config_file, const std::string& output_
 
 SeedsResult train_seeds(const TrainConfig& config, const std::optional<npu_sim::NpuConfig>& npu,
                         const TrainOptions& options, const std::vector<uint64_t>& seeds) {
-  return run_seeds(config.file, options.output_dir, options.log, seeds,
+  return run_seeds(config.file, options.output_dir, options.log, seeds, options.ranks.get(),
                    [&](uint64_t seed, const std::string& folder, SeedRun& run) {
                      TrainConfig seeded = config;
                      seeded.train.seed = seed;
@@ -226,7 +230,7 @@ SeedsResult train_seeds(const TrainConfig& config, const std::optional<npu_sim::
 
 SeedsResult search_seeds(const SearchConfig& config, const npu_sim::NpuConfig& npu,
                          const SearchOptions& options, const std::vector<uint64_t>& seeds) {
-  return run_seeds(config.file, options.output_dir, options.log, seeds,
+  return run_seeds(config.file, options.output_dir, options.log, seeds, options.ranks.get(),
                    [&](uint64_t seed, const std::string& folder, SeedRun& run) {
                      SearchConfig seeded = config;
                      seeded.search.seed = seed;

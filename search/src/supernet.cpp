@@ -79,7 +79,7 @@ void SharedLayer::refresh_masks(const std::vector<double>& levels) {
 
 torch::Tensor SharedLayer::forward(const torch::Tensor& x, const torch::Tensor& input_widths,
                                    const torch::Tensor& bits, const torch::Tensor& sparsity,
-                                   const std::vector<uint32_t>& bit_choices) {
+                                   const std::vector<uint32_t>& bit_choices, Ranks* ranks) {
   if (masks_.size() != input_widths_.size() || input_widths.size(0) != int64_t(masks_.size()) ||
       (!masks_.empty() && masks_[0].size() != size_t(sparsity.size(0)))) {
     throw std::logic_error("SharedLayer: masks not refreshed for the input widths and levels");
@@ -125,7 +125,7 @@ torch::Tensor SharedLayer::forward(const torch::Tensor& x, const torch::Tensor& 
     y = torch::conv2d(padded, mixed, torch::Tensor(), torch::IntArrayRef{stride, stride},
                       torch::IntArrayRef{0, 0}, torch::IntArrayRef{1, 1},
                       kind_ == Kind::Depthwise ? int64_t(in_channels_) : 1);
-    y = channel_norm(batch_norm_, y, batch_statistics_);
+    y = channel_norm(batch_norm_, y, batch_statistics_, ranks);
   }
   return relu_ ? torch::relu(y) : y;
 }
@@ -440,7 +440,7 @@ SuperTensor Supernet::run_operator(size_t k, size_t o, const SuperTensor& in,
   auto run = [&](size_t i, const torch::Tensor& x) {
     const bool depthwise = layers[i]->kind() == SharedLayer::Kind::Depthwise;
     return layers[i]->forward(x, depthwise ? whole : in.width_probabilities, bits_p[i],
-                              sparsity_p[i], space_.bits);
+                              sparsity_p[i], space_.bits, settings.ranks);
   };
   // The layers in order, each reading what the one before wrote; a layer that writes the
   // hidden width has its output masked to the active hidden channels. A fully connected

@@ -54,6 +54,9 @@ struct SamplingSettings {
   bool sample_operator = false;
   /// A fixed architecture instead of sampling (one-hot everywhere).
   const ArchitectureChoice* fixed = nullptr;
+  /// Data-parallel: the images are this rank's share of a global batch, and batch norm
+  /// normalises by the whole batch's statistics (ForwardContext::ranks). Null: one process.
+  Ranks* ranks = nullptr;
 };
 
 /// Expected costs under the architecture distribution (differentiable scalars).
@@ -82,9 +85,10 @@ class SharedLayer : public torch::nn::Module {
   /// levels (`sparsity`) and the bitwidths (`bits`); each term is masked and fake-quantised
   /// as the derived layer of that input width would be (mask and step computed on the
   /// slice), so a one-hot choice computes exactly what the derived network computes.
+  /// `ranks`: batch norm over every rank's share of the batch (SamplingSettings::ranks).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& input_widths,
                         const torch::Tensor& bits, const torch::Tensor& sparsity,
-                        const std::vector<uint32_t>& bit_choices);
+                        const std::vector<uint32_t>& bit_choices, Ranks* ranks = nullptr);
   /// The possible numbers of active input channels [channels], indexed like the input
   /// width probabilities that forward() receives. Depthwise layers take one entry (their
   /// weights do not depend on the input width). Default: the full width only.

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "collectives.hpp"
 #include "qnet.hpp"
 #include "training.hpp"
 #include "udc/common/file_io.hpp"
@@ -475,6 +476,24 @@ void ScoreTally::add(const QTensor& output, const data::Batch& batch) {
   count_ += size_t(weights.sum().item<double>());
 }
 
+void ScoreTally::sum_over_ranks(Ranks* ranks) {
+  if (!several(ranks)) return;
+  torch::Tensor totals = torch::tensor({sum_, double(count_), pixels_ ? 1.0 : 0.0}, torch::kDouble);
+  udc::search::sum_over_ranks(ranks, {totals}, "scores");
+  sum_ = totals[0].item<double>();
+  count_ = size_t(std::llround(totals[1].item<double>()));
+  pixels_ = totals[2].item<double>() > 0;
+}
+
+double loss_share(const data::Batch& batch, Ranks* ranks) {
+  if (!several(ranks)) return 1.0;
+  if (batch.targets.empty()) return double(batch.size) / double(batch.global_size);
+  torch::Tensor counted = target_weights_tensor(batch).sum().to(torch::kDouble).reshape({1});
+  const double here = counted.item<double>();
+  udc::search::sum_over_ranks(ranks, {counted}, "counted target pixels");
+  return here / std::max(1.0, counted.item<double>());
+}
+
 double ScoreTally::score() const {
   if (count_ == 0) return 0.0;
   if (!pixels_) return sum_ / double(count_);
@@ -518,25 +537,30 @@ torch::Tensor images_tensor(data::Batch& batch) {
 
 void prepare_quantization(QNet& net, const data::ImageDataset& train_set,
                           const data::Normalization& normalization, uint32_t batch_size,
-                          uint64_t seed) {
+                          uint64_t seed, Ranks* ranks) {
   for (const auto& layer : net.weighted()) layer->initialize_step();
   // Calibrate the activation ranges on a few batches before the first quantised step.
-  data::BatchLoader loader(train_set, normalization, {},
-                           {batch_size, true, false, seed ^ 0xca1u, 2});
+  data::BatchLoader::Options options{batch_size, true, false, seed ^ 0xca1u, 2};
+  if (ranks) options.rank = ranks->rank(), options.world_size = ranks->size();
+  data::BatchLoader loader(train_set, normalization, {}, options);
   loader.start_epoch(0);
   torch::NoGradGuard no_grad;
   net.eval();
   data::Batch batch;
-  ForwardContext context{Mode::Quantized, true, 0.9};
+  ForwardContext context{Mode::Quantized, true, 0.9, ranks};
   for (int k = 0; k < 8 && loader.next(batch); ++k) net.forward(images_tensor(batch), context);
 }
 
 Evaluation evaluate(QNet& net, const data::ImageDataset& set,
                     const data::Normalization& normalization, Mode mode, size_t batch_size,
-                    size_t keep_logits) {
+                    size_t keep_logits, Ranks* ranks) {
   torch::NoGradGuard no_grad;
   net.eval();
-  data::BatchLoader loader(set, normalization, {}, {batch_size, false, false, 0, 2});
+  data::BatchLoader::Options options{batch_size, false, false, 0, 2};
+  // Outputs are kept of the first images, all of which only one process sees whole.
+  const bool shared = several(ranks) && keep_logits == 0;
+  if (shared) options.rank = ranks->rank(), options.world_size = ranks->size();
+  data::BatchLoader loader(set, normalization, {}, options);
   loader.start_epoch(0);
   Evaluation result;
   ScoreTally tally(normalization, mode);
@@ -553,6 +577,7 @@ Evaluation evaluate(QNet& net, const data::ImageDataset& set,
       }
     }
   }
+  if (shared) tally.sum_over_ranks(ranks);
   result.score = tally.score();
   return result;
 }
@@ -631,11 +656,13 @@ PatchPairs load_patch_pairs(const DataSpec& spec, uint32_t patch, uint32_t radiu
   return pairs;
 }
 
-void load_exported_network(const std::string& output_dir, QNet& net, Metric metric) {
+void load_exported_network(const std::string& output_dir, QNet& net, Metric metric, Ranks* ranks) {
   const std::string path = (fs::path(output_dir) / "checkpoint.pt").string();
+  const std::optional<std::string> bytes = read_on_primary(ranks, path);
+  if (!bytes) throw std::runtime_error(path + ": no such checkpoint");
   try {
     torch::serialize::InputArchive archive, net_archive;
-    archive.load_from(path);
+    archive.load_from(bytes->data(), bytes->size());
     archive.read("net", net_archive);
     net.load(net_archive);
     const Checkpoint state = read_checkpoint_state(archive, path, net, metric);
@@ -787,10 +814,12 @@ TrainingData load_training_data(const TrainConfig& config) {
 /// generator; `archive` keeps the optimiser's state for the epoch that resumes. False
 /// when there is no checkpoint. Throws naming the file when it does not suit the config.
 bool resume_training(const std::string& checkpoint_path, uint32_t total_epochs, QNet& net,
-                     Checkpoint& state, torch::serialize::InputArchive& resume_archive) {
-  if (fs::exists(checkpoint_path)) {
+                     Checkpoint& state, torch::serialize::InputArchive& resume_archive,
+                     Ranks* ranks) {
+  // Rank 0's disk decides; its bytes go to the others, whose disks need not hold them.
+  if (const std::optional<std::string> bytes = read_on_primary(ranks, checkpoint_path)) {
     try {
-      resume_archive.load_from(checkpoint_path);
+      resume_archive.load_from(bytes->data(), bytes->size());
       state = read_checkpoint_state(resume_archive, checkpoint_path, net, state.metric);
       torch::serialize::InputArchive net_archive;
       resume_archive.read("net", net_archive);
@@ -1070,7 +1099,8 @@ StepTotals run_epoch_steps(const EpochSteps& e) {
     const QTensor logits = net.forward(images, context);
     const torch::Tensor loss = batch_loss(logits.x, batch, teacher_logits, spec.distillation);
     optimizer.zero_grad();
-    loss.backward();
+    (several(context.ranks) ? loss * loss_share(batch, context.ranks) : loss).backward();
+    reduce_gradients(context.ranks, net.parameters());
     optimizer.step();
     loss_sum += loss.item<double>() * batch.size;
     tally.add(logits, batch);
@@ -1089,8 +1119,16 @@ StepTotals run_epoch_steps(const EpochSteps& e) {
                       1e3 * per_step, format_duration(remaining)));
     }
   }
-  return {loss_sum, tally.score(), seen, step,
-          1e3 * std::chrono::duration<double>(Clock::now() - steps_start).count() / double(step)};
+  const double step_milliseconds =
+      1e3 * std::chrono::duration<double>(Clock::now() - steps_start).count() / double(step);
+  if (several(context.ranks)) {
+    torch::Tensor totals = torch::tensor({loss_sum, double(seen)}, torch::kDouble);
+    sum_over_ranks(context.ranks, {totals}, "training losses");
+    loss_sum = totals[0].item<double>();
+    seen = size_t(std::llround(totals[1].item<double>()));
+    tally.sum_over_ranks(context.ranks);
+  }
+  return {loss_sum, tally.score(), seen, step, step_milliseconds};
 }
 
 }  // namespace
@@ -1147,7 +1185,8 @@ std::shared_ptr<QNet> make_teacher(const TrainConfig& config, const NetSnapshot&
 /// fine-tune without one), and the fine-tune fixes the masks at their targets.
 void begin_phase(const TrainConfig& config, const PhaseSchedule& schedule, Phase phase,
                  uint32_t epoch, const std::string& checkpoint_path, QNet& net,
-                 data::ImageDataset& train_set, Checkpoint& state, std::shared_ptr<QNet>& teacher) {
+                 data::ImageDataset& train_set, Checkpoint& state, std::shared_ptr<QNet>& teacher,
+                 Ranks* ranks) {
   const TrainSpec& spec = config.train;
   if (spec.distillation.enabled() && !teacher) {
     if (epoch != schedule.warmup_end) {
@@ -1160,7 +1199,8 @@ void begin_phase(const TrainConfig& config, const PhaseSchedule& schedule, Phase
     teacher = make_teacher(config, state.teacher, checkpoint_path);
   }
   if (phase == Phase::Compress || spec.compress.epochs == 0) {
-    prepare_quantization(net, train_set, config.data.normalization, spec.batch_size, spec.seed);
+    prepare_quantization(net, train_set, config.data.normalization, spec.batch_size, spec.seed,
+                         ranks);
   }
   if (phase == Phase::Finetune) {
     for (const auto& layer : net.weighted()) layer->update_mask(layer->target_sparsity());
@@ -1174,7 +1214,8 @@ void begin_phase(const TrainConfig& config, const PhaseSchedule& schedule, Phase
 EpochRecord record_epoch(const TrainConfig& config, const TrainingData& data,
                          const std::optional<npu_sim::NpuConfig>& npu, QNet& net,
                          EpochBudgetGuard& guard, Checkpoint& state, uint32_t epoch, Phase phase,
-                         const StepTotals& totals, bool masks_at_target, bool& best_so_far) {
+                         const StepTotals& totals, bool masks_at_target, bool& best_so_far,
+                         Ranks* ranks) {
   const data::Normalization& normalization = config.data.normalization;
   EpochRecord record;
   record.epoch = epoch;
@@ -1187,11 +1228,12 @@ EpochRecord record_epoch(const TrainConfig& config, const TrainingData& data,
   record.test_score =
       data.test_photographs
           ? photograph_psnr(net, *data.test_photographs, normalization, mode)
-          : evaluate(net, data.test_set, normalization, mode, kEvaluationBatch, 0).score;
+          : evaluate(net, data.test_set, normalization, mode, kEvaluationBatch, 0, ranks).score;
   best_so_far = false;
   if (data.holdout.size() > 0 && phase != Phase::Warmup && masks_at_target) {
     record.holdout_score =
-        evaluate(net, data.holdout, normalization, Mode::Quantized, kEvaluationBatch, 0).score;
+        evaluate(net, data.holdout, normalization, Mode::Quantized, kEvaluationBatch, 0, ranks)
+            .score;
     const double best_score =
         state.best_epoch < 0 ? -1e300 : state.history.at(size_t(state.best_epoch)).holdout_score;
     if (record.holdout_score >= best_score) {
@@ -1230,13 +1272,15 @@ std::string epoch_line(const EpochRecord& record, Metric metric, uint32_t total_
 /// report.json, and says what was written.
 void write_trained_model(const TrainOptions& options, const Exported& exported,
                          const nlohmann::json& report, const std::optional<npu_sim::NpuConfig>& npu,
-                         TrainResult& result, const std::function<void(const std::string&)>& say) {
+                         TrainResult& result, const std::function<void(const std::string&)>& say,
+                         bool write) {
   const fs::path in_budget = fs::path(options.output_dir) / "model";
   const fs::path over_budget = fs::path(options.output_dir) / "model.over-budget";
   const fs::path stem = result.within_budgets ? in_budget : over_budget;
   result.model_path = stem.string() + ".udcm";
   result.tflite_path = stem.string() + ".tflite";
   result.report_path = (fs::path(options.output_dir) / "report.json").string();
+  if (!write) return;
   for (const char* extension : {".udcm", ".tflite"}) {
     fs::remove((result.within_budgets ? over_budget : in_budget).string() + extension);
   }
@@ -1265,7 +1309,9 @@ void write_trained_model(const TrainOptions& options, const Exported& exported,
 
 TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuConfig> npu,
                           const TrainOptions& options, const NetInitializer& initialize) {
-  std::ostream* log = options.log;
+  Ranks* ranks = options.ranks.get();
+  const bool primary = !ranks || ranks->primary();
+  std::ostream* log = primary ? options.log : nullptr;
   const std::function<void(const std::string&)> say = [&](const std::string& line) {
     if (log) *log << line << std::endl;
   };
@@ -1288,9 +1334,11 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
   const data::ImageDataset& test_set = data.test_set;
   const data::ImageDataset& holdout = data.holdout;
 
-  fs::create_directories(options.output_dir);
-  // What a killed run was writing when it died (its checkpoint and outputs are whole).
-  common::remove_stale_temporaries(options.output_dir);
+  if (primary) {
+    fs::create_directories(options.output_dir);
+    // What a killed run was writing when it died (its checkpoint and outputs are whole).
+    common::remove_stale_temporaries(options.output_dir);
+  }
   const std::string checkpoint_path = (fs::path(options.output_dir) / "checkpoint.pt").string();
   const std::string warmup_checkpoint_path =
       (fs::path(options.output_dir) / "warmup-checkpoint.pt").string();
@@ -1305,7 +1353,7 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
   bool load_optimizer = false;
   torch::serialize::InputArchive resume_archive;
   if (!options.restart &&
-      resume_training(checkpoint_path, total_epochs, *net, state, resume_archive)) {
+      resume_training(checkpoint_path, total_epochs, *net, state, resume_archive, ranks)) {
     result.resumed = true;
     load_optimizer = true;
     say(fmt::format("resuming from {} after epoch {}/{}", checkpoint_path, state.epochs_done,
@@ -1317,16 +1365,20 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
   std::shared_ptr<QNet> teacher;
   if (!state.teacher.empty()) teacher = make_teacher(config, state.teacher, checkpoint_path);
 
-  data::BatchLoader loader(train_set, config.data.normalization, config.data.augmentation,
-                           {spec.batch_size, true, true, spec.seed, 2});
+  data::BatchLoader::Options batches{spec.batch_size, true, true, spec.seed, 2};
+  if (ranks) batches.rank = ranks->rank(), batches.world_size = ranks->size();
+  data::BatchLoader loader(train_set, config.data.normalization, config.data.augmentation, batches);
   const size_t steps_per_epoch = checked_steps_per_epoch(
       loader, spec.max_steps_per_epoch, config.file, train_set.size(), spec.batch_size);
   say(
       fmt::format("train {}: {} layers, {} training and {} test images of {}, {} epochs ({} "
-                  "warm-up, {} compress, {} fine-tune) of {} steps at batch {}",
+                  "warm-up, {} compress, {} fine-tune) of {} steps at batch {}{}",
                   arch.name, arch.layers.size(), train_set.size(), test_set.size(), train_set.name,
                   total_epochs, spec.warmup.epochs, spec.compress.epochs, spec.finetune.epochs,
-                  steps_per_epoch, spec.batch_size));
+                  steps_per_epoch, spec.batch_size,
+                  several(ranks) ? fmt::format(", data-parallel on {} ranks ({})", ranks->size(),
+                                               ranks->rendezvous().source)
+                                 : std::string()));
 
   const Clock::time_point run_start = Clock::now();
   for (uint32_t epoch = state.epochs_done; epoch < total_epochs; ++epoch) {
@@ -1335,7 +1387,8 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
     const PhaseSpec& ps = schedule.spec_of(phase);
     const bool phase_start = epoch == schedule.first_epoch(phase);
     if (phase_start && phase != Phase::Warmup) {
-      begin_phase(config, schedule, phase, epoch, checkpoint_path, *net, train_set, state, teacher);
+      begin_phase(config, schedule, phase, epoch, checkpoint_path, *net, train_set, state, teacher,
+                  ranks);
     }
     if (!optimizer || phase_start) {
       optimizer = make_optimizer(*net, ps.learning_rate, spec.weight_decay);
@@ -1350,19 +1403,20 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
     const size_t phase_steps = size_t(ps.epochs) * steps_per_epoch;
     const size_t phase_step0 = size_t(epoch - schedule.first_epoch(phase)) * steps_per_epoch;
     const ForwardContext context{phase == Phase::Warmup ? Mode::Float : Mode::Quantized,
-                                 phase == Phase::Compress, spec.activation_momentum};
+                                 phase == Phase::Compress, spec.activation_momentum, ranks};
     const StepTotals totals =
         run_epoch_steps({spec, *net, *optimizer, teacher.get(), loader, guard, phase, ps, context,
                          steps_per_epoch, phase_step0, phase_steps, epoch, total_epochs, log,
                          config.data.normalization, state.metric});
 
+    check_same_on_ranks(ranks, state_tensors(*net), "network after the epoch's steps");
     const bool masks_at_target =
         totals.steps > 0
             ? masks_at_target_after(spec, phase, phase_step0 + totals.steps - 1, phase_steps)
             : phase == Phase::Finetune;
     bool best_so_far = false;
     EpochRecord record = record_epoch(config, data, npu, *net, guard, state, epoch, phase, totals,
-                                      masks_at_target, best_so_far);
+                                      masks_at_target, best_so_far, ranks);
     record.step_milliseconds = totals.step_milliseconds;
     record.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     state.history.push_back(record);
@@ -1370,12 +1424,14 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
     state.target_sparsity.clear();
     for (const auto& layer : net->weighted())
       state.target_sparsity.push_back(layer->target_sparsity());
-    save_checkpoint(checkpoint_path, *net, *optimizer, state);
-    // Kept apart from the rolling checkpoint: a run resumed from it (copied to checkpoint.pt
-    // of another output folder) tries another compress or fine-tune schedule without
-    // repeating the float warm-up, which is most of a long fine-tune's time.
-    if (epoch + 1 == schedule.warmup_end && total_epochs > schedule.warmup_end)
-      save_checkpoint(warmup_checkpoint_path, *net, *optimizer, state);
+    if (primary) {
+      save_checkpoint(checkpoint_path, *net, *optimizer, state);
+      // Kept apart from the rolling checkpoint: a run resumed from it (copied to
+      // checkpoint.pt of another output folder) tries another compress or fine-tune schedule
+      // without repeating the float warm-up, which is most of a long fine-tune's time.
+      if (epoch + 1 == schedule.warmup_end && total_epochs > schedule.warmup_end)
+        save_checkpoint(warmup_checkpoint_path, *net, *optimizer, state);
+    }
     const double run_seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
     const double eta =
         run_seconds / double(epoch + 1 - result.first_epoch) * double(total_epochs - epoch - 1);
@@ -1384,7 +1440,8 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
   }
   if (spec.compress.epochs == 0 && spec.finetune.epochs == 0) {
     // Post-training quantisation only.
-    prepare_quantization(*net, train_set, config.data.normalization, spec.batch_size, spec.seed);
+    prepare_quantization(*net, train_set, config.data.normalization, spec.batch_size, spec.seed,
+                         ranks);
     for (const auto& layer : net->weighted()) layer->update_mask(layer->target_sparsity());
     if (spec.has_budget()) guard.hold(*net);
     guard.report();
@@ -1405,9 +1462,12 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
   }
 
   result.history = state.history;
+  // Every rank exports and verifies (the same network, so the same result everywhere, and
+  // no rank idles at a barrier through it); rank 0 writes.
   const Exported exported = export_and_verify(config, npu, *net, data, result);
   const nlohmann::json report = train_report_json(config, data, exported, result);
-  write_trained_model(options, exported, report, npu, result, say);
+  write_trained_model(options, exported, report, npu, result, say, primary);
+  if (ranks) ranks->barrier("rank 0 writing " + result.model_path);
   return result;
 }
 

@@ -23,10 +23,17 @@ namespace udc::search {
 void use_training_threads(uint32_t threads);
 
 /// Before the first quantised step: LSQ steps from the weights, activation ranges
-/// calibrated on a few training batches.
+/// calibrated on a few training batches (each rank's share of them, with `ranks`).
 void prepare_quantization(QNet& net, const data::ImageDataset& train_set,
                           const data::Normalization& normalization, uint32_t batch_size,
-                          uint64_t seed);
+                          uint64_t seed, Ranks* ranks = nullptr);
+
+/// This rank's share of the loss of a global batch, by which its loss is scaled before
+/// backward() and the gradients are summed over the ranks (reduce_gradients): its images over the
+/// batch's for a loss that is a mean over images (labels); for super-resolution, whose L1 is a mean
+/// over the counted target pixels, its counted pixels over all ranks' (one collective).
+/// 1 for one process.
+double loss_share(const data::Batch& batch, Ranks* ranks);
 
 /// What the outputs of batches score, summed over the batches: top-1 hits among the images
 /// (a set with labels), or squared errors among the pixels (a set with targets; outputs
@@ -40,6 +47,8 @@ class ScoreTally {
   void add(const QTensor& output, const data::Batch& batch);
   /// Top-1 accuracy [fraction] or PSNR [dB] of what was added; 0 before anything.
   double score() const;
+  /// Adds up what every rank added (data-parallel: each saw its share of the images).
+  void sum_over_ranks(Ranks* ranks);
 
  private:
   data::Normalization normalization_;
@@ -62,9 +71,11 @@ struct Evaluation {
   std::vector<std::vector<int8_t>> logits;
 };
 /// The score on `set` in `mode`; keeps the integer outputs of the first `keep_logits`.
+/// With several `ranks` (and no outputs kept), each rank scores its share of every batch and
+/// the tallies are summed: the same score on every rank, in a fraction of the time.
 Evaluation evaluate(QNet& net, const data::ImageDataset& set,
                     const data::Normalization& normalization, Mode mode, size_t batch_size,
-                    size_t keep_logits);
+                    size_t keep_logits, Ranks* ranks = nullptr);
 /// PSNR [dB] of a super-resolution network on whole photographs, the mean over them of
 /// data::psnr with a border of the scale, as `udc eval` measures the exported model.
 double photograph_psnr(QNet& net, const data::SuperResolutionSet& photographs,
@@ -80,7 +91,9 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
 /// Loads into `net` (of the trained architecture) the network that train_network() wrote
 /// to `output_dir` and exported: the kept epoch's when one was chosen on held-out images.
 /// Parameters and buffers (masks included) only: `net` keeps its own target sparsities.
-void load_exported_network(const std::string& output_dir, QNet& net, Metric metric);
+/// `ranks`: rank 0's file, on every rank (read_on_primary).
+void load_exported_network(const std::string& output_dir, QNet& net, Metric metric,
+                           Ranks* ranks = nullptr);
 
 /// Super-resolution training material: patch pairs of `patch` x `patch` input pixels
 /// (data::patch_pairs at DataSpec::patch_stride) from the training photographs, those of the

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <set>
@@ -498,6 +499,60 @@ TEST(BatchLoader, EveryImageOncePerEpochInDeterministicOrder) {
   a.start_epoch(3);
   ASSERT_TRUE(a.next(batch));
   EXPECT_EQ(std::vector<uint32_t>(order_a.begin(), order_a.begin() + 8), batch.indices);
+}
+
+TEST(BatchLoader, RankSharesTogetherAreTheOneProcessBatch) {
+  // Data-parallel ranks each make their share of every batch; laid end to end in rank
+  // order, the shares must be the batch one process makes, augmentation draws included,
+  // also when the batch does not divide evenly (50 = 6 x 8 + 2; 3 ranks).
+  const ImageDataset set = ramp_set(50, 6, 3);
+  for (uint32_t world : {2u, 3u}) {
+    BatchLoader::Options options{8, true, false, 7, 2};
+    BatchLoader whole(set, {}, {2, true}, options);
+    std::vector<std::unique_ptr<BatchLoader>> ranks;
+    for (uint32_t r = 0; r < world; ++r) {
+      BatchLoader::Options share = options;
+      share.rank = r;
+      share.world_size = world;
+      ranks.push_back(
+          std::make_unique<BatchLoader>(set, Normalization{}, Augmentation{2, true}, share));
+      EXPECT_EQ(ranks.back()->batches_per_epoch(), whole.batches_per_epoch());
+      ranks.back()->start_epoch(5);
+    }
+    whole.start_epoch(5);
+    Batch batch, part;
+    while (whole.next(batch)) {
+      std::vector<uint32_t> indices;
+      std::vector<float> images;
+      std::vector<int64_t> labels;
+      for (uint32_t r = 0; r < world; ++r) {
+        ASSERT_TRUE(ranks[r]->next(part));
+        const BatchShare expected = batch_share(batch.size, r, world);
+        EXPECT_EQ(part.size, expected.count);
+        EXPECT_EQ(part.global_size, batch.size);
+        indices.insert(indices.end(), part.indices.begin(), part.indices.end());
+        images.insert(images.end(), part.images.begin(), part.images.end());
+        labels.insert(labels.end(), part.labels.begin(), part.labels.end());
+      }
+      EXPECT_EQ(indices, batch.indices);
+      EXPECT_EQ(images, batch.images);
+      EXPECT_EQ(labels, batch.labels);
+    }
+  }
+  // Shares: contiguous, sizes differing by at most one, covering the batch.
+  for (size_t size : {1, 7, 8, 128}) {
+    for (uint32_t world : {1u, 2u, 3u, 5u}) {
+      size_t next = 0;
+      for (uint32_t r = 0; r < world; ++r) {
+        const BatchShare s = batch_share(size, r, world);
+        EXPECT_EQ(s.first, next);
+        EXPECT_LE(s.count, size / world + 1);
+        EXPECT_GE(s.count, size / world);
+        next += s.count;
+      }
+      EXPECT_EQ(next, size);
+    }
+  }
 }
 
 TEST(BatchLoader, AugmentedImagesAreShiftedOrMirroredOriginals) {

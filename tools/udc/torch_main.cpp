@@ -77,7 +77,7 @@ void add_run_command(CLI::App& app, const std::string& name, const std::string& 
 }
 
 /// A multi-seed run fails when any of its runs broke its budgets (each was still written).
-void check_seed_runs(const udc::search::SeedsResult& result) {
+void check_seed_runs(const udc::search::SeedsResult& result, const udc::search::Ranks& ranks) {
   std::string over;
   for (const udc::search::SeedRun& run : result.runs) {
     if (!run.within_budgets) over += fmt::format(" {}", run.seed);
@@ -86,7 +86,7 @@ void check_seed_runs(const udc::search::SeedsResult& result) {
     throw std::runtime_error(
         fmt::format("seeds{}: the model breaks its budgets (see {})", over, result.summary_path));
   }
-  fmt::print("wrote {}\n", result.summary_path);
+  if (ranks.primary()) fmt::print("wrote {}\n", result.summary_path);
 }
 
 void add_train_command(CLI::App& app) {
@@ -132,10 +132,12 @@ void add_train_command(CLI::App& app) {
         udc::search::TrainOptions options;
         options.output_dir = args.output();
         options.restart = args.restart;
+        options.ranks = udc::search::Ranks::from_environment();
         options.log = &std::cout;
         if (!args.seeds.empty()) {
           check_seed_runs(udc::search::train_seeds(config, udc::search::configured_npu(config),
-                                                   options, args.seeds));
+                                                   options, args.seeds),
+                          *options.ranks);
           return;
         }
         const udc::search::TrainResult result =
@@ -187,10 +189,13 @@ void add_search_command(CLI::App& app) {
         udc::search::SearchOptions options;
         options.output_dir = args.output();
         options.restart = args.restart;
+        options.ranks = udc::search::Ranks::from_environment();
         options.log = &std::cout;
         if (!args.seeds.empty()) {
-          check_seed_runs(udc::search::search_seeds(
-              config, udc::npu_sim::load_npu_config(config.npu), options, args.seeds));
+          check_seed_runs(
+              udc::search::search_seeds(config, udc::npu_sim::load_npu_config(config.npu), options,
+                                        args.seeds),
+              *options.ranks);
           return;
         }
         const udc::search::SearchResult result =

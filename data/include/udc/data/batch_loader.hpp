@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -43,6 +44,8 @@ struct Augmentation {
 /// A batch in Torch's NCHW layout, normalised.
 struct Batch {
   uint32_t size = 0, channels = 0, height = 0, width = 0;
+  /// Images in the global batch this is a share of (data-parallel); `size` otherwise.
+  uint32_t global_size = 0;
   std::vector<float> images;      ///< size * channels * height * width
   std::vector<int64_t> labels;    ///< size
   std::vector<uint32_t> indices;  ///< data set indices, size
@@ -56,10 +59,21 @@ struct Batch {
   std::vector<float> target_weights;
 };
 
+/// One process's share of a global batch in data-parallel training: the images
+/// [first, first + count) of it.
+struct BatchShare {
+  size_t first = 0, count = 0;
+};
+/// The share of `rank` of `world_size` in a global batch of `batch_size` images: contiguous
+/// runs, the first `batch_size % world_size` ranks taking one image more.
+BatchShare batch_share(size_t batch_size, uint32_t rank, uint32_t world_size);
+
 /// Fills `batch` with the images `indices` of `data`, augmented with draws from `rng`.
+/// With `share`, only those images of the batch: the draws are those of the whole batch, so
+/// that the shares of every rank together are the batch one process would make.
 void make_batch(const ImageDataset& data, const std::vector<uint32_t>& indices,
                 const Normalization& normalization, const Augmentation& augmentation,
-                std::mt19937_64& rng, Batch& batch);
+                std::mt19937_64& rng, Batch& batch, std::optional<BatchShare> share = std::nullopt);
 
 /// Batches of one epoch, prepared on a worker thread one or two batches ahead of the
 /// consumer (the trainer's threads do the arithmetic meanwhile).
@@ -71,6 +85,9 @@ class BatchLoader {
     bool drop_last = false;  ///< skip a final short batch
     uint64_t seed = 1;
     size_t prefetch = 2;  ///< batches prepared ahead [batches]
+    /// Data-parallel: every batch is this rank's share (batch_share) of the global batch
+    /// of `batch_size` images that one process would see; batches per epoch are the same.
+    uint32_t rank = 0, world_size = 1;
   };
   BatchLoader(const ImageDataset& data, Normalization normalization, Augmentation augmentation,
               Options options);

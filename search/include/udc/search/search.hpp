@@ -7,11 +7,13 @@
 #pragma once
 
 #include <iosfwd>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
 #include "udc/firmware_model/measurement.hpp"
 #include "udc/npu_sim/config.hpp"
+#include "udc/search/ranks.hpp"
 #include "udc/search/search_config.hpp"
 
 namespace udc::search {
@@ -27,6 +29,8 @@ struct SearchOptions {
   std::string output_dir;       ///< results folder (see README: model, report, plot, ...)
   bool restart = false;         ///< ignore existing checkpoints in the folder
   std::ostream* log = nullptr;  ///< progress; nullptr: silent
+  /// Data-parallel over these ranks (ranks.hpp; TrainOptions::ranks). Null: one process.
+  std::shared_ptr<Ranks> ranks;
 };
 
 struct SearchResult {

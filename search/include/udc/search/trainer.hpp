@@ -6,12 +6,14 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "udc/firmware_model/measurement.hpp"
 #include "udc/npu_sim/config.hpp"
+#include "udc/search/ranks.hpp"
 #include "udc/search/train_config.hpp"
 
 namespace udc::search {
@@ -20,6 +22,11 @@ struct TrainOptions {
   std::string output_dir;       ///< model.udcm, report.json, checkpoint.pt
   bool restart = false;         ///< ignore an existing checkpoint
   std::ostream* log = nullptr;  ///< progress; nullptr: silent
+  /// Data-parallel training over these ranks (ranks.hpp): each trains on its share of every
+  /// batch, all hold the same network, rank 0 alone logs and writes (the output folder need
+  /// not be shared: a checkpoint only rank 0 can read is sent to the others). Null: one
+  /// process.
+  std::shared_ptr<Ranks> ranks;
 };
 
 /// One finished epoch.
