@@ -14,7 +14,7 @@ packages=(
   libgtest-dev libbenchmark-dev libcli11-dev libfmt-dev
   libsystemc-dev libyaml-cpp-dev nlohmann-json3-dev
   libtorch-dev libgloo-dev libstb-dev zlib1g-dev dataset-fashion-mnist
-  libflatbuffers-dev flatbuffers-compiler
+  libflatbuffers-dev flatbuffers-compiler openmpi-bin libopenmpi-dev
   libarmnn-dev libarmnntfliteparser-dev libarmnn-cpuref-backend22
   opencv-doc
 )

@@ -37,6 +37,7 @@ std::string evaluate(const Model& model, const npu_sim::NpuConfig& config,
 
 /// The worker's result line into the point.
 void parse_result(const std::string& line, SweepPoint& p) {
+  p.measured = line;
   std::vector<std::string> fields;
   size_t start = 0;
   for (size_t tab; (tab = line.find('\t', start)) != std::string::npos; start = tab + 1) {
@@ -64,7 +65,32 @@ std::string csv_field(const std::string& s) {
   return quoted + "\"";
 }
 
-void mark_pareto(std::vector<SweepPoint>& points) {
+/// FNV-1a over what defines the grid: the model, every point's axis values and its whole
+/// configuration. Shards of one sweep agree on it; a shard of another grid, model or base
+/// configuration does not.
+uint64_t grid_fingerprint(const Model& model, const std::vector<SweepPoint>& points) {
+  uint64_t h = 1469598103934665603ull;
+  auto add = [&](const std::string& text) {
+    for (unsigned char c : text) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+    h ^= 0xff;
+    h *= 1099511628211ull;
+  };
+  add(model.name);
+  add(std::to_string(model.operations.size()));
+  add(std::to_string(points.size()));
+  for (const SweepPoint& p : points) {
+    for (const std::string& v : p.values) add(v);
+    add(npu_sim::config_fingerprint(p.config));
+  }
+  return h;
+}
+
+}  // namespace
+
+void mark_pareto_front(std::vector<SweepPoint>& points) {
   for (SweepPoint& p : points) {
     if (!p.fits) continue;
     p.pareto = std::none_of(points.begin(), points.end(), [&](const SweepPoint& q) {
@@ -73,8 +99,6 @@ void mark_pareto(std::vector<SweepPoint>& points) {
     });
   }
 }
-
-}  // namespace
 
 SweepSpace read_sweep_space(const std::string& path) {
   common::YamlSection root(path, common::load_yaml_file(path), "");
@@ -150,6 +174,13 @@ std::vector<SweepPoint> sweep_grid(const SweepSpace& space, const npu_sim::NpuCo
 
 void measure_sweep(const Model& model, const SweepSpace& space, std::vector<SweepPoint>& points,
                    unsigned jobs, const SweepProgress& progress) {
+  measure_points(model, space, points, shard_points(points.size(), {}), jobs, progress);
+  mark_pareto_front(points);
+}
+
+void measure_points(const Model& model, const SweepSpace& space, std::vector<SweepPoint>& points,
+                    const std::vector<size_t>& which, unsigned jobs,
+                    const SweepProgress& progress) {
   if (jobs == 0) jobs = std::max(1u, std::thread::hardware_concurrency());
   CompileOptions options;
   options.weights = space.weights;
@@ -174,12 +205,12 @@ void measure_sweep(const Model& model, const SweepSpace& space, std::vector<Swee
     const double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (progress) {
-      progress(done, points.size(), points[w.index],
-               elapsed / double(done) * double(points.size() - done));
+      progress(done, which.size(), points[w.index],
+               elapsed / double(done) * double(which.size() - done));
     }
   };
-  while (done < points.size()) {
-    while (running.size() < jobs && next < points.size()) {
+  while (done < which.size()) {
+    while (running.size() < jobs && next < which.size()) {
       int fds[2];
       if (::pipe(fds) != 0) throw std::runtime_error("sweep: cannot create a pipe");
       std::fflush(stdout);  // a forked child must not repeat buffered output
@@ -187,12 +218,12 @@ void measure_sweep(const Model& model, const SweepSpace& space, std::vector<Swee
       if (pid < 0) throw std::runtime_error("sweep: cannot start a worker process");
       if (pid == 0) {
         ::close(fds[0]);
-        const std::string result = evaluate(model, points[next].config, options);
+        const std::string result = evaluate(model, points[which[next]].config, options);
         const ssize_t written = ::write(fds[1], result.data(), result.size());
         ::_exit(written == ssize_t(result.size()) ? 0 : 1);
       }
       ::close(fds[1]);
-      running.push_back({pid, fds[0], next++});
+      running.push_back({pid, fds[0], which[next++]});
     }
     // Reap whichever worker finishes first.
     int status = 0;
@@ -207,7 +238,120 @@ void measure_sweep(const Model& model, const SweepSpace& space, std::vector<Swee
     running.erase(it);
     record(w, status);
   }
-  mark_pareto(points);
+}
+
+SweepShard parse_sweep_shard(const std::string& text) {
+  const size_t slash = text.find('/');
+  SweepShard shard;
+  try {
+    size_t used_index = 0, used_count = 0;
+    if (slash == std::string::npos) throw std::invalid_argument("no slash");
+    const std::string index = text.substr(0, slash), count = text.substr(slash + 1);
+    const unsigned long i = std::stoul(index, &used_index), n = std::stoul(count, &used_count);
+    if (used_index != index.size() || used_count != count.size() || n == 0 || i >= n ||
+        n > (1ul << 24)) {
+      throw std::invalid_argument("out of range");
+    }
+    shard = {uint32_t(i), uint32_t(n)};
+  } catch (const std::exception&) {
+    throw std::invalid_argument("shard '" + text +
+                                "': expected I/N with 0 <= I < N (part I of N, from 0)");
+  }
+  return shard;
+}
+
+std::vector<size_t> shard_points(size_t total, SweepShard shard) {
+  std::vector<size_t> which;
+  for (size_t i = shard.index; i < total; i += shard.count) which.push_back(i);
+  return which;
+}
+
+namespace {
+constexpr const char* kShardMagic = "udc-sweep-shard 1";
+}  // namespace
+
+std::string sweep_shard_text(const Model& model, const std::vector<SweepPoint>& points,
+                             const std::vector<size_t>& which, SweepShard shard) {
+  std::string text =
+      fmt::format("{}\tgrid {:016x}\tpoints {}\tshard {}/{}\n", kShardMagic,
+                  grid_fingerprint(model, points), points.size(), shard.index, shard.count);
+  for (size_t i : which) {
+    if (points.at(i).measured.empty()) {
+      throw std::logic_error("sweep_shard_text: point " + std::to_string(i) + " not measured");
+    }
+    std::string line = points[i].measured;
+    std::replace(line.begin(), line.end(), '\n', ' ');
+    text += fmt::format("{}\t{}\n", i, line);
+  }
+  return text;
+}
+
+void merge_sweep_shards(const Model& model, std::vector<SweepPoint>& points,
+                        const std::vector<std::pair<std::string, std::string>>& shards) {
+  const std::string grid = fmt::format("{:016x}", grid_fingerprint(model, points));
+  std::vector<std::string> from(points.size());
+  for (const auto& [name, text] : shards) {
+    size_t line_number = 0, start = 0;
+    auto bad = [&](const std::string& what) {
+      return std::runtime_error(fmt::format("{}: line {}: {}", name, line_number, what));
+    };
+    while (start < text.size()) {
+      const size_t end = std::min(text.find('\n', start), text.size());
+      const std::string line = text.substr(start, end - start);
+      start = end + 1;
+      ++line_number;
+      if (line_number == 1) {
+        if (line.rfind(kShardMagic, 0) != 0) {
+          throw bad(
+              fmt::format("not a sweep shard (expected a first line '{} ...', as `udc "
+                          "sweep --shard I/N --shard-out FILE` writes)",
+                          kShardMagic));
+        }
+        if (line.find("\tgrid " + grid + "\t") == std::string::npos ||
+            line.find(fmt::format("\tpoints {}\t", points.size())) == std::string::npos) {
+          throw bad(fmt::format(
+              "a shard of another sweep (its grid, model or base configuration differ from this "
+              "one's: {} points, grid {})",
+              points.size(), grid));
+        }
+        continue;
+      }
+      if (line.empty()) continue;
+      const size_t tab = line.find('\t');
+      size_t used = 0;
+      unsigned long index = 0;
+      try {
+        index = std::stoul(line.substr(0, tab), &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (tab == std::string::npos || used != tab || index >= points.size()) {
+        throw bad(
+            fmt::format("expected a point index below {}, a tab and its result", points.size()));
+      }
+      if (!from[index].empty()) {
+        throw bad(fmt::format("point {} again (already in {})", index, from[index]));
+      }
+      from[index] = name;
+      parse_result(line.substr(tab + 1), points[index]);
+    }
+    if (line_number == 0) throw bad("empty (not a sweep shard)");
+  }
+  std::vector<size_t> missing;
+  for (size_t i = 0; i < points.size(); ++i) {
+    if (from[i].empty()) missing.push_back(i);
+  }
+  if (!missing.empty()) {
+    constexpr size_t kNamed = 8;  ///< missing points named in the message
+    const size_t missing_count = missing.size();
+    missing.resize(std::min(missing_count, kNamed));
+    throw std::runtime_error(fmt::format(
+        "the shards hold {} of the sweep's {} points; missing: {}{} (a shard not given, or "
+        "one that did not finish)",
+        points.size() - missing_count, points.size(), fmt::join(missing, ", "),
+        missing_count > kNamed ? ", ..." : ""));
+  }
+  mark_pareto_front(points);
 }
 
 std::string sweep_csv(const SweepSpace& space, const std::vector<SweepPoint>& points) {

@@ -50,6 +50,33 @@ grep -q "<svg" "$work/s.svg"
 grep -q "Pareto front" "$work/sweep.txt"
 # The largest, fastest configuration is on the front.
 grep -q "^256,2,256,1,.*,1,$" "$work/s.csv"
+# Split over machines: 3 shards merged, and 2 MPI ranks, write the one-process CSV.
+for i in 0 1 2; do
+  "$udc" sweep "$work/m.udcm" --space "$work/space.yaml" -j 1 --shard "$i/3" \
+    --shard-out "$work/part$i.txt" >/dev/null
+done
+"$udc" sweep "$work/m.udcm" --space "$work/space.yaml" --merge "$work"/part{0,1,2}.txt \
+  --csv "$work/merged.csv" --plot "$work/merged.svg" >/dev/null
+cmp "$work/s.csv" "$work/merged.csv"
+if "$udc" sweep "$work/m.udcm" --space "$work/space.yaml" --merge "$work"/part{0,2}.txt \
+  --csv "$work/x.csv" 2>"$work/err"; then exit 1; fi
+grep -q "missing: 1 " "$work/err"
+if "$udc" sweep "$work/m.udcm" --space "$work/space.yaml" --merge "$work"/part{0,1,1,2}.txt \
+  --csv "$work/x.csv" 2>"$work/err"; then exit 1; fi
+grep -q "part1.txt: line 2: point 1 again" "$work/err"
+sed 's/\[64, 256\]/[64, 128]/' "$work/space.yaml" >"$work/other.yaml"
+if "$udc" sweep "$work/m.udcm" --space "$work/other.yaml" --merge "$work"/part{0,1,2}.txt \
+  --csv "$work/x.csv" 2>"$work/err"; then exit 1; fi
+grep -q "part0.txt: line 1: a shard of another sweep" "$work/err"
+if "$udc" sweep "$work/m.udcm" --space "$work/space.yaml" --shard 3/3 --shard-out "$work/x" \
+  2>"$work/err"; then exit 1; fi
+grep -q "shard '3/3': expected I/N" "$work/err"
+# (OpenMPI's own allocations outlive MPI_Finalize: no leak check under the sanitizers.)
+ASAN_OPTIONS=detect_leaks=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+  mpirun --oversubscribe -np 2 \
+  "$udc" sweep "$work/m.udcm" --space "$work/space.yaml" -j 1 --csv "$work/mpi.csv" \
+  --plot "$work/mpi.svg" >"$work/mpi.txt" 2>&1 || { cat "$work/mpi.txt" >&2; exit 1; }
+cmp "$work/s.csv" "$work/mpi.csv"
 
 # Errors: a non-zero exit and a message naming the file, offset, key or resource.
 head -c 100 "$work/m.udcm" >"$work/truncated.udcm"

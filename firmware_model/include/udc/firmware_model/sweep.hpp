@@ -41,6 +41,8 @@ struct SweepPoint {
   uint64_t sram_bytes = 0, weight_bytes = 0, flash_bytes = 0;
   std::string note;     ///< why it does not fit, or the error
   bool pareto = false;  ///< no other fitting point is smaller and faster
+  /// What the worker measured, as it reported it (shard files carry it; empty: not yet).
+  std::string measured;
 };
 
 /// The grid over `base` (last axis fastest), sizes computed, nothing measured yet. Throws
@@ -58,6 +60,35 @@ using SweepProgress =
 /// Pareto front.
 void measure_sweep(const Model& model, const SweepSpace& space, std::vector<SweepPoint>& points,
                    unsigned jobs, const SweepProgress& progress);
+
+/// One of `count` parts of a sweep split over processes on several machines (cluster
+/// job-array tasks, MPI ranks): part `index` (0-based) measures every `count`-th point of
+/// the grid from `index`, so that neighbours in the grid, which cost alike, spread over the
+/// parts.
+struct SweepShard {
+  uint32_t index = 0, count = 1;
+};
+/// Reads "I/N" (0 <= I < N); throws std::invalid_argument saying what was expected.
+SweepShard parse_sweep_shard(const std::string& text);
+/// The points of a grid of `total` that `shard` measures, in grid order.
+std::vector<size_t> shard_points(size_t total, SweepShard shard);
+/// Measures the points `which` only (as measure_sweep does), without marking the Pareto
+/// front, which needs every point.
+void measure_points(const Model& model, const SweepSpace& space, std::vector<SweepPoint>& points,
+                    const std::vector<size_t>& which, unsigned jobs, const SweepProgress& progress);
+/// The Pareto front among the points that fit (SweepPoint::pareto).
+void mark_pareto_front(std::vector<SweepPoint>& points);
+
+/// A shard's results as text: a header with the grid's fingerprint (model, axes, values,
+/// base configuration) and the shard, then each measured point's index and result.
+std::string sweep_shard_text(const Model& model, const std::vector<SweepPoint>& points,
+                             const std::vector<size_t>& which, SweepShard shard);
+/// Fills the grid `points` from shard texts (`shards`: name for errors, text), then marks
+/// the Pareto front: the same points as one process measuring the whole grid. Throws
+/// std::runtime_error naming the shard and line when one is malformed or belongs to another
+/// grid or model, when a point comes twice, or naming the first points nobody measured.
+void merge_sweep_shards(const Model& model, std::vector<SweepPoint>& points,
+                        const std::vector<std::pair<std::string, std::string>>& shards);
 
 /// The CSV (one row per point: axis values, size, fit, cycles, ms, inferences/s, MAC
 /// utilisation, SRAM, weight and flash bytes, Pareto flag, note) and the SVG plot.
