@@ -2,8 +2,14 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -155,6 +161,37 @@ void write_summary(const std::string& config_file, SeedsResult& result,
   common::write_file_atomically(result.summary_path, root.dump(2) + "\n");
 }
 
+/// Adds the runs `mine` (this invocation's) to seeds.json as it is now and writes it,
+/// holding a lock on seeds.json.lock meanwhile: invocations that run other seeds into the
+/// same folder at the same time (the shards of a grid on a shared disk) each add theirs,
+/// none overwrites another's. result.runs becomes the merged runs, in seed order.
+void merge_into_summary(const std::string& config_file, const std::vector<SeedRun>& mine,
+                        SeedsResult& result, const std::string& output_dir) {
+  fs::create_directories(output_dir);
+  const std::string lock_path = (fs::path(output_dir) / "seeds.json.lock").string();
+  const int lock = ::open(lock_path.c_str(), O_CREAT | O_RDWR, 0644);
+  if (lock < 0 || ::flock(lock, LOCK_EX) != 0) {
+    if (lock >= 0) ::close(lock);
+    throw std::runtime_error(lock_path + ": cannot lock (" + std::strerror(errno) + ")");
+  }
+  try {
+    result.runs = mine;
+    for (SeedRun& other :
+         read_earlier_runs((fs::path(output_dir) / "seeds.json").string(), config_file)) {
+      const bool ours = std::any_of(mine.begin(), mine.end(),
+                                    [&](const SeedRun& r) { return r.seed == other.seed; });
+      if (!ours) result.runs.push_back(std::move(other));
+    }
+    std::sort(result.runs.begin(), result.runs.end(),
+              [](const SeedRun& a, const SeedRun& b) { return a.seed < b.seed; });
+    write_summary(config_file, result, output_dir);
+  } catch (...) {
+    ::close(lock);  // releases the lock
+    throw;
+  }
+  ::close(lock);
+}
+
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -176,8 +213,10 @@ SeedsResult run_seeds(const std::string& config_file, const std::string& output_
   const bool primary = !ranks || ranks->primary();
   if (!primary) log = nullptr;
   SeedsResult result;
+  std::vector<SeedRun> mine;  ///< the runs of this invocation
   // Seeds an earlier invocation finished into this folder stay in the summary; a seed run
-  // again replaces its record.
+  // again replaces its record. Read now so that a damaged summary stops the run before it
+  // trains; merged again, under a lock, after every seed.
   for (SeedRun& earlier :
        primary ? read_earlier_runs((fs::path(output_dir) / "seeds.json").string(), config_file)
                : std::vector<SeedRun>{}) {
@@ -196,11 +235,13 @@ SeedsResult run_seeds(const std::string& config_file, const std::string& output_
     run(seeds[i], r.output_dir, r);
     result.metric = r.metric;
     r.seconds = seconds_since(start);
-    result.runs.push_back(std::move(r));
-    std::sort(result.runs.begin(), result.runs.end(),
-              [](const SeedRun& a, const SeedRun& b) { return a.seed < b.seed; });
+    mine.push_back(std::move(r));
     // After every seed, so that a run stopped later keeps the seeds it finished.
-    if (primary) write_summary(config_file, result, output_dir);
+    if (primary) {
+      merge_into_summary(config_file, mine, result, output_dir);
+    } else {
+      result.runs = mine;
+    }
   }
   say(log, format_seeds_table(result));
   return result;

@@ -5,6 +5,7 @@
 #   derives the architecture one process derives;
 # - a run resumes from a checkpoint written with another number of ranks (1 -> 2, 2 -> 1);
 # - a rank killed with SIGKILL ends the other with an error naming it, not a hang;
+# - the parts of a grid of seeds (--shard, also over mpirun) gather in one seeds.json;
 # - a malformed rendezvous is an error naming the variable.
 # Usage: data_parallel_cli_test.sh UDC ROOT
 set -euo pipefail
@@ -180,7 +181,25 @@ for victim in 1 0; do
   echo "rank $victim killed: $(grep -m1 -o "rank $victim of 2 ([^)]*) [a-z ]*" "$work/$log")"
 done
 
-# 4. A rendezvous without rank 0's address.
+# 4. A grid split into parts: seeds 1-3 in two parts at once into one folder, then over
+#    mpirun; seeds.json gathers every part's runs.
+sed -i 's/warmup: {epochs: 40}/warmup: {epochs: 1}/' "$work/train-40.yaml"
+for part in 0/2 1/2; do
+  "$udc" train --config "$work/train-40.yaml" -o "$work/grid" --seeds 1,2,3 --shard "$part" \
+    >"$work/grid-${part%/*}.log" 2>&1 &
+  pids+=($!)
+done
+for pid in "${pids[@]: -2}"; do wait "$pid" || fail "a part of the grid failed" grid-0.log grid-1.log; done
+runs=$(grep -c '"seed":' "$work/grid/seeds.json")
+[ "$runs" = 3 ] || fail "seeds.json of 2 parts holds $runs runs, not 3" grid-0.log grid-1.log
+OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ASAN_OPTIONS=detect_leaks=0 \
+  mpirun --oversubscribe -np 2 "$udc" train --config "$work/train-40.yaml" -o "$work/mpi-grid" \
+  --seeds 4,5 --shard mpi >"$work/mpi-grid.log" 2>&1 || fail "the grid over mpirun failed" mpi-grid.log
+runs=$(grep -c '"seed":' "$work/mpi-grid/seeds.json")
+[ "$runs" = 2 ] || fail "seeds.json of 2 MPI ranks holds $runs runs, not 2" mpi-grid.log
+echo "grid parts: 3 seeds in 2 parts, 2 seeds over 2 MPI ranks, gathered in seeds.json"
+
+# 5. A rendezvous without rank 0's address.
 status=0
 RANK=0 WORLD_SIZE=2 MASTER_PORT=$port "$udc" train --config "$work/train-1.yaml" -o "$work/bad" \
   >"$work/bad.log" 2>&1 || status=$?

@@ -16,6 +16,7 @@
 
 #include "cli.hpp"
 #include "udc/common/yaml_section.hpp"
+#include "udc/firmware_model/sweep.hpp"
 #include "udc/search/search.hpp"
 #include "udc/search/search_config.hpp"
 #include "udc/search/seeds.hpp"
@@ -33,6 +34,9 @@ struct RunArguments {
   udc::common::ConfigSource npu;
   /// Repeat the run once per seed, each in <output>/seed-<seed>, and summarise (seeds.hpp).
   std::vector<uint64_t> seeds;
+  /// With seeds: "I/N" runs only every N-th of them from I (one part of a grid split over
+  /// machines); "mpi": I and N from mpirun's rank and size.
+  std::string shard;
   /// udc train: a search config whose fine-tune recipe (`finetune:`) replaces the `train:`
   /// section, budgets excepted: a baseline trained exactly as the search's models are.
   std::string recipe;
@@ -43,6 +47,33 @@ struct RunArguments {
                : output_dir;
   }
 };
+
+/// The seeds of part `shard` ("I/N" or "mpi", RunArguments::shard) of `seeds`.
+std::vector<uint64_t> shard_of(const std::vector<uint64_t>& seeds, const std::string& shard) {
+  std::string part = shard;
+  if (shard == "mpi") {
+    const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
+    const char* size = std::getenv("OMPI_COMM_WORLD_SIZE");
+    if (!rank || !size) {
+      throw std::runtime_error(
+          "--shard mpi: OMPI_COMM_WORLD_RANK and OMPI_COMM_WORLD_SIZE are not set (start with "
+          "mpirun, or give --shard I/N)");
+    }
+    part = std::string(rank) + "/" + size;
+  }
+  const udc::firmware_model::SweepShard s = udc::firmware_model::parse_sweep_shard(part);
+  std::vector<uint64_t> mine;
+  for (size_t i : udc::firmware_model::shard_points(seeds.size(), s)) mine.push_back(seeds[i]);
+  return mine;
+}
+
+/// The ranks a run trains on: none of its own for a part of a grid (--shard: every part
+/// is one process, whatever mpirun says), else the data-parallel rendezvous of the
+/// environment.
+std::shared_ptr<udc::search::Ranks> run_ranks(const RunArguments& args) {
+  return args.shard.empty() ? udc::search::Ranks::from_environment()
+                            : udc::search::Ranks::single();
+}
 
 /// A command of the form `udc NAME --config FILE [-o DIR] [--restart]`.
 void add_run_command(CLI::App& app, const std::string& name, const std::string& description,
@@ -58,6 +89,12 @@ void add_run_command(CLI::App& app, const std::string& name, const std::string& 
                   "run once per seed (comma-separated), each in OUTPUT/seed-N, then write "
                   "OUTPUT/seeds.json and print mean ± std")
       ->delimiter(',');
+  cmd->add_option("--shard", args->shard,
+                  "with --seeds: I/N runs only every N-th seed from the I-th (from 0), one part "
+                  "of a grid spread over machines or cluster job-array tasks; `mpi`: I and N "
+                  "from mpirun's rank and size. Parts may run at once into one OUTPUT on a "
+                  "shared disk: seeds.json gathers them (under a lock). A part runs on one "
+                  "process, not data-parallel");
   if (takes_recipe) {
     cmd->add_option("--recipe", args->recipe,
                     "search config (configs/search/) whose finetune: section trains this model "
@@ -71,6 +108,14 @@ void add_run_command(CLI::App& app, const std::string& name, const std::string& 
   cmd->callback([args, run, name] {
     if (!args->list_params && args->config.empty()) {
       throw std::runtime_error(name + ": --config is required");
+    }
+    if (!args->shard.empty()) {
+      if (args->seeds.empty()) throw std::runtime_error(name + ": --shard needs --seeds");
+      args->seeds = shard_of(args->seeds, args->shard);
+      if (args->seeds.empty()) {
+        fmt::print("--shard {}: no seed falls to this part\n", args->shard);
+        return;
+      }
     }
     run(*args);
   });
@@ -132,7 +177,7 @@ void add_train_command(CLI::App& app) {
         udc::search::TrainOptions options;
         options.output_dir = args.output();
         options.restart = args.restart;
-        options.ranks = udc::search::Ranks::from_environment();
+        options.ranks = run_ranks(args);
         options.log = &std::cout;
         if (!args.seeds.empty()) {
           check_seed_runs(udc::search::train_seeds(config, udc::search::configured_npu(config),
@@ -189,7 +234,7 @@ void add_search_command(CLI::App& app) {
         udc::search::SearchOptions options;
         options.output_dir = args.output();
         options.restart = args.restart;
-        options.ranks = udc::search::Ranks::from_environment();
+        options.ranks = run_ranks(args);
         options.log = &std::cout;
         if (!args.seeds.empty()) {
           check_seed_runs(
