@@ -9,9 +9,7 @@
 #include <systemc>
 
 #include <benchmark/benchmark.h>
-#include <netinet/in.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -98,21 +96,6 @@ struct RankTraining {
   }
 };
 
-uint16_t free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    close(fd);
-    throw std::runtime_error("no free port");
-  }
-  close(fd);
-  return ntohs(address.sin_port);
-}
-
 Rendezvous loopback(uint32_t rank, uint32_t world, uint16_t port) {
   Rendezvous r;
   r.rank = rank;
@@ -125,7 +108,7 @@ Rendezvous loopback(uint32_t rank, uint32_t world, uint16_t port) {
 
 void data_parallel_steps(benchmark::State& state, Mode mode) {
   const auto world = uint32_t(state.range(0));
-  const uint16_t port = free_port();
+  const uint16_t port = free_loopback_port();
   std::vector<pid_t> helpers;
   for (uint32_t r = 1; r < world; ++r) {
     std::vector<std::string> args{"/proc/self/exe", "--rank",  std::to_string(r),

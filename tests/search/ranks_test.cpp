@@ -4,9 +4,7 @@
 // statistics and activation ranges into exactly what one process computes on the whole
 // batch.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,28 +34,11 @@ Rendezvous rendezvous_of(const Variables& variables) {
   });
 }
 
-/// A TCP port free on loopback now (the kernel's choice for port 0).
-uint16_t free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  socklen_t length = sizeof address;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    close(fd);
-    throw std::runtime_error("free_port: no port");
-  }
-  close(fd);
-  return ntohs(address.sin_port);
-}
-
 /// Runs rank_probe as `world` ranks on loopback; returns what rank 0 saved. Fails the test
 /// when a rank exits non-zero or they take over a minute.
 std::vector<torch::Tensor> run_probe_ranks(uint32_t world) {
   const fs::path output = fs::temp_directory_path() / fmt::format("rank_probe_{}.pt", getpid());
-  const uint16_t port = free_port();
+  const uint16_t port = free_loopback_port();
   std::vector<pid_t> children;
   for (uint32_t r = 0; r < world; ++r) {
     std::vector<std::string> variables;
