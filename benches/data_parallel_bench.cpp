@@ -22,6 +22,7 @@
 #include "collectives.hpp"
 #include "qnet.hpp"
 #include "training.hpp"
+#include "udc/common/local_port.hpp"
 #include "udc/search/train_config.hpp"
 
 extern char** environ;
@@ -108,7 +109,7 @@ Rendezvous loopback(uint32_t rank, uint32_t world, uint16_t port) {
 
 void data_parallel_steps(benchmark::State& state, Mode mode) {
   const auto world = uint32_t(state.range(0));
-  const uint16_t port = free_loopback_port();
+  const uint16_t port = udc::common::free_loopback_port();
   std::vector<pid_t> helpers;
   for (uint32_t r = 1; r < world; ++r) {
     std::vector<std::string> args{"/proc/self/exe", "--rank",  std::to_string(r),

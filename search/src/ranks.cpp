@@ -1,7 +1,5 @@
 // Ranks (ranks.hpp) on LibTorch's c10d: a TCPStore served by rank 0 for the rendezvous and a
 // ProcessGroupGloo for the collectives; and the collectives on tensors (collectives.hpp).
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -262,19 +260,6 @@ std::string Ranks::broadcast_bytes(const std::string& bytes, const std::string& 
   if (primary()) std::memcpy(buffer.data_ptr(), bytes.data(), bytes.size());
   broadcast_from_primary(this, {buffer}, what);
   return std::string(static_cast<const char*>(buffer.data_ptr()), size_t(size));
-}
-
-uint16_t free_loopback_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  const bool ok = fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
-                  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
-  if (fd >= 0) close(fd);
-  if (!ok) throw std::runtime_error("no free TCP port on loopback");
-  return ntohs(address.sin_port);
 }
 
 std::optional<std::string> read_on_primary(Ranks* ranks, const std::string& path) {

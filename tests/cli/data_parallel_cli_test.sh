@@ -2,7 +2,7 @@
 # Data-parallel `udc train` on 2 local ranks (loopback, torchrun's variables):
 # - its epochs follow the 1-process run of the same global batch (the first epochs' losses
 #   agree to float precision) and rank 0 alone logs and writes; a tiny search on 2 ranks
-#   derives the architecture one process derives;
+#   derives the architecture one process derives (started with `udc launch`);
 # - a run resumes from a checkpoint written with another number of ranks (1 -> 2, 2 -> 1);
 # - a rank killed with SIGKILL ends the other with an error naming it, not a hang;
 # - the parts of a grid of seeds (--shard, also over mpirun) gather in one seeds.json;
@@ -113,15 +113,9 @@ verify_images: 6
 YAML
 "$udc" search --config "$work/search.yaml" -o "$work/search-one" >"$work/search-one.log" 2>&1 ||
   fail "the 1-process search failed" search-one.log
-port=$((port + 1))
-RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
-  "$udc" search --config "$work/search.yaml" -o "$work/search-two" >"$work/search-two.1.log" 2>&1 &
-rank1=$!
-pids+=($rank1)
-RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
-  "$udc" search --config "$work/search.yaml" -o "$work/search-two" >"$work/search-two.0.log" 2>&1 ||
-  fail "the 2-rank search failed" search-two.0.log search-two.1.log
-wait "$rank1" || fail "rank 1 of the search failed" search-two.1.log
+# (udc launch: the 2 local ranks started by udc itself.)
+"$udc" launch -n 2 search --config "$work/search.yaml" -o "$work/search-two" \
+  >"$work/search-two.0.log" 2>&1 || fail "the 2-rank search failed" search-two.0.log
 derived() { sed -n 's/^  "derived": "\(.*\)",$/\1/p' "$work/$1/derivation.json"; }
 [ -n "$(derived search-one)" ] || fail "no derived architecture in search-one/derivation.json" search-one.log
 [ "$(derived search-one)" = "$(derived search-two)" ] ||
@@ -199,7 +193,14 @@ runs=$(grep -c '"seed":' "$work/mpi-grid/seeds.json")
 [ "$runs" = 2 ] || fail "seeds.json of 2 MPI ranks holds $runs runs, not 2" mpi-grid.log
 echo "grid parts: 3 seeds in 2 parts, 2 seeds over 2 MPI ranks, gathered in seeds.json"
 
-# 5. A rendezvous without rank 0's address.
+# 5. udc launch passes on a failure: both ranks of a missing config fail.
+status=0
+"$udc" launch -n 2 train --config "$work/missing.yaml" -o "$work/none" >"$work/launch.log" 2>&1 ||
+  status=$?
+[ "$status" != 0 ] && grep -q "rank 1 of 2 exited with status" "$work/launch.log" ||
+  fail "udc launch did not report the failing ranks" launch.log
+
+# 6. A rendezvous without rank 0's address.
 status=0
 RANK=0 WORLD_SIZE=2 MASTER_PORT=$port "$udc" train --config "$work/train-1.yaml" -o "$work/bad" \
   >"$work/bad.log" 2>&1 || status=$?

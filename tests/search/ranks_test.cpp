@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "rank_probe.hpp"
+#include "udc/common/local_port.hpp"
 
 extern char** environ;
 
@@ -38,7 +39,7 @@ Rendezvous rendezvous_of(const Variables& variables) {
 /// when a rank exits non-zero or they take over a minute.
 std::vector<torch::Tensor> run_probe_ranks(uint32_t world) {
   const fs::path output = fs::temp_directory_path() / fmt::format("rank_probe_{}.pt", getpid());
-  const uint16_t port = free_loopback_port();
+  const uint16_t port = udc::common::free_loopback_port();
   std::vector<pid_t> children;
   for (uint32_t r = 0; r < world; ++r) {
     std::vector<std::string> variables;

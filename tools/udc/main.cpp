@@ -18,6 +18,7 @@
 #include "cli.hpp"
 #include "codec_command.hpp"
 #include "eval_command.hpp"
+#include "launch_command.hpp"
 #include "model_commands.hpp"
 #include "sim_command.hpp"
 #include "sweep_command.hpp"
@@ -31,6 +32,7 @@ int sc_main(int argc, char* argv[]) {
   udc::tool::add_sweep_command(app);
   udc::tool::add_eval_command(app);
   udc::tool::add_calibrate_command(app);
+  udc::tool::add_launch_command(app);
   // Listed for --help; main() hands them to udc-torch before sc_main runs.
   app.add_subcommand("train",
                      "Compression-aware training of a fixed architecture (see udc train --help)");

@@ -86,10 +86,6 @@ class Ranks {
   std::unique_ptr<Group> group_;
 };
 
-/// A TCP port free on this host's loopback now (the kernel's choice), for the store of a
-/// run whose ranks are all local (tests, benchmarks). Throws std::runtime_error when none.
-uint16_t free_loopback_port();
-
 /// The bytes of the file `path` as rank 0's disk holds them, on every rank; none when rank 0
 /// has no such file. The ranks' disks need not be shared: what rank 0 wrote (checkpoints,
 /// the derivation) reaches the others this way. `ranks` null: one process, its own disk.
