@@ -111,7 +111,10 @@ torch::Tensor magnitude_mask(const torch::Tensor& weights, double sparsity) {
   torch::NoGradGuard no_grad;
   const int64_t rows = weights.size(0);
   const int64_t per_row = rows == 0 ? 0 : weights.numel() / rows;
-  const int64_t zeros = std::clamp<int64_t>(std::llround(sparsity * double(per_row)), 0, per_row);
+  // Every row keeps its largest weight: a sparsity that rounds to a whole row (0.96 of a
+  // 3x3 stem's 9 weights) would cut the channel, and with all of them the network.
+  const int64_t zeros = std::clamp<int64_t>(std::llround(sparsity * double(per_row)), 0,
+                                            std::max<int64_t>(per_row - 1, 0));
   torch::Tensor mask = torch::ones_like(weights);
   if (zeros == 0) return mask;
   // Stable order: ties broken by position, so the count is exact.

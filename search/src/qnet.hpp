@@ -67,7 +67,8 @@ torch::Tensor initial_weight_step(const torch::Tensor& masked_weights, uint32_t 
 torch::Tensor weight_integers(const torch::Tensor& masked_weights, const torch::Tensor& step,
                               uint32_t bits);
 /// Mask of `weights` with, in each output channel (dimension 0), exactly round(sparsity *
-/// weights per channel) zeros at its smallest magnitudes. Per channel, so that the mask
+/// weights per channel) zeros at its smallest magnitudes, but never the whole channel (its
+/// largest weight stays). Per channel, so that the mask
 /// does not change when channels are scaled (batch-norm folding) or when output channels
 /// are sliced off (the supernet's width choices share one weight tensor).
 torch::Tensor magnitude_mask(const torch::Tensor& weights, double sparsity);

@@ -69,6 +69,21 @@ TEST(Pruning, MagnitudeMaskHasExactCountPerChannelAtSmallestMagnitudes) {
   }
 }
 
+TEST(Pruning, MagnitudeMaskKeepsEachChannelsLargestWeight) {
+  // 0.96 of a 3x3 stem channel's 9 weights rounds to 9: the channel would be cut (a uniform
+  // 96 % baseline trained to chance this way).
+  torch::manual_seed(2);
+  const torch::Tensor w = torch::randn({6, 1, 3, 3});
+  for (double sparsity : {0.96, 1.0}) {
+    const torch::Tensor mask = magnitude_mask(w, sparsity);
+    for (int64_t c = 0; c < w.size(0); ++c) {
+      ASSERT_EQ((mask[c] != 0).sum().item<int64_t>(), 1) << sparsity << " channel " << c;
+      const int64_t largest = w[c].abs().flatten().argmax().item<int64_t>();
+      EXPECT_EQ(mask[c].flatten()[largest].item<float>(), 1.0f) << sparsity << " channel " << c;
+    }
+  }
+}
+
 namespace {
 
 /// model.tflite beside a trained model.udcm holds the same model: importing it gives back
