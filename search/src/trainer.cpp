@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "budget_guard.hpp"
 #include "collectives.hpp"
 #include "qnet.hpp"
 #include "training.hpp"
@@ -247,106 +248,6 @@ Checkpoint read_checkpoint_state(torch::serialize::InputArchive& archive, const 
 double ramp_sparsity(double target, double progress, double ramp_fraction) {
   const double t = ramp_fraction <= 0 ? 1.0 : std::min(1.0, progress / ramp_fraction);
   return target * (1.0 - std::pow(1.0 - t, 3.0));
-}
-
-/// Extra zeros per output channel that one step of the budget guard tries on a layer: 1, 2,
-/// 3, then about x1.5 each time up to every weight but one. Bytes do not fall smoothly with
-/// zeros: the smallest weights already cost few bits in the codec's value stream, so a dense
-/// int8 layer may save nothing until enough zeros make zero runs pay (measured: 8 more zeros
-/// a channel of a 234-weight int8 channel saved no byte), and streams are padded to 16 bytes.
-/// A guard that tried only a few zeros a step found no saving in the wide layers and took
-/// every byte from the classifier and the stem (96 % and 78 % sparse: 89 % -> 50 %).
-std::vector<int64_t> guard_step_sizes(int64_t available) {
-  std::vector<int64_t> sizes;
-  for (int64_t k = 1; k <= available; k = std::max(k + 1, k * 3 / 2)) sizes.push_back(k);
-  if (available > 0 && sizes.back() != available) sizes.push_back(available);
-  return sizes;
-}
-
-/// The budgets a trained model is held to, and the NPU they are measured on.
-struct WeightBudgets {
-  uint64_t weight_bytes = 0, flash_bytes = 0;  ///< 0: none [bytes]
-  const npu_sim::NpuConfig* npu = nullptr;
-  /// Bytes by which `m` exceeds the budgets, summed (0: within them).
-  uint64_t excess(const fm::ModelMeasurement& m) const {
-    auto over = [](uint64_t value, uint64_t budget) {
-      return budget > 0 && value > budget ? value - budget : 0;
-    };
-    return over(m.weight_bytes, weight_bytes) + over(m.flash_bytes, flash_bytes);
-  }
-};
-
-struct BudgetGuard {
-  fm::ModelMeasurement before, after;  ///< weights and image as compiled
-  uint64_t pruned = 0;                 ///< weights the guard pruned
-  bool fits = true;
-};
-
-/// Damage of a mask change: over output channels (dimension 0), the mean fraction of the
-/// channel's kept squared weight that the new mask removes.
-double pruning_damage(const torch::Tensor& weights, const torch::Tensor& kept,
-                      const torch::Tensor& trial) {
-  const torch::Tensor w2 = (weights * weights).flatten(1);
-  const torch::Tensor before = (w2 * kept.flatten(1)).sum(1);
-  const torch::Tensor removed = (w2 * (kept - trial).flatten(1)).sum(1);
-  return (removed / before.clamp_min(1e-30)).mean().item<double>();
-}
-
-/// Holds the weights within the budgets, as compiled for the NPU, by pruning a little
-/// more, one step at a time: a step prunes k more weights (k from guard_step_sizes) in
-/// every output channel of one layer, and the step taken is the one that removes the most
-/// bytes of excess per unit of pruning_damage (bytes beyond the excess earn nothing, so the
-/// smallest sufficient step wins), so that a layer with few weights a channel (the stem, the
-/// classifier) is spared while a wide one can give. Depthwise layers stay dense (k*k weights
-/// a channel) and every channel keeps one weight. Masks must be at their targets when called.
-BudgetGuard hold_budgets(QNet& net, const WeightBudgets& budgets) {
-  torch::NoGradGuard no_grad;
-  auto measured = [&] {
-    return fm::measure_model(net.export_model(), *budgets.npu,
-                             {/*simulate=*/false, /*compile=*/{}});
-  };
-  BudgetGuard guard;
-  guard.before = guard.after = measured();
-  uint64_t excess = budgets.excess(guard.after);
-  while (excess > 0) {
-    struct Step {
-      std::shared_ptr<QWeighted> layer;
-      double sparsity = 0, score = 0;
-      uint64_t pruned = 0;
-    };
-    std::optional<Step> best;
-    for (const auto& layer : net.weighted()) {
-      if (layer->kind() == QWeighted::Kind::Depthwise) continue;
-      const int64_t channels = layer->mask().size(0);
-      const int64_t per_channel = layer->mask().numel() / channels;
-      const auto zeros = int64_t(std::lround(layer->target_sparsity() * double(per_channel)));
-      const torch::Tensor kept = layer->mask().clone();
-      const torch::Tensor weights = layer->folded().first;
-      for (const int64_t k : guard_step_sizes(per_channel - 1 - zeros)) {
-        const double sparsity = double(zeros + k) / double(per_channel);
-        layer->update_mask(sparsity);
-        const uint64_t trial = budgets.excess(measured());
-        const double damage = pruning_damage(weights, kept, layer->mask());
-        layer->restore_mask(kept);
-        if (trial >= excess) continue;
-        const double score = double(excess - trial) / std::max(damage, 1e-12);
-        if (!best || score > best->score) {
-          best = Step{layer, sparsity, score, uint64_t(k * channels)};
-        }
-        if (trial == 0) break;  // larger steps on this layer save no more, at more damage
-      }
-    }
-    if (!best) {
-      guard.fits = false;
-      break;
-    }
-    best->layer->set_target_sparsity(best->sparsity);
-    best->layer->update_mask(best->sparsity);
-    guard.after = measured();
-    excess = budgets.excess(guard.after);
-    guard.pruned += best->pruned;
-  }
-  return guard;
 }
 
 std::unique_ptr<torch::optim::AdamW> make_optimizer(QNet& net, double rate, double decay) {
