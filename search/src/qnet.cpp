@@ -257,6 +257,18 @@ std::pair<torch::Tensor, torch::Tensor> QWeighted::folded() const {
           batch_norm_->bias - batch_norm_->running_mean * scale};
 }
 
+torch::Tensor QWeighted::fold_scale() const {
+  if (kind_ == Kind::FullyConnected) return torch::ones({int64_t(out_channels_)});
+  return batch_norm_->weight * torch::rsqrt(batch_norm_->running_var + batch_norm_->options.eps());
+}
+
+void QWeighted::keep_integers_across_fold_change(const torch::Tensor& old_fold_scale) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor ratio = fold_scale() / old_fold_scale;
+  // A channel whose scale was 0 had no weights to keep; its step starts afresh.
+  step_.mul_(torch::where(torch::isfinite(ratio), ratio.abs(), torch::ones_like(ratio)));
+}
+
 void QWeighted::update_mask(double sparsity) {
   torch::NoGradGuard no_grad;
   mask_.copy_(magnitude_mask(folded().first, sparsity));

@@ -149,6 +149,12 @@ class QWeighted : public QLayer {
 
   /// Folded weight and bias: batch norm's running statistics folded in (conv kinds).
   std::pair<torch::Tensor, torch::Tensor> folded() const;
+  /// Per output channel, the factor folding multiplies the weights by: batch norm's
+  /// weight / sqrt(running variance + eps); ones for a fully connected layer.
+  torch::Tensor fold_scale() const;
+  /// After the batch-norm statistics moved from those that gave `old_fold_scale`: scales
+  /// the weight step with the folded weights, so that the integer weights stay as they were.
+  void keep_integers_across_fold_change(const torch::Tensor& old_fold_scale);
   /// Sets the mask to `sparsity` of the folded weights' smallest magnitudes.
   void update_mask(double sparsity);
   /// LSQ step initialisation from the current folded, masked weights.

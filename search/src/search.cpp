@@ -150,26 +150,6 @@ fm::MeasuredBudgets measured_budgets(const Limits& limits) {
   return budgets;
 }
 
-/// Batch-norm statistics of the derived network re-estimated on training batches (the
-/// supernet's were averaged over many sub-networks).
-void recalibrate_batch_norm(QNet& net, const data::ImageDataset& set,
-                            const data::Normalization& normalization, uint32_t batch_size,
-                            uint64_t seed, Ranks* ranks) {
-  torch::NoGradGuard no_grad;
-  // Statistics of the compressed weights: masks at their targets (per channel, so folding
-  // the new statistics later does not move them), weights quantised as the supernet does.
-  for (const auto& layer : net.weighted()) layer->update_mask(layer->target_sparsity());
-  net.train();
-  data::BatchLoader::Options options{batch_size, true, false, seed ^ 0xb7u, 2};
-  if (ranks) options.rank = ranks->rank(), options.world_size = ranks->size();
-  data::BatchLoader loader(set, normalization, {}, options);
-  loader.start_epoch(0);
-  data::Batch batch;
-  for (int k = 0; k < 20 && loader.next(batch); ++k) {
-    net.forward(images_tensor(batch), {Mode::CompressedWeights, false, 0.0, ranks});
-  }
-}
-
 /// What every stage of the search shares: its inputs, its results folder and its log.
 struct SearchContext {
   const SearchConfig& config;
@@ -200,8 +180,12 @@ Costs measured_costs(const TrainResult& t) {
 void prepare_derived(const SearchContext& ctx, const Supernet& supernet,
                      const data::ImageDataset& train_set, const ArchitectureChoice& c, QNet& net) {
   supernet.inherit(c, net);
+  // The supernet's statistics were averaged over many sub-networks; new ones for the
+  // masks the network will be exported with.
+  for (const auto& layer : net.weighted()) layer->update_mask(layer->target_sparsity());
   recalibrate_batch_norm(net, train_set, ctx.config.data.normalization,
-                         ctx.config.search.batch_size, ctx.config.search.seed, ctx.ranks());
+                         ctx.config.search.batch_size, ctx.config.search.seed,
+                         kDerivedRecalibrationBatches, ctx.ranks());
 }
 
 /// The `udc train` config that fine-tunes a derived architecture: the search's data, its

@@ -328,6 +328,11 @@ const std::vector<common::Param<TrainSpec>>& train_params() {
           "ramp_fraction", [](auto& s) -> auto& { return s.ramp_fraction; }, 0.0, 1.0, "",
           "part of the compress phase over which sparsity ramps up"),
       number_param<TrainSpec>(
+          "recalibration_batches", [](auto& s) -> auto& { return s.recalibration_batches; }, 0,
+          10000, "batches",
+          "compress phase: batch-norm statistics re-estimated on this many training batches "
+          "after every mask update, the integer weights kept (0: the warm-up's statistics stay)"),
+      number_param<TrainSpec>(
           "activation_momentum", [](auto& s) -> auto& { return s.activation_momentum; }, 0.0,
           0.999999, "1/step", "EMA momentum of observed activation ranges"),
       number_param<TrainSpec>(

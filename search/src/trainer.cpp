@@ -447,6 +447,28 @@ torch::Tensor images_tensor(data::Batch& batch) {
 
 // ---------------------------------------------------------------- shared with the search
 
+void recalibrate_batch_norm(QNet& net, const data::ImageDataset& set,
+                            const data::Normalization& normalization, uint32_t batch_size,
+                            uint64_t seed, uint32_t batches, Ranks* ranks) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> old_scales;
+  for (const auto& layer : net.weighted()) old_scales.push_back(layer->fold_scale().clone());
+  const bool was_training = net.is_training();
+  net.train();
+  data::BatchLoader::Options options{batch_size, true, false, seed ^ 0xb7u, 2};
+  if (ranks) options.rank = ranks->rank(), options.world_size = ranks->size();
+  data::BatchLoader loader(set, normalization, {}, options);
+  loader.start_epoch(0);
+  data::Batch batch;
+  for (uint32_t k = 0; k < batches && loader.next(batch); ++k) {
+    net.forward(images_tensor(batch), {Mode::CompressedWeights, false, 0.0, ranks});
+  }
+  net.train(was_training);
+  for (size_t i = 0; i < old_scales.size(); ++i) {
+    net.weighted()[i]->keep_integers_across_fold_change(old_scales[i]);
+  }
+}
+
 void prepare_quantization(QNet& net, const data::ImageDataset& train_set,
                           const data::Normalization& normalization, uint32_t batch_size,
                           uint64_t seed, Ranks* ranks) {
@@ -949,6 +971,7 @@ struct EpochSteps {
   std::ostream* log;  ///< progress four times an epoch; null: silent
   const data::Normalization& normalization;
   Metric metric;
+  const data::ImageDataset& train_set;  ///< the training images (batch-norm recalibration)
 };
 
 /// What the steps add up to.
@@ -993,6 +1016,10 @@ StepTotals run_epoch_steps(const EpochSteps& e) {
       const double progress = double(phase_step + 1) / double(phase_steps);
       for (const auto& layer : net.weighted()) {
         layer->update_mask(ramp_sparsity(layer->target_sparsity(), progress, spec.ramp_fraction));
+      }
+      if (spec.recalibration_batches > 0) {
+        recalibrate_batch_norm(net, e.train_set, e.normalization, spec.batch_size, spec.seed,
+                               spec.recalibration_batches, context.ranks);
       }
     }
     // Training moves the weights and with them the encoded size; holding the budget as
@@ -1319,7 +1346,7 @@ TrainResult train_network(const TrainConfig& config, std::optional<npu_sim::NpuC
     const StepTotals totals =
         run_epoch_steps({spec, *net, *optimizer, teacher.get(), loader, guard, phase, ps, context,
                          steps_per_epoch, phase_step0, phase_steps, epoch, total_epochs, log,
-                         config.data.normalization, state.metric});
+                         config.data.normalization, state.metric, train_set});
 
     check_same_on_ranks(ranks, state_tensors(*net), "network after the epoch's steps");
     const bool masks_at_target =

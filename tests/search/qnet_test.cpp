@@ -356,6 +356,39 @@ TEST(BudgetGuard, TakesBytesWhereTheyCostLeastEvenIfManyZerosAreNeeded) {
   EXPECT_LE(net.weighted()[1]->target_sparsity(), double(kZeroed + kSmall) / 144.0);
 }
 
+TEST(Recalibration, NewBatchNormStatisticsKeepTheIntegerWeights) {
+  // After masks move, batch norm is re-estimated for the pruned layers; the folding changes,
+  // and the steps follow it, so the integers the network would export stay the same.
+  torch::manual_seed(5);
+  const udc::data::Normalization normalization{0.4f, 0.3f};
+  const ArchitectureSpec arch = architecture(
+      "recal", 12, 1,
+      {layer(LayerKind::Conv, 8, 3, 1, 4, 0.0), layer(LayerKind::Conv, 16, 3, 2, 8, 0.0),
+       layer(LayerKind::GlobalAvgPool, 0, 1, 1, 8, 0),
+       layer(LayerKind::FullyConnected, 10, 1, 1, 8, 0.0, ActivationKind::None)});
+  QNet net(arch, normalization);
+  const auto set = synthetic_set(12, 1, 64, 6);
+  short_training(net, set, normalization);
+  // The mask of the middle layer moves to 90 % after the statistics were taken.
+  net.weighted()[1]->update_mask(0.9);
+  auto integers = [&] {
+    std::vector<torch::Tensor> all;
+    for (const auto& l : net.weighted()) all.push_back(l->integers(ActQuant{}).weights.clone());
+    return all;
+  };
+  const std::vector<torch::Tensor> before = integers();
+  const torch::Tensor scale_before = net.weighted()[1]->fold_scale().clone();
+  recalibrate_batch_norm(net, set, normalization, 32, 7, 2);
+  const std::vector<torch::Tensor> after = integers();
+  // The statistics did change: the pruned layer's output variance fell, its scale rose.
+  EXPECT_TRUE(torch::all(net.weighted()[1]->fold_scale().abs() > scale_before.abs()).item<bool>())
+      << "a layer that lost 90 % of its weights has a smaller output variance";
+  ASSERT_EQ(before.size(), after.size());
+  for (size_t i = 0; i < before.size(); ++i) {
+    EXPECT_TRUE(torch::equal(before[i], after[i])) << net.weighted()[i]->layer_name();
+  }
+}
+
 TEST(Anchor, AZeroResidualGivesTheAnchorsUpscale) {
   // A zero residual leaves only the anchor: the nearest-neighbour upscale
   // (exact up to the output's requantisation), or data::resize_bicubic's (stb's
