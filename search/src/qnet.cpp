@@ -351,6 +351,7 @@ LayerIntegers QWeighted::integers(ActQuant input) const {
 QTensor QWeighted::forward(const QTensor& input, const ForwardContext& context) {
   if (context.mode != Mode::Quantized) {
     torch::Tensor w = weight_;
+    if (context.mode == Mode::MaskedFloat) w = weight_ * mask_;
     if (context.mode == Mode::CompressedWeights) {
       const torch::Tensor masked = weight_ * mask_;
       const torch::Tensor step = initial_weight_step(masked, bits_);

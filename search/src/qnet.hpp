@@ -77,8 +77,11 @@ torch::Tensor magnitude_mask(const torch::Tensor& weights, double sparsity);
 /// statistics. CompressedWeights: as Float, but every weight masked and fake-quantised at
 /// its initial per-channel step, before batch norm: what the supernet computes, so that an
 /// inherited network's batch-norm statistics can be re-estimated for its compressed
-/// weights. Quantized: folded, fake-quantised weights and the exact integer forward.
-enum class Mode { Float, CompressedWeights, Quantized };
+/// weights. MaskedFloat: as Float, every weight masked (the pruned network's statistics,
+/// for batch-norm recalibration in the compress phase, where the initial steps would
+/// misdescribe trained ones). Quantized: folded, fake-quantised weights and the exact
+/// integer forward.
+enum class Mode { Float, CompressedWeights, MaskedFloat, Quantized };
 struct ForwardContext {
   Mode mode = Mode::Float;
   bool observe = false;  ///< Quantized: update activation ranges from this batch

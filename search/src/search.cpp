@@ -185,7 +185,7 @@ void prepare_derived(const SearchContext& ctx, const Supernet& supernet,
   for (const auto& layer : net.weighted()) layer->update_mask(layer->target_sparsity());
   recalibrate_batch_norm(net, train_set, ctx.config.data.normalization,
                          ctx.config.search.batch_size, ctx.config.search.seed,
-                         kDerivedRecalibrationBatches, ctx.ranks());
+                         kDerivedRecalibrationBatches, Mode::CompressedWeights, ctx.ranks());
 }
 
 /// The `udc train` config that fine-tunes a derived architecture: the search's data, its

@@ -331,7 +331,8 @@ const std::vector<common::Param<TrainSpec>>& train_params() {
           "recalibration_batches", [](auto& s) -> auto& { return s.recalibration_batches; }, 0,
           10000, "batches",
           "compress phase: batch-norm statistics re-estimated on this many training batches "
-          "after every mask update, the integer weights kept (0: the warm-up's statistics stay)"),
+          "whenever masks move (ramp or budget guard), the integer weights kept (0: the "
+          "warm-up's statistics stay)"),
       number_param<TrainSpec>(
           "activation_momentum", [](auto& s) -> auto& { return s.activation_momentum; }, 0.0,
           0.999999, "1/step", "EMA momentum of observed activation ranges"),

@@ -449,7 +449,7 @@ torch::Tensor images_tensor(data::Batch& batch) {
 
 void recalibrate_batch_norm(QNet& net, const data::ImageDataset& set,
                             const data::Normalization& normalization, uint32_t batch_size,
-                            uint64_t seed, uint32_t batches, Ranks* ranks) {
+                            uint64_t seed, uint32_t batches, Mode mode, Ranks* ranks) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> old_scales;
   for (const auto& layer : net.weighted()) old_scales.push_back(layer->fold_scale().clone());
@@ -461,7 +461,7 @@ void recalibrate_batch_norm(QNet& net, const data::ImageDataset& set,
   loader.start_epoch(0);
   data::Batch batch;
   for (uint32_t k = 0; k < batches && loader.next(batch); ++k) {
-    net.forward(images_tensor(batch), {Mode::CompressedWeights, false, 0.0, ranks});
+    net.forward(images_tensor(batch), {mode, false, 0.0, ranks});
   }
   net.train(was_training);
   for (size_t i = 0; i < old_scales.size(); ++i) {
@@ -621,17 +621,19 @@ class EpochBudgetGuard {
         budgets_{spec.weight_budget_bytes, spec.flash_budget_bytes, npu},
         say_(std::move(say)) {}
 
-  /// Measures the network's export and prunes until it fits (or no step saves a byte).
-  void hold(QNet& net) {
+  /// Measures the network's export and prunes until it fits (or no step saves a byte);
+  /// returns the weights it pruned.
+  uint64_t hold(QNet& net) {
     const BudgetGuard guard = hold_budgets(net, budgets_);
     ++tally_.checks;
     tally_.after = guard.after;
     tally_.fits = guard.fits;
-    if (budgets_.excess(guard.before) == 0) return;
+    if (budgets_.excess(guard.before) == 0) return 0;
     ++tally_.prunings;
     if (!tally_.largest || budgets_.excess(guard.before) > budgets_.excess(*tally_.largest))
       tally_.largest = guard.before;
     tally_.pruned += guard.pruned;
+    return guard.pruned;
   }
 
   /// Says what the guard did since the last report, if it pruned, and starts a new tally.
@@ -1011,23 +1013,27 @@ StepTotals run_epoch_steps(const EpochSteps& e) {
   for (; step < steps_per_epoch && loader.next(batch); ++step) {
     const size_t phase_step = phase_step0 + step;
     set_rate(optimizer, cosine_rate(ps.learning_rate, phase_step, phase_steps));
+    bool masks_moved = false;
     if (phase == Phase::Compress &&
         (phase_step % spec.prune_interval == 0 || phase_step + 1 == phase_steps)) {
       const double progress = double(phase_step + 1) / double(phase_steps);
       for (const auto& layer : net.weighted()) {
         layer->update_mask(ramp_sparsity(layer->target_sparsity(), progress, spec.ramp_fraction));
       }
-      if (spec.recalibration_batches > 0) {
-        recalibrate_batch_norm(net, e.train_set, e.normalization, spec.batch_size, spec.seed,
-                               spec.recalibration_batches, context.ranks);
-      }
+      masks_moved = true;
     }
     // Training moves the weights and with them the encoded size; holding the budget as
     // often as the masks move prunes a few weights at a time, with steps to recover in
     // between, rather than many at the end of an epoch, just before it is evaluated.
     if (spec.has_budget() && phase_step % spec.prune_interval == 0 &&
         masks_at_target_after(spec, phase, phase_step, phase_steps)) {
-      e.guard.hold(net);
+      masks_moved = e.guard.hold(net) > 0 || masks_moved;
+    }
+    // Not in the fine-tune: its activation ranges are frozen, and new statistics would move
+    // the outputs they quantise.
+    if (masks_moved && phase == Phase::Compress && spec.recalibration_batches > 0) {
+      recalibrate_batch_norm(net, e.train_set, e.normalization, spec.batch_size, spec.seed,
+                             spec.recalibration_batches, Mode::MaskedFloat, context.ranks);
     }
     const torch::Tensor images = images_tensor(batch);
     torch::Tensor teacher_logits;

@@ -28,15 +28,16 @@ void prepare_quantization(QNet& net, const data::ImageDataset& train_set,
                           const data::Normalization& normalization, uint32_t batch_size,
                           uint64_t seed, Ranks* ranks = nullptr);
 
-/// Batch-norm statistics re-estimated on `batches` training batches for the compressed
-/// weights (the masks as they are, per channel, so folding the new statistics does not
-/// move them; weights quantised at their initial steps, as the supernet computes), and the LSQ
+/// Batch-norm statistics re-estimated on `batches` training batches of a network forwarded
+/// in `mode` (CompressedWeights: as the supernet computes; MaskedFloat: pruned, not
+/// quantised), with the masks as they are (per channel, so folding the new statistics does
+/// not move them), and the LSQ
 /// steps scaled with the folding, so that the integer weights stay. Used on a derived network (the
 /// supernet's statistics were averaged over many sub-networks) and, in the compress phase, after
 /// masks move (the warm-up's statistics no longer describe a layer that lost most of its weights).
 void recalibrate_batch_norm(QNet& net, const data::ImageDataset& set,
                             const data::Normalization& normalization, uint32_t batch_size,
-                            uint64_t seed, uint32_t batches, Ranks* ranks = nullptr);
+                            uint64_t seed, uint32_t batches, Mode mode, Ranks* ranks = nullptr);
 /// Batches a derived network's statistics are re-estimated on [batches].
 constexpr uint32_t kDerivedRecalibrationBatches = 20;
 

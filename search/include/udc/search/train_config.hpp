@@ -153,10 +153,11 @@ struct TrainSpec {
   uint32_t threads = 2;               ///< Torch intra-op threads
   uint32_t prune_interval = 50;       ///< steps between mask updates in the compress phase
   double ramp_fraction = 0.7;         ///< part of the compress phase over which sparsity ramps up
-  /// Training batches on which batch-norm statistics are re-estimated after every mask
-  /// update of the compress phase (the folding follows, the integer weights stay); 0: the
-  /// warm-up's statistics stay, though a layer that lost most of its weights no longer has
-  /// the output variance they describe [batches]
+  /// Training batches on which batch-norm statistics are re-estimated (of the pruned float
+  /// network) whenever masks move in the compress phase: the ramp, or the budget guard
+  /// pruning. The folding follows, the integer weights stay. 0: the warm-up's statistics
+  /// stay, though a layer that lost most of its weights no longer has the output mean and
+  /// variance they describe [batches]
   uint32_t recalibration_batches = 0;
   double activation_momentum = 0.99;  ///< EMA of observed activation ranges [per step]
   size_t max_steps_per_epoch = 0;     ///< 0: whole epoch (tests use a few)
