@@ -251,8 +251,7 @@ torch::Tensor QWeighted::activation(const torch::Tensor& x) const {
 
 std::pair<torch::Tensor, torch::Tensor> QWeighted::folded() const {
   if (kind_ == Kind::FullyConnected) return {weight_, bias_};
-  const torch::Tensor inv_std = torch::rsqrt(batch_norm_->running_var + batch_norm_->options.eps());
-  const torch::Tensor scale = batch_norm_->weight * inv_std;
+  const torch::Tensor scale = fold_scale();
   return {weight_ * scale.reshape({-1, 1, 1, 1}),
           batch_norm_->bias - batch_norm_->running_mean * scale};
 }
@@ -351,13 +350,14 @@ LayerIntegers QWeighted::integers(ActQuant input) const {
 QTensor QWeighted::forward(const QTensor& input, const ForwardContext& context) {
   if (context.mode != Mode::Quantized) {
     torch::Tensor w = weight_;
-    if (context.mode == Mode::MaskedFloat) w = weight_ * mask_;
+    if (context.mode == Mode::MaskedFloat || context.mode == Mode::CompressedWeights) {
+      w = weight_ * mask_;
+    }
     if (context.mode == Mode::CompressedWeights) {
-      const torch::Tensor masked = weight_ * mask_;
-      const torch::Tensor step = initial_weight_step(masked, bits_);
+      const torch::Tensor step = initial_weight_step(w, bits_);
       std::vector<int64_t> channel_shape(size_t(weight_.dim()), 1);
       channel_shape[0] = -1;
-      w = weight_integers(masked, step, bits_) * step.reshape(channel_shape);
+      w = weight_integers(w, step, bits_) * step.reshape(channel_shape);
     }
     torch::Tensor y = apply(input.x, w);
     if (kind_ == Kind::FullyConnected) {
