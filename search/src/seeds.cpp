@@ -9,11 +9,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <ostream>
+#include <thread>
 
 #include "udc/common/file_io.hpp"
 #include "udc/common/statistics.hpp"
@@ -196,6 +199,66 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+/// Seconds between two saves of a seed's wall time: a killed run loses at most this much.
+constexpr auto kWallTimeSaveInterval = std::chrono::seconds(30);
+
+/// The wall time one seed's run has taken over every invocation that worked on it, so that
+/// a run stopped (killed, machine restarted) and resumed from its checkpoint counts both
+/// parts, and running a finished seed again adds the moment it takes instead of replacing
+/// the hours. Kept in <seed folder>/wall_seconds (a decimal number, seconds), which a
+/// thread rewrites every kWallTimeSaveInterval while the run works and at the end.
+class SeedWallTime {
+ public:
+  explicit SeedWallTime(const std::string& folder)
+      : path_((fs::path(folder) / "wall_seconds").string()), earlier_(read_earlier(path_)) {
+    fs::create_directories(folder);
+    saver_ = std::thread([this] {
+      std::unique_lock<std::mutex> lock(mutex_);
+      while (!cv_.wait_for(lock, kWallTimeSaveInterval, [this] { return stopped_; })) save();
+    });
+  }
+  SeedWallTime(const SeedWallTime&) = delete;
+  SeedWallTime& operator=(const SeedWallTime&) = delete;
+  ~SeedWallTime() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopped_ = true;
+    }
+    cv_.notify_all();
+    saver_.join();
+    try {
+      save();
+    } catch (...) {  // a destructor must not throw; the summary still has the figure
+    }
+  }
+
+  /// Seconds of every invocation so far, this one included.
+  double seconds() const { return earlier_ + seconds_since(start_); }
+
+ private:
+  /// 0 when there is no record yet (or an unreadable one: the figure is informative, and
+  /// a damaged record must not stop a run of hours).
+  static double read_earlier(const std::string& path) {
+    if (!fs::exists(path)) return 0;
+    const std::vector<uint8_t> bytes = common::read_file(path);
+    try {
+      const double seconds = std::stod(std::string(bytes.begin(), bytes.end()));
+      return seconds >= 0 ? seconds : 0;
+    } catch (const std::exception&) {
+      return 0;
+    }
+  }
+  void save() const { common::write_file_atomically(path_, fmt::format("{:.1f}\n", seconds())); }
+
+  std::string path_;
+  double earlier_;  ///< seconds of earlier invocations
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stopped_ = false;
+  std::thread saver_;
+};
+
 void say(std::ostream* log, const std::string& line) {
   if (log) *log << line << std::endl;
 }
@@ -231,10 +294,14 @@ SeedsResult run_seeds(const std::string& config_file, const std::string& output_
     r.output_dir = (fs::path(output_dir) / fmt::format("seed-{}", seeds[i])).string();
     say(log,
         fmt::format("=== seed {} ({} of {}): {}", seeds[i], i + 1, seeds.size(), r.output_dir));
-    const auto start = std::chrono::steady_clock::now();
-    run(seeds[i], r.output_dir, r);
+    {
+      const auto start = std::chrono::steady_clock::now();
+      std::optional<SeedWallTime> wall_time;  // one writer of the record: the primary rank
+      if (primary) wall_time.emplace(r.output_dir);
+      run(seeds[i], r.output_dir, r);
+      r.seconds = wall_time ? wall_time->seconds() : seconds_since(start);
+    }
     result.metric = r.metric;
-    r.seconds = seconds_since(start);
     mine.push_back(std::move(r));
     // After every seed, so that a run stopped later keeps the seeds it finished.
     if (primary) {

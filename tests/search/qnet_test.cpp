@@ -533,6 +533,19 @@ TEST(Trainer, SeedsRunInTheirOwnFoldersAndSummarise) {
   EXPECT_NEAR(merged["summary"]["test_accuracy"]["mean"].get<double>(),
               (accuracies[0] + accuracies[1] + accuracies[2]) / 3, 1e-9);
   EXPECT_EQ(merged["summary"]["weight_bytes"]["n"].get<size_t>(), 3u);
+
+  // A finished seed run again resumes at its end: its wall time is the first run's plus
+  // this moment, not the moment alone (a resumed run counts every part it took).
+  const double first_seconds = later.runs[1].seconds;
+  ASSERT_GT(first_seconds, 0.0);
+  const SeedsResult again = train_seeds(config, configured_npu(config), options, {3});
+  ASSERT_EQ(again.runs.size(), 3u);
+  EXPECT_EQ(again.runs[1].seed, 3u);
+  EXPECT_NEAR(again.runs[1].test_score, result.runs[0].test_score, 1e-12);
+  EXPECT_GE(again.runs[1].seconds, first_seconds);
+  const std::vector<uint8_t> record =
+      udc::common::read_file(again.runs[1].output_dir + "/wall_seconds");
+  EXPECT_NEAR(std::stod(std::string(record.begin(), record.end())), again.runs[1].seconds, 0.5);
   nlohmann::json merged_other = merged;
 
   // A summary that is not one, or is another config's, is named and left alone.

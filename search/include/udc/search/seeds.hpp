@@ -27,7 +27,7 @@ struct SeedRun {
   double holdout_score = -1;
   std::optional<firmware_model::ModelMeasurement> hardware;  ///< none without an NPU
   bool within_budgets = true;
-  double seconds = 0;  ///< wall time of this invocation's part of the run
+  double seconds = 0;  ///< wall time of the run, over every invocation that resumed it
 };
 
 struct SeedsResult {
