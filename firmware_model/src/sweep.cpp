@@ -133,6 +133,8 @@ SweepSpace read_sweep_space(const std::string& path) {
     space.size_weights.emplace_back(key, size.number(key, 0, -1e12, 1e12));
   }
   size.finish();
+  common::YamlSection area = root.section("area");
+  space.area = npu_sim::read_area_model(area);
   const std::string placement = root.choice("weights", "auto", {"auto", "stream", "prefetch"});
   space.weights = placement == "stream"     ? WeightPlacement::Stream
                   : placement == "prefetch" ? WeightPlacement::Prefetch
@@ -161,8 +163,9 @@ std::vector<SweepPoint> sweep_grid(const SweepSpace& space, const npu_sim::NpuCo
       overrides.push_back(space.axes[a].first + "=" + p.values[a]);
     }
     npu_sim::apply_overrides(p.config, overrides, space.file);
+    p.area_mm2 = npu_sim::area_of(p.config, space.area).total();
     if (space.size_weights.empty()) {
-      p.size = double(p.config.total_macs_per_cycle());
+      p.size = p.area_mm2;
     } else {
       for (const auto& [key, weight] : space.size_weights) {
         p.size += weight * npu_sim::param_value(p.config, key);
@@ -358,14 +361,15 @@ std::string sweep_csv(const SweepSpace& space, const std::vector<SweepPoint>& po
   std::string csv;
   for (const auto& axis : space.axes) csv += axis.first + ",";
   csv +=
-      "hardware_size,fits,cycles,milliseconds,inferences_per_second,mac_utilisation,sram_bytes,"
+      "hardware_size,area_mm2,fits,cycles,milliseconds,inferences_per_second,mac_utilisation,sram_"
+      "bytes,"
       "weight_bytes,flash_bytes,pareto,note\n";
   for (const SweepPoint& p : points) {
     for (const std::string& v : p.values) csv += csv_field(v) + ",";
-    csv += fmt::format("{},{},{},{},{},{},{},{},{},{},{}\n", p.size, p.fits ? 1 : 0, p.cycles,
-                       p.milliseconds, p.fits && p.milliseconds > 0 ? 1e3 / p.milliseconds : 0.0,
-                       p.utilisation, p.sram_bytes, p.weight_bytes, p.flash_bytes, p.pareto ? 1 : 0,
-                       csv_field(p.note));
+    csv += fmt::format(
+        "{},{},{},{},{},{},{},{},{},{},{},{}\n", p.size, p.area_mm2, p.fits ? 1 : 0, p.cycles,
+        p.milliseconds, p.fits && p.milliseconds > 0 ? 1e3 / p.milliseconds : 0.0, p.utilisation,
+        p.sram_bytes, p.weight_bytes, p.flash_bytes, p.pareto ? 1 : 0, csv_field(p.note));
   }
   return csv;
 }
@@ -374,7 +378,7 @@ std::string sweep_svg(const SweepSpace& space, const std::vector<SweepPoint>& po
                       const std::string& model_name) {
   std::string size_label = "hardware size: ";
   if (space.size_weights.empty()) {
-    size_label += "MACs per cycle";
+    size_label = fmt::format("area [mm^2]: NPU and SRAM ({} area model)", space.area.technology);
   } else {
     for (size_t i = 0; i < space.size_weights.size(); ++i) {
       size_label += fmt::format("{}{:g} x {}", i ? " + " : "", space.size_weights[i].second,

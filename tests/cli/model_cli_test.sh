@@ -48,8 +48,13 @@ sed -i "s#PLACEHOLDER#$root/configs/npu/u55-128-deep-embedded.yaml#" "$work/spac
 test "$(wc -l <"$work/s.csv")" = 5
 grep -q "<svg" "$work/s.svg"
 grep -q "Pareto front" "$work/sweep.txt"
-# The largest, fastest configuration is on the front.
-grep -q "^256,2,256,1,.*,1,$" "$work/s.csv"
+# The largest, fastest configuration is on the front; hardware size is the area model's
+# total: 256 MACs cost 192 x 53 um^2 more than 64 MACs, the rest being equal.
+grep -q "^256,2,[0-9.e+-]*,[0-9.e+-]*,1,.*,1,$" "$work/s.csv"
+area64=$(grep "^64,2," "$work/s.csv" | cut -d, -f4)
+area256=$(grep "^256,2," "$work/s.csv" | cut -d, -f4)
+awk -v a="$area64" -v b="$area256" 'BEGIN { d = b - a - 192 * 53e-6; exit !(d < 1e-4 && d > -1e-4) }'
+grep -q "area \[mm^2\]" "$work/s.svg"
 # Split over machines: 3 shards merged, and 2 MPI ranks, write the one-process CSV.
 for i in 0 1 2; do
   "$udc" sweep "$work/m.udcm" --space "$work/space.yaml" -j 1 --shard "$i/3" \

@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include "udc/npu_sim/area.hpp"
 #include "udc/npu_sim/command_stream.hpp"
 #include "udc/npu_sim/config.hpp"
 
@@ -242,6 +243,72 @@ TEST(CommandStreamFile, BadStreamsNameCommandAndKey) {
   EXPECT_NE(
       error_of(R"({"format": "udc-command-stream", "version": 2, "commands": []})").find("version"),
       std::string::npos);
+}
+
+TEST(AreaModel, StockConfigurationsPricedPartByPart) {
+  // Each part by hand from the defaults' sources: a MAC (282 + 137) um^2 x (16/45)^2, a KiB
+  // of SRAM 8192 x 0.07 um^2 / 0.7, the rest the declared assumptions.
+  const double mac = (282.0 + 137.0) * (16.0 / 45.0) * (16.0 / 45.0);
+  const double sram_kib = 8192 * 0.07 / 0.7;
+  EXPECT_NEAR(AreaModel{}.mac_um2, mac, 0.1);
+  EXPECT_NEAR(AreaModel{}.sram_um2_per_kib, sram_kib, 0.5);
+  struct Expect {
+    const char* file;
+    double macs, shared_kib, cores;
+  };
+  const AreaModel model;
+  for (const Expect& e :
+       {Expect{"ethos-u55-32.yaml", 32, 16, 1}, Expect{"ethos-u55-64.yaml", 64, 16, 1},
+        Expect{"ethos-u55-128.yaml", 128, 24, 1}, Expect{"ethos-u55-256.yaml", 256, 48, 1},
+        Expect{"ethos-u65-512.yaml", 256, 48, 2}}) {
+    SCOPED_TRACE(e.file);
+    const NpuConfig config = load_npu_config(
+        std::vector<std::string>{kNpuDir + e.file, kNpuDir + "systems/u55-deep-embedded.yaml"});
+    const AreaBreakdown area = area_of(config, model);
+    EXPECT_NEAR(area.macs, e.cores * e.macs * model.mac_um2 * 1e-6, 1e-12);
+    EXPECT_NEAR(area.shared_buffer, e.cores * e.shared_kib * model.shared_buffer_um2_per_kib * 1e-6,
+                1e-12);
+    EXPECT_NEAR(area.decoders, e.cores * model.decoder_um2 * 1e-6, 1e-12);
+    EXPECT_NEAR(area.fixed, e.cores * model.fixed_um2 * 1e-6, 1e-12);
+    EXPECT_NEAR(area.sram, 4096 * model.sram_um2_per_kib * 1e-6, 1e-12);  // 4 MiB system SRAM
+    EXPECT_DOUBLE_EQ(area.total(), area.npu() + area.sram);
+  }
+  // The Ethos-U55-128 without its SRAM: 0.0068 + 0.0393 + 0.005 + 0.05 mm^2.
+  const NpuConfig u55 = load_npu_config(kNpuDir + "ethos-u55-128.yaml");
+  EXPECT_NEAR(area_of(u55, model).npu(), 0.101096, 1e-5);
+}
+
+TEST(AreaModel, SectionReadsDeclaredKeysAndNamesBadOnes) {
+  const std::string path =
+      write_temp("area.yaml", "area:\n  mac_um2: 100\n  decoder_um2: 0\n  technology: 7nm\n");
+  common::YamlSection root(path, common::load_yaml_file(path), "");
+  common::YamlSection section = root.section("area");
+  const AreaModel model = read_area_model(section);
+  EXPECT_EQ(model.mac_um2, 100);
+  EXPECT_EQ(model.decoder_um2, 0);
+  EXPECT_EQ(model.technology, "7nm");
+  EXPECT_EQ(model.fixed_um2, AreaModel{}.fixed_um2);
+  NpuConfig config;
+  config.macs_per_cycle = 64;
+  config.weight_decoders = 3;
+  EXPECT_NEAR(area_of(config, model).macs, 64 * 100e-6, 1e-12);
+  EXPECT_EQ(area_of(config, model).decoders, 0);
+
+  for (const auto& [text, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"area:\n  mac_area: 1\n", "mac_area"},
+           {"area:\n  mac_um2: -1\n", "mac_um2"},
+           {"area:\n  sram_um2_per_kib: x\n", "sram_um2_per_kib"}}) {
+    const std::string bad = write_temp("bad_area.yaml", text);
+    common::YamlSection bad_root(bad, common::load_yaml_file(bad), "");
+    common::YamlSection bad_section = bad_root.section("area");
+    try {
+      read_area_model(bad_section);
+      ADD_FAILURE() << text << " was accepted";
+    } catch (const common::ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "cli.hpp"
 #include "udc/common/file_io.hpp"
+#include "udc/npu_sim/area.hpp"
 #include "udc/npu_sim/command_stream.hpp"
 #include "udc/npu_sim/config.hpp"
 #include "udc/npu_sim/simulator.hpp"
@@ -34,6 +35,14 @@ void run_sim(const SimOptions& options) {
   const npu_sim::NpuConfig config = npu_sim::load_npu_config(options.npu);
   if (options.list_params) {
     fmt::print("{}", npu_sim::npu_params_listing(config));
+    const npu_sim::AreaModel area_model;
+    fmt::print("\n{}", npu_sim::area_params_listing(area_model));
+    const npu_sim::AreaBreakdown area = npu_sim::area_of(config, area_model);
+    fmt::print(
+        "area of this configuration: {:.4f} mm^2 = NPU {:.4f} (MACs {:.4f}, shared buffer {:.4f}, "
+        "decoders {:.4f}, fixed {:.4f}) + SRAM {:.4f}\n",
+        area.total(), area.npu(), area.macs, area.shared_buffer, area.decoders, area.fixed,
+        area.sram);
     return;
   }
   if (options.stream.empty()) throw std::runtime_error("sim: a command stream file is required");

@@ -12,6 +12,7 @@
 
 #include "udc/firmware_model/compiler.hpp"
 #include "udc/firmware_model/model.hpp"
+#include "udc/npu_sim/area.hpp"
 #include "udc/npu_sim/config.hpp"
 
 namespace udc::firmware_model {
@@ -22,8 +23,10 @@ struct SweepSpace {
   std::string file;                     ///< where it was read from, for messages
   std::vector<std::string> base_files;  ///< `npu:`, relative to the sweep file
   std::vector<std::pair<std::string, std::vector<std::string>>> axes;  ///< key, values
-  /// key, weight: hardware size = sum of weight x parameter; empty: MACs per cycle.
+  /// key, weight: hardware size = sum of weight x parameter; empty: the area model's
+  /// total (NPU and SRAM) [mm^2].
   std::vector<std::pair<std::string, double>> size_weights;
+  npu_sim::AreaModel area;  ///< `area:` (npu_sim/area.hpp), defaults where not given
   WeightPlacement weights = WeightPlacement::Auto;
 };
 
@@ -35,7 +38,8 @@ SweepSpace read_sweep_space(const std::string& path);
 struct SweepPoint {
   std::vector<std::string> values;  ///< per axis, as written in the sweep file
   npu_sim::NpuConfig config;
-  double size = 0;  ///< the hardware-size proxy [units of the size weights]
+  double size = 0;      ///< the hardware size [mm^2, or units of the size weights]
+  double area_mm2 = 0;  ///< the area model's total (NPU and SRAM) [mm^2]
   bool fits = false;
   double cycles = 0, milliseconds = 0, utilisation = 0;
   uint64_t sram_bytes = 0, weight_bytes = 0, flash_bytes = 0;
