@@ -108,22 +108,9 @@ SweepSpace read_sweep_space(const std::string& path) {
   for (const std::string& file : root.strings("npu", {})) {
     space.base_files.push_back((dir / file).string());
   }
-  // Each axis's values are checked where they are written, by the parameter's own checks
-  // (on a default configuration: the range does not depend on the base).
   common::YamlSection axes = root.section("parameters");
-  for (const std::string& key : axes.keys()) {
-    const common::Param<npu_sim::NpuConfig>* param = common::find_param(npu_sim::npu_params(), key);
-    if (!param) axes.fail(key, "unknown NPU parameter (see `udc sim --list-params`)");
-    const std::vector<std::string> values = axes.strings(key, {});
-    if (values.empty()) axes.fail(key, "expected a non-empty list of values");
-    for (const std::string& value : values) {
-      npu_sim::NpuConfig probe;
-      if (std::string error = param->set(probe, value); !error.empty()) axes.fail(key, error);
-    }
-    space.axes.emplace_back(key, values);
-  }
-  axes.finish();
-  if (space.axes.empty()) {
+  space.grid = npu_sim::read_hardware_space(axes);
+  if (space.grid.choices.empty()) {
     root.fail("parameters", "missing (required): a map of PARAMETER: [values...]");
   }
   common::YamlSection size = root.section("hardware_size");
@@ -144,25 +131,14 @@ SweepSpace read_sweep_space(const std::string& path) {
 }
 
 std::vector<SweepPoint> sweep_grid(const SweepSpace& space, const npu_sim::NpuConfig& base) {
-  std::vector<SweepPoint> points(1);
-  for (const auto& axis : space.axes) {
-    std::vector<SweepPoint> next;
-    for (const SweepPoint& p : points) {
-      for (const std::string& v : axis.second) {
-        SweepPoint q = p;
-        q.values.push_back(v);
-        next.push_back(q);
-      }
+  std::vector<SweepPoint> points(space.grid.size());
+  for (size_t i = 0; i < points.size(); ++i) {
+    SweepPoint& p = points[i];
+    const std::vector<size_t> options = space.grid.options_of(i);
+    for (size_t c = 0; c < options.size(); ++c) {
+      p.values.push_back(space.grid.choices[c].options[options[c]].label);
     }
-    points = std::move(next);
-  }
-  for (SweepPoint& p : points) {
-    p.config = base;
-    std::vector<std::string> overrides;
-    for (size_t a = 0; a < space.axes.size(); ++a) {
-      overrides.push_back(space.axes[a].first + "=" + p.values[a]);
-    }
-    npu_sim::apply_overrides(p.config, overrides, space.file);
+    p.config = space.grid.configure(base, i);
     p.area_mm2 = npu_sim::area_of(p.config, space.area).total();
     if (space.size_weights.empty()) {
       p.size = p.area_mm2;
@@ -359,7 +335,7 @@ void merge_sweep_shards(const Model& model, std::vector<SweepPoint>& points,
 
 std::string sweep_csv(const SweepSpace& space, const std::vector<SweepPoint>& points) {
   std::string csv;
-  for (const auto& axis : space.axes) csv += axis.first + ",";
+  for (const npu_sim::HardwareChoice& axis : space.grid.choices) csv += csv_field(axis.name) + ",";
   csv +=
       "hardware_size,area_mm2,fits,cycles,milliseconds,inferences_per_second,mac_utilisation,sram_"
       "bytes,"

@@ -245,6 +245,10 @@ std::string config_fingerprint(const NpuConfig& config) {
   return text;
 }
 
+void apply_npu_file(NpuConfig& config, const std::string& path) {
+  load_into(config, path, 0);
+}
+
 NpuConfig load_npu_config(const common::ConfigSource& source) {
   NpuConfig config = source.files.empty() ? NpuConfig{} : load_npu_config(source.files);
   apply_overrides(config, source.overrides, "--set");

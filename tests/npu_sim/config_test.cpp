@@ -10,6 +10,7 @@
 #include "udc/npu_sim/area.hpp"
 #include "udc/npu_sim/command_stream.hpp"
 #include "udc/npu_sim/config.hpp"
+#include "udc/npu_sim/hardware_space.hpp"
 
 namespace udc::npu_sim::test {
 namespace {
@@ -309,6 +310,81 @@ TEST(AreaModel, SectionReadsDeclaredKeysAndNamesBadOnes) {
       EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
     }
   }
+}
+
+/// The hardware space in `text` (a file in kNpuDir's parent, so that `file:` options name
+/// the shipped NPU files as a search config would).
+npu_sim::HardwareSpace read_space(const std::string& text, size_t max_candidates = 4096) {
+  const std::string path = write_temp("space.yaml", text);
+  common::YamlSection root(path, common::load_yaml_file(path), "");
+  common::YamlSection section = root.section("hardware");
+  npu_sim::HardwareSpace space = read_hardware_space(section, max_candidates);
+  root.finish();
+  return space;
+}
+
+TEST(HardwareSpace, CandidatesApplyOneOptionOfEveryChoiceInOrder) {
+  const HardwareSpace space = read_space(
+      "hardware:\n"
+      "  mac_array:\n"
+      "    - {file: " +
+      kNpuDir +
+      "ethos-u55-64.yaml}\n"
+      "    - {file: " +
+      kNpuDir +
+      "ethos-u55-256.yaml, npu.weight_decoders: 2}\n"
+      "  npu.shared_buffer_bytes: [16384, 32768, 65536]\n");
+  ASSERT_EQ(space.choices.size(), 2u);
+  ASSERT_EQ(space.size(), 6u);
+  EXPECT_EQ(space.choices[0].options[1].label, "ethos-u55-256 npu.weight_decoders=2");
+  for (size_t i = 0; i < space.size(); ++i) {
+    EXPECT_EQ(space.index_of(space.options_of(i)), i);
+  }
+  EXPECT_EQ(space.options_of(4), (std::vector<size_t>{1, 1}));  // the last choice fastest
+  const NpuConfig base = load_npu_config(kNpuDir + "u55-128-deep-embedded.yaml");
+  // Candidate 4: the U55-256 file (its own 48 KiB shared buffer), two decoders, then the
+  // shared-buffer choice, applied after it, on the deep-embedded system of the base.
+  const NpuConfig c = space.configure(base, 4);
+  EXPECT_EQ(c.npu_name, "ethos-u55-256");
+  EXPECT_EQ(c.macs_per_cycle, 256u);
+  EXPECT_EQ(c.micro_block.w, 2u);
+  EXPECT_EQ(c.weight_decoders, 2u);
+  EXPECT_EQ(c.shared_buffer_bytes, 32768u);
+  EXPECT_EQ(c.sram.size_bytes, base.sram.size_bytes);
+  EXPECT_EQ(c.core_clock_hz, base.core_clock_hz);
+  const NpuConfig first = space.configure(base, 0);
+  EXPECT_EQ(first.macs_per_cycle, 64u);
+  EXPECT_EQ(first.weight_decoders, 1u);
+  EXPECT_EQ(first.shared_buffer_bytes, 16384u);
+  EXPECT_EQ(space.describe(4),
+            "mac_array=ethos-u55-256 npu.weight_decoders=2 npu.shared_buffer_bytes=32768");
+  EXPECT_EQ(read_space("hardware: {}\n").size(), 1u);  // no choice: the base alone
+}
+
+TEST(HardwareSpace, BadChoicesAreNamed) {
+  auto error = [](const std::string& text, size_t max = 4096) -> std::string {
+    try {
+      read_space(text, max);
+    } catch (const common::ConfigError& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  EXPECT_NE(error("hardware:\n  npu.macs: [64]\n").find("hardware.npu.macs: unknown NPU parameter"),
+            std::string::npos);
+  EXPECT_NE(error("hardware:\n  npu.cores: [1, 9]\n")
+                .find("hardware.npu.cores: expected an integer 1..4, got '9'"),
+            std::string::npos);
+  EXPECT_NE(error("hardware:\n  arrays:\n    - {file: nowhere.yaml}\n").find("nowhere.yaml"),
+            std::string::npos);
+  EXPECT_NE(error("hardware:\n  arrays:\n    - {npu.macs_per_cycle: 3}\n")
+                .find("hardware.arrays[0].npu.macs_per_cycle"),
+            std::string::npos);
+  EXPECT_NE(error("hardware:\n  arrays:\n    - {}\n").find("sets nothing"), std::string::npos);
+  EXPECT_NE(error("hardware:\n  npu.cores: []\n").find("npu.cores"), std::string::npos);
+  EXPECT_NE(error("hardware:\n  npu.cores: [1, 2]\n  npu.weight_decoders: [1, 2]\n", 3)
+                .find("4 candidates, more than the 3 allowed"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "udc/firmware_model/model.hpp"
 #include "udc/npu_sim/area.hpp"
 #include "udc/npu_sim/config.hpp"
+#include "udc/npu_sim/hardware_space.hpp"
 
 namespace udc::firmware_model {
 
@@ -22,7 +23,7 @@ namespace udc::firmware_model {
 struct SweepSpace {
   std::string file;                     ///< where it was read from, for messages
   std::vector<std::string> base_files;  ///< `npu:`, relative to the sweep file
-  std::vector<std::pair<std::string, std::vector<std::string>>> axes;  ///< key, values
+  npu_sim::HardwareSpace grid;          ///< `parameters:`, one axis per choice
   /// key, weight: hardware size = sum of weight x parameter; empty: the area model's
   /// total (NPU and SRAM) [mm^2].
   std::vector<std::pair<std::string, double>> size_weights;
@@ -36,7 +37,7 @@ SweepSpace read_sweep_space(const std::string& path);
 
 /// One configuration of the grid and what it measured.
 struct SweepPoint {
-  std::vector<std::string> values;  ///< per axis, as written in the sweep file
+  std::vector<std::string> values;  ///< per axis, the option's label (HardwareOption)
   npu_sim::NpuConfig config;
   double size = 0;      ///< the hardware size [mm^2, or units of the size weights]
   double area_mm2 = 0;  ///< the area model's total (NPU and SRAM) [mm^2]

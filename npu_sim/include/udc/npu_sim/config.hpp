@@ -114,6 +114,8 @@ const std::vector<common::Param<NpuConfig>>& npu_params();
 /// Throws common::ConfigError naming the file, the line, the key and the reason on unknown
 /// keys, wrong types, out-of-range or inconsistent values.
 NpuConfig load_npu_config(const std::string& path);
+/// Applies one such file onto `config` (the keys it gives; the others stay).
+void apply_npu_file(NpuConfig& config, const std::string& path);
 /// Loads several files in order onto the defaults (e.g. an NPU file, then a system file).
 NpuConfig load_npu_config(const std::vector<std::string>& paths);
 /// The built-in defaults (Ethos-U55-128 on the deep-embedded system), then the source's
