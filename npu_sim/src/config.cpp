@@ -236,6 +236,11 @@ std::string npu_params_listing(const NpuConfig& config) {
   return common::params_listing(npu_params(), config, "");
 }
 
+std::string npu_config_yaml(const NpuConfig& config) {
+  return "npu:\n" + common::params_yaml(common::params_under(npu_params(), "npu"), config, 2) +
+         "system:\n" + common::params_yaml(common::params_under(npu_params(), "system"), config, 2);
+}
+
 std::string config_fingerprint(const NpuConfig& config) {
   std::string text;
   for (const common::Param<NpuConfig>& p : npu_params()) {

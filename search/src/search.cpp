@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <optional>
 #include <ostream>
 #include <random>
@@ -22,6 +23,7 @@
 #include "training.hpp"
 #include "udc/common/file_io.hpp"
 #include "udc/common/statistics.hpp"
+#include "udc/common/svg_plot.hpp"
 #include "udc/firmware_model/compiler.hpp"
 #include "udc/firmware_model/driver.hpp"
 #include "udc/firmware_model/measurement.hpp"
@@ -150,13 +152,54 @@ fm::MeasuredBudgets measured_budgets(const Limits& limits) {
   return budgets;
 }
 
+/// The hardware a search may choose from: every candidate's NPU (the co-search's choices
+/// applied onto the configured NPU; the NPU alone otherwise), its limits and its area.
+struct HardwareCandidates {
+  std::vector<npu_sim::NpuConfig> npus;
+  /// Per candidate, the budgets in its terms: latency in its cycles (a milliseconds budget
+  /// at its clock) and, in a co-search, the activation arena within the memory that holds
+  /// it (its SRAM, or off-chip memory for dedicated_sram).
+  std::vector<Limits> limits;
+  std::vector<npu_sim::AreaBreakdown> area;  ///< by the config's area model [mm^2]
+  bool co_search() const { return npus.size() > 1; }
+};
+
+/// The memory that holds the activation arena on `npu` [bytes].
+double arena_capacity(const npu_sim::NpuConfig& npu) {
+  return double(npu.feature_maps_offchip() ? npu.offchip.size_bytes : npu.sram.size_bytes);
+}
+
+HardwareCandidates hardware_candidates(const SearchConfig& config, const npu_sim::NpuConfig& npu) {
+  HardwareCandidates hw;
+  for (size_t h = 0; h < config.hardware.size(); ++h) {
+    npu_sim::NpuConfig candidate = config.hardware.configure(npu, h);
+    if (const std::string problem = npu_sim::check_consistency(candidate); !problem.empty()) {
+      throw common::ConfigError(fmt::format("{}: hardware candidate {} ({}): {}", config.file, h,
+                                            config.hardware.describe(h), problem));
+    }
+    Limits limits = limits_of(config.budgets, candidate.core_clock_hz);
+    if (config.hardware.size() > 1) {
+      limits[Sram] = std::min(limits[Sram], arena_capacity(candidate));
+    }
+    hw.limits.push_back(limits);
+    hw.area.push_back(npu_sim::area_of(candidate, config.area));
+    hw.npus.push_back(std::move(candidate));
+  }
+  return hw;
+}
+
 /// What every stage of the search shares: its inputs, its results folder and its log.
 struct SearchContext {
   const SearchConfig& config;
-  const npu_sim::NpuConfig& npu;
+  const npu_sim::NpuConfig& npu;  ///< the hardware candidate the stage works on
   const SearchOptions& options;
   fs::path out;   ///< options.output_dir
-  Limits limits;  ///< the budgets per resource, infinity where none
+  Limits limits;  ///< the budgets per resource on `npu`, infinity where none
+  const HardwareCandidates& hardware;
+  /// The same context on hardware candidate `h` (its NPU and limits).
+  SearchContext on_hardware(size_t h) const {
+    return {config, hardware.npus.at(h), options, out, hardware.limits.at(h), hardware};
+  }
   /// Data-parallel ranks (null: one process).
   Ranks* ranks() const { return options.ranks.get(); }
   /// This process logs and writes the results folder (rank 0, or the only process).
@@ -207,6 +250,10 @@ TrainConfig derived_train_config(const SearchContext& ctx, const Supernet& super
   hold(Weights, train_config.train.weight_budget_bytes);
   hold(Flash, train_config.train.flash_budget_bytes);
   train_config.npu = config.npu;
+  if (ctx.hardware.co_search()) {
+    // The pair's NPU, as derive_architecture wrote it.
+    train_config.npu = common::ConfigSource{{fs::absolute(ctx.out / "npu.yaml").string()}, {}};
+  }
   train_config.verify_images = config.verify_images;
   return train_config;
 }
@@ -217,32 +264,83 @@ TrainConfig derived_train_config(const SearchContext& ctx, const Supernet& super
 /// any data is read, the weight budgets before anything is simulated.
 std::shared_ptr<Supernet> build_supernet(const SearchContext& ctx) {
   const SearchSpace& space = ctx.config.space;
-  const npu_sim::NpuConfig& npu = ctx.npu;
-  const Limits& limits = ctx.limits;
+  const HardwareCandidates& hw = ctx.hardware;
   const fs::path& out = ctx.out;
   auto say = [&](const std::string& line) { ctx.say(line); };
-  auto supernet = std::make_shared<Supernet>(space);
+  std::vector<size_t> hardware_options;
+  if (hw.co_search()) {
+    for (const npu_sim::HardwareChoice& c : ctx.config.hardware.choices) {
+      hardware_options.push_back(c.options.size());
+    }
+  }
+  auto supernet = std::make_shared<Supernet>(space, hardware_options);
   supernet->refresh_weight_tables();
-  check_budgets_reachable(*supernet, limits, npu.core_clock_hz, {Weights, Flash});
-  // Rank 0 keeps the cache; the measurement is deterministic, so the others measure alike.
-  HardwareTables hardware = measure_hardware_tables(
-      space, npu, ctx.primary() ? (out / "hardware_tables.json").string() : std::string());
-  say(hardware.from_cache
-          ? fmt::format("latency and SRAM tables of {} read from {}", npu.npu_name,
-                        (out / "hardware_tables.json").string())
-          : fmt::format(
-                "latency and SRAM tables of {} candidates measured on the simulator ({}, "
-                "{:.1f} s)",
-                [&] {
-                  size_t n = 0;
-                  for (size_t k = 0; k < space.blocks.size(); ++k)
-                    n += table_shape(space, k).size();
-                  return n;
-                }(),
-                npu.npu_name, hardware.seconds));
-  supernet->set_hardware_tables(std::move(hardware));
-  check_budgets_reachable(*supernet, limits, npu.core_clock_hz, {Weights, Flash, Sram, Cycles});
-
+  // Weight and flash limits do not depend on the hardware.
+  check_budgets_reachable(*supernet, ctx.limits, ctx.npu.core_clock_hz, {Weights, Flash});
+  size_t candidates = 0;
+  for (size_t k = 0; k < space.blocks.size(); ++k) candidates += table_shape(space, k).size();
+  std::vector<HardwareTables> tables;
+  for (size_t h = 0; h < hw.npus.size(); ++h) {
+    // Rank 0 keeps the cache; the measurement is deterministic, so the others measure alike.
+    const std::string cache = !ctx.primary() ? std::string()
+                              : hw.co_search()
+                                  ? (out / fmt::format("hardware_tables_{}.json", h)).string()
+                                  : (out / "hardware_tables.json").string();
+    tables.push_back(measure_hardware_tables(space, hw.npus[h], cache));
+    const HardwareTables& t = tables.back();
+    say(t.from_cache
+            ? fmt::format("latency and SRAM tables of {} read from {}", hw.npus[h].npu_name, cache)
+            : fmt::format("latency and SRAM tables of {} candidates measured on the simulator "
+                          "({}{}, {:.1f} s)",
+                          candidates, hw.npus[h].npu_name,
+                          hw.co_search() ? ", " + ctx.config.hardware.describe(h) : std::string(),
+                          t.seconds));
+  }
+  supernet->set_candidate_tables(std::move(tables));
+  const std::optional<double> area_budget = ctx.config.budgets.area_mm2;
+  if (!hw.co_search()) {
+    if (area_budget && hw.area[0].total() > *area_budget) {
+      throw BudgetError(fmt::format(
+          "budget area_mm2 = {:g} cannot be met: the NPU {} with its SRAM takes {:.4f} mm^2 "
+          "by the area model",
+          *area_budget, ctx.npu.npu_name, hw.area[0].total()));
+    }
+    check_budgets_reachable(*supernet, ctx.limits, ctx.npu.core_clock_hz,
+                            {Weights, Flash, Sram, Cycles});
+    return supernet;
+  }
+  // A co-search chooses among the candidates within the area budget on which every other
+  // budget can be met.
+  std::vector<bool> allowed(hw.npus.size(), true);
+  std::string excluded;
+  for (size_t h = 0; h < hw.npus.size(); ++h) {
+    std::string why;
+    if (area_budget && hw.area[h].total() > *area_budget) {
+      why = fmt::format("{:.4f} mm^2", hw.area[h].total());
+    } else {
+      supernet->select_hardware(h);
+      try {
+        check_budgets_reachable(*supernet, hw.limits[h], hw.npus[h].core_clock_hz,
+                                {Weights, Flash, Sram, Cycles});
+      } catch (const BudgetError& e) {
+        why = e.what();
+      }
+    }
+    if (!why.empty()) {
+      allowed[h] = false;
+      excluded += fmt::format("\n  {}: {}", ctx.config.hardware.describe(h), why);
+    }
+  }
+  supernet->select_hardware(0);
+  const size_t kept = size_t(std::count(allowed.begin(), allowed.end(), true));
+  if (kept == 0) {
+    throw BudgetError(fmt::format(
+        "no hardware candidate of {} meets the budgets{}{}", ctx.config.file,
+        area_budget ? fmt::format(" (area_mm2 = {:g})", *area_budget) : std::string(), excluded));
+  }
+  supernet->set_hardware_allowed(allowed);
+  say(fmt::format("co-search over {} hardware candidates, {} within the budgets{}", allowed.size(),
+                  kept, excluded.empty() ? std::string() : "; left out:" + excluded));
   return supernet;
 }
 
@@ -425,7 +523,7 @@ nlohmann::json evolution_record(const Supernet& net, uint32_t epoch, double temp
                       {"width", net.probabilities(k, "width")},
                       {"layers", layers}});
   }
-  return nlohmann::json(
+  nlohmann::json record(
       {{"epoch", epoch},
        {"temperature", temperature},
        {"expected",
@@ -435,6 +533,15 @@ nlohmann::json evolution_record(const Supernet& net, uint32_t epoch, double temp
        {"most_probable", net.describe(best)},
        {"most_probable_costs", costs_of(t)},
        {"probabilities", blocks}});
+  if (net.hardware_count() > 1) {
+    // The table costs above are on the selected (most probable) hardware candidate.
+    torch::NoGradGuard no_grad;
+    const torch::Tensor p = net.hardware_probabilities();
+    record["hardware"] = {{"most_probable", net.selected_hardware()},
+                          {"probabilities", std::vector<double>(p.data_ptr<double>(),
+                                                                p.data_ptr<double>() + p.numel())}};
+  }
+  return record;
 }
 
 /// What the supernet's training leaves for the report.
@@ -460,24 +567,34 @@ enum class StepTarget { Both, Weights, Architecture };
 /// outputs to `tally`; `expected` receives the expected costs.
 /// Data-parallel (sampling.ranks): the batch is this rank's share; the loss is scaled by the
 /// share and the gradients summed over the ranks, so every rank takes the same step.
-double supernet_step(const SearchStageSpec& spec, const Limits& limits, Supernet& supernet,
-                     SupernetOptimizers& optimizers, data::Batch& batch,
+/// A co-search's cost relative to each candidate's own limit is mixed over the hardware
+/// distribution (the expected excess of the pair), so the hardware logits learn which NPU
+/// the architecture distribution fits best. `limits`: per hardware candidate.
+double supernet_step(const SearchStageSpec& spec, const std::vector<Limits>& limits,
+                     Supernet& supernet, SupernetOptimizers& optimizers, data::Batch& batch,
                      const SamplingSettings& sampling, bool searching,
                      std::array<double, kResourceCount>& lambda, ExpectedCosts& expected,
                      ScoreTally& tally, StepTarget target = StepTarget::Both) {
   const torch::Tensor logits = supernet.forward(images_tensor(batch), sampling);
   const torch::Tensor task_loss = batch_loss(logits, batch, {}, {});
   torch::Tensor loss = task_loss;
-  expected = supernet.expected_costs();
-  const std::array<torch::Tensor, kResourceCount> cost_terms{
-      expected.weight_bytes, expected.flash_bytes, expected.sram_bytes, expected.cycles};
+  const ExpectedCosts each = supernet.expected_costs_per_hardware();
+  const torch::Tensor p = supernet.hardware_probabilities();
+  expected = {(p * each.weight_bytes).sum(), (p * each.flash_bytes).sum(),
+              (p * each.sram_bytes).sum(), (p * each.cycles).sum()};
+  const std::array<torch::Tensor, kResourceCount> cost_terms{each.weight_bytes, each.flash_bytes,
+                                                             each.sram_bytes, each.cycles};
   // The random control never moves the choice logits: no budget terms, no steps.
   searching &= spec.strategy == SearchStageSpec::Strategy::Dnas;
   searching &= target != StepTarget::Weights;
   if (searching) {
     for (size_t r = 0; r < kResourceCount; ++r) {
-      if (!std::isfinite(limits[r])) continue;
-      const torch::Tensor relative = cost_terms[r] / (limits[r] * (1.0 - spec.budget_margin));
+      std::vector<double> targets;  // per candidate; infinity (a term of 0) where none
+      for (const Limits& l : limits) targets.push_back(l[r] * (1.0 - spec.budget_margin));
+      if (std::none_of(targets.begin(), targets.end(), [](double t) { return std::isfinite(t); }))
+        continue;
+      const torch::Tensor relative =
+          (p * (cost_terms[r] / torch::tensor(targets, torch::kDouble))).sum();
       loss = loss + lambda[r] * relative.to(torch::kFloat);
       lambda[r] = std::max(0.0, lambda[r] + spec.lagrange_rate * (relative.item<double>() - 1.0));
     }
@@ -532,7 +649,9 @@ void resume_supernet(const SearchContext& ctx, const std::string& checkpoint_pat
         fmt::format("{}: {}; use --restart to start over", checkpoint_path, e.what()));
   }
   supernet.refresh_weight_tables();
-  if (state.epochs_done > ctx.config.search.warmup.epochs) supernet.refresh_cycles_table(ctx.npu);
+  if (state.epochs_done > ctx.config.search.warmup.epochs) {
+    supernet.refresh_cycles_tables(ctx.hardware.npus);
+  }
   ctx.say(fmt::format("resuming the search from {} after epoch {}", checkpoint_path,
                       state.epochs_done));
 }
@@ -543,7 +662,6 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
   const SearchConfig& config = ctx.config;
   const SearchStageSpec& spec = config.search;
   const SearchSpace& space = config.space;
-  const npu_sim::NpuConfig& npu = ctx.npu;
   const SearchOptions& options = ctx.options;
   const Limits& limits = ctx.limits;
   const fs::path& out = ctx.out;
@@ -599,11 +717,21 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
           ? fmt::format(" (bi-level: {} more for the architecture steps)", architecture_set.size())
           : std::string(),
       spec.warmup.epochs, spec.search.epochs, steps_per_epoch, [&] {
+        // A co-search's limits differ by candidate (latency at its clock, the arena within
+        // its SRAM): the budgets as configured.
+        const Limits shown =
+            ctx.hardware.co_search() ? limits_of(config.budgets, ctx.npu.core_clock_hz) : limits;
         std::string b;
         for (size_t r = 0; r < kResourceCount; ++r) {
-          if (std::isfinite(limits[r])) {
-            b += (b.empty() ? "" : ", ") + format_cost(Resource(r), limits[r]);
+          if (std::isfinite(shown[r])) {
+            b += (b.empty() ? "" : ", ") + format_cost(Resource(r), shown[r]);
           }
+        }
+        if (ctx.hardware.co_search()) {
+          if (config.budgets.milliseconds)
+            b += fmt::format(" ({:g} ms)", *config.budgets.milliseconds);
+          b += ", the arena within each candidate's SRAM";
+          if (config.budgets.area_mm2) b += fmt::format(", {:g} mm^2", *config.budgets.area_mm2);
         }
         return b;
       }()));
@@ -651,9 +779,9 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
           temperature, noise, false, spec.operators == SearchStageSpec::OperatorRelaxation::Sampled,
           nullptr,     ranks};
       const bool bilevel = searching && architecture_set.size() > 0;
-      loss_sum +=
-          supernet_step(spec, limits, *supernet, optimizers, batch, sampling, searching, lambda,
-                        expected, tally, bilevel ? StepTarget::Weights : StepTarget::Both);
+      loss_sum += supernet_step(spec, ctx.hardware.limits, *supernet, optimizers, batch, sampling,
+                                searching, lambda, expected, tally,
+                                bilevel ? StepTarget::Weights : StepTarget::Both);
       if (bilevel) {
         // The architecture's own batch; its loader restarts (epochs numbered on) when spent.
         if (!architecture_loader->next(architecture_batch)) {
@@ -662,8 +790,8 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
           architecture_loader->next(architecture_batch);
         }
         ScoreTally unused(config.data.normalization, Mode::Float);
-        supernet_step(spec, limits, *supernet, optimizers, architecture_batch, sampling, true,
-                      lambda, expected, unused, StepTarget::Architecture);
+        supernet_step(spec, ctx.hardware.limits, *supernet, optimizers, architecture_batch,
+                      sampling, true, lambda, expected, unused, StepTarget::Architecture);
       }
       seen += batch.size;
       if (log && (step + 1) % std::max<size_t>(1, steps_per_epoch / 4) == 0 &&
@@ -695,12 +823,13 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
     supernet->refresh_weight_tables();
     if (searching) {
       // Latency follows the weights' streams: measure the cycles tables on them again.
-      const double table_seconds = supernet->refresh_cycles_table(npu);
+      const double table_seconds = supernet->refresh_cycles_tables(ctx.hardware.npus);
       say(fmt::format("  epoch {}: cycles tables measured on the current weights in {:.1f} s",
                       epoch + 1, table_seconds));
     }
     torch::NoGradGuard no_grad;
     expected = supernet->expected_costs();
+    supernet->select_hardware(supernet->most_probable_hardware());
     evolution.push_back(evolution_record(*supernet, epoch + 1, temperature, expected, lambda));
     const nlohmann::json& e = evolution.back();
     history.push_back({{"epoch", epoch + 1},
@@ -716,6 +845,12 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
     say(supernet_epoch_line(
         metric, history.back(), e, lambda, total_epochs,
         elapsed / double(epoch + 1 - first_epoch) * double(total_epochs - epoch - 1)));
+    if (ctx.hardware.co_search()) {
+      const size_t h = supernet->selected_hardware();
+      say(fmt::format("  most probable hardware: {} (p = {:.3f}, {:.4f} mm^2)",
+                      config.hardware.describe(h), e["hardware"]["probabilities"][h].get<double>(),
+                      ctx.hardware.area[h].total()));
+    }
   }
 
   SupernetRecord record{history, evolution, 0};
@@ -725,10 +860,18 @@ SupernetRecord train_supernet(const SearchContext& ctx, const std::shared_ptr<Su
 
 // ---------------------------------------------------------------- stage 4: derivation
 
-/// The derived architecture and its record (derivation.json, also the stage's checkpoint).
+/// The derived architecture, the hardware candidate it was derived for, and its record
+/// (derivation.json, also the stage's checkpoint).
 struct Derivation {
   ArchitectureChoice choice;
+  size_t hardware = 0;
   nlohmann::json json;
+};
+
+/// A derivation candidate: an architecture fitted to the budgets of one hardware candidate.
+struct Candidate {
+  size_t hardware = 0;
+  ArchitectureChoice choice;
 };
 
 /// The derived network as it would be exported now: inherited, masks at their targets,
@@ -746,14 +889,17 @@ void prepare_inherited(const SearchContext& ctx, const Supernet& supernet,
 /// masked as they will be exported, on the held-out images (the first training images when
 /// none are held out).
 struct Ranking {
-  ArchitectureChoice best;
+  Candidate best;
   nlohmann::json json = nlohmann::json::array();  ///< every candidate, its costs, accuracy
   std::string set_name;                           ///< what they were ranked on
 };
 
-Ranking rank_candidates(const SearchContext& ctx, const Supernet& supernet,
+/// A co-search's candidates are pairs: an architecture scored once however many hardware
+/// candidates it was derived for; among equal scores the smaller hardware, then the faster
+/// pair, wins.
+Ranking rank_candidates(const SearchContext& ctx, Supernet& supernet,
                         const data::ImageDataset& train_set, const data::ImageDataset& holdout,
-                        const std::vector<ArchitectureChoice>& candidates) {
+                        const std::vector<Candidate>& candidates) {
   const data::Normalization& normalization = ctx.config.data.normalization;
   data::ImageDataset first_training_images;
   if (holdout.size() == 0) {
@@ -764,27 +910,68 @@ Ranking rank_candidates(const SearchContext& ctx, const Supernet& supernet,
   Ranking ranking;
   ranking.set_name = ranking_set.name;
   const Metric metric = metric_of(ctx.config.data);
-  double best_score = -1e300;
+  const HardwareCandidates& hw = ctx.hardware;
+  std::map<std::string, double> scored;  ///< by architecture
+  double best_score = -1e300, best_area = 0, best_ms = 0;
   for (size_t i = 0; i < candidates.size(); ++i) {
-    const ArchitectureChoice& c = candidates[i];
-    QNet net(supernet.derive(c), normalization);
-    prepare_inherited(ctx, supernet, train_set, c, net);
-    const double score =
-        evaluate(net, ranking_set, normalization, Mode::Quantized, 256, 0, ctx.ranks()).score;
+    const ArchitectureChoice& c = candidates[i].choice;
+    const size_t h = candidates[i].hardware;
+    supernet.select_hardware(h);
+    const std::string architecture = supernet.describe(c);
+    auto known = scored.find(architecture);
+    if (known == scored.end()) {
+      QNet net(supernet.derive(c), normalization);
+      prepare_inherited(ctx, supernet, train_set, c, net);
+      const double score =
+          evaluate(net, ranking_set, normalization, Mode::Quantized, 256, 0, ctx.ranks()).score;
+      known = scored.emplace(architecture, score).first;
+    }
+    const double score = known->second;
     const Costs table = costs_of(supernet.table_costs(c));
-    ranking.json.push_back({{"architecture", supernet.describe(c)},
+    nlohmann::json entry = {{"architecture", architecture},
                             {"table", table},
                             {"log_probability", supernet.log_probability(c)},
-                            {score_key(metric, "holdout"), score}});
+                            {score_key(metric, "holdout"), score}};
+    const double area = hw.area[h].total();
+    const double ms = table[Cycles] / hw.npus[h].core_clock_hz * 1e3;
+    std::string on;
+    if (hw.co_search()) {
+      entry["hardware"] = h;
+      entry["hardware_choices"] = ctx.config.hardware.describe(h);
+      entry["area_mm2"] = area;
+      entry["milliseconds"] = ms;
+      on =
+          fmt::format(" on {} ({:.4f} mm^2, {:.4f} ms)", ctx.config.hardware.describe(h), area, ms);
+    }
+    ranking.json.push_back(entry);
     ctx.say(fmt::format(
-        "  candidate {}/{}: {}: {} on {} ({:.0f} B weights, {:.0f} B flash by the tables)", i + 1,
-        candidates.size(), supernet.describe(c), format_score(metric, score), ranking_set.name,
+        "  candidate {}/{}: {}{}: {} on {} ({:.0f} B weights, {:.0f} B flash by the tables)", i + 1,
+        candidates.size(), architecture, on, format_score(metric, score), ranking_set.name,
         table[Weights], table[Flash]));
-    if (score > best_score) {
+    const bool better =
+        score > best_score ||
+        (score == best_score && (area < best_area || (area == best_area && ms < best_ms)));
+    if (better) {
       best_score = score;
-      ranking.best = c;
+      best_area = area;
+      best_ms = ms;
+      ranking.best = candidates[i];
     }
   }
+  if (hw.co_search()) {
+    // The pairs no other pair beats in score, latency and area at once.
+    const std::string key = score_key(metric, "holdout");
+    for (nlohmann::json& a : ranking.json) {
+      const bool dominated =
+          std::any_of(ranking.json.begin(), ranking.json.end(), [&](const nlohmann::json& b) {
+            const double sa = a[key], sb = b[key], ma = a["milliseconds"], mb = b["milliseconds"],
+                         aa = a["area_mm2"], ab = b["area_mm2"];
+            return sb >= sa && mb <= ma && ab <= aa && (sb > sa || mb < ma || ab < aa);
+          });
+      a["pareto"] = !dominated;
+    }
+  }
+  supernet.select_hardware(ranking.best.hardware);
   return ranking;
 }
 
@@ -863,7 +1050,7 @@ nlohmann::json finetune_candidates(const SearchContext& ctx, const Supernet& sup
                         format_score(metric, score), epochs));
     if (score > best) {
       best = score;
-      ranking.best = c;
+      ranking.best = {0, c};
     }
   }
   // JSON has no NaN: an undefined correlation (fewer than two candidates, or ties all
@@ -955,7 +1142,6 @@ Derivation derive_architecture(const SearchContext& ctx, const std::shared_ptr<S
   const SearchStageSpec& spec = config.search;
   const SearchSpace& space = config.space;
   const SearchOptions& options = ctx.options;
-  const Limits& limits = ctx.limits;
   const fs::path& out = ctx.out;
   auto say = [&](const std::string& line) { ctx.say(line); };
   const std::string derivation_path = (out / "derivation.json").string();
@@ -970,6 +1156,13 @@ Derivation derive_architecture(const SearchContext& ctx, const std::shared_ptr<S
       derivation = nlohmann::json::parse(*saved);
       choice = choice_from_json(derivation.at("indices"));
       if (choice.size() != space.blocks.size()) throw std::runtime_error("wrong number of blocks");
+      if (derivation.contains("hardware")) {
+        result.hardware = derivation.at("hardware").at("index").get<size_t>();
+        if (result.hardware >= ctx.hardware.npus.size()) {
+          throw std::runtime_error("no such hardware candidate");
+        }
+      }
+      supernet->select_hardware(result.hardware);
       supernet->table_costs(choice);  // checks every index against the space
     } catch (const std::exception& e) {
       throw std::runtime_error(
@@ -985,8 +1178,34 @@ Derivation derive_architecture(const SearchContext& ctx, const std::shared_ptr<S
     // Rank the candidates by their held-out accuracy with inherited weights, quantised
     // and masked as they will be exported.
     const bool random = spec.strategy == SearchStageSpec::Strategy::Random;
-    const std::vector<ArchitectureChoice> candidates = derivation_candidates(
-        *supernet, limits, fraction, spec.derivation_samples, spec.seed, !random);
+    // The hardware candidates to derive for: the most probable ones (the random control:
+    // drawn uniformly), within the budgets.
+    std::vector<size_t> hardware;
+    for (size_t h = 0; h < ctx.hardware.npus.size(); ++h) {
+      if (supernet->hardware_allowed(h)) hardware.push_back(h);
+    }
+    if (random) {
+      std::mt19937_64 rng(spec.seed ^ 0x4857u);
+      std::shuffle(hardware.begin(), hardware.end(), rng);
+    } else {
+      torch::NoGradGuard no_grad;
+      const torch::Tensor p = supernet->hardware_probabilities();
+      std::stable_sort(hardware.begin(), hardware.end(), [&](size_t a, size_t b) {
+        return p[int64_t(a)].item<double>() > p[int64_t(b)].item<double>();
+      });
+    }
+    if (ctx.hardware.co_search() && hardware.size() > spec.derivation_hardware) {
+      hardware.resize(spec.derivation_hardware);
+    }
+    std::vector<Candidate> candidates;
+    for (size_t h : hardware) {
+      supernet->select_hardware(h);
+      for (ArchitectureChoice& c :
+           derivation_candidates(*supernet, ctx.hardware.limits[h], fraction,
+                                 spec.derivation_samples, spec.seed, !random)) {
+        candidates.push_back({h, std::move(c)});
+      }
+    }
     if (candidates.empty()) {
       throw BudgetError(fmt::format(
           "derivation: {} does not fit the budgets and no cheaper choice helps", initial));
@@ -994,10 +1213,14 @@ Derivation derive_architecture(const SearchContext& ctx, const std::shared_ptr<S
     Ranking ranking = rank_candidates(ctx, *supernet, train_set, holdout, candidates);
     nlohmann::json rank_correlation;
     if (spec.derivation_finetune_epochs > 0) {
-      rank_correlation = finetune_candidates(ctx, *supernet, train_set, candidates, ranking);
+      std::vector<ArchitectureChoice> choices;
+      for (const Candidate& c : candidates) choices.push_back(c.choice);
+      rank_correlation = finetune_candidates(ctx, *supernet, train_set, choices, ranking);
     }
-    const Repaired repaired =
-        repair_until_measured_fit(ctx, *supernet, train_set, ranking.best, fraction);
+    result.hardware = ranking.best.hardware;
+    supernet->select_hardware(result.hardware);
+    const Repaired repaired = repair_until_measured_fit(ctx.on_hardware(result.hardware), *supernet,
+                                                        train_set, ranking.best.choice, fraction);
     choice = repaired.choice;
     derived_costs = repaired.measured;
     const nlohmann::json& ranked = ranking.json;
@@ -1017,12 +1240,44 @@ Derivation derive_architecture(const SearchContext& ctx, const std::shared_ptr<S
                   {"measured_with_inherited_weights", derived_costs},
                   {"steps", steps},
                   {"seconds", seconds_since(derive_start)}};
+    if (ctx.hardware.co_search()) {
+      const size_t h = result.hardware;
+      const npu_sim::AreaBreakdown& area = ctx.hardware.area[h];
+      torch::NoGradGuard no_grad;
+      derivation["hardware"] = {
+          {"index", h},
+          {"choices", ctx.config.hardware.describe(h)},
+          {"npu", ctx.hardware.npus[h].npu_name},
+          {"probability", supernet->hardware_probabilities()[int64_t(h)].item<double>()},
+          {"area_mm2",
+           {{"total", area.total()},
+            {"npu", area.npu()},
+            {"macs", area.macs},
+            {"shared_buffer", area.shared_buffer},
+            {"decoders", area.decoders},
+            {"fixed", area.fixed},
+            {"sram", area.sram}}},
+          {"derived_for", hardware}};
+    }
     if (ctx.primary()) common::write_file_atomically(derivation_path, derivation.dump(2) + "\n");
     say(
         fmt::format("derived {} (most probable: {}); with inherited weights {:.0f} B weights, "
                     "{:.0f} B flash, {:.0f} B SRAM, {:.0f} cycles",
                     supernet->describe(choice), initial, derived_costs[Weights],
                     derived_costs[Flash], derived_costs[Sram], derived_costs[Cycles]));
+    if (ctx.hardware.co_search()) {
+      say(fmt::format("  on hardware {} ({:.4f} mm^2)",
+                      ctx.config.hardware.describe(result.hardware),
+                      ctx.hardware.area[result.hardware].total()));
+    }
+  }
+  if (ctx.hardware.co_search() && ctx.primary()) {
+    // The found NPU, whole: the fine-tune, the report and the user's `udc run` read it.
+    common::write_file_atomically(
+        (out / "npu.yaml").string(),
+        fmt::format("# Found by udc search from {} ({}).\n{}", config.file,
+                    config.hardware.describe(result.hardware),
+                    npu_sim::npu_config_yaml(ctx.hardware.npus[result.hardware])));
   }
 
   return result;
@@ -1125,6 +1380,44 @@ FineTuned finetune_and_repair(const SearchContext& ctx, const std::shared_ptr<Su
 
 // ---------------------------------------------------------------- stage 6: results
 
+/// A co-search's visited pairs (the derivation's candidates: an architecture fitted to one
+/// hardware candidate, scored on the held-out images with inherited weights, costed by the
+/// tables) as pairs.csv, and their held-out score against latency as pareto.svg, the
+/// pairs no other beats in score, latency and area at once in red.
+void write_pairs(const SearchContext& ctx, const nlohmann::json& derivation,
+                 const SearchResult& result) {
+  const Metric metric = result.metric;
+  const std::string key = score_key(metric, "holdout");
+  std::string csv = "hardware,hardware_choices,architecture," + key +
+                    ",milliseconds,area_mm2,weight_bytes,flash_bytes,sram_bytes,cycles,pareto\n";
+  common::PlotSeries others{"other pairs", "#999", 3, false, false, {}};
+  common::PlotSeries front{"Pareto front (score, latency, area)", "#d62728", 5, false, true, {}};
+  for (const nlohmann::json& c : derivation.at("candidates")) {
+    const nlohmann::json& table = c.at("table");
+    const bool pareto = c.value("pareto", false);
+    csv += fmt::format("{},\"{}\",\"{}\",{},{},{},{},{},{},{},{}\n", c.at("hardware").get<size_t>(),
+                       c.at("hardware_choices").get<std::string>(),
+                       c.at("architecture").get<std::string>(), c.at(key).get<double>(),
+                       c.at("milliseconds").get<double>(), c.at("area_mm2").get<double>(),
+                       table[Weights].get<double>(), table[Flash].get<double>(),
+                       table[Sram].get<double>(), table[Cycles].get<double>(), pareto ? 1 : 0);
+    const double score =
+        metric == Metric::Top1 ? 100 * c.at(key).get<double>() : c.at(key).get<double>();
+    (pareto ? front : others)
+        .points.push_back({c.at("milliseconds").get<double>(), score,
+                           fmt::format("{:.3f} mm^2", c.at("area_mm2").get<double>())});
+  }
+  common::write_file_atomically(result.pairs_path, csv);
+  common::PlotSpec plot;
+  plot.title = fmt::format("{}: pairs visited by the co-search", ctx.config.space.name);
+  plot.x_label = "latency by the tables [ms]";
+  plot.y_label = metric == Metric::Top1 ? "held-out accuracy, inherited weights [%]"
+                                        : "held-out PSNR, inherited weights [dB]";
+  plot.series = {others, front};
+  plot.y_from_zero = false;
+  common::write_file_atomically(result.pareto_plot_path, common::svg_scatter_plot(plot));
+}
+
 /// The found model, report.json (with every stage's record), evolution.csv and the
 /// accuracy-versus-size plot; the budget verdict on the fine-tuned model's measurement.
 SearchResult write_results(const SearchContext& ctx, const Supernet& net,
@@ -1160,7 +1453,18 @@ SearchResult write_results(const SearchContext& ctx, const Supernet& net,
     throw std::logic_error("run_search: the fine-tuned model was not measured");
   result.hardware = *trained.hardware;
   result.budget_violations = fm::budget_violations(result.hardware, measured_budgets(limits));
+  const npu_sim::AreaBreakdown area = npu_sim::area_of(ctx.npu, config.area);
+  result.area_mm2 = area.total();
+  if (config.budgets.area_mm2 && result.area_mm2 > *config.budgets.area_mm2) {
+    result.budget_violations.push_back(
+        fmt::format("area {:.4f} mm^2 > {:g} mm^2", result.area_mm2, *config.budgets.area_mm2));
+  }
   result.within_budgets = result.budget_violations.empty();
+  if (ctx.hardware.co_search()) {
+    result.npu_path = (out / "npu.yaml").string();
+    result.pairs_path = (out / "pairs.csv").string();
+    result.pareto_plot_path = (out / "pareto.svg").string();
+  }
   result.model_path = (out / "model.udcm").string();
   result.report_path = (out / "report.json").string();
   result.plot_path = (out / "accuracy_vs_size.svg").string();
@@ -1182,6 +1486,11 @@ SearchResult write_results(const SearchContext& ctx, const Supernet& net,
     if (!std::isfinite(limits[r])) continue;
     budgets[kResourceNames[r]] = {
         {"budget", limits[r]}, {"measured", final_costs[r]}, {"fits", final_costs[r] <= limits[r]}};
+  }
+  if (config.budgets.area_mm2) {
+    budgets["area_mm2"] = {{"budget", *config.budgets.area_mm2},
+                           {"measured", result.area_mm2},
+                           {"fits", result.area_mm2 <= *config.budgets.area_mm2}};
   }
   if (config.budgets.milliseconds) {
     const double milliseconds = result.hardware.milliseconds;
@@ -1218,7 +1527,13 @@ SearchResult write_results(const SearchContext& ctx, const Supernet& net,
        {{"search", search_seconds},
         {"finetune", finetune_seconds},
         {"total_this_run", seconds_since(run_start)}}}};
-  common::write_file_atomically(result.report_path, report.dump(2) + "\n");
+  nlohmann::json full_report = report;
+  if (ctx.hardware.co_search()) {
+    full_report["hardware"] = derivation.at("hardware");
+    full_report["hardware"]["npu_file"] = result.npu_path;
+    write_pairs(ctx, derivation, result);
+  }
+  common::write_file_atomically(result.report_path, full_report.dump(2) + "\n");
   common::write_file_atomically(result.plot_path, accuracy_plot_svg(config, result, log));
   say(
       fmt::format("found {}: test {}, {} B of weight streams, {} B flash image, {} B SRAM, "
@@ -1229,6 +1544,12 @@ SearchResult write_results(const SearchContext& ctx, const Supernet& net,
                   result.within_budgets ? "met" : "NOT met (below)"));
   say(fmt::format("wrote {}, {}, {}, {}, {}", result.model_path, result.tflite_path,
                   result.report_path, result.plot_path, result.evolution_path));
+  if (ctx.hardware.co_search()) {
+    say(fmt::format("found hardware {} ({}, {:.4f} mm^2 by the {} area model): wrote {}, {}, {}",
+                    config.hardware.describe(derived.hardware), ctx.npu.npu_name, result.area_mm2,
+                    config.area.technology, result.npu_path, result.pairs_path,
+                    result.pareto_plot_path));
+  }
   return result;
 }
 
@@ -1244,8 +1565,15 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
     // What a killed run was writing when it died (its checkpoints and outputs are whole).
     common::remove_stale_temporaries(options.output_dir);
   }
-  const SearchContext ctx{config, npu, options, fs::path(options.output_dir),
-                          limits_of(config.budgets, npu.core_clock_hz)};
+  const HardwareCandidates hardware = hardware_candidates(config, npu);
+  if (hardware.co_search() && config.search.derivation_finetune_epochs > 0) {
+    throw common::ConfigError(config.file +
+                              ": search.derivation.finetune_epochs: not available in a co-search "
+                              "(hardware:); rank the pairs with inherited weights");
+  }
+  const SearchContext ctx{
+      config,  hardware.npus[0], options, fs::path(options.output_dir), hardware.limits[0],
+      hardware};
   // The stages in order; each resumes from what it wrote before (search_checkpoint.pt,
   // derivation.json, the trainer's checkpoints) unless --restart.
   const std::shared_ptr<Supernet> supernet = build_supernet(ctx);
@@ -1253,8 +1581,11 @@ SearchResult run_search(const SearchConfig& config, const npu_sim::NpuConfig npu
   const SupernetRecord supernet_record =
       train_supernet(ctx, supernet, data.train_set, data.architecture_set);
   const Derivation derived = derive_architecture(ctx, supernet, data.train_set, data.holdout);
-  const FineTuned finetuned = finetune_and_repair(ctx, supernet, data.train_set, derived.choice);
-  return write_results(ctx, *supernet, supernet_record, derived, finetuned, run_start);
+  // From here on, on the hardware the derivation chose (the one NPU without a co-search).
+  const SearchContext chosen = ctx.on_hardware(derived.hardware);
+  supernet->select_hardware(derived.hardware);
+  const FineTuned finetuned = finetune_and_repair(chosen, supernet, data.train_set, derived.choice);
+  return write_results(chosen, *supernet, supernet_record, derived, finetuned, run_start);
 }
 
 }  // namespace udc::search

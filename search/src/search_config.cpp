@@ -99,6 +99,7 @@ void read_budgets(YamlSection budgets, Budgets& b) {
   if (budgets.has("sram_bytes")) b.sram_bytes = uint64_t(budgets.integer("sram_bytes", 0, 1, big));
   if (budgets.has("cycles")) b.cycles = budgets.number("cycles", 0, 1, 1e15);
   if (budgets.has("milliseconds")) b.milliseconds = budgets.number("milliseconds", 0, 1e-6, 1e9);
+  if (budgets.has("area_mm2")) b.area_mm2 = budgets.number("area_mm2", 0, 1e-9, 1e6);
   budgets.finish();
 }
 
@@ -168,6 +169,11 @@ const std::vector<common::Param<SearchStageSpec>>& search_params() {
           "0: rank the candidates with inherited weights; N: rank them after the fine-tune "
           "recipe's first N epochs each, and report the rank correlation"),
       number_param<S>(
+          "derivation.hardware", [](auto& s) -> auto& { return s.derivation_hardware; }, 1, 4096,
+          "candidates",
+          "co-search: the most probable hardware candidates (within the area budget) the "
+          "derivation derives architectures for, the pairs ranked together"),
+      number_param<S>(
           "derivation.holdout_fraction", [](auto& s) -> auto& { return s.holdout_fraction; }, 0.0,
           0.5, "", "training images held out to rank the candidates"),
       number_param<S>(
@@ -225,12 +231,16 @@ SearchConfig load_search_config(const std::string& path) {
   if (config.npu.files.empty()) {
     root.fail("npu", "missing (required): the NPU configuration whose costs the search uses");
   }
+  YamlSection hardware = root.section("hardware");
+  config.hardware = npu_sim::read_hardware_space(hardware);
+  YamlSection area = root.section("area");
+  config.area = npu_sim::read_area_model(area);
   config.verify_images = uint32_t(root.integer("verify_images", config.verify_images, 0, 1 << 20));
   config.baselines = resolve_path(path, root.string("baselines", ""));
   if (!config.budgets.any()) {
     root.fail("budgets",
               "no budget set: give at least one of weight_bytes, flash_bytes, sram_bytes, cycles, "
-              "milliseconds");
+              "milliseconds, area_mm2");
   }
   root.finish();
   return config;

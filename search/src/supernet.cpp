@@ -215,7 +215,10 @@ torch::Tensor width_matrix(const std::vector<uint32_t>& widths, int64_t channels
 
 }  // namespace
 
-Supernet::Supernet(const SearchSpace& space) : space_(space), geometry_(block_geometry(space)) {
+Supernet::Supernet(const SearchSpace& space, std::vector<size_t> hardware_options)
+    : space_(space),
+      geometry_(block_geometry(space)),
+      hardware_options_(std::move(hardware_options)) {
   for (size_t k = 0; k < space_.blocks.size(); ++k) {
     const BlockSpace& bs = space_.blocks[k];
     const BlockGeometry& g = geometry_[k];
@@ -291,8 +294,59 @@ Supernet::Supernet(const SearchSpace& space) : space_(space), geometry_(block_ge
     }
   }
   refresh_masks();
-  weight_table_.resize(blocks_.size());
-  flash_table_.resize(blocks_.size());
+  // After every block's, so that a fixed-NPU supernet's parameters are what they were.
+  size_t hardware_count = 1;
+  for (size_t c = 0; c < hardware_options_.size(); ++c) {
+    hardware_logits_.push_back(register_parameter(fmt::format("hardware_{}_logits", c),
+                                                  torch::zeros({int64_t(hardware_options_[c])})));
+    hardware_count *= hardware_options_[c];
+  }
+  candidates_.resize(hardware_count);
+  for (CandidateCostTables& c : candidates_) {
+    c.weight.resize(blocks_.size());
+    c.flash.resize(blocks_.size());
+  }
+  allowed_.assign(hardware_count, true);
+}
+
+void Supernet::set_candidate_tables(std::vector<HardwareTables> tables) {
+  if (tables.size() != candidates_.size()) {
+    throw std::logic_error(fmt::format("Supernet: {} hardware tables for {} candidates",
+                                       tables.size(), candidates_.size()));
+  }
+  for (size_t h = 0; h < tables.size(); ++h) candidates_[h].hardware = std::move(tables[h]);
+  refresh_weight_tables();
+}
+
+void Supernet::select_hardware(size_t h) {
+  if (h >= candidates_.size()) throw std::out_of_range("Supernet: no hardware candidate");
+  selected_ = h;
+}
+
+void Supernet::set_hardware_allowed(std::vector<bool> allowed) {
+  if (allowed.size() != candidates_.size() ||
+      std::none_of(allowed.begin(), allowed.end(), [](bool a) { return a; })) {
+    throw std::logic_error("Supernet: hardware mask of the wrong size, or allowing none");
+  }
+  allowed_ = std::move(allowed);
+}
+
+torch::Tensor Supernet::hardware_probabilities() const {
+  const auto dtype = torch::kDouble;
+  torch::Tensor joint = torch::ones({1}, dtype);
+  for (const torch::Tensor& logits : hardware_logits_) {
+    // Candidate numbering: the last choice varies fastest (npu_sim::HardwareSpace).
+    joint = torch::outer(joint, torch::softmax(logits.to(dtype), 0)).flatten();
+  }
+  if (std::all_of(allowed_.begin(), allowed_.end(), [](bool a) { return a; })) return joint;
+  std::vector<double> mask(allowed_.begin(), allowed_.end());
+  joint = joint * torch::tensor(mask, dtype);
+  return joint / joint.sum();
+}
+
+size_t Supernet::most_probable_hardware() const {
+  torch::NoGradGuard no_grad;
+  return size_t(hardware_probabilities().argmax().item<int64_t>());
 }
 
 void Supernet::refresh_masks() {
@@ -350,6 +404,7 @@ std::vector<torch::Tensor> Supernet::architecture_parameters() const {
       }
     }
   }
+  list.insert(list.end(), hardware_logits_.begin(), hardware_logits_.end());
   return list;
 }
 
@@ -500,23 +555,29 @@ torch::Tensor Supernet::forward(const torch::Tensor& images, const SamplingSetti
 }
 
 void Supernet::refresh_weight_tables() {
+  // Hardware candidates whose compilers chose the same block depths for a layer share its
+  // encodings.
+  WeightLayoutCache encoded;
+  for (CandidateCostTables& tables : candidates_) encode_weight_tables(tables, encoded);
+}
+
+void Supernet::encode_weight_tables(CandidateCostTables& tables, WeightLayoutCache& encoded) const {
+  const HardwareTables& hardware = tables.hardware;
   for (size_t k = 0; k < blocks_.size(); ++k) {
     const BlockSpace& bs = space_.blocks[k];
     const BlockGeometry& g = geometry_[k];
     const TableShape shape = table_shape(space_, k);
     const std::vector<uint32_t>* depths =
-        hardware_.blocks.size() == blocks_.size() ? &hardware_.blocks[k].block_depth : nullptr;
-    std::vector<double>& weights = weight_table_[k];
-    std::vector<double>& flash = flash_table_[k];
+        hardware.blocks.size() == blocks_.size() ? &hardware.blocks[k].block_depth : nullptr;
+    std::vector<double>& weights = tables.weight[k];
+    std::vector<double>& flash = tables.flash[k];
     weights.assign(shape.size(), 0.0);
     flash.assign(shape.size(), 0.0);
     // Slices that do not depend on every index (the expand and depthwise layers on the
     // output width, the depthwise on the sparsity) are encoded once.
-    std::map<std::tuple<int64_t, int64_t, size_t, size_t, uint32_t>, fm::WeightLayout> encoded;
     for (size_t o = 0; o < shape.ops; ++o) {
       const auto& layers = blocks_[k].op_layers[o];
       for (size_t l = 0; l < layers.size(); ++l) {
-        encoded.clear();
         for (size_t i = 0; i < shape.in_widths; ++i) {
           for (size_t j = 0; j < shape.out_widths; ++j) {
             const auto [out, in] = layer_slice(*bs.ops[o], l, g.in_widths[i], bs.widths[j]);
@@ -524,11 +585,12 @@ void Supernet::refresh_weight_tables() {
               for (size_t s = 0; s < shape.sparsity; ++s) {
                 const size_t n = shape.index(o, l, i, j, b, s);
                 const uint32_t depth = depths && !depths->empty() ? depths->at(n) : 0;
-                const auto key = std::make_tuple(out, in, b, layers[l]->prunable() ? s : 0, depth);
+                const size_t level = layers[l]->prunable() ? s : 0;
+                const auto key = std::make_tuple(k, o, l, out, in, b, level, depth);
                 auto it = encoded.find(key);
                 if (it == encoded.end()) {
-                  const fm::WeightLayout layout = layers[l]->layout(
-                      out, in, space_.bits[b], space_.sparsity[std::get<3>(key)], depth);
+                  const fm::WeightLayout layout =
+                      layers[l]->layout(out, in, space_.bits[b], space_.sparsity[level], depth);
                   it = encoded.emplace(key, layout).first;
                 }
                 weights[n] = double(it->second.stream_bytes);
@@ -543,27 +605,55 @@ void Supernet::refresh_weight_tables() {
 }
 
 double Supernet::refresh_cycles_table(const npu_sim::NpuConfig& npu) {
-  if (hardware_.blocks.size() != blocks_.size()) {
+  return refresh_cycles_tables({npu});
+}
+
+double Supernet::refresh_cycles_tables(const std::vector<npu_sim::NpuConfig>& npus) {
+  if (npus.size() != candidates_.size()) {
+    throw std::logic_error(fmt::format("Supernet: {} NPUs for {} hardware candidates", npus.size(),
+                                       candidates_.size()));
+  }
+  double seconds = 0;
+  for (size_t h = 0; h < candidates_.size(); ++h) {
+    seconds += remeasure_candidate_cycles(candidates_[h].hardware, npus[h]);
+  }
+  return seconds;
+}
+
+double Supernet::remeasure_candidate_cycles(HardwareTables& hardware,
+                                            const npu_sim::NpuConfig& npu) const {
+  if (hardware.blocks.size() != blocks_.size()) {
     throw std::logic_error("Supernet: hardware tables not set");
   }
   remeasure_cycles(
-      hardware_, space_, npu,
+      hardware, space_, npu,
       [&](size_t k, size_t o, size_t l, size_t i, size_t j, uint32_t bits, double sparsity) {
         const BlockSpace& bs = space_.blocks[k];
         const auto [out, in] = layer_slice(*bs.ops[o], l, geometry_[k].in_widths[i], bs.widths[j]);
         return blocks_[k].op_layers[o][l]->integer_weights(out, in, bits, sparsity);
       });
-  return hardware_.seconds;
+  return hardware.seconds;
 }
 
-ExpectedCosts Supernet::expected_costs() const {
-  if (hardware_.blocks.size() != blocks_.size()) {
-    throw std::logic_error("Supernet: hardware tables not set");
+ExpectedCosts Supernet::expected_costs_per_hardware() const {
+  for (const CandidateCostTables& c : candidates_) {
+    if (c.hardware.blocks.size() != blocks_.size()) {
+      throw std::logic_error("Supernet: hardware tables not set");
+    }
   }
   const auto dtype = torch::kDouble;
+  const int64_t hardware = int64_t(candidates_.size());
+  // A table of every candidate, stacked: [H, ...].
+  auto stacked = [&](auto table_of, const std::vector<int64_t>& dims) {
+    std::vector<torch::Tensor> tables;
+    for (const CandidateCostTables& c : candidates_) {
+      tables.push_back(torch::tensor(table_of(c), dtype).reshape(dims));
+    }
+    return torch::stack(tables);
+  };
   torch::Tensor in = torch::ones({1}, dtype);
-  torch::Tensor weights = torch::zeros({}, dtype), flash = torch::zeros({}, dtype),
-                cycles = torch::zeros({}, dtype);
+  torch::Tensor weights = torch::zeros({hardware}, dtype), flash = torch::zeros({hardware}, dtype),
+                cycles = torch::zeros({hardware}, dtype);
   std::vector<torch::Tensor> sram;
   for (size_t k = 0; k < blocks_.size(); ++k) {
     const Block& block = blocks_[k];
@@ -572,10 +662,12 @@ ExpectedCosts Supernet::expected_costs() const {
     const std::vector<int64_t> layer_dims{int64_t(shape.ops),       int64_t(shape.layers),
                                           int64_t(shape.in_widths), int64_t(shape.out_widths),
                                           int64_t(shape.bits),      int64_t(shape.sparsity)};
-    const torch::Tensor weight_table = torch::tensor(weight_table_[k], dtype).reshape(layer_dims);
-    const torch::Tensor flash_table = torch::tensor(flash_table_[k], dtype).reshape(layer_dims);
-    const torch::Tensor cycles_table =
-        torch::tensor(hardware_.blocks[k].cycles, dtype).reshape(layer_dims);
+    const torch::Tensor weight_table =
+        stacked([&](const CandidateCostTables& c) { return c.weight[k]; }, layer_dims);
+    const torch::Tensor flash_table =
+        stacked([&](const CandidateCostTables& c) { return c.flash[k]; }, layer_dims);
+    const torch::Tensor cycles_table = stacked(
+        [&](const CandidateCostTables& c) { return c.hardware.blocks[k].cycles; }, layer_dims);
     const torch::Tensor op = torch::softmax(block.op_logits.to(dtype), 0);
     const torch::Tensor width = torch::softmax(block.width_logits.to(dtype), 0);
     const torch::Tensor dense = one_hot(int64_t(shape.sparsity), 0).to(dtype);
@@ -587,8 +679,9 @@ ExpectedCosts Supernet::expected_costs() const {
             sparsity_logits.defined() ? torch::softmax(sparsity_logits.to(dtype), 0) : dense;
         const torch::Tensor p = op[int64_t(o)];
         auto expected = [&](const torch::Tensor& table) {
-          return torch::einsum("i,j,b,s,ijbs->",
-                               {in, width, bits, sparsity, table[int64_t(o)][int64_t(l)]});
+          return torch::einsum(
+              "i,j,b,s,hijbs->h",
+              {in, width, bits, sparsity, table.select(1, int64_t(o)).select(1, int64_t(l))});
         };
         weights = weights + p * expected(weight_table);
         flash = flash + p * expected(flash_table);
@@ -597,12 +690,12 @@ ExpectedCosts Supernet::expected_costs() const {
     }
     // The arena does not depend on bitwidth or sparsity: the first entry stands for all.
     const torch::Tensor arena =
-        torch::tensor(hardware_.blocks[k].sram_bytes, dtype)
-            .reshape({int64_t(shape.ops), int64_t(shape.in_widths), int64_t(shape.out_widths),
-                      int64_t(shape.bits), int64_t(shape.sparsity)})
-            .select(4, 0)
-            .select(3, 0);
-    sram.push_back(torch::einsum("o,i,j,oij->", {op, in, width, arena}));
+        stacked([&](const CandidateCostTables& c) { return c.hardware.blocks[k].sram_bytes; },
+                {int64_t(shape.ops), int64_t(shape.in_widths), int64_t(shape.out_widths),
+                 int64_t(shape.bits), int64_t(shape.sparsity)})
+            .select(5, 0)
+            .select(4, 0);
+    sram.push_back(torch::einsum("o,i,j,hoij->h", {op, in, width, arena}));
     torch::Tensor out = width;
     for (size_t o = 0; o < bs.ops.size(); ++o) {
       if (bs.ops[o]->passes_input()) {
@@ -612,7 +705,17 @@ ExpectedCosts Supernet::expected_costs() const {
     }
     in = out;
   }
-  return {weights, flash, torch::stack(sram).max(), cycles};
+  return {weights, flash, std::get<0>(torch::stack(sram).max(0)), cycles};
+}
+
+ExpectedCosts Supernet::expected_costs() const {
+  const ExpectedCosts each = expected_costs_per_hardware();
+  if (candidates_.size() == 1) {
+    return {each.weight_bytes[0], each.flash_bytes[0], each.sram_bytes[0], each.cycles[0]};
+  }
+  const torch::Tensor p = hardware_probabilities();
+  return {(p * each.weight_bytes).sum(), (p * each.flash_bytes).sum(), (p * each.sram_bytes).sum(),
+          (p * each.cycles).sum()};
 }
 
 std::vector<size_t> Supernet::input_width_indices(const ArchitectureChoice& choice) const {
@@ -639,10 +742,10 @@ TableCosts Supernet::table_costs(const ArchitectureChoice& choice) const {
     for (size_t l = 0; l < count; ++l) {
       const LayerChoice& lc = c.layers[l];
       const size_t n = shape.index(c.op, l, in[k], c.width, lc.bits, lc.sparsity);
-      costs.weight_bytes += weight_table_[k].at(n);
-      costs.flash_bytes += flash_table_[k].at(n);
-      if (hardware_.blocks.empty()) continue;
-      const BlockHardwareTable& hw = hardware_.blocks[k];
+      costs.weight_bytes += selected().weight[k].at(n);
+      costs.flash_bytes += selected().flash[k].at(n);
+      if (selected().hardware.blocks.empty()) continue;
+      const BlockHardwareTable& hw = selected().hardware.blocks[k];
       costs.cycles += hw.cycles.at(n);
       // The block's arena and fit as measured with every layer at this layer's choice.
       const size_t u = shape.uniform_index(c.op, in[k], c.width, lc.bits, lc.sparsity);

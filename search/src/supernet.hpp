@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -59,9 +60,20 @@ struct SamplingSettings {
   Ranks* ranks = nullptr;
 };
 
-/// Expected costs under the architecture distribution (differentiable scalars).
+/// Expected costs under the architecture distribution (differentiable): scalars from
+/// expected_costs() (mixed over the hardware distribution), or one entry per hardware
+/// candidate from expected_costs_per_hardware().
 struct ExpectedCosts {
   torch::Tensor weight_bytes, flash_bytes, sram_bytes, cycles;
+};
+
+/// The cost tables of one hardware candidate (one NPU configuration of a co-search; the
+/// only one otherwise).
+struct CandidateCostTables {
+  HardwareTables hardware;  ///< cycles, SRAM, fit and block depths measured on its NPU
+  /// Per block, TableShape::index layout: encoded streams [B]; streams, scale records and
+  /// alignment in the weight image [B], laid out in the block depths `hardware` recorded.
+  std::vector<std::vector<double>> weight, flash;
 };
 
 /// Exact costs of one architecture from the tables.
@@ -140,7 +152,9 @@ struct SuperTensor {
 
 class Supernet : public torch::nn::Module {
  public:
-  explicit Supernet(const SearchSpace& space);
+  /// `hardware_options`: a co-search's option count per hardware choice
+  /// (npu_sim::HardwareSpace), each choice getting its logits; empty: one fixed NPU.
+  explicit Supernet(const SearchSpace& space, std::vector<size_t> hardware_options = {});
 
   /// Logits [N, classes] of `images` (NCHW) under sampled (or fixed) choices.
   torch::Tensor forward(const torch::Tensor& images, const SamplingSettings& settings);
@@ -148,29 +162,57 @@ class Supernet : public torch::nn::Module {
   /// Re-measures the weight and flash tables (bytes per candidate) on the current weights,
   /// each layer encoded and laid out as the compiler does (firmware_model::layout_weights),
   /// in output-channel blocks of the depth the hardware tables recorded (one block before
-  /// they are set: a lower bound of the streams' bytes).
+  /// they are set: a lower bound of the streams' bytes); every hardware candidate's, those
+  /// with the same block depths encoded once.
   void refresh_weight_tables();
   /// Measures the cycles tables again with the current weights (quantised and pruned as
   /// for the flash table): the decoder's time follows the streams' content. Seconds spent.
   double refresh_cycles_table(const npu_sim::NpuConfig& npu);
+  /// The same for every hardware candidate, `npus[h]` being candidate h's NPU.
+  double refresh_cycles_tables(const std::vector<npu_sim::NpuConfig>& npus);
   void refresh_masks();
   /// Every layer's masks in force, flattened in a fixed order (checkpoints), and back;
   /// set_masks throws std::runtime_error when they do not match this supernet.
   std::vector<torch::Tensor> masks() const;
   void set_masks(const std::vector<torch::Tensor>& masks);
-  const std::vector<std::vector<double>>& weight_table() const { return weight_table_; }
-  const std::vector<std::vector<double>>& flash_table() const { return flash_table_; }
-  /// Sets the measured tables, and lays the weight tables out again in the block depths
-  /// they recorded.
-  void set_hardware_tables(HardwareTables tables) {
-    hardware_ = std::move(tables);
-    refresh_weight_tables();
-  }
-  const HardwareTables& hardware_tables() const { return hardware_; }
+  /// The selected hardware candidate's tables (select_hardware).
+  const std::vector<std::vector<double>>& weight_table() const { return selected().weight; }
+  const std::vector<std::vector<double>>& flash_table() const { return selected().flash; }
+  const HardwareTables& hardware_tables() const { return selected().hardware; }
+  /// Sets the measured tables of the one NPU, and lays the weight tables out again in the
+  /// block depths they recorded.
+  void set_hardware_tables(HardwareTables tables) { set_candidate_tables({std::move(tables)}); }
+  /// A co-search's tables, one per hardware candidate (as many as the product of the
+  /// hardware option counts; candidate order as npu_sim::HardwareSpace numbers them).
+  void set_candidate_tables(std::vector<HardwareTables> tables);
 
-  /// Expected costs under softmax(logits) (no noise), differentiable in the logits.
+  /// Hardware candidates (1 without a co-search).
+  size_t hardware_count() const { return candidates_.size(); }
+  /// The candidate whose tables weight_table(), hardware_tables(), table_costs() and the
+  /// derivation read.
+  void select_hardware(size_t h);
+  size_t selected_hardware() const { return selected_; }
+  /// Candidates the co-search may choose (false: over the area budget, or a budget cannot
+  /// be met on them); their probability is 0 and the others' renormalised. Default: all.
+  void set_hardware_allowed(std::vector<bool> allowed);
+  bool hardware_allowed(size_t h) const { return allowed_.at(h); }
+  /// [H] probabilities of the hardware candidates: the product of each choice's softmax,
+  /// restricted to the allowed ones; differentiable in the hardware logits. {1} without a
+  /// co-search.
+  torch::Tensor hardware_probabilities() const;
+  /// The allowed candidate of highest probability.
+  size_t most_probable_hardware() const;
+  /// The hardware logits, one tensor per hardware choice (none without a co-search; they
+  /// are also the last of architecture_parameters()).
+  const std::vector<torch::Tensor>& hardware_parameters() const { return hardware_logits_; }
+
+  /// Expected costs under softmax(logits) (no noise), differentiable in the logits: each
+  /// hardware candidate's [H].
+  ExpectedCosts expected_costs_per_hardware() const;
+  /// The same mixed over the hardware distribution (scalars): exactly the one NPU's costs
+  /// without a co-search.
   ExpectedCosts expected_costs() const;
-  /// Costs of one architecture from the tables.
+  /// Costs of one architecture from the selected hardware candidate's tables.
   TableCosts table_costs(const ArchitectureChoice& choice) const;
   /// The most probable candidate of every block.
   ArchitectureChoice most_probable() const;
@@ -214,13 +256,29 @@ class Supernet : public torch::nn::Module {
   /// Effective input width index of each block under `choice` (skips pass widths on).
   std::vector<size_t> input_width_indices(const ArchitectureChoice& choice) const;
 
+  const CandidateCostTables& selected() const { return candidates_.at(selected_); }
+  /// Encoded layer slices: block, operator, layer, outputs, inputs, bits index, sparsity
+  /// index, block depth.
+  using WeightLayoutCache =
+      std::map<std::tuple<size_t, size_t, size_t, int64_t, int64_t, size_t, size_t, uint32_t>,
+               firmware_model::WeightLayout>;
+  /// A candidate's weight and flash tables, encoded in the block depths its hardware tables
+  /// recorded (one block per layer before they are set); slices in `encoded` are not
+  /// encoded again.
+  void encode_weight_tables(CandidateCostTables& tables, WeightLayoutCache& encoded) const;
+  /// A candidate's cycles measured again on `npu` with the current weights; seconds spent.
+  double remeasure_candidate_cycles(HardwareTables& hardware, const npu_sim::NpuConfig& npu) const;
+
   SearchSpace space_;
   std::vector<BlockGeometry> geometry_;
   std::vector<Block> blocks_;
-  /// Per block, TableShape::index layout: encoded streams [B]; streams, scale records and
-  /// alignment in the weight image [B]
-  std::vector<std::vector<double>> weight_table_, flash_table_;
-  HardwareTables hardware_;
+  /// Per hardware candidate (one without a co-search); before set_candidate_tables, one
+  /// whose hardware tables are empty.
+  std::vector<CandidateCostTables> candidates_;
+  size_t selected_ = 0;
+  std::vector<bool> allowed_;
+  std::vector<size_t> hardware_options_;        ///< option count per hardware choice
+  std::vector<torch::Tensor> hardware_logits_;  ///< per hardware choice
   /// A super-resolution space's anchor as a float filter [scale^2 x channels, channels, k,
   /// k] (anchor_filter); undefined without one. Fixed: built once, not a parameter.
   torch::Tensor anchor_filter_;

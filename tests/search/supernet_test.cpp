@@ -8,8 +8,10 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <random>
 #include <sstream>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -20,9 +22,11 @@
 #include "udc/common/statistics.hpp"
 #include "udc/firmware_model/compiler.hpp"
 #include "udc/firmware_model/driver.hpp"
+#include "udc/firmware_model/measurement.hpp"
 #include "udc/firmware_model/model_io.hpp"
 #include "udc/firmware_model/tflite_import.hpp"
 #include "udc/firmware_model/upscale.hpp"
+#include "udc/npu_sim/area.hpp"
 #include "udc/npu_sim/config.hpp"
 #include "udc/search/search.hpp"
 
@@ -147,6 +151,86 @@ TEST(Supernet, ExpectedCostAtOneHotChoiceEqualsTableValue) {
     EXPECT_NEAR(expected.sram_bytes.item<double>(), table.sram_bytes, 1e-6) << trial;
     EXPECT_EQ(net.most_probable().size(), choice.size());
   }
+}
+
+TEST(Supernet, CoSearchAtOneHotHardwareReproducesTheFixedNpuCosts) {
+  const SearchSpace space = tiny_space();
+  const std::vector<udc::npu_sim::NpuConfig> npus = {
+      npu(), udc::npu_sim::load_npu_config(std::vector<std::string>{
+                 std::string(UDC_CONFIG_DIR) + "/npu/ethos-u55-256.yaml",
+                 std::string(UDC_CONFIG_DIR) + "/npu/systems/u55-deep-embedded.yaml"})};
+  // The same seed gives the same shared weights: the hardware logits are registered last
+  // and start at zero.
+  torch::manual_seed(3);
+  Supernet co(space, {2});
+  std::vector<std::unique_ptr<Supernet>> fixed;
+  for (size_t h = 0; h < npus.size(); ++h) {
+    torch::manual_seed(3);
+    fixed.push_back(std::make_unique<Supernet>(space));
+    fixed.back()->set_hardware_tables(measure_hardware_tables(space, npus[h], ""));
+  }
+  co.set_candidate_tables(
+      {measure_hardware_tables(space, npus[0], ""), measure_hardware_tables(space, npus[1], "")});
+  ASSERT_EQ(co.hardware_count(), 2u);
+  ASSERT_EQ(co.hardware_parameters().size(), 1u);
+  std::mt19937 rng(9);
+  for (int trial = 0; trial < 4; ++trial) {
+    // Random architecture logits, the same in all three.
+    {
+      torch::NoGradGuard no_grad;
+      const std::vector<torch::Tensor> logits = fixed[0]->architecture_parameters();
+      for (const torch::Tensor& l : logits) l.copy_(torch::randn_like(l));
+      for (size_t i = 0; i < logits.size(); ++i) {
+        fixed[1]->architecture_parameters()[i].copy_(logits[i]);
+        co.architecture_parameters()[i].copy_(logits[i]);
+      }
+    }
+    const ExpectedCosts each = co.expected_costs_per_hardware();
+    for (size_t h = 0; h < npus.size(); ++h) {
+      {
+        torch::NoGradGuard no_grad;
+        torch::Tensor l = co.hardware_parameters()[0];
+        l.fill_(-1e4);
+        l[int64_t(h)] = 1e4;
+      }
+      const ExpectedCosts mixed = co.expected_costs();
+      const ExpectedCosts alone = fixed[h]->expected_costs();
+      for (const auto& [a, b, c] :
+           {std::tuple{mixed.weight_bytes, alone.weight_bytes, each.weight_bytes[int64_t(h)]},
+            std::tuple{mixed.flash_bytes, alone.flash_bytes, each.flash_bytes[int64_t(h)]},
+            std::tuple{mixed.sram_bytes, alone.sram_bytes, each.sram_bytes[int64_t(h)]},
+            std::tuple{mixed.cycles, alone.cycles, each.cycles[int64_t(h)]}}) {
+        EXPECT_NEAR(a.item<double>(), b.item<double>(), 1e-9 * b.item<double>()) << trial;
+        EXPECT_NEAR(c.item<double>(), b.item<double>(), 1e-9 * b.item<double>()) << trial;
+      }
+      co.select_hardware(h);
+      const ArchitectureChoice choice = random_choice(space, rng);
+      const TableCosts t = co.table_costs(choice), u = fixed[h]->table_costs(choice);
+      EXPECT_EQ(t.weight_bytes, u.weight_bytes);
+      EXPECT_EQ(t.flash_bytes, u.flash_bytes);
+      EXPECT_EQ(t.sram_bytes, u.sram_bytes);
+      EXPECT_EQ(t.cycles, u.cycles);
+      EXPECT_EQ(co.most_probable_hardware(), h);
+    }
+    // The two NPUs differ (so the check above could fail), and a uniform hardware
+    // distribution costs the mean of the two.
+    EXPECT_NE(each.cycles[0].item<double>(), each.cycles[1].item<double>());
+    {
+      torch::NoGradGuard no_grad;
+      co.hardware_parameters()[0].zero_();
+    }
+    EXPECT_NEAR(co.expected_costs().cycles.item<double>(),
+                (each.cycles[0].item<double>() + each.cycles[1].item<double>()) / 2, 1e-6);
+  }
+  // A candidate left out has probability 0, whatever its logits.
+  {
+    torch::NoGradGuard no_grad;
+    co.hardware_parameters()[0].copy_(torch::tensor({5.0f, -5.0f}));
+  }
+  co.set_hardware_allowed({false, true});
+  EXPECT_EQ(co.hardware_probabilities()[0].item<double>(), 0.0);
+  EXPECT_NEAR(co.hardware_probabilities()[1].item<double>(), 1.0, 1e-12);
+  EXPECT_EQ(co.most_probable_hardware(), 1u);
 }
 
 namespace {
@@ -463,7 +547,8 @@ TEST(Supernet, GradientsReachEveryArchitectureChoiceThroughTaskAndCost) {
 
 namespace {
 
-SearchConfig tiny_search_config(const std::string& budgets_yaml, const std::string& data_dir) {
+SearchConfig tiny_search_config(const std::string& budgets_yaml, const std::string& data_dir,
+                                const std::string& extra_yaml = "") {
   const fs::path path =
       fs::temp_directory_path() / ("udc_tiny_search_" + std::to_string(::getpid()) + ".yaml");
   std::ofstream(path)
@@ -485,7 +570,8 @@ SearchConfig tiny_search_config(const std::string& budgets_yaml, const std::stri
              "finetune: {epochs: 1}, max_steps_per_epoch: 2}\n"
              "npu: " UDC_CONFIG_DIR
              "/npu/u55-128-deep-embedded.yaml\n"
-             "verify_images: 6\n";
+             "verify_images: 6\n" +
+             extra_yaml;
   SearchConfig config = load_search_config(path.string());
   fs::remove(path);
   return config;
@@ -677,6 +763,76 @@ TEST(Search, TinySearchUnderTightBudgetsEndsWithAModelThatFits) {
   const std::vector<uint8_t> first = udc::common::read_file(result.model_path);
   const SearchResult again = run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
   EXPECT_EQ(udc::common::read_file(again.model_path), first);
+  fs::remove_all(out);
+}
+
+TEST(Search, CoSearchUnderAnAreaBudgetEndsWithAPairThatFitsEveryBudget) {
+  // Three MAC arrays x two SRAM sizes; at 0.18 mm^2 (the default area model) only the 64-
+  // and 128-MAC NPUs with 64 KiB of SRAM fit (0.137, 0.154 mm^2; 256 MACs: 0.200 mm^2).
+  const std::string hardware =
+      "hardware:\n"
+      "  mac_array:\n"
+      "    - {file: " UDC_CONFIG_DIR
+      "/npu/ethos-u55-64.yaml}\n"
+      "    - {file: " UDC_CONFIG_DIR
+      "/npu/ethos-u55-128.yaml}\n"
+      "    - {file: " UDC_CONFIG_DIR
+      "/npu/ethos-u55-256.yaml}\n"
+      "  system.sram.size_bytes: [65536, 262144]\n";
+  const double area_budget = 0.18;
+  SearchConfig config = tiny_search_config(
+      "{weight_bytes: 400, flash_bytes: 1000, sram_bytes: 4000, cycles: 20000, area_mm2: 0.18}",
+      udc::data::kFashionMnistDir, hardware);
+  ASSERT_EQ(config.hardware.size(), 6u);
+  const fs::path out = fresh_output_dir("udc_co_search_");
+  std::ostringstream log;
+  SearchOptions options;
+  options.output_dir = out.string();
+  options.log = &log;
+  const SearchResult result =
+      run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
+  EXPECT_TRUE(result.within_budgets) << log.str();
+  // The pair, measured independently: the NPU file read back, priced by the area model,
+  // the model compiled and simulated on it.
+  ASSERT_EQ(result.npu_path, (out / "npu.yaml").string());
+  const udc::npu_sim::NpuConfig found = udc::npu_sim::load_npu_config(result.npu_path);
+  EXPECT_EQ(found.sram.size_bytes, 65536u);
+  EXPECT_TRUE(found.macs_per_cycle == 64 || found.macs_per_cycle == 128) << found.macs_per_cycle;
+  const double area = udc::npu_sim::area_of(found, udc::npu_sim::AreaModel{}).total();
+  EXPECT_LE(area, area_budget);
+  EXPECT_DOUBLE_EQ(area, result.area_mm2);
+  const fm::ModelMeasurement measured = fm::measure_model(fm::read_model(result.model_path), found);
+  ASSERT_TRUE(measured.fits());
+  EXPECT_LE(measured.weight_bytes, 400u);
+  EXPECT_LE(measured.flash_bytes, 1000u);
+  EXPECT_LE(measured.arena_bytes, 4000u);
+  EXPECT_LE(measured.cycles, 20000);
+  EXPECT_EQ(measured.cycles, result.hardware.cycles);
+  // The fine-tune ran on that NPU: derived.yaml names it.
+  const TrainConfig derived = load_train_config((out / "derived.yaml").string());
+  ASSERT_EQ(derived.npu.files.size(), 1u);
+  EXPECT_EQ(fs::canonical(derived.npu.files[0]), fs::canonical(result.npu_path));
+  // The visited pairs: each on an allowed candidate, the Pareto front marked.
+  const auto report = nlohmann::json::parse(udc::common::read_file(result.report_path));
+  EXPECT_EQ(report.at("hardware").at("npu_file"), result.npu_path);
+  size_t pairs = 0, front = 0;
+  for (const auto& c : report.at("derivation").at("candidates")) {
+    EXPECT_LE(c.at("area_mm2").get<double>(), area_budget);
+    ++pairs;
+    front += c.at("pareto").get<bool>();
+  }
+  EXPECT_GT(pairs, 0u);
+  EXPECT_GT(front, 0u);
+  EXPECT_TRUE(fs::exists(result.pairs_path));
+  EXPECT_TRUE(fs::exists(result.pareto_plot_path));
+  fs::remove_all(out);
+
+  // Budgets no candidate meets are reported before any training, naming the candidates.
+  config.budgets.area_mm2 = 0.1;
+  expect_search_error(config, options, "no hardware candidate");
+  config.budgets.area_mm2 = area_budget;
+  config.search.derivation_finetune_epochs = 2;
+  expect_search_error(config, options, "finetune_epochs");
   fs::remove_all(out);
 }
 

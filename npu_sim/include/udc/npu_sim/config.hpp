@@ -139,6 +139,10 @@ void set_param(NpuConfig& config, const std::string& key, const std::string& val
 /// with default, range or choices. What every --list-params prints for the NPU.
 std::string npu_params_listing(const NpuConfig& config);
 
+/// A whole configuration as a file load_npu_config() reads back to the same values: `npu:`
+/// and `system:` maps with every parameter.
+std::string npu_config_yaml(const NpuConfig& config);
+
 /// Every parameter that decides what the NPU does and how fast, as "key=value ..." (the
 /// names left out): equal fingerprints, equal costs. Caches of measured costs key on it.
 std::string config_fingerprint(const NpuConfig& config);

@@ -43,6 +43,11 @@ struct SearchResult {
   /// Every budget met by `hardware`; else `budget_violations` says which and by how much.
   bool within_budgets = false;
   std::vector<std::string> budget_violations;
+  /// Co-search: the found NPU (a whole configuration file, udc run --npu reads it), its
+  /// area by the config's area model [mm^2], and the visited pairs (pairs.csv, pareto.svg);
+  /// empty paths and 0 without one.
+  std::string npu_path, pairs_path, pareto_plot_path;
+  double area_mm2 = 0;
 };
 
 /// Runs the whole search. Throws BudgetError for impossible budgets (before any training)

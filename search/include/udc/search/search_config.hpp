@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "udc/npu_sim/area.hpp"
+#include "udc/npu_sim/hardware_space.hpp"
 #include "udc/search/search_operator.hpp"
 #include "udc/search/train_config.hpp"
 
@@ -51,7 +53,12 @@ struct Budgets {
   std::optional<uint64_t> sram_bytes;
   std::optional<double> cycles;
   std::optional<double> milliseconds;  ///< converted to cycles at the NPU's clock
-  bool any() const { return weight_bytes || flash_bytes || sram_bytes || cycles || milliseconds; }
+  /// Silicon area of the NPU and its SRAM by the area model [mm^2]: hardware candidates
+  /// over it are never chosen (SearchConfig::area).
+  std::optional<double> area_mm2;
+  bool any() const {
+    return weight_bytes || flash_bytes || sram_bytes || cycles || milliseconds || area_mm2;
+  }
 };
 
 /// The supernet's training: warm-up of the shared weights under uniformly sampled
@@ -93,6 +100,9 @@ struct SearchStageSpec {
   /// the rank correlation of the two rankings (N = the whole recipe checks the inherited
   /// ranking against accuracy after fine-tuning).
   uint32_t derivation_finetune_epochs = 0;
+  /// Co-search: the derivation derives candidates for this many of the most probable
+  /// hardware candidates (within the area budget) and ranks the pairs together.
+  uint32_t derivation_hardware = 3;
   /// Part of the training images kept out of the supernet's training, on which the
   /// derivation ranks its candidates (0: ranked on the first training images instead). The
   /// fine-tune trains on every training image.
@@ -119,6 +129,10 @@ struct SearchConfig {
   /// The NPU whose costs the search measures (`npu:`, `npu_set:`; required); the command
   /// line's --npu and --set change it.
   common::ConfigSource npu;
+  /// Co-search (`hardware:`): choices over NPU and system parameters applied onto `npu`,
+  /// learnt with the network; none: the NPU is fixed.
+  npu_sim::HardwareSpace hardware;
+  npu_sim::AreaModel area;  ///< `area:`: prices the NPU for budgets.area_mm2 and reports
   uint32_t verify_images = 100;
   std::string baselines;  ///< JSON file of baseline results for the plot; empty: none
 };
