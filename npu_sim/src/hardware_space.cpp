@@ -62,6 +62,15 @@ std::string HardwareSpace::describe(size_t index) const {
   return text;
 }
 
+HardwareSpace HardwareSpace::only(size_t index) const {
+  const std::vector<size_t> options = options_of(index);
+  HardwareSpace one = *this;
+  for (size_t c = 0; c < choices.size(); ++c) {
+    one.choices[c].options = {choices[c].options[options[c]]};
+  }
+  return one;
+}
+
 namespace {
 
 /// A value of a parameter, checked by the parameter's own checks (on a default

@@ -293,7 +293,9 @@ std::shared_ptr<Supernet> build_supernet(const SearchContext& ctx) {
             : fmt::format("latency and SRAM tables of {} candidates measured on the simulator "
                           "({}{}, {:.1f} s)",
                           candidates, hw.npus[h].npu_name,
-                          hw.co_search() ? ", " + ctx.config.hardware.describe(h) : std::string(),
+                          hw.co_search() ? fmt::format(", candidate {}: {}", h,
+                                                       ctx.config.hardware.describe(h))
+                                         : std::string(),
                           t.seconds));
   }
   supernet->set_candidate_tables(std::move(tables));

@@ -358,6 +358,11 @@ TEST(HardwareSpace, CandidatesApplyOneOptionOfEveryChoiceInOrder) {
   EXPECT_EQ(first.shared_buffer_bytes, 16384u);
   EXPECT_EQ(space.describe(4),
             "mac_array=ethos-u55-256 npu.weight_decoders=2 npu.shared_buffer_bytes=32768");
+  // One candidate alone (udc search --hardware): the same configuration.
+  const HardwareSpace alone = space.only(4);
+  ASSERT_EQ(alone.size(), 1u);
+  EXPECT_EQ(config_fingerprint(alone.configure(base, 0)), config_fingerprint(c));
+  EXPECT_EQ(alone.describe(0), space.describe(4));
   EXPECT_EQ(read_space("hardware: {}\n").size(), 1u);  // no choice: the base alone
 }
 

@@ -40,6 +40,9 @@ struct RunArguments {
   /// udc train: a search config whose fine-tune recipe (`finetune:`) replaces the `train:`
   /// section, budgets excepted: a baseline trained exactly as the search's models are.
   std::string recipe;
+  /// udc search: the network alone on this candidate of the config's `hardware:` space
+  /// (-1: the whole space, a co-search when it has choices).
+  int64_t hardware = -1;
   /// The output folder: as given, else runs/<config file stem>.
   std::string output() const {
     return output_dir.empty()
@@ -79,7 +82,7 @@ std::shared_ptr<udc::search::Ranks> run_ranks(const RunArguments& args) {
 void add_run_command(CLI::App& app, const std::string& name, const std::string& description,
                      const std::string& config_help, const std::string& output_help,
                      const std::string& restart_help, std::function<void(const RunArguments&)> run,
-                     bool takes_recipe = false) {
+                     bool takes_recipe = false, bool takes_hardware = false) {
   auto args = std::make_shared<RunArguments>();
   CLI::App* cmd = app.add_subcommand(name, description);
   cmd->add_option("--config", args->config, config_help);
@@ -100,6 +103,13 @@ void add_run_command(CLI::App& app, const std::string& name, const std::string& 
                     "search config (configs/search/) whose finetune: section trains this model "
                     "in place of its train: section (its budgets kept; --set still applies "
                     "after): a baseline with the found models' recipe");
+  }
+  if (takes_hardware) {
+    cmd->add_option("--hardware", args->hardware,
+                    "search the network alone on candidate N (from 0) of the config's hardware: "
+                    "space, as a fixed NPU (the sequential way against which a co-search is "
+                    "compared; the candidates are numbered in the log and pairs.csv)")
+        ->check(CLI::NonNegativeNumber);
   }
   udc::tool::add_npu_options(cmd, args->npu);
   cmd->add_flag("--list-params", args->list_params,
@@ -207,9 +217,18 @@ void add_search_command(CLI::App& app) {
       "search configuration (YAML, configs/search/)",
       "results folder: model.udcm, model.tflite, report.json, accuracy_vs_size.svg, evolution.csv, "
       "derived.yaml, checkpoints (default: runs/<config name>)",
-      "ignore existing checkpoints and start over", [](const RunArguments& args) {
+      "ignore existing checkpoints and start over",
+      [](const RunArguments& args) {
         udc::search::SearchConfig config;
         if (!args.config.empty()) config = udc::search::load_search_config(args.config);
+        if (args.hardware >= 0) {
+          if (size_t(args.hardware) >= config.hardware.size()) {
+            throw std::runtime_error(
+                fmt::format("--hardware {}: {} has {} hardware candidates (0 to {})", args.hardware,
+                            args.config, config.hardware.size(), config.hardware.size() - 1));
+          }
+          config.hardware = config.hardware.only(size_t(args.hardware));
+        }
         // --set: search.KEY to the supernet's training, finetune.KEY to the derived model's,
         // every other key to the NPU.
         udc::common::ConfigSource npu_changes = args.npu;
@@ -250,7 +269,8 @@ void add_search_command(CLI::App& app) {
           for (const std::string& v : result.budget_violations) lines += "\n  " + v;
           throw std::runtime_error("the found model does not meet its budgets:" + lines);
         }
-      });
+      },
+      /*takes_recipe=*/false, /*takes_hardware=*/true);
 }
 
 }  // namespace

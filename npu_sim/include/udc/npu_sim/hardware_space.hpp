@@ -51,6 +51,9 @@ struct HardwareSpace {
   NpuConfig configure(const NpuConfig& base, size_t index) const;
   /// "mac_array=ethos-u55-64 npu.shared_buffer_bytes=16384".
   std::string describe(size_t index) const;
+  /// The space of candidate `index` alone: every choice keeps only that candidate's option
+  /// (a search of the network alone on one NPU of a co-search's space).
+  HardwareSpace only(size_t index) const;
 };
 
 /// Reads a map of choices (the search config's `hardware:`, the sweep file's
