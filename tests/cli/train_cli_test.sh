@@ -125,4 +125,15 @@ grep -q "^udc: error: --set: npu.nope: unknown parameter" "$work/err.txt"
 sed -e 's/ops: \[conv, separable, skip\]/ops: [conv, pool]/' "$work/impossible.yaml" >"$work/badspace.yaml"
 if "$udc" search --config "$work/badspace.yaml" -o "$work/bad" 2>"$work/err.txt"; then exit 1; fi
 grep -q "space.blocks\[2\].ops\[1\]: 'pool' is not an operator" "$work/err.txt"
+# Co-design: --hardware picks one candidate of the space; out of range, or on a config
+# without hardware choices beyond the one NPU, it is named; an area budget no candidate
+# meets stops before training, listing why each was left out.
+codesign="$root/configs/search/fmnist-codesign-quick.yaml"
+if "$udc" search --config "$codesign" --hardware 24 -o "$work/cd" 2>"$work/err.txt"; then exit 1; fi
+grep -q -- "--hardware 24: .*fmnist-codesign-quick.yaml has 24 hardware candidates (0 to 23)" "$work/err.txt"
+sed -e 's/area_mm2: 0.26 /area_mm2: 0.05 /' -e "s#file: ../npu#file: $root/configs/npu#" \
+  -e "s#npu: ../npu#npu: $root/configs/npu#" "$codesign" >"$work/tiny-area.yaml"
+if "$udc" search --config "$work/tiny-area.yaml" -o "$work/cd" 2>"$work/err.txt"; then exit 1; fi
+grep -q "no hardware candidate of .*tiny-area.yaml meets the budgets (area_mm2 = 0.05)" "$work/err.txt"
+grep -q "mac_array=ethos-u55-32 npu.weight_decoders=1 system.sram.size_bytes=32768: 0.1091 mm^2" "$work/err.txt"
 echo "train CLI: ok"
