@@ -284,8 +284,9 @@ std::shared_ptr<Supernet> build_supernet(const SearchContext& ctx) {
     // Rank 0 keeps the cache; the measurement is deterministic, so the others measure alike.
     const std::string cache = !ctx.primary() ? std::string()
                               : hw.co_search()
-                                  ? (out / fmt::format("hardware_tables_{}.json", h)).string()
+                                  ? (out / "hardware_tables" / fmt::format("{}.json", h)).string()
                                   : (out / "hardware_tables.json").string();
+    if (hw.co_search() && ctx.primary()) fs::create_directories(out / "hardware_tables");
     tables.push_back(measure_hardware_tables(space, hw.npus[h], cache));
     const HardwareTables& t = tables.back();
     say(t.from_cache

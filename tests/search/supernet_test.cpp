@@ -825,6 +825,9 @@ TEST(Search, CoSearchUnderAnAreaBudgetEndsWithAPairThatFitsEveryBudget) {
   EXPECT_GT(front, 0u);
   EXPECT_TRUE(fs::exists(result.pairs_path));
   EXPECT_TRUE(fs::exists(result.pareto_plot_path));
+  for (size_t h = 0; h < 6; ++h) {
+    EXPECT_TRUE(fs::exists(out / "hardware_tables" / (std::to_string(h) + ".json"))) << h;
+  }
   fs::remove_all(out);
 
   // Budgets no candidate meets are reported before any training, naming the candidates.
