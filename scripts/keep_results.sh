@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Copies what a `udc search|train --seeds` folder measured into results/NAME, so that the
 # evidence survives the machine: seeds.json (each seed's figures and mean ± std) and, per
-# seed, the found architecture (derived.yaml, searches only) and the integer model
-# (model.udcm, to re-measure with `udc eval` / `udc run`). Checkpoints stay behind.
+# seed, the found architecture (derived.yaml, searches only), the integer model
+# (model.udcm, to re-measure with `udc eval` / `udc run`) and, for a co-search, the found
+# NPU (npu.yaml) and the visited pairs (pairs.csv). Checkpoints stay behind.
 # Usage: scripts/keep_results.sh RUN_DIR NAME
 # Seeds already kept under NAME that RUN_DIR lacks stay; seeds.json comes from RUN_DIR, so
 # run later seeds into the same RUN_DIR (its seeds.json accumulates) or merge by hand.
@@ -25,7 +26,7 @@ for seed_dir in "$run"/seed-*; do
   [[ -f "$seed_dir/model.udcm" ]] || continue  # not finished
   out=$kept/$(basename "$seed_dir")
   mkdir -p "$out"
-  for file in derived.yaml model.udcm; do
+  for file in derived.yaml model.udcm npu.yaml pairs.csv; do
     [[ -f "$seed_dir/$file" ]] && cp "$seed_dir/$file" "$out/$file"
   done
 done
