@@ -583,8 +583,7 @@ double supernet_step(const SearchStageSpec& spec, const std::vector<Limits>& lim
   torch::Tensor loss = task_loss;
   const ExpectedCosts each = supernet.expected_costs_per_hardware();
   const torch::Tensor p = supernet.hardware_probabilities();
-  expected = {(p * each.weight_bytes).sum(), (p * each.flash_bytes).sum(),
-              (p * each.sram_bytes).sum(), (p * each.cycles).sum()};
+  expected = supernet.mixed(each);
   const std::array<torch::Tensor, kResourceCount> cost_terms{each.weight_bytes, each.flash_bytes,
                                                              each.sram_bytes, each.cycles};
   // The random control never moves the choice logits: no budget terms, no steps.

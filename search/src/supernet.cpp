@@ -708,8 +708,7 @@ ExpectedCosts Supernet::expected_costs_per_hardware() const {
   return {weights, flash, std::get<0>(torch::stack(sram).max(0)), cycles};
 }
 
-ExpectedCosts Supernet::expected_costs() const {
-  const ExpectedCosts each = expected_costs_per_hardware();
+ExpectedCosts Supernet::mixed(const ExpectedCosts& each) const {
   if (candidates_.size() == 1) {
     return {each.weight_bytes[0], each.flash_bytes[0], each.sram_bytes[0], each.cycles[0]};
   }

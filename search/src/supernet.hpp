@@ -211,7 +211,9 @@ class Supernet : public torch::nn::Module {
   ExpectedCosts expected_costs_per_hardware() const;
   /// The same mixed over the hardware distribution (scalars): exactly the one NPU's costs
   /// without a co-search.
-  ExpectedCosts expected_costs() const;
+  ExpectedCosts expected_costs() const { return mixed(expected_costs_per_hardware()); }
+  /// Per-hardware costs `each` mixed over the hardware distribution (scalars).
+  ExpectedCosts mixed(const ExpectedCosts& each) const;
   /// Costs of one architecture from the selected hardware candidate's tables.
   TableCosts table_costs(const ArchitectureChoice& choice) const;
   /// The most probable candidate of every block.
