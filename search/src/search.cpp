@@ -162,6 +162,9 @@ struct HardwareCandidates {
   std::vector<Limits> limits;
   std::vector<npu_sim::AreaBreakdown> area;  ///< by the config's area model [mm^2]
   bool co_search() const { return npus.size() > 1; }
+  /// The NPU is a candidate of a `hardware:` space (a co-search, or `--hardware N`), not the
+  /// configured file: the run writes it whole to npu.yaml, and the fine-tune names that.
+  bool from_space = false;
 };
 
 /// The memory that holds the activation arena on `npu` [bytes].
@@ -185,6 +188,7 @@ HardwareCandidates hardware_candidates(const SearchConfig& config, const npu_sim
     hw.area.push_back(npu_sim::area_of(candidate, config.area));
     hw.npus.push_back(std::move(candidate));
   }
+  hw.from_space = !config.hardware.choices.empty();
   return hw;
 }
 
@@ -250,7 +254,7 @@ TrainConfig derived_train_config(const SearchContext& ctx, const Supernet& super
   hold(Weights, train_config.train.weight_budget_bytes);
   hold(Flash, train_config.train.flash_budget_bytes);
   train_config.npu = config.npu;
-  if (ctx.hardware.co_search()) {
+  if (ctx.hardware.from_space) {
     // The pair's NPU, as derive_architecture wrote it.
     train_config.npu = common::ConfigSource{{fs::absolute(ctx.out / "npu.yaml").string()}, {}};
   }
@@ -1273,13 +1277,15 @@ Derivation derive_architecture(const SearchContext& ctx, const std::shared_ptr<S
                       ctx.hardware.area[result.hardware].total()));
     }
   }
-  if (ctx.hardware.co_search() && ctx.primary()) {
+  if (ctx.hardware.from_space && ctx.primary()) {
     // The found NPU, whole: the fine-tune, the report and the user's `udc run` read it.
     common::write_file_atomically(
         (out / "npu.yaml").string(),
-        fmt::format("# Found by udc search from {} ({}).\n{}", config.file,
-                    config.hardware.describe(result.hardware),
-                    npu_sim::npu_config_yaml(ctx.hardware.npus[result.hardware])));
+        fmt::format(
+            "# {} from {} ({}).\n{}",
+            ctx.hardware.co_search() ? "Found by udc search" : "Chosen by udc search --hardware",
+            config.file, config.hardware.describe(result.hardware),
+            npu_sim::npu_config_yaml(ctx.hardware.npus[result.hardware])));
   }
 
   return result;
@@ -1462,8 +1468,8 @@ SearchResult write_results(const SearchContext& ctx, const Supernet& net,
         fmt::format("area {:.4f} mm^2 > {:g} mm^2", result.area_mm2, *config.budgets.area_mm2));
   }
   result.within_budgets = result.budget_violations.empty();
+  if (ctx.hardware.from_space) result.npu_path = (out / "npu.yaml").string();
   if (ctx.hardware.co_search()) {
-    result.npu_path = (out / "npu.yaml").string();
     result.pairs_path = (out / "pairs.csv").string();
     result.pareto_plot_path = (out / "pareto.svg").string();
   }
@@ -1507,7 +1513,7 @@ SearchResult write_results(const SearchContext& ctx, const Supernet& net,
       {"config", config.file},
       {"space", space.name},
       {"strategy", config.search.strategy == SearchStageSpec::Strategy::Random ? "random" : "dnas"},
-      {"npu_config", config.npu.describe()},
+      {"npu_config", ctx.hardware.from_space ? result.npu_path : config.npu.describe()},
       {score_key(result.metric, "test"), result.test_score},
       {"architecture", result.architecture},
       {"choices", choice_json(net, choice)},

@@ -837,6 +837,25 @@ TEST(Search, CoSearchUnderAnAreaBudgetEndsWithAPairThatFitsEveryBudget) {
   config.search.derivation_finetune_epochs = 2;
   expect_search_error(config, options, "finetune_epochs");
   fs::remove_all(out);
+
+  // The network alone on one candidate (`udc search --hardware 0`): that NPU, whole, in
+  // npu.yaml, named by derived.yaml and the report, and the model measured on it.
+  config.search.derivation_finetune_epochs = 0;
+  config.hardware = config.hardware.only(0);
+  const SearchResult alone = run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
+  EXPECT_TRUE(alone.within_budgets) << log.str();
+  ASSERT_EQ(alone.npu_path, (out / "npu.yaml").string());
+  const udc::npu_sim::NpuConfig chosen = udc::npu_sim::load_npu_config(alone.npu_path);
+  EXPECT_EQ(chosen.macs_per_cycle, 64u);
+  EXPECT_EQ(chosen.sram.size_bytes, 65536u);
+  EXPECT_EQ(fm::measure_model(fm::read_model(alone.model_path), chosen).cycles,
+            alone.hardware.cycles);
+  const TrainConfig alone_derived = load_train_config((out / "derived.yaml").string());
+  ASSERT_EQ(alone_derived.npu.files.size(), 1u);
+  EXPECT_EQ(fs::canonical(alone_derived.npu.files[0]), fs::canonical(alone.npu_path));
+  const auto alone_report = nlohmann::json::parse(udc::common::read_file(alone.report_path));
+  EXPECT_EQ(alone_report.at("npu_config"), alone.npu_path);
+  fs::remove_all(out);
 }
 
 TEST(Search, SuperResolutionSearchEndsInAVerifiedUpscalerThatFits) {
