@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <iterator>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -81,6 +82,11 @@ std::vector<Figure> figures(Metric metric) {
        [](SeedRun& r, double v) { hardware_of(r).cycles = v; }},
       {"seconds", 1, [](const SeedRun& r) { return std::optional<double>(r.seconds); },
        [](SeedRun& r, double v) { r.seconds = v; }},
+      {"area_mm2", 1,
+       [](const SeedRun& r) {
+         return r.area_mm2 < 0 ? std::nullopt : std::optional<double>(r.area_mm2);
+       },
+       [](SeedRun& r, double v) { r.area_mm2 = v; }},
   };
 }
 
@@ -120,6 +126,7 @@ std::vector<SeedRun> read_earlier_runs(const std::string& path, const std::strin
     r.metric = metric;
     r.output_dir = j.value("output_dir", "");
     r.within_budgets = j.value("within_budgets", true);
+    r.npu_file = j.value("npu_file", "");
     for (const Figure& figure : figures(metric)) {
       if (!j.contains(figure.name)) continue;
       if (!j[figure.name].is_number())
@@ -146,6 +153,7 @@ void write_summary(const std::string& config_file, SeedsResult& result,
   for (const SeedRun& run : result.runs) {
     nlohmann::json j{
         {"seed", run.seed}, {"output_dir", run.output_dir}, {"within_budgets", run.within_budgets}};
+    if (!run.npu_file.empty()) j["npu_file"] = run.npu_file;
     for (const Figure& figure : figures(result.metric)) {
       if (const std::optional<double> v = figure.value(run)) j[figure.name] = *v * figure.scale;
     }
@@ -350,21 +358,26 @@ SeedsResult search_seeds(const SearchConfig& config, const npu_sim::NpuConfig& n
                      run.test_score = found.test_score;
                      run.hardware = found.hardware;
                      run.within_budgets = found.within_budgets;
+                     run.area_mm2 = found.area_mm2;
+                     run.npu_file = found.npu_path;
                    });
 }
 
 std::string format_seeds_table(const SeedsResult& result) {
   const char* unit = result.metric == Metric::Top1 ? "%" : "dB";
-  std::string text = fmt::format("{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8}\n", "seed",
+  std::string text = fmt::format("{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>7}\n", "seed",
                                  fmt::format("test {}", unit), fmt::format("held {}", unit),
-                                 "weights", "flash", "SRAM", "cycles", "s");
+                                 "weights", "flash", "SRAM", "cycles", "s", "mm^2");
   auto cell = [](const std::optional<double>& v, double scale, int decimals, int width) {
     return v ? fmt::format("{:>{}.{}f}", *v * scale, width, decimals)
              : fmt::format("{:>{}}", "-", width);
   };
   const std::vector<Figure> f = figures(result.metric);
-  const int decimals[] = {2, 2, 0, 0, 0, 0, 0};
-  const int widths[] = {9, 9, 9, 9, 9, 10, 8};
+  const int decimals[] = {2, 2, 0, 0, 0, 0, 0, 4};
+  const int widths[] = {9, 9, 9, 9, 9, 10, 8, 7};
+  static_assert(std::size(decimals) == std::size(widths));
+  if (f.size() != std::size(widths))
+    throw std::logic_error("format_seeds_table: a figure without a column");
   for (const SeedRun& run : result.runs) {
     std::string row = fmt::format("{:<8}", run.seed);
     for (size_t k = 0; k < f.size(); ++k) {

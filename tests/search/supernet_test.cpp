@@ -29,6 +29,7 @@
 #include "udc/npu_sim/area.hpp"
 #include "udc/npu_sim/config.hpp"
 #include "udc/search/search.hpp"
+#include "udc/search/seeds.hpp"
 
 namespace fs = std::filesystem;
 namespace fm = udc::firmware_model;
@@ -838,23 +839,36 @@ TEST(Search, CoSearchUnderAnAreaBudgetEndsWithAPairThatFitsEveryBudget) {
   expect_search_error(config, options, "finetune_epochs");
   fs::remove_all(out);
 
-  // The network alone on one candidate (`udc search --hardware 0`): that NPU, whole, in
-  // npu.yaml, named by derived.yaml and the report, and the model measured on it.
+  // The network alone on one candidate (`udc search --hardware 0 --seeds 1`): that NPU,
+  // whole, in npu.yaml, named by derived.yaml, the report and seeds.json with its area, and
+  // the model measured on it.
   config.search.derivation_finetune_epochs = 0;
   config.hardware = config.hardware.only(0);
-  const SearchResult alone = run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
+  const SeedsResult seeds =
+      search_seeds(config, udc::npu_sim::load_npu_config(config.npu), options, {1});
+  ASSERT_EQ(seeds.runs.size(), 1u);
+  const SeedRun& alone = seeds.runs[0];
   EXPECT_TRUE(alone.within_budgets) << log.str();
-  ASSERT_EQ(alone.npu_path, (out / "npu.yaml").string());
-  const udc::npu_sim::NpuConfig chosen = udc::npu_sim::load_npu_config(alone.npu_path);
+  const fs::path alone_dir = out / "seed-1";
+  ASSERT_EQ(alone.npu_file, (alone_dir / "npu.yaml").string());
+  const udc::npu_sim::NpuConfig chosen = udc::npu_sim::load_npu_config(alone.npu_file);
   EXPECT_EQ(chosen.macs_per_cycle, 64u);
   EXPECT_EQ(chosen.sram.size_bytes, 65536u);
-  EXPECT_EQ(fm::measure_model(fm::read_model(alone.model_path), chosen).cycles,
-            alone.hardware.cycles);
-  const TrainConfig alone_derived = load_train_config((out / "derived.yaml").string());
+  ASSERT_TRUE(alone.hardware.has_value());
+  EXPECT_EQ(fm::measure_model(fm::read_model((alone_dir / "model.udcm").string()), chosen).cycles,
+            alone.hardware->cycles);
+  const double chosen_area = udc::npu_sim::area_of(chosen, udc::npu_sim::AreaModel{}).total();
+  EXPECT_DOUBLE_EQ(alone.area_mm2, chosen_area);
+  const TrainConfig alone_derived = load_train_config((alone_dir / "derived.yaml").string());
   ASSERT_EQ(alone_derived.npu.files.size(), 1u);
-  EXPECT_EQ(fs::canonical(alone_derived.npu.files[0]), fs::canonical(alone.npu_path));
-  const auto alone_report = nlohmann::json::parse(udc::common::read_file(alone.report_path));
-  EXPECT_EQ(alone_report.at("npu_config"), alone.npu_path);
+  EXPECT_EQ(fs::canonical(alone_derived.npu.files[0]), fs::canonical(alone.npu_file));
+  const auto alone_report =
+      nlohmann::json::parse(udc::common::read_file((alone_dir / "report.json").string()));
+  EXPECT_EQ(alone_report.at("npu_config"), alone.npu_file);
+  const auto summary = nlohmann::json::parse(udc::common::read_file(seeds.summary_path));
+  EXPECT_EQ(summary.at("runs").at(0).at("npu_file"), alone.npu_file);
+  EXPECT_DOUBLE_EQ(summary.at("runs").at(0).at("area_mm2").get<double>(), chosen_area);
+  EXPECT_NE(format_seeds_table(seeds).find("mm^2"), std::string::npos);
   fs::remove_all(out);
 }
 

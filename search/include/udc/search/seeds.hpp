@@ -28,6 +28,10 @@ struct SeedRun {
   std::optional<firmware_model::ModelMeasurement> hardware;  ///< none without an NPU
   bool within_budgets = true;
   double seconds = 0;  ///< wall time of the run, over every invocation that resumed it
+  /// A search's NPU with its SRAM by the config's area model [mm^2]; negative for training.
+  double area_mm2 = -1;
+  /// A search's npu.yaml when it chose the NPU from a `hardware:` space; empty otherwise.
+  std::string npu_file;
 };
 
 struct SeedsResult {
