@@ -23,6 +23,15 @@
 #include "udc/common/statistics.hpp"
 
 namespace udc::search {
+
+double score_scale(Metric metric) {
+  return metric == Metric::Top1 ? 100 : 1;
+}
+
+const char* score_unit(Metric metric) {
+  return metric == Metric::Top1 ? "percent" : "dB";
+}
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -34,16 +43,6 @@ struct Figure {
   std::function<std::optional<double>(const SeedRun&)> value;  ///< none: not measured
   std::function<void(SeedRun&, double)> set;  ///< from an unscaled value (seeds.json / scale)
 };
-
-/// Accuracy in percent, PSNR in dB.
-double score_scale(Metric metric) {
-  return metric == Metric::Top1 ? 100 : 1;
-}
-
-/// seeds.json's "score_unit" for a metric's figures, as score_scale gives them.
-const char* score_unit(Metric metric) {
-  return metric == Metric::Top1 ? "percent" : "dB";
-}
 
 firmware_model::ModelMeasurement& hardware_of(SeedRun& r) {
   if (!r.hardware) r.hardware.emplace();

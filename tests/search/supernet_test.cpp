@@ -28,6 +28,7 @@
 #include "udc/firmware_model/upscale.hpp"
 #include "udc/npu_sim/area.hpp"
 #include "udc/npu_sim/config.hpp"
+#include "udc/search/hardware_comparison.hpp"
 #include "udc/search/search.hpp"
 #include "udc/search/seeds.hpp"
 
@@ -790,32 +791,41 @@ TEST(Search, CoSearchUnderAnAreaBudgetEndsWithAPairThatFitsEveryBudget) {
   SearchOptions options;
   options.output_dir = out.string();
   options.log = &log;
-  const SearchResult result =
-      run_search(config, udc::npu_sim::load_npu_config(config.npu), options);
-  EXPECT_TRUE(result.within_budgets) << log.str();
+  const udc::npu_sim::NpuConfig base = udc::npu_sim::load_npu_config(config.npu);
+  // The co-search, and the network alone on candidate 0 (`udc search --compare-hardware 0`).
+  const HardwareComparison comparison = compare_with_network_alone(config, base, options, {0}, {1});
+  ASSERT_EQ(comparison.co_search.seeds.runs.size(), 1u);
+  ASSERT_EQ(comparison.alone.size(), 1u);
+  ASSERT_EQ(comparison.alone[0].seeds.runs.size(), 1u);
+  const SeedRun& co = comparison.co_search.seeds.runs[0];
+  const fs::path co_dir = out / "co-search" / "seed-1";
+  EXPECT_TRUE(co.within_budgets) << log.str();
   // The pair, measured independently: the NPU file read back, priced by the area model,
   // the model compiled and simulated on it.
-  ASSERT_EQ(result.npu_path, (out / "npu.yaml").string());
-  const udc::npu_sim::NpuConfig found = udc::npu_sim::load_npu_config(result.npu_path);
+  ASSERT_EQ(co.npu_file, (co_dir / "npu.yaml").string());
+  const udc::npu_sim::NpuConfig found = udc::npu_sim::load_npu_config(co.npu_file);
   EXPECT_EQ(found.sram.size_bytes, 65536u);
   EXPECT_TRUE(found.macs_per_cycle == 64 || found.macs_per_cycle == 128) << found.macs_per_cycle;
   const double area = udc::npu_sim::area_of(found, udc::npu_sim::AreaModel{}).total();
   EXPECT_LE(area, area_budget);
-  EXPECT_DOUBLE_EQ(area, result.area_mm2);
-  const fm::ModelMeasurement measured = fm::measure_model(fm::read_model(result.model_path), found);
+  EXPECT_DOUBLE_EQ(area, co.area_mm2);
+  const fm::ModelMeasurement measured =
+      fm::measure_model(fm::read_model((co_dir / "model.udcm").string()), found);
   ASSERT_TRUE(measured.fits());
   EXPECT_LE(measured.weight_bytes, 400u);
   EXPECT_LE(measured.flash_bytes, 1000u);
   EXPECT_LE(measured.arena_bytes, 4000u);
   EXPECT_LE(measured.cycles, 20000);
-  EXPECT_EQ(measured.cycles, result.hardware.cycles);
+  ASSERT_TRUE(co.hardware.has_value());
+  EXPECT_EQ(measured.cycles, co.hardware->cycles);
   // The fine-tune ran on that NPU: derived.yaml names it.
-  const TrainConfig derived = load_train_config((out / "derived.yaml").string());
+  const TrainConfig derived = load_train_config((co_dir / "derived.yaml").string());
   ASSERT_EQ(derived.npu.files.size(), 1u);
-  EXPECT_EQ(fs::canonical(derived.npu.files[0]), fs::canonical(result.npu_path));
+  EXPECT_EQ(fs::canonical(derived.npu.files[0]), fs::canonical(co.npu_file));
   // The visited pairs: each on an allowed candidate, the Pareto front marked.
-  const auto report = nlohmann::json::parse(udc::common::read_file(result.report_path));
-  EXPECT_EQ(report.at("hardware").at("npu_file"), result.npu_path);
+  const auto report =
+      nlohmann::json::parse(udc::common::read_file((co_dir / "report.json").string()));
+  EXPECT_EQ(report.at("hardware").at("npu_file"), co.npu_file);
   size_t pairs = 0, front = 0;
   for (const auto& c : report.at("derivation").at("candidates")) {
     EXPECT_LE(c.at("area_mm2").get<double>(), area_budget);
@@ -824,32 +834,17 @@ TEST(Search, CoSearchUnderAnAreaBudgetEndsWithAPairThatFitsEveryBudget) {
   }
   EXPECT_GT(pairs, 0u);
   EXPECT_GT(front, 0u);
-  EXPECT_TRUE(fs::exists(result.pairs_path));
-  EXPECT_TRUE(fs::exists(result.pareto_plot_path));
+  EXPECT_TRUE(fs::exists(co_dir / "pairs.csv"));
+  EXPECT_TRUE(fs::exists(co_dir / "pareto.svg"));
   for (size_t h = 0; h < 6; ++h) {
-    EXPECT_TRUE(fs::exists(out / "hardware_tables" / (std::to_string(h) + ".json"))) << h;
+    EXPECT_TRUE(fs::exists(co_dir / "hardware_tables" / (std::to_string(h) + ".json"))) << h;
   }
-  fs::remove_all(out);
 
-  // Budgets no candidate meets are reported before any training, naming the candidates.
-  config.budgets.area_mm2 = 0.1;
-  expect_search_error(config, options, "no hardware candidate");
-  config.budgets.area_mm2 = area_budget;
-  config.search.derivation_finetune_epochs = 2;
-  expect_search_error(config, options, "finetune_epochs");
-  fs::remove_all(out);
-
-  // The network alone on one candidate (`udc search --hardware 0 --seeds 1`): that NPU,
-  // whole, in npu.yaml, named by derived.yaml, the report and seeds.json with its area, and
-  // the model measured on it.
-  config.search.derivation_finetune_epochs = 0;
-  config.hardware = config.hardware.only(0);
-  const SeedsResult seeds =
-      search_seeds(config, udc::npu_sim::load_npu_config(config.npu), options, {1});
-  ASSERT_EQ(seeds.runs.size(), 1u);
-  const SeedRun& alone = seeds.runs[0];
+  // The network alone on candidate 0: that NPU, whole, in npu.yaml, named by derived.yaml,
+  // the report and seeds.json with its area, and the model measured on it.
+  const SeedRun& alone = comparison.alone[0].seeds.runs[0];
   EXPECT_TRUE(alone.within_budgets) << log.str();
-  const fs::path alone_dir = out / "seed-1";
+  const fs::path alone_dir = out / "hardware-0" / "seed-1";
   ASSERT_EQ(alone.npu_file, (alone_dir / "npu.yaml").string());
   const udc::npu_sim::NpuConfig chosen = udc::npu_sim::load_npu_config(alone.npu_file);
   EXPECT_EQ(chosen.macs_per_cycle, 64u);
@@ -865,10 +860,39 @@ TEST(Search, CoSearchUnderAnAreaBudgetEndsWithAPairThatFitsEveryBudget) {
   const auto alone_report =
       nlohmann::json::parse(udc::common::read_file((alone_dir / "report.json").string()));
   EXPECT_EQ(alone_report.at("npu_config"), alone.npu_file);
-  const auto summary = nlohmann::json::parse(udc::common::read_file(seeds.summary_path));
+  const auto summary =
+      nlohmann::json::parse(udc::common::read_file(comparison.alone[0].seeds.summary_path));
   EXPECT_EQ(summary.at("runs").at(0).at("npu_file"), alone.npu_file);
   EXPECT_DOUBLE_EQ(summary.at("runs").at(0).at("area_mm2").get<double>(), chosen_area);
-  EXPECT_NE(format_seeds_table(seeds).find("mm^2"), std::string::npos);
+  EXPECT_NE(format_seeds_table(comparison.alone[0].seeds).find("mm^2"), std::string::npos);
+
+  // The comparison holds both ways' scores as their own reports give them.
+  const auto compared = nlohmann::json::parse(udc::common::read_file(comparison.json_path));
+  ASSERT_EQ(compared.at("ways").size(), 2u);
+  EXPECT_EQ(compared.at("sequential_pick").at("candidate"), 0u);
+  EXPECT_NEAR(compared.at("co_search_minus_sequential").get<double>(),
+              100 * (report.at("test_accuracy").get<double>() -
+                     alone_report.at("test_accuracy").get<double>()),
+              1e-9);
+  EXPECT_DOUBLE_EQ(compared.at("sequential_seconds").get<double>(), alone.seconds);
+  EXPECT_NE(format_comparison(comparison).find("alone on 0 *"), std::string::npos);
+  EXPECT_TRUE(fs::exists(comparison.csv_path));
+  fs::remove_all(out);
+
+  // Budgets no candidate meets are reported before any training, naming the candidates.
+  config.budgets.area_mm2 = 0.1;
+  expect_search_error(config, options, "no hardware candidate");
+  config.budgets.area_mm2 = area_budget;
+  config.search.derivation_finetune_epochs = 2;
+  expect_search_error(config, options, "finetune_epochs");
+  config.search.derivation_finetune_epochs = 0;
+  // A comparison names a candidate that does not exist, and a space of one, before training.
+  EXPECT_THROW(compare_with_network_alone(config, base, options, {0, 6}, {1}),
+               udc::common::ConfigError);
+  config.hardware = config.hardware.only(0);
+  EXPECT_THROW(compare_with_network_alone(config, base, options, {0}, {1}),
+               udc::common::ConfigError);
+  EXPECT_FALSE(fs::exists(out / "hardware-0"));
   fs::remove_all(out);
 }
 

@@ -17,6 +17,7 @@
 #include "cli.hpp"
 #include "udc/common/yaml_section.hpp"
 #include "udc/firmware_model/sweep.hpp"
+#include "udc/search/hardware_comparison.hpp"
 #include "udc/search/search.hpp"
 #include "udc/search/search_config.hpp"
 #include "udc/search/seeds.hpp"
@@ -43,6 +44,9 @@ struct RunArguments {
   /// udc search: the network alone on this candidate of the config's `hardware:` space
   /// (-1: the whole space, a co-search when it has choices).
   int64_t hardware = -1;
+  /// udc search: the co-search against the network alone on each of these candidates, each
+  /// way over the seeds, in <output>/co-search and <output>/hardware-N (comparison.json).
+  std::vector<size_t> compare_hardware;
   /// The output folder: as given, else runs/<config file stem>.
   std::string output() const {
     return output_dir.empty()
@@ -110,6 +114,12 @@ void add_run_command(CLI::App& app, const std::string& name, const std::string& 
                     "space, as a fixed NPU (the sequential way against which a co-search is "
                     "compared; the candidates are numbered in the log and pairs.csv)")
         ->check(CLI::NonNegativeNumber);
+    cmd->add_option("--compare-hardware", args->compare_hardware,
+                    "compare the co-search with the sequential way: the network searched alone "
+                    "on each of these candidates (e.g. 7,13,19), every way over --seeds (default: "
+                    "the config's seed); writes comparison.json and comparison.csv")
+        ->delimiter(',')
+        ->excludes("--hardware");
   }
   udc::tool::add_npu_options(cmd, args->npu);
   cmd->add_flag("--list-params", args->list_params,
@@ -255,6 +265,19 @@ void add_search_command(CLI::App& app) {
         options.restart = args.restart;
         options.ranks = run_ranks(args);
         options.log = &std::cout;
+        if (!args.compare_hardware.empty()) {
+          const udc::search::HardwareComparison comparison =
+              udc::search::compare_with_network_alone(
+                  config, udc::npu_sim::load_npu_config(config.npu), options, args.compare_hardware,
+                  args.seeds.empty() ? std::vector<uint64_t>{config.search.seed} : args.seeds);
+          if (options.ranks->primary()) {
+            fmt::print("\n{}wrote {}, {}\n", udc::search::format_comparison(comparison),
+                       comparison.json_path, comparison.csv_path);
+          }
+          check_seed_runs(comparison.co_search.seeds, *options.ranks);
+          for (const auto& way : comparison.alone) check_seed_runs(way.seeds, *options.ranks);
+          return;
+        }
         if (!args.seeds.empty()) {
           check_seed_runs(
               udc::search::search_seeds(config, udc::npu_sim::load_npu_config(config.npu), options,

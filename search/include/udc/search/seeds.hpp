@@ -53,6 +53,11 @@ SeedsResult train_seeds(const TrainConfig& config, const std::optional<npu_sim::
 SeedsResult search_seeds(const SearchConfig& config, const npu_sim::NpuConfig& npu,
                          const SearchOptions& options, const std::vector<uint64_t>& seeds);
 
+/// A score as seeds.json and the tables give it: accuracy in percent (100), PSNR in dB (1).
+double score_scale(Metric metric);
+/// seeds.json's "score_unit" for a metric's figures, as score_scale gives them.
+const char* score_unit(Metric metric);
+
 /// The runs as a table with a mean ± std row (accuracy in % or PSNR in dB, bytes, cycles,
 /// seconds).
 std::string format_seeds_table(const SeedsResult& result);
