@@ -136,4 +136,11 @@ sed -e 's/area_mm2: 0.22 /area_mm2: 0.05 /' -e "s#file: ../npu#file: $root/confi
 if "$udc" search --config "$work/tiny-area.yaml" -o "$work/cd" 2>"$work/err.txt"; then exit 1; fi
 grep -q "no hardware candidate of .*tiny-area.yaml meets the budgets (area_mm2 = 0.05)" "$work/err.txt"
 grep -q "mac_array=ethos-u55-32 npu.weight_decoders=1 system.sram.size_bytes=32768: 0.1091 mm^2" "$work/err.txt"
+# --compare-hardware names a candidate that does not exist before anything runs, and does
+# not go with --hardware.
+if "$udc" search --config "$codesign" --compare-hardware 7,24 -o "$work/cmp" 2>"$work/err.txt"; then exit 1; fi
+grep -q "fmnist-codesign-quick.yaml: hardware candidate 24 does not exist (0 to 23)" "$work/err.txt"
+[[ ! -e "$work/cmp/hardware-7" ]]
+if "$udc" search --config "$codesign" --compare-hardware 7 --hardware 7 -o "$work/cmp" 2>"$work/err.txt"; then exit 1; fi
+grep -q "excludes" "$work/err.txt"
 echo "train CLI: ok"
