@@ -53,9 +53,9 @@ nlohmann::json way_json(const ComparedWay& way) {
     if (!run.npu_file.empty()) j["npu_file"] = run.npu_file;
     if (run.hardware) {
       j["cycles"] = run.hardware->cycles;
-      j["milliseconds"] = run.hardware->milliseconds;
       j["weight_bytes"] = run.hardware->weight_bytes;
     }
+    if (const std::optional<double> ms = measured_milliseconds(run)) j["milliseconds"] = *ms;
     seeds.push_back(std::move(j));
   }
   nlohmann::json j{{"way", way.candidate ? "network alone" : "co-search"},
@@ -67,13 +67,7 @@ nlohmann::json way_json(const ComparedWay& way) {
                                                                 ? std::nullopt
                                                                 : std::optional<double>(r.area_mm2);
                                                    }))},
-                   {"milliseconds", spread(spread_over(way.seeds,
-                                                       [](const SeedRun& r) {
-                                                         return r.hardware
-                                                                    ? std::optional<double>(
-                                                                          r.hardware->milliseconds)
-                                                                    : std::nullopt;
-                                                       }))},
+                   {"milliseconds", spread(spread_over(way.seeds, measured_milliseconds))},
                    {"seconds", total_seconds(way.seeds)},
                    {"runs", seeds}};
   if (way.candidate) j["candidate"] = *way.candidate;
@@ -158,7 +152,8 @@ HardwareComparison compare_with_network_alone(const SearchConfig& config,
             way.candidate ? std::to_string(*way.candidate) : std::string(), way.hardware, run.seed,
             run.test_score * score_scale(run.metric),
             run.area_mm2 >= 0 ? fmt::format("{}", run.area_mm2) : std::string(),
-            run.hardware ? fmt::format("{}", run.hardware->milliseconds) : std::string(),
+            measured_milliseconds(run) ? fmt::format("{}", *measured_milliseconds(run))
+                                       : std::string(),
             run.hardware ? std::to_string(run.hardware->weight_bytes) : std::string(), run.seconds);
       }
     };

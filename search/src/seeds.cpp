@@ -32,6 +32,11 @@ const char* score_unit(Metric metric) {
   return metric == Metric::Top1 ? "percent" : "dB";
 }
 
+std::optional<double> measured_milliseconds(const SeedRun& run) {
+  if (!run.hardware || run.hardware->milliseconds <= 0) return std::nullopt;
+  return run.hardware->milliseconds;
+}
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -79,6 +84,8 @@ std::vector<Figure> figures(Metric metric) {
          return r.hardware ? std::optional<double>(r.hardware->cycles) : std::nullopt;
        },
        [](SeedRun& r, double v) { hardware_of(r).cycles = v; }},
+      {"milliseconds", 1, measured_milliseconds,
+       [](SeedRun& r, double v) { hardware_of(r).milliseconds = v; }},
       {"seconds", 1, [](const SeedRun& r) { return std::optional<double>(r.seconds); },
        [](SeedRun& r, double v) { r.seconds = v; }},
       {"area_mm2", 1,
@@ -364,16 +371,16 @@ SeedsResult search_seeds(const SearchConfig& config, const npu_sim::NpuConfig& n
 
 std::string format_seeds_table(const SeedsResult& result) {
   const char* unit = result.metric == Metric::Top1 ? "%" : "dB";
-  std::string text = fmt::format("{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>7}\n", "seed",
-                                 fmt::format("test {}", unit), fmt::format("held {}", unit),
-                                 "weights", "flash", "SRAM", "cycles", "s", "mm^2");
+  std::string text = fmt::format("{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7} {:>8} {:>7}\n",
+                                 "seed", fmt::format("test {}", unit), fmt::format("held {}", unit),
+                                 "weights", "flash", "SRAM", "cycles", "ms", "s", "mm^2");
   auto cell = [](const std::optional<double>& v, double scale, int decimals, int width) {
     return v ? fmt::format("{:>{}.{}f}", *v * scale, width, decimals)
              : fmt::format("{:>{}}", "-", width);
   };
   const std::vector<Figure> f = figures(result.metric);
-  const int decimals[] = {2, 2, 0, 0, 0, 0, 0, 4};
-  const int widths[] = {9, 9, 9, 9, 9, 10, 8, 7};
+  const int decimals[] = {2, 2, 0, 0, 0, 0, 3, 0, 4};
+  const int widths[] = {9, 9, 9, 9, 9, 10, 7, 8, 7};
   static_assert(std::size(decimals) == std::size(widths));
   if (f.size() != std::size(widths))
     throw std::logic_error("format_seeds_table: a figure without a column");

@@ -527,6 +527,10 @@ TEST(Trainer, SeedsRunInTheirOwnFoldersAndSummarise) {
   EXPECT_NEAR(later.runs[1].test_score, result.runs[0].test_score, 1e-12);
   ASSERT_TRUE(later.runs[2].hardware.has_value());
   EXPECT_EQ(later.runs[2].hardware->weight_bytes, result.runs[1].hardware->weight_bytes);
+  // The latency too: a comparison of ways reads it back for seeds finished earlier.
+  ASSERT_TRUE(measured_milliseconds(result.runs[1]).has_value());
+  EXPECT_GT(*measured_milliseconds(result.runs[1]), 0.0);
+  EXPECT_EQ(measured_milliseconds(later.runs[2]), measured_milliseconds(result.runs[1]));
   accuracies.push_back(100 * later.runs[0].test_score);
   const auto merged = nlohmann::json::parse(udc::common::read_file(later.summary_path));
   EXPECT_EQ(merged["runs"].size(), 3u);

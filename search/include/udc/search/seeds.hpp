@@ -53,6 +53,10 @@ SeedsResult train_seeds(const TrainConfig& config, const std::optional<npu_sim::
 SeedsResult search_seeds(const SearchConfig& config, const npu_sim::NpuConfig& npu,
                          const SearchOptions& options, const std::vector<uint64_t>& seeds);
 
+/// The run's latency on its NPU [ms]; none without an NPU, or for a record of seeds.json
+/// written before it kept milliseconds (its cycles alone: the clock is the NPU's).
+std::optional<double> measured_milliseconds(const SeedRun& run);
+
 /// A score as seeds.json and the tables give it: accuracy in percent (100), PSNR in dB (1).
 double score_scale(Metric metric);
 /// seeds.json's "score_unit" for a metric's figures, as score_scale gives them.
