@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -111,6 +112,27 @@ HardwareComparison compare_with_network_alone(const SearchConfig& config,
   comparison.co_search = {std::nullopt, "every candidate",
                           search_seeds(config, npu, way_options, seeds)};
 
+  // The seeds every way has: folders may hold more, finished by earlier invocations.
+  std::vector<ComparedWay*> compared{&comparison.co_search};
+  for (ComparedWay& way : comparison.alone) compared.push_back(&way);
+  for (const SeedRun& run : comparison.co_search.seeds.runs) {
+    const bool everywhere =
+        std::all_of(compared.begin(), compared.end(), [&](const ComparedWay* way) {
+          return std::any_of(way->seeds.runs.begin(), way->seeds.runs.end(),
+                             [&](const SeedRun& r) { return r.seed == run.seed; });
+        });
+    if (everywhere) comparison.seeds.push_back(run.seed);
+  }
+  for (ComparedWay* way : compared) {
+    std::vector<SeedRun>& runs = way->seeds.runs;
+    runs.erase(std::remove_if(runs.begin(), runs.end(),
+                              [&](const SeedRun& r) {
+                                return std::find(comparison.seeds.begin(), comparison.seeds.end(),
+                                                 r.seed) == comparison.seeds.end();
+                              }),
+               runs.end());
+  }
+
   for (size_t k = 1; k < comparison.alone.size(); ++k) {
     if (score_of(comparison.alone[k].seeds).mean >
         score_of(comparison.alone[comparison.best_alone].seeds).mean) {
@@ -129,7 +151,7 @@ HardwareComparison compare_with_network_alone(const SearchConfig& config,
     for (const ComparedWay& way : comparison.alone) ways.push_back(way_json(way));
     const nlohmann::json root{
         {"config", config.file},
-        {"seeds", seeds},
+        {"seeds", comparison.seeds},
         {"score_unit", score_unit(comparison.co_search.seeds.metric)},
         {"ways", ways},
         {"sequential_pick",

@@ -792,8 +792,23 @@ TEST(Search, CoSearchUnderAnAreaBudgetEndsWithAPairThatFitsEveryBudget) {
   options.output_dir = out.string();
   options.log = &log;
   const udc::npu_sim::NpuConfig base = udc::npu_sim::load_npu_config(config.npu);
+  // A seed that an earlier invocation finished into the co-search's folder alone: it stays
+  // in that folder's seeds.json but out of the comparison, which compares like for like.
+  fs::create_directories(out / "co-search");
+  udc::common::write_file_atomically(
+      (out / "co-search" / "seeds.json").string(),
+      nlohmann::json{{"config", config.file},
+                     {"score_unit", "percent"},
+                     {"runs", {{{"seed", 9}, {"test_accuracy", 99.0}}}}}
+          .dump());
   // The co-search, and the network alone on candidate 0 (`udc search --compare-hardware 0`).
   const HardwareComparison comparison = compare_with_network_alone(config, base, options, {0}, {1});
+  EXPECT_EQ(comparison.seeds, std::vector<uint64_t>{1});
+  EXPECT_EQ(
+      nlohmann::json::parse(udc::common::read_file((out / "co-search" / "seeds.json").string()))
+          .at("runs")
+          .size(),
+      2u);
   ASSERT_EQ(comparison.co_search.seeds.runs.size(), 1u);
   ASSERT_EQ(comparison.alone.size(), 1u);
   ASSERT_EQ(comparison.alone[0].seeds.runs.size(), 1u);
@@ -869,6 +884,8 @@ TEST(Search, CoSearchUnderAnAreaBudgetEndsWithAPairThatFitsEveryBudget) {
   // The comparison holds both ways' scores as their own reports give them.
   const auto compared = nlohmann::json::parse(udc::common::read_file(comparison.json_path));
   ASSERT_EQ(compared.at("ways").size(), 2u);
+  EXPECT_EQ(compared.at("seeds"), nlohmann::json::array({1}));
+  EXPECT_EQ(compared.at("ways").at(0).at("runs").size(), 1u);
   EXPECT_EQ(compared.at("sequential_pick").at("candidate"), 0u);
   EXPECT_NEAR(compared.at("co_search_minus_sequential").get<double>(),
               100 * (report.at("test_accuracy").get<double>() -

@@ -19,7 +19,8 @@ namespace udc::search {
 struct ComparedWay {
   std::optional<size_t> candidate;  ///< the hardware candidate; none for the co-search
   std::string hardware;             ///< its choices ("mac_array=... npu.weight_decoders=1")
-  SeedsResult seeds;                ///< every seed's run, in <output>/<folder>/seed-N
+  /// The runs compared, in <output>/<folder>/seed-N: those of the seeds every way has.
+  SeedsResult seeds;
 };
 
 struct HardwareComparison {
@@ -29,6 +30,7 @@ struct HardwareComparison {
   /// search keeps no held-out images after its fine-tune, so this choice is made on the
   /// test score, which favours the sequential way (an upper bound of what it would pick).
   size_t best_alone = 0;
+  std::vector<uint64_t> seeds;   ///< the seeds compared, ascending
   double co_search_seconds = 0;  ///< the co-search's wall time, summed over seeds [s]
   double alone_seconds = 0;      ///< every network-alone search's, summed [s]
   std::string json_path;         ///< <output>/comparison.json
@@ -37,8 +39,11 @@ struct HardwareComparison {
 
 /// Runs (or resumes) the co-search in <output>/co-search and the network alone on each of
 /// `candidates` in <output>/hardware-N, over `seeds`, and writes comparison.json and
-/// comparison.csv. Throws ConfigError when the config has fewer than two hardware
-/// candidates or a candidate is out of range (before any training).
+/// comparison.csv. Like for like: the ways are compared over the seeds that all of them
+/// have, `seeds` and those earlier invocations finished into every folder; a seed that
+/// only some folders hold stays in their seeds.json and out of the comparison. Throws ConfigError
+/// when the config has fewer than two hardware candidates or a candidate is out of range (before
+/// any training).
 HardwareComparison compare_with_network_alone(const SearchConfig& config,
                                               const npu_sim::NpuConfig& npu,
                                               const SearchOptions& options,
