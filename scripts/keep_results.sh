@@ -3,7 +3,8 @@
 # evidence survives the machine: seeds.json (each seed's figures and mean ± std) and, per
 # seed, the found architecture (derived.yaml, searches only), the integer model
 # (model.udcm, to re-measure with `udc eval` / `udc run`) and, for a co-search, the found
-# NPU (npu.yaml) and the visited pairs (pairs.csv, pareto.svg). Checkpoints stay behind.
+# NPU (npu.yaml) and the visited pairs (pairs.csv, pareto.svg), and the derivation's
+# candidates with their scores (derivation.json). Checkpoints stay behind.
 # Usage: scripts/keep_results.sh RUN_DIR NAME
 # Seeds already kept under NAME that RUN_DIR lacks stay; seeds.json comes from RUN_DIR, so
 # run later seeds into the same RUN_DIR (its seeds.json accumulates) or merge by hand.
@@ -26,7 +27,7 @@ for seed_dir in "$run"/seed-*; do
   [[ -f "$seed_dir/model.udcm" ]] || continue  # not finished
   out=$kept/$(basename "$seed_dir")
   mkdir -p "$out"
-  for file in derived.yaml model.udcm npu.yaml pairs.csv pareto.svg; do
+  for file in derived.yaml derivation.json model.udcm npu.yaml pairs.csv pareto.svg; do
     [[ -f "$seed_dir/$file" ]] && cp "$seed_dir/$file" "$out/$file"
   done
 done
