@@ -63,4 +63,26 @@ double spearman_correlation(const std::vector<double>& a, const std::vector<doub
   return covariance / std::sqrt(variance_a * variance_b);
 }
 
+std::vector<bool> pareto_front(const std::vector<std::vector<double>>& costs) {
+  for (const std::vector<double>& c : costs) {
+    if (c.size() != costs.front().size()) {
+      throw std::invalid_argument("pareto_front: points with different numbers of costs");
+    }
+  }
+  auto dominates = [](const std::vector<double>& q, const std::vector<double>& p) {
+    bool better = false;
+    for (size_t k = 0; k < p.size(); ++k) {
+      if (q[k] > p[k]) return false;
+      better = better || q[k] < p[k];
+    }
+    return better;
+  };
+  std::vector<bool> front(costs.size());
+  for (size_t i = 0; i < costs.size(); ++i) {
+    front[i] = std::none_of(costs.begin(), costs.end(),
+                            [&](const std::vector<double>& q) { return dominates(q, costs[i]); });
+  }
+  return front;
+}
+
 }  // namespace udc::common

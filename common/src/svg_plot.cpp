@@ -39,10 +39,10 @@ std::string svg_scatter_plot(const PlotSpec& spec) {
   double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
   for (const PlotSeries& s : spec.series) {
     for (const PlotPoint& p : s.points) {
-      x0 = std::min(x0, p.x);
-      x1 = std::max(x1, p.x);
-      y0 = std::min(y0, p.y);
-      y1 = std::max(y1, p.y);
+      x0 = std::min(x0, p.x - p.x_error);
+      x1 = std::max(x1, p.x + p.x_error);
+      y0 = std::min(y0, p.y - p.y_error);
+      y1 = std::max(y1, p.y + p.y_error);
     }
   }
   std::string svg = fmt::format(
@@ -80,7 +80,11 @@ std::string svg_scatter_plot(const PlotSpec& spec) {
       "<text transform=\"translate(20 {}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n",
       (left + W - right) / 2, H - 15, escape(spec.x_label), (top + H - bottom) / 2,
       escape(spec.y_label));
-  double legend_y = top + 5;
+  size_t named_series = 0;
+  for (const PlotSeries& s : spec.series) named_series += s.name.empty() ? 0 : 1;
+  constexpr double legend_line = 16;  // [px]
+  double legend_y =
+      spec.legend_at_bottom ? H - bottom - 10 - legend_line * double(named_series) : top + 5;
   for (const PlotSeries& s : spec.series) {
     std::vector<PlotPoint> sorted = s.points;
     std::sort(sorted.begin(), sorted.end(),
@@ -91,6 +95,16 @@ std::string svg_scatter_plot(const PlotSpec& spec) {
       svg += "\"/>\n";
     }
     for (const PlotPoint& p : sorted) {
+      if (p.x_error > 0) {
+        svg += fmt::format(
+            "<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\"/>\n",
+            sx(p.x - p.x_error), sy(p.y), sx(p.x + p.x_error), sy(p.y), s.color);
+      }
+      if (p.y_error > 0) {
+        svg += fmt::format(
+            "<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\"/>\n",
+            sx(p.x), sy(p.y - p.y_error), sx(p.x), sy(p.y + p.y_error), s.color);
+      }
       svg += fmt::format(
           "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"{}\" fill=\"{}\"><title>{}</title></circle>\n",
           sx(p.x), sy(p.y), s.radius, s.color, escape(p.label));
@@ -105,7 +119,7 @@ std::string svg_scatter_plot(const PlotSpec& spec) {
           "fill=\"{}\">{}</text>\n",
           W - right - 330, legend_y - 4, s.color, W - right - 320, legend_y, s.color,
           escape(s.name));
-      legend_y += 16;
+      legend_y += legend_line;
     }
   }
   return svg + "</svg>\n";

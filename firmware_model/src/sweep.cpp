@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "udc/common/params.hpp"
+#include "udc/common/statistics.hpp"
 #include "udc/common/svg_plot.hpp"
 #include "udc/common/yaml_section.hpp"
 #include "udc/firmware_model/measurement.hpp"
@@ -91,13 +92,16 @@ uint64_t grid_fingerprint(const Model& model, const std::vector<SweepPoint>& poi
 }  // namespace
 
 void mark_pareto_front(std::vector<SweepPoint>& points) {
+  std::vector<SweepPoint*> fitting;
+  std::vector<std::vector<double>> costs;
   for (SweepPoint& p : points) {
+    p.pareto = false;
     if (!p.fits) continue;
-    p.pareto = std::none_of(points.begin(), points.end(), [&](const SweepPoint& q) {
-      return q.fits && q.size <= p.size && q.milliseconds <= p.milliseconds &&
-             (q.size < p.size || q.milliseconds < p.milliseconds);
-    });
+    fitting.push_back(&p);
+    costs.push_back({p.size, p.milliseconds});
   }
+  const std::vector<bool> front = common::pareto_front(costs);
+  for (size_t i = 0; i < fitting.size(); ++i) fitting[i]->pareto = front[i];
 }
 
 SweepSpace read_sweep_space(const std::string& path) {

@@ -967,15 +967,13 @@ Ranking rank_candidates(const SearchContext& ctx, Supernet& supernet,
   if (hw.co_search()) {
     // The pairs no other pair beats in score, latency and area at once.
     const std::string key = score_key(metric, "holdout");
-    for (nlohmann::json& a : ranking.json) {
-      const bool dominated =
-          std::any_of(ranking.json.begin(), ranking.json.end(), [&](const nlohmann::json& b) {
-            const double sa = a[key], sb = b[key], ma = a["milliseconds"], mb = b["milliseconds"],
-                         aa = a["area_mm2"], ab = b["area_mm2"];
-            return sb >= sa && mb <= ma && ab <= aa && (sb > sa || mb < ma || ab < aa);
-          });
-      a["pareto"] = !dominated;
+    std::vector<std::vector<double>> costs;
+    for (const nlohmann::json& a : ranking.json) {
+      costs.push_back(
+          {-a[key].get<double>(), a["milliseconds"].get<double>(), a["area_mm2"].get<double>()});
     }
+    const std::vector<bool> front = common::pareto_front(costs);
+    for (size_t i = 0; i < front.size(); ++i) ranking.json[i]["pareto"] = bool(front[i]);
   }
   supernet.select_hardware(ranking.best.hardware);
   return ranking;

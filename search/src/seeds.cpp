@@ -96,52 +96,83 @@ std::vector<Figure> figures(Metric metric) {
   };
 }
 
-/// The runs an earlier invocation recorded in `path` (seeds.json), so that seeds run in
-/// several invocations into one folder are summarised together; none when there is no
-/// such file. Throws naming the file when it is not a summary of `config_file`.
-std::vector<SeedRun> read_earlier_runs(const std::string& path, const std::string& config_file) {
-  if (!fs::exists(path)) return {};
+}  // namespace
+
+SeedsResult read_seeds_summary(const std::string& path) {
+  if (!fs::is_regular_file(path)) {
+    throw std::runtime_error(
+        fmt::format("{}: no such file (a seeds summary, written by --seeds)", path));
+  }
   const std::vector<uint8_t> bytes = common::read_file(path);
   const nlohmann::json root = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
   auto bad = [&](const std::string& what) {
-    return std::runtime_error(
-        fmt::format("{}: {}; remove it or choose another output folder", path, what));
+    return std::runtime_error(fmt::format("{}: {}", path, what));
   };
   if (root.is_discarded() || !root.is_object() || !root.contains("runs") ||
-      !root["runs"].is_array() || !root.contains("score_unit")) {
+      !root["runs"].is_array() || !root.contains("score_unit") || !root["score_unit"].is_string()) {
     throw bad("not a seeds summary (expected JSON with \"score_unit\" and \"runs\")");
   }
-  const std::string recorded = root.value("config", "");
-  std::error_code error;
-  const bool same_config =
-      recorded == config_file ||
-      (!recorded.empty() && !config_file.empty() &&
-       fs::weakly_canonical(recorded, error) == fs::weakly_canonical(config_file, error));
-  if (!same_config) {
-    throw bad(fmt::format("summarises the seeds of {}, not of {}", recorded, config_file));
+  if (root.contains("config") && !root["config"].is_string()) {
+    throw bad("\"config\" is not a string");
   }
-  const Metric metric =
-      root["score_unit"] == score_unit(Metric::Psnr) ? Metric::Psnr : Metric::Top1;
-  std::vector<SeedRun> runs;
+  SeedsResult result;
+  result.summary_path = path;
+  result.config_file = root.value("config", "");
+  const std::string unit = root["score_unit"];
+  if (unit == score_unit(Metric::Psnr)) {
+    result.metric = Metric::Psnr;
+  } else if (unit == score_unit(Metric::Top1)) {
+    result.metric = Metric::Top1;
+  } else {
+    throw bad(fmt::format("\"score_unit\" is \"{}\" (expected \"{}\" or \"{}\")", unit,
+                          score_unit(Metric::Top1), score_unit(Metric::Psnr)));
+  }
   for (const nlohmann::json& j : root["runs"]) {
     if (!j.is_object() || !j.contains("seed") || !j["seed"].is_number_unsigned()) {
       throw bad("a run without a \"seed\"");
     }
     SeedRun r;
     r.seed = j["seed"].get<uint64_t>();
-    r.metric = metric;
+    r.metric = result.metric;
     r.output_dir = j.value("output_dir", "");
     r.within_budgets = j.value("within_budgets", true);
     r.npu_file = j.value("npu_file", "");
-    for (const Figure& figure : figures(metric)) {
+    for (const Figure& figure : figures(result.metric)) {
       if (!j.contains(figure.name)) continue;
       if (!j[figure.name].is_number())
         throw bad(fmt::format("seed {}: \"{}\" is not a number", r.seed, figure.name));
       figure.set(r, j[figure.name].get<double>() / figure.scale);
     }
-    runs.push_back(std::move(r));
+    result.runs.push_back(std::move(r));
   }
-  return runs;
+  return result;
+}
+
+namespace {
+
+/// The runs an earlier invocation recorded in `path` (seeds.json), so that seeds run in
+/// several invocations into one folder are summarised together; none when there is no
+/// such file. Throws naming the file when it is not a summary of `config_file`.
+std::vector<SeedRun> read_earlier_runs(const std::string& path, const std::string& config_file) {
+  if (!fs::exists(path)) return {};
+  SeedsResult earlier;
+  try {
+    earlier = read_seeds_summary(path);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string(e.what()) + "; remove it or choose another output folder");
+  }
+  std::error_code error;
+  const bool same_config =
+      earlier.config_file == config_file || (!earlier.config_file.empty() && !config_file.empty() &&
+                                             fs::weakly_canonical(earlier.config_file, error) ==
+                                                 fs::weakly_canonical(config_file, error));
+  if (!same_config) {
+    throw std::runtime_error(
+        fmt::format("{}: summarises the seeds of {}, not of {}; remove it or choose another "
+                    "output folder",
+                    path, earlier.config_file, config_file));
+  }
+  return std::move(earlier.runs);
 }
 
 /// Each figure's values over the runs that measured it.
@@ -171,6 +202,7 @@ void write_summary(const std::string& config_file, SeedsResult& result,
     if (s.n > 0) summary[figure.name] = {{"mean", s.mean}, {"std", s.std}, {"n", s.n}};
   }
   result.summary_path = (fs::path(output_dir) / "seeds.json").string();
+  result.config_file = config_file;
   const nlohmann::json root{{"config", config_file},
                             {"score_unit", score_unit(result.metric)},
                             {"runs", runs},

@@ -143,4 +143,16 @@ grep -q "fmnist-codesign-quick.yaml: hardware candidate 24 does not exist (0 to 
 [[ ! -e "$work/cmp/hardware-7" ]]
 if "$udc" search --config "$codesign" --compare-hardware 7 --hardware 7 -o "$work/cmp" 2>"$work/err.txt"; then exit 1; fi
 grep -q "excludes" "$work/err.txt"
+# `udc results` reads the kept seeds summaries (written by the seeds runner over several
+# sessions): the 8 KiB search's mean over its three seeds as the summary recorded it, the
+# front, the plot and CSV written whole; a folder without seeds.json is named, nothing written.
+"$udc" results "$root/results/fmnist-8k-dnas" "$root/results/fmnist-8k-sequential" \
+  --plot "$work/p.svg" --csv "$work/p.csv" >"$work/results.txt"
+grep -q '^| `fmnist-8k-dnas` | 1, 2, 3 | 91.55 ± 0.25 | 91.66, 91.26, 91.72 | .* | yes |$' "$work/results.txt"
+grep -q '^| `fmnist-8k-sequential` | 1, 2, 3 | 84.19 ± 1.54 |.* |  |$' "$work/results.txt"
+grep -q "</svg>" "$work/p.svg"
+[[ $(wc -l <"$work/p.csv") -eq 3 ]]
+if "$udc" results "$root/results/fmnist-8k-dnas" "$work/none" --plot "$work/q.svg" 2>"$work/err.txt"; then exit 1; fi
+grep -q "$work/none/seeds.json: no such file" "$work/err.txt"
+[[ ! -e "$work/q.svg" ]]
 echo "train CLI: ok"

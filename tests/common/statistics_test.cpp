@@ -1,5 +1,5 @@
-// Mean, sample standard deviation and Spearman's rank correlation against values worked
-// out by hand.
+// Mean, sample standard deviation, Spearman's rank correlation and the Pareto front
+// against values worked out by hand.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -40,6 +40,19 @@ TEST(Statistics, SpearmanRankCorrelation) {
   EXPECT_TRUE(std::isnan(spearman_correlation({1, 1, 1}, {1, 2, 3})));
   EXPECT_TRUE(std::isnan(spearman_correlation({1}, {2})));
   EXPECT_THROW(spearman_correlation({1, 2}, {1}), std::invalid_argument);
+}
+
+TEST(Statistics, ParetoFrontOfCostsToMinimise) {
+  // (bytes, -accuracy): A (2, -85) and C (8, -91) trade off; B (8, -89) is beaten by C in
+  // accuracy at equal bytes; D (9, -91) by C in bytes at equal accuracy; E equals A and
+  // stays on the front with it (nothing is strictly better).
+  const std::vector<std::vector<double>> points{{2, -85}, {8, -89}, {8, -91}, {9, -91}, {2, -85}};
+  EXPECT_EQ(pareto_front(points), (std::vector<bool>{true, false, true, false, true}));
+  // Three costs: a point worse in one and better in another is not dominated.
+  EXPECT_EQ(pareto_front({{1, 1, 1}, {2, 2, 0}, {2, 2, 2}}),
+            (std::vector<bool>{true, true, false}));
+  EXPECT_TRUE(pareto_front({}).empty());
+  EXPECT_THROW(pareto_front({{1, 2}, {1}}), std::invalid_argument);
 }
 
 }  // namespace

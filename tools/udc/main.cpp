@@ -39,14 +39,19 @@ int sc_main(int argc, char* argv[]) {
   app.add_subcommand(
       "search",
       "Hardware-aware DNAS under weight, flash, SRAM and latency budgets (see udc search --help)");
+  app.add_subcommand("results",
+                     "Summarise runs over seeds side by side: table, CSV, Pareto plot (see udc "
+                     "results --help)");
   return udc::tool::run_cli(app, argc, argv);
 }
 
 namespace {
 
-/// Commands that need LibTorch live in udc-torch, beside this binary.
+/// Commands that need LibTorch live in udc-torch, beside this binary (`results` reads the
+/// seeds summaries that the search library writes, so it lives beside them).
 bool is_torch_command(const char* name) {
-  return std::strcmp(name, "train") == 0 || std::strcmp(name, "search") == 0;
+  return std::strcmp(name, "train") == 0 || std::strcmp(name, "search") == 0 ||
+         std::strcmp(name, "results") == 0;
 }
 
 [[noreturn]] void exec_torch_binary(char* argv[]) {

@@ -13,11 +13,14 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cli.hpp"
+#include "udc/common/file_io.hpp"
 #include "udc/common/yaml_section.hpp"
 #include "udc/firmware_model/sweep.hpp"
 #include "udc/search/hardware_comparison.hpp"
+#include "udc/search/results_summary.hpp"
 #include "udc/search/search.hpp"
 #include "udc/search/search_config.hpp"
 #include "udc/search/seeds.hpp"
@@ -296,6 +299,39 @@ void add_search_command(CLI::App& app) {
       /*takes_recipe=*/false, /*takes_hardware=*/true);
 }
 
+/// `udc results FOLDER...`: the seeds.json of several runs over seeds, side by side.
+void add_results_command(CLI::App& app) {
+  struct Arguments {
+    std::vector<std::string> folders;
+    std::string plot, csv, title = "test score against compressed weight streams";
+  };
+  auto args = std::make_shared<Arguments>();
+  CLI::App* cmd = app.add_subcommand(
+      "results",
+      "Summarise runs over seeds (folders written with --seeds, e.g. results/*): a Markdown "
+      "table of each folder's score and weight bytes, mean ± std, with the Pareto front; "
+      "optionally a CSV and an SVG plot with error bars");
+  cmd->add_option("folders", args->folders, "folders holding a seeds.json (or the files)")
+      ->required();
+  cmd->add_option("--plot", args->plot, "write the plot (SVG) here");
+  cmd->add_option("--csv", args->csv, "write the figures (CSV) here");
+  cmd->add_option("--title", args->title, "the plot's title");
+  cmd->callback([args] {
+    const std::vector<udc::search::ResultSummary> results =
+        udc::search::summarise_results(args->folders);
+    fmt::print("{}", udc::search::results_markdown_table(results));
+    if (!args->csv.empty()) {
+      udc::common::write_file_atomically(args->csv, udc::search::results_csv(results));
+      fmt::print("wrote {}\n", args->csv);
+    }
+    if (!args->plot.empty()) {
+      udc::common::write_file_atomically(args->plot,
+                                         udc::search::results_plot_svg(results, args->title));
+      fmt::print("wrote {}\n", args->plot);
+    }
+  });
+}
+
 }  // namespace
 
 int sc_main(int argc, char* argv[]) {
@@ -304,6 +340,7 @@ int sc_main(int argc, char* argv[]) {
   app.require_subcommand(1);
   add_train_command(app);
   add_search_command(app);
+  add_results_command(app);
   return udc::tool::run_cli(app, argc, argv);
 }
 

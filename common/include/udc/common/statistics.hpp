@@ -1,5 +1,6 @@
 // Summaries of repeated measurements (runs over seeds): mean and sample standard deviation;
-// Spearman's rank correlation of two orderings (a derivation's ranking against results).
+// Spearman's rank correlation of two orderings (a derivation's ranking against results);
+// the Pareto front of points with several costs.
 #pragma once
 
 #include <cstddef>
@@ -26,5 +27,11 @@ std::vector<double> fractional_ranks(const std::vector<double>& values);
 /// ranks, in [-1, 1]. NaN when there are fewer than two pairs or either side's ranks are
 /// all equal (no ordering to compare). Throws std::invalid_argument on unequal lengths.
 double spearman_correlation(const std::vector<double>& a, const std::vector<double>& b);
+
+/// Which points no other point dominates. Each point's costs are all to be minimised (negate
+/// a figure to be maximised); q dominates p when q is no worse in every cost and better in
+/// one, so equal points are all on the front. Throws std::invalid_argument when points have
+/// different numbers of costs.
+std::vector<bool> pareto_front(const std::vector<std::vector<double>>& costs);
 
 }  // namespace udc::common

@@ -38,6 +38,7 @@ struct SeedsResult {
   Metric metric = Metric::Top1;  ///< what the runs' scores are
   std::vector<SeedRun> runs;     ///< in seed order, earlier invocations' included
   std::string summary_path;      ///< <output>/seeds.json
+  std::string config_file;       ///< the config the runs came from (seeds.json's "config")
 };
 
 /// Trains `config` once per seed (train.seed), each in options.output_dir/seed-<seed>,
@@ -52,6 +53,10 @@ SeedsResult train_seeds(const TrainConfig& config, const std::optional<npu_sim::
 /// The same for a search: search.seed and finetune.seed both set to the seed.
 SeedsResult search_seeds(const SearchConfig& config, const npu_sim::NpuConfig& npu,
                          const SearchOptions& options, const std::vector<uint64_t>& seeds);
+
+/// A seeds.json as train_seeds / search_seeds wrote it: its runs, metric and config. Throws
+/// naming the file when it is missing or not such a summary (and the field that is wrong).
+SeedsResult read_seeds_summary(const std::string& path);
 
 /// The run's latency on its NPU [ms]; none without an NPU, or for a record of seeds.json
 /// written before it kept milliseconds (its cycles alone: the clock is the NPU's).
