@@ -634,9 +634,12 @@ TEST(Trainer, FlashBudgetHoldsAfterEveryEpochAndSurvivesResume) {
   options.log = &log;
   const TrainResult held = train(bounded, configured_npu(bounded), options);
   options.log = nullptr;
-  // The compress epoch's masks reach their targets at its step 2 (of 4, mask updates every
-  // 2 steps, ramp over 70 %): the budget is held there, mid-epoch, and at the epoch's end.
-  EXPECT_NE(log.str().find(fmt::format(" of {} B, at 1 of 2 checks", budget)), std::string::npos)
+  // Over the budget at its targets when the compress phase begins: the targets are raised
+  // then, before the ramp, so that the ramp prunes towards the budget (the guard still holds
+  // it where the masks reach their targets, mid-epoch, and at the epoch's end).
+  EXPECT_NE(log.str().find(fmt::format(
+                " of {} B at the targets; targets raised before the compress ramp", budget)),
+            std::string::npos)
       << log.str();
   // The exported model, compiled independently of the trainer's bookkeeping, fits.
   const fm::Model model = fm::read_model(held.model_path);
@@ -687,6 +690,58 @@ TEST(Trainer, RecalibratedBatchNormTrainsAVerifiedModel) {
   EXPECT_EQ(recalibrated.verified_images, 20u);
   EXPECT_NE(udc::common::read_file(recalibrated.model_path),
             udc::common::read_file(frozen.model_path));
+  fs::remove_all(root);
+}
+
+TEST(Trainer, ADenseNetworkFarOverItsBudgetIsPrunedAlongTheRampNotAtItsEnd) {
+  // The sequential control's case: a network trained dense, three times over its weight
+  // budget. Its targets are raised when the compress phase begins, so the ramp takes the
+  // excess gradually and the guard, where the masks reach their targets, finds (almost)
+  // nothing left to prune; before, it pruned the whole excess there in one step.
+  ASSERT_TRUE(fs::is_directory(udc::data::kFashionMnistDir))
+      << udc::data::kFashionMnistDir
+      << ": no Fashion-MNIST; ./setup.sh installs dataset-fashion-mnist";
+  const fs::path root = fs::temp_directory_path() / ("udc_ramp_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  TrainConfig dense = tiny_config(1);
+  for (LayerSpec& l : dense.architecture.layers) {
+    l.sparsity = 0;
+    if (l.kind != LayerKind::GlobalAvgPool) l.weight_bits = 8;
+  }
+  TrainOptions options;
+  options.output_dir = (root / "free").string();
+  const TrainResult free_run = train(dense, configured_npu(dense), options);
+  ASSERT_TRUE(free_run.hardware.has_value());
+  const uint64_t budget = free_run.hardware->weight_bytes / 3;
+
+  TrainConfig bounded = dense;
+  bounded.train.weight_budget_bytes = budget;
+  options.output_dir = (root / "bounded").string();
+  std::ostringstream log;
+  options.log = &log;
+  const TrainResult held = train(bounded, configured_npu(bounded), options);
+  const std::string text = log.str();
+  const std::string planned_mark = "targets raised before the compress ramp (";
+  const size_t planned_at = text.find(planned_mark);
+  ASSERT_NE(planned_at, std::string::npos) << text;
+  const uint64_t planned = std::stoull(text.substr(planned_at + planned_mark.size()));
+  EXPECT_GT(planned, 0u);
+  // What the guard pruned afterwards, over every check: a small fraction of the plan.
+  uint64_t guarded = 0;
+  const std::string guard_mark = " more weights pruned";
+  for (size_t at = text.find(guard_mark); at != std::string::npos;
+       at = text.find(guard_mark, at + 1)) {
+    const size_t number = text.rfind("; ", at) + 2;
+    guarded += std::stoull(text.substr(number, at - number));
+  }
+  EXPECT_LT(guarded * 4, planned) << text;
+  // The exported model, measured apart from the trainer's bookkeeping, fits.
+  EXPECT_LE(
+      fm::measure_model(fm::read_model(held.model_path), udc::npu_sim::load_npu_config(bounded.npu),
+                        {/*simulate=*/false, /*compile=*/{}})
+          .weight_bytes,
+      budget);
+  EXPECT_TRUE(held.within_budgets);
   fs::remove_all(root);
 }
 
