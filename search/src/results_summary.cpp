@@ -4,7 +4,6 @@
 
 #include <filesystem>
 #include <iterator>
-#include <optional>
 #include <stdexcept>
 
 #include "udc/common/svg_plot.hpp"
@@ -18,6 +17,11 @@ namespace fs = std::filesystem;
 
 const char* score_column(Metric metric) {
   return metric == Metric::Top1 ? "test accuracy [%]" : "PSNR [dB]";
+}
+
+/// Whether a folder has both figures of the front and the plot: a score and weight bytes.
+bool on_both_axes(const ResultSummary& r) {
+  return r.score.n > 0 && r.weight_bytes.n > 0;
 }
 
 std::string spread_or_dash(const common::Spread& s, int decimals) {
@@ -44,28 +48,23 @@ std::vector<ResultSummary> summarise_results(const std::vector<std::string>& fol
           "{}: its scores are {} and those of {} are {}; summarise them apart", file.string(),
           score_unit(r.metric), results.front().folder, score_unit(results.front().metric)));
     }
-    std::vector<double> weights, flash, seconds;
     for (const SeedRun& run : seeds.runs) {
       r.seeds.push_back(run.seed);
-      r.scores.push_back(run.test_score * score_scale(run.metric));
-      if (run.hardware) {
-        weights.push_back(double(run.hardware->weight_bytes));
-        flash.push_back(double(run.hardware->flash_bytes));
-      }
-      seconds.push_back(run.seconds);
       if (!run.within_budgets) ++r.over_budget;
     }
+    // The figures as seeds.json's summary takes them, each over the runs that measured it.
+    r.scores = figure_values(seeds, score_key(seeds.metric, "test"));
     r.score = common::spread_of(r.scores);
-    r.weight_bytes = common::spread_of(weights);
-    r.flash_bytes = common::spread_of(flash);
-    r.seconds = common::spread_of(seconds);
+    r.weight_bytes = common::spread_of(figure_values(seeds, "weight_bytes"));
+    r.flash_bytes = common::spread_of(figure_values(seeds, "flash_bytes"));
+    r.seconds = common::spread_of(figure_values(seeds, "seconds"));
     results.push_back(std::move(r));
   }
   // The front among the folders with both figures: more score and fewer bytes are better.
   std::vector<size_t> measured;
   std::vector<std::vector<double>> costs;
   for (size_t i = 0; i < results.size(); ++i) {
-    if (results[i].weight_bytes.n == 0 || results[i].score.n == 0) continue;
+    if (!on_both_axes(results[i])) continue;
     measured.push_back(i);
     costs.push_back({-results[i].score.mean, results[i].weight_bytes.mean});
   }
@@ -127,7 +126,7 @@ std::string results_plot_svg(const std::vector<ResultSummary>& results, const st
   common::PlotSeries front{"Pareto front", "#d62728", 0, true, false, {}};
   size_t plotted = 0;
   for (const ResultSummary& r : results) {
-    if (r.weight_bytes.n == 0 || r.score.n == 0) continue;
+    if (!on_both_axes(r)) continue;
     common::PlotPoint p{
         r.weight_bytes.mean, r.score.mean,
         fmt::format("{} ({} seeds): {} at {} B", r.name, r.seeds.size(),

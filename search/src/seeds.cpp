@@ -96,7 +96,23 @@ std::vector<Figure> figures(Metric metric) {
   };
 }
 
+/// Each figure's values over the runs that measured it.
+std::vector<double> values_of(const SeedsResult& result, const Figure& figure) {
+  std::vector<double> values;
+  for (const SeedRun& run : result.runs) {
+    if (const std::optional<double> v = figure.value(run)) values.push_back(*v * figure.scale);
+  }
+  return values;
+}
+
 }  // namespace
+
+std::vector<double> figure_values(const SeedsResult& result, const std::string& figure) {
+  for (const Figure& f : figures(result.metric)) {
+    if (f.name == figure) return values_of(result, f);
+  }
+  throw std::invalid_argument("figure_values: seeds.json has no figure \"" + figure + "\"");
+}
 
 SeedsResult read_seeds_summary(const std::string& path) {
   if (!fs::is_regular_file(path)) {
@@ -173,15 +189,6 @@ std::vector<SeedRun> read_earlier_runs(const std::string& path, const std::strin
                     path, earlier.config_file, config_file));
   }
   return std::move(earlier.runs);
-}
-
-/// Each figure's values over the runs that measured it.
-std::vector<double> values_of(const SeedsResult& result, const Figure& figure) {
-  std::vector<double> values;
-  for (const SeedRun& run : result.runs) {
-    if (const std::optional<double> v = figure.value(run)) values.push_back(*v * figure.scale);
-  }
-  return values;
 }
 
 void write_summary(const std::string& config_file, SeedsResult& result,

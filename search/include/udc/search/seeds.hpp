@@ -58,6 +58,11 @@ SeedsResult search_seeds(const SearchConfig& config, const npu_sim::NpuConfig& n
 /// naming the file when it is missing or not such a summary (and the field that is wrong).
 SeedsResult read_seeds_summary(const std::string& path);
 
+/// One figure of seeds.json ("test_accuracy", "weight_bytes", "seconds"...) over the runs
+/// that measured it, in seeds.json's units (accuracy in percent), as its summary averages
+/// them. Throws std::invalid_argument for a name seeds.json does not have.
+std::vector<double> figure_values(const SeedsResult& result, const std::string& figure);
+
 /// The run's latency on its NPU [ms]; none without an NPU, or for a record of seeds.json
 /// written before it kept milliseconds (its cycles alone: the clock is the NPU's).
 std::optional<double> measured_milliseconds(const SeedRun& run);
