@@ -31,7 +31,20 @@ double pruning_damage(const torch::Tensor& weights, const torch::Tensor& kept,
   return (removed / before.clamp_min(1e-30)).mean().item<double>();
 }
 
-BudgetGuard hold_budgets(QNet& net, const WeightBudgets& budgets) {
+double requantization_damage(const torch::Tensor& masked_weights, uint32_t from_bits,
+                             uint32_t to_bits) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor w = masked_weights.flatten(1);
+  auto error = [&](uint32_t bits) {
+    const torch::Tensor step = initial_weight_step(w, bits);
+    const torch::Tensor rounded = weight_integers(w, step, bits) * step.reshape({-1, 1});
+    return (w - rounded).square().sum(1);
+  };
+  const torch::Tensor energy = w.square().sum(1).clamp_min(1e-30);
+  return ((error(to_bits) - error(from_bits)) / energy).mean().item<double>();
+}
+
+BudgetGuard hold_budgets(QNet& net, const WeightBudgets& budgets, uint32_t lowest_bits) {
   torch::NoGradGuard no_grad;
   auto measured = [&] {
     return fm::measure_model(net.export_model(), *budgets.npu,
@@ -45,9 +58,32 @@ BudgetGuard hold_budgets(QNet& net, const WeightBudgets& budgets) {
       std::shared_ptr<QWeighted> layer;
       double sparsity = 0, score = 0;
       uint64_t pruned = 0;
+      uint32_t bits = 0;  ///< > 0: the step lowers the layer to this bitwidth instead
     };
     std::optional<Step> best;
+    auto consider = [&](const Step& step, uint64_t trial, double damage) {
+      if (trial >= excess) return;
+      const double score = double(excess - trial) / std::max(damage, 1e-12);
+      if (!best || score > best->score) {
+        best = step;
+        best->score = score;
+      }
+    };
     for (const auto& layer : net.weighted()) {
+      const uint32_t bits = layer->bits();
+      if (lowest_bits > 0 && lowest_bits < bits) {
+        const torch::Tensor step = layer->step().clone();
+        const torch::Tensor masked = layer->folded().first * layer->mask();
+        for (uint32_t lower = lowest_bits; lower < bits; ++lower) {
+          layer->set_bits(lower);
+          layer->initialize_step();
+          const uint64_t trial = budgets.excess(measured());
+          consider({layer, layer->target_sparsity(), 0, 0, lower}, trial,
+                   requantization_damage(masked, bits, lower));
+        }
+        layer->set_bits(bits);
+        layer->restore_step(step);
+      }
       if (layer->kind() == QWeighted::Kind::Depthwise) continue;
       const int64_t channels = layer->mask().size(0);
       const int64_t per_channel = layer->mask().numel() / channels;
@@ -60,11 +96,7 @@ BudgetGuard hold_budgets(QNet& net, const WeightBudgets& budgets) {
         const uint64_t trial = budgets.excess(measured());
         const double damage = pruning_damage(weights, kept, layer->mask());
         layer->restore_mask(kept);
-        if (trial >= excess) continue;
-        const double score = double(excess - trial) / std::max(damage, 1e-12);
-        if (!best || score > best->score) {
-          best = Step{layer, sparsity, score, uint64_t(k * channels)};
-        }
+        consider({layer, sparsity, 0, uint64_t(k * channels), 0}, trial, damage);
         if (trial == 0) break;  // larger steps on this layer save no more, at more damage
       }
     }
@@ -72,11 +104,17 @@ BudgetGuard hold_budgets(QNet& net, const WeightBudgets& budgets) {
       guard.fits = false;
       break;
     }
-    best->layer->set_target_sparsity(best->sparsity);
-    best->layer->update_mask(best->sparsity);
+    if (best->bits > 0) {
+      best->layer->set_bits(best->bits);
+      best->layer->initialize_step();
+      ++guard.bits_lowered;
+    } else {
+      best->layer->set_target_sparsity(best->sparsity);
+      best->layer->update_mask(best->sparsity);
+      guard.pruned += best->pruned;
+    }
     guard.after = measured();
     excess = budgets.excess(guard.after);
-    guard.pruned += best->pruned;
   }
   return guard;
 }

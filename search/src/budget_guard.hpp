@@ -29,6 +29,7 @@ struct WeightBudgets {
 struct BudgetGuard {
   firmware_model::ModelMeasurement before, after;  ///< weights and image as compiled
   uint64_t pruned = 0;                             ///< weights the guard pruned
+  uint32_t bits_lowered = 0;                       ///< steps that lowered a layer's bitwidth
   bool fits = true;
 };
 
@@ -42,6 +43,14 @@ std::vector<int64_t> guard_step_sizes(int64_t available);
 double pruning_damage(const torch::Tensor& weights, const torch::Tensor& kept,
                       const torch::Tensor& trial);
 
+/// Damage of requantising a channel's weights from `from_bits` to `to_bits`, each at its
+/// initial step (initial_weight_step): over output channels (dimension 0), the rise in
+/// squared quantisation error as a fraction of the channel's squared weight. The unit of
+/// pruning_damage, where zeroing a weight adds its square to the error, so that the guard
+/// can weigh a bit against a zero.
+double requantization_damage(const torch::Tensor& masked_weights, uint32_t from_bits,
+                             uint32_t to_bits);
+
 /// Holds the weights within the budgets, as compiled for the NPU, by pruning a little
 /// more, one step at a time: a step prunes k more weights (k from guard_step_sizes) in
 /// every output channel of one layer, and the step taken is the one that removes the most
@@ -49,6 +58,10 @@ double pruning_damage(const torch::Tensor& weights, const torch::Tensor& kept,
 /// smallest sufficient step wins), so that a layer with few weights a channel (the stem, the
 /// classifier) is spared while a wide one can give. Depthwise layers stay dense (k*k weights
 /// a channel) and every channel keeps one weight. Masks must be at their targets when called.
-BudgetGuard hold_budgets(QNet& net, const WeightBudgets& budgets);
+/// With `lowest_bits` > 0 a step may instead lower one layer's bitwidth to any width from
+/// lowest_bits up to one below its own (depthwise layers included), scored by
+/// requantization_damage; its step then starts afresh (initialize_step). Bitwidths only
+/// fall: steps must be at their initial values, as when the compress phase starts.
+BudgetGuard hold_budgets(QNet& net, const WeightBudgets& budgets, uint32_t lowest_bits = 0);
 
 }  // namespace udc::search

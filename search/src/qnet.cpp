@@ -189,7 +189,6 @@ QWeighted::QWeighted(std::string name, Kind kind, uint32_t in_channels, uint32_t
       out_channels_(kind == Kind::Depthwise ? in_channels : out_channels),
       kernel_(kind == Kind::FullyConnected ? 1 : kernel),
       stride_(kind == Kind::FullyConnected ? 1 : stride),
-      bits_(bits),
       sparsity_(sparsity),
       activation_(activation) {
   std::vector<int64_t> shape;
@@ -217,6 +216,7 @@ QWeighted::QWeighted(std::string name, Kind kind, uint32_t in_channels, uint32_t
   weight_ = register_parameter("weight", torch::randn(shape) * std::sqrt(2.0 / fan_in));
   step_ = register_parameter("step", torch::ones({int64_t(out_channels_)}));
   mask_ = register_buffer("mask", torch::ones(shape));
+  weight_bits_ = register_buffer("weight_bits", torch::tensor(float(bits)));
   output_range_ = std::make_unique<RangeObserver>(*this, "output_range");
 }
 
@@ -294,7 +294,17 @@ torch::Tensor weight_integers(const torch::Tensor& masked_weights, const torch::
 
 void QWeighted::initialize_step() {
   torch::NoGradGuard no_grad;
-  step_.copy_(initial_weight_step(folded().first * mask_, bits_));
+  step_.copy_(initial_weight_step(folded().first * mask_, bits()));
+}
+
+void QWeighted::set_bits(uint32_t bits) {
+  torch::NoGradGuard no_grad;
+  weight_bits_.fill_(float(bits));
+}
+
+void QWeighted::restore_step(const torch::Tensor& step) {
+  torch::NoGradGuard no_grad;
+  step_.copy_(step);
 }
 
 void QWeighted::assign_float_state(const torch::Tensor& weight, const torch::Tensor& bias,
@@ -314,7 +324,7 @@ void QWeighted::assign_float_state(const torch::Tensor& weight, const torch::Ten
 torch::Tensor QWeighted::effective_step() const {
   // LSQ gradient scale 1 / sqrt(weights per channel * Q), applied to the gradient only.
   const double per_channel = double(weight_.numel()) / double(out_channels_);
-  const double gradient_scale = 1.0 / std::sqrt(per_channel * weight_limit(bits_));
+  const double gradient_scale = 1.0 / std::sqrt(per_channel * weight_limit(bits()));
   const torch::Tensor step = step_.clamp_min(1e-6);
   return straight_through(step * gradient_scale, step);
 }
@@ -324,7 +334,7 @@ LayerIntegers QWeighted::integers(ActQuant input) const {
   const auto [w, b] = folded();
   const torch::Tensor step = step_.clamp_min(1e-6).to(torch::kFloat);
   LayerIntegers li;
-  li.weights = weight_integers(w * mask_, step, bits_);
+  li.weights = weight_integers(w * mask_, step, bits());
   li.out = output_range_->quant();
   const auto clamp =
       fm::activation_range(to_model_activation(activation_), li.out.scale, li.out.zero_point);
@@ -354,10 +364,11 @@ QTensor QWeighted::forward(const QTensor& input, const ForwardContext& context) 
       w = weight_ * mask_;
     }
     if (context.mode == Mode::CompressedWeights) {
-      const torch::Tensor step = initial_weight_step(w, bits_);
+      const uint32_t bits = this->bits();
+      const torch::Tensor step = initial_weight_step(w, bits);
       std::vector<int64_t> channel_shape(size_t(weight_.dim()), 1);
       channel_shape[0] = -1;
-      w = weight_integers(w, step, bits_) * step.reshape(channel_shape);
+      w = weight_integers(w, step, bits) * step.reshape(channel_shape);
     }
     torch::Tensor y = apply(input.x, w);
     if (kind_ == Kind::FullyConnected) {
@@ -373,7 +384,7 @@ QTensor QWeighted::forward(const QTensor& input, const ForwardContext& context) 
   const std::vector<int64_t> channel_shape = kind_ == Kind::FullyConnected
                                                  ? std::vector<int64_t>{-1, 1}
                                                  : std::vector<int64_t>{-1, 1, 1, 1};
-  const int32_t limit = weight_limit(bits_);
+  const int32_t limit = weight_limit(bits());
   const torch::Tensor scaled = torch::clamp(w * mask_ / step.reshape(channel_shape), -limit, limit);
   const torch::Tensor fake =
       straight_through(scaled, torch::round(scaled)) * step.reshape(channel_shape);
@@ -420,18 +431,19 @@ ExportedTensor QWeighted::export_to(fm::ModelBuilder& builder, const ExportedTen
   fm::ModelBuilder::Requant requant{li.bias, li.multiplier, li.shift};
   const fm::ModelBuilder::Quant out{li.out.scale, li.out.zero_point};
   const fm::Activation act = to_model_activation(activation_);
+  const uint32_t bits = this->bits();
   int32_t index = -1;
   switch (kind_) {
     case Kind::Conv:
       index = builder.conv2d(name_, input.index, out_channels_, kernel_, stride_, fm::Padding::Same,
-                             std::move(weights), bits_, std::move(requant), out, act);
+                             std::move(weights), bits, std::move(requant), out, act);
       break;
     case Kind::Depthwise:
       index = builder.depthwise_conv2d(name_, input.index, kernel_, stride_, fm::Padding::Same,
-                                       std::move(weights), bits_, std::move(requant), out, act);
+                                       std::move(weights), bits, std::move(requant), out, act);
       break;
     case Kind::FullyConnected:
-      index = builder.fully_connected(name_, input.index, out_channels_, std::move(weights), bits_,
+      index = builder.fully_connected(name_, input.index, out_channels_, std::move(weights), bits,
                                       std::move(requant), out, act);
       break;
   }

@@ -13,6 +13,7 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -175,7 +176,15 @@ class QWeighted : public QLayer {
   /// Puts back a mask taken from mask() (a trial of another sparsity undone).
   void restore_mask(const torch::Tensor& mask) { mask_.copy_(mask); }
   Kind kind() const { return kind_; }
-  uint32_t bits() const { return bits_; }
+  /// Weight bitwidth: integers within +-(2^(bits-1) - 1). Kept in a buffer, so that
+  /// checkpoints and snapshots carry a bitwidth the budget guard lowered.
+  uint32_t bits() const { return uint32_t(std::lround(weight_bits_.item<float>())); }
+  /// A new bitwidth; the step stays as it is (initialize_step() starts it afresh for it).
+  void set_bits(uint32_t bits);
+  /// The LSQ step per output channel [weight units per integer step].
+  const torch::Tensor& step() const { return step_; }
+  /// Puts back a step taken from step() (a trial of another bitwidth undone).
+  void restore_step(const torch::Tensor& step);
   const torch::Tensor& mask() const { return mask_; }
   uint32_t out_channels() const { return out_channels_; }
   uint32_t out_height() const { return out_height_; }
@@ -191,12 +200,13 @@ class QWeighted : public QLayer {
 
   std::string name_;
   Kind kind_;
-  uint32_t in_channels_, out_channels_, kernel_, stride_, bits_;
+  uint32_t in_channels_, out_channels_, kernel_, stride_;
   double sparsity_;
   ActivationKind activation_;
   uint32_t out_height_ = 1, out_width_ = 1;
   int64_t pad_top_ = 0, pad_bottom_ = 0, pad_left_ = 0, pad_right_ = 0;
   torch::Tensor weight_, bias_, step_, mask_;
+  torch::Tensor weight_bits_;  ///< scalar buffer: the bitwidth (bits())
   torch::nn::BatchNorm2d batch_norm_{nullptr};
   bool batch_statistics_ = true;  ///< ArchitectureSpec::batch_statistics
   std::unique_ptr<RangeObserver> output_range_;

@@ -346,6 +346,10 @@ const std::vector<common::Param<TrainSpec>>& train_params() {
           "flash_budget_bytes", [](auto& s) -> auto& { return s.flash_budget_bytes; }, 0, kMaxCount,
           "bytes", "weight image in flash as compiled (0: none; needs npu:)"),
       number_param<TrainSpec>(
+          "budget_lowest_bits", [](auto& s) -> auto& { return s.budget_lowest_bits; }, 2, 8, "bits",
+          "a network over its budgets at the compress phase's start is pruned and, below 8, "
+          "may have layers' weight bitwidths lowered down to this (8: pruning only)"),
+      number_param<TrainSpec>(
           "holdout_fraction", [](auto& s) -> auto& { return s.holdout_fraction; }, 0.0, 0.5, "",
           "training images held out to choose the exported epoch (0: the last epoch)"),
       number_param<TrainSpec>(

@@ -636,8 +636,9 @@ class EpochBudgetGuard {
     return guard.pruned;
   }
 
-  /// At the start of the compress phase: raises the layers' target sparsities until the
-  /// network, masked at its targets, fits its budgets (hold_budgets' steps), then puts the
+  /// At the start of the compress phase: raises the layers' target sparsities (and, down to
+  /// TrainSpec::budget_lowest_bits, lowers their bitwidths) until the network, masked at its
+  /// targets, fits its budgets (hold_budgets' steps), then puts the
   /// masks back where the ramp starts, so that the ramp prunes the excess gradually. Without
   /// it, a network trained dense far over its budget (the sequential control: an int8
   /// architecture found under 4x the budget) kept its targets through the ramp and the guard
@@ -647,16 +648,30 @@ class EpochBudgetGuard {
   void plan_targets(QNet& net, double ramp_fraction) {
     torch::NoGradGuard no_grad;
     for (const auto& layer : net.weighted()) layer->update_mask(layer->target_sparsity());
-    const BudgetGuard plan = hold_budgets(net, budgets_);
+    std::vector<uint32_t> bits_before;
+    for (const auto& layer : net.weighted()) bits_before.push_back(layer->bits());
+    const BudgetGuard plan = hold_budgets(net, budgets_, spec_.budget_lowest_bits);
     if (budgets_.excess(plan.before) > 0) {
+      std::string lowered;
+      for (size_t i = 0; i < bits_before.size(); ++i) {
+        const QWeighted& layer = *net.weighted()[i];
+        if (layer.bits() != bits_before[i]) {
+          lowered += fmt::format("{}{} {}->{}", lowered.empty() ? "" : ", ", layer.layer_name(),
+                                 bits_before[i], layer.bits());
+        }
+      }
       say_(fmt::format(
           "  budgets: {} at the targets; targets raised before the compress ramp ({} more "
-          "weights to prune{}): {}",
+          "weights to prune{}{}): {}",
           budget_text(plan.before), plan.pruned,
+          lowered.empty() ? "" : fmt::format("; bits lowered: {}", lowered),
           plan.fits ? "" : ", and no further step saves a byte", budget_text(plan.after)));
     }
-    for (const auto& layer : net.weighted()) {
+    for (size_t i = 0; i < bits_before.size(); ++i) {
+      const auto& layer = net.weighted()[i];
       layer->update_mask(ramp_sparsity(layer->target_sparsity(), 0.0, ramp_fraction));
+      // Steps at the ramp's first masks, as prepare_quantization set the others.
+      if (layer->bits() != bits_before[i]) layer->initialize_step();
     }
   }
 

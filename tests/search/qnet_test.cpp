@@ -356,6 +356,80 @@ TEST(BudgetGuard, TakesBytesWhereTheyCostLeastEvenIfManyZerosAreNeeded) {
   EXPECT_LE(net.weighted()[1]->target_sparsity(), double(kZeroed + kSmall) / 144.0);
 }
 
+TEST(BudgetGuard, RequantizationDamageIsTheRiseInRoundingErrorOverTheChannelsEnergy) {
+  // Worked by hand. Channel [1, 0.5, -0.25, 0.1], energy 1.3225. 8 bits: step 1/127 (max /
+  // 127), integers 127, 64, -32, 13 (63.5 rounds to even), error 2.4955e-5. 4 bits: step
+  // 2 * mean|w| / sqrt(7) = 0.34962, integers 3, 1, -1, 0, error 0.044925. 2 bits: step
+  // 2 * 0.4625 = 0.925, integers 1, 1, 0, 0, error 0.25875. The second channel is the first
+  // doubled: the same fractions, so the mean over channels is the first channel's.
+  const torch::Tensor channel = torch::tensor({1.0f, 0.5f, -0.25f, 0.1f});
+  const torch::Tensor weights = torch::stack({channel, channel * 2});
+  EXPECT_NEAR(requantization_damage(weights, 8, 4), (0.044925 - 2.4955e-5) / 1.3225, 1e-5);
+  EXPECT_NEAR(requantization_damage(weights, 8, 2), (0.25875 - 2.4955e-5) / 1.3225, 1e-5);
+  EXPECT_NEAR(requantization_damage(weights, 4, 2), (0.25875 - 0.044925) / 1.3225, 1e-5);
+  EXPECT_EQ(requantization_damage(weights, 4, 4), 0.0);
+}
+
+TEST(BudgetGuard, LowersBitsWhereEveryWeightIsLargeAndPruningWouldCostMore) {
+  // A dense int8 network whose weights are all large (0.8 to 1 in magnitude): a zero costs
+  // 1/144 of a channel's energy and saves about a byte, a lower bitwidth costs a few percent
+  // and saves a share of every byte. Held to 60 % of its bytes, the pruning-only guard must
+  // prune; the guard that may lower bits fits by lowering them, pruning less, and the
+  // network it leaves exports weights within its layers' new ranges.
+  const udc::data::Normalization normalization{0.4f, 0.3f};
+  const ArchitectureSpec arch = architecture(
+      "bits", 12, 1,
+      {layer(LayerKind::Conv, 16, 3, 2, 8, 0.0), layer(LayerKind::Conv, 32, 3, 2, 8, 0.0),
+       layer(LayerKind::GlobalAvgPool, 0, 1, 1, 8, 0),
+       layer(LayerKind::FullyConnected, 10, 1, 1, 8, 0.0, ActivationKind::None)});
+  const auto make_net = [&] {
+    torch::manual_seed(5);
+    auto net = std::make_unique<QNet>(arch, normalization);
+    short_training(*net, synthetic_set(12, 1, 64, 4), normalization);
+    torch::NoGradGuard no_grad;
+    for (const auto& l : net->weighted()) {
+      torch::Tensor w = l->decayed_parameters().at(0);
+      const torch::Tensor magnitude = torch::rand(w.sizes()) * 0.2 + 0.8;
+      w.copy_(magnitude * (torch::randint(0, 2, w.sizes()) * 2 - 1));
+      l->initialize_step();
+    }
+    return net;
+  };
+  const udc::npu_sim::NpuConfig npu;
+  const auto measure = [&](QNet& net) {
+    return fm::measure_model(net.export_model(), npu, {/*simulate=*/false, /*compile=*/{}});
+  };
+  std::unique_ptr<QNet> pruned_only = make_net(), lowered = make_net();
+  const uint64_t dense_bytes = measure(*pruned_only).weight_bytes;
+  ASSERT_EQ(measure(*lowered).weight_bytes, dense_bytes);
+  const WeightBudgets budgets{dense_bytes * 6 / 10, 0, &npu};
+
+  const BudgetGuard by_pruning = hold_budgets(*pruned_only, budgets);
+  ASSERT_TRUE(by_pruning.fits);
+  EXPECT_EQ(by_pruning.bits_lowered, 0u);
+  for (const auto& l : pruned_only->weighted()) EXPECT_EQ(l->bits(), 8u);
+
+  const BudgetGuard by_bits = hold_budgets(*lowered, budgets, /*lowest_bits=*/2);
+  ASSERT_TRUE(by_bits.fits);
+  EXPECT_GT(by_bits.bits_lowered, 0u);
+  EXPECT_LT(by_bits.pruned, by_pruning.pruned);
+  const fm::Model model = lowered->export_model();
+  EXPECT_LE(fm::measure_model(model, npu, {false, {}}).weight_bytes, budgets.weight_bytes);
+  bool any_lower = false;
+  for (const fm::Operation& layer : model.operations) {
+    if (layer.weights.empty()) continue;
+    any_lower = any_lower || layer.weight_bits < 8;
+    const int limit = (1 << (layer.weight_bits - 1)) - 1;
+    int largest = 0;
+    for (const int8_t w : layer.weights) largest = std::max(largest, std::abs(int(w)));
+    EXPECT_LE(largest, limit) << layer.name;
+    // The step started afresh for the new width: the range is used, not collapsed to +-1
+    // (the int8 step on 2-bit integers would clamp everything) nor empty.
+    EXPECT_GE(largest, std::min(limit, 2)) << layer.name;
+  }
+  EXPECT_TRUE(any_lower);
+}
+
 TEST(Recalibration, NewBatchNormStatisticsKeepTheIntegerWeights) {
   // After masks move, batch norm is re-estimated for the pruned layers; the folding changes,
   // and the steps follow it, so the integers the network would export stay the same.
@@ -742,6 +816,62 @@ TEST(Trainer, ADenseNetworkFarOverItsBudgetIsPrunedAlongTheRampNotAtItsEnd) {
           .weight_bytes,
       budget);
   EXPECT_TRUE(held.within_budgets);
+  fs::remove_all(root);
+}
+
+TEST(Trainer, ADenseNetworkOverItsBudgetMayFitByLowerBitsAndResumesWithThem) {
+  // The sequential control with bits: int8 dense, a third of its bytes, bitwidths down to
+  // 4 allowed. The exported model fits with some layer below 8 bits and is verified on the
+  // interpreter and the simulator; a run stopped after the compress phase resumes with the
+  // lowered bits (a checkpoint that forgot them would fine-tune at 8 bits: another model).
+  ASSERT_TRUE(fs::is_directory(udc::data::kFashionMnistDir))
+      << udc::data::kFashionMnistDir
+      << ": no Fashion-MNIST; ./setup.sh installs dataset-fashion-mnist";
+  const fs::path root = fs::temp_directory_path() / ("udc_bits_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  const auto dense = [](uint32_t finetune_epochs) {
+    TrainConfig config = tiny_config(finetune_epochs);
+    for (LayerSpec& l : config.architecture.layers) {
+      l.sparsity = 0;
+      if (l.kind != LayerKind::GlobalAvgPool) l.weight_bits = 8;
+    }
+    return config;
+  };
+  TrainOptions options;
+  options.output_dir = (root / "free").string();
+  const TrainResult free_run = train(dense(1), configured_npu(dense(1)), options);
+  ASSERT_TRUE(free_run.hardware.has_value());
+  const auto bounded = [&](uint32_t finetune_epochs) {
+    TrainConfig config = dense(finetune_epochs);
+    config.train.weight_budget_bytes = free_run.hardware->weight_bytes / 3;
+    config.train.budget_lowest_bits = 4;
+    return config;
+  };
+  std::ostringstream log;
+  options.log = &log;
+  options.output_dir = (root / "full").string();
+  const TrainResult full = train(bounded(1), configured_npu(bounded(1)), options);
+  EXPECT_NE(log.str().find("bits lowered: "), std::string::npos) << log.str();
+  EXPECT_TRUE(full.within_budgets);
+  EXPECT_EQ(full.verified_images, 20u);
+  const fm::Model model = fm::read_model(full.model_path);
+  uint32_t lowest = 8;
+  for (const fm::Operation& layer : model.operations) {
+    if (!layer.weights.empty()) lowest = std::min(lowest, layer.weight_bits);
+  }
+  EXPECT_LT(lowest, 8u);
+  EXPECT_GE(lowest, 4u);
+  EXPECT_LE(fm::measure_model(model, udc::npu_sim::load_npu_config(bounded(1).npu),
+                              {/*simulate=*/false, /*compile=*/{}})
+                .weight_bytes,
+            bounded(1).train.weight_budget_bytes);
+
+  options.log = nullptr;
+  options.output_dir = (root / "resumed").string();
+  train(bounded(0), configured_npu(bounded(0)), options);
+  const TrainResult resumed = train(bounded(1), configured_npu(bounded(1)), options);
+  EXPECT_TRUE(resumed.resumed);
+  EXPECT_EQ(udc::common::read_file(resumed.model_path), udc::common::read_file(full.model_path));
   fs::remove_all(root);
 }
 
