@@ -42,7 +42,8 @@ struct RunArguments {
   /// machines); "mpi": I and N from mpirun's rank and size.
   std::string shard;
   /// udc train: a search config whose fine-tune recipe (`finetune:`) replaces the `train:`
-  /// section, budgets excepted: a baseline trained exactly as the search's models are.
+  /// section, budgets (and how they are met) excepted: a baseline trained exactly as the
+  /// search's models are.
   std::string recipe;
   /// udc search: the network alone on this candidate of the config's `hardware:` space
   /// (-1: the whole space, a co-search when it has choices).
@@ -108,7 +109,8 @@ void add_run_command(CLI::App& app, const std::string& name, const std::string& 
   if (takes_recipe) {
     cmd->add_option("--recipe", args->recipe,
                     "search config (configs/search/) whose finetune: section trains this model "
-                    "in place of its train: section (its budgets kept; --set still applies "
+                    "in place of its train: section (its budgets and budget_lowest_bits kept; "
+                    "--set still applies "
                     "after): a baseline with the found models' recipe");
   }
   if (takes_hardware) {
@@ -174,6 +176,7 @@ void add_train_command(CLI::App& app) {
           udc::search::TrainSpec recipe = udc::search::load_search_config(args.recipe).finetune;
           recipe.weight_budget_bytes = config.train.weight_budget_bytes;
           recipe.flash_budget_bytes = config.train.flash_budget_bytes;
+          recipe.budget_lowest_bits = config.train.budget_lowest_bits;  // how they are met
           config.train = recipe;
         }
         // --set: train.KEY to the training parameters, every other key to the NPU.
