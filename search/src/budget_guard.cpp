@@ -44,7 +44,8 @@ double requantization_damage(const torch::Tensor& masked_weights, uint32_t from_
   return ((error(to_bits) - error(from_bits)) / energy).mean().item<double>();
 }
 
-BudgetGuard hold_budgets(QNet& net, const WeightBudgets& budgets, uint32_t lowest_bits) {
+BudgetGuard hold_budgets(QNet& net, const WeightBudgets& budgets,
+                         const std::vector<uint32_t>& lower_bits) {
   torch::NoGradGuard no_grad;
   auto measured = [&] {
     return fm::measure_model(net.export_model(), *budgets.npu,
@@ -71,10 +72,11 @@ BudgetGuard hold_budgets(QNet& net, const WeightBudgets& budgets, uint32_t lowes
     };
     for (const auto& layer : net.weighted()) {
       const uint32_t bits = layer->bits();
-      if (lowest_bits > 0 && lowest_bits < bits) {
+      if (!lower_bits.empty() && lower_bits.front() < bits) {
         const torch::Tensor step = layer->step().clone();
         const torch::Tensor masked = layer->folded().first * layer->mask();
-        for (uint32_t lower = lowest_bits; lower < bits; ++lower) {
+        for (const uint32_t lower : lower_bits) {
+          if (lower >= bits) continue;
           layer->set_bits(lower);
           layer->initialize_step();
           const uint64_t trial = budgets.excess(measured());

@@ -58,10 +58,11 @@ double requantization_damage(const torch::Tensor& masked_weights, uint32_t from_
 /// smallest sufficient step wins), so that a layer with few weights a channel (the stem, the
 /// classifier) is spared while a wide one can give. Depthwise layers stay dense (k*k weights
 /// a channel) and every channel keeps one weight. Masks must be at their targets when called.
-/// With `lowest_bits` > 0 a step may instead lower one layer's bitwidth to any width from
-/// lowest_bits up to one below its own (depthwise layers included), scored by
-/// requantization_damage; its step then starts afresh (initialize_step). Bitwidths only
-/// fall: steps must be at their initial values, as when the compress phase starts.
-BudgetGuard hold_budgets(QNet& net, const WeightBudgets& budgets, uint32_t lowest_bits = 0);
+/// A step may instead lower one layer's bitwidth to any of `lower_bits` below its own
+/// (depthwise layers included), scored by requantization_damage; its step then starts
+/// afresh (initialize_step). Bitwidths only fall; with lower bits given, steps must be at
+/// their initial values, as when the compress phase starts.
+BudgetGuard hold_budgets(QNet& net, const WeightBudgets& budgets,
+                         const std::vector<uint32_t>& lower_bits = {});
 
 }  // namespace udc::search

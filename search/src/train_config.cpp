@@ -2,8 +2,10 @@
 
 #include <filesystem>
 #include <set>
+#include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "udc/common/yaml_section.hpp"
 
@@ -287,6 +289,37 @@ DataSpec read_data_spec(YamlSection data) {
   return d;
 }
 
+/// TrainSpec::budget_bits as "2,4,8" (a YAML scalar, so that it reads, writes and --sets as
+/// every other parameter does).
+common::Param<TrainSpec> budget_bits_param() {
+  common::Param<TrainSpec> p;
+  p.key = "budget_bits";
+  p.type = common::ParamType::Text;
+  p.unit = "bits";
+  p.help =
+      "bitwidths, comma-separated and ascending, that a network over its budgets at the "
+      "compress phase's start may have layers lowered to, besides pruning (8: pruning only)";
+  p.text = [](const TrainSpec& s) { return fmt::format("{}", fmt::join(s.budget_bits, ",")); };
+  p.set = [](TrainSpec& s, const std::string& text) {
+    std::vector<uint32_t> widths;
+    std::stringstream list(text);
+    for (std::string item; std::getline(list, item, ',');) {
+      int64_t bits = 0;
+      if (std::string error = common::parse_integer_param(item, 2, 8, bits); !error.empty()) {
+        return fmt::format("in '{}': {}", text, error);
+      }
+      if (!widths.empty() && uint32_t(bits) <= widths.back()) {
+        return fmt::format("expected ascending bitwidths without repeats, got '{}'", text);
+      }
+      widths.push_back(uint32_t(bits));
+    }
+    if (widths.empty()) return fmt::format("expected bitwidths like 2,4,8, got '{}'", text);
+    s.budget_bits = std::move(widths);
+    return std::string();
+  };
+  return p;
+}
+
 const std::vector<common::Param<TrainSpec>>& train_params() {
   using common::number_param;
   constexpr double kMaxCount = double(int64_t{1} << 40);
@@ -345,10 +378,7 @@ const std::vector<common::Param<TrainSpec>>& train_params() {
       number_param<TrainSpec>(
           "flash_budget_bytes", [](auto& s) -> auto& { return s.flash_budget_bytes; }, 0, kMaxCount,
           "bytes", "weight image in flash as compiled (0: none; needs npu:)"),
-      number_param<TrainSpec>(
-          "budget_lowest_bits", [](auto& s) -> auto& { return s.budget_lowest_bits; }, 2, 8, "bits",
-          "a network over its budgets at the compress phase's start is pruned and, below 8, "
-          "may have layers' weight bitwidths lowered down to this (8: pruning only)"),
+      budget_bits_param(),
       number_param<TrainSpec>(
           "holdout_fraction", [](auto& s) -> auto& { return s.holdout_fraction; }, 0.0, 0.5, "",
           "training images held out to choose the exported epoch (0: the last epoch)"),

@@ -636,8 +636,8 @@ class EpochBudgetGuard {
     return guard.pruned;
   }
 
-  /// At the start of the compress phase: raises the layers' target sparsities (and, down to
-  /// TrainSpec::budget_lowest_bits, lowers their bitwidths) until the network, masked at its
+  /// At the start of the compress phase: raises the layers' target sparsities (and lowers
+  /// their bitwidths to those of TrainSpec::budget_bits) until the network, masked at its
   /// targets, fits its budgets (hold_budgets' steps), then puts the
   /// masks back where the ramp starts, so that the ramp prunes the excess gradually. Without
   /// it, a network trained dense far over its budget (the sequential control: an int8
@@ -650,7 +650,7 @@ class EpochBudgetGuard {
     for (const auto& layer : net.weighted()) layer->update_mask(layer->target_sparsity());
     std::vector<uint32_t> bits_before;
     for (const auto& layer : net.weighted()) bits_before.push_back(layer->bits());
-    const BudgetGuard plan = hold_budgets(net, budgets_, spec_.budget_lowest_bits);
+    const BudgetGuard plan = hold_budgets(net, budgets_, spec_.budget_bits);
     if (budgets_.excess(plan.before) > 0) {
       std::string lowered;
       for (size_t i = 0; i < bits_before.size(); ++i) {

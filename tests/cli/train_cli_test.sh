@@ -146,10 +146,10 @@ grep -q "excludes" "$work/err.txt"
 # `udc results` reads the kept seeds summaries (written by the seeds runner over several
 # sessions): the 8 KiB search's mean over its three seeds as the summary recorded it, the
 # front, the plot and CSV written whole; a folder without seeds.json is named, nothing written.
-"$udc" results "$root/results/fmnist-8k-dnas" "$root/results/fmnist-8k-sequential" \
+"$udc" results "$root/results/fmnist-8k-dnas" "$root/results/fmnist-8k-sequential-prune" \
   --plot "$work/p.svg" --csv "$work/p.csv" >"$work/results.txt"
 grep -q '^| `fmnist-8k-dnas` | 1, 2, 3 | 91.55 ± 0.25 | 91.66, 91.26, 91.72 | .* | yes |$' "$work/results.txt"
-grep -q '^| `fmnist-8k-sequential` | 1, 2, 3 | 84.19 ± 1.54 |.* |  |$' "$work/results.txt"
+grep -q '^| `fmnist-8k-sequential-prune` | 1, 2, 3 | 84.19 ± 1.54 |.* |  |$' "$work/results.txt"
 grep -q "</svg>" "$work/p.svg"
 [[ $(wc -l <"$work/p.csv") -eq 3 ]]
 if "$udc" results "$root/results/fmnist-8k-dnas" "$work/none" --plot "$work/q.svg" 2>"$work/err.txt"; then exit 1; fi

@@ -275,10 +275,10 @@ void expect_round_trip(const std::vector<common::Param<Spec>>& params, const std
 }
 
 TEST(Params, TrainAndSearchSectionsRoundTrip) {
-  expect_round_trip(
-      train_params(), "train",
-      {"train.batch_size=64", "train.warmup.lr=0.0123", "train.seed=4611686018427387903",
-       "train.weight_budget_bytes=8192", "train.distillation.temperature=2.5"});
+  expect_round_trip(train_params(), "train",
+                    {"train.batch_size=64", "train.warmup.lr=0.0123",
+                     "train.seed=4611686018427387903", "train.weight_budget_bytes=8192",
+                     "train.distillation.temperature=2.5", "train.budget_bits=2,4,8"});
   expect_round_trip(search_params(), "search",
                     {"search.operators=sampled", "search.temperature.final=0.3",
                      "search.derivation.samples=3", "search.seed=12"});
@@ -307,6 +307,18 @@ TEST(Params, OverridesAreCheckedAsTheFileIs) {
       error("train.holdout_fraction=0.9").find("train.holdout_fraction: expected a number 0..0.5"),
       std::string::npos);
   EXPECT_NE(error("train.seed").find("expected KEY=VALUE"), std::string::npos);
+  EXPECT_NE(error("train.budget_bits=2,9")
+                .find("train.budget_bits: in '2,9': expected an integer "
+                      "2..8, got '9'"),
+            std::string::npos);
+  EXPECT_NE(error("train.budget_bits=4,2").find("expected ascending bitwidths without repeats"),
+            std::string::npos);
+  EXPECT_NE(error("train.budget_bits=").find("expected bitwidths like 2,4,8"), std::string::npos);
+  EXPECT_EQ(spec.budget_bits, std::vector<uint32_t>{8}) << "a refused value changed the spec";
+  EXPECT_TRUE(
+      common::apply_param_overrides(train_params(), spec, "train", {"train.budget_bits=3,4"}, "x")
+          .empty());
+  EXPECT_EQ(spec.budget_bits, std::vector<uint32_t>({3, 4}));
   // Keys of other sections are returned untouched, for the NPU.
   EXPECT_EQ(common::apply_param_overrides(train_params(), spec, "train",
                                           {"npu.cores=2", "train.seed=3"}, "--set"),

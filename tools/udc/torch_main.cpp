@@ -109,7 +109,7 @@ void add_run_command(CLI::App& app, const std::string& name, const std::string& 
   if (takes_recipe) {
     cmd->add_option("--recipe", args->recipe,
                     "search config (configs/search/) whose finetune: section trains this model "
-                    "in place of its train: section (its budgets and budget_lowest_bits kept; "
+                    "in place of its train: section (its budgets and budget_bits kept; "
                     "--set still applies "
                     "after): a baseline with the found models' recipe");
   }
@@ -176,7 +176,7 @@ void add_train_command(CLI::App& app) {
           udc::search::TrainSpec recipe = udc::search::load_search_config(args.recipe).finetune;
           recipe.weight_budget_bytes = config.train.weight_budget_bytes;
           recipe.flash_budget_bytes = config.train.flash_budget_bytes;
-          recipe.budget_lowest_bits = config.train.budget_lowest_bits;  // how they are met
+          recipe.budget_bits = config.train.budget_bits;  // how they are met
           config.train = recipe;
         }
         // --set: train.KEY to the training parameters, every other key to the NPU.

@@ -172,11 +172,12 @@ struct TrainSpec {
   /// The weight image in flash: streams, scale records and alignment [bytes]
   uint64_t flash_budget_bytes = 0;
   /// When a network starts the compress phase over its budgets, the guard raises its
-  /// layers' target sparsities until it fits; below 8 it may also lower a layer's weight
-  /// bitwidth down to this, whichever saves the most bytes per unit of damage (the
-  /// sequential control's compression: an int8 dense network brought to the budget by
-  /// greedy per-layer steps on the codec's bytes). 8: pruning only [bits]
-  uint32_t budget_lowest_bits = 8;
+  /// layers' target sparsities until it fits; it may also lower a layer's weight bitwidth
+  /// to any of these below its own, whichever step saves the most bytes per unit of damage
+  /// (the sequential control's compression: an int8 dense network brought to the budget by
+  /// greedy per-layer steps on the codec's bytes, over the joint space's bitwidths).
+  /// Ascending; {8}: pruning only [bits]
+  std::vector<uint32_t> budget_bits{8};
   bool has_budget() const { return weight_budget_bytes > 0 || flash_budget_bytes > 0; }
   /// Fraction of the training images (the last ones) kept out of training to choose the
   /// epoch that is exported: of the epochs whose model is final in form (quantised, masks
