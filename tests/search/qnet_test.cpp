@@ -566,6 +566,16 @@ TrainConfig tiny_config(uint32_t finetune_epochs) {
   return config;
 }
 
+/// tiny_config's network in int8, dense: the sequential control's starting point.
+TrainConfig dense_int8_tiny_config(uint32_t finetune_epochs) {
+  TrainConfig config = tiny_config(finetune_epochs);
+  for (LayerSpec& l : config.architecture.layers) {
+    l.sparsity = 0;
+    if (l.kind != LayerKind::GlobalAvgPool) l.weight_bits = 8;
+  }
+  return config;
+}
+
 }  // namespace
 
 TEST(Trainer, SeedsRunInTheirOwnFoldersAndSummarise) {
@@ -783,11 +793,7 @@ TEST(Trainer, ADenseNetworkFarOverItsBudgetIsPrunedAlongTheRampNotAtItsEnd) {
       << ": no Fashion-MNIST; ./setup.sh installs dataset-fashion-mnist";
   const fs::path root = fs::temp_directory_path() / ("udc_ramp_" + std::to_string(::getpid()));
   fs::remove_all(root);
-  TrainConfig dense = tiny_config(1);
-  for (LayerSpec& l : dense.architecture.layers) {
-    l.sparsity = 0;
-    if (l.kind != LayerKind::GlobalAvgPool) l.weight_bits = 8;
-  }
+  const TrainConfig dense = dense_int8_tiny_config(1);
   TrainOptions options;
   options.output_dir = (root / "free").string();
   const TrainResult free_run = train(dense, configured_npu(dense), options);
@@ -835,20 +841,13 @@ TEST(Trainer, ADenseNetworkOverItsBudgetMayFitByLowerBitsAndResumesWithThem) {
       << ": no Fashion-MNIST; ./setup.sh installs dataset-fashion-mnist";
   const fs::path root = fs::temp_directory_path() / ("udc_bits_" + std::to_string(::getpid()));
   fs::remove_all(root);
-  const auto dense = [](uint32_t finetune_epochs) {
-    TrainConfig config = tiny_config(finetune_epochs);
-    for (LayerSpec& l : config.architecture.layers) {
-      l.sparsity = 0;
-      if (l.kind != LayerKind::GlobalAvgPool) l.weight_bits = 8;
-    }
-    return config;
-  };
   TrainOptions options;
   options.output_dir = (root / "free").string();
-  const TrainResult free_run = train(dense(1), configured_npu(dense(1)), options);
+  const TrainResult free_run =
+      train(dense_int8_tiny_config(1), configured_npu(dense_int8_tiny_config(1)), options);
   ASSERT_TRUE(free_run.hardware.has_value());
   const auto bounded = [&](uint32_t finetune_epochs) {
-    TrainConfig config = dense(finetune_epochs);
+    TrainConfig config = dense_int8_tiny_config(finetune_epochs);
     config.train.weight_budget_bytes = free_run.hardware->weight_bytes / 3;
     config.train.budget_bits = {4, 8};
     return config;
