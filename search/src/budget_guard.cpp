@@ -36,9 +36,7 @@ double requantization_damage(const torch::Tensor& masked_weights, uint32_t from_
   torch::NoGradGuard no_grad;
   const torch::Tensor w = masked_weights.flatten(1);
   auto error = [&](uint32_t bits) {
-    const torch::Tensor step = initial_weight_step(w, bits);
-    const torch::Tensor rounded = weight_integers(w, step, bits) * step.reshape({-1, 1});
-    return (w - rounded).square().sum(1);
+    return (w - rounded_at_initial_step(w, bits)).square().sum(1);
   };
   const torch::Tensor energy = w.square().sum(1).clamp_min(1e-30);
   return ((error(to_bits) - error(from_bits)) / energy).mean().item<double>();

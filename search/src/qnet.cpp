@@ -292,6 +292,13 @@ torch::Tensor weight_integers(const torch::Tensor& masked_weights, const torch::
   return torch::clamp(torch::round(masked_weights / step.reshape(channel_shape)), -limit, limit);
 }
 
+torch::Tensor rounded_at_initial_step(const torch::Tensor& masked_weights, uint32_t bits) {
+  const torch::Tensor step = initial_weight_step(masked_weights, bits);
+  std::vector<int64_t> channel_shape(size_t(masked_weights.dim()), 1);
+  channel_shape[0] = -1;
+  return weight_integers(masked_weights, step, bits) * step.reshape(channel_shape);
+}
+
 void QWeighted::initialize_step() {
   torch::NoGradGuard no_grad;
   step_.copy_(initial_weight_step(folded().first * mask_, bits()));
@@ -363,13 +370,7 @@ QTensor QWeighted::forward(const QTensor& input, const ForwardContext& context) 
     if (context.mode == Mode::MaskedFloat || context.mode == Mode::CompressedWeights) {
       w = weight_ * mask_;
     }
-    if (context.mode == Mode::CompressedWeights) {
-      const uint32_t bits = this->bits();
-      const torch::Tensor step = initial_weight_step(w, bits);
-      std::vector<int64_t> channel_shape(size_t(weight_.dim()), 1);
-      channel_shape[0] = -1;
-      w = weight_integers(w, step, bits) * step.reshape(channel_shape);
-    }
+    if (context.mode == Mode::CompressedWeights) w = rounded_at_initial_step(w, bits());
     torch::Tensor y = apply(input.x, w);
     if (kind_ == Kind::FullyConnected) {
       y = y + bias_.reshape({1, -1, 1, 1});

@@ -67,6 +67,9 @@ torch::Tensor initial_weight_step(const torch::Tensor& masked_weights, uint32_t 
 /// clamp(round(w / step[c]), +-(2^(b-1) - 1)): the integer weights (float dtype).
 torch::Tensor weight_integers(const torch::Tensor& masked_weights, const torch::Tensor& step,
                               uint32_t bits);
+/// The weights rounded to b bits at their initial step: weight_integers at
+/// initial_weight_step, times that step (float weights, the input's shape).
+torch::Tensor rounded_at_initial_step(const torch::Tensor& masked_weights, uint32_t bits);
 /// Mask of `weights` with, in each output channel (dimension 0), exactly round(sparsity *
 /// weights per channel) zeros at its smallest magnitudes, but never the whole channel (its
 /// largest weight stays). Per channel, so that the mask
