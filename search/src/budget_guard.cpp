@@ -32,11 +32,11 @@ double pruning_damage(const torch::Tensor& weights, const torch::Tensor& kept,
 }
 
 double requantization_damage(const torch::Tensor& masked_weights, uint32_t from_bits,
-                             uint32_t to_bits) {
+                             uint32_t to_bits, WeightStepRule rule) {
   torch::NoGradGuard no_grad;
   const torch::Tensor w = masked_weights.flatten(1);
   auto error = [&](uint32_t bits) {
-    return (w - rounded_at_initial_step(w, bits)).square().sum(1);
+    return (w - rounded_at_initial_step(w, bits, rule)).square().sum(1);
   };
   const torch::Tensor energy = w.square().sum(1).clamp_min(1e-30);
   return ((error(to_bits) - error(from_bits)) / energy).mean().item<double>();
@@ -79,7 +79,7 @@ BudgetGuard hold_budgets(QNet& net, const WeightBudgets& budgets,
           layer->initialize_step();
           const uint64_t trial = budgets.excess(measured());
           consider({layer, layer->target_sparsity(), 0, 0, lower}, trial,
-                   requantization_damage(masked, bits, lower));
+                   requantization_damage(masked, bits, lower, layer->weight_step_rule()));
         }
         layer->set_bits(bits);
         layer->restore_step(step);

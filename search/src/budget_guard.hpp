@@ -44,12 +44,12 @@ double pruning_damage(const torch::Tensor& weights, const torch::Tensor& kept,
                       const torch::Tensor& trial);
 
 /// Damage of requantising a channel's weights from `from_bits` to `to_bits`, each at its
-/// initial step (initial_weight_step): over output channels (dimension 0), the rise in
+/// initial step (initial_weight_step by `rule`): over output channels (dimension 0), the rise in
 /// squared quantisation error as a fraction of the channel's squared weight. The unit of
 /// pruning_damage, where zeroing a weight adds its square to the error, so that the guard
 /// can weigh a bit against a zero.
 double requantization_damage(const torch::Tensor& masked_weights, uint32_t from_bits,
-                             uint32_t to_bits);
+                             uint32_t to_bits, WeightStepRule rule);
 
 /// Holds the weights within the budgets, as compiled for the NPU, by pruning a little
 /// more, one step at a time: a step prunes k more weights (k from guard_step_sizes) in

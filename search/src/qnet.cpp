@@ -273,15 +273,42 @@ void QWeighted::update_mask(double sparsity) {
   mask_.copy_(magnitude_mask(folded().first, sparsity));
 }
 
-torch::Tensor initial_weight_step(const torch::Tensor& masked_weights, uint32_t bits) {
+torch::Tensor range_step(const torch::Tensor& masked_weights, uint32_t bits) {
   torch::NoGradGuard no_grad;
   const torch::Tensor w = masked_weights.reshape({masked_weights.size(0), -1}).abs();
+  return std::get<0>(w.max(1)) / double(weight_limit(bits));
+}
+
+torch::Tensor least_error_step_fraction(const torch::Tensor& masked_weights, uint32_t bits) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor w = masked_weights.reshape({masked_weights.size(0), -1});
+  if (bits >= 8) return torch::ones({w.size(0)}, w.options());
+  // 40 candidates, 2^(-k/8) of max|w| / Q for k = 0..39 (down to 1/30): wide enough for
+  // a dense 2-bit channel (about 0.3) and 9 % apart, where the error is flat.
+  constexpr int64_t kCandidates = 40;
+  const torch::Tensor fractions = torch::pow(2.0, -torch::arange(kCandidates, w.options()) / 8.0);
   const double limit = weight_limit(bits);
-  // LSQ's initial step 2 E|w| / sqrt(Q) for low bitwidths; for 8 bits the range max/Q
-  // loses less.
-  const torch::Tensor step =
-      bits >= 8 ? std::get<0>(w.max(1)) / limit : 2.0 * w.mean(1) / std::sqrt(limit);
-  return step.clamp_min(1e-6);
+  const torch::Tensor steps =  // [candidates, channels, 1]
+      (fractions.reshape({-1, 1}) * range_step(w, bits).clamp_min(1e-12).reshape({1, -1}))
+          .unsqueeze(2);
+  const torch::Tensor rounded = torch::clamp(torch::round(w.unsqueeze(0) / steps), -limit, limit);
+  const torch::Tensor error = (w.unsqueeze(0) - rounded * steps).square().sum(2);
+  // argmin takes the first of equal errors: the largest step.
+  return fractions.index_select(0, error.argmin(0));
+}
+
+torch::Tensor initial_weight_step(const torch::Tensor& masked_weights, uint32_t bits,
+                                  WeightStepRule rule) {
+  torch::NoGradGuard no_grad;
+  // For 8 bits the range max/Q loses less than LSQ's rule; both rules take it.
+  if (bits >= 8) return range_step(masked_weights, bits).clamp_min(1e-6);
+  if (rule == WeightStepRule::LeastError) {
+    return (least_error_step_fraction(masked_weights, bits) * range_step(masked_weights, bits))
+        .clamp_min(1e-6);
+  }
+  // LSQ's initial step 2 E|w| / sqrt(Q), the mean over every weight, zeros included.
+  const torch::Tensor w = masked_weights.reshape({masked_weights.size(0), -1}).abs();
+  return (2.0 * w.mean(1) / std::sqrt(double(weight_limit(bits)))).clamp_min(1e-6);
 }
 
 torch::Tensor weight_integers(const torch::Tensor& masked_weights, const torch::Tensor& step,
@@ -292,8 +319,9 @@ torch::Tensor weight_integers(const torch::Tensor& masked_weights, const torch::
   return torch::clamp(torch::round(masked_weights / step.reshape(channel_shape)), -limit, limit);
 }
 
-torch::Tensor rounded_at_initial_step(const torch::Tensor& masked_weights, uint32_t bits) {
-  const torch::Tensor step = initial_weight_step(masked_weights, bits);
+torch::Tensor rounded_at_initial_step(const torch::Tensor& masked_weights, uint32_t bits,
+                                      WeightStepRule rule) {
+  const torch::Tensor step = initial_weight_step(masked_weights, bits, rule);
   std::vector<int64_t> channel_shape(size_t(masked_weights.dim()), 1);
   channel_shape[0] = -1;
   return weight_integers(masked_weights, step, bits) * step.reshape(channel_shape);
@@ -301,7 +329,7 @@ torch::Tensor rounded_at_initial_step(const torch::Tensor& masked_weights, uint3
 
 void QWeighted::initialize_step() {
   torch::NoGradGuard no_grad;
-  step_.copy_(initial_weight_step(folded().first * mask_, bits()));
+  step_.copy_(initial_weight_step(folded().first * mask_, bits(), weight_step_rule_));
 }
 
 void QWeighted::set_bits(uint32_t bits) {
@@ -370,7 +398,8 @@ QTensor QWeighted::forward(const QTensor& input, const ForwardContext& context) 
     if (context.mode == Mode::MaskedFloat || context.mode == Mode::CompressedWeights) {
       w = weight_ * mask_;
     }
-    if (context.mode == Mode::CompressedWeights) w = rounded_at_initial_step(w, bits());
+    if (context.mode == Mode::CompressedWeights)
+      w = rounded_at_initial_step(w, bits(), weight_step_rule_);
     torch::Tensor y = apply(input.x, w);
     if (kind_ == Kind::FullyConnected) {
       y = y + bias_.reshape({1, -1, 1, 1});
@@ -676,6 +705,7 @@ QNet::QNet(const ArchitectureSpec& spec, const data::Normalization& normalizatio
     }
     layers_.push_back(register_module(layer.name, module));
   }
+  for (const auto& layer : weighted_) layer->set_weight_step_rule(spec.weight_step);
   if (!spec.batch_statistics) {
     for (const auto& layer : weighted_) layer->freeze_batch_statistics();
   }

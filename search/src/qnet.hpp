@@ -62,14 +62,24 @@ torch::Tensor rounded_average(const torch::Tensor& sum, int64_t count);
 
 /// Largest weight magnitude of a b-bit layer: 2^(b-1) - 1.
 int32_t weight_limit(uint32_t bits);
-/// LSQ's initial per-output-channel step of b-bit weights (dimension 0: output channels).
-torch::Tensor initial_weight_step(const torch::Tensor& masked_weights, uint32_t bits);
+/// The initial per-output-channel step of b-bit weights (dimension 0: output channels) by
+/// `rule` (WeightStepRule).
+torch::Tensor initial_weight_step(const torch::Tensor& masked_weights, uint32_t bits,
+                                  WeightStepRule rule);
+/// WeightStepRule::LeastError's step per output channel as a fraction of max|w| / Q: the
+/// grid's step that rounds the channel with the least squared error (the largest of equal
+/// ones); 1 for 8 bits. Invariant under scaling a channel, so the supernet keeps these
+/// fractions between its mask refreshes and applies them to its current weights.
+torch::Tensor least_error_step_fraction(const torch::Tensor& masked_weights, uint32_t bits);
+/// max|w| / Q per output channel [weight units per integer step].
+torch::Tensor range_step(const torch::Tensor& masked_weights, uint32_t bits);
 /// clamp(round(w / step[c]), +-(2^(b-1) - 1)): the integer weights (float dtype).
 torch::Tensor weight_integers(const torch::Tensor& masked_weights, const torch::Tensor& step,
                               uint32_t bits);
 /// The weights rounded to b bits at their initial step: weight_integers at
 /// initial_weight_step, times that step (float weights, the input's shape).
-torch::Tensor rounded_at_initial_step(const torch::Tensor& masked_weights, uint32_t bits);
+torch::Tensor rounded_at_initial_step(const torch::Tensor& masked_weights, uint32_t bits,
+                                      WeightStepRule rule);
 /// Mask of `weights` with, in each output channel (dimension 0), exactly round(sparsity *
 /// weights per channel) zeros at its smallest magnitudes, but never the whole channel (its
 /// largest weight stays). Per channel, so that the mask
@@ -149,6 +159,9 @@ class QWeighted : public QLayer {
             uint32_t bits, double sparsity, ActivationKind activation);
   /// Batch norm on its frozen statistics from now on (ArchitectureSpec::batch_statistics).
   void freeze_batch_statistics() { batch_statistics_ = false; }
+  /// How initialize_step() (and the CompressedWeights mode) set the step; default LSQ's.
+  void set_weight_step_rule(WeightStepRule rule) { weight_step_rule_ = rule; }
+  WeightStepRule weight_step_rule() const { return weight_step_rule_; }
 
   QTensor forward(const QTensor& input, const ForwardContext& context) override;
   ExportedTensor export_to(firmware_model::ModelBuilder& builder,
@@ -164,7 +177,7 @@ class QWeighted : public QLayer {
   void keep_integers_across_fold_change(const torch::Tensor& old_fold_scale);
   /// Sets the mask to `sparsity` of the folded weights' smallest magnitudes.
   void update_mask(double sparsity);
-  /// LSQ step initialisation from the current folded, masked weights.
+  /// Step initialisation (weight_step_rule()) from the current folded, masked weights.
   void initialize_step();
   LayerIntegers integers(ActQuant input) const;
   /// Float weights and batch norm (its first `channels` channels) or bias (fully connected)
@@ -196,6 +209,7 @@ class QWeighted : public QLayer {
   std::vector<torch::Tensor> decayed_parameters() const { return {weight_}; }
 
  private:
+  WeightStepRule weight_step_rule_ = WeightStepRule::Lsq;
   torch::Tensor padded(const torch::Tensor& x) const;
   torch::Tensor apply(const torch::Tensor& x, const torch::Tensor& w) const;
   torch::Tensor activation(const torch::Tensor& x) const;

@@ -74,6 +74,7 @@ void read_space(YamlSection space, SearchSpace& s) {
     s.blocks.push_back(b);
   }
   s.anchor = read_anchor(space, s.scale > 0);
+  s.weight_step = read_weight_step_rule(space);
   BlockSpace last;
   if (s.scale > 0) {
     last.name = "upscale";

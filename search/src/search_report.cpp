@@ -70,6 +70,10 @@ std::string train_config_yaml(const TrainConfig& c) {
       c.data.super_resolution()
           ? fmt::format("  anchor: {}\n", anchor_kind_name(c.architecture.anchor))
           : fmt::format("  classes: {}\n", c.architecture.classes));
+  if (c.architecture.weight_step != WeightStepRule::Lsq) {
+    y.insert(y.size() - std::string("  layers:\n").size(),
+             fmt::format("  weight_step: {}\n", weight_step_rule_name(c.architecture.weight_step)));
+  }
   for (const LayerSpec& l : c.architecture.layers) {
     y += fmt::format("    - {{op: {}, name: {}", layer_kind_name(l.kind), l.name);
     if (l.kind == LayerKind::Conv || l.kind == LayerKind::InvertedResidual ||

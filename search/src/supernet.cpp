@@ -47,6 +47,12 @@ SharedLayer::SharedLayer(Kind kind, uint32_t in_channels, uint32_t out_channels,
   input_widths_ = {int64_t(in_channels_)};
 }
 
+void SharedLayer::set_weight_step_rule(WeightStepRule rule, std::vector<uint32_t> bit_choices) {
+  weight_step_rule_ = rule;
+  bit_choices_ = std::move(bit_choices);
+  step_fractions_.clear();
+}
+
 void SharedLayer::set_input_widths(std::vector<int64_t> widths) {
   input_widths_ = std::move(widths);
   masks_.clear();
@@ -75,13 +81,29 @@ void SharedLayer::refresh_masks(const std::vector<double>& levels) {
     }
     masks_.push_back(std::move(by_level));
   }
+  step_fractions_.clear();
+  if (weight_step_rule_ != WeightStepRule::LeastError) return;
+  const bool depthwise = kind_ == Kind::Depthwise;
+  for (size_t i = 0; i < input_widths_.size(); ++i) {
+    std::vector<std::vector<torch::Tensor>> by_level;
+    for (const torch::Tensor& mask : masks_[i]) {
+      const torch::Tensor slice =
+          input_slice(prunable() ? w * mask : w, depthwise, input_widths_[i]);
+      std::vector<torch::Tensor> by_bits;
+      for (uint32_t bits : bit_choices_) by_bits.push_back(least_error_step_fraction(slice, bits));
+      by_level.push_back(std::move(by_bits));
+    }
+    step_fractions_.push_back(std::move(by_level));
+  }
 }
 
 torch::Tensor SharedLayer::forward(const torch::Tensor& x, const torch::Tensor& input_widths,
                                    const torch::Tensor& bits, const torch::Tensor& sparsity,
                                    const std::vector<uint32_t>& bit_choices, Ranks* ranks) {
+  const bool least_error = weight_step_rule_ == WeightStepRule::LeastError;
   if (masks_.size() != input_widths_.size() || input_widths.size(0) != int64_t(masks_.size()) ||
-      (!masks_.empty() && masks_[0].size() != size_t(sparsity.size(0)))) {
+      (!masks_.empty() && masks_[0].size() != size_t(sparsity.size(0))) ||
+      (least_error && (step_fractions_.size() != masks_.size() || bit_choices != bit_choices_))) {
     throw std::logic_error("SharedLayer: masks not refreshed for the input widths and levels");
   }
   // A term of zero weight without a gradient to carry (one-hot, fixed choices) is skipped.
@@ -100,11 +122,30 @@ torch::Tensor SharedLayer::forward(const torch::Tensor& x, const torch::Tensor& 
       const torch::Tensor term = sparsity[s] * (weight_ * masks_[size_t(i)][size_t(s)]);
       sparse = sparse.defined() ? sparse + term : term;
     }
-    const torch::Tensor slice = input_slice(sparse.detach(), depthwise, input_widths_[size_t(i)]);
+    const int64_t in = input_widths_[size_t(i)];
+    const torch::Tensor slice = input_slice(sparse.detach(), depthwise, in);
     for (int64_t b = 0; b < bits.size(0); ++b) {
       if (!needed(bits, b)) continue;
       const uint32_t width = bit_choices[size_t(b)];
-      const torch::Tensor step = initial_weight_step(slice, width).reshape(channel_shape);
+      torch::Tensor step;
+      if (!least_error) {
+        step = initial_weight_step(slice, width, WeightStepRule::Lsq);
+      } else if (!prunable()) {
+        step = step_fractions_[size_t(i)][0][size_t(b)] *
+               range_step(input_slice(weight_.detach(), depthwise, in), width);
+      } else {
+        // Each level's step (its fraction of its slice's range), mixed by the level's
+        // probability: a one-hot level quantises as the derived layer does.
+        for (int64_t s = 0; s < sparsity.size(0); ++s) {
+          if (!needed(sparsity, s)) continue;
+          const torch::Tensor masked = weight_.detach() * masks_[size_t(i)][size_t(s)];
+          const torch::Tensor term = sparsity[s].detach() *
+                                     step_fractions_[size_t(i)][size_t(s)][size_t(b)] *
+                                     range_step(input_slice(masked, depthwise, in), width);
+          step = step.defined() ? step + term : term;
+        }
+      }
+      step = step.clamp_min(1e-6).reshape(channel_shape);
       const double limit = weight_limit(width);
       const torch::Tensor scaled = torch::clamp(sparse / step, -limit, limit);
       const torch::Tensor quantized = straight_through(scaled, torch::round(scaled)) * step;
@@ -144,7 +185,8 @@ std::vector<int8_t> SharedLayer::integer_weights(int64_t out, int64_t in, uint32
   torch::NoGradGuard no_grad;
   const torch::Tensor folded = folded_slice(out, in);
   const torch::Tensor masked = folded * magnitude_mask(folded, prunable() ? sparsity : 0.0);
-  torch::Tensor integers = weight_integers(masked, initial_weight_step(masked, bits), bits);
+  torch::Tensor integers =
+      weight_integers(masked, initial_weight_step(masked, bits, weight_step_rule_), bits);
   // The model's order: [oc][kh][kw][ic] for convolutions; depthwise and fc as Torch's.
   if (kind_ == Kind::Conv) integers = integers.permute({0, 2, 3, 1});
   const torch::Tensor as_int = integers.contiguous().to(torch::kInt8);
@@ -285,6 +327,11 @@ Supernet::Supernet(const SearchSpace& space, std::vector<size_t> hardware_option
       }
     }
   }
+  for (const Block& block : blocks_) {
+    for (const auto& layers : block.op_layers) {
+      for (const auto& layer : layers) layer->set_weight_step_rule(space_.weight_step, space_.bits);
+    }
+  }
   if (space_.anchor != AnchorKind::None) {
     anchor_filter_ = anchor_filter(space_.anchor, space_.scale, space_.channels);
     // The upscaler's residual starts at 0, as in QNet (ArchitectureSpec::anchor).
@@ -364,6 +411,10 @@ std::vector<torch::Tensor> Supernet::masks() const {
       for (const auto& layer : layers) {
         for (const auto& by_level : layer->masks())
           flat.insert(flat.end(), by_level.begin(), by_level.end());
+        for (const auto& by_level : layer->step_fractions()) {
+          for (const auto& by_bits : by_level)
+            flat.insert(flat.end(), by_bits.begin(), by_bits.end());
+        }
       }
     }
   }
@@ -385,6 +436,19 @@ void Supernet::set_masks(const std::vector<torch::Tensor>& masks) {
           }
         }
         layer->set_masks(std::move(restored));
+        auto fractions = layer->step_fractions();
+        for (auto& by_level : fractions) {
+          for (auto& by_bits : by_level) {
+            for (torch::Tensor& fraction : by_bits) {
+              if (next >= masks.size() || !masks[next].sizes().equals(fraction.sizes())) {
+                throw std::runtime_error(
+                    fmt::format("step fraction {} does not match the supernet", next));
+              }
+              fraction = masks[next++].clone();
+            }
+          }
+        }
+        layer->set_step_fractions(std::move(fractions));
       }
     }
   }
@@ -825,6 +889,7 @@ ArchitectureSpec Supernet::derive(const ArchitectureChoice& choice) const {
   arch.classes = space_.classes;
   arch.batch_statistics = space_.batch_statistics;
   arch.anchor = space_.anchor;
+  arch.weight_step = space_.weight_step;
   for (size_t k = 0; k < blocks_.size(); ++k) {
     const BlockSpace& bs = space_.blocks[k];
     const BlockChoice& c = choice[k];

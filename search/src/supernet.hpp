@@ -91,6 +91,9 @@ class SharedLayer : public torch::nn::Module {
               uint32_t stride, uint32_t in_height, uint32_t in_width, bool relu);
   /// Batch norm on its frozen statistics from now on (ArchitectureSpec::batch_statistics).
   void freeze_batch_statistics() { batch_statistics_ = false; }
+  /// The quantiser's step rule (SearchSpace::weight_step) and the bitwidths forward() is
+  /// given; takes effect at the next refresh_masks().
+  void set_weight_step_rule(WeightStepRule rule, std::vector<uint32_t> bit_choices);
 
   /// y = activation(bn(op(x, mixed weights))). The weights are mixed over the active input
   /// widths (probabilities `input_widths`, aligned with set_input_widths), the sparsity
@@ -105,7 +108,10 @@ class SharedLayer : public torch::nn::Module {
   /// width probabilities that forward() receives. Depthwise layers take one entry (their
   /// weights do not depend on the input width). Default: the full width only.
   void set_input_widths(std::vector<int64_t> widths);
-  /// Magnitude masks of the slice of each input width, for each sparsity level.
+  /// Magnitude masks of the slice of each input width, for each sparsity level; with
+  /// WeightStepRule::LeastError also the step fractions (least_error_step_fraction) of each
+  /// masked slice and bitwidth, which forward() applies to the current weights' range
+  /// until the next refresh.
   void refresh_masks(const std::vector<double>& levels);
   /// Folded (batch norm, running statistics) weights of the first `out` outputs and `in`
   /// inputs, as QWeighted folds them.
@@ -124,6 +130,14 @@ class SharedLayer : public torch::nn::Module {
   /// computed from the weights of the last refresh, not from the current ones.
   const std::vector<std::vector<torch::Tensor>>& masks() const { return masks_; }
   void set_masks(std::vector<std::vector<torch::Tensor>> masks) { masks_ = std::move(masks); }
+  /// The step fractions in force ([input width][sparsity level][bitwidth]; empty under
+  /// LSQ's rule), for a checkpoint like masks().
+  const std::vector<std::vector<std::vector<torch::Tensor>>>& step_fractions() const {
+    return step_fractions_;
+  }
+  void set_step_fractions(std::vector<std::vector<std::vector<torch::Tensor>>> fractions) {
+    step_fractions_ = std::move(fractions);
+  }
 
   Kind kind() const { return kind_; }
   /// Whether the search's sparsity choice applies: depthwise layers stay dense (few weights
@@ -142,6 +156,10 @@ class SharedLayer : public torch::nn::Module {
   /// [input width][sparsity level]: full-size masks, 1 outside the slice; not module
   /// state (a search checkpoint keeps them through Supernet::masks()).
   std::vector<std::vector<torch::Tensor>> masks_;
+  WeightStepRule weight_step_rule_ = WeightStepRule::Lsq;
+  std::vector<uint32_t> bit_choices_;  ///< set_weight_step_rule
+  /// [input width][sparsity level][bitwidth], LeastError only (refresh_masks)
+  std::vector<std::vector<std::vector<torch::Tensor>>> step_fractions_;
 };
 
 /// A block's tensors between blocks: values at the widest width, the soft channel mask
@@ -171,8 +189,9 @@ class Supernet : public torch::nn::Module {
   /// The same for every hardware candidate, `npus[h]` being candidate h's NPU.
   double refresh_cycles_tables(const std::vector<npu_sim::NpuConfig>& npus);
   void refresh_masks();
-  /// Every layer's masks in force, flattened in a fixed order (checkpoints), and back;
-  /// set_masks throws std::runtime_error when they do not match this supernet.
+  /// Every layer's masks in force, then its step fractions (WeightStepRule::LeastError),
+  /// flattened in a fixed order (checkpoints), and back; set_masks throws
+  /// std::runtime_error when they do not match this supernet.
   std::vector<torch::Tensor> masks() const;
   void set_masks(const std::vector<torch::Tensor>& masks);
   /// The selected hardware candidate's tables (select_hardware).

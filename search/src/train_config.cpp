@@ -58,6 +58,21 @@ AnchorKind read_anchor(YamlSection& section, bool super_resolution) {
   return AnchorKind::None;
 }
 
+const char* weight_step_rule_name(WeightStepRule rule) {
+  switch (rule) {
+    case WeightStepRule::Lsq:
+      return "lsq";
+    case WeightStepRule::LeastError:
+      return "least_error";
+  }
+  return "?";
+}
+
+WeightStepRule read_weight_step_rule(YamlSection& section) {
+  const std::string name = section.choice("weight_step", "lsq", {"lsq", "least_error"});
+  return name == "least_error" ? WeightStepRule::LeastError : WeightStepRule::Lsq;
+}
+
 namespace {
 
 LayerKind parse_kind(YamlSection& layer) {
@@ -148,6 +163,7 @@ void read_architecture(YamlSection model, const DataSpec& data, ArchitectureSpec
     arch.classes = uint32_t(model.integer("classes", arch.classes, 2, 100000));
   }
   arch.anchor = read_anchor(model, data.super_resolution());
+  arch.weight_step = read_weight_step_rule(model);
   YamlSection defaults = model.section("defaults");
   const uint32_t default_bits = uint32_t(defaults.integer("bits", 8, 2, 8));
   const double default_sparsity = defaults.number("sparsity", 0.0, 0.0, 0.99);

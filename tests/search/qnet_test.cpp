@@ -356,6 +356,45 @@ TEST(BudgetGuard, TakesBytesWhereTheyCostLeastEvenIfManyZerosAreNeeded) {
   EXPECT_LE(net.weighted()[1]->target_sparsity(), double(kZeroed + kSmall) / 144.0);
 }
 
+TEST(QWeighted, LeastErrorStepRoundsBetterThanLsqsAndIgnoresPrunedZeros) {
+  // Worked by hand, 2 bits, channel [1, 0.5, -0.25, 0.1]: of the grid's steps 2^(-k/8)
+  // (max|w| / Q = 1), k = 3 (0.77111) rounds to 1, 1, 0, 0 with the least squared error,
+  // 0.19839 (k = 2: 0.2141, k = 4: 0.2012); LSQ's step 0.925 errs by 0.25875.
+  const torch::Tensor kept = torch::tensor({1.0f, 0.5f, -0.25f, 0.1f});
+  const torch::Tensor dense = torch::stack({kept, kept * 3});
+  const torch::Tensor step = initial_weight_step(dense, 2, WeightStepRule::LeastError);
+  EXPECT_NEAR(step[0].item<double>(), std::pow(2.0, -3.0 / 8), 1e-6);
+  EXPECT_NEAR(step[1].item<double>(), 3 * std::pow(2.0, -3.0 / 8), 1e-5);
+  const auto error = [](const torch::Tensor& w, WeightStepRule rule) {
+    return (w - rounded_at_initial_step(w, 2, rule)).square().sum(1)[0].item<double>();
+  };
+  EXPECT_NEAR(error(dense, WeightStepRule::LeastError), 0.19839, 1e-5);
+  EXPECT_NEAR(error(dense, WeightStepRule::Lsq), 0.25875, 1e-5);
+  // Pruned zeros round exactly under any step: the least-error step stays that of the
+  // kept weights, where LSQ's, a mean over the zeros too, halves.
+  const torch::Tensor pruned =
+      torch::stack({torch::tensor({1.0f, 0.0f, 0.5f, 0.0f, -0.25f, 0.0f, 0.1f, 0.0f})});
+  EXPECT_NEAR(initial_weight_step(pruned, 2, WeightStepRule::LeastError)[0].item<double>(),
+              step[0].item<double>(), 1e-6);
+  EXPECT_NEAR(initial_weight_step(pruned, 2, WeightStepRule::Lsq)[0].item<double>(), 0.925 / 2,
+              1e-6);
+  // Gaussian channels, 90 % pruned, 4 bits: LSQ's step clips every kept weight at 7 steps;
+  // the least-error step loses a small part of the energy LSQ's loses.
+  torch::manual_seed(2);
+  const torch::Tensor gaussian = torch::randn({16, 400});
+  const torch::Tensor sparse = gaussian * magnitude_mask(gaussian, 0.9);
+  const auto relative_error = [&](WeightStepRule rule) {
+    return ((sparse - rounded_at_initial_step(sparse, 4, rule)).square().sum() /
+            sparse.square().sum())
+        .item<double>();
+  };
+  EXPECT_GT(relative_error(WeightStepRule::Lsq), 0.1);
+  EXPECT_LT(relative_error(WeightStepRule::LeastError), 0.01);
+  // 8 bits: max|w| / Q under both rules.
+  EXPECT_TRUE(torch::equal(initial_weight_step(sparse, 8, WeightStepRule::LeastError),
+                           initial_weight_step(sparse, 8, WeightStepRule::Lsq)));
+}
+
 TEST(BudgetGuard, RequantizationDamageIsTheRiseInRoundingErrorOverTheChannelsEnergy) {
   // Worked by hand. Channel [1, 0.5, -0.25, 0.1], energy 1.3225. 8 bits: step 1/127 (max /
   // 127), integers 127, 64, -32, 13 (63.5 rounds to even), error 2.4955e-5. 4 bits: step
@@ -364,10 +403,13 @@ TEST(BudgetGuard, RequantizationDamageIsTheRiseInRoundingErrorOverTheChannelsEne
   // doubled: the same fractions, so the mean over channels is the first channel's.
   const torch::Tensor channel = torch::tensor({1.0f, 0.5f, -0.25f, 0.1f});
   const torch::Tensor weights = torch::stack({channel, channel * 2});
-  EXPECT_NEAR(requantization_damage(weights, 8, 4), (0.044925 - 2.4955e-5) / 1.3225, 1e-5);
-  EXPECT_NEAR(requantization_damage(weights, 8, 2), (0.25875 - 2.4955e-5) / 1.3225, 1e-5);
-  EXPECT_NEAR(requantization_damage(weights, 4, 2), (0.25875 - 0.044925) / 1.3225, 1e-5);
-  EXPECT_EQ(requantization_damage(weights, 4, 4), 0.0);
+  EXPECT_NEAR(requantization_damage(weights, 8, 4, WeightStepRule::Lsq),
+              (0.044925 - 2.4955e-5) / 1.3225, 1e-5);
+  EXPECT_NEAR(requantization_damage(weights, 8, 2, WeightStepRule::Lsq),
+              (0.25875 - 2.4955e-5) / 1.3225, 1e-5);
+  EXPECT_NEAR(requantization_damage(weights, 4, 2, WeightStepRule::Lsq),
+              (0.25875 - 0.044925) / 1.3225, 1e-5);
+  EXPECT_EQ(requantization_damage(weights, 4, 4, WeightStepRule::Lsq), 0.0);
 }
 
 TEST(BudgetGuard, LowersBitsWhereEveryWeightIsLargeAndPruningWouldCostMore) {
@@ -431,7 +473,9 @@ TEST(BudgetGuard, LowersBitsWhereEveryWeightIsLargeAndPruningWouldCostMore) {
     EXPECT_GT(nonzero, 0u) << layer.name;
     // The step started afresh for the new width: with the int8 step kept, weights of 0.8 to
     // 1 (integers 100 to 127) would all clamp to the new limit.
-    if (limit > 1) EXPECT_LT(at_limit, nonzero) << layer.name;
+    if (limit > 1) {
+      EXPECT_LT(at_limit, nonzero) << layer.name;
+    }
   }
   EXPECT_TRUE(any_lower);
 }

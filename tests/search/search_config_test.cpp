@@ -97,6 +97,10 @@ TEST(SearchConfig, BadInputNamesKeyAndReason) {
                                   "    - {ops: [conv, skip], widths: [8, 16]}\n"))
                 .find("space.blocks[1].widths: a block that may be skipped must offer its input"),
             std::string::npos);
+  EXPECT_NE(error_for("space:\n  weight_step: mse\n  blocks:\n    - {ops: [conv], widths: [8]}\n"
+                      "budgets: {flash_bytes: 1000}\nnpu: x.yaml\n")
+                .find("space.weight_step: 'mse' is not one of"),
+            std::string::npos);
   EXPECT_NE(error_for(with_blocks("    - {ops: [conv], widths: [8, 8]}\n")).find("listed twice"),
             std::string::npos);
   EXPECT_NE(error_for(with_blocks("    - {ops: [conv]}\n")).find("widths: missing"),

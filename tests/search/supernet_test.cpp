@@ -265,29 +265,33 @@ TEST(Supernet, WeightTablesEqualTheCompiledLayoutOfTheDerivedModel) {
   // model of the derived network (weights inherited, masks and steps set as the trainer
   // sets them): its streams, split in the block depths the hardware tables recorded, and
   // its weight image with scale records and alignment.
-  torch::manual_seed(4);
-  const SearchSpace space = tiny_space();
-  Supernet net(space);
-  move_batch_norm_statistics(net);
-  net.set_hardware_tables(measure_hardware_tables(space, npu(), ""));
-  std::mt19937 rng(9);
-  const udc::data::Normalization norm{0.3f, 0.3f};
-  for (int trial = 0; trial < 10; ++trial) {
-    const ArchitectureChoice choice = random_choice(space, rng);
-    QNet derived(net.derive(choice), norm);
-    inherit_for_export(net, choice, derived);
-    const fm::Model model = derived.export_model();
-    const fm::CompileResult compiled = fm::compile(model, npu());
-    ASSERT_TRUE(compiled.fits());
-    uint64_t streams = 0;
-    for (const fm::LayerCommands& layer : compiled.compiled.layers)
-      streams += layer.weight_stream_bytes;
-    const TableCosts table = net.table_costs(choice);
-    EXPECT_EQ(double(streams), table.weight_bytes) << net.describe(choice);
-    EXPECT_EQ(double(compiled.compiled.plan.flash_bytes), table.flash_bytes)
-        << net.describe(choice);
-    // One stream per layer (the codec alone) is not what the NPU holds.
-    EXPECT_LT(double(fm::summarize(model).compressed_bytes), table.flash_bytes);
+  for (WeightStepRule rule : {WeightStepRule::Lsq, WeightStepRule::LeastError}) {
+    SCOPED_TRACE(weight_step_rule_name(rule));
+    torch::manual_seed(4);
+    SearchSpace space = tiny_space();
+    space.weight_step = rule;
+    Supernet net(space);
+    move_batch_norm_statistics(net);
+    net.set_hardware_tables(measure_hardware_tables(space, npu(), ""));
+    std::mt19937 rng(9);
+    const udc::data::Normalization norm{0.3f, 0.3f};
+    for (int trial = 0; trial < 10; ++trial) {
+      const ArchitectureChoice choice = random_choice(space, rng);
+      QNet derived(net.derive(choice), norm);
+      inherit_for_export(net, choice, derived);
+      const fm::Model model = derived.export_model();
+      const fm::CompileResult compiled = fm::compile(model, npu());
+      ASSERT_TRUE(compiled.fits());
+      uint64_t streams = 0;
+      for (const fm::LayerCommands& layer : compiled.compiled.layers)
+        streams += layer.weight_stream_bytes;
+      const TableCosts table = net.table_costs(choice);
+      EXPECT_EQ(double(streams), table.weight_bytes) << net.describe(choice);
+      EXPECT_EQ(double(compiled.compiled.plan.flash_bytes), table.flash_bytes)
+          << net.describe(choice);
+      // One stream per layer (the codec alone) is not what the NPU holds.
+      EXPECT_LT(double(fm::summarize(model).compressed_bytes), table.flash_bytes);
+    }
   }
 }
 
@@ -298,34 +302,96 @@ TEST(Supernet, DerivedNetworkComputesWhatTheSupernetComputes) {
   // that rounding is the only difference left, a few per cent at most, where a mask or a
   // step taken over the wrong slice changes the logits by far more. With float activations
   // (CompressedWeights) the two agree to rounding.
-  torch::manual_seed(5);
-  const SearchSpace space = tiny_space();
-  Supernet net(space);
-  move_batch_norm_statistics(net);
-  net.refresh_masks();
-  net.eval();
-  std::mt19937 rng(11);
-  const torch::Tensor images = torch::randn({32, 1, 12, 12});
-  for (int trial = 0; trial < 16; ++trial) {
-    const ArchitectureChoice choice = random_choice(space, rng);
+  // Under both step rules: LSQ's on the mixed weights, the least-error one from the step
+  // fractions of the last mask refresh.
+  for (WeightStepRule rule : {WeightStepRule::Lsq, WeightStepRule::LeastError}) {
+    SCOPED_TRACE(weight_step_rule_name(rule));
+    torch::manual_seed(5);
+    SearchSpace space = tiny_space();
+    space.weight_step = rule;
+    Supernet net(space);
+    move_batch_norm_statistics(net);
+    net.refresh_masks();
+    net.eval();
+    std::mt19937 rng(11);
+    const torch::Tensor images = torch::randn({32, 1, 12, 12});
+    for (int trial = 0; trial < 16; ++trial) {
+      const ArchitectureChoice choice = random_choice(space, rng);
+      torch::NoGradGuard no_grad;
+      SamplingSettings fixed;
+      fixed.fixed = &choice;
+      const torch::Tensor expected = net.forward(images, fixed).reshape({32, -1});
+      ASSERT_EQ(net.derive(choice).weight_step, rule);
+      QNet derived(net.derive(choice), {0.3f, 0.3f});
+      inherit_for_export(net, choice, derived);
+      derived.eval();
+      // Float activations with the compressed weights: the supernet's own arithmetic.
+      const torch::Tensor compressed =
+          derived.forward(images, {Mode::CompressedWeights, false, 0.0}).x.reshape({32, -1});
+      EXPECT_TRUE(torch::allclose(compressed, expected, 1e-4, 1e-5)) << net.describe(choice);
+      derived.forward(images, {Mode::Quantized, true, 0.0});  // activation ranges of this batch
+      const torch::Tensor got =
+          derived.forward(images, {Mode::Quantized, false, 0.0}).x.reshape({32, -1});
+      const double scale = expected.abs().max().item<double>();
+      // LE: a choice that silences every logit (2-bit, 90 % sparse) gives 0 on both sides.
+      EXPECT_LE((got - expected).abs().max().item<double>(), 0.08 * scale) << net.describe(choice);
+    }
+  }
+}
+
+TEST(Supernet, CheckpointedMasksCarryTheStepFractionsOfTheirRefresh) {
+  // Under the least-error rule the supernet quantises with step fractions taken at the last
+  // mask refresh; a checkpoint must restore them with the masks, or a resumed search would
+  // quantise with fractions of other weights.
+  torch::manual_seed(7);
+  SearchSpace space = tiny_space();
+  space.weight_step = WeightStepRule::LeastError;
+  Supernet saved(space), restored(space);
+  move_batch_norm_statistics(saved);
+  saved.refresh_masks();
+  saved.eval();
+  restored.eval();
+  {
+    // Weights that moved since the refresh, far enough to change fractions.
     torch::NoGradGuard no_grad;
+    for (auto& p : saved.named_parameters()) {
+      if (p.key().find("weight") != std::string::npos && p.value().dim() > 1)
+        p.value().mul_(torch::rand_like(p.value()) * 2);
+    }
+  }
+  const std::vector<torch::Tensor> checkpoint = saved.masks();
+  {
+    torch::NoGradGuard no_grad;
+    auto from = saved.named_parameters();
+    for (auto& p : restored.named_parameters()) p.value().copy_(from[p.key()]);
+    auto from_buffers = saved.named_buffers();
+    for (auto& b : restored.named_buffers()) b.value().copy_(from_buffers[b.key()]);
+  }
+  restored.refresh_masks();  // fractions of the moved weights: not the saved ones
+  std::mt19937 rng(3);
+  const torch::Tensor images = torch::randn({8, 1, 12, 12});
+  torch::NoGradGuard no_grad;
+  bool refresh_differs = false;
+  for (int trial = 0; trial < 6; ++trial) {
+    const ArchitectureChoice choice = random_choice(space, rng);
     SamplingSettings fixed;
     fixed.fixed = &choice;
-    const torch::Tensor expected = net.forward(images, fixed).reshape({32, -1});
-    QNet derived(net.derive(choice), {0.3f, 0.3f});
-    inherit_for_export(net, choice, derived);
-    derived.eval();
-    // Float activations with the compressed weights: the supernet's own arithmetic.
-    const torch::Tensor compressed =
-        derived.forward(images, {Mode::CompressedWeights, false, 0.0}).x.reshape({32, -1});
-    EXPECT_TRUE(torch::allclose(compressed, expected, 1e-4, 1e-5)) << net.describe(choice);
-    derived.forward(images, {Mode::Quantized, true, 0.0});  // activation ranges of this batch
-    const torch::Tensor got =
-        derived.forward(images, {Mode::Quantized, false, 0.0}).x.reshape({32, -1});
-    const double scale = expected.abs().max().item<double>();
-    // LE: a choice that silences every logit (2-bit, 90 % sparse) gives 0 on both sides.
-    EXPECT_LE((got - expected).abs().max().item<double>(), 0.08 * scale) << net.describe(choice);
+    const torch::Tensor expected = saved.forward(images, fixed);
+    refresh_differs |= !torch::equal(restored.forward(images, fixed), expected);
   }
+  EXPECT_TRUE(refresh_differs) << "the moved weights did not change any fraction";
+  restored.set_masks(checkpoint);
+  std::mt19937 same_rng(3);
+  for (int trial = 0; trial < 6; ++trial) {
+    const ArchitectureChoice choice = random_choice(space, same_rng);
+    SamplingSettings fixed;
+    fixed.fixed = &choice;
+    EXPECT_TRUE(torch::equal(restored.forward(images, fixed), saved.forward(images, fixed)))
+        << saved.describe(choice);
+  }
+  // LSQ's rule keeps no fractions: its checkpoints hold the masks alone, as before.
+  const Supernet lsq(tiny_space());
+  EXPECT_LT(lsq.masks().size(), checkpoint.size());
 }
 
 TEST(Supernet, UpscalerSpaceDerivesSubPixelNetworksThatComputeWhatItComputes) {

@@ -71,6 +71,19 @@ TEST(TrainConfig, DefaultsAndDerivedValues) {
   fs::remove(path);
 }
 
+TEST(TrainConfig, WeightStepRuleIsLsqUnlessTheModelNamesAnother) {
+  const fs::path path = fs::temp_directory_path() / "udc_cfg_step.yaml";
+  std::ofstream(path) << kMinimal;
+  EXPECT_EQ(load_train_config(path.string()).architecture.weight_step, WeightStepRule::Lsq);
+  std::ofstream(path) << "model:\n  weight_step: least_error\n  layers:\n    - {op: conv, out: "
+                         "4}\n    - {op: fc}\n";
+  EXPECT_EQ(load_train_config(path.string()).architecture.weight_step, WeightStepRule::LeastError);
+  fs::remove(path);
+  EXPECT_NE(error_for("model:\n  weight_step: mse\n  layers:\n    - {op: fc}\n")
+                .find(":2: model.weight_step: 'mse' is not one of"),
+            std::string::npos);
+}
+
 TEST(TrainConfig, DepthToSpaceTakesABlockAndNoWeights) {
   const fs::path path = fs::temp_directory_path() / "udc_cfg_d2s.yaml";
   std::ofstream(path) << "model:\n  input: [16, 16, 1]\n  layers:\n    - {op: conv, out: 4}\n"

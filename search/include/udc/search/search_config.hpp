@@ -36,6 +36,9 @@ struct SearchSpace {
   uint32_t scale = 0;
   bool batch_statistics = true;          ///< ArchitectureSpec::batch_statistics (false with scale)
   AnchorKind anchor = AnchorKind::None;  ///< ArchitectureSpec::anchor (only with scale)
+  /// ArchitectureSpec::weight_step: the supernet's fake quantisation and cost tables and
+  /// the derived network's quantisers (YAML `weight_step`)
+  WeightStepRule weight_step = WeightStepRule::Lsq;
   std::vector<uint32_t> bits{2, 4, 8};   ///< weight bitwidth choices, every block
   std::vector<double> sparsity{0.0, 0.5, 0.75, 0.9};  ///< sparsity choices, every block
   /// Searchable blocks in order, then the classifier or upscaler block (appended by the

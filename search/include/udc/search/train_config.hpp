@@ -46,6 +46,23 @@ const char* anchor_kind_name(AnchorKind kind);
 /// super-resolution network (`super_resolution`) may have one.
 AnchorKind read_anchor(common::YamlSection& section, bool super_resolution);
 
+/// How a layer's weight quantiser sets its initial step per output channel, the step that
+/// LSQ then learns in training and that the search's fake quantisation and cost tables use
+/// throughout. Layers of 8 bits take max|w| / Q under both rules (Q = 2^(bits-1) - 1).
+enum class WeightStepRule {
+  /// LSQ's 2 E|w| / sqrt(Q) (Esser et al. 2020), the mean over every weight of the channel,
+  /// pruned zeros included: at high sparsity the step shrinks with the kept fraction, and
+  /// at 4 bits and 90 % sparsity every kept weight clips at Q steps.
+  Lsq,
+  /// The step that rounds the channel with the least squared error (zeros round exactly
+  /// under any step, so the kept weights decide), the best of a grid of 40 steps from
+  /// max|w| / Q down to 1/30 of it, each 2^(1/8) below the last.
+  LeastError,
+};
+const char* weight_step_rule_name(WeightStepRule rule);
+/// The YAML key `weight_step` of a model or search space: lsq (default) or least_error.
+WeightStepRule read_weight_step_rule(common::YamlSection& section);
+
 struct LayerSpec {
   LayerKind kind = LayerKind::Conv;
   std::string name;           ///< unique; derived ("conv0", ...) if not given
@@ -95,6 +112,8 @@ struct ArchitectureSpec {
   /// not the whole image. Exported as a fixed int8 convolution of the input (1x1 for
   /// nearest, 5x5 for bicubic) and an ADD, which the budgets count like any layer.
   AnchorKind anchor = AnchorKind::None;
+  /// How every weighted layer's quantiser starts its step (YAML `weight_step`).
+  WeightStepRule weight_step = WeightStepRule::Lsq;
 };
 
 /// Where the images come from and how they are prepared.
