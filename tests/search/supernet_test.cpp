@@ -55,6 +55,13 @@ SearchSpace tiny_space() {
   return s;
 }
 
+/// tiny_space() with its weight quantisers started by `rule`.
+SearchSpace tiny_space(WeightStepRule rule) {
+  SearchSpace space = tiny_space();
+  space.weight_step = rule;
+  return space;
+}
+
 /// A super-resolution space: stride 1 throughout, the upscaler (x2) last, batch norm on
 /// frozen statistics.
 SearchSpace tiny_upscaler_space() {
@@ -268,8 +275,7 @@ TEST(Supernet, WeightTablesEqualTheCompiledLayoutOfTheDerivedModel) {
   for (WeightStepRule rule : {WeightStepRule::Lsq, WeightStepRule::LeastError}) {
     SCOPED_TRACE(weight_step_rule_name(rule));
     torch::manual_seed(4);
-    SearchSpace space = tiny_space();
-    space.weight_step = rule;
+    const SearchSpace space = tiny_space(rule);
     Supernet net(space);
     move_batch_norm_statistics(net);
     net.set_hardware_tables(measure_hardware_tables(space, npu(), ""));
@@ -307,8 +313,7 @@ TEST(Supernet, DerivedNetworkComputesWhatTheSupernetComputes) {
   for (WeightStepRule rule : {WeightStepRule::Lsq, WeightStepRule::LeastError}) {
     SCOPED_TRACE(weight_step_rule_name(rule));
     torch::manual_seed(5);
-    SearchSpace space = tiny_space();
-    space.weight_step = rule;
+    const SearchSpace space = tiny_space(rule);
     Supernet net(space);
     move_batch_norm_statistics(net);
     net.refresh_masks();
@@ -344,8 +349,7 @@ TEST(Supernet, CheckpointedMasksCarryTheStepFractionsOfTheirRefresh) {
   // mask refresh; a checkpoint must restore them with the masks, or a resumed search would
   // quantise with fractions of other weights.
   torch::manual_seed(7);
-  SearchSpace space = tiny_space();
-  space.weight_step = WeightStepRule::LeastError;
+  const SearchSpace space = tiny_space(WeightStepRule::LeastError);
   Supernet saved(space), restored(space);
   move_batch_norm_statistics(saved);
   saved.refresh_masks();
