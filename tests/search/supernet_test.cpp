@@ -55,6 +55,14 @@ SearchSpace tiny_space() {
   return s;
 }
 
+/// The supernet's output for one fixed architecture.
+torch::Tensor forward_at(Supernet& net, const torch::Tensor& images,
+                         const ArchitectureChoice& choice) {
+  SamplingSettings fixed;
+  fixed.fixed = &choice;
+  return net.forward(images, fixed);
+}
+
 /// tiny_space() with its weight quantisers started by `rule`.
 SearchSpace tiny_space(WeightStepRule rule) {
   SearchSpace space = tiny_space();
@@ -323,9 +331,7 @@ TEST(Supernet, DerivedNetworkComputesWhatTheSupernetComputes) {
     for (int trial = 0; trial < 16; ++trial) {
       const ArchitectureChoice choice = random_choice(space, rng);
       torch::NoGradGuard no_grad;
-      SamplingSettings fixed;
-      fixed.fixed = &choice;
-      const torch::Tensor expected = net.forward(images, fixed).reshape({32, -1});
+      const torch::Tensor expected = forward_at(net, images, choice).reshape({32, -1});
       ASSERT_EQ(net.derive(choice).weight_step, rule);
       QNet derived(net.derive(choice), {0.3f, 0.3f});
       inherit_for_export(net, choice, derived);
@@ -378,19 +384,16 @@ TEST(Supernet, CheckpointedMasksCarryTheStepFractionsOfTheirRefresh) {
   bool refresh_differs = false;
   for (int trial = 0; trial < 6; ++trial) {
     const ArchitectureChoice choice = random_choice(space, rng);
-    SamplingSettings fixed;
-    fixed.fixed = &choice;
-    const torch::Tensor expected = saved.forward(images, fixed);
-    refresh_differs |= !torch::equal(restored.forward(images, fixed), expected);
+    refresh_differs |=
+        !torch::equal(forward_at(restored, images, choice), forward_at(saved, images, choice));
   }
   EXPECT_TRUE(refresh_differs) << "the moved weights did not change any fraction";
   restored.set_masks(checkpoint);
   std::mt19937 same_rng(3);
   for (int trial = 0; trial < 6; ++trial) {
     const ArchitectureChoice choice = random_choice(space, same_rng);
-    SamplingSettings fixed;
-    fixed.fixed = &choice;
-    EXPECT_TRUE(torch::equal(restored.forward(images, fixed), saved.forward(images, fixed)))
+    EXPECT_TRUE(
+        torch::equal(forward_at(restored, images, choice), forward_at(saved, images, choice)))
         << saved.describe(choice);
   }
   // LSQ's rule keeps no fractions: its checkpoints hold the masks alone, as before.
@@ -412,9 +415,7 @@ TEST(Supernet, UpscalerSpaceDerivesSubPixelNetworksThatComputeWhatItComputes) {
   for (int trial = 0; trial < 8; ++trial) {
     const ArchitectureChoice choice = random_choice(space, rng);
     torch::NoGradGuard no_grad;
-    SamplingSettings fixed;
-    fixed.fixed = &choice;
-    const torch::Tensor expected = net.forward(images, fixed);
+    const torch::Tensor expected = forward_at(net, images, choice);
     ASSERT_EQ(expected.sizes(), (std::vector<int64_t>{8, 20 * 20}));
     const ArchitectureSpec arch = net.derive(choice);
     EXPECT_FALSE(arch.batch_statistics);
