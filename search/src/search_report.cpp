@@ -63,17 +63,19 @@ nlohmann::json choice_indices_json(const ArchitectureChoice& choice) {
 
 /// `udc train` configuration text of a derived architecture, so a user can train it again.
 std::string train_config_yaml(const TrainConfig& c) {
+  const std::string weight_step =  // written only when not the default
+      c.architecture.weight_step == WeightStepRule::Lsq
+          ? ""
+          : fmt::format("  weight_step: {}\n", weight_step_rule_name(c.architecture.weight_step));
   std::string y = fmt::format(
-      "# Derived by udc search from {}.\nmodel:\n  name: {}\n  input: [{}, {}, {}]\n{}  layers:\n",
+      "# Derived by udc search from {}.\nmodel:\n  name: {}\n  input: [{}, {}, {}]\n{}{}  "
+      "layers:\n",
       c.file, c.architecture.name, c.architecture.height, c.architecture.width,
       c.architecture.channels,
       c.data.super_resolution()
           ? fmt::format("  anchor: {}\n", anchor_kind_name(c.architecture.anchor))
-          : fmt::format("  classes: {}\n", c.architecture.classes));
-  if (c.architecture.weight_step != WeightStepRule::Lsq) {
-    y.insert(y.size() - std::string("  layers:\n").size(),
-             fmt::format("  weight_step: {}\n", weight_step_rule_name(c.architecture.weight_step)));
-  }
+          : fmt::format("  classes: {}\n", c.architecture.classes),
+      weight_step);
   for (const LayerSpec& l : c.architecture.layers) {
     y += fmt::format("    - {{op: {}, name: {}", layer_kind_name(l.kind), l.name);
     if (l.kind == LayerKind::Conv || l.kind == LayerKind::InvertedResidual ||

@@ -116,13 +116,17 @@ torch::Tensor SharedLayer::forward(const torch::Tensor& x, const torch::Tensor& 
   torch::Tensor mixed;
   for (int64_t i = 0; i < input_widths.size(0); ++i) {
     if (!needed(input_widths, i)) continue;
+    const int64_t in = input_widths_[size_t(i)];
     torch::Tensor sparse = prunable() ? torch::Tensor() : weight_;
+    // Least-error rule: each needed level's slice (no gradient), whose range its step takes.
+    std::vector<std::pair<int64_t, torch::Tensor>> level_slices;
     for (int64_t s = 0; prunable() && s < sparsity.size(0); ++s) {
       if (!needed(sparsity, s)) continue;
-      const torch::Tensor term = sparsity[s] * (weight_ * masks_[size_t(i)][size_t(s)]);
+      const torch::Tensor masked = weight_ * masks_[size_t(i)][size_t(s)];
+      const torch::Tensor term = sparsity[s] * masked;
       sparse = sparse.defined() ? sparse + term : term;
+      if (least_error) level_slices.emplace_back(s, input_slice(masked.detach(), depthwise, in));
     }
-    const int64_t in = input_widths_[size_t(i)];
     const torch::Tensor slice = input_slice(sparse.detach(), depthwise, in);
     for (int64_t b = 0; b < bits.size(0); ++b) {
       if (!needed(bits, b)) continue;
@@ -136,12 +140,10 @@ torch::Tensor SharedLayer::forward(const torch::Tensor& x, const torch::Tensor& 
       } else {
         // Each level's step (its fraction of its slice's range), mixed by the level's
         // probability: a one-hot level quantises as the derived layer does.
-        for (int64_t s = 0; s < sparsity.size(0); ++s) {
-          if (!needed(sparsity, s)) continue;
-          const torch::Tensor masked = weight_.detach() * masks_[size_t(i)][size_t(s)];
+        for (const auto& [s, level_slice] : level_slices) {
           const torch::Tensor term = sparsity[s].detach() *
                                      step_fractions_[size_t(i)][size_t(s)][size_t(b)] *
-                                     range_step(input_slice(masked, depthwise, in), width);
+                                     range_step(level_slice, width);
           step = step.defined() ? step + term : term;
         }
       }
